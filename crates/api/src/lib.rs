@@ -1,0 +1,415 @@
+//! Strata's HTTP API: Prometheus remote-write ingestion and the Prometheus
+//! query API (same paths under `/prometheus`), with Prometheus's JSON shapes
+//! and error format so Grafana's Prometheus data source works unchanged; plus
+//! `/ready`, `/health` and `/metrics`.
+
+mod params;
+mod render;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use serde_json::json;
+use strata_distributor::{Distributor, decode_remote_write};
+use strata_promql::EngineError;
+use strata_querier::Querier;
+use tracing::Instrument;
+
+use params::Params;
+
+/// Tenant used when multi-tenancy is disabled (Mimir's default).
+pub const NO_AUTH_TENANT: &str = "anonymous";
+
+static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "strata_request_duration_seconds",
+            "Time to serve HTTP requests, by method, route and status code.",
+        )
+        .buckets(prometheus::exponential_buckets(0.0005, 4.0, 10).expect("valid buckets")),
+        &["method", "route", "status_code"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Registers the API's metrics with `registry`.
+pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(REQUEST_SECONDS.clone()))
+}
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub distributor: Arc<Distributor>,
+    pub querier: Arc<Querier>,
+    pub registry: Registry,
+    pub multitenancy_enabled: bool,
+    pub max_recv_msg_size: usize,
+    /// Set once start-up (WAL replay) finished; cleared on shutdown.
+    pub ready: Arc<AtomicBool>,
+}
+
+type Shared = Arc<AppState>;
+
+/// Builds the router with every route.
+pub fn router(state: Shared) -> Router {
+    let limit = state.max_recv_msg_size;
+    let prom = Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/metadata", get(metadata));
+    Router::new()
+        .route("/api/v1/push", post(push))
+        .route("/api/v1/write", post(push))
+        .merge(prom.clone())
+        .nest("/prometheus", prom)
+        .route("/ready", get(ready))
+        .route("/health", get(|| async { "OK" }))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(observe))
+        // One byte over the limit so the distributor reports 413 itself.
+        .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .with_state(state)
+}
+
+/// Records a tracing span and the duration histogram for every request.
+async fn observe(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("http_request", %method, %route);
+    let start = Instant::now();
+    let resp = next.run(req).instrument(span).await;
+    REQUEST_SECONDS
+        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Tenant ID from `X-Scope-OrgID`, validated as Mimir does.
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+    let raw = headers.get("X-Scope-OrgID").map(|v| v.to_str());
+    let id = match raw {
+        None if !state.multitenancy_enabled => return Ok(NO_AUTH_TENANT.to_string()),
+        None => return Err((StatusCode::UNAUTHORIZED, "no org id".into())),
+        Some(Err(_)) => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "X-Scope-OrgID is not valid ASCII".into(),
+            ));
+        }
+        Some(Ok(s)) => s.trim().to_string(),
+    };
+    if !state.multitenancy_enabled {
+        // Single-tenant mode stores everything under one tenant.
+        return Ok(NO_AUTH_TENANT.to_string());
+    }
+    validate_tenant(&id).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    Ok(id)
+}
+
+/// Mimir's tenant ID rules: 1-150 chars of `[a-zA-Z0-9!-_.*'()]`, not `.` or `..`.
+pub fn validate_tenant(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("tenant ID is empty".into());
+    }
+    if id.len() > 150 {
+        return Err(format!(
+            "tenant ID is {} characters long, more than 150",
+            id.len()
+        ));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("tenant ID {id:?} is not allowed"));
+    }
+    if id.contains('|') {
+        return Err("queries across several tenants are not supported".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c)))
+    {
+        return Err(format!(
+            "tenant ID {id:?} contains unsupported character {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+async fn push(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let tenant = match tenant(&state, &headers) {
+        Ok(t) => t,
+        Err((code, msg)) => return (code, msg).into_response(),
+    };
+    let req = match decode_remote_write(&body, state.max_recv_msg_size) {
+        Ok(r) => r,
+        Err(e) => return (status(e.status()), e.to_string()).into_response(),
+    };
+    match state.distributor.push(&tenant, req).await {
+        Ok(result) => match result.rejection_summary() {
+            None => StatusCode::OK.into_response(),
+            Some(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+        },
+        Err(e) => {
+            tracing::error!(tenant, error = %e, "push failed");
+            (status(e.status()), e.to_string()).into_response()
+        }
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn api_error(e: EngineError) -> Response {
+    let body = json!({"status": "error", "errorType": e.error_type(), "error": e.to_string()});
+    (status(e.http_status()), axum::Json(body)).into_response()
+}
+
+fn bad_data(msg: String) -> Response {
+    api_error(EngineError::BadData(msg))
+}
+
+fn success(data: serde_json::Value) -> Response {
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Tenant and merged query-string + form parameters, or the error response.
+fn request_params(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: &Bytes,
+) -> Result<(String, Params), Box<Response>> {
+    let tenant = tenant(state, headers).map_err(|(code, msg)| {
+        let body = json!({"status": "error", "errorType": "bad_data", "error": msg});
+        Box::new((code, axum::Json(body)).into_response())
+    })?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let params = Params::parse(query.as_deref(), if is_form { Some(body) } else { None });
+    Ok((tenant, params))
+}
+
+async fn query(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (tenant, p) = match request_params(&state, &headers, q, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(expr) = p.get("query") else {
+        return bad_data("invalid parameter \"query\": query is empty".into());
+    };
+    let t = match p.time("time", strata_ingester::now_ms()) {
+        Ok(t) => t,
+        Err(e) => return bad_data(e),
+    };
+    match state.querier.instant_query(&tenant, expr, t).await {
+        Ok(v) => success(render::value(&v)),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn query_range(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (tenant, p) = match request_params(&state, &headers, q, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(expr) = p.get("query") else {
+        return bad_data("invalid parameter \"query\": query is empty".into());
+    };
+    let (start, end, step) = match (p.required_time("start"), p.required_time("end"), p.step()) {
+        (Ok(s), Ok(e), Ok(st)) => (s, e, st),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_data(e),
+    };
+    match state
+        .querier
+        .range_query(&tenant, expr, start, end, step)
+        .await
+    {
+        Ok(v) => success(render::value(&v)),
+        Err(e) => api_error(e),
+    }
+}
+
+/// A parsed series-metadata request: tenant, `match[]` alternatives, `start`/`end`.
+struct MetadataRequest {
+    tenant: String,
+    matchers: Vec<Vec<strata_model::Matcher>>,
+    start: i64,
+    end: i64,
+}
+
+/// Parses tenant, `match[]` and the time range (defaulting to all time).
+fn metadata_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: &Bytes,
+    require_match: bool,
+) -> Result<MetadataRequest, Box<Response>> {
+    let (tenant, p) = request_params(state, headers, query, body)?;
+    let selectors = p.all("match[]");
+    if require_match && selectors.is_empty() {
+        return Err(Box::new(bad_data("no match[] parameter provided".into())));
+    }
+    let mut matchers = Vec::new();
+    for m in selectors {
+        matchers.extend(strata_promql::parse_selector(m).map_err(|e| Box::new(api_error(e)))?);
+    }
+    let start = p
+        .time("start", i64::MIN)
+        .map_err(|e| Box::new(bad_data(e)))?;
+    let end = p.time("end", i64::MAX).map_err(|e| Box::new(bad_data(e)))?;
+    Ok(MetadataRequest {
+        tenant,
+        matchers,
+        start,
+        end,
+    })
+}
+
+async fn series(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let r = match metadata_request(&state, &headers, q, &body, true) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match state
+        .querier
+        .series(&r.tenant, &r.matchers, r.start, r.end)
+        .await
+    {
+        Ok(series) => success(serde_json::Value::Array(
+            series.iter().map(render::labels).collect(),
+        )),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn labels(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let r = match metadata_request(&state, &headers, q, &body, false) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match state
+        .querier
+        .label_names(&r.tenant, &r.matchers, r.start, r.end)
+        .await
+    {
+        Ok(names) => success(json!(names)),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn label_values(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if !strata_distributor::is_valid_label_name(&name) {
+        return bad_data(format!("invalid label name: {name:?}"));
+    }
+    let r = match metadata_request(&state, &headers, q, &Bytes::new(), false) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match state
+        .querier
+        .label_values(&r.tenant, &name, &r.matchers, r.start, r.end)
+        .await
+    {
+        Ok(values) => success(json!(values)),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn buildinfo() -> Response {
+    success(json!({
+        "application": "Strata",
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+async fn metadata() -> Response {
+    // Metric metadata is not ingested yet: an empty map, as Prometheus
+    // returns when it knows none.
+    success(json!({}))
+}
+
+async fn ready(State(state): State<Shared>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    let mut buf = Vec::new();
+    let enc = TextEncoder::new();
+    if let Err(e) = enc.encode(&state.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_rules() {
+        assert!(validate_tenant("team-a_1.prod").is_ok());
+        assert!(validate_tenant("").is_err());
+        assert!(validate_tenant("..").is_err());
+        assert!(validate_tenant("a/b").is_err());
+        assert!(validate_tenant("a|b").is_err());
+        assert!(validate_tenant(&"x".repeat(151)).is_err());
+    }
+}

@@ -1,0 +1,499 @@
+//! The distributor: decodes Prometheus remote-write requests, validates every
+//! series against the tenant's limits, and hands the valid ones to the
+//! ingester. Invalid series are dropped with a reason while the rest of the
+//! batch is kept, as Mimir does; the caller turns the outcome into a 400 that
+//! names what was rejected (Prometheus does not retry 4xx) or a 5xx for our
+//! own faults (Prometheus retries those).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, Opts, Registry};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use strata_ingester::{Ingester, PushOutcome};
+use strata_model::{Label, Labels, METRIC_NAME, Sample};
+use strata_proto::prometheus::WriteRequest;
+
+/// Per-tenant validation limits, named as Mimir's `limits` block.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Limits {
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_label_names_per_series: usize,
+    /// How far in the future a sample may be.
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub creation_grace_period: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_label_names_per_series: 30,
+            creation_grace_period: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Distributor settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DistributorConfig {
+    /// Largest accepted request body, compressed or decompressed, in bytes.
+    pub max_recv_msg_size: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self {
+            max_recv_msg_size: 100 << 20,
+        }
+    }
+}
+
+/// Why a whole request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("request body is not valid snappy: {0}")]
+    Snappy(String),
+    #[error("request body is not a valid remote-write protobuf: {0}")]
+    Protobuf(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+    #[error("ingester is shutting down")]
+    Unavailable,
+}
+
+impl PushError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::TooLarge { .. } => 413,
+            Self::Snappy(_) | Self::Protobuf(_) => 400,
+            Self::Internal(_) => 500,
+            Self::Unavailable => 503,
+        }
+    }
+}
+
+/// A series dropped by validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Reason code, as in Mimir's `cortex_discarded_samples_total{reason}`.
+    pub reason: &'static str,
+    /// Human-readable message naming the series.
+    pub message: String,
+    pub samples: usize,
+}
+
+/// Result of a push that reached storage.
+#[derive(Debug, Default, Clone)]
+pub struct PushResult {
+    pub accepted_samples: usize,
+    pub rejections: Vec<Rejection>,
+}
+
+impl PushResult {
+    /// The response text for a partially rejected batch: counts per reason
+    /// and the first few messages.
+    pub fn rejection_summary(&self) -> Option<String> {
+        if self.rejections.is_empty() {
+            return None;
+        }
+        let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.rejections {
+            *by_reason.entry(r.reason).or_default() += r.samples;
+        }
+        let total: usize = by_reason.values().sum();
+        let counts: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut msg = format!(
+            "accepted {} samples, rejected {} samples ({}); ",
+            self.accepted_samples,
+            total,
+            counts.join(", ")
+        );
+        let shown: Vec<&str> = self
+            .rejections
+            .iter()
+            .take(5)
+            .map(|r| r.message.as_str())
+            .collect();
+        msg.push_str(&shown.join("; "));
+        if self.rejections.len() > 5 {
+            msg.push_str(&format!("; and {} more series", self.rejections.len() - 5));
+        }
+        Some(msg)
+    }
+}
+
+static RECEIVED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_distributor_received_samples_total",
+            "Samples received in remote-write requests, per tenant.",
+        ),
+        &["user"],
+    )
+    .expect("valid metric definition")
+});
+static DISCARDED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_discarded_samples_total",
+            "Samples rejected before or at ingestion, per reason and tenant.",
+        ),
+        &["reason", "user"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Registers the distributor's metrics with `registry`.
+pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(RECEIVED_SAMPLES.clone()))?;
+    registry.register(Box::new(DISCARDED_SAMPLES.clone()))?;
+    Ok(())
+}
+
+/// Decompresses (snappy block format) and decodes a remote-write body.
+pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<WriteRequest, PushError> {
+    if body.len() > max_size {
+        return Err(PushError::TooLarge {
+            size: body.len(),
+            limit: max_size,
+        });
+    }
+    let len = snap::raw::decompress_len(body).map_err(|e| PushError::Snappy(e.to_string()))?;
+    if len > max_size {
+        return Err(PushError::TooLarge {
+            size: len,
+            limit: max_size,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| PushError::Snappy(e.to_string()))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| PushError::Protobuf(e.to_string()))
+}
+
+/// True for a valid legacy Prometheus metric name `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+/// True for a valid label name `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+fn series_text(labels: &[strata_proto::prometheus::Label]) -> String {
+    let mut s = String::from("{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let value: String = l.value.chars().take(200).collect();
+        s.push_str(&format!("{}={:?}", l.name, value));
+    }
+    s.push('}');
+    s
+}
+
+/// Validates one series' labels; returns the label set or (reason, message).
+pub fn validate_labels(
+    labels: &[strata_proto::prometheus::Label],
+    limits: &Limits,
+) -> Result<Labels, (&'static str, String)> {
+    let series = || series_text(labels);
+    let name = labels
+        .iter()
+        .find(|l| l.name == METRIC_NAME)
+        .map(|l| l.value.as_str())
+        .unwrap_or("");
+    if name.is_empty() {
+        return Err((
+            "missing_metric_name",
+            format!("series {} has no metric name", series()),
+        ));
+    }
+    if !is_valid_metric_name(name) {
+        return Err((
+            "metric_name_invalid",
+            format!("invalid metric name {name:?} in series {}", series()),
+        ));
+    }
+    if labels.len() > limits.max_label_names_per_series {
+        return Err((
+            "max_label_names_per_series",
+            format!(
+                "series {} has {} labels, more than the limit of {}",
+                series(),
+                labels.len(),
+                limits.max_label_names_per_series
+            ),
+        ));
+    }
+    for (i, l) in labels.iter().enumerate() {
+        if !is_valid_label_name(&l.name) {
+            return Err((
+                "label_invalid",
+                format!("invalid label name {:?} in series {}", l.name, series()),
+            ));
+        }
+        if l.name.len() > limits.max_label_name_length {
+            return Err((
+                "label_name_too_long",
+                format!(
+                    "label name {:?} is longer than {} bytes in series {}",
+                    l.name,
+                    limits.max_label_name_length,
+                    series()
+                ),
+            ));
+        }
+        if l.value.len() > limits.max_label_value_length {
+            return Err((
+                "label_value_too_long",
+                format!(
+                    "value of label {:?} is {} bytes, longer than {}, in series {}",
+                    l.name,
+                    l.value.len(),
+                    limits.max_label_value_length,
+                    series()
+                ),
+            ));
+        }
+        if i > 0 {
+            let prev = &labels[i - 1].name;
+            if *prev == l.name {
+                return Err((
+                    "duplicate_label_names",
+                    format!("duplicate label name {:?} in series {}", l.name, series()),
+                ));
+            }
+            if *prev > l.name {
+                return Err((
+                    "labels_not_sorted",
+                    format!(
+                        "labels are not sorted by name ({:?} before {:?}) in series {}",
+                        prev,
+                        l.name,
+                        series()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| !l.value.is_empty())
+            .map(|l| Label::new(l.name.as_str(), l.value.as_str()))
+            .collect(),
+    ))
+}
+
+/// The write path of one process: validation, then the ingester.
+pub struct Distributor {
+    limits: Limits,
+    ingester: Arc<Ingester>,
+}
+
+impl Distributor {
+    /// A distributor writing to `ingester`.
+    pub fn new(limits: Limits, ingester: Arc<Ingester>) -> Self {
+        Self { limits, ingester }
+    }
+
+    /// Validates and stores a decoded request for `tenant`.
+    pub async fn push(&self, tenant: &str, req: WriteRequest) -> Result<PushResult, PushError> {
+        let now = strata_ingester::now_ms();
+        let max_t = now + self.limits.creation_grace_period.as_millis() as i64;
+        let mut result = PushResult::default();
+        let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(req.timeseries.len());
+        let mut batch_text: Vec<usize> = Vec::with_capacity(req.timeseries.len());
+        let mut received = 0usize;
+        for (i, ts) in req.timeseries.iter().enumerate() {
+            received += ts.samples.len() + ts.histograms.len();
+            if !ts.histograms.is_empty() {
+                self.reject(
+                    &mut result,
+                    tenant,
+                    "native_histogram_unsupported",
+                    format!(
+                        "series {} carries native histogram samples, which Strata does not store yet",
+                        series_text(&ts.labels)
+                    ),
+                    ts.histograms.len(),
+                );
+            }
+            if ts.samples.is_empty() {
+                continue;
+            }
+            let labels = match validate_labels(&ts.labels, &self.limits) {
+                Ok(l) => l,
+                Err((reason, message)) => {
+                    self.reject(&mut result, tenant, reason, message, ts.samples.len());
+                    continue;
+                }
+            };
+            let mut samples: Vec<Sample> = Vec::with_capacity(ts.samples.len());
+            let mut too_new = 0;
+            for s in &ts.samples {
+                if s.timestamp > max_t {
+                    too_new += 1;
+                    continue;
+                }
+                samples.push(Sample {
+                    t: s.timestamp,
+                    v: s.value,
+                });
+            }
+            if too_new > 0 {
+                self.reject(
+                    &mut result,
+                    tenant,
+                    "too_far_in_future",
+                    format!(
+                        "{too_new} samples of series {} are more than {} in the future",
+                        series_text(&ts.labels),
+                        humantime::format_duration(self.limits.creation_grace_period)
+                    ),
+                    too_new,
+                );
+            }
+            if !samples.is_sorted_by_key(|s| s.t) {
+                samples.sort_by_key(|s| s.t);
+            }
+            if !samples.is_empty() {
+                batch.push((labels, samples));
+                batch_text.push(i);
+            }
+        }
+        RECEIVED_SAMPLES
+            .with_label_values(&[tenant])
+            .inc_by(received as u64);
+        if batch.is_empty() {
+            return Ok(result);
+        }
+        let ingester = self.ingester.clone();
+        let tenant_owned = tenant.to_string();
+        let outcome = tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, &batch))
+            .await
+            .map_err(|e| PushError::Internal(format!("ingest task failed: {e}")))?;
+        let outcome: PushOutcome = outcome.map_err(|e| match e {
+            strata_ingester::IngesterError::ShuttingDown => PushError::Unavailable,
+            other => PushError::Internal(other.to_string()),
+        })?;
+        result.accepted_samples = outcome.accepted;
+        for r in outcome.rejected {
+            let ts = &req.timeseries[batch_text[r.index]];
+            self.reject(
+                &mut result,
+                tenant,
+                r.reason.as_str(),
+                format!(
+                    "{} samples of series {} rejected as {} (first at timestamp {})",
+                    r.count,
+                    series_text(&ts.labels),
+                    r.reason.as_str(),
+                    r.first_timestamp
+                ),
+                r.count,
+            );
+        }
+        Ok(result)
+    }
+
+    fn reject(
+        &self,
+        result: &mut PushResult,
+        tenant: &str,
+        reason: &'static str,
+        message: String,
+        samples: usize,
+    ) {
+        DISCARDED_SAMPLES
+            .with_label_values(&[reason, tenant])
+            .inc_by(samples as u64);
+        result.rejections.push(Rejection {
+            reason,
+            message,
+            samples,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::prometheus::Label as PLabel;
+
+    fn pl(pairs: &[(&str, &str)]) -> Vec<PLabel> {
+        pairs
+            .iter()
+            .map(|(n, v)| PLabel {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn label_validation_cases() {
+        let lim = Limits::default();
+        assert!(validate_labels(&pl(&[("__name__", "up"), ("job", "x")]), &lim).is_ok());
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("job", "x")], "missing_metric_name"),
+            (&[("__name__", "")], "missing_metric_name"),
+            (&[("__name__", "1up")], "metric_name_invalid"),
+            (&[("__name__", "up"), ("bad-name", "x")], "label_invalid"),
+            (
+                &[("__name__", "up"), ("a", "1"), ("a", "2")],
+                "duplicate_label_names",
+            ),
+            (
+                &[("__name__", "up"), ("b", "1"), ("a", "2")],
+                "labels_not_sorted",
+            ),
+        ];
+        for (labels, want) in cases {
+            let err = validate_labels(&pl(labels), &lim).unwrap_err();
+            assert_eq!(err.0, *want, "{labels:?}: {}", err.1);
+        }
+        let long = "v".repeat(3000);
+        let err = validate_labels(&pl(&[("__name__", "up"), ("a", &long)]), &lim).unwrap_err();
+        assert_eq!(err.0, "label_value_too_long");
+        assert!(err.1.contains("up"), "message names the series: {}", err.1);
+    }
+
+    #[test]
+    fn decode_errors_map_to_statuses() {
+        assert_eq!(
+            decode_remote_write(b"not snappy at all", 1000)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let garbage = snap::raw::Encoder::new()
+            .compress_vec(&[0xff, 0xff, 0xff])
+            .unwrap();
+        assert_eq!(
+            decode_remote_write(&garbage, 1000).unwrap_err().status(),
+            400
+        );
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 5000])
+            .unwrap();
+        assert_eq!(decode_remote_write(&big, 1000).unwrap_err().status(), 413);
+    }
+}

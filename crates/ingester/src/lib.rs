@@ -1,0 +1,711 @@
+//! The ingester: makes accepted writes durable in a WAL, serves them from an
+//! in-memory head, and cuts the head into Parquet blocks in the object store.
+//!
+//! Write order: validate a batch against the head, append it to the WAL
+//! (fsync per the policy), then apply it to the head, then acknowledge. Every
+//! `head_compaction_interval` the head is cut at the newest block boundary
+//! that is at least `max(block_range / 2, out_of_order_window)` in the past:
+//! the WAL is rotated and the retained (newer) part of the head re-logged in
+//! the new segment, the older samples become blocks that are uploaded with
+//! retries until they succeed, and only then are the old WAL segments deleted.
+//! A crash at any point replays to a head that holds every acknowledged sample.
+
+mod head;
+mod metrics;
+pub mod walrec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use head::{FrozenBlock, MemSeries, SeriesData, TenantHead};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use strata_model::{Labels, Matcher, Sample, SeriesSamples};
+use strata_storage::{BlockCatalog, encode_block, upload_block};
+use strata_wal::{FsyncPolicy, Wal, WalError, WalOptions};
+
+pub use metrics::register as register_metrics;
+
+/// Ingester and head settings, in Mimir's `blocks_storage.tsdb` shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TsdbConfig {
+    /// Directory for the WAL.
+    pub dir: String,
+    /// Length of the time range each block covers.
+    #[serde(with = "humantime_serde")]
+    pub block_ranges_period: Duration,
+    /// How often the head is checked for a range ready to cut.
+    #[serde(with = "humantime_serde")]
+    pub head_compaction_interval: Duration,
+    /// WAL fsync policy: `always` (before every acknowledgement), `interval`, or `never`.
+    pub wal_fsync: String,
+    /// With `wal_fsync: interval`, the longest time between fsyncs.
+    #[serde(with = "humantime_serde")]
+    pub wal_fsync_interval: Duration,
+    /// WAL segment size in bytes.
+    pub wal_segment_size_bytes: u64,
+    /// How far behind a series' newest sample a sample may arrive and still
+    /// be accepted. Configured as the tenant limit `out_of_order_time_window`.
+    #[serde(skip)]
+    pub out_of_order_time_window: Duration,
+    /// Cut the whole head into blocks on graceful shutdown.
+    pub flush_blocks_on_shutdown: bool,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        Self {
+            dir: "./data/tsdb".into(),
+            block_ranges_period: Duration::from_secs(2 * 3600),
+            head_compaction_interval: Duration::from_secs(60),
+            wal_fsync: "always".into(),
+            wal_fsync_interval: Duration::from_millis(100),
+            wal_segment_size_bytes: 128 << 20,
+            out_of_order_time_window: Duration::ZERO,
+            flush_blocks_on_shutdown: false,
+        }
+    }
+}
+
+/// humantime-based serde for `Duration` fields ("2h", "500ms").
+pub mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "0" {
+            return Ok(Duration::ZERO);
+        }
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Errors of the ingester.
+#[derive(Debug, thiserror::Error)]
+pub enum IngesterError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("WAL record decode failed during replay: {0}")]
+    Replay(#[from] walrec::RecordError),
+    #[error("invalid ingester configuration: {0}")]
+    Config(String),
+    #[error("ingester is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a sample was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the series' newest sample beyond the out-of-order window.
+    OutOfOrder,
+    /// Older than the head's range: its block was already cut.
+    OutOfBounds,
+    /// Same timestamp as a stored sample with a different value.
+    DuplicateTimestamp,
+}
+
+impl RejectReason {
+    /// Metric label / API wording, as Prometheus and Mimir name these.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfOrder => "sample-out-of-order",
+            Self::OutOfBounds => "sample-out-of-bounds",
+            Self::DuplicateTimestamp => "sample-duplicate-timestamp",
+        }
+    }
+}
+
+/// A series' samples not accepted, with the reason for the first one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedSeries {
+    /// Position of the series in the pushed batch.
+    pub index: usize,
+    pub reason: RejectReason,
+    pub count: usize,
+    pub first_timestamp: i64,
+}
+
+/// Outcome of a push: how many samples are now durable, and what was refused.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PushOutcome {
+    pub accepted: usize,
+    pub rejected: Vec<RejectedSeries>,
+}
+
+/// The ingester.
+pub struct Ingester {
+    cfg: TsdbConfig,
+    wal: Mutex<WalState>,
+    tenants: RwLock<HashMap<String, Arc<TenantHead>>>,
+    next_ref: AtomicU64,
+}
+
+struct WalState {
+    wal: Wal,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Ingester {
+    /// Opens the WAL under `cfg.dir`, replays it into the head and returns a
+    /// ready ingester.
+    pub fn open(cfg: TsdbConfig) -> Result<Self, IngesterError> {
+        let fsync = match cfg.wal_fsync.as_str() {
+            "always" => FsyncPolicy::Always,
+            "interval" => FsyncPolicy::Interval(cfg.wal_fsync_interval),
+            "never" => FsyncPolicy::Never,
+            other => {
+                return Err(IngesterError::Config(format!(
+                    "-blocks-storage.tsdb.wal-fsync must be always, interval or never, not {other:?}"
+                )));
+            }
+        };
+        if cfg.block_ranges_period < Duration::from_millis(100) {
+            return Err(IngesterError::Config(
+                "-blocks-storage.tsdb.block-ranges-period must be at least 100ms".into(),
+            ));
+        }
+        let opts = WalOptions {
+            segment_size: cfg.wal_segment_size_bytes,
+            fsync,
+        };
+        let tenants: RwLock<HashMap<String, Arc<TenantHead>>> = RwLock::new(HashMap::new());
+        let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
+        let mut decode_err = None;
+        let wal_dir = PathBuf::from(&cfg.dir).join("wal");
+        let started = std::time::Instant::now();
+        let (wal, stats) = Wal::open(&wal_dir, opts, |payload| {
+            if decode_err.is_some() {
+                return;
+            }
+            match walrec::decode(payload) {
+                Ok(rec) => replay_record(&tenants, rec, &mut refs),
+                Err(e) => decode_err = Some(e),
+            }
+        })?;
+        if let Some(e) = decode_err {
+            return Err(e.into());
+        }
+        let max_ref = refs.keys().max().copied().unwrap_or(0);
+        tracing::info!(
+            segments = stats.segments,
+            records = stats.records,
+            bytes = stats.bytes,
+            truncated_bytes = stats.truncated_bytes,
+            series = refs.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "WAL replayed"
+        );
+        let ing = Self {
+            cfg,
+            wal: Mutex::new(WalState {
+                wal,
+                buf: Vec::new(),
+                closed: false,
+            }),
+            tenants,
+            next_ref: AtomicU64::new(max_ref + 1),
+        };
+        metrics::HEAD_SERIES.set(ing.num_series() as i64);
+        Ok(ing)
+    }
+
+    fn tenant(&self, tenant: &str) -> Arc<TenantHead> {
+        if let Some(h) = self.tenants.read().get(tenant) {
+            return h.clone();
+        }
+        self.tenants
+            .write()
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(TenantHead::new()))
+            .clone()
+    }
+
+    fn existing_tenant(&self, tenant: &str) -> Option<Arc<TenantHead>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    /// Validates, logs and applies a batch of series (labels already
+    /// validated by the distributor, samples time-ordered per series).
+    /// Blocking: call from a blocking thread.
+    pub fn push(
+        &self,
+        tenant: &str,
+        batch: &[(Labels, Vec<Sample>)],
+    ) -> Result<PushOutcome, IngesterError> {
+        let _span = tracing::debug_span!("ingester_push", tenant, series = batch.len()).entered();
+        let head = self.tenant(tenant);
+        let ooo_window = self.cfg.out_of_order_time_window.as_millis() as i64;
+        let min_valid = head.min_valid_time.load(Ordering::Acquire);
+
+        let mut ws = self.wal.lock();
+        if ws.closed {
+            return Err(IngesterError::ShuttingDown);
+        }
+        let mut outcome = PushOutcome::default();
+        // Series this batch creates, and accepted samples per series.
+        let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
+        let mut new_by_labels: HashMap<&Labels, usize> = HashMap::new();
+        let mut accepted: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)> = Vec::new();
+        let mut pos_of_series: HashMap<u64, usize> = HashMap::new();
+        {
+            let idx = head.index.read();
+            for (i, (labels, samples)) in batch.iter().enumerate() {
+                if samples.is_empty() {
+                    continue;
+                }
+                let series = match idx.get(labels, labels.hash64()) {
+                    Some(s) => s.clone(),
+                    None => match new_by_labels.get(labels) {
+                        Some(&k) => new_series[k].clone(),
+                        None => {
+                            let s = Arc::new(MemSeries {
+                                r#ref: self.next_ref.fetch_add(1, Ordering::Relaxed),
+                                labels: labels.clone(),
+                                data: Mutex::new(SeriesData::default()),
+                            });
+                            new_by_labels.insert(labels, new_series.len());
+                            new_series.push(s.clone());
+                            s
+                        }
+                    },
+                };
+                let slot = *pos_of_series.entry(series.r#ref).or_insert_with(|| {
+                    accepted.push((series.clone(), Vec::new(), Vec::new()));
+                    accepted.len() - 1
+                });
+                let (_, in_order, ooo) = &mut accepted[slot];
+                let d = series.data.lock();
+                let mut last = in_order.last().copied().or(d.last());
+                let mut rejected: Option<RejectedSeries> = None;
+                for s in samples {
+                    let verdict = if s.t < min_valid {
+                        Err(RejectReason::OutOfBounds)
+                    } else {
+                        match last {
+                            None => Ok(true),
+                            Some(l) if s.t > l.t => Ok(true),
+                            Some(l) if s.t == l.t => {
+                                if l.v.to_bits() == s.v.to_bits() {
+                                    continue;
+                                }
+                                Err(RejectReason::DuplicateTimestamp)
+                            }
+                            Some(l) if ooo_window > 0 && s.t >= l.t - ooo_window => {
+                                let existing = ooo
+                                    .iter()
+                                    .find(|x| x.t == s.t)
+                                    .map(|x| x.v)
+                                    .or_else(|| d.ooo_at(s.t));
+                                match existing {
+                                    Some(v) if v.to_bits() == s.v.to_bits() => continue,
+                                    Some(_) => Err(RejectReason::DuplicateTimestamp),
+                                    None => Ok(false),
+                                }
+                            }
+                            Some(_) => Err(RejectReason::OutOfOrder),
+                        }
+                    };
+                    match verdict {
+                        Ok(true) => {
+                            in_order.push(*s);
+                            last = Some(*s);
+                            outcome.accepted += 1;
+                        }
+                        Ok(false) => {
+                            ooo.push(*s);
+                            outcome.accepted += 1;
+                        }
+                        Err(reason) => {
+                            metrics::SAMPLES_REJECTED
+                                .with_label_values(&[reason.as_str()])
+                                .inc();
+                            match &mut rejected {
+                                Some(r) => r.count += 1,
+                                None => {
+                                    rejected = Some(RejectedSeries {
+                                        index: i,
+                                        reason,
+                                        count: 1,
+                                        first_timestamp: s.t,
+                                    })
+                                }
+                            }
+                        }
+                    }
+                }
+                outcome.rejected.extend(rejected);
+            }
+        }
+        accepted.retain(|(_, a, b)| !a.is_empty() || !b.is_empty());
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+        for (_, _, ooo) in accepted.iter_mut() {
+            ooo.sort_by_key(|s| s.t);
+        }
+
+        // Log, then apply. Nothing is applied unless the WAL write succeeded.
+        let WalState { wal, buf, .. } = &mut *ws;
+        buf.clear();
+        let mut records: Vec<(usize, usize)> = Vec::new();
+        let accepted_refs: std::collections::HashSet<u64> =
+            accepted.iter().map(|(s, _, _)| s.r#ref).collect();
+        let used: Vec<&Arc<MemSeries>> = new_series
+            .iter()
+            .filter(|s| accepted_refs.contains(&s.r#ref))
+            .collect();
+        if !used.is_empty() {
+            walrec::encode_series(buf, tenant, used.iter().map(|s| (s.r#ref, &s.labels)));
+            records.push((0, buf.len()));
+        }
+        let start = buf.len();
+        let mut entries: Vec<(u64, Vec<Sample>)> = Vec::with_capacity(accepted.len());
+        for (s, a, b) in &accepted {
+            let mut all = a.clone();
+            strata_model::merge_samples(&mut all, b);
+            entries.push((s.r#ref, all));
+        }
+        walrec::encode_samples(buf, entries.iter().map(|(r, s)| (*r, s.as_slice())));
+        records.push((start, buf.len()));
+        let before = wal.bytes_written();
+        wal.append_batch(records.iter().map(|&(a, b)| &buf[a..b]))?;
+        metrics::WAL_BYTES.inc_by(wal.bytes_written() - before);
+
+        if !new_series.is_empty() {
+            let mut idx = head.index.write();
+            for s in used {
+                idx.insert(s.clone());
+            }
+        }
+        for (s, in_order, ooo) in accepted {
+            let mut d = s.data.lock();
+            for x in in_order {
+                d.append(x);
+            }
+            for x in ooo {
+                d.insert_ooo(x);
+            }
+        }
+        metrics::SAMPLES_APPENDED.inc_by(outcome.accepted as u64);
+        metrics::HEAD_SERIES.set(self.num_series() as i64);
+        Ok(outcome)
+    }
+
+    /// Number of series in all tenants' heads.
+    pub fn num_series(&self) -> usize {
+        self.tenants
+            .read()
+            .values()
+            .map(|h| h.index.read().series.len())
+            .sum()
+    }
+
+    /// Samples in `[min_t, max_t]` of the tenant's series matching `matchers`.
+    pub fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<SeriesSamples> {
+        match self.existing_tenant(tenant) {
+            Some(h) => h.select(matchers, min_t, max_t),
+            None => Vec::new(),
+        }
+    }
+
+    /// Label sets of the tenant's matching series with samples in `[min_t, max_t]`.
+    pub fn series(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<Labels> {
+        match self.existing_tenant(tenant) {
+            Some(h) => h.series(matchers, min_t, max_t),
+            None => Vec::new(),
+        }
+    }
+
+    /// The boundary below which the head is cut now: the newest multiple of
+    /// the block range at least `max(range/2, ooo window)` before `now_ms`.
+    pub fn cut_boundary(&self, now_ms: i64) -> i64 {
+        let range = self.cfg.block_ranges_period.as_millis() as i64;
+        let grace = (range / 2).max(self.cfg.out_of_order_time_window.as_millis() as i64);
+        (now_ms - grace).div_euclid(range) * range
+    }
+
+    /// Cuts every sample older than `boundary` into blocks, uploads them
+    /// (retrying until success) and then drops the WAL segments that held them.
+    pub async fn cut_and_upload(
+        self: &Arc<Self>,
+        boundary: i64,
+        catalog: &BlockCatalog,
+    ) -> Result<usize, IngesterError> {
+        let this = self.clone();
+        let frozen = tokio::task::spawn_blocking(move || this.freeze_before(boundary))
+            .await
+            .map_err(|e| IngesterError::Config(format!("cut task failed: {e}")))??;
+        let Some((segment, frozen)) = frozen else {
+            return Ok(0);
+        };
+        let range = self.cfg.block_ranges_period.as_millis() as i64;
+        let mut uploaded = 0;
+        for (tenant, head, fb) in frozen {
+            // One block per aligned range.
+            let mut by_range: HashMap<i64, Vec<(Labels, Vec<Sample>)>> = HashMap::new();
+            for (labels, samples) in &fb.series {
+                let mut rest: &[Sample] = samples;
+                while let Some(first) = rest.first() {
+                    let start = first.t.div_euclid(range) * range;
+                    let n = rest.partition_point(|s| s.t < start + range);
+                    by_range
+                        .entry(start)
+                        .or_default()
+                        .push((labels.clone(), rest[..n].to_vec()));
+                    rest = &rest[n..];
+                }
+            }
+            let mut ranges: Vec<_> = by_range.into_iter().collect();
+            ranges.sort_by_key(|(s, _)| *s);
+            for (start, series) in ranges {
+                let block = loop {
+                    match encode_block(series.clone(), start, start + range) {
+                        Ok(b) => break b,
+                        Err(e) => {
+                            tracing::error!(tenant, error = %e, "encoding block failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                    }
+                };
+                let mut backoff = Duration::from_millis(500);
+                loop {
+                    match upload_block(catalog.reader().store().as_ref(), &tenant, &block).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            metrics::BLOCK_UPLOAD_FAILURES.inc();
+                            tracing::warn!(tenant, ulid = %block.meta.ulid, error = %e,
+                                retry_in_ms = backoff.as_millis() as u64,
+                                "block upload failed; the data stays in the head and WAL, retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+                tracing::info!(tenant, ulid = %block.meta.ulid, min_time = block.meta.min_time,
+                    series = block.meta.stats.num_series, samples = block.meta.stats.num_samples,
+                    bytes = block.meta.stats.num_bytes, "block uploaded");
+                metrics::BLOCKS_UPLOADED.inc();
+                metrics::BLOCK_BYTES_UPLOADED.inc_by(block.meta.stats.num_bytes);
+                catalog.add(&tenant, block.meta.clone()).await;
+                uploaded += 1;
+            }
+            head.pending.write().retain(|p| !Arc::ptr_eq(p, &fb));
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), IngesterError> {
+            let mut ws = this.wal.lock();
+            let removed = ws.wal.remove_before(segment)?;
+            tracing::debug!(removed, "WAL segments removed after block upload");
+            metrics::WAL_SIZE.set(ws.wal.disk_size() as i64);
+            Ok(())
+        })
+        .await
+        .map_err(|e| IngesterError::Config(format!("WAL truncation task failed: {e}")))??;
+        Ok(uploaded)
+    }
+
+    /// Moves samples older than `boundary` out of the head into pending
+    /// frozen blocks, rotating the WAL and re-logging what the head keeps.
+    /// Returns the first WAL segment that must be kept, and the frozen data.
+    #[allow(clippy::type_complexity)]
+    fn freeze_before(
+        &self,
+        boundary: i64,
+    ) -> Result<Option<(u64, Vec<(String, Arc<TenantHead>, Arc<FrozenBlock>)>)>, IngesterError>
+    {
+        let mut ws = self.wal.lock();
+        let tenants: Vec<(String, Arc<TenantHead>)> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let any = tenants.iter().any(|(_, h)| {
+            h.index
+                .read()
+                .series
+                .values()
+                .any(|s| s.data.lock().min_t().is_some_and(|t| t < boundary))
+        });
+        if !any {
+            for (_, h) in &tenants {
+                h.min_valid_time.fetch_max(boundary, Ordering::AcqRel);
+            }
+            return Ok(None);
+        }
+        let segment = ws.wal.rotate()?;
+        let mut frozen_out = Vec::new();
+        let WalState { wal, buf, .. } = &mut *ws;
+        for (tenant, head) in tenants {
+            head.min_valid_time.fetch_max(boundary, Ordering::AcqRel);
+            let mut idx = head.index.write();
+            let mut series_out = Vec::new();
+            let mut all: Vec<Arc<MemSeries>> = idx.series.values().cloned().collect();
+            all.sort_by_key(|s| s.r#ref);
+            let mut keep_entries: Vec<(u64, Vec<Sample>)> = Vec::new();
+            let mut keep_series: Vec<Arc<MemSeries>> = Vec::new();
+            for s in &all {
+                let mut d = s.data.lock();
+                let cut = d.take_before(boundary);
+                if !cut.is_empty() {
+                    series_out.push((s.labels.clone(), cut));
+                }
+                if !d.is_empty() {
+                    let mut rest = Vec::new();
+                    d.samples_in(i64::MIN, i64::MAX, &mut rest);
+                    keep_entries.push((s.r#ref, rest));
+                    keep_series.push(s.clone());
+                }
+            }
+            idx.remove_empty();
+            // Re-log what stays so segments before `segment` can go after upload.
+            if !keep_series.is_empty() {
+                buf.clear();
+                walrec::encode_series(
+                    buf,
+                    &tenant,
+                    keep_series.iter().map(|s| (s.r#ref, &s.labels)),
+                );
+                let split = buf.len();
+                walrec::encode_samples(buf, keep_entries.iter().map(|(r, s)| (*r, s.as_slice())));
+                wal.append_batch([&buf[..split], &buf[split..]])?;
+            }
+            drop(idx);
+            if !series_out.is_empty() {
+                let fb = Arc::new(FrozenBlock { series: series_out });
+                head.pending.write().push(fb.clone());
+                frozen_out.push((tenant, head, fb));
+            }
+        }
+        wal.sync()?;
+        metrics::HEAD_SERIES.set(self.num_series() as i64);
+        Ok(Some((segment, frozen_out)))
+    }
+
+    /// Periodically cuts and uploads blocks until `shutdown` fires.
+    pub async fn run_cutter(
+        self: Arc<Self>,
+        catalog: Arc<BlockCatalog>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(self.cfg.head_compaction_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = now_ms();
+            let boundary = self.cut_boundary(now);
+            if let Err(e) = self.cut_and_upload(boundary, &catalog).await {
+                tracing::error!(error = %e, "cutting head into blocks failed; will retry");
+            }
+        }
+    }
+
+    /// Graceful stop: refuses new writes, syncs the WAL and, when
+    /// configured, cuts the whole head into blocks.
+    pub async fn shutdown(self: &Arc<Self>, catalog: &BlockCatalog) -> Result<(), IngesterError> {
+        if self.cfg.flush_blocks_on_shutdown {
+            self.cut_and_upload(i64::MAX, catalog).await?;
+        }
+        let mut ws = self.wal.lock();
+        ws.closed = true;
+        ws.wal.sync()?;
+        Ok(())
+    }
+
+    /// Configuration in effect.
+    pub fn config(&self) -> &TsdbConfig {
+        &self.cfg
+    }
+}
+
+/// Applies one replayed WAL record to the heads; duplicates are ignored.
+fn replay_record(
+    tenants: &RwLock<HashMap<String, Arc<TenantHead>>>,
+    rec: walrec::Record,
+    refs: &mut HashMap<u64, Arc<MemSeries>>,
+) {
+    match rec {
+        walrec::Record::Series { tenant, series } => {
+            let head = tenants
+                .write()
+                .entry(tenant)
+                .or_insert_with(|| Arc::new(TenantHead::new()))
+                .clone();
+            let mut idx = head.index.write();
+            for (r, labels) in series {
+                if refs.contains_key(&r) {
+                    continue;
+                }
+                let hash = labels.hash64();
+                let s = match idx.get(&labels, hash) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let s = Arc::new(MemSeries {
+                            r#ref: r,
+                            labels,
+                            data: Mutex::new(SeriesData::default()),
+                        });
+                        idx.insert(s.clone());
+                        s
+                    }
+                };
+                refs.insert(r, s);
+            }
+        }
+        walrec::Record::Samples(entries) => {
+            for (r, samples) in entries {
+                let Some(s) = refs.get(&r) else {
+                    tracing::warn!(series_ref = r, "WAL samples for unknown series; skipped");
+                    continue;
+                };
+                let mut d = s.data.lock();
+                for smp in samples {
+                    match d.last() {
+                        None => d.append(smp),
+                        Some(l) if smp.t > l.t => d.append(smp),
+                        Some(l) if smp.t == l.t => {}
+                        Some(_) => {
+                            if d.ooo_at(smp.t).is_none() {
+                                d.insert_ooo(smp);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,69 @@
+//! The ingester's own Prometheus metrics (`strata_ingester_*`).
+
+use std::sync::LazyLock;
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+macro_rules! counter {
+    ($name:literal, $help:literal) => {
+        LazyLock::new(|| IntCounter::new($name, $help).expect("valid metric definition"))
+    };
+}
+
+pub(crate) static SAMPLES_APPENDED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_samples_appended_total",
+    "Samples appended to the head after being written to the WAL."
+);
+pub(crate) static SAMPLES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ingester_samples_rejected_total",
+            "Samples the ingester refused, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static WAL_BYTES: LazyLock<IntCounter> = counter!(
+    "strata_ingester_wal_written_bytes_total",
+    "Bytes appended to the write-ahead log."
+);
+pub(crate) static WAL_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "strata_ingester_wal_size_bytes",
+        "Size of the WAL on disk after the last truncation.",
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static HEAD_SERIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "strata_ingester_head_series",
+        "Series in the in-memory head.",
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static BLOCKS_UPLOADED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_blocks_uploaded_total",
+    "Blocks cut from the head and uploaded to the object store."
+);
+pub(crate) static BLOCK_BYTES_UPLOADED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_block_uploaded_bytes_total",
+    "Bytes of Parquet uploaded in blocks."
+);
+pub(crate) static BLOCK_UPLOAD_FAILURES: LazyLock<IntCounter> = counter!(
+    "strata_ingester_block_upload_failures_total",
+    "Block upload attempts that failed and will be retried."
+);
+
+/// Registers the ingester's metrics with `registry`.
+pub fn register(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(SAMPLES_APPENDED.clone()))?;
+    registry.register(Box::new(SAMPLES_REJECTED.clone()))?;
+    registry.register(Box::new(WAL_BYTES.clone()))?;
+    registry.register(Box::new(WAL_SIZE.clone()))?;
+    registry.register(Box::new(HEAD_SERIES.clone()))?;
+    registry.register(Box::new(BLOCKS_UPLOADED.clone()))?;
+    registry.register(Box::new(BLOCK_BYTES_UPLOADED.clone()))?;
+    registry.register(Box::new(BLOCK_UPLOAD_FAILURES.clone()))?;
+    Ok(())
+}

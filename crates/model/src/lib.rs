@@ -1,0 +1,297 @@
+//! Core data types every Strata role shares: label sets, samples, the
+//! Prometheus staleness marker, and label-matcher evaluation.
+//!
+//! Label matchers are promql-parser's [`Matcher`], so a selector parsed from
+//! PromQL flows unchanged to the head index and to Parquet block scans.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+pub use promql_parser::label::{MatchOp, Matcher};
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// Bit pattern Prometheus writes as a staleness marker (a signalling NaN that
+/// differs from every NaN arithmetic produces).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// True when `v` is exactly the staleness marker.
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One label name/value pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl Label {
+    /// Builds a label from anything string-like.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A set of labels sorted by name, with unique names and no empty values
+/// (an empty value means "label absent", as in Prometheus).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// Builds a label set: sorts by name and drops empty values. Duplicate
+    /// names are kept; callers that accept input validate with [`Labels::first_duplicate`].
+    pub fn new(mut labels: Vec<Label>) -> Self {
+        labels.retain(|l| !l.value.is_empty());
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        Self(labels)
+    }
+
+    /// Builds from already sorted, unique, non-empty labels without checking.
+    pub fn from_sorted(labels: Vec<Label>) -> Self {
+        Self(labels)
+    }
+
+    /// Convenience constructor from `(name, value)` pairs.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::new(pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// The metric name (`__name__`), or "" when absent.
+    pub fn metric_name(&self) -> &str {
+        self.get(METRIC_NAME).unwrap_or("")
+    }
+
+    /// The labels in name order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first name that occurs twice, if any.
+    pub fn first_duplicate(&self) -> Option<&str> {
+        self.0
+            .windows(2)
+            .find(|w| w[0].name == w[1].name)
+            .map(|w| w[0].name.as_str())
+    }
+
+    /// A copy without `__name__`.
+    pub fn without_metric_name(&self) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy keeping only (`include`=true) or dropping (`include`=false) the given names.
+    pub fn filter_names(&self, names: &[String], include: bool) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&l.name) == include)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Sets or (with an empty value) removes a label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].value = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, Label::new(name, value)),
+        }
+    }
+
+    /// A 64-bit hash of the label set, stable within one build.
+    pub fn hash64(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    /// Consumes the set, returning its labels.
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    /// Ordering that puts the metric name first, then the labels: the sort
+    /// order of series in blocks and query results.
+    pub fn cmp_metric_first(&self, other: &Labels) -> std::cmp::Ordering {
+        self.metric_name()
+            .cmp(other.metric_name())
+            .then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus text form: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{", self.metric_name())?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        write!(f, "}}")
+    }
+}
+
+/// True when `labels` satisfies `m`; an absent label reads as "", so `x!="a"`
+/// and `x=~".*"` match series without `x`, as in Prometheus.
+pub fn matcher_matches(m: &Matcher, labels: &Labels) -> bool {
+    m.is_match(labels.get(&m.name).unwrap_or(""))
+}
+
+/// True when `labels` satisfies every matcher.
+pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers.iter().all(|m| matcher_matches(m, labels))
+}
+
+/// A selector: one or more alternative matcher lists (PromQL's `or` inside
+/// braces); a series is selected when any list matches it fully.
+pub fn selector_alternatives(m: &promql_parser::label::Matchers) -> Vec<Vec<Matcher>> {
+    if m.or_matchers.is_empty() {
+        vec![m.matchers.clone()]
+    } else {
+        m.or_matchers
+            .iter()
+            .map(|alt| {
+                let mut v = m.matchers.clone();
+                v.extend(alt.iter().cloned());
+                v
+            })
+            .collect()
+    }
+}
+
+/// A sample: a timestamp in milliseconds and a float value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A series with its samples in time order, as returned by storage reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Merges `b` into time-ordered `a`, keeping one sample per timestamp (the
+/// first seen): replicas and head/block overlaps hold identical samples.
+pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
+    if b.is_empty() {
+        return;
+    }
+    if a.last().is_none_or(|l| l.t < b[0].t) {
+        a.extend_from_slice(b);
+        return;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].t.cmp(&b[j].t) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    *a = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sorted_and_empty_dropped() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", "")]);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("a"), Some("1"));
+        assert_eq!(l.get("c"), None);
+        assert_eq!(l.to_string(), "{a=\"1\", b=\"2\"}");
+    }
+
+    #[test]
+    fn absent_label_matches_empty() {
+        let l = Labels::from_pairs([("__name__", "up")]);
+        let m = Matcher::new(MatchOp::NotEqual, "job", "x");
+        assert!(matcher_matches(&m, &l));
+        let m = Matcher::new(MatchOp::Equal, "job", "");
+        assert!(matcher_matches(&m, &l));
+    }
+
+    #[test]
+    fn merge_dedups_identical_timestamps() {
+        let mut a = vec![Sample { t: 1, v: 1.0 }, Sample { t: 3, v: 3.0 }];
+        merge_samples(
+            &mut a,
+            &[
+                Sample { t: 2, v: 2.0 },
+                Sample { t: 3, v: 3.0 },
+                Sample { t: 4, v: 4.0 },
+            ],
+        );
+        let ts: Vec<i64> = a.iter().map(|s| s.t).collect();
+        assert_eq!(ts, vec![1, 2, 3, 4]);
+    }
+}

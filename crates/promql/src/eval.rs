@@ -1,0 +1,872 @@
+//! The step evaluator: every node yields, for each output series, one
+//! optional value per evaluation step.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
+use promql_parser::parser::LabelModifier;
+use promql_parser::parser::token::TokenType;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Expr, MatrixSelector, Offset, VectorMatchCardinality,
+    VectorSelector,
+};
+use strata_model::{
+    Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, is_stale_nan,
+    selector_alternatives,
+};
+
+use crate::functions;
+use crate::{EngineError, EngineOptions, MatrixSeries, Queryable, Value, VectorSample};
+
+/// An instant-vector series over all steps.
+#[derive(Debug, Clone)]
+pub(crate) struct Series {
+    pub labels: Labels,
+    pub vals: Vec<Option<f64>>,
+}
+
+/// An evaluated node.
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Vector(Vec<Series>),
+    String(String),
+    /// Raw samples of a range selector (only as an instant query's result).
+    Matrix(Vec<SeriesSamples>),
+}
+
+pub(crate) struct Ctx<'a> {
+    pub opts: &'a EngineOptions,
+    pub q: &'a dyn Queryable,
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    pub nsteps: usize,
+    samples: AtomicUsize,
+}
+
+impl Ctx<'_> {
+    /// Timestamp of step `i`.
+    pub fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    /// Accounts for `n` more samples in memory; errors past the limit.
+    pub fn charge(&self, n: usize) -> Result<(), EngineError> {
+        let total = self.samples.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.opts.max_samples {
+            return Err(EngineError::TooManySamples);
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
+pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    promql_parser::util::duration::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| EngineError::BadData(format!("cannot parse {s:?} to a valid duration")))
+}
+
+/// Evaluates `expr` for every step and converts to an API value.
+pub(crate) async fn run(
+    opts: &EngineOptions,
+    q: &dyn Queryable,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    instant: bool,
+) -> Result<Value, EngineError> {
+    let nsteps = if step == 0 {
+        1
+    } else {
+        ((end - start) / step) as usize + 1
+    };
+    let ctx = Ctx {
+        opts,
+        q,
+        start,
+        end,
+        step: step.max(1),
+        nsteps,
+        samples: AtomicUsize::new(0),
+    };
+    let val = eval(&ctx, expr).await?;
+    Ok(match val {
+        Val::Scalar(v) if instant => Value::Scalar { t: start, v: v[0] },
+        Val::Scalar(v) => Value::Matrix(vec![MatrixSeries {
+            labels: Labels::default(),
+            points: v.iter().enumerate().map(|(i, x)| (ctx.ts(i), *x)).collect(),
+        }]),
+        Val::String(s) => Value::String { t: start, s },
+        Val::Vector(series) if instant => Value::Vector(
+            series
+                .into_iter()
+                .filter_map(|s| {
+                    s.vals[0].map(|v| VectorSample {
+                        labels: s.labels,
+                        t: start,
+                        v,
+                    })
+                })
+                .collect(),
+        ),
+        Val::Vector(series) => {
+            let mut out: Vec<MatrixSeries> = series
+                .into_iter()
+                .map(|s| MatrixSeries {
+                    points: s
+                        .vals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.map(|v| (ctx.ts(i), v)))
+                        .collect(),
+                    labels: s.labels,
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
+        }
+        Val::Matrix(m) => {
+            let mut out: Vec<MatrixSeries> = m
+                .into_iter()
+                .map(|s| MatrixSeries {
+                    labels: s.labels,
+                    points: s.samples.iter().map(|x| (x.t, x.v)).collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
+        }
+    })
+}
+
+pub(crate) fn eval<'a>(
+    ctx: &'a Ctx<'a>,
+    expr: &'a Expr,
+) -> BoxFuture<'a, Result<Val, EngineError>> {
+    Box::pin(async move {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ctx.nsteps])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => eval(ctx, &p.expr).await,
+            Expr::Unary(u) => match eval(ctx, &u.expr).await? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(series) => Ok(Val::Vector(dedup_labelsets(
+                    series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: s.labels.without_metric_name(),
+                            vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                        })
+                        .collect(),
+                )?)),
+                _ => Err(EngineError::BadData(
+                    "unary minus needs a scalar or vector".into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(instant_selector(ctx, vs).await?)),
+            Expr::MatrixSelector(ms) => {
+                if ctx.nsteps != 1 {
+                    return Err(EngineError::BadData(
+                        "range vector selectors are only allowed as function arguments in range queries".into(),
+                    ));
+                }
+                let (series, times) = fetch_range(ctx, ms).await?;
+                let t = times[0];
+                let range = ms.range.as_millis() as i64;
+                Ok(Val::Matrix(
+                    series
+                        .into_iter()
+                        .map(|s| {
+                            let w = window(&s.samples, t, range);
+                            SeriesSamples {
+                                labels: s.labels,
+                                samples: w.to_vec(),
+                            }
+                        })
+                        .collect(),
+                ))
+            }
+            Expr::Call(call) => functions::call(ctx, call).await,
+            Expr::Aggregate(agg) => aggregate(ctx, agg).await,
+            Expr::Binary(b) => binary(ctx, b).await,
+            Expr::Subquery(_) => Err(EngineError::Unsupported("subqueries".into())),
+            Expr::Extension(_) => Err(EngineError::Unsupported("extension expressions".into())),
+        }
+    })
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
+    }
+}
+
+fn at_ms(ctx: &Ctx<'_>, at: &Option<AtModifier>) -> Option<i64> {
+    match at {
+        Some(AtModifier::Start) => Some(ctx.start),
+        Some(AtModifier::End) => Some(ctx.end),
+        Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        }),
+        None => None,
+    }
+}
+
+/// The evaluation time of a selector at each step (after `@` and `offset`).
+pub(crate) fn selector_times(ctx: &Ctx<'_>, vs: &VectorSelector) -> Vec<i64> {
+    let off = offset_ms(&vs.offset);
+    let at = at_ms(ctx, &vs.at);
+    (0..ctx.nsteps)
+        .map(|i| at.unwrap_or_else(|| ctx.ts(i)) - off)
+        .collect()
+}
+
+/// Matcher alternatives of a selector, with the metric name as a matcher.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    let mut alts = selector_alternatives(&vs.matchers);
+    if let Some(name) = &vs.name {
+        for a in &mut alts {
+            if !a.iter().any(|m| m.name == METRIC_NAME) {
+                a.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+            }
+        }
+    }
+    alts
+}
+
+/// Reads samples of the selector's series in `[min_t, max_t]`.
+pub(crate) async fn select(
+    ctx: &Ctx<'_>,
+    vs: &VectorSelector,
+    min_t: i64,
+    max_t: i64,
+) -> Result<Vec<SeriesSamples>, EngineError> {
+    let alts = selector_matchers(vs);
+    let mut out: Vec<SeriesSamples> = Vec::new();
+    for (i, matchers) in alts.iter().enumerate() {
+        let got = ctx.q.select(matchers, min_t, max_t).await?;
+        if i == 0 {
+            out = got;
+        } else {
+            for s in got {
+                if !out.iter().any(|o| o.labels == s.labels) {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    ctx.charge(out.iter().map(|s| s.samples.len()).sum())?;
+    Ok(out)
+}
+
+async fn instant_selector(ctx: &Ctx<'_>, vs: &VectorSelector) -> Result<Vec<Series>, EngineError> {
+    let times = selector_times(ctx, vs);
+    let lookback = ctx.opts.lookback_delta.as_millis() as i64;
+    let (lo, hi) = bounds(&times);
+    let data = select(ctx, vs, lo - lookback + 1, hi).await?;
+    ctx.charge(data.len() * ctx.nsteps)?;
+    Ok(data
+        .into_iter()
+        .map(|s| {
+            let vals = times
+                .iter()
+                .map(|&t| {
+                    let idx = s.samples.partition_point(|x| x.t <= t);
+                    let last = s.samples[..idx].last()?;
+                    (last.t > t - lookback && !is_stale_nan(last.v)).then_some(last.v)
+                })
+                .collect();
+            Series {
+                labels: s.labels,
+                vals,
+            }
+        })
+        .filter(|s| s.vals.iter().any(Option::is_some))
+        .collect())
+}
+
+/// Timestamps of the samples an instant selector picks at each step.
+pub(crate) async fn instant_selector_timestamps(
+    ctx: &Ctx<'_>,
+    vs: &VectorSelector,
+) -> Result<Vec<Series>, EngineError> {
+    let times = selector_times(ctx, vs);
+    let lookback = ctx.opts.lookback_delta.as_millis() as i64;
+    let (lo, hi) = bounds(&times);
+    let data = select(ctx, vs, lo - lookback + 1, hi).await?;
+    Ok(data
+        .into_iter()
+        .map(|s| Series {
+            vals: times
+                .iter()
+                .map(|&t| {
+                    let idx = s.samples.partition_point(|x| x.t <= t);
+                    let last = s.samples[..idx].last()?;
+                    (last.t > t - lookback && !is_stale_nan(last.v))
+                        .then_some(last.t as f64 / 1000.0)
+                })
+                .collect(),
+            labels: s.labels.without_metric_name(),
+        })
+        .filter(|s| s.vals.iter().any(Option::is_some))
+        .collect())
+}
+
+fn bounds(times: &[i64]) -> (i64, i64) {
+    times
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
+}
+
+/// Raw samples of a range selector (stale markers removed) and the
+/// evaluation time of each step.
+pub(crate) async fn fetch_range(
+    ctx: &Ctx<'_>,
+    ms: &MatrixSelector,
+) -> Result<(Vec<SeriesSamples>, Vec<i64>), EngineError> {
+    let times = selector_times(ctx, &ms.vs);
+    let range = ms.range.as_millis() as i64;
+    let (lo, hi) = bounds(&times);
+    let mut data = select(ctx, &ms.vs, lo - range + 1, hi).await?;
+    for s in &mut data {
+        s.samples.retain(|x| !is_stale_nan(x.v));
+    }
+    Ok((data, times))
+}
+
+/// Samples in the left-open window `(t - range, t]`.
+pub(crate) fn window(samples: &[Sample], t: i64, range: i64) -> &[Sample] {
+    let lo = samples.partition_point(|x| x.t <= t - range);
+    let hi = samples.partition_point(|x| x.t <= t);
+    &samples[lo..hi.max(lo)]
+}
+
+/// Merges series that ended up with equal label sets (after dropping the
+/// metric name); two values at the same step are an error, as in Prometheus.
+pub(crate) fn dedup_labelsets(series: Vec<Series>) -> Result<Vec<Series>, EngineError> {
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    let mut pos: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    for s in series {
+        match pos.get(&s.labels) {
+            None => {
+                pos.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+            Some(&i) => {
+                let o = &mut out[i];
+                for (a, b) in o.vals.iter_mut().zip(s.vals) {
+                    if b.is_some() {
+                        if a.is_some() {
+                            return Err(EngineError::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        *a = b;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluates an expression that must yield a scalar (function and aggregation parameters).
+pub(crate) async fn eval_scalar(ctx: &Ctx<'_>, e: &Expr) -> Result<Vec<f64>, EngineError> {
+    match eval(ctx, e).await? {
+        Val::Scalar(v) => Ok(v),
+        _ => Err(EngineError::BadData(format!(
+            "expected a scalar parameter, got {e}"
+        ))),
+    }
+}
+
+pub(crate) async fn eval_vector(ctx: &Ctx<'_>, e: &Expr) -> Result<Vec<Series>, EngineError> {
+    match eval(ctx, e).await? {
+        Val::Vector(v) => Ok(v),
+        _ => Err(EngineError::BadData(format!(
+            "expected an instant vector, got {e}"
+        ))),
+    }
+}
+
+// ---------- aggregation ----------
+
+fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(ls)) => labels.filter_names(&ls.labels, true),
+        Some(LabelModifier::Exclude(ls)) => {
+            labels.filter_names(&ls.labels, false).without_metric_name()
+        }
+    }
+}
+
+/// Prometheus's quantile over a set of values (NaNs sort first).
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Kahan–Neumaier compensated summation step, as Prometheus uses.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineError> {
+    let op = agg.op.to_string();
+    let param = match (&agg.param, op.as_str()) {
+        (Some(p), "topk" | "bottomk" | "quantile") => Some(eval_scalar(ctx, p).await?),
+        (Some(_), other) => {
+            return Err(EngineError::Unsupported(format!(
+                "aggregation {other} with a parameter"
+            )));
+        }
+        (None, _) => None,
+    };
+    let input = eval_vector(ctx, &agg.expr).await?;
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in input.iter().enumerate() {
+        let key = grouping_labels(&s.labels, &agg.modifier);
+        let g = *group_of.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let n = ctx.nsteps;
+    match op.as_str() {
+        "topk" | "bottomk" => {
+            let ks = param.unwrap_or_default();
+            let mut out: Vec<Series> = input
+                .iter()
+                .map(|s| Series {
+                    labels: s.labels.clone(),
+                    vals: vec![None; n],
+                })
+                .collect();
+            for (_, members) in &groups {
+                for (step, &k) in ks.iter().enumerate().take(n) {
+                    if k.is_nan() || k < 1.0 {
+                        continue;
+                    }
+                    let k = if k > members.len() as f64 {
+                        members.len()
+                    } else {
+                        k as usize
+                    };
+                    let mut present: Vec<(usize, f64)> = members
+                        .iter()
+                        .filter_map(|&i| input[i].vals[step].map(|v| (i, v)))
+                        .collect();
+                    // NaN ranks last for both topk and bottomk.
+                    present.sort_by(|a, b| {
+                        let (x, y) = (a.1, b.1);
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if op == "topk" => {
+                                y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal)
+                            }
+                            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                        }
+                    });
+                    for &(i, v) in present.iter().take(k) {
+                        out[i].vals[step] = Some(v);
+                    }
+                }
+            }
+            out.retain(|s| s.vals.iter().any(Option::is_some));
+            Ok(Val::Vector(out))
+        }
+        "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
+            let mut out = Vec::with_capacity(groups.len());
+            let mut buf: Vec<f64> = Vec::new();
+            for (key, members) in groups {
+                let mut vals = vec![None; n];
+                for (step, slot) in vals.iter_mut().enumerate() {
+                    buf.clear();
+                    buf.extend(members.iter().filter_map(|&i| input[i].vals[step]));
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    *slot = Some(match op.as_str() {
+                        "sum" => kahan_sum(&buf),
+                        "avg" => kahan_sum(&buf) / buf.len() as f64,
+                        "count" => buf.len() as f64,
+                        "group" => 1.0,
+                        "min" => buf
+                            .iter()
+                            .copied()
+                            .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m }),
+                        "max" => buf
+                            .iter()
+                            .copied()
+                            .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m }),
+                        "stdvar" => variance(&buf),
+                        "stddev" => variance(&buf).sqrt(),
+                        _ => {
+                            let q = param.as_ref().map(|p| p[step]).unwrap_or(f64::NAN);
+                            quantile(q, &mut buf)
+                        }
+                    });
+                }
+                out.push(Series { labels: key, vals });
+            }
+            Ok(Val::Vector(out))
+        }
+        other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
+    }
+}
+
+pub(crate) fn kahan_sum(v: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &x in v {
+        (s, c) = kahan_inc(x, s, c);
+    }
+    if s.is_infinite() { s } else { s + c }
+}
+
+/// Population variance by Welford's method.
+pub(crate) fn variance(v: &[f64]) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &x in v {
+        n += 1.0;
+        let d = x - mean;
+        mean += d / n;
+        m2 += d * (x - mean);
+    }
+    m2 / n
+}
+
+// ---------- binary operators ----------
+
+fn is_comparison(op: TokenType) -> bool {
+    op.is_comparison_operator()
+}
+
+fn scalar_op(op: &str, l: f64, r: f64) -> Result<(f64, bool), EngineError> {
+    Ok(match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        other => return Err(EngineError::Unsupported(format!("binary operator {other}"))),
+    })
+}
+
+async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
+    let op = b.op.to_string();
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = eval(ctx, &b.lhs).await?;
+    let rhs = eval(ctx, &b.rhs).await?;
+    let comparison = is_comparison(b.op);
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => {
+            let mut out = Vec::with_capacity(l.len());
+            for (x, y) in l.into_iter().zip(r) {
+                let (v, keep) = scalar_op(&op, x, y)?;
+                out.push(if comparison {
+                    if keep { 1.0 } else { 0.0 }
+                } else {
+                    v
+                });
+            }
+            Ok(Val::Scalar(out))
+        }
+        (Val::Vector(v), Val::Scalar(s)) => {
+            vector_scalar(&op, comparison, return_bool, v, &s, false)
+        }
+        (Val::Scalar(s), Val::Vector(v)) => {
+            vector_scalar(&op, comparison, return_bool, v, &s, true)
+        }
+        (Val::Vector(l), Val::Vector(r)) => {
+            if matches!(op.as_str(), "and" | "or" | "unless") {
+                return Ok(Val::Vector(set_op(&op, b, l, r)));
+            }
+            vector_vector(ctx, &op, comparison, return_bool, b, l, r)
+        }
+        _ => Err(EngineError::BadData(format!(
+            "binary operator {op} needs scalar or instant vector operands"
+        ))),
+    }
+}
+
+fn vector_scalar(
+    op: &str,
+    comparison: bool,
+    return_bool: bool,
+    v: Vec<Series>,
+    s: &[f64],
+    scalar_left: bool,
+) -> Result<Val, EngineError> {
+    let drop_name = !comparison || return_bool;
+    let mut out = Vec::with_capacity(v.len());
+    for series in v {
+        let mut vals = Vec::with_capacity(series.vals.len());
+        for (step, x) in series.vals.iter().enumerate() {
+            let Some(x) = *x else {
+                vals.push(None);
+                continue;
+            };
+            let (l, r) = if scalar_left {
+                (s[step], x)
+            } else {
+                (x, s[step])
+            };
+            let (mut val, keep) = scalar_op(op, l, r)?;
+            if comparison && scalar_left {
+                val = x;
+            }
+            vals.push(if comparison {
+                if return_bool {
+                    Some(if keep { 1.0 } else { 0.0 })
+                } else {
+                    keep.then_some(val)
+                }
+            } else {
+                Some(val)
+            });
+        }
+        out.push(Series {
+            labels: if drop_name {
+                series.labels.without_metric_name()
+            } else {
+                series.labels
+            },
+            vals,
+        });
+    }
+    out.retain(|s| s.vals.iter().any(Option::is_some));
+    Ok(Val::Vector(dedup_labelsets(out)?))
+}
+
+/// The matching signature of a series under the operator's on/ignoring modifier.
+fn signature(labels: &Labels, b: &BinaryExpr) -> Labels {
+    match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+        Some(LabelModifier::Include(ls)) => labels.filter_names(&ls.labels, true),
+        Some(LabelModifier::Exclude(ls)) => {
+            labels.filter_names(&ls.labels, false).without_metric_name()
+        }
+        None => labels.without_metric_name(),
+    }
+}
+
+fn set_op(op: &str, b: &BinaryExpr, l: Vec<Series>, r: Vec<Series>) -> Vec<Series> {
+    let n = l.first().or(r.first()).map(|s| s.vals.len()).unwrap_or(0);
+    // Per signature, the steps at which the other side has any sample.
+    let presence = |side: &[Series]| {
+        let mut m: HashMap<Labels, Vec<bool>> = HashMap::new();
+        for s in side {
+            let p = m
+                .entry(signature(&s.labels, b))
+                .or_insert_with(|| vec![false; n]);
+            for (i, v) in s.vals.iter().enumerate() {
+                p[i] |= v.is_some();
+            }
+        }
+        m
+    };
+    match op {
+        "and" | "unless" => {
+            let rp = presence(&r);
+            let want = op == "and";
+            let mut out: Vec<Series> = l
+                .into_iter()
+                .map(|mut s| {
+                    let p = rp.get(&signature(&s.labels, b));
+                    for (i, v) in s.vals.iter_mut().enumerate() {
+                        let has = p.is_some_and(|p| p[i]);
+                        if has != want {
+                            *v = None;
+                        }
+                    }
+                    s
+                })
+                .collect();
+            out.retain(|s| s.vals.iter().any(Option::is_some));
+            out
+        }
+        _ => {
+            let lp = presence(&l);
+            let mut out = l;
+            for mut s in r {
+                let p = lp.get(&signature(&s.labels, b));
+                for (i, v) in s.vals.iter_mut().enumerate() {
+                    if p.is_some_and(|p| p[i]) {
+                        *v = None;
+                    }
+                }
+                if s.vals.iter().any(Option::is_some) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    ctx: &Ctx<'_>,
+    op: &str,
+    comparison: bool,
+    return_bool: bool,
+    b: &BinaryExpr,
+    l: Vec<Series>,
+    r: Vec<Series>,
+) -> Result<Val, EngineError> {
+    let card = b
+        .modifier
+        .as_ref()
+        .map(|m| m.card.clone())
+        .unwrap_or(VectorMatchCardinality::OneToOne);
+    let (include, one_to_many) = match &card {
+        VectorMatchCardinality::ManyToOne(ls) => (ls.labels.clone(), false),
+        VectorMatchCardinality::OneToMany(ls) => (ls.labels.clone(), true),
+        VectorMatchCardinality::OneToOne => (Vec::new(), false),
+        VectorMatchCardinality::ManyToMany => {
+            return Err(EngineError::BadData(
+                "many-to-many matching is only for set operators".into(),
+            ));
+        }
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    // "many" side first; for one-to-one, the lhs.
+    let (many, one) = if one_to_many { (r, l) } else { (l, r) };
+    let drop_name = !comparison || return_bool;
+    let on = b
+        .modifier
+        .as_ref()
+        .and_then(|m| m.matching.as_ref())
+        .map(|m| (m.is_include(), m.labels().labels.clone()));
+
+    let one_sigs: Vec<Labels> = one.iter().map(|s| signature(&s.labels, b)).collect();
+    let mut one_by_sig: HashMap<&Labels, Vec<usize>> = HashMap::new();
+    for (i, sig) in one_sigs.iter().enumerate() {
+        one_by_sig.entry(sig).or_default().push(i);
+    }
+    let n = ctx.nsteps;
+    let mut out: Vec<Series> = Vec::new();
+    let mut out_pos: HashMap<Labels, usize> = HashMap::new();
+    // For one-to-one: which lhs already matched a given rhs at a step.
+    let mut matched: HashMap<(usize, usize), usize> = HashMap::new();
+    for (mi, ms) in many.iter().enumerate() {
+        let sig = signature(&ms.labels, b);
+        let Some(candidates) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        for step in 0..n {
+            let Some(mv) = ms.vals[step] else { continue };
+            let mut present = candidates
+                .iter()
+                .filter(|&&oi| one[oi].vals[step].is_some());
+            let Some(&oi) = present.next() else { continue };
+            if present.next().is_some() {
+                return Err(EngineError::Execution(format!(
+                    "found duplicate series for the match group {sig} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                    if one_to_many { "left" } else { "right" }
+                )));
+            }
+            if one_to_one
+                && let Some(prev) = matched.insert((oi, step), mi)
+                && prev != mi
+            {
+                return Err(EngineError::Execution(format!(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); match group {sig}"
+                )));
+            }
+            let ov = one[oi].vals[step].unwrap_or(f64::NAN);
+            let (lv, rv) = if one_to_many { (ov, mv) } else { (mv, ov) };
+            let (val, keep) = scalar_op(op, lv, rv)?;
+            let val = if comparison {
+                if return_bool {
+                    if keep { 1.0 } else { 0.0 }
+                } else if keep {
+                    val
+                } else {
+                    continue;
+                }
+            } else {
+                val
+            };
+            let mut labels = if drop_name {
+                ms.labels.without_metric_name()
+            } else {
+                ms.labels.clone()
+            };
+            if one_to_one {
+                if let Some((is_on, names)) = &on {
+                    labels = labels.filter_names(names, *is_on);
+                }
+            } else {
+                for name in &include {
+                    labels.set(name, one[oi].labels.get(name).unwrap_or(""));
+                }
+            }
+            let pos = *out_pos.entry(labels.clone()).or_insert_with(|| {
+                out.push(Series {
+                    labels,
+                    vals: vec![None; n],
+                });
+                out.len() - 1
+            });
+            if out[pos].vals[step].is_some() {
+                return Err(EngineError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
+            }
+            out[pos].vals[step] = Some(val);
+        }
+    }
+    Ok(Val::Vector(out))
+}

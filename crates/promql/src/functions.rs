@@ -1,0 +1,446 @@
+//! PromQL functions: range functions over a sliding window of raw samples
+//! (`rate`, `*_over_time`, ...) and per-sample instant functions.
+
+use promql_parser::parser::{Call, Expr};
+use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
+
+use crate::EngineError;
+use crate::eval::{
+    Ctx, Series, Val, dedup_labelsets, eval, eval_scalar, eval_vector, fetch_range,
+    instant_selector_timestamps, kahan_inc, kahan_sum, quantile, selector_matchers, variance,
+    window,
+};
+
+/// Evaluates a function call.
+pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
+    let name = c.func.name;
+    let args = &c.args.args;
+    match name {
+        "rate" | "increase" | "delta" | "irate" | "idelta" | "avg_over_time" | "sum_over_time"
+        | "count_over_time" | "min_over_time" | "max_over_time" | "last_over_time"
+        | "present_over_time" | "stddev_over_time" | "stdvar_over_time" | "changes" | "resets"
+        | "deriv" => {
+            let ms = matrix_arg(args, 0, name)?;
+            let range = ms.range.as_millis() as i64;
+            range_fn(ctx, ms, name, |w, _, t| range_value(name, w, t, range)).await
+        }
+        "quantile_over_time" => {
+            let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let ms = matrix_arg(args, 1, name)?;
+            range_fn(ctx, ms, name, |w, step, _| {
+                let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
+                Some(quantile(q[step], &mut v))
+            })
+            .await
+        }
+        "predict_linear" => {
+            let ms = matrix_arg(args, 0, name)?;
+            let d = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            range_fn(ctx, ms, name, |w, step, t| {
+                if w.len() < 2 {
+                    return None;
+                }
+                let (slope, intercept) = linear_regression(w, t);
+                Some(intercept + slope * d[step])
+            })
+            .await
+        }
+        "absent_over_time" => {
+            let ms = matrix_arg(args, 0, name)?;
+            let present = range_fn(ctx, ms, name, |_, _, _| Some(1.0)).await?;
+            absent(ctx, present, &Expr::VectorSelector(ms.vs.clone()))
+        }
+        "absent" => {
+            let v = eval(ctx, arg(args, 0, name)?).await?;
+            absent(ctx, v, arg(args, 0, name)?)
+        }
+        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "sin"
+        | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
+        | "acosh" | "atanh" | "deg" | "rad" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            map_values(v, |x| math(name, x))
+        }
+        "round" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let to = match args.get(1) {
+                Some(e) => eval_scalar(ctx, e).await?,
+                None => vec![1.0; ctx.nsteps],
+            };
+            map_values_step(v, |x, step| {
+                let inv = 1.0 / to[step];
+                (x * inv + 0.5).floor() / inv
+            })
+        }
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let a = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            let b = match name {
+                "clamp" => eval_scalar(ctx, arg(args, 2, name)?).await?,
+                _ => Vec::new(),
+            };
+            if name == "clamp" {
+                // min > max yields an empty vector at that step.
+                let v = v
+                    .into_iter()
+                    .map(|mut s| {
+                        for (i, x) in s.vals.iter_mut().enumerate() {
+                            if a[i] > b[i] {
+                                *x = None;
+                            }
+                        }
+                        s
+                    })
+                    .collect();
+                return map_values_step(v, |x, i| x.max(a[i]).min(b[i]));
+            }
+            map_values_step(v, |x, i| {
+                if name == "clamp_min" {
+                    x.max(a[i])
+                } else {
+                    x.min(a[i])
+                }
+            })
+        }
+        "timestamp" => match arg(args, 0, name)? {
+            Expr::VectorSelector(vs) => Ok(Val::Vector(dedup_labelsets(
+                instant_selector_timestamps(ctx, vs).await?,
+            )?)),
+            other => {
+                let v = eval_vector(ctx, other).await?;
+                let times: Vec<f64> = (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect();
+                map_values_step(v, |_, i| times[i])
+            }
+        },
+        "time" => Ok(Val::Scalar(
+            (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect(),
+        )),
+        "vector" => {
+            let s = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            Ok(Val::Vector(vec![Series {
+                labels: Labels::default(),
+                vals: s.into_iter().map(Some).collect(),
+            }]))
+        }
+        "scalar" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            Ok(Val::Scalar(
+                (0..ctx.nsteps)
+                    .map(|i| {
+                        let mut present = v.iter().filter_map(|s| s.vals[i]);
+                        match (present.next(), present.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            if ctx.nsteps == 1 {
+                let key = |s: &Series| s.vals[0].unwrap_or(f64::NAN);
+                v.sort_by(|a, b| {
+                    let (x, y) = (key(a), key(b));
+                    let o = match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => return std::cmp::Ordering::Greater,
+                        (false, true) => return std::cmp::Ordering::Less,
+                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                    };
+                    if name == "sort" { o } else { o.reverse() }
+                });
+            }
+            Ok(Val::Vector(v))
+        }
+        other => Err(EngineError::Unsupported(format!("function {other}()"))),
+    }
+}
+
+fn arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a Expr, EngineError> {
+    args.get(i)
+        .map(|b| b.as_ref())
+        .ok_or_else(|| EngineError::BadData(format!("missing argument {} of {f}()", i + 1)))
+}
+
+fn matrix_arg<'a>(
+    args: &'a [Box<Expr>],
+    i: usize,
+    f: &str,
+) -> Result<&'a promql_parser::parser::MatrixSelector, EngineError> {
+    match arg(args, i, f)? {
+        Expr::MatrixSelector(ms) => Ok(ms),
+        Expr::Subquery(_) => Err(EngineError::Unsupported(format!(
+            "subquery as argument of {f}()"
+        ))),
+        other => Err(EngineError::BadData(format!(
+            "expected a range vector as argument {} of {f}(), got {other}",
+            i + 1
+        ))),
+    }
+}
+
+/// Applies `f(window, step, eval_time)` at every step of every series of a range selector.
+async fn range_fn(
+    ctx: &Ctx<'_>,
+    ms: &promql_parser::parser::MatrixSelector,
+    name: &str,
+    f: impl Fn(&[Sample], usize, i64) -> Option<f64>,
+) -> Result<Val, EngineError> {
+    let (data, times) = fetch_range(ctx, ms).await?;
+    let range = ms.range.as_millis() as i64;
+    ctx.charge(data.len() * ctx.nsteps)?;
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let mut out = Vec::with_capacity(data.len());
+    for s in data {
+        let vals: Vec<Option<f64>> = times
+            .iter()
+            .enumerate()
+            .map(|(step, &t)| {
+                let w = window(&s.samples, t, range);
+                if w.is_empty() { None } else { f(w, step, t) }
+            })
+            .collect();
+        if vals.iter().any(Option::is_some) {
+            out.push(Series {
+                labels: if keep_name {
+                    s.labels
+                } else {
+                    s.labels.without_metric_name()
+                },
+                vals,
+            });
+        }
+    }
+    Ok(Val::Vector(dedup_labelsets(out)?))
+}
+
+fn range_value(name: &str, w: &[Sample], t: i64, range: i64) -> Option<f64> {
+    let n = w.len();
+    match name {
+        "rate" => extrapolated_rate(w, t - range, t, true, true),
+        "increase" => extrapolated_rate(w, t - range, t, true, false),
+        "delta" => extrapolated_rate(w, t - range, t, false, false),
+        "irate" | "idelta" => {
+            if n < 2 {
+                return None;
+            }
+            let (prev, last) = (w[n - 2], w[n - 1]);
+            let mut d = last.v - prev.v;
+            if name == "irate" {
+                if last.v < prev.v {
+                    d = last.v;
+                }
+                let dt = (last.t - prev.t) as f64 / 1000.0;
+                if dt == 0.0 {
+                    return None;
+                }
+                d /= dt;
+            }
+            Some(d)
+        }
+        "avg_over_time" => Some(kahan_sum(&values(w)) / n as f64),
+        "sum_over_time" => Some(kahan_sum(&values(w))),
+        "count_over_time" => Some(n as f64),
+        "min_over_time" => Some(
+            w.iter()
+                .fold(f64::NAN, |m, s| if s.v < m || m.is_nan() { s.v } else { m }),
+        ),
+        "max_over_time" => Some(
+            w.iter()
+                .fold(f64::NAN, |m, s| if s.v > m || m.is_nan() { s.v } else { m }),
+        ),
+        "last_over_time" => Some(w[n - 1].v),
+        "present_over_time" => Some(1.0),
+        "stdvar_over_time" => Some(variance(&values(w))),
+        "stddev_over_time" => Some(variance(&values(w)).sqrt()),
+        "changes" => Some(
+            w.windows(2)
+                .filter(|p| !(p[0].v == p[1].v || (p[0].v.is_nan() && p[1].v.is_nan())))
+                .count() as f64,
+        ),
+        "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+        "deriv" => {
+            if n < 2 {
+                return None;
+            }
+            Some(linear_regression(w, w[0].t).0)
+        }
+        _ => None,
+    }
+}
+
+fn values(w: &[Sample]) -> Vec<f64> {
+    w.iter().map(|s| s.v).collect()
+}
+
+/// Prometheus's `extrapolatedRate` over the window `(range_start, range_end]`:
+/// the increase between the first and last sample (counter resets added
+/// back), extrapolated towards the window edges when the samples come close
+/// enough to them, and never below a counter's zero point.
+fn extrapolated_rate(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        let mut prev = first.v;
+        for s in &w[1..] {
+            if s.v < prev {
+                result += prev;
+            }
+            prev = s.v;
+        }
+    }
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (w.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// Least-squares slope and intercept (at `intercept_t`), as Prometheus computes them.
+fn linear_regression(w: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init = w[0].v;
+    let mut const_y = true;
+    for (i, s) in w.iter().enumerate() {
+        if const_y && i > 0 && s.v != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(s.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * s.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn math(name: &str, x: f64) -> f64 {
+    match name {
+        "abs" => x.abs(),
+        "ceil" => x.ceil(),
+        "floor" => x.floor(),
+        "exp" => x.exp(),
+        "ln" => x.ln(),
+        "log2" => x.log2(),
+        "log10" => x.log10(),
+        "sqrt" => x.sqrt(),
+        "sgn" => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        "sin" => x.sin(),
+        "cos" => x.cos(),
+        "tan" => x.tan(),
+        "asin" => x.asin(),
+        "acos" => x.acos(),
+        "atan" => x.atan(),
+        "sinh" => x.sinh(),
+        "cosh" => x.cosh(),
+        "tanh" => x.tanh(),
+        "asinh" => x.asinh(),
+        "acosh" => x.acosh(),
+        "atanh" => x.atanh(),
+        "deg" => x.to_degrees(),
+        _ => x.to_radians(),
+    }
+}
+
+fn map_values(v: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Val, EngineError> {
+    map_values_step(v, |x, _| f(x))
+}
+
+fn map_values_step(v: Vec<Series>, f: impl Fn(f64, usize) -> f64) -> Result<Val, EngineError> {
+    let out = v
+        .into_iter()
+        .map(|s| Series {
+            labels: s.labels.without_metric_name(),
+            vals: s
+                .vals
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x.map(|x| f(x, i)))
+                .collect(),
+        })
+        .filter(|s| s.vals.iter().any(Option::is_some))
+        .collect();
+    Ok(Val::Vector(dedup_labelsets(out)?))
+}
+
+/// `absent`: 1 at steps where the input has no sample, labelled with the
+/// equality matchers of a selector argument.
+fn absent(ctx: &Ctx<'_>, v: Val, e: &Expr) -> Result<Val, EngineError> {
+    let Val::Vector(series) = v else {
+        return Err(EngineError::BadData(
+            "absent() needs an instant vector".into(),
+        ));
+    };
+    let vals: Vec<Option<f64>> = (0..ctx.nsteps)
+        .map(|i| (!series.iter().any(|s| s.vals[i].is_some())).then_some(1.0))
+        .collect();
+    let mut labels = Labels::default();
+    let vs = match e {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        _ => None,
+    };
+    if let Some(vs) = vs {
+        let alts = selector_matchers(vs);
+        if alts.len() == 1 {
+            let eqs: Vec<&Matcher> = alts[0]
+                .iter()
+                .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME)
+                .collect();
+            for m in &eqs {
+                // A label constrained twice gets no value.
+                if eqs.iter().filter(|o| o.name == m.name).count() == 1 {
+                    labels.set(&m.name, &m.value);
+                }
+            }
+        }
+    }
+    Ok(Val::Vector(vec![Series { labels, vals }]))
+}

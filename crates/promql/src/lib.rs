@@ -1,0 +1,259 @@
+//! PromQL evaluation with Prometheus 3 semantics.
+//!
+//! Queries are parsed with `promql-parser` and evaluated over all steps of a
+//! range at once (an instant query is a range of one step): every vector-valued
+//! node produces, per output series, one optional value per step. Selectors
+//! read raw samples through [`Queryable`] (the querier merges head and Parquet
+//! blocks behind it), then lookback, staleness, `offset` and `@` are applied
+//! per step; range functions slide a left-open window over each series.
+//!
+//! Features not implemented yet are refused with [`EngineError::Unsupported`]
+//! (HTTP 422) instead of being evaluated wrongly.
+
+mod eval;
+mod functions;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strata_model::{Labels, Matcher, SeriesSamples};
+
+pub use eval::parse_duration_param;
+
+/// Read access to stored series for one tenant.
+#[async_trait]
+pub trait Queryable: Send + Sync {
+    /// Samples with `min_t <= t <= max_t` of every series matching all
+    /// `matchers`, each series once, samples time-ordered.
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<SeriesSamples>, EngineError>;
+}
+
+/// Query errors, each mapping to a Prometheus API error type.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The query does not parse or is not valid PromQL (`bad_data`, 400).
+    #[error("{0}")]
+    BadData(String),
+    /// Valid PromQL this engine does not implement yet (`execution`, 422).
+    #[error("not supported by Strata yet: {0}")]
+    Unsupported(String),
+    /// Evaluation failed on the data (`execution`, 422).
+    #[error("{0}")]
+    Execution(String),
+    /// The query loaded more samples than allowed (`execution`, 422).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// The query ran longer than the timeout (`timeout`, 503).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// Reading storage failed (`internal`, 500).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    /// Prometheus API `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BadData(_) => "bad_data",
+            Self::Unsupported(_) | Self::Execution(_) | Self::TooManySamples => "execution",
+            Self::Timeout(_) => "timeout",
+            Self::Storage(_) => "internal",
+        }
+    }
+
+    /// HTTP status Prometheus uses for this error type.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BadData(_) => 400,
+            Self::Unsupported(_) | Self::Execution(_) | Self::TooManySamples => 422,
+            Self::Timeout(_) => 503,
+            Self::Storage(_) => 500,
+        }
+    }
+}
+
+/// A float sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorSample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A series of a range result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixSeries {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A query result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar { t: i64, v: f64 },
+    String { t: i64, s: String },
+    Vector(Vec<VectorSample>),
+    Matrix(Vec<MatrixSeries>),
+}
+
+impl Value {
+    /// Prometheus API `resultType`.
+    pub fn result_type(&self) -> &'static str {
+        match self {
+            Value::Scalar { .. } => "scalar",
+            Value::String { .. } => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// Engine limits and defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for the latest sample.
+    pub lookback_delta: Duration,
+    /// Most samples one query may hold in memory at once (Prometheus `query.max-samples`).
+    pub max_samples: usize,
+    /// Longest time a query may run.
+    pub timeout: Duration,
+    /// Most points (steps) a range query may return per series.
+    pub max_points_per_series: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            max_points_per_series: 11_000,
+        }
+    }
+}
+
+/// Evaluates PromQL queries.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with the given options.
+    pub fn new(opts: EngineOptions) -> Self {
+        Self { opts }
+    }
+
+    /// Options in effect.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at time `t` (ms).
+    pub async fn instant(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        t: i64,
+    ) -> Result<Value, EngineError> {
+        let expr = parse(query)?;
+        let run = eval::run(&self.opts, q, &expr, t, t, 0, true);
+        tokio_timeout(self.opts.timeout, run).await
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (ms, inclusive).
+    pub async fn range(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, EngineError> {
+        if step <= 0 {
+            return Err(EngineError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(EngineError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if (end - start) / step >= self.opts.max_points_per_series as i64 {
+            return Err(EngineError::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+            ));
+        }
+        let expr = parse(query)?;
+        use promql_parser::parser::value::ValueType;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                return Err(EngineError::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    match other {
+                        ValueType::Matrix => "range vector",
+                        _ => "string",
+                    }
+                )));
+            }
+        }
+        let run = eval::run(&self.opts, q, &expr, start, end, step, false);
+        tokio_timeout(self.opts.timeout, run).await
+    }
+}
+
+async fn tokio_timeout<F: std::future::Future<Output = Result<Value, EngineError>>>(
+    d: Duration,
+    f: F,
+) -> Result<Value, EngineError> {
+    match tokio::time::timeout(d, f).await {
+        Ok(r) => r,
+        Err(_) => Err(EngineError::Timeout("query execution")),
+    }
+}
+
+/// Parses a PromQL expression, mapping parser errors to `bad_data`.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, EngineError> {
+    promql_parser::parser::parse(query)
+        .map_err(|e| EngineError::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Parses a series selector (`match[]` parameter) into matcher alternatives.
+pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, EngineError> {
+    match promql_parser::parser::parse(s) {
+        Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
+            let mut alts = strata_model::selector_alternatives(&vs.matchers);
+            if let Some(name) = &vs.name {
+                for a in &mut alts {
+                    if !a.iter().any(|m| m.name == strata_model::METRIC_NAME) {
+                        a.push(Matcher::new(
+                            strata_model::MatchOp::Equal,
+                            strata_model::METRIC_NAME,
+                            name,
+                        ));
+                    }
+                }
+            }
+            if alts.iter().any(|a| a.iter().all(|m| m.is_match(""))) {
+                return Err(EngineError::BadData(
+                    "match[] must contain at least one non-empty matcher".into(),
+                ));
+            }
+            Ok(alts)
+        }
+        Ok(_) => Err(EngineError::BadData(format!(
+            "invalid parameter \"match[]\": {s:?} is not a series selector"
+        ))),
+        Err(e) => Err(EngineError::BadData(format!(
+            "invalid parameter \"match[]\": {e}"
+        ))),
+    }
+}

@@ -1,0 +1,6 @@
+//! Wire types shared between Strata roles and its clients, generated from `proto/` with prost.
+
+/// Prometheus remote-write 1.0 messages (`prometheus.WriteRequest` and friends).
+pub mod prometheus {
+    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+}

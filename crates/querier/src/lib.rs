@@ -1,0 +1,249 @@
+//! The querier: answers PromQL and metadata queries for a tenant over the
+//! ingester's head (recent data) merged with the tenant's Parquet blocks in
+//! the object store (older data). Series present in both are merged by label
+//! set and identical samples de-duplicated, so the hand-over from head to
+//! block (and a block re-cut after a crash) shows neither gaps nor doubles.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use prometheus::{HistogramOpts, HistogramVec, Registry};
+use promql_parser::parser::token::T_EQL_REGEX;
+use strata_ingester::Ingester;
+use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
+use strata_promql::{Engine, EngineError, Queryable, Value};
+use strata_storage::BlockCatalog;
+
+static QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "strata_querier_request_duration_seconds",
+            "Time to evaluate queries, by kind and outcome.",
+        )
+        .buckets(prometheus::exponential_buckets(0.001, 4.0, 9).expect("valid buckets")),
+        &["kind", "status"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Registers the querier's metrics with `registry`.
+pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(QUERY_SECONDS.clone()))
+}
+
+/// Reads a tenant's data from the head and the blocks.
+pub struct Querier {
+    ingester: Arc<Ingester>,
+    catalog: Arc<BlockCatalog>,
+    engine: Engine,
+}
+
+struct TenantView<'a> {
+    querier: &'a Querier,
+    tenant: &'a str,
+}
+
+#[async_trait]
+impl Queryable for TenantView<'_> {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<SeriesSamples>, EngineError> {
+        self.querier
+            .select(self.tenant, matchers, min_t, max_t)
+            .await
+    }
+}
+
+fn storage_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Storage(e.to_string())
+}
+
+/// A matcher list requiring label `name` to be present (non-empty).
+fn has_label(name: &str) -> Option<Matcher> {
+    Matcher::new_matcher(T_EQL_REGEX, name.to_string(), ".+".to_string()).ok()
+}
+
+/// Matcher alternatives that select every series (all have a metric name).
+fn all_series() -> Vec<Vec<Matcher>> {
+    vec![has_label(METRIC_NAME).into_iter().collect()]
+}
+
+impl Querier {
+    /// A querier over `ingester`'s head and the blocks in `catalog`.
+    pub fn new(ingester: Arc<Ingester>, catalog: Arc<BlockCatalog>, engine: Engine) -> Self {
+        Self {
+            ingester,
+            catalog,
+            engine,
+        }
+    }
+
+    /// The PromQL engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Samples of matching series in `[min_t, max_t]`, head and blocks merged.
+    pub async fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<SeriesSamples>, EngineError> {
+        let mut by_labels: HashMap<Labels, Vec<strata_model::Sample>> = HashMap::new();
+        let blocks = self
+            .catalog
+            .blocks(tenant, min_t, max_t)
+            .await
+            .map_err(storage_err)?;
+        for meta in &blocks {
+            let got = self
+                .catalog
+                .reader()
+                .select(tenant, meta, matchers, min_t, max_t)
+                .await
+                .map_err(storage_err)?;
+            for s in got {
+                merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
+            }
+        }
+        // Head last: after the head handed data to a block, the block wins
+        // on identical timestamps (they hold the same samples).
+        for s in self.ingester.select(tenant, matchers, min_t, max_t) {
+            merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
+        }
+        Ok(by_labels
+            .into_iter()
+            .map(|(labels, samples)| SeriesSamples { labels, samples })
+            .collect())
+    }
+
+    /// Label sets of series matching any of the matcher alternatives.
+    pub async fn series(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Labels>, EngineError> {
+        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        let blocks = self
+            .catalog
+            .blocks(tenant, min_t, max_t)
+            .await
+            .map_err(storage_err)?;
+        for matchers in alternatives {
+            for meta in &blocks {
+                let got = self
+                    .catalog
+                    .reader()
+                    .select_series(tenant, meta, matchers)
+                    .await
+                    .map_err(storage_err)?;
+                out.extend(got.into_iter().map(|(_, l)| l));
+            }
+            out.extend(self.ingester.series(tenant, matchers, min_t, max_t));
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Sorted label names of matching series (all series when `alternatives` is empty).
+    pub async fn label_names(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<String>, EngineError> {
+        let alts = if alternatives.is_empty() {
+            all_series()
+        } else {
+            alternatives.to_vec()
+        };
+        let series = self.series(tenant, &alts, min_t, max_t).await?;
+        let names: BTreeSet<String> = series
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    /// Sorted values of label `name` among matching series.
+    pub async fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut alts = if alternatives.is_empty() {
+            all_series()
+        } else {
+            alternatives.to_vec()
+        };
+        // Only series that have the label can contribute a value.
+        if let Some(has) = has_label(name) {
+            for a in &mut alts {
+                a.push(has.clone());
+            }
+        }
+        let series = self.series(tenant, &alts, min_t, max_t).await?;
+        let values: BTreeSet<String> = series
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
+        Ok(values.into_iter().collect())
+    }
+
+    /// Runs an instant query.
+    pub async fn instant_query(
+        &self,
+        tenant: &str,
+        query: &str,
+        t: i64,
+    ) -> Result<Value, EngineError> {
+        let timer = std::time::Instant::now();
+        let view = TenantView {
+            querier: self,
+            tenant,
+        };
+        let r = self.engine.instant(&view, query, t).await;
+        observe("instant", &r, timer);
+        r
+    }
+
+    /// Runs a range query.
+    pub async fn range_query(
+        &self,
+        tenant: &str,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, EngineError> {
+        let timer = std::time::Instant::now();
+        let view = TenantView {
+            querier: self,
+            tenant,
+        };
+        let r = self.engine.range(&view, query, start, end, step).await;
+        observe("range", &r, timer);
+        r
+    }
+}
+
+fn observe(kind: &str, r: &Result<Value, EngineError>, timer: std::time::Instant) {
+    let status = match r {
+        Ok(_) => "success",
+        Err(e) => e.error_type(),
+    };
+    QUERY_SECONDS
+        .with_label_values(&[kind, status])
+        .observe(timer.elapsed().as_secs_f64());
+}

@@ -1,0 +1,508 @@
+//! Configuration: one YAML file (`-config.file`) in Mimir's layout, where
+//! every field also has a command-line flag named as Mimir names it.
+//! Precedence: built-in defaults, then the file, then flags.
+//!
+//! Flags are declared once in [`FLAGS`], each bound to a YAML path; values
+//! are applied to the YAML tree and the tree is deserialized, so a flag and
+//! its YAML field can never disagree on type or meaning. Both `-name=value`
+//! and `--name=value` spellings are accepted (Go's flag package allows both).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value as Yaml;
+use strata_distributor::{DistributorConfig, Limits};
+use strata_ingester::TsdbConfig;
+use strata_storage::StoreConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Comma-separated roles to run; `all` runs every role in this process.
+    pub target: String,
+    /// Require `X-Scope-OrgID` on every request.
+    pub multitenancy_enabled: bool,
+    pub server: ServerConfig,
+    pub distributor: DistributorConfig,
+    pub limits: LimitsConfig,
+    pub blocks_storage: BlocksStorageConfig,
+    pub querier: QuerierConfig,
+}
+
+/// HTTP/gRPC listeners and logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    pub grpc_listen_address: String,
+    pub grpc_listen_port: u16,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub graceful_shutdown_timeout: Duration,
+    pub log_level: String,
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: String::new(),
+            http_listen_port: 9009,
+            grpc_listen_address: String::new(),
+            grpc_listen_port: 9095,
+            graceful_shutdown_timeout: Duration::from_secs(30),
+            log_level: "info".into(),
+            log_format: "logfmt".into(),
+        }
+    }
+}
+
+/// Per-tenant limits (defaults for every tenant).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LimitsConfig {
+    #[serde(flatten)]
+    pub validation: Limits,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub out_of_order_time_window: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            validation: Limits::default(),
+            out_of_order_time_window: Duration::ZERO,
+        }
+    }
+}
+
+/// Object storage, head/WAL and block-reading settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct BlocksStorageConfig {
+    #[serde(flatten)]
+    pub store: StoreConfig,
+    pub tsdb: TsdbConfig,
+    pub bucket_store: BucketStoreConfig,
+}
+
+/// How queriers discover blocks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BucketStoreConfig {
+    /// How often a tenant's block list is refreshed from the bucket.
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+impl Default for BucketStoreConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// PromQL engine settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QuerierConfig {
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub lookback_delta: Duration,
+    pub max_samples: usize,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A flag: its name (without dashes), the YAML path it sets, and help text.
+pub struct Flag {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! flags {
+    ($($name:literal => $path:literal : $help:literal,)*) => {
+        /// Every configuration flag.
+        pub const FLAGS: &[Flag] = &[$(Flag { name: $name, path: $path, help: $help },)*];
+    };
+}
+
+flags! {
+    "target" => "target": "Comma-separated list of roles to run; `all` runs every role in one process.",
+    "auth.multitenancy-enabled" => "multitenancy_enabled": "Require the X-Scope-OrgID header; when false every request uses tenant `anonymous`.",
+    "server.http-listen-address" => "server.http_listen_address": "HTTP listen address (empty: all interfaces).",
+    "server.http-listen-port" => "server.http_listen_port": "HTTP listen port.",
+    "server.grpc-listen-address" => "server.grpc_listen_address": "gRPC listen address, used by distributed mode.",
+    "server.grpc-listen-port" => "server.grpc_listen_port": "gRPC listen port, used by distributed mode.",
+    "server.graceful-shutdown-timeout" => "server.graceful_shutdown_timeout": "Time to finish in-flight requests on SIGTERM.",
+    "log.level" => "server.log_level": "Log level: debug, info, warn, error.",
+    "log.format" => "server.log_format": "Log format: logfmt or json.",
+    "distributor.max-recv-msg-size" => "distributor.max_recv_msg_size": "Largest remote-write request body (compressed or not) in bytes; larger gets 413.",
+    "validation.max-length-label-name" => "limits.max_label_name_length": "Longest label name accepted.",
+    "validation.max-length-label-value" => "limits.max_label_value_length": "Longest label value accepted.",
+    "validation.max-label-names-per-series" => "limits.max_label_names_per_series": "Most labels a series may have.",
+    "validation.create-grace-period" => "limits.creation_grace_period": "How far in the future a sample's timestamp may be.",
+    "ingester.out-of-order-time-window" => "limits.out_of_order_time_window": "How far behind a series' newest sample older samples are still accepted (0 disables).",
+    "blocks-storage.backend" => "blocks_storage.backend": "Object store backend: filesystem or s3.",
+    "blocks-storage.filesystem.dir" => "blocks_storage.filesystem.dir": "Directory holding blocks with the filesystem backend.",
+    "blocks-storage.s3.endpoint" => "blocks_storage.s3.endpoint": "S3 endpoint (host:port or URL); empty for AWS.",
+    "blocks-storage.s3.bucket-name" => "blocks_storage.s3.bucket_name": "S3 bucket name.",
+    "blocks-storage.s3.region" => "blocks_storage.s3.region": "S3 region.",
+    "blocks-storage.s3.access-key-id" => "blocks_storage.s3.access_key_id": "S3 access key ID (default: AWS_ACCESS_KEY_ID).",
+    "blocks-storage.s3.secret-access-key" => "blocks_storage.s3.secret_access_key": "S3 secret access key (default: AWS_SECRET_ACCESS_KEY).",
+    "blocks-storage.s3.insecure" => "blocks_storage.s3.insecure": "Use plain HTTP to the S3 endpoint.",
+    "blocks-storage.tsdb.dir" => "blocks_storage.tsdb.dir": "Directory for the ingester's WAL.",
+    "blocks-storage.tsdb.block-ranges-period" => "blocks_storage.tsdb.block_ranges_period": "Time range each block cut from the head covers.",
+    "blocks-storage.tsdb.head-compaction-interval" => "blocks_storage.tsdb.head_compaction_interval": "How often the head is checked for a range ready to cut into a block.",
+    "blocks-storage.tsdb.wal-fsync" => "blocks_storage.tsdb.wal_fsync": "WAL fsync policy: always (before acknowledging), interval, or never.",
+    "blocks-storage.tsdb.wal-fsync-interval" => "blocks_storage.tsdb.wal_fsync_interval": "Longest time between WAL fsyncs with -blocks-storage.tsdb.wal-fsync=interval.",
+    "blocks-storage.tsdb.wal-segment-size-bytes" => "blocks_storage.tsdb.wal_segment_size_bytes": "WAL segment file size.",
+    "blocks-storage.tsdb.flush-blocks-on-shutdown" => "blocks_storage.tsdb.flush_blocks_on_shutdown": "Cut the whole head into blocks and upload them on graceful shutdown.",
+    "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket.",
+    "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
+    "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
+    "querier.timeout" => "querier.timeout": "Longest time a query may run.",
+}
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Yaml {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    #[error("config file {path}: unknown field {field}")]
+    UnknownField { path: String, field: String },
+    #[error("invalid value {value:?} for -{flag}: {reason}")]
+    Flag {
+        flag: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// What the command line asked for.
+pub enum Command {
+    Run(Box<Config>),
+    Help(String),
+    Version,
+}
+
+/// Rewrites Go-style single-dash long flags (`-server.http-listen-port=1`)
+/// into clap's double-dash form.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn lookup<'a>(tree: &'a Yaml, path: &str) -> Option<&'a Yaml> {
+    path.split('.').try_fold(tree, |node, key| node.get(key))
+}
+
+fn lookup_mut<'a>(tree: &'a mut Yaml, path: &str) -> Option<&'a mut Yaml> {
+    path.split('.')
+        .try_fold(tree, |node, key| node.get_mut(key))
+}
+
+fn scalar_text(v: &Yaml) -> String {
+    match v {
+        Yaml::String(s) => s.clone(),
+        Yaml::Bool(b) => b.to_string(),
+        Yaml::Number(n) => n.to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Copies `src` into `dst`, failing on keys `dst` does not have.
+fn merge(dst: &mut Yaml, src: Yaml, prefix: &str, file: &str) -> Result<(), ConfigError> {
+    match (dst, src) {
+        (Yaml::Mapping(d), Yaml::Mapping(s)) => {
+            for (k, v) in s {
+                let key = scalar_text(&k);
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match d.get_mut(&k) {
+                    Some(slot) => merge(slot, v, &path, file)?,
+                    None => {
+                        return Err(ConfigError::UnknownField {
+                            path: file.to_string(),
+                            field: path,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+        (d, s) => {
+            *d = s;
+            Ok(())
+        }
+    }
+}
+
+fn build_cli(defaults: &Yaml) -> clap::Command {
+    let mut cmd = clap::Command::new("strata")
+        .about("Strata: horizontally scalable storage for Prometheus metrics, queried with PromQL.\n\nFlags take one or two dashes: -server.http-listen-port=9009 or --server.http-listen-port=9009.")
+        .disable_version_flag(true)
+        .arg(
+            clap::Arg::new("config.file")
+                .long("config.file")
+                .value_name("PATH")
+                .help("YAML configuration file; flags override its values."),
+        )
+        .arg(
+            clap::Arg::new("version")
+                .long("version")
+                .action(clap::ArgAction::SetTrue)
+                .help("Print the version and exit."),
+        );
+    for f in FLAGS {
+        let default = lookup(defaults, f.path)
+            .map(scalar_text)
+            .unwrap_or_default();
+        let is_bool = matches!(lookup(defaults, f.path), Some(Yaml::Bool(_)));
+        let mut arg = clap::Arg::new(f.name)
+            .long(f.name)
+            .value_name(if is_bool { "BOOL" } else { "VALUE" })
+            .help(format!("{} [default: {:?}]", f.help, default));
+        if is_bool {
+            arg = arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true");
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Parses the command line (argv including the program name) into a config.
+pub fn load(args: Vec<String>) -> Result<Command, ConfigError> {
+    let defaults = serde_yaml::to_value(Config::default()).map_err(|e| ConfigError::Yaml {
+        path: "<defaults>".into(),
+        source: e,
+    })?;
+    let mut cli = build_cli(&defaults);
+    let matches = match cli.clone().try_get_matches_from(normalize_args(args)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Command::Help(cli.render_help().to_string()));
+        }
+        Err(e) => return Err(ConfigError::Usage(e.to_string())),
+    };
+    if matches.get_flag("version") {
+        return Ok(Command::Version);
+    }
+    let mut tree = defaults.clone();
+    if let Some(path) = matches.get_one::<String>("config.file") {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        let file: Yaml = serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+            path: path.clone(),
+            source: e,
+        })?;
+        if !file.is_null() {
+            merge(&mut tree, file, "", path)?;
+        }
+    }
+    for f in FLAGS {
+        let Some(raw) = matches.get_one::<String>(f.name) else {
+            continue;
+        };
+        let flag_err = |reason: String| ConfigError::Flag {
+            flag: f.name.to_string(),
+            value: raw.clone(),
+            reason,
+        };
+        let slot = lookup_mut(&mut tree, f.path)
+            .ok_or_else(|| flag_err(format!("no configuration field {}", f.path)))?;
+        *slot = match slot {
+            Yaml::Bool(_) => Yaml::Bool(
+                raw.parse::<bool>()
+                    .map_err(|_| flag_err("expected true or false".into()))?,
+            ),
+            Yaml::Number(_) => serde_yaml::from_str::<Yaml>(raw)
+                .ok()
+                .filter(Yaml::is_number)
+                .ok_or_else(|| flag_err("expected a number".into()))?,
+            _ => Yaml::String(raw.clone()),
+        };
+        // Check each flag on its own so the error names the flag.
+        serde_yaml::from_value::<Config>(tree.clone()).map_err(|e| flag_err(e.to_string()))?;
+    }
+    let cfg: Config = serde_yaml::from_value(tree).map_err(|e| ConfigError::Yaml {
+        path: matches
+            .get_one::<String>("config.file")
+            .cloned()
+            .unwrap_or_else(|| "<flags>".into()),
+        source: e,
+    })?;
+    Ok(Command::Run(Box::new(cfg)))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: "all".into(),
+            multitenancy_enabled: false,
+            server: ServerConfig::default(),
+            distributor: DistributorConfig::default(),
+            limits: LimitsConfig::default(),
+            blocks_storage: BlocksStorageConfig::default(),
+            querier: QuerierConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("strata")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    fn run(a: &[&str]) -> Config {
+        match load(args(a)).unwrap() {
+            Command::Run(c) => *c,
+            _ => panic!("expected a config"),
+        }
+    }
+
+    fn leaf_paths(v: &Yaml, prefix: String, out: &mut Vec<String>) {
+        match v {
+            Yaml::Mapping(m) => {
+                for (k, v) in m {
+                    let key = scalar_text(k);
+                    let p = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    leaf_paths(v, p, out);
+                }
+            }
+            _ => out.push(prefix),
+        }
+    }
+
+    #[test]
+    fn every_config_field_has_a_flag() {
+        let tree = serde_yaml::to_value(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        leaf_paths(&tree, String::new(), &mut paths);
+        for p in &paths {
+            assert!(
+                FLAGS.iter().any(|f| f.path == p),
+                "config field {p} has no flag"
+            );
+        }
+        for f in FLAGS {
+            assert!(
+                paths.iter().any(|p| p == f.path),
+                "flag -{} points nowhere",
+                f.name
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_and_both_dash_styles() {
+        let c = run(&[]);
+        assert_eq!(c.server.http_listen_port, 9009);
+        assert_eq!(c.server.grpc_listen_port, 9095);
+        assert_eq!(c.target, "all");
+        let c = run(&[
+            "-server.http-listen-port=1234",
+            "--auth.multitenancy-enabled",
+        ]);
+        assert_eq!(c.server.http_listen_port, 1234);
+        assert!(c.multitenancy_enabled);
+        let c = run(&["-blocks-storage.tsdb.block-ranges-period", "10s"]);
+        assert_eq!(
+            c.blocks_storage.tsdb.block_ranges_period,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  http_listen_port: 7000\nblocks_storage:\n  backend: s3\n  s3:\n    bucket_name: b\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = run(&["-config.file", p]);
+        assert_eq!(c.server.http_listen_port, 7000);
+        assert_eq!(c.blocks_storage.store.backend, "s3");
+        let c = run(&["-config.file", p, "-server.http-listen-port=7001"]);
+        assert_eq!(c.server.http_listen_port, 7001);
+    }
+
+    #[test]
+    fn errors_name_the_culprit() {
+        let e = load(args(&["-server.http-listen-port=abc"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("server.http-listen-port"), "{e}");
+        let e = load(args(&["-querier.timeout=soon"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("querier.timeout"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  http_port: 1\n").unwrap();
+        let e = load(args(&["-config.file", path.to_str().unwrap()]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("server.http_port"), "{e}");
+        assert!(
+            matches!(load(args(&["-help"])).unwrap(), Command::Help(h) if h.contains("server.http-listen-port"))
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! `strata`: the single binary that runs any Strata role. With no arguments
+//! it runs every role in one process on `./data` (`-target=all`).
+
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::routing::get;
+use config::{Command, Config};
+use prometheus::Registry;
+use strata_api::AppState;
+use strata_distributor::Distributor;
+use strata_ingester::Ingester;
+use strata_promql::{Engine, EngineOptions};
+use strata_querier::Querier;
+use strata_storage::{BlockCatalog, BlockReader, build_store};
+
+fn main() -> std::process::ExitCode {
+    let cfg = match config::load(std::env::args().collect()) {
+        Ok(Command::Run(cfg)) => cfg,
+        Ok(Command::Help(h)) => {
+            println!("{h}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("strata {}", env!("CARGO_PKG_VERSION"));
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strata: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(*cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "strata stopped with an error");
+            eprintln!("strata: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.server.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cfg: Config) -> Result<(), BoxError> {
+    let roles: Vec<&str> = cfg.target.split(',').map(str::trim).collect();
+    if roles != ["all"] {
+        return Err(format!(
+            "-target={} is not available yet: separate roles need distributed mode; run -target=all",
+            cfg.target
+        )
+        .into());
+    }
+    let registry = Registry::new();
+    strata_ingester::register_metrics(&registry)?;
+    strata_distributor::register_metrics(&registry)?;
+    strata_querier::register_metrics(&registry)?;
+    strata_api::register_metrics(&registry)?;
+
+    let store = build_store(&cfg.blocks_storage.store)?;
+    let reader = Arc::new(BlockReader::new(store));
+    let catalog = Arc::new(BlockCatalog::new(
+        reader,
+        cfg.blocks_storage.bucket_store.sync_interval,
+    ));
+    let mut tsdb = cfg.blocks_storage.tsdb.clone();
+    tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
+    let ingester = Arc::new(tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??);
+
+    let distributor = Arc::new(Distributor::new(
+        cfg.limits.validation.clone(),
+        ingester.clone(),
+    ));
+    let engine = Engine::new(EngineOptions {
+        lookback_delta: cfg.querier.lookback_delta,
+        max_samples: cfg.querier.max_samples,
+        timeout: cfg.querier.timeout,
+        ..EngineOptions::default()
+    });
+    let querier = Arc::new(Querier::new(ingester.clone(), catalog.clone(), engine));
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(AppState {
+        distributor,
+        querier,
+        registry,
+        multitenancy_enabled: cfg.multitenancy_enabled,
+        max_recv_msg_size: cfg.distributor.max_recv_msg_size,
+        ready: ready.clone(),
+    });
+    let shown = serde_yaml::to_string(&redacted(&cfg)).unwrap_or_default();
+    let app = strata_api::router(state).route(
+        "/config",
+        get(move || {
+            let shown = shown.clone();
+            async move { shown }
+        }),
+    );
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let cutter = tokio::spawn(ingester.clone().run_cutter(catalog.clone(), shutdown_rx));
+
+    let host = if cfg.server.http_listen_address.is_empty() {
+        "0.0.0.0"
+    } else {
+        cfg.server.http_listen_address.as_str()
+    };
+    let addr: SocketAddr = format!("{host}:{}", cfg.server.http_listen_port)
+        .parse()
+        .map_err(|e| {
+            format!(
+                "bad HTTP listen address {host}:{}: {e}",
+                cfg.server.http_listen_port
+            )
+        })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    ready.store(true, Ordering::Release);
+    tracing::info!(%addr, target = %cfg.target, "strata is ready");
+
+    let stop = shutdown_signal();
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
+    server.await?;
+
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Release);
+    let _ = shutdown_tx.send(true);
+    let _ = cutter.await;
+    let grace = cfg.server.graceful_shutdown_timeout;
+    match tokio::time::timeout(grace, ingester.shutdown(&catalog)).await {
+        Ok(r) => r?,
+        Err(_) => tracing::warn!("head flush did not finish in time; the WAL keeps the data"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The config as shown on `/config`, with secrets masked.
+fn redacted(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    if !c.blocks_storage.store.s3.secret_access_key.is_empty() {
+        c.blocks_storage.store.s3.secret_access_key = "********".into();
+    }
+    c
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

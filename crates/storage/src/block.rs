@@ -1,0 +1,334 @@
+//! Metric blocks: immutable Parquet files covering one time range of one
+//! tenant, at `<tenant>/metrics/<ULID>/{series.parquet, chunks.parquet, meta.json}`.
+//!
+//! `series.parquet` has one row per series, sorted by metric name then labels:
+//! a `series_id` and one nullable string column per label name (`l_<name>`),
+//! dictionary-encoded with page statistics so label matchers prune row groups.
+//! `chunks.parquet` has one row per compressed chunk, sorted by
+//! `(series_id, min_t)`, so a series-id and time-range filter reads little.
+//! `meta.json` is written last: a block without it is an incomplete upload
+//! and is ignored by readers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BinaryViewArray, Int64Array, RecordBatch,
+    StringArray, StringBuilder, StringViewArray, UInt32Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use strata_model::{Label, Labels, Sample};
+
+use crate::StorageError;
+use crate::chunk::XorChunk;
+
+/// Samples per stored chunk: long enough to compress well, short enough that
+/// a narrow time range decodes little.
+pub const SAMPLES_PER_CHUNK: usize = 960;
+/// Prefix of label columns in `series.parquet`.
+pub const LABEL_COLUMN_PREFIX: &str = "l_";
+/// Version of the block layout this code writes.
+pub const BLOCK_FORMAT_VERSION: u32 = 1;
+
+/// Contents of `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    pub ulid: String,
+    /// Inclusive lower bound of sample timestamps (ms).
+    pub min_time: i64,
+    /// Exclusive upper bound of sample timestamps (ms), as in Prometheus TSDB.
+    pub max_time: i64,
+    pub stats: BlockStats,
+    pub compaction: BlockCompaction,
+    pub version: u32,
+    /// Which component wrote the block (`ingester`, later `compactor`).
+    pub source: String,
+}
+
+/// Counts kept in `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockStats {
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub num_chunks: u64,
+    /// Bytes of `series.parquet` plus `chunks.parquet`.
+    pub num_bytes: u64,
+}
+
+/// Compaction lineage, as in Prometheus TSDB metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockCompaction {
+    pub level: u32,
+    pub sources: Vec<String>,
+}
+
+/// Object-store directory of a tenant's metric blocks.
+pub fn metrics_prefix(tenant: &str) -> ObjectPath {
+    ObjectPath::from(format!("{tenant}/metrics"))
+}
+
+/// Object-store path of one file of a block.
+pub fn block_file(tenant: &str, ulid: &str, file: &str) -> ObjectPath {
+    ObjectPath::from(format!("{tenant}/metrics/{ulid}/{file}"))
+}
+
+fn writer_props(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build()
+}
+
+fn encode_parquet(batch: &RecordBatch, row_group_rows: usize) -> Result<Vec<u8>, StorageError> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props(row_group_rows)))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(buf)
+}
+
+/// The two Parquet files of a block, encoded in memory.
+pub struct EncodedBlock {
+    pub meta: BlockMeta,
+    pub series_parquet: Vec<u8>,
+    pub chunks_parquet: Vec<u8>,
+}
+
+/// Encodes series (any order, samples time-ordered and within
+/// `[min_time, max_time)`) as a block. Empty series are skipped.
+pub fn encode_block(
+    mut series: Vec<(Labels, Vec<Sample>)>,
+    min_time: i64,
+    max_time: i64,
+) -> Result<EncodedBlock, StorageError> {
+    series.retain(|(_, s)| !s.is_empty());
+    series.sort_by(|a, b| a.0.cmp_metric_first(&b.0));
+
+    let mut names: Vec<&str> = series
+        .iter()
+        .flat_map(|(l, _)| l.iter().map(|l| l.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+
+    let mut fields = vec![Field::new("series_id", DataType::UInt32, false)];
+    let mut builders: Vec<StringBuilder> = Vec::with_capacity(names.len());
+    for n in &names {
+        fields.push(Field::new(
+            format!("{LABEL_COLUMN_PREFIX}{n}"),
+            DataType::Utf8,
+            true,
+        ));
+        builders.push(StringBuilder::new());
+    }
+    let mut ids = Vec::with_capacity(series.len());
+    let (mut c_ids, mut c_min, mut c_max, mut c_num) = (vec![], vec![], vec![], vec![]);
+    let mut c_data = BinaryBuilder::new();
+    let mut stats = BlockStats::default();
+    for (i, (labels, samples)) in series.iter().enumerate() {
+        let id = i as u32;
+        ids.push(id);
+        // Label names are sorted in both the set and `names`: one merge pass.
+        let mut it = labels.iter().peekable();
+        for (col, name) in names.iter().enumerate() {
+            match it.peek() {
+                Some(l) if l.name == *name => {
+                    builders[col].append_value(&l.value);
+                    it.next();
+                }
+                _ => builders[col].append_null(),
+            }
+        }
+        for part in samples.chunks(SAMPLES_PER_CHUNK) {
+            let chunk = XorChunk::from_samples(part);
+            c_ids.push(id);
+            c_min.push(part[0].t);
+            c_max.push(part[part.len() - 1].t);
+            c_num.push(part.len() as u32);
+            c_data.append_value(chunk.to_bytes());
+            stats.num_chunks += 1;
+        }
+        stats.num_samples += samples.len() as u64;
+    }
+    stats.num_series = series.len() as u64;
+
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from(ids))];
+    columns.extend(
+        builders
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef),
+    );
+    let series_batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    let chunk_schema = Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("min_t", DataType::Int64, false),
+        Field::new("max_t", DataType::Int64, false),
+        Field::new("num_samples", DataType::UInt32, false),
+        Field::new("data", DataType::Binary, false),
+    ]));
+    let chunk_batch = RecordBatch::try_new(
+        chunk_schema,
+        vec![
+            Arc::new(UInt32Array::from(c_ids)),
+            Arc::new(Int64Array::from(c_min)),
+            Arc::new(Int64Array::from(c_max)),
+            Arc::new(UInt32Array::from(c_num)),
+            Arc::new(c_data.finish()),
+        ],
+    )?;
+    let series_parquet = encode_parquet(&series_batch, 8192)?;
+    let chunks_parquet = encode_parquet(&chunk_batch, 16384)?;
+    stats.num_bytes = (series_parquet.len() + chunks_parquet.len()) as u64;
+    let ulid = ulid::Ulid::new().to_string();
+    Ok(EncodedBlock {
+        meta: BlockMeta {
+            ulid: ulid.clone(),
+            min_time,
+            max_time,
+            stats,
+            compaction: BlockCompaction {
+                level: 1,
+                sources: vec![ulid],
+            },
+            version: BLOCK_FORMAT_VERSION,
+            source: "ingester".into(),
+        },
+        series_parquet,
+        chunks_parquet,
+    })
+}
+
+/// Uploads a block: data files first, `meta.json` last, so a reader never
+/// sees a block whose files are not all there.
+pub async fn upload_block(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    block: &EncodedBlock,
+) -> Result<(), StorageError> {
+    let ulid = &block.meta.ulid;
+    for (file, data) in [
+        ("chunks.parquet", &block.chunks_parquet),
+        ("series.parquet", &block.series_parquet),
+    ] {
+        let path = block_file(tenant, ulid, file);
+        store
+            .put(&path, PutPayload::from(Bytes::from(data.clone())))
+            .await
+            .map_err(|e| StorageError::object(&path, e))?;
+    }
+    let meta = serde_json::to_vec_pretty(&block.meta)?;
+    let path = block_file(tenant, ulid, "meta.json");
+    store
+        .put(&path, PutPayload::from(Bytes::from(meta)))
+        .await
+        .map_err(|e| StorageError::object(&path, e))?;
+    Ok(())
+}
+
+/// Reads the label set of every row of a `series.parquet` batch.
+pub fn batch_labels(batch: &RecordBatch) -> Result<Vec<(u32, Labels)>, StorageError> {
+    let schema = batch.schema();
+    let ids = batch
+        .column_by_name("series_id")
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+        .ok_or(StorageError::Format(
+            "series_id column missing or not UInt32",
+        ))?;
+    let mut label_cols: Vec<(&str, StrCol<'_>)> = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if let Some(name) = f.name().strip_prefix(LABEL_COLUMN_PREFIX) {
+            let col = batch.column(i);
+            let c = match col.data_type() {
+                DataType::Utf8 => StrCol::Utf8(col.as_string::<i32>()),
+                DataType::Utf8View => StrCol::View(col.as_string_view()),
+                _ => return Err(StorageError::Format("label column is not a string column")),
+            };
+            label_cols.push((name, c));
+        }
+    }
+    label_cols.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let mut labels = Vec::with_capacity(label_cols.len());
+        for (name, arr) in &label_cols {
+            if let Some(v) = arr.get(row) {
+                labels.push(Label::new(*name, v));
+            }
+        }
+        out.push((ids.value(row), Labels::from_sorted(labels)));
+    }
+    Ok(out)
+}
+
+/// Decodes the chunks of a `chunks.parquet` batch into per-series samples
+/// restricted to `[min_t, max_t]`, calling `sink(series_id, samples)`.
+pub fn batch_chunks(
+    batch: &RecordBatch,
+    min_t: i64,
+    max_t: i64,
+    mut sink: impl FnMut(u32, &[Sample]),
+) -> Result<(), StorageError> {
+    let ids = batch
+        .column_by_name("series_id")
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+        .ok_or(StorageError::Format("chunks series_id column missing"))?;
+    let data = batch
+        .column_by_name("data")
+        .ok_or(StorageError::Format("chunks data column missing"))?;
+    let data = match data.data_type() {
+        DataType::Binary => BinCol::Binary(data.as_binary::<i32>()),
+        DataType::BinaryView => BinCol::View(data.as_binary_view()),
+        _ => return Err(StorageError::Format("chunks data column is not binary")),
+    };
+    let mut buf = Vec::new();
+    for row in 0..batch.num_rows() {
+        buf.clear();
+        crate::chunk::decode_chunk(data.value(row), &mut buf)?;
+        let lo = buf.partition_point(|s| s.t < min_t);
+        let hi = buf.partition_point(|s| s.t <= max_t);
+        if lo < hi {
+            sink(ids.value(row), &buf[lo..hi]);
+        }
+    }
+    Ok(())
+}
+
+/// A string column as Parquet decoding hands it out (plain or view layout).
+enum StrCol<'a> {
+    Utf8(&'a StringArray),
+    View(&'a StringViewArray),
+}
+
+impl StrCol<'_> {
+    fn get(&self, row: usize) -> Option<&str> {
+        match self {
+            StrCol::Utf8(a) => a.is_valid(row).then(|| a.value(row)),
+            StrCol::View(a) => a.is_valid(row).then(|| a.value(row)),
+        }
+    }
+}
+
+/// A binary column in plain or view layout.
+enum BinCol<'a> {
+    Binary(&'a BinaryArray),
+    View(&'a BinaryViewArray),
+}
+
+impl BinCol<'_> {
+    fn value(&self, row: usize) -> &[u8] {
+        match self {
+            BinCol::Binary(a) => a.value(row),
+            BinCol::View(a) => a.value(row),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Strata's storage format and object-store access: compressed chunks,
+//! Parquet metric blocks, the object-store backends, and DataFusion scans that
+//! read blocks with label-matcher and time-range filters pushed down.
+
+pub mod block;
+pub mod chunk;
+pub mod reader;
+pub mod store;
+
+pub use block::{BlockMeta, EncodedBlock, encode_block, upload_block};
+pub use reader::{BlockCatalog, BlockReader};
+pub use store::{StoreConfig, build_store};
+
+/// Errors from encoding, uploading or reading blocks.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object store error on {path}: {source}")]
+    Object {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("object store configuration: {0}")]
+    Config(String),
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    #[error("query engine: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("block metadata: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bad block format: {0}")]
+    Format(&'static str),
+    #[error(transparent)]
+    Chunk(#[from] chunk::ChunkError),
+}
+
+impl StorageError {
+    pub(crate) fn object(path: &object_store::path::Path, source: object_store::Error) -> Self {
+        Self::Object {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

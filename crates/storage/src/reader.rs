@@ -1,0 +1,414 @@
+//! Reading metric blocks with DataFusion: label matchers become filters on
+//! the `l_<name>` columns of `series.parquet` and the selected series ids plus
+//! the time range become filters on `chunks.parquet`; DataFusion pushes both
+//! into the Parquet scan so row groups and pages that cannot match are skipped.
+//!
+//! [`BlockCatalog`] keeps each tenant's list of complete blocks, refreshed by
+//! listing the bucket at most once per sync interval and updated directly
+//! when this process uploads a block.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::functions::expr_fn::regexp_like;
+use datafusion::prelude::{
+    Expr, ParquetReadOptions, SessionConfig, SessionContext, ident, lit, not,
+};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use strata_model::{MatchOp, Matcher, Sample, SeriesSamples, merge_samples};
+use tokio::sync::RwLock;
+
+use crate::StorageError;
+use crate::block::{self, BlockMeta, LABEL_COLUMN_PREFIX};
+
+const STORE_URL: &str = "strata://blocks/";
+
+/// Runs DataFusion scans over the blocks in one object store.
+pub struct BlockReader {
+    ctx: SessionContext,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl BlockReader {
+    /// A reader over `store`.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(STORE_URL).expect("static URL parses");
+        ctx.register_object_store(&url, store.clone());
+        Self { ctx, store }
+    }
+
+    /// The object store read from.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn url(tenant: &str, ulid: &str, file: &str) -> String {
+        format!("{STORE_URL}{}", block::block_file(tenant, ulid, file))
+    }
+
+    /// Series of one block whose labels satisfy all `matchers`, with their ids.
+    pub async fn select_series(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(u32, strata_model::Labels)>, StorageError> {
+        let df = self
+            .ctx
+            .read_parquet(
+                Self::url(tenant, &meta.ulid, "series.parquet"),
+                ParquetReadOptions::default(),
+            )
+            .await?;
+        let schema: Schema = df.schema().as_arrow().clone();
+        let mut filter: Option<Expr> = None;
+        for m in matchers {
+            match matcher_filter(m, &schema) {
+                MatcherFilter::All => {}
+                MatcherFilter::None => return Ok(Vec::new()),
+                MatcherFilter::Expr(e) => {
+                    filter = Some(match filter {
+                        Some(f) => f.and(e),
+                        None => e,
+                    })
+                }
+            }
+        }
+        let df = match filter {
+            Some(f) => df.filter(f)?,
+            None => df,
+        };
+        let mut out = Vec::new();
+        for batch in df.collect().await? {
+            out.extend(block::batch_labels(&batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Samples in `[min_t, max_t]` of the block's series that match `matchers`.
+    pub async fn select(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        if meta.max_time <= min_t || meta.min_time > max_t {
+            return Ok(Vec::new());
+        }
+        let series = self.select_series(tenant, meta, matchers).await?;
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_id: HashMap<u32, SeriesSamples> = series
+            .into_iter()
+            .map(|(id, labels)| {
+                (
+                    id,
+                    SeriesSamples {
+                        labels,
+                        samples: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let (lo, hi) = by_id
+            .keys()
+            .fold((u32::MAX, 0), |(lo, hi), &id| (lo.min(id), hi.max(id)));
+        let id_col = ident("series_id");
+        // The id range prunes row groups by statistics; the list is exact.
+        let mut filter = id_col
+            .clone()
+            .between(lit(lo), lit(hi))
+            .and(ident("max_t").gt_eq(lit(min_t)))
+            .and(ident("min_t").lt_eq(lit(max_t)));
+        if (hi - lo + 1) as usize != by_id.len() {
+            filter = filter.and(id_col.in_list(by_id.keys().map(|&id| lit(id)).collect(), false));
+        }
+        let df = self
+            .ctx
+            .read_parquet(
+                Self::url(tenant, &meta.ulid, "chunks.parquet"),
+                ParquetReadOptions::default(),
+            )
+            .await?
+            .filter(filter)?
+            .select_columns(&["series_id", "data"])?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            block::batch_chunks(&batch, min_t, max_t, |id, samples: &[Sample]| {
+                if let Some(s) = by_id.get_mut(&id) {
+                    merge_samples(&mut s.samples, samples);
+                }
+            })?;
+        }
+        Ok(by_id
+            .into_values()
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+
+    /// Lists the complete blocks (those with `meta.json`) of a tenant.
+    pub async fn list_blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StorageError> {
+        let prefix = block::metrics_prefix(tenant);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| StorageError::object(&prefix, e))?;
+        let mut out = Vec::new();
+        for dir in listing.common_prefixes {
+            let Some(ulid) = dir.filename() else { continue };
+            if let Some(meta) = self.read_meta(tenant, ulid).await? {
+                out.push(meta);
+            }
+        }
+        out.sort_by_key(|m| m.min_time);
+        Ok(out)
+    }
+
+    /// Reads `meta.json` of a block; `None` when it does not exist (yet).
+    pub async fn read_meta(
+        &self,
+        tenant: &str,
+        ulid: &str,
+    ) -> Result<Option<BlockMeta>, StorageError> {
+        let path: ObjectPath = block::block_file(tenant, ulid, "meta.json");
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|e| StorageError::object(&path, e))?;
+                Ok(Some(serde_json::from_slice(&bytes)?))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::object(&path, e)),
+        }
+    }
+}
+
+enum MatcherFilter {
+    /// Every row passes.
+    All,
+    /// No row can pass.
+    None,
+    Expr(Expr),
+}
+
+/// Translates a label matcher into a filter on `series.parquet`. A missing
+/// label reads as "" (PromQL semantics), and so does a missing column.
+fn matcher_filter(m: &Matcher, schema: &Schema) -> MatcherFilter {
+    let matches_empty = m.is_match("");
+    let col_name = format!("{LABEL_COLUMN_PREFIX}{}", m.name);
+    if schema.field_with_name(&col_name).is_err() {
+        return if matches_empty {
+            MatcherFilter::All
+        } else {
+            MatcherFilter::None
+        };
+    }
+    let c = ident(col_name);
+    let cond = match &m.op {
+        MatchOp::Equal => c.clone().eq(lit(m.value.clone())),
+        MatchOp::NotEqual => c.clone().not_eq(lit(m.value.clone())),
+        MatchOp::Re(re) => regexp_like(c.clone(), lit(re.as_str().to_string()), None),
+        MatchOp::NotRe(re) => not(regexp_like(c.clone(), lit(re.as_str().to_string()), None)),
+    };
+    MatcherFilter::Expr(if matches_empty {
+        c.is_null().or(cond)
+    } else {
+        cond
+    })
+}
+
+/// Each tenant's complete blocks, as last listed or uploaded here.
+pub struct BlockCatalog {
+    reader: Arc<BlockReader>,
+    sync_interval: Duration,
+    tenants: RwLock<HashMap<String, TenantBlocks>>,
+}
+
+struct TenantBlocks {
+    listed_at: Instant,
+    blocks: Vec<BlockMeta>,
+}
+
+impl BlockCatalog {
+    /// A catalog that re-lists a tenant's blocks at most every `sync_interval`.
+    pub fn new(reader: Arc<BlockReader>, sync_interval: Duration) -> Self {
+        Self {
+            reader,
+            sync_interval,
+            tenants: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The reader the catalog lists with.
+    pub fn reader(&self) -> &Arc<BlockReader> {
+        &self.reader
+    }
+
+    /// The tenant's blocks overlapping `[min_t, max_t]`.
+    pub async fn blocks(
+        &self,
+        tenant: &str,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<BlockMeta>, StorageError> {
+        let fresh = {
+            let t = self.tenants.read().await;
+            t.get(tenant)
+                .filter(|tb| tb.listed_at.elapsed() < self.sync_interval)
+                .map(|tb| tb.blocks.clone())
+        };
+        let blocks = match fresh {
+            Some(b) => b,
+            None => {
+                let listed = self.reader.list_blocks(tenant).await?;
+                let mut t = self.tenants.write().await;
+                let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
+                    listed_at: Instant::now(),
+                    blocks: Vec::new(),
+                });
+                // Keep blocks added locally since the listing started.
+                let mut merged = listed;
+                for b in entry.blocks.drain(..) {
+                    if !merged.iter().any(|l| l.ulid == b.ulid) {
+                        merged.push(b);
+                    }
+                }
+                merged.sort_by_key(|m| m.min_time);
+                entry.blocks = merged.clone();
+                entry.listed_at = Instant::now();
+                merged
+            }
+        };
+        Ok(blocks
+            .into_iter()
+            .filter(|b| b.max_time > min_t && b.min_time <= max_t)
+            .collect())
+    }
+
+    /// Records a block this process just uploaded, so queries see it at once.
+    pub async fn add(&self, tenant: &str, meta: BlockMeta) {
+        let mut t = self.tenants.write().await;
+        let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
+            // Force a listing on first read: other blocks may exist.
+            listed_at: Instant::now() - self.sync_interval - Duration::from_secs(1),
+            blocks: Vec::new(),
+        });
+        if !entry.blocks.iter().any(|b| b.ulid == meta.ulid) {
+            entry.blocks.push(meta);
+            entry.blocks.sort_by_key(|m| m.min_time);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{encode_block, upload_block};
+    use strata_model::Labels;
+
+    fn series(name: &str, job: &str, n: i64) -> (Labels, Vec<Sample>) {
+        let labels = Labels::from_pairs([("__name__", name), ("job", job)]);
+        let samples = (0..n)
+            .map(|i| Sample {
+                t: i * 1000,
+                v: i as f64,
+            })
+            .collect();
+        (labels, samples)
+    }
+
+    #[tokio::test]
+    async fn parquet_block_roundtrip_with_matchers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let mut input = vec![
+            series("up", "a", 2000),
+            series("up", "b", 10),
+            series("http_requests_total", "a", 5),
+        ];
+        input[2].0.set("path", "/x");
+        let block = encode_block(input.clone(), 0, 2_000_000).unwrap();
+        assert_eq!(block.meta.stats.num_series, 3);
+        assert_eq!(block.meta.stats.num_samples, 2015);
+        upload_block(store.as_ref(), "t1", &block).await.unwrap();
+
+        let reader = BlockReader::new(store);
+        let metas = reader.list_blocks("t1").await.unwrap();
+        assert_eq!(metas, vec![block.meta.clone()]);
+        assert!(reader.list_blocks("other").await.unwrap().is_empty());
+
+        let up = Matcher::new(MatchOp::Equal, "__name__", "up");
+        let got = reader
+            .select("t1", &metas[0], std::slice::from_ref(&up), 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        let a = got
+            .iter()
+            .find(|s| s.labels.get("job") == Some("a"))
+            .unwrap();
+        assert_eq!(a.samples, input[0].1);
+
+        // Time range restriction inside a chunk.
+        let got = reader
+            .select(
+                "t1",
+                &metas[0],
+                std::slice::from_ref(&up),
+                1_500_000,
+                1_500_999,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].samples,
+            vec![Sample {
+                t: 1_500_000,
+                v: 1500.0
+            }]
+        );
+
+        // Regex, negative and absent-label matchers.
+        let re = Matcher::new_matcher(
+            promql_parser::parser::token::T_EQL_REGEX,
+            "job".into(),
+            "b|c".into(),
+        )
+        .unwrap();
+        let got = reader.select_series("t1", &metas[0], &[re]).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.get("job"), Some("b"));
+        let no_path = Matcher::new(MatchOp::Equal, "path", "");
+        let got = reader
+            .select_series("t1", &metas[0], &[no_path])
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        let missing_col = Matcher::new(MatchOp::Equal, "nope", "x");
+        let got = reader
+            .select_series("t1", &metas[0], &[missing_col])
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        let ne = Matcher::new(MatchOp::NotEqual, "path", "/x");
+        let got = reader.select_series("t1", &metas[0], &[ne]).await.unwrap();
+        assert_eq!(got.len(), 2);
+    }
+}

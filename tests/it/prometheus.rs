@@ -1,0 +1,304 @@
+//! Differential test against a real Prometheus: it scrapes itself and Strata,
+//! remote-writes to Strata, and the same PromQL queries must give the same
+//! series and values from both.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::common::{Strata, free_port, now_ms, secs};
+
+struct Prometheus {
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_binary() -> String {
+    std::env::var("STRATA_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
+}
+
+async fn start_prometheus(dir: &std::path::Path, strata_port: u16) -> Prometheus {
+    let port = free_port();
+    let config = format!(
+        r#"
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+  - job_name: strata
+    static_configs: [{{targets: ["127.0.0.1:{strata_port}"]}}]
+remote_write:
+  - url: http://127.0.0.1:{strata_port}/api/v1/push
+    queue_config:
+      batch_send_deadline: 500ms
+      max_samples_per_send: 2000
+    metadata_config:
+      send: false
+"#
+    );
+    let cfg_path = dir.join("prometheus.yml");
+    std::fs::write(&cfg_path, config).expect("write prometheus config");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
+    let child = Command::new(prometheus_binary())
+        .arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the `prometheus` binary (Debian package prometheus) must be installed; the README test command installs it");
+    Prometheus { port, child }
+}
+
+async fn prom_query(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    params: &[(&str, String)],
+) -> Json {
+    let r = client
+        .get(format!("{base}{path}"))
+        .query(params)
+        .send()
+        .await
+        .expect("query request");
+    let status = r.status();
+    let j: Json = r.json().await.expect("json");
+    assert!(status.is_success(), "{base}{path} {params:?}: {j}");
+    j["data"].clone()
+}
+
+/// result -> label set (as sorted JSON text) -> points (ts ms, value).
+fn normalize(data: &Json) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let mut out = BTreeMap::new();
+    let parse_point = |p: &Json| -> (i64, f64) {
+        let t = (p[0].as_f64().expect("ts") * 1000.0).round() as i64;
+        let v = match p[1].as_str().expect("value") {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            s => s.parse().expect("float"),
+        };
+        (t, v)
+    };
+    match data["resultType"].as_str() {
+        Some("scalar") => {
+            out.insert("scalar".into(), vec![parse_point(&data["result"])]);
+        }
+        _ => {
+            for s in data["result"].as_array().expect("result array") {
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_value(s["metric"].clone()).expect("labels");
+                let pts = if let Some(v) = s.get("value") {
+                    vec![parse_point(v)]
+                } else {
+                    s["values"]
+                        .as_array()
+                        .expect("values")
+                        .iter()
+                        .map(parse_point)
+                        .collect()
+                };
+                out.insert(serde_json::to_string(&labels).expect("json"), pts);
+            }
+        }
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a == b {
+        return true;
+    }
+    ((a - b) / a.abs().max(b.abs())).abs() <= 1e-9
+}
+
+/// Returns a description of the first difference, if any.
+fn diff(
+    q: &str,
+    want: &BTreeMap<String, Vec<(i64, f64)>>,
+    got: &BTreeMap<String, Vec<(i64, f64)>>,
+) -> Option<String> {
+    let wk: Vec<&String> = want.keys().collect();
+    let gk: Vec<&String> = got.keys().collect();
+    if wk != gk {
+        return Some(format!(
+            "{q}: series differ\n prometheus: {wk:?}\n strata:     {gk:?}"
+        ));
+    }
+    for (k, w) in want {
+        let g = &got[k];
+        if w.len() != g.len() || w.iter().zip(g).any(|(a, b)| a.0 != b.0 || !close(a.1, b.1)) {
+            return Some(format!("{q}: {k}\n prometheus: {w:?}\n strata:     {g:?}"));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn same_answers_as_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start(dir.path(), &[]).await;
+    let prom = start_prometheus(dir.path(), strata.port).await;
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    let client = reqwest::Client::new();
+
+    // Let Prometheus collect ~50s of data and forward it. Every range window
+    // below starts after the counters it reads were created: Prometheus 2
+    // extrapolates a counter that starts inside the window to its zero
+    // point, Prometheus 3 (and Strata) by at most half a scrape interval.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+
+    // Choose an evaluation time whose millisecond phase differs from every
+    // scrape's, so Prometheus 2's closed range windows and Prometheus 3's
+    // left-open ones (which Strata implements) select the same samples.
+    let up = prom_query(
+        &client,
+        &prom_base,
+        "/api/v1/query",
+        &[("query", "timestamp(up)".into())],
+    )
+    .await;
+    let phases: Vec<i64> = up["result"]
+        .as_array()
+        .expect("up series")
+        .iter()
+        .map(|s| {
+            (s["value"][1].as_str().unwrap().parse::<f64>().unwrap() * 1000.0).round() as i64 % 1000
+        })
+        .collect();
+    assert_eq!(phases.len(), 2, "both targets scraped: {up}");
+    let base = now_ms() - 8000;
+    let t = (0..1000)
+        .map(|k| base - base % 1000 + k)
+        .find(|t| {
+            phases
+                .iter()
+                .all(|p| ((t % 1000) - p).abs() > 100 && ((t % 1000) - p).abs() < 900)
+        })
+        .expect("a phase away from every scrape");
+
+    // Wait until Strata has received samples past `t` from both targets.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = strata.query("min(timestamp(up))", now_ms()).await;
+        let newest = d["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if newest * 1000.0 > (t + 2000) as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "remote write did not reach Strata: {d}\n{}",
+            strata.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let at = secs(t - 5000);
+    let instant_queries: Vec<String> = vec![
+        "up".into(),
+        "up{job=\"prometheus\"}".into(),
+        "up{job!=\"prometheus\"}".into(),
+        "up{job=~\"prom.*\"}".into(),
+        "up{job!~\"prom.*\"}".into(),
+        "rate(prometheus_http_requests_total[20s])".into(),
+        "irate(prometheus_http_requests_total[20s])".into(),
+        "increase(prometheus_tsdb_head_samples_appended_total[20s])".into(),
+        "delta(process_resident_memory_bytes[20s])".into(),
+        "idelta(process_resident_memory_bytes[20s])".into(),
+        "sum(rate(prometheus_http_requests_total[20s]))".into(),
+        "sum by (handler) (rate(prometheus_http_requests_total[20s]))".into(),
+        "avg without (instance) (process_resident_memory_bytes)".into(),
+        "max(process_cpu_seconds_total)".into(),
+        "min by (job) (process_open_fds)".into(),
+        "count(up)".into(),
+        "count by (job) (scrape_duration_seconds)".into(),
+        "topk(1, process_resident_memory_bytes)".into(),
+        "bottomk(1, process_resident_memory_bytes)".into(),
+        "quantile(0.9, prometheus_http_requests_total)".into(),
+        "stddev(process_open_fds)".into(),
+        "stdvar(scrape_samples_scraped)".into(),
+        "group by (job) (up)".into(),
+        "avg_over_time(process_resident_memory_bytes[20s])".into(),
+        "min_over_time(scrape_duration_seconds[20s])".into(),
+        "max_over_time(scrape_duration_seconds[20s])".into(),
+        "sum_over_time(up[20s])".into(),
+        "count_over_time(up[20s])".into(),
+        "last_over_time(process_open_fds[20s])".into(),
+        "quantile_over_time(0.5, scrape_duration_seconds[20s])".into(),
+        "stddev_over_time(process_resident_memory_bytes[20s])".into(),
+        "stdvar_over_time(process_resident_memory_bytes[20s])".into(),
+        "present_over_time(up[20s])".into(),
+        "process_resident_memory_bytes offset 10s".into(),
+        format!("up @ {at}"),
+        format!("rate(process_cpu_seconds_total[20s] @ {at})"),
+        "rate(process_cpu_seconds_total[20s] offset 5s)".into(),
+        "process_resident_memory_bytes / 1024 / 1024".into(),
+        "process_resident_memory_bytes > 1000".into(),
+        "up == bool 1".into(),
+        "2 * process_open_fds - 1".into(),
+        "process_resident_memory_bytes / on(instance, job) process_virtual_memory_bytes".into(),
+        "prometheus_http_requests_total - prometheus_http_requests_total offset 5s".into(),
+        "scrape_duration_seconds < bool ignoring(instance) scrape_duration_seconds".into(),
+        "up and on(job) process_open_fds > 0".into(),
+        "up[20s]".into(),
+        "prometheus_http_requests_total{handler=\"/metrics\"}[50s]".into(),
+    ];
+    let mut failures = Vec::new();
+    for q in &instant_queries {
+        let params = [("query", q.clone()), ("time", secs(t))];
+        let want = prom_query(&client, &prom_base, "/api/v1/query", &params).await;
+        let got = prom_query(&client, &strata.url(""), "/api/v1/query", &params).await;
+        if let Some(d) = diff(q, &normalize(&want), &normalize(&got)) {
+            failures.push(d);
+        }
+        assert!(
+            !normalize(&want).is_empty() || q.contains('>'),
+            "{q} selects something in Prometheus"
+        );
+    }
+    let range_queries = [
+        "rate(prometheus_http_requests_total[10s])",
+        "sum by (job) (rate(process_cpu_seconds_total[10s]))",
+        "max_over_time(scrape_duration_seconds[5s])",
+        "up",
+        "process_open_fds offset 3s",
+    ];
+    for q in range_queries {
+        let params = [
+            ("query", q.to_string()),
+            ("start", secs(t - 16_000)),
+            ("end", secs(t)),
+            ("step", "2".to_string()),
+        ];
+        let want = prom_query(&client, &prom_base, "/api/v1/query_range", &params).await;
+        let got = prom_query(&client, &strata.url(""), "/api/v1/query_range", &params).await;
+        if let Some(d) = diff(q, &normalize(&want), &normalize(&got)) {
+            failures.push(d);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ:\n{}",
+        failures.len(),
+        instant_queries.len() + range_queries.len(),
+        failures.join("\n")
+    );
+}
