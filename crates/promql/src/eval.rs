@@ -24,6 +24,30 @@ use crate::{EngineError, EngineOptions, MatrixSeries, Queryable, Value, VectorSa
 pub(crate) struct Series {
     pub labels: Labels,
     pub vals: Vec<Option<f64>>,
+    /// The metric name is removed when the query result is produced
+    /// (Prometheus 3 delayed name removal): until then it still tells
+    /// series apart and can be grouped or matched on.
+    pub drop_name: bool,
+}
+
+impl Series {
+    /// A series that keeps its metric name.
+    pub fn new(labels: Labels, vals: Vec<Option<f64>>) -> Self {
+        Self {
+            labels,
+            vals,
+            drop_name: false,
+        }
+    }
+
+    /// A series whose metric name goes away in the result.
+    pub fn dropping_name(labels: Labels, vals: Vec<Option<f64>>) -> Self {
+        Self {
+            labels,
+            vals,
+            drop_name: true,
+        }
+    }
 }
 
 /// An evaluated node.
@@ -97,7 +121,10 @@ pub(crate) async fn run(
         nsteps,
         samples: AtomicUsize::new(0),
     };
-    let val = eval(&ctx, expr).await?;
+    let val = match eval(&ctx, expr).await? {
+        Val::Vector(series) => Val::Vector(finalize_names(series)?),
+        other => other,
+    };
     Ok(match val {
         Val::Scalar(v) if instant => Value::Scalar { t: start, v: v[0] },
         Val::Scalar(v) => Value::Matrix(vec![MatrixSeries {
@@ -160,15 +187,17 @@ pub(crate) fn eval<'a>(
             Expr::Paren(p) => eval(ctx, &p.expr).await,
             Expr::Unary(u) => match eval(ctx, &u.expr).await? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(dedup_labelsets(
+                Val::Vector(series) => Ok(Val::Vector(
                     series
                         .into_iter()
-                        .map(|s| Series {
-                            labels: s.labels.without_metric_name(),
-                            vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                        .map(|s| {
+                            Series::dropping_name(
+                                s.labels,
+                                s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                            )
                         })
                         .collect(),
-                )?)),
+                )),
                 _ => Err(EngineError::BadData(
                     "unary minus needs a scalar or vector".into(),
                 )),
@@ -289,10 +318,7 @@ async fn instant_selector(ctx: &Ctx<'_>, vs: &VectorSelector) -> Result<Vec<Seri
                     (last.t > t - lookback && !is_stale_nan(last.v)).then_some(last.v)
                 })
                 .collect();
-            Series {
-                labels: s.labels,
-                vals,
-            }
+            Series::new(s.labels, vals)
         })
         .filter(|s| s.vals.iter().any(Option::is_some))
         .collect())
@@ -309,8 +335,8 @@ pub(crate) async fn instant_selector_timestamps(
     let data = select(ctx, vs, lo - lookback + 1, hi).await?;
     Ok(data
         .into_iter()
-        .map(|s| Series {
-            vals: times
+        .map(|s| {
+            let vals = times
                 .iter()
                 .map(|&t| {
                     let idx = s.samples.partition_point(|x| x.t <= t);
@@ -318,8 +344,8 @@ pub(crate) async fn instant_selector_timestamps(
                     (last.t > t - lookback && !is_stale_nan(last.v))
                         .then_some(last.t as f64 / 1000.0)
                 })
-                .collect(),
-            labels: s.labels.without_metric_name(),
+                .collect();
+            Series::dropping_name(s.labels, vals)
         })
         .filter(|s| s.vals.iter().any(Option::is_some))
         .collect())
@@ -354,8 +380,25 @@ pub(crate) fn window(samples: &[Sample], t: i64, range: i64) -> &[Sample] {
     &samples[lo..hi.max(lo)]
 }
 
-/// Merges series that ended up with equal label sets (after dropping the
-/// metric name); two values at the same step are an error, as in Prometheus.
+/// Applies delayed metric-name removal, then merges series that ended up
+/// with equal label sets.
+fn finalize_names(series: Vec<Series>) -> Result<Vec<Series>, EngineError> {
+    dedup_labelsets(
+        series
+            .into_iter()
+            .map(|mut s| {
+                if s.drop_name {
+                    s.labels = s.labels.without_metric_name();
+                    s.drop_name = false;
+                }
+                s
+            })
+            .collect(),
+    )
+}
+
+/// Merges series with equal label sets; two values at the same step are an
+/// error, as in Prometheus.
 pub(crate) fn dedup_labelsets(series: Vec<Series>) -> Result<Vec<Series>, EngineError> {
     let mut out: Vec<Series> = Vec::with_capacity(series.len());
     let mut pos: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
@@ -478,16 +521,23 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
     match op.as_str() {
         "topk" | "bottomk" => {
             let ks = param.unwrap_or_default();
+            if ks.iter().any(|k| k.is_nan()) {
+                return Err(EngineError::Execution("Parameter value is NaN".into()));
+            }
             let mut out: Vec<Series> = input
                 .iter()
                 .map(|s| Series {
                     labels: s.labels.clone(),
                     vals: vec![None; n],
+                    drop_name: s.drop_name,
                 })
                 .collect();
+            // Rank order at the first step: instant results list the
+            // selection best first, as Prometheus does.
+            let mut first_step_order: Vec<usize> = Vec::new();
             for (_, members) in &groups {
                 for (step, &k) in ks.iter().enumerate().take(n) {
-                    if k.is_nan() || k < 1.0 {
+                    if k < 1.0 {
                         continue;
                     }
                     let k = if k > members.len() as f64 {
@@ -514,8 +564,21 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                     });
                     for &(i, v) in present.iter().take(k) {
                         out[i].vals[step] = Some(v);
+                        if step == 0 {
+                            first_step_order.push(i);
+                        }
                     }
                 }
+            }
+            if n == 1 {
+                let mut ordered: Vec<Series> = Vec::with_capacity(first_step_order.len());
+                for i in first_step_order {
+                    ordered.push(std::mem::replace(
+                        &mut out[i],
+                        Series::new(Labels::default(), vec![None]),
+                    ));
+                }
+                return Ok(Val::Vector(ordered));
             }
             out.retain(|s| s.vals.iter().any(Option::is_some));
             Ok(Val::Vector(out))
@@ -533,7 +596,7 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                     }
                     *slot = Some(match op.as_str() {
                         "sum" => kahan_sum(&buf),
-                        "avg" => kahan_sum(&buf) / buf.len() as f64,
+                        "avg" => mean(&buf),
                         "count" => buf.len() as f64,
                         "group" => 1.0,
                         "min" => buf
@@ -552,7 +615,13 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                         }
                     });
                 }
-                out.push(Series { labels: key, vals });
+                // The group's name is dropped later if any member's would be.
+                let drop_name = members.iter().any(|&i| input[i].drop_name);
+                out.push(Series {
+                    labels: key,
+                    vals,
+                    drop_name,
+                });
             }
             Ok(Val::Vector(out))
         }
@@ -566,6 +635,18 @@ pub(crate) fn kahan_sum(v: &[f64]) -> f64 {
         (s, c) = kahan_inc(x, s, c);
     }
     if s.is_infinite() { s } else { s + c }
+}
+
+/// Arithmetic mean; falls back to summing `x / n` when the plain sum
+/// overflows although every input is finite.
+pub(crate) fn mean(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let sum = kahan_sum(v);
+    if sum.is_infinite() && v.iter().all(|x| x.is_finite()) {
+        let scaled: Vec<f64> = v.iter().map(|x| x / n).collect();
+        return kahan_sum(&scaled);
+    }
+    sum / n
 }
 
 /// Population variance by Welford's method.
@@ -679,16 +760,13 @@ fn vector_scalar(
             });
         }
         out.push(Series {
-            labels: if drop_name {
-                series.labels.without_metric_name()
-            } else {
-                series.labels
-            },
+            labels: series.labels,
             vals,
+            drop_name: drop_name || series.drop_name,
         });
     }
     out.retain(|s| s.vals.iter().any(Option::is_some));
-    Ok(Val::Vector(dedup_labelsets(out)?))
+    Ok(Val::Vector(out))
 }
 
 /// The matching signature of a series under the operator's on/ignoring modifier.
@@ -839,11 +917,7 @@ fn vector_vector(
             } else {
                 val
             };
-            let mut labels = if drop_name {
-                ms.labels.without_metric_name()
-            } else {
-                ms.labels.clone()
-            };
+            let mut labels = ms.labels.clone();
             if one_to_one {
                 if let Some((is_on, names)) = &on {
                     labels = labels.filter_names(names, *is_on);
@@ -853,10 +927,12 @@ fn vector_vector(
                     labels.set(name, one[oi].labels.get(name).unwrap_or(""));
                 }
             }
+            let drop = drop_name || ms.drop_name;
             let pos = *out_pos.entry(labels.clone()).or_insert_with(|| {
                 out.push(Series {
                     labels,
                     vals: vec![None; n],
+                    drop_name: drop,
                 });
                 out.len() - 1
             });

@@ -6,9 +6,8 @@ use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
 
 use crate::EngineError;
 use crate::eval::{
-    Ctx, Series, Val, dedup_labelsets, eval, eval_scalar, eval_vector, fetch_range,
-    instant_selector_timestamps, kahan_inc, kahan_sum, quantile, selector_matchers, variance,
-    window,
+    Ctx, Series, Val, eval, eval_scalar, eval_vector, fetch_range, instant_selector_timestamps,
+    kahan_inc, kahan_sum, mean, quantile, selector_matchers, variance, window,
 };
 
 /// Evaluates a function call.
@@ -16,10 +15,28 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
     let name = c.func.name;
     let args = &c.args.args;
     match name {
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "avg_over_time" | "sum_over_time"
-        | "count_over_time" | "min_over_time" | "max_over_time" | "last_over_time"
-        | "present_over_time" | "stddev_over_time" | "stdvar_over_time" | "changes" | "resets"
-        | "deriv" => {
+        "rate"
+        | "increase"
+        | "delta"
+        | "irate"
+        | "idelta"
+        | "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "last_over_time"
+        | "present_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "changes"
+        | "resets"
+        | "deriv"
+        | "first_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_first_over_time"
+        | "ts_of_last_over_time" => {
             let ms = matrix_arg(args, 0, name)?;
             let range = ms.range.as_millis() as i64;
             range_fn(ctx, ms, name, |w, _, t| range_value(name, w, t, range)).await
@@ -36,11 +53,13 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         "predict_linear" => {
             let ms = matrix_arg(args, 0, name)?;
             let d = eval_scalar(ctx, arg(args, 1, name)?).await?;
-            range_fn(ctx, ms, name, |w, step, t| {
+            // The intercept is at the evaluation time, not the selector's
+            // (`@`/`offset`-shifted) time.
+            range_fn(ctx, ms, name, |w, step, _| {
                 if w.len() < 2 {
                     return None;
                 }
-                let (slope, intercept) = linear_regression(w, t);
+                let (slope, intercept) = linear_regression(w, ctx.ts(step));
                 Some(intercept + slope * d[step])
             })
             .await
@@ -102,9 +121,9 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             })
         }
         "timestamp" => match arg(args, 0, name)? {
-            Expr::VectorSelector(vs) => Ok(Val::Vector(dedup_labelsets(
-                instant_selector_timestamps(ctx, vs).await?,
-            )?)),
+            Expr::VectorSelector(vs) => {
+                Ok(Val::Vector(instant_selector_timestamps(ctx, vs).await?))
+            }
             other => {
                 let v = eval_vector(ctx, other).await?;
                 let times: Vec<f64> = (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect();
@@ -116,10 +135,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         )),
         "vector" => {
             let s = eval_scalar(ctx, arg(args, 0, name)?).await?;
-            Ok(Val::Vector(vec![Series {
-                labels: Labels::default(),
-                vals: s.into_iter().map(Some).collect(),
-            }]))
+            Ok(Val::Vector(vec![Series::new(
+                Labels::default(),
+                s.into_iter().map(Some).collect(),
+            )]))
         }
         "scalar" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
@@ -167,7 +186,11 @@ fn matrix_arg<'a>(
     i: usize,
     f: &str,
 ) -> Result<&'a promql_parser::parser::MatrixSelector, EngineError> {
-    match arg(args, i, f)? {
+    let mut e = arg(args, i, f)?;
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    match e {
         Expr::MatrixSelector(ms) => Ok(ms),
         Expr::Subquery(_) => Err(EngineError::Unsupported(format!(
             "subquery as argument of {f}()"
@@ -202,16 +225,13 @@ async fn range_fn(
             .collect();
         if vals.iter().any(Option::is_some) {
             out.push(Series {
-                labels: if keep_name {
-                    s.labels
-                } else {
-                    s.labels.without_metric_name()
-                },
+                labels: s.labels,
                 vals,
+                drop_name: !keep_name,
             });
         }
     }
-    Ok(Val::Vector(dedup_labelsets(out)?))
+    Ok(Val::Vector(out))
 }
 
 fn range_value(name: &str, w: &[Sample], t: i64, range: i64) -> Option<f64> {
@@ -238,7 +258,25 @@ fn range_value(name: &str, w: &[Sample], t: i64, range: i64) -> Option<f64> {
             }
             Some(d)
         }
-        "avg_over_time" => Some(kahan_sum(&values(w)) / n as f64),
+        "avg_over_time" => Some(mean(&values(w))),
+        "first_over_time" => Some(w[0].v),
+        "ts_of_first_over_time" => Some(w[0].t as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(w[n - 1].t as f64 / 1000.0),
+        "ts_of_min_over_time" | "ts_of_max_over_time" => {
+            // The latest sample holding the extreme value; NaN only if all are NaN.
+            let max = name == "ts_of_max_over_time";
+            let mut best: Option<Sample> = None;
+            for s in w {
+                best = match best {
+                    None => Some(*s),
+                    Some(b) if b.v.is_nan() => Some(*s),
+                    Some(b) if s.v.is_nan() => Some(b),
+                    Some(b) if (max && s.v >= b.v) || (!max && s.v <= b.v) => Some(*s),
+                    keep => keep,
+                };
+            }
+            best.map(|b| b.t as f64 / 1000.0)
+        }
         "sum_over_time" => Some(kahan_sum(&values(w))),
         "count_over_time" => Some(n as f64),
         "min_over_time" => Some(
@@ -396,18 +434,18 @@ fn map_values(v: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Val, EngineError
 fn map_values_step(v: Vec<Series>, f: impl Fn(f64, usize) -> f64) -> Result<Val, EngineError> {
     let out = v
         .into_iter()
-        .map(|s| Series {
-            labels: s.labels.without_metric_name(),
-            vals: s
+        .map(|s| {
+            let vals = s
                 .vals
                 .iter()
                 .enumerate()
                 .map(|(i, x)| x.map(|x| f(x, i)))
-                .collect(),
+                .collect();
+            Series::dropping_name(s.labels, vals)
         })
         .filter(|s| s.vals.iter().any(Option::is_some))
         .collect();
-    Ok(Val::Vector(dedup_labelsets(out)?))
+    Ok(Val::Vector(out))
 }
 
 /// `absent`: 1 at steps where the input has no sample, labelled with the
@@ -435,12 +473,12 @@ fn absent(ctx: &Ctx<'_>, v: Val, e: &Expr) -> Result<Val, EngineError> {
                 .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME)
                 .collect();
             for m in &eqs {
-                // A label constrained twice gets no value.
-                if eqs.iter().filter(|o| o.name == m.name).count() == 1 {
+                // A label constrained by several matchers gets no value.
+                if alts[0].iter().filter(|o| o.name == m.name).count() == 1 {
                     labels.set(&m.name, &m.value);
                 }
             }
         }
     }
-    Ok(Val::Vector(vec![Series { labels, vals }]))
+    Ok(Val::Vector(vec![Series::new(labels, vals)]))
 }

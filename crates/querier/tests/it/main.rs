@@ -1,0 +1,3 @@
+//! Querier integration tests.
+
+mod promqltest;
