@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need on a fresh
-# Debian machine: a real Prometheus (remote-write client and PromQL reference).
+# Debian machine: a real Prometheus (remote-write client and PromQL reference) and an
+# S3-compatible server (moto) for the object-store tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +14,11 @@ if ((${#missing[@]})); then
   # The package may try to start a service on :9090; the tests start their
   # own Prometheus processes on free loopback ports instead.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+  echo "installing moto[server] (S3-compatible test server)" >&2
+  python3 -m pip install -q 'moto[server]'
 fi
 
 cargo test --workspace --all-targets "$@"

@@ -4,4 +4,5 @@
 mod common;
 mod durability;
 mod prometheus;
+mod s3;
 mod write_read;

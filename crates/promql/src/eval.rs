@@ -946,3 +946,58 @@ fn vector_vector(
     }
     Ok(Val::Vector(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_left_open() {
+        let samples: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                t: i * 10,
+                v: i as f64,
+            })
+            .collect();
+        let w = window(&samples, 40, 20);
+        assert_eq!(w.iter().map(|s| s.t).collect::<Vec<_>>(), vec![30, 40]);
+        assert!(window(&samples, 5, 5).is_empty());
+    }
+
+    #[test]
+    fn quantile_interpolates_and_bounds() {
+        let mut v = vec![4.0, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(0.5, &mut v), 2.5);
+        assert_eq!(quantile(1.5, &mut v), f64::INFINITY);
+        assert_eq!(quantile(-1.0, &mut v), f64::NEG_INFINITY);
+        assert!(quantile(f64::NAN, &mut v).is_nan());
+    }
+
+    #[test]
+    fn mean_survives_overflow_and_kahan_is_exact() {
+        let big = 9.988465674311579e307;
+        assert_eq!(mean(&[big, big, big, big]), big);
+        assert_eq!(mean(&[-big, -big, big, big]), 0.0);
+        assert_eq!(kahan_sum(&[1e100, 1.0, -1e100]), 1.0);
+        assert!((variance(&[1.0, 2.0, 3.0, 4.0]) - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dedup_merges_disjoint_steps_and_rejects_overlap() {
+        let l = Labels::from_pairs([("a", "1")]);
+        let merged = dedup_labelsets(vec![
+            Series::new(l.clone(), vec![Some(1.0), None]),
+            Series::new(l.clone(), vec![None, Some(2.0)]),
+        ])
+        .unwrap();
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].vals, vec![Some(1.0), Some(2.0)]);
+        assert!(
+            dedup_labelsets(vec![
+                Series::new(l.clone(), vec![Some(1.0)]),
+                Series::new(l, vec![Some(2.0)]),
+            ])
+            .is_err()
+        );
+    }
+}

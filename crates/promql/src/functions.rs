@@ -482,3 +482,76 @@ fn absent(ctx: &Ctx<'_>, v: Val, e: &Expr) -> Result<Val, EngineError> {
     }
     Ok(Val::Vector(vec![Series::new(labels, vals)]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(points: &[(i64, f64)]) -> Vec<Sample> {
+        points.iter().map(|&(t, v)| Sample { t, v }).collect()
+    }
+
+    #[test]
+    fn rate_extrapolates_to_window_edges() {
+        // 10s-spaced counter covering the whole 60s window: +1/s exactly.
+        let w = s(&[
+            (10_000, 10.0),
+            (20_000, 20.0),
+            (30_000, 30.0),
+            (40_000, 40.0),
+            (50_000, 50.0),
+            (60_000, 60.0),
+        ]);
+        let r = extrapolated_rate(&w, 0, 60_000, true, true).unwrap();
+        assert!((r - 1.0).abs() < 1e-12, "{r}");
+        // A counter reset in the middle is added back.
+        let w = s(&[
+            (10_000, 10.0),
+            (20_000, 20.0),
+            (30_000, 5.0),
+            (40_000, 15.0),
+        ]);
+        let inc = extrapolated_rate(&w, 0, 40_000, true, false).unwrap();
+        // Raw increase 5 plus the 20 lost at the reset = 25 over 30s,
+        // extrapolated by the 10s to the window start (below the 11s
+        // threshold; the zero point, 12s back, is further away).
+        let want = 25.0 * 40.0 / 30.0;
+        assert!((inc - want).abs() < 1e-9, "{inc} vs {want}");
+        // Fewer than two samples: no result.
+        assert!(extrapolated_rate(&s(&[(1, 1.0)]), 0, 10, true, true).is_none());
+    }
+
+    #[test]
+    fn series_starting_inside_window_extrapolates_half_an_interval() {
+        // Starts at 40s in a (0, 60s] window: Prometheus 3 extrapolates 5s
+        // (half the 10s spacing), not to the window start.
+        let w = s(&[(40_000, 100.0), (50_000, 110.0), (60_000, 120.0)]);
+        let inc = extrapolated_rate(&w, 0, 60_000, true, false).unwrap();
+        assert!((inc - 20.0 * 25.0 / 20.0).abs() < 1e-9, "{inc}");
+    }
+
+    #[test]
+    fn irate_and_delta_kinds() {
+        let w = s(&[(0, 5.0), (10_000, 8.0), (20_000, 2.0)]);
+        assert_eq!(range_value("irate", &w, 20_000, 60_000), Some(0.2));
+        assert_eq!(range_value("idelta", &w, 20_000, 60_000), Some(-6.0));
+        assert_eq!(range_value("resets", &w, 20_000, 60_000), Some(1.0));
+        assert_eq!(range_value("changes", &w, 20_000, 60_000), Some(2.0));
+        assert_eq!(
+            range_value("count_over_time", &w, 20_000, 60_000),
+            Some(3.0)
+        );
+        assert_eq!(range_value("max_over_time", &w, 20_000, 60_000), Some(8.0));
+        assert_eq!(
+            range_value("ts_of_max_over_time", &w, 20_000, 60_000),
+            Some(10.0)
+        );
+    }
+
+    #[test]
+    fn linear_regression_matches_a_line() {
+        let w = s(&[(0, 1.0), (1000, 3.0), (2000, 5.0)]);
+        let (slope, intercept) = linear_regression(&w, 0);
+        assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.0).abs() < 1e-12);
+    }
+}

@@ -26,10 +26,9 @@ use serde::{Deserialize, Serialize};
 use strata_model::{Label, Labels, Sample};
 
 use crate::StorageError;
-use crate::chunk::XorChunk;
 
-/// Samples per stored chunk: long enough to compress well, short enough that
-/// a narrow time range decodes little.
+/// Samples per stored chunk (2h at 7.5s): long enough to compress well,
+/// short enough that a narrow time range decodes little.
 pub const SAMPLES_PER_CHUNK: usize = 960;
 /// Prefix of label columns in `series.parquet`.
 pub const LABEL_COLUMN_PREFIX: &str = "l_";
@@ -150,12 +149,12 @@ pub fn encode_block(
             }
         }
         for part in samples.chunks(SAMPLES_PER_CHUNK) {
-            let chunk = XorChunk::from_samples(part);
+            let data = crate::codec::encode(part)?;
             c_ids.push(id);
             c_min.push(part[0].t);
             c_max.push(part[part.len() - 1].t);
             c_num.push(part.len() as u32);
-            c_data.append_value(chunk.to_bytes());
+            c_data.append_value(data);
             stats.num_chunks += 1;
         }
         stats.num_samples += samples.len() as u64;
@@ -293,7 +292,7 @@ pub fn batch_chunks(
     let mut buf = Vec::new();
     for row in 0..batch.num_rows() {
         buf.clear();
-        crate::chunk::decode_chunk(data.value(row), &mut buf)?;
+        crate::codec::decode(data.value(row), &mut buf)?;
         let lo = buf.partition_point(|s| s.t < min_t);
         let hi = buf.partition_point(|s| s.t <= max_t);
         if lo < hi {

@@ -281,18 +281,18 @@ impl XorChunk {
 /// Errors decoding a stored chunk.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt chunk: {0}")]
-pub struct ChunkError(pub &'static str);
+pub struct ChunkError(pub String);
 
 /// Decodes bytes produced by [`XorChunk::to_bytes`], appending to `out`.
 pub fn decode_chunk(bytes: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
     if bytes.len() < 2 {
-        return Err(ChunkError("shorter than its header"));
+        return Err(ChunkError("shorter than its header".into()));
     }
     let num = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
     let before = out.len();
     decode_into(num, &bytes[2..], out);
     if out.len() - before != num {
-        return Err(ChunkError("bit stream ends before its sample count"));
+        return Err(ChunkError("bit stream ends before its sample count".into()));
     }
     Ok(())
 }

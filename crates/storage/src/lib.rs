@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod chunk;
+pub mod codec;
 pub mod reader;
 pub mod store;
 

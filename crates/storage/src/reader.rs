@@ -232,6 +232,13 @@ fn matcher_filter(m: &Matcher, schema: &Schema) -> MatcherFilter {
     })
 }
 
+fn overlapping(blocks: Vec<BlockMeta>, min_t: i64, max_t: i64) -> Vec<BlockMeta> {
+    blocks
+        .into_iter()
+        .filter(|b| b.max_time > min_t && b.min_time <= max_t)
+        .collect()
+}
+
 /// Each tenant's complete blocks, as last listed or uploaded here.
 pub struct BlockCatalog {
     reader: Arc<BlockReader>,
@@ -275,7 +282,21 @@ impl BlockCatalog {
         let blocks = match fresh {
             Some(b) => b,
             None => {
-                let listed = self.reader.list_blocks(tenant).await?;
+                let listed = match self.reader.list_blocks(tenant).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        // Blocks are immutable: an older listing stays correct
+                        // for what it holds, so serve it while the store is down.
+                        let t = self.tenants.read().await;
+                        match t.get(tenant) {
+                            Some(tb) if tb.listed_at.elapsed() < self.sync_interval * 10 => {
+                                tracing::warn!(tenant, error = %e, "listing blocks failed; using the previous listing");
+                                return Ok(overlapping(tb.blocks.clone(), min_t, max_t));
+                            }
+                            _ => return Err(e),
+                        }
+                    }
+                };
                 let mut t = self.tenants.write().await;
                 let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
                     listed_at: Instant::now(),
@@ -294,10 +315,7 @@ impl BlockCatalog {
                 merged
             }
         };
-        Ok(blocks
-            .into_iter()
-            .filter(|b| b.max_time > min_t && b.min_time <= max_t)
-            .collect())
+        Ok(overlapping(blocks, min_t, max_t))
     }
 
     /// Records a block this process just uploaded, so queries see it at once.
