@@ -153,7 +153,7 @@ fn main() {
     let (series, samples) = if full { (2000, 480) } else { (50, 480) };
     let interval = 15_000;
     // Start on a 2h boundary so promtool writes one block.
-    let start = 1_700_006_400_000 - 1_700_006_400_000 % 7_200_000;
+    let start: i64 = 1_700_006_400_000; // a multiple of 2h
     let data = generate(series, start, samples, interval);
     let total_samples = (series * samples) as f64;
 
