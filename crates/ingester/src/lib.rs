@@ -370,18 +370,30 @@ impl Ingester {
             records.push((0, buf.len()));
         }
         let start = buf.len();
-        let mut entries: Vec<(u64, Vec<Sample>)> = Vec::with_capacity(accepted.len());
-        for (s, a, b) in &accepted {
-            let mut all = a.clone();
-            strata_model::merge_samples(&mut all, b);
-            entries.push((s.r#ref, all));
-        }
-        walrec::encode_samples(buf, entries.iter().map(|(r, s)| (*r, s.as_slice())));
+        // Out-of-order samples are rare: merge (and copy) only for series that have them.
+        let merged: Vec<Option<Vec<Sample>>> = accepted
+            .iter()
+            .map(|(_, a, b)| {
+                (!b.is_empty()).then(|| {
+                    let mut all = a.clone();
+                    strata_model::merge_samples(&mut all, b);
+                    all
+                })
+            })
+            .collect();
+        walrec::encode_samples(
+            buf,
+            accepted
+                .iter()
+                .zip(&merged)
+                .map(|((s, a, _), m)| (s.r#ref, m.as_deref().unwrap_or(a.as_slice()))),
+        );
         records.push((start, buf.len()));
         let before = wal.bytes_written();
         wal.append_batch(records.iter().map(|&(a, b)| &buf[a..b]))?;
         metrics::WAL_BYTES.inc_by(wal.bytes_written() - before);
 
+        let new_count = used.len();
         if !new_series.is_empty() {
             let mut idx = head.index.write();
             for s in used {
@@ -398,7 +410,8 @@ impl Ingester {
             }
         }
         metrics::SAMPLES_APPENDED.inc_by(outcome.accepted as u64);
-        metrics::HEAD_SERIES.set(self.num_series() as i64);
+        // Series only leave the head at a cut, which sets the gauge exactly.
+        metrics::HEAD_SERIES.add(new_count as i64);
         Ok(outcome)
     }
 
