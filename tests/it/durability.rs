@@ -171,3 +171,113 @@ async fn sigterm_with_flush_moves_the_head_into_blocks() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, vec![(t, 1.0), (t + 1000, 2.0)]);
 }
+
+/// A small tmpfs over the WAL directory, unmounted on drop.
+struct TmpfsMount(std::path::PathBuf);
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `size` (e.g. "4m") at `dir`; None when this process
+    /// may not mount (not root).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<TmpfsMount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TmpfsMount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes zeros into `path` until the file system is full.
+fn fill_disk(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let one = [0u8; 1];
+    while f.write_all(&one).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[tokio::test]
+async fn full_disk_rejects_writes_with_5xx_and_keeps_acknowledged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    let Some(_mount) = TmpfsMount::mount(&tsdb, "4m") else {
+        eprintln!("SKIPPED full-disk test: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let mut s = Strata::start(dir.path(), &[]).await;
+    let t0 = now_ms() - 60_000;
+    let labels_of = |i: usize| {
+        let pad = "x".repeat(100);
+        (format!("s{i:03}"), pad)
+    };
+    let batch = |round: i64| -> Vec<_> {
+        (0..300)
+            .map(|i| {
+                let (name, pad) = labels_of(i);
+                series(
+                    &[
+                        ("__name__", "disk_metric"),
+                        ("pad", pad.as_str()),
+                        ("series", name.as_str()),
+                    ],
+                    &[(t0 + round * 1000, round as f64)],
+                )
+            })
+            .collect()
+    };
+    let (st, body) = s.push(batch(0), None).await;
+    assert_eq!(st, 200, "{body}");
+
+    let filler = tsdb.join("filler");
+    fill_disk(&filler);
+    // A write that cannot reach the WAL is refused as our fault (5xx, so
+    // Prometheus retries), says why, and is not applied.
+    let (st, body) = s.push(batch(1), None).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("No space left"), "{body}");
+    let got = s.raw_samples("disk_metric", "5m", t0 + 10_000).await;
+    assert_eq!(got.len(), 300);
+    assert!(
+        got.iter().all(|(_, v)| v == &vec![(t0, 0.0)]),
+        "refused batch must not be visible"
+    );
+
+    // Space comes back: the same batch (Prometheus's retry) is accepted.
+    std::fs::remove_file(&filler).unwrap();
+    let (st, body) = s.push(batch(1), None).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s.push(batch(2), None).await;
+    assert_eq!(st, 200, "{body}");
+
+    // Nothing acknowledged is lost across kill -9, and the WAL that hit the
+    // full disk replays cleanly.
+    s.kill9();
+    s.restart().await;
+    let got = s.raw_samples("disk_metric", "5m", t0 + 10_000).await;
+    assert_eq!(got.len(), 300);
+    for (labels, samples) in &got {
+        assert_eq!(
+            samples,
+            &vec![(t0, 0.0), (t0 + 1000, 1.0), (t0 + 2000, 2.0)],
+            "{labels}"
+        );
+    }
+    assert!(
+        !s.log().contains("torn or corrupt"),
+        "full disk must not leave a partial record:\n{}",
+        s.log()
+    );
+}

@@ -3,6 +3,7 @@
 //! refs) that resolve label matchers without scanning every series.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
@@ -117,11 +118,33 @@ pub(crate) struct FrozenBlock {
     pub series: Vec<(Labels, Vec<Sample>)>,
 }
 
+/// Hasher for keys that already are good hashes (label-set hashes): the
+/// write path looks up every incoming series here, so no second hashing.
+#[derive(Default)]
+pub(crate) struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByHash = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThroughHasher>>;
+
 /// Series index of one tenant.
 #[derive(Default)]
 pub(crate) struct HeadIndex {
-    by_hash: HashMap<u64, Vec<u64>>,
-    pub series: HashMap<u64, Arc<MemSeries>>,
+    /// Label-set hash -> series (a Vec for the rare hash collision).
+    by_hash: ByHash,
+    pub series: HashMap<u64, Arc<MemSeries>, rustc_hash::FxBuildHasher>,
     postings: HashMap<String, HashMap<String, Vec<u64>>>,
 }
 
@@ -131,14 +154,16 @@ impl HeadIndex {
         self.by_hash
             .get(&hash)?
             .iter()
-            .filter_map(|r| self.series.get(r))
             .find(|s| s.labels == *labels)
     }
 
     /// Adds a series; refs must be added in increasing order.
     pub fn insert(&mut self, s: Arc<MemSeries>) {
         let r = s.r#ref;
-        self.by_hash.entry(s.labels.hash64()).or_default().push(r);
+        self.by_hash
+            .entry(s.labels.hash64())
+            .or_default()
+            .push(s.clone());
         for l in &s.labels {
             self.postings
                 .entry(l.name.clone())

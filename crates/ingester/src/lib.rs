@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_storage::{BlockCatalog, encode_block, upload_block};
-use strata_wal::{FsyncPolicy, Wal, WalError, WalOptions};
+use strata_wal::{FsyncPolicy, GroupSync, Wal, WalError, WalOptions};
 
 pub use metrics::register as register_metrics;
 
@@ -146,6 +146,8 @@ pub struct PushOutcome {
 pub struct Ingester {
     cfg: TsdbConfig,
     wal: Mutex<WalState>,
+    /// Group commit: pushes fsync after releasing `wal`, sharing fsyncs.
+    wal_sync: Arc<GroupSync>,
     tenants: RwLock<HashMap<String, Arc<TenantHead>>>,
     next_ref: AtomicU64,
 }
@@ -208,6 +210,7 @@ impl Ingester {
         );
         let ing = Self {
             cfg,
+            wal_sync: wal.group_sync(),
             wal: Mutex::new(WalState {
                 wal,
                 buf: Vec::new(),
@@ -390,7 +393,7 @@ impl Ingester {
         );
         records.push((start, buf.len()));
         let before = wal.bytes_written();
-        wal.append_batch(records.iter().map(|&(a, b)| &buf[a..b]))?;
+        let ticket = wal.append_batch_deferred(records.iter().map(|&(a, b)| &buf[a..b]))?;
         metrics::WAL_BYTES.inc_by(wal.bytes_written() - before);
 
         let new_count = used.len();
@@ -409,6 +412,11 @@ impl Ingester {
                 d.insert_ooo(x);
             }
         }
+        drop(ws);
+        // Applied before durable, like Prometheus: a reader may see samples
+        // whose fsync then fails, but the writer is never told they are safe.
+        // After a failed fsync the WAL refuses all writes until a restart.
+        self.wal_sync.wait_durable(ticket)?;
         metrics::SAMPLES_APPENDED.inc_by(outcome.accepted as u64);
         // Series only leave the head at a cut, which sets the gauge exactly.
         metrics::HEAD_SERIES.add(new_count as i64);

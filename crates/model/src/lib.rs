@@ -5,7 +5,7 @@
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 
 pub use promql_parser::label::{MatchOp, Matcher};
 
@@ -138,10 +138,22 @@ impl Labels {
     }
 
     /// A 64-bit hash of the label set, stable within one build.
+    /// Stable across processes and versions (XXH3 over `name 0xff value 0xff`
+    /// per label, the framing Prometheus hashes), so it may shard and persist.
     pub fn hash64(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            for l in &self.0 {
+                buf.extend_from_slice(l.name.as_bytes());
+                buf.push(0xff);
+                buf.extend_from_slice(l.value.as_bytes());
+                buf.push(0xff);
+            }
+            twox_hash::XxHash3_64::oneshot(buf)
+        })
     }
 
     /// Consumes the set, returning its labels.

@@ -17,6 +17,12 @@ use strata_promql::{Engine, EngineOptions};
 use strata_querier::Querier;
 use strata_storage::{BlockCatalog, BlockReader, build_store};
 
+// The write path allocates many small label strings per request on many
+// threads; glibc malloc spent ~45% of ingest CPU in a profile
+// (docs/benchmarks.md), mimalloc a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cfg = match config::load(std::env::args().collect()) {
         Ok(Command::Run(cfg)) => cfg,

@@ -12,10 +12,17 @@
 //! new segment and returns its number, and [`Wal::remove_before`] deletes
 //! whole older segments once their content is durable elsewhere (a block in
 //! the object store).
+//!
+//! Group commit: [`Wal::append_batch_deferred`] writes without syncing and
+//! returns a [`SyncTicket`]; callers release whatever lock guards the `Wal`
+//! and then wait on [`GroupSync::wait_durable`]. One waiter fsyncs for every
+//! write that reached the file before it, so concurrent writers share fsyncs
+//! instead of queueing one fsync each behind the lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const HEADER_LEN: usize = 8;
@@ -84,13 +91,104 @@ pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
     segment: u64,
-    file: File,
+    file: Arc<File>,
     segment_len: u64,
     last_sync: Instant,
     dirty: bool,
     buf: Vec<u8>,
     bytes_written: u64,
     poisoned: bool,
+    group: Arc<GroupSync>,
+}
+
+/// A write's position in the log, to wait on with [`GroupSync::wait_durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a deferred write is not durable until its ticket is waited on"]
+pub struct SyncTicket {
+    /// Log position (bytes written since open) the write ends at; 0 when the
+    /// fsync policy does not ask for a sync per write.
+    end: u64,
+}
+
+/// Shares fsyncs between concurrent writers of one [`Wal`].
+#[derive(Debug)]
+pub struct GroupSync {
+    state: Mutex<GroupState>,
+    /// Held by the one waiter that is running fsync; the others queue here and
+    /// usually find their write already covered when they get it.
+    syncing: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct GroupState {
+    file: Arc<File>,
+    path: PathBuf,
+    written: u64,
+    synced: u64,
+    /// Set when an fsync failed: the kernel may have dropped the dirty pages,
+    /// so no later write may be acknowledged as durable.
+    failed: bool,
+}
+
+impl GroupSync {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once every byte up to the ticket's position is on stable
+    /// storage, running the fsync itself if nobody else has.
+    pub fn wait_durable(&self, ticket: SyncTicket) -> Result<(), WalError> {
+        if ticket.end == 0 {
+            return Ok(());
+        }
+        loop {
+            {
+                let st = self.lock();
+                if st.failed {
+                    return Err(WalError::Poisoned);
+                }
+                if st.synced >= ticket.end {
+                    return Ok(());
+                }
+            }
+            let _syncing = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+            let (file, path, target) = {
+                let st = self.lock();
+                if st.failed {
+                    return Err(WalError::Poisoned);
+                }
+                if st.synced >= ticket.end {
+                    return Ok(());
+                }
+                (st.file.clone(), st.path.clone(), st.written)
+            };
+            if let Err(source) = file.sync_data() {
+                self.lock().failed = true;
+                return Err(WalError::Io { path, source });
+            }
+            let mut st = self.lock();
+            st.synced = st.synced.max(target);
+        }
+    }
+
+    fn set_file(&self, file: Arc<File>, path: PathBuf) {
+        let mut st = self.lock();
+        st.file = file;
+        st.path = path;
+    }
+
+    fn mark_written(&self, written: u64) {
+        self.lock().written = written;
+    }
+
+    fn mark_synced(&self, synced: u64) {
+        let mut st = self.lock();
+        st.synced = st.synced.max(synced);
+    }
+
+    fn failed(&self) -> bool {
+        self.lock().failed
+    }
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -166,14 +264,26 @@ impl Wal {
         }
         let (segment, segment_len) = last_good.unwrap_or((1, 0));
         let path = segment_path(&dir, segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?,
+        );
         if segment_len == 0 {
             sync_dir(&dir)?;
         }
+        let group = Arc::new(GroupSync {
+            state: Mutex::new(GroupState {
+                file: file.clone(),
+                path,
+                written: 0,
+                synced: 0,
+                failed: false,
+            }),
+            syncing: Mutex::new(()),
+        });
         Ok((
             Self {
                 dir,
@@ -186,6 +296,7 @@ impl Wal {
                 buf: Vec::new(),
                 bytes_written: 0,
                 poisoned: false,
+                group,
             },
             stats,
         ))
@@ -202,6 +313,21 @@ impl Wal {
         &mut self,
         payloads: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), WalError> {
+        let ticket = self.append_batch_deferred(payloads)?;
+        if ticket.end > 0 {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Appends several records with one write but leaves the fsync that the
+    /// [`FsyncPolicy::Always`] policy asks for to [`GroupSync::wait_durable`],
+    /// so it can run after the caller released its lock. The write is
+    /// durable only once that returns Ok.
+    pub fn append_batch_deferred<'a>(
+        &mut self,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<SyncTicket, WalError> {
         self.buf.clear();
         for p in payloads {
             if p.len() > MAX_RECORD_LEN {
@@ -211,15 +337,15 @@ impl Wal {
             self.buf.extend_from_slice(&crc32c::crc32c(p).to_le_bytes());
             self.buf.extend_from_slice(p);
         }
+        if self.poisoned || self.group.failed() {
+            return Err(WalError::Poisoned);
+        }
         if self.segment_len > 0 && self.segment_len + self.buf.len() as u64 > self.opts.segment_size
         {
             self.rotate()?;
         }
         let path = segment_path(&self.dir, self.segment);
-        if self.poisoned {
-            return Err(WalError::Poisoned);
-        }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
             // A partial record (full disk) must not stay in front of later
             // records: cut the segment back to its last complete record.
             if self.file.set_len(self.segment_len).is_err() {
@@ -230,12 +356,23 @@ impl Wal {
         self.segment_len += self.buf.len() as u64;
         self.bytes_written += self.buf.len() as u64;
         self.dirty = true;
+        self.group.mark_written(self.bytes_written);
         match self.opts.fsync {
-            FsyncPolicy::Always => self.sync()?,
+            FsyncPolicy::Always => {
+                return Ok(SyncTicket {
+                    end: self.bytes_written,
+                });
+            }
             FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => self.sync()?,
             _ => {}
         }
-        Ok(())
+        Ok(SyncTicket { end: 0 })
+    }
+
+    /// The group-commit handle of this log, shared with writers that wait
+    /// for durability outside the lock that guards the `Wal`.
+    pub fn group_sync(&self) -> Arc<GroupSync> {
+        self.group.clone()
     }
 
     /// Forces appended records to stable storage.
@@ -245,6 +382,7 @@ impl Wal {
             self.file.sync_data().map_err(io_err(&path))?;
             self.dirty = false;
         }
+        self.group.mark_synced(self.bytes_written);
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -256,11 +394,14 @@ impl Wal {
         self.sync()?;
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        self.file = Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?,
+        );
+        self.group.set_file(self.file.clone(), path);
         sync_dir(&self.dir)?;
         self.segment = next;
         self.segment_len = 0;
@@ -442,5 +583,67 @@ mod tests {
         drop(wal);
         let (_, got, _) = collect(dir.path(), WalOptions::default());
         assert_eq!(got, vec![b"b".to_vec()]);
+    }
+
+    #[test]
+    fn group_commit_writers_share_fsyncs_and_all_records_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: 4096,
+            fsync: FsyncPolicy::Always,
+        };
+        let (wal, _, _) = collect(dir.path(), opts.clone());
+        let group = wal.group_sync();
+        let wal = Arc::new(Mutex::new(wal));
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let wal = wal.clone();
+                let group = group.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u8 {
+                        let rec = vec![t, i, 7, 7];
+                        let ticket = wal
+                            .lock()
+                            .unwrap()
+                            .append_batch_deferred([rec.as_slice()])
+                            .unwrap();
+                        assert!(ticket.end > 0, "fsync=always must hand out a ticket");
+                        group.wait_durable(ticket).unwrap();
+                        let st = group.lock();
+                        assert!(
+                            st.synced >= ticket.end,
+                            "returned before its bytes were synced"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(wal);
+        let (_, got, stats) = collect(dir.path(), opts);
+        assert_eq!(stats.truncated_bytes, 0);
+        assert_eq!(got.len(), 200);
+        for t in 0..4u8 {
+            let mine: Vec<u8> = got.iter().filter(|r| r[0] == t).map(|r| r[1]).collect();
+            assert_eq!(
+                mine,
+                (0..50u8).collect::<Vec<_>>(),
+                "writer {t} records out of order"
+            );
+        }
+    }
+
+    #[test]
+    fn interval_policy_hands_out_no_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: 4096,
+            fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+        };
+        let (mut wal, _, _) = collect(dir.path(), opts);
+        let ticket = wal.append_batch_deferred([b"x".as_slice()]).unwrap();
+        assert_eq!(ticket, SyncTicket { end: 0 });
     }
 }
