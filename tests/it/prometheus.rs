@@ -152,7 +152,7 @@ fn diff(
 #[tokio::test]
 async fn same_answers_as_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let strata = Strata::start(dir.path(), &[]).await;
+    let strata = Strata::start(dir.path(), &["-querier.default-evaluation-interval=1s"]).await;
     let prom = start_prometheus(dir.path(), strata.port).await;
     let prom_base = format!("http://127.0.0.1:{}", prom.port);
     let client = reqwest::Client::new();
@@ -165,7 +165,9 @@ async fn same_answers_as_a_real_prometheus() {
 
     // Choose an evaluation time whose millisecond phase differs from every
     // scrape's, so Prometheus 2's closed range windows and Prometheus 3's
-    // left-open ones (which Strata implements) select the same samples.
+    // left-open ones (which Strata implements) select the same samples; and
+    // not on a whole second, where subqueries with second steps evaluate
+    // (phase 0 is treated as one more scrape phase).
     let up = prom_query(
         &client,
         &prom_base,
@@ -188,6 +190,7 @@ async fn same_answers_as_a_real_prometheus() {
         .find(|t| {
             phases
                 .iter()
+                .chain(std::iter::once(&0))
                 .all(|p| ((t % 1000) - p).abs() > 100 && ((t % 1000) - p).abs() < 900)
         })
         .expect("a phase away from every scrape");
@@ -258,6 +261,24 @@ async fn same_answers_as_a_real_prometheus() {
         "prometheus_http_requests_total - prometheus_http_requests_total offset 5s".into(),
         "scrape_duration_seconds < bool ignoring(instance) scrape_duration_seconds".into(),
         "up and on(job) process_open_fds > 0".into(),
+        "max_over_time(rate(prometheus_http_requests_total[10s])[30s:5s])".into(),
+        "avg_over_time(process_resident_memory_bytes[30s:])".into(),
+        "histogram_quantile(0.9, sum by (le) (rate(prometheus_http_request_duration_seconds_bucket[20s])))".into(),
+        "histogram_quantile(0.5, rate(prometheus_tsdb_compaction_chunk_samples_bucket[1m]))".into(),
+        "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")".into(),
+        "label_join(up, \"both\", \"-\", \"job\", \"instance\")".into(),
+        "count_values(\"value\", up)".into(),
+        "count_values by (job) (\"fds\", process_open_fds)".into(),
+        "hour(timestamp(up))".into(),
+        "day_of_week()".into(),
+        "days_in_month(vector(time()))".into(),
+        "deriv(process_resident_memory_bytes[20s])".into(),
+        "predict_linear(process_resident_memory_bytes[20s], 60)".into(),
+        "changes(process_open_fds[30s])".into(),
+        "resets(prometheus_http_requests_total[30s])".into(),
+        "absent(nonexistent_metric{job=\"x\"})".into(),
+        "clamp(process_open_fds, 1, 10)".into(),
+        "sort_desc(process_resident_memory_bytes)".into(),
         "up[20s]".into(),
         "prometheus_http_requests_total{handler=\"/metrics\"}[50s]".into(),
     ];
@@ -280,6 +301,8 @@ async fn same_answers_as_a_real_prometheus() {
         "max_over_time(scrape_duration_seconds[5s])",
         "up",
         "process_open_fds offset 3s",
+        "max_over_time(rate(prometheus_http_requests_total[10s])[20s:3s])",
+        "histogram_quantile(0.99, sum by (le) (rate(prometheus_http_request_duration_seconds_bucket[10s])))",
     ];
     for q in range_queries {
         let params = [

@@ -222,11 +222,7 @@ async fn query_errors_use_prometheus_shapes() {
     assert_eq!(j["status"], "error");
     assert_eq!(j["errorType"], "bad_data");
     let (st, j) = s
-        .get_json(
-            "/api/v1/query",
-            &[("query", "rate(up[5m:1m])".into())],
-            None,
-        )
+        .get_json("/api/v1/query", &[("query", "limitk(1, up)".into())], None)
         .await;
     assert_eq!(st, 422, "{j}");
     assert_eq!(j["errorType"], "execution");

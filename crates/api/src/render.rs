@@ -4,18 +4,9 @@ use serde_json::{Map, Value as Json, json};
 use strata_model::Labels;
 use strata_promql::Value;
 
-/// A float as Prometheus renders sample values: shortest round-trip form,
-/// `+Inf`, `-Inf`, `NaN`.
+/// A float as Prometheus renders sample values.
 pub(crate) fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    strata_model::format_float(v)
 }
 
 /// A ms timestamp as the API's float seconds.

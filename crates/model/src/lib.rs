@@ -270,6 +270,21 @@ pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
     *a = out;
 }
 
+/// Formats a float as Prometheus prints sample values and `count_values`
+/// labels (Go's `strconv.FormatFloat(f, 'f', -1, 64)`): shortest round-trip
+/// decimal, `+Inf`, `-Inf`, `NaN`.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{f}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

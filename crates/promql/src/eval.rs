@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Expr, MatrixSelector, Offset, VectorMatchCardinality,
-    VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Expr, MatrixSelector, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
 };
 use strata_model::{
     Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, is_stale_nan,
@@ -62,14 +62,41 @@ pub(crate) enum Val {
 pub(crate) struct Ctx<'a> {
     pub opts: &'a EngineOptions,
     pub q: &'a dyn Queryable,
+    /// Evaluation steps of this node: the query's, or a subquery's.
     pub start: i64,
-    pub end: i64,
     pub step: i64,
     pub nsteps: usize,
-    samples: AtomicUsize,
+    /// The query's own start and end, what `@ start()` and `@ end()` mean
+    /// at any subquery depth.
+    pub query_start: i64,
+    pub query_end: i64,
+    /// The query's step; 0 for an instant query.
+    pub query_step: i64,
+    /// Samples held by the whole query, subqueries included.
+    samples: &'a AtomicUsize,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context evaluating at `start, start+step, ... <= end` within the same query.
+    pub fn sub(&self, start: i64, end: i64, step: i64) -> Ctx<'a> {
+        let nsteps = if end < start {
+            0
+        } else {
+            ((end - start) / step) as usize + 1
+        };
+        Ctx {
+            opts: self.opts,
+            q: self.q,
+            start,
+            step,
+            nsteps,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            query_step: self.query_step,
+            samples: self.samples,
+        }
+    }
+
     /// Timestamp of step `i`.
     pub fn ts(&self, i: usize) -> i64 {
         self.start + i as i64 * self.step
@@ -112,14 +139,17 @@ pub(crate) async fn run(
     } else {
         ((end - start) / step) as usize + 1
     };
+    let samples = AtomicUsize::new(0);
     let ctx = Ctx {
         opts,
         q,
         start,
-        end,
         step: step.max(1),
         nsteps,
-        samples: AtomicUsize::new(0),
+        query_start: start,
+        query_end: end,
+        query_step: step,
+        samples: &samples,
     };
     let val = match eval(&ctx, expr).await? {
         Val::Vector(series) => Val::Vector(finalize_names(series)?),
@@ -228,7 +258,24 @@ pub(crate) fn eval<'a>(
             Expr::Call(call) => functions::call(ctx, call).await,
             Expr::Aggregate(agg) => aggregate(ctx, agg).await,
             Expr::Binary(b) => binary(ctx, b).await,
-            Expr::Subquery(_) => Err(EngineError::Unsupported("subqueries".into())),
+            Expr::Subquery(sq) => {
+                if ctx.nsteps != 1 {
+                    return Err(EngineError::BadData(
+                        "subqueries are only allowed as function arguments in range queries".into(),
+                    ));
+                }
+                let ra = subquery_range(ctx, sq).await?;
+                let t = ra.times[0];
+                Ok(Val::Matrix(
+                    ra.series
+                        .into_iter()
+                        .map(|s| SeriesSamples {
+                            samples: window(&s.samples, t, ra.range).to_vec(),
+                            labels: s.labels,
+                        })
+                        .collect(),
+                ))
+            }
             Expr::Extension(_) => Err(EngineError::Unsupported("extension expressions".into())),
         }
     })
@@ -244,8 +291,8 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
 
 fn at_ms(ctx: &Ctx<'_>, at: &Option<AtModifier>) -> Option<i64> {
     match at {
-        Some(AtModifier::Start) => Some(ctx.start),
-        Some(AtModifier::End) => Some(ctx.end),
+        Some(AtModifier::Start) => Some(ctx.query_start),
+        Some(AtModifier::End) => Some(ctx.query_end),
         Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => d.as_millis() as i64,
             Err(e) => -(e.duration().as_millis() as i64),
@@ -371,6 +418,106 @@ pub(crate) async fn fetch_range(
         s.samples.retain(|x| !is_stale_nan(x.v));
     }
     Ok((data, times))
+}
+
+/// The input of a range function: samples per series, the window end at
+/// each step, and the window length. Comes from a range selector or a subquery.
+pub(crate) struct RangeInput<'e> {
+    pub series: Vec<SeriesSamples>,
+    pub times: Vec<i64>,
+    pub range: i64,
+    /// The selector, when the input is a plain range selector (for `absent_over_time`).
+    pub selector: Option<&'e VectorSelector>,
+}
+
+/// Evaluates a range-valued argument: a range selector or a subquery
+/// (parentheses allowed around either).
+pub(crate) async fn range_input<'e>(
+    ctx: &Ctx<'_>,
+    mut e: &'e Expr,
+    f: &str,
+) -> Result<RangeInput<'e>, EngineError> {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    match e {
+        Expr::MatrixSelector(ms) => {
+            let (series, times) = fetch_range(ctx, ms).await?;
+            Ok(RangeInput {
+                series,
+                times,
+                range: ms.range.as_millis() as i64,
+                selector: Some(&ms.vs),
+            })
+        }
+        Expr::Subquery(sq) => subquery_range(ctx, sq).await,
+        other => Err(EngineError::BadData(format!(
+            "expected a range vector as argument of {f}(), got {other}"
+        ))),
+    }
+}
+
+/// Evaluates a subquery as Prometheus does: the inner expression runs at
+/// absolute multiples of the subquery step, from the first one after the
+/// earliest window start to the latest window end; each step's value
+/// becomes a sample at that time.
+pub(crate) async fn subquery_range<'e>(
+    ctx: &Ctx<'_>,
+    sq: &'e SubqueryExpr,
+) -> Result<RangeInput<'e>, EngineError> {
+    let step = sq
+        .step
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(ctx.opts.default_subquery_step.as_millis() as i64);
+    if step <= 0 {
+        return Err(EngineError::BadData(
+            "subquery step must be positive".into(),
+        ));
+    }
+    let range = sq.range.as_millis() as i64;
+    let off = offset_ms(&sq.offset);
+    let at = at_ms(ctx, &sq.at);
+    let times: Vec<i64> = (0..ctx.nsteps)
+        .map(|i| at.unwrap_or_else(|| ctx.ts(i)) - off)
+        .collect();
+    let (lo, hi) = bounds(&times);
+    let first = lo - range;
+    let mut start = step * first.div_euclid(step);
+    if start <= first {
+        start += step;
+    }
+    let inner = ctx.sub(start, hi, step);
+    let series = if inner.nsteps == 0 {
+        Vec::new()
+    } else {
+        match eval(&inner, &sq.expr).await? {
+            Val::Vector(v) => finalize_names(v)?
+                .into_iter()
+                .map(|s| SeriesSamples {
+                    samples: s
+                        .vals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.map(|v| Sample { t: inner.ts(i), v }))
+                        .collect(),
+                    labels: s.labels,
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect(),
+            _ => {
+                return Err(EngineError::BadData(format!(
+                    "subquery is only allowed on instant vector, got {}",
+                    sq.expr
+                )));
+            }
+        }
+    };
+    Ok(RangeInput {
+        series,
+        times,
+        range,
+        selector: None,
+    })
 }
 
 /// Samples in the left-open window `(t - range, t]`.
@@ -499,6 +646,18 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
     let op = agg.op.to_string();
     let param = match (&agg.param, op.as_str()) {
         (Some(p), "topk" | "bottomk" | "quantile") => Some(eval_scalar(ctx, p).await?),
+        (Some(p), "count_values") => {
+            let mut e = p.as_ref();
+            while let Expr::Paren(inner) = e {
+                e = &inner.expr;
+            }
+            let Expr::StringLiteral(label) = e else {
+                return Err(EngineError::BadData(format!(
+                    "count_values needs a string parameter, got {p}"
+                )));
+            };
+            return count_values(ctx, agg, &label.val).await;
+        }
         (Some(_), other) => {
             return Err(EngineError::Unsupported(format!(
                 "aggregation {other} with a parameter"
@@ -627,6 +786,34 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
         }
         other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
     }
+}
+
+/// `count_values("label", v)`: per group and step, how many series have
+/// each value, the value (formatted as Prometheus does) in `label`.
+async fn count_values(ctx: &Ctx<'_>, agg: &AggregateExpr, label: &str) -> Result<Val, EngineError> {
+    if label.is_empty() {
+        return Err(EngineError::BadData(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let input = eval_vector(ctx, &agg.expr).await?;
+    let mut out: Vec<Series> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in &input {
+        let base = grouping_labels(&s.labels, &agg.modifier);
+        for (step, v) in s.vals.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let mut key = base.clone();
+            key.set(label, &strata_model::format_float(*v));
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                out.push(Series::new(key, vec![None; ctx.nsteps]));
+                out.len() - 1
+            });
+            let slot = &mut out[i].vals[step];
+            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+        }
+    }
+    Ok(Val::Vector(out))
 }
 
 pub(crate) fn kahan_sum(v: &[f64]) -> f64 {

@@ -2,13 +2,15 @@
 //! (`rate`, `*_over_time`, ...) and per-sample instant functions.
 
 use promql_parser::parser::{Call, Expr};
-use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
+use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, format_float};
 
 use crate::EngineError;
 use crate::eval::{
-    Ctx, Series, Val, eval, eval_scalar, eval_vector, fetch_range, instant_selector_timestamps,
-    kahan_inc, kahan_sum, mean, quantile, selector_matchers, variance, window,
+    Ctx, RangeInput, Series, Val, dedup_labelsets, eval, eval_scalar, eval_vector,
+    instant_selector_timestamps, kahan_inc, kahan_sum, mean, quantile, range_input,
+    selector_matchers, variance, window,
 };
+use crate::histogram::{Bucket, bucket_fraction, bucket_quantile, group_buckets};
 
 /// Evaluates a function call.
 pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
@@ -37,37 +39,43 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         | "ts_of_max_over_time"
         | "ts_of_first_over_time"
         | "ts_of_last_over_time" => {
-            let ms = matrix_arg(args, 0, name)?;
-            let range = ms.range.as_millis() as i64;
-            range_fn(ctx, ms, name, |w, _, t| range_value(name, w, t, range)).await
+            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            let range = ra.range;
+            range_fn(ctx, ra, name, |w, _, t| range_value(name, w, t, range))
         }
         "quantile_over_time" => {
             let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
-            let ms = matrix_arg(args, 1, name)?;
-            range_fn(ctx, ms, name, |w, step, _| {
+            let ra = range_input(ctx, arg(args, 1, name)?, name).await?;
+            range_fn(ctx, ra, name, |w, step, _| {
                 let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Some(quantile(q[step], &mut v))
             })
-            .await
         }
         "predict_linear" => {
-            let ms = matrix_arg(args, 0, name)?;
+            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
             let d = eval_scalar(ctx, arg(args, 1, name)?).await?;
             // The intercept is at the evaluation time, not the selector's
             // (`@`/`offset`-shifted) time.
-            range_fn(ctx, ms, name, |w, step, _| {
+            range_fn(ctx, ra, name, |w, step, _| {
                 if w.len() < 2 {
                     return None;
                 }
                 let (slope, intercept) = linear_regression(w, ctx.ts(step));
                 Some(intercept + slope * d[step])
             })
-            .await
         }
         "absent_over_time" => {
-            let ms = matrix_arg(args, 0, name)?;
-            let present = range_fn(ctx, ms, name, |_, _, _| Some(1.0)).await?;
-            absent(ctx, present, &Expr::VectorSelector(ms.vs.clone()))
+            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            let selector = ra.selector.cloned();
+            let present = range_fn(ctx, ra, name, |_, _, _| Some(1.0))?;
+            match selector {
+                Some(vs) => absent(ctx, present, &Expr::VectorSelector(vs)),
+                None => absent(
+                    ctx,
+                    present,
+                    &Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 }),
+                ),
+            }
         }
         "absent" => {
             let v = eval(ctx, arg(args, 0, name)?).await?;
@@ -171,7 +179,365 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             }
             Ok(Val::Vector(v))
         }
+        "mad_over_time" => {
+            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            range_fn(ctx, ra, name, |w, _, _| {
+                let mut v = values(w);
+                if v.iter().any(|x| x.is_nan()) {
+                    return Some(f64::NAN);
+                }
+                let median = quantile(0.5, &mut v);
+                let mut dev: Vec<f64> = w.iter().map(|s| (s.v - median).abs()).collect();
+                Some(quantile(0.5, &mut dev))
+            })
+        }
+        "double_exponential_smoothing" | "holt_winters" => {
+            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            let sf = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            let tf = eval_scalar(ctx, arg(args, 2, name)?).await?;
+            for (&s, &t) in sf.iter().zip(&tf) {
+                if s <= 0.0 || s >= 1.0 || s.is_nan() {
+                    return Err(EngineError::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
+                    )));
+                }
+                if t <= 0.0 || t >= 1.0 || t.is_nan() {
+                    return Err(EngineError::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
+                    )));
+                }
+            }
+            range_fn(ctx, ra, name, |w, step, _| {
+                double_exponential_smoothing(w, sf[step], tf[step])
+            })
+        }
+        "label_replace" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let dst = string_arg(args, 1, name)?;
+            let replacement = string_arg(args, 2, name)?;
+            let src = string_arg(args, 3, name)?;
+            let pattern = string_arg(args, 4, name)?;
+            let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+                EngineError::BadData(format!(
+                    "invalid regular expression in label_replace(): {pattern}: {e}"
+                ))
+            })?;
+            if !valid_label_name(dst) {
+                return Err(EngineError::BadData(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
+            }
+            let out = v
+                .into_iter()
+                .map(|mut s| {
+                    let value = s.labels.get(src).unwrap_or("");
+                    if let Some(caps) = re.captures(value) {
+                        let mut res = String::new();
+                        caps.expand(replacement, &mut res);
+                        s.labels.set(dst, &res);
+                        if dst == METRIC_NAME {
+                            s.drop_name = false;
+                        }
+                    }
+                    s
+                })
+                .collect();
+            Ok(Val::Vector(dedup_labelsets(out)?))
+        }
+        "label_join" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let dst = string_arg(args, 1, name)?;
+            let sep = string_arg(args, 2, name)?;
+            let srcs: Vec<&str> = (3..args.len())
+                .map(|i| string_arg(args, i, name))
+                .collect::<Result<_, _>>()?;
+            if !valid_label_name(dst) {
+                return Err(EngineError::BadData(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
+            }
+            let out = v
+                .into_iter()
+                .map(|mut s| {
+                    let joined = srcs
+                        .iter()
+                        .map(|l| s.labels.get(l).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join(sep);
+                    s.labels.set(dst, &joined);
+                    if dst == METRIC_NAME {
+                        s.drop_name = false;
+                    }
+                    s
+                })
+                .collect();
+            Ok(Val::Vector(dedup_labelsets(out)?))
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let v = match args.first() {
+                Some(e) => eval_vector(ctx, e).await?,
+                None => vec![Series::new(
+                    Labels::default(),
+                    (0..ctx.nsteps)
+                        .map(|i| Some(ctx.ts(i) as f64 / 1000.0))
+                        .collect(),
+                )],
+            };
+            map_values(v, |x| date_part(name, x))
+        }
+        "min_of" | "max_of" => {
+            let a = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let b = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            Ok(Val::Scalar(
+                a.iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| {
+                        if x.is_nan() || y.is_nan() {
+                            f64::NAN
+                        } else if name == "min_of" {
+                            x.min(y)
+                        } else {
+                            x.max(y)
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ctx.nsteps])),
+        // The query's own step, range, start and end, in seconds, at any
+        // subquery depth.
+        "step" | "range" | "start" | "end" => {
+            let v = match name {
+                "step" => ctx.query_step,
+                "range" => ctx.query_end - ctx.query_start,
+                "start" => ctx.query_start,
+                _ => ctx.query_end,
+            } as f64
+                / 1000.0;
+            Ok(Val::Scalar(vec![v; ctx.nsteps]))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let names: Vec<&str> = (1..args.len())
+                .map(|i| string_arg(args, i, name))
+                .collect::<Result<_, _>>()?;
+            if ctx.nsteps == 1 {
+                v.sort_by(|a, b| {
+                    let mut o = std::cmp::Ordering::Equal;
+                    for l in &names {
+                        o = natural_cmp(
+                            a.labels.get(l).unwrap_or(""),
+                            b.labels.get(l).unwrap_or(""),
+                        );
+                        if o.is_ne() {
+                            break;
+                        }
+                    }
+                    let o = o.then_with(|| a.labels.cmp(&b.labels));
+                    if name == "sort_by_label" {
+                        o
+                    } else {
+                        o.reverse()
+                    }
+                });
+            }
+            Ok(Val::Vector(v))
+        }
+        "histogram_quantile" => {
+            let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let v = eval_vector(ctx, arg(args, 1, name)?).await?;
+            classic_histogram(ctx, v, |buckets, step| bucket_quantile(q[step], buckets).0)
+        }
+        "histogram_quantiles" => {
+            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let label = string_arg(args, 1, name)?;
+            let mut out = Vec::new();
+            for i in 2..args.len() {
+                let q = eval_scalar(ctx, arg(args, i, name)?).await?;
+                let Val::Vector(series) = classic_histogram(ctx, v.clone(), |buckets, step| {
+                    bucket_quantile(q[step], buckets).0
+                })?
+                else {
+                    continue;
+                };
+                for mut s in series {
+                    s.labels.set(label, &format_openmetrics_float(q[0]));
+                    out.push(s);
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        "histogram_fraction" => {
+            let lower = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let upper = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            let v = eval_vector(ctx, arg(args, 2, name)?).await?;
+            classic_histogram(ctx, v, |buckets, step| {
+                bucket_fraction(lower[step], upper[step], buckets)
+            })
+        }
+        // Native-histogram functions ignore float samples.
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            eval_vector(ctx, arg(args, 0, name)?).await?;
+            Ok(Val::Vector(Vec::new()))
+        }
         other => Err(EngineError::Unsupported(format!("function {other}()"))),
+    }
+}
+
+fn string_arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a str, EngineError> {
+    let mut e = arg(args, i, f)?;
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    match e {
+        Expr::StringLiteral(s) => Ok(s.val.as_str()),
+        other => Err(EngineError::BadData(format!(
+            "expected a string as argument {} of {f}(), got {other}",
+            i + 1
+        ))),
+    }
+}
+
+/// Label names as Prometheus 3 accepts them: any non-empty UTF-8 string.
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// Applies a classic-histogram estimate to every histogram at every step
+/// where it has at least one bucket value.
+fn classic_histogram(
+    ctx: &Ctx<'_>,
+    input: Vec<Series>,
+    estimate: impl Fn(Vec<Bucket>, usize) -> f64,
+) -> Result<Val, EngineError> {
+    let groups = group_buckets(input);
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let vals: Vec<Option<f64>> = (0..ctx.nsteps)
+            .map(|step| {
+                let buckets: Vec<Bucket> = g
+                    .buckets
+                    .iter()
+                    .filter_map(|(ub, vals)| vals[step].map(|c| (*ub, c)))
+                    .collect();
+                (!buckets.is_empty()).then(|| estimate(buckets, step))
+            })
+            .collect();
+        if vals.iter().any(Option::is_some) {
+            out.push(Series::dropping_name(g.labels, vals));
+        }
+    }
+    Ok(Val::Vector(dedup_labelsets(finalize_dropped(out))?))
+}
+
+/// Drops metric names right away where two histograms of different names
+/// would otherwise only collide at the end of the query.
+fn finalize_dropped(series: Vec<Series>) -> Vec<Series> {
+    series
+        .into_iter()
+        .map(|mut s| {
+            s.labels = s.labels.without_metric_name();
+            s.drop_name = false;
+            s
+        })
+        .collect()
+}
+
+/// Holt's linear trend smoothing over the window's samples (Prometheus 3's
+/// `double_exponential_smoothing`, formerly `holt_winters`).
+fn double_exponential_smoothing(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, x) in w.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let next = sf * x.v + (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = next;
+    }
+    Some(s1)
+}
+
+/// A calendar field of a Unix time in seconds, in UTC.
+fn date_part(name: &str, secs: f64) -> f64 {
+    use chrono::{Datelike, Timelike};
+    if !secs.is_finite() {
+        return secs;
+    }
+    let Some(t) = chrono::DateTime::from_timestamp(secs.trunc() as i64, 0) else {
+        return f64::NAN;
+    };
+    (match name {
+        "day_of_month" => t.day(),
+        "day_of_week" => t.weekday().num_days_from_sunday(),
+        "day_of_year" => t.ordinal(),
+        "days_in_month" => {
+            let (y, m) = (t.year(), t.month());
+            let next = if m == 12 {
+                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+            };
+            next.and_then(|n| n.pred_opt()).map_or(0, |d| d.day())
+        }
+        "hour" => t.hour(),
+        "minute" => t.minute(),
+        "month" => t.month(),
+        _ => return t.year() as f64,
+    }) as f64
+}
+
+/// Natural order: runs of digits compare by number, the rest as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let nx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let ny = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, dy) = (&x[..nx], &y[..ny]);
+                let tx = trim_zeros(dx);
+                let ty = trim_zeros(dy);
+                let o = tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty));
+                if o.is_ne() {
+                    return o;
+                }
+                x = &x[nx..];
+                y = &y[ny..];
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let z = d.iter().take_while(|&&c| c == b'0').count();
+    &d[z.min(d.len().saturating_sub(1))..]
+}
+
+/// Formats a float as OpenMetrics writes label values: whole numbers keep
+/// a `.0` (`1.0`, `0.0`).
+fn format_openmetrics_float(f: f64) -> String {
+    let s = format_float(f);
+    if f.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
     }
 }
 
@@ -181,36 +547,19 @@ fn arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a Expr, EngineE
         .ok_or_else(|| EngineError::BadData(format!("missing argument {} of {f}()", i + 1)))
 }
 
-fn matrix_arg<'a>(
-    args: &'a [Box<Expr>],
-    i: usize,
-    f: &str,
-) -> Result<&'a promql_parser::parser::MatrixSelector, EngineError> {
-    let mut e = arg(args, i, f)?;
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
-    }
-    match e {
-        Expr::MatrixSelector(ms) => Ok(ms),
-        Expr::Subquery(_) => Err(EngineError::Unsupported(format!(
-            "subquery as argument of {f}()"
-        ))),
-        other => Err(EngineError::BadData(format!(
-            "expected a range vector as argument {} of {f}(), got {other}",
-            i + 1
-        ))),
-    }
-}
-
 /// Applies `f(window, step, eval_time)` at every step of every series of a range selector.
-async fn range_fn(
+fn range_fn(
     ctx: &Ctx<'_>,
-    ms: &promql_parser::parser::MatrixSelector,
+    input: RangeInput<'_>,
     name: &str,
     f: impl Fn(&[Sample], usize, i64) -> Option<f64>,
 ) -> Result<Val, EngineError> {
-    let (data, times) = fetch_range(ctx, ms).await?;
-    let range = ms.range.as_millis() as i64;
+    let RangeInput {
+        series: data,
+        times,
+        range,
+        ..
+    } = input;
     ctx.charge(data.len() * ctx.nsteps)?;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let mut out = Vec::with_capacity(data.len());

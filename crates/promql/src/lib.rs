@@ -12,6 +12,7 @@
 
 mod eval;
 mod functions;
+mod histogram;
 
 use std::time::Duration;
 
@@ -125,6 +126,9 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Most points (steps) a range query may return per series.
     pub max_points_per_series: usize,
+    /// Step of a subquery written without one (`x[1h:]`): Prometheus uses
+    /// its global evaluation interval, 1m by default.
+    pub default_subquery_step: Duration,
 }
 
 impl Default for EngineOptions {
@@ -134,6 +138,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             max_points_per_series: 11_000,
+            default_subquery_step: Duration::from_secs(60),
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct QuerierConfig {
     pub max_samples: usize,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub timeout: Duration,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub default_evaluation_interval: Duration,
 }
 
 impl Default for QuerierConfig {
@@ -121,6 +123,7 @@ impl Default for QuerierConfig {
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            default_evaluation_interval: Duration::from_secs(60),
         }
     }
 }
@@ -174,6 +177,7 @@ flags! {
     "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
     "querier.timeout" => "querier.timeout": "Longest time a query may run.",
+    "querier.default-evaluation-interval" => "querier.default_evaluation_interval": "Step of subqueries written without one (`x[1h:]`), as Prometheus's global evaluation_interval.",
 }
 
 /// Errors loading configuration.

@@ -108,6 +108,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
         timeout: cfg.querier.timeout,
+        default_subquery_step: cfg.querier.default_evaluation_interval,
         ..EngineOptions::default()
     });
     let querier = Arc::new(Querier::new(ingester.clone(), catalog.clone(), engine));
