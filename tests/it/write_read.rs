@@ -53,6 +53,51 @@ async fn pushed_samples_come_back_exactly() {
     assert_eq!(values.as_array().unwrap().len(), 3);
     assert_eq!(values[2][1], "12");
     assert_eq!(r["data"]["result"][0]["metric"], json!({"job": "a"}));
+    assert!(
+        r.get("warnings").is_none() && r.get("infos").is_none(),
+        "{r}"
+    );
+
+    // Annotations, as Prometheus returns them: `rate` over a name that is not
+    // a counter's is an info; `sort` in a range query a warning.
+    let (status, r) = s
+        .get_json(
+            "/api/v1/query",
+            &[
+                ("query", "rate(test_metric[1m])".into()),
+                ("time", secs(t0 + 29_000)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["infos"],
+        json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"test_metric\""
+        ]),
+        "{r}"
+    );
+    let (status, r) = s
+        .get_json(
+            "/api/v1/query_range",
+            &[
+                ("query", "sort(test_metric)".into()),
+                ("start", secs(t0)),
+                ("end", secs(t0 + 4000)),
+                ("step", "2".into()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels"
+        ]),
+        "{r}"
+    );
 
     // Metadata endpoints.
     let (_, l) = s.get_json("/api/v1/labels", &[], None).await;

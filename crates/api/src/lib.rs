@@ -185,6 +185,18 @@ fn bad_data(msg: String) -> Response {
     api_error(EngineError::BadData(msg))
 }
 
+/// A query result with Prometheus's `warnings` and `infos` (left out when empty).
+fn query_success(out: &strata_promql::QueryOutput) -> Response {
+    let mut body = json!({"status": "success", "data": render::value(&out.value)});
+    if !out.warnings.is_empty() {
+        body["warnings"] = json!(out.warnings);
+    }
+    if !out.infos.is_empty() {
+        body["infos"] = json!(out.infos);
+    }
+    axum::Json(body).into_response()
+}
+
 fn success(data: serde_json::Value) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
@@ -226,7 +238,7 @@ async fn query(
         Err(e) => return bad_data(e),
     };
     match state.querier.instant_query(&tenant, expr, t).await {
-        Ok(v) => success(render::value(&v)),
+        Ok(out) => query_success(&out),
         Err(e) => api_error(e),
     }
 }
@@ -253,7 +265,7 @@ async fn query_range(
         .range_query(&tenant, expr, start, end, step)
         .await
     {
-        Ok(v) => success(render::value(&v)),
+        Ok(out) => query_success(&out),
         Err(e) => api_error(e),
     }
 }

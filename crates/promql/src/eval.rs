@@ -1,7 +1,8 @@
 //! The step evaluator: every node yields, for each output series, one
 //! optional value per evaluation step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
@@ -17,7 +18,16 @@ use strata_model::{
 };
 
 use crate::functions;
-use crate::{EngineError, EngineOptions, MatrixSeries, Queryable, Value, VectorSample};
+use crate::{
+    EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample,
+};
+
+/// Warnings and infos collected while evaluating one query, each once.
+#[derive(Default)]
+pub(crate) struct Annotations {
+    warnings: BTreeSet<String>,
+    infos: BTreeSet<String>,
+}
 
 /// An instant-vector series over all steps.
 #[derive(Debug, Clone)]
@@ -74,6 +84,7 @@ pub(crate) struct Ctx<'a> {
     pub query_step: i64,
     /// Samples held by the whole query, subqueries included.
     samples: &'a AtomicUsize,
+    notes: &'a Mutex<Annotations>,
 }
 
 impl<'a> Ctx<'a> {
@@ -94,6 +105,31 @@ impl<'a> Ctx<'a> {
             query_end: self.query_end,
             query_step: self.query_step,
             samples: self.samples,
+            notes: self.notes,
+        }
+    }
+
+    /// Adds a `PromQL warning` annotation.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.warnings.insert(format!("PromQL warning: {msg}"));
+        }
+    }
+
+    /// Adds a `PromQL info` annotation.
+    pub fn info(&self, msg: impl std::fmt::Display) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.infos.insert(format!("PromQL info: {msg}"));
+        }
+    }
+
+    /// Warns about a quantile parameter outside [0, 1] (the result is ±Inf or NaN).
+    pub fn check_quantile(&self, q: &[f64]) {
+        if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            self.warn(format_args!(
+                "quantile value should be between 0 and 1, got {}",
+                strata_model::format_float(*bad)
+            ));
         }
     }
 
@@ -133,13 +169,14 @@ pub(crate) async fn run(
     end: i64,
     step: i64,
     instant: bool,
-) -> Result<Value, EngineError> {
+) -> Result<QueryOutput, EngineError> {
     let nsteps = if step == 0 {
         1
     } else {
         ((end - start) / step) as usize + 1
     };
     let samples = AtomicUsize::new(0);
+    let notes = Mutex::new(Annotations::default());
     let ctx = Ctx {
         opts,
         q,
@@ -150,12 +187,13 @@ pub(crate) async fn run(
         query_end: end,
         query_step: step,
         samples: &samples,
+        notes: &notes,
     };
     let val = match eval(&ctx, expr).await? {
         Val::Vector(series) => Val::Vector(finalize_names(series)?),
         other => other,
     };
-    Ok(match val {
+    let value = match val {
         Val::Scalar(v) if instant => Value::Scalar { t: start, v: v[0] },
         Val::Scalar(v) => Value::Matrix(vec![MatrixSeries {
             labels: Labels::default(),
@@ -203,6 +241,12 @@ pub(crate) async fn run(
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
             Value::Matrix(out)
         }
+    };
+    let notes = notes.into_inner().unwrap_or_default();
+    Ok(QueryOutput {
+        value,
+        warnings: notes.warnings.into_iter().collect(),
+        infos: notes.infos.into_iter().collect(),
     })
 }
 
@@ -665,6 +709,11 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
         }
         (None, _) => None,
     };
+    if op == "quantile"
+        && let Some(q) = &param
+    {
+        ctx.check_quantile(q);
+    }
     let input = eval_vector(ctx, &agg.expr).await?;
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<Labels, usize> = HashMap::new();

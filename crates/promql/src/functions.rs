@@ -10,7 +10,7 @@ use crate::eval::{
     instant_selector_timestamps, kahan_inc, kahan_sum, mean, quantile, range_input,
     selector_matchers, variance, window,
 };
-use crate::histogram::{Bucket, bucket_fraction, bucket_quantile, group_buckets};
+use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
 
 /// Evaluates a function call.
 pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
@@ -45,6 +45,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         }
         "quantile_over_time" => {
             let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            ctx.check_quantile(&q);
             let ra = range_input(ctx, arg(args, 1, name)?, name).await?;
             range_fn(ctx, ra, name, |w, step, _| {
                 let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
@@ -164,6 +165,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         }
         "sort" | "sort_desc" => {
             let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            warn_sort_in_range_query(ctx);
             if ctx.nsteps == 1 {
                 let key = |s: &Series| s.vals[0].unwrap_or(f64::NAN);
                 v.sort_by(|a, b| {
@@ -319,6 +321,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         }
         "sort_by_label" | "sort_by_label_desc" => {
             let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            warn_sort_in_range_query(ctx);
             let names: Vec<&str> = (1..args.len())
                 .map(|i| string_arg(args, i, name))
                 .collect::<Result<_, _>>()?;
@@ -346,8 +349,17 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         }
         "histogram_quantile" => {
             let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            ctx.check_quantile(&q);
             let v = eval_vector(ctx, arg(args, 1, name)?).await?;
-            classic_histogram(ctx, v, |buckets, step| bucket_quantile(q[step], buckets).0)
+            classic_histogram(ctx, v, |buckets, step, metric| {
+                let (v, forced) = bucket_quantile(q[step], buckets);
+                if forced {
+                    ctx.info(format_args!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
+                    ));
+                }
+                v
+            })
         }
         "histogram_quantiles" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
@@ -355,9 +367,20 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             let mut out = Vec::new();
             for i in 2..args.len() {
                 let q = eval_scalar(ctx, arg(args, i, name)?).await?;
-                let Val::Vector(series) = classic_histogram(ctx, v.clone(), |buckets, step| {
-                    bucket_quantile(q[step], buckets).0
-                })?
+                ctx.check_quantile(&q);
+                let Val::Vector(series) = classic_histogram(
+                    ctx,
+                    v.clone(),
+                    |buckets, step, metric| {
+                        let (v, forced) = bucket_quantile(q[step], buckets);
+                        if forced {
+                            ctx.info(format_args!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
+                    ));
+                        }
+                        v
+                    },
+                )?
                 else {
                     continue;
                 };
@@ -372,7 +395,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             let lower = eval_scalar(ctx, arg(args, 0, name)?).await?;
             let upper = eval_scalar(ctx, arg(args, 1, name)?).await?;
             let v = eval_vector(ctx, arg(args, 2, name)?).await?;
-            classic_histogram(ctx, v, |buckets, step| {
+            classic_histogram(ctx, v, |buckets, step, _| {
                 bucket_fraction(lower[step], upper[step], buckets)
             })
         }
@@ -383,6 +406,14 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             Ok(Val::Vector(Vec::new()))
         }
         other => Err(EngineError::Unsupported(format!("function {other}()"))),
+    }
+}
+
+fn warn_sort_in_range_query(ctx: &Ctx<'_>) {
+    if ctx.query_step != 0 {
+        ctx.warn(
+            "sort is ineffective for range queries since results are always ordered by labels",
+        );
     }
 }
 
@@ -410,9 +441,16 @@ fn valid_label_name(name: &str) -> bool {
 fn classic_histogram(
     ctx: &Ctx<'_>,
     input: Vec<Series>,
-    estimate: impl Fn(Vec<Bucket>, usize) -> f64,
+    estimate: impl Fn(Vec<Bucket>, usize, &str) -> f64,
 ) -> Result<Val, EngineError> {
-    let groups = group_buckets(input);
+    let (groups, malformed) = group_buckets(input);
+    for labels in malformed {
+        ctx.warn(format_args!(
+            "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+            labels.get(BUCKET_LABEL).unwrap_or(""),
+            labels.metric_name()
+        ));
+    }
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
         let vals: Vec<Option<f64>> = (0..ctx.nsteps)
@@ -422,7 +460,7 @@ fn classic_histogram(
                     .iter()
                     .filter_map(|(ub, vals)| vals[step].map(|c| (*ub, c)))
                     .collect();
-                (!buckets.is_empty()).then(|| estimate(buckets, step))
+                (!buckets.is_empty()).then(|| estimate(buckets, step, g.labels.metric_name()))
             })
             .collect();
         if vals.iter().any(Option::is_some) {
@@ -573,6 +611,18 @@ fn range_fn(
             })
             .collect();
         if vals.iter().any(Option::is_some) {
+            if matches!(name, "rate" | "increase") {
+                let metric = s.labels.metric_name();
+                if !metric.is_empty()
+                    && !["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|suffix| metric.ends_with(suffix))
+                {
+                    ctx.info(format_args!(
+                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                    ));
+                }
+            }
             out.push(Series {
                 labels: s.labels,
                 vals,

@@ -19,12 +19,14 @@ pub(crate) struct BucketGroup {
 }
 
 /// Groups bucket series by their labels without `le`. Series whose `le` is
-/// missing or not a number are left out (Prometheus warns and ignores them).
-pub(crate) fn group_buckets(input: Vec<Series>) -> Vec<BucketGroup> {
+/// missing or not a number are returned apart (Prometheus warns and ignores them).
+pub(crate) fn group_buckets(input: Vec<Series>) -> (Vec<BucketGroup>, Vec<Labels>) {
     let mut groups: Vec<BucketGroup> = Vec::new();
+    let mut malformed = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
         let Some(upper) = s.labels.get(BUCKET_LABEL).and_then(parse_bound) else {
+            malformed.push(s.labels);
             continue;
         };
         let mut key = s.labels.clone();
@@ -38,7 +40,7 @@ pub(crate) fn group_buckets(input: Vec<Series>) -> Vec<BucketGroup> {
         });
         groups[g].buckets.push((upper, s.vals));
     }
-    groups
+    (groups, malformed)
 }
 
 /// Parses an `le` value as Go's `strconv.ParseFloat` would for bucket bounds.

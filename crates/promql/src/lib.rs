@@ -115,6 +115,16 @@ impl Value {
     }
 }
 
+/// A query's result and the annotations Prometheus returns beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub value: Value,
+    /// `PromQL warning: ...`: the result may be wrong or incomplete.
+    pub warnings: Vec<String>,
+    /// `PromQL info: ...`: the query may not do what its author meant.
+    pub infos: Vec<String>,
+}
+
 /// Engine limits and defaults.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -166,7 +176,7 @@ impl Engine {
         q: &dyn Queryable,
         query: &str,
         t: i64,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<QueryOutput, EngineError> {
         let expr = parse(query)?;
         let run = eval::run(&self.opts, q, &expr, t, t, 0, true);
         tokio_timeout(self.opts.timeout, run).await
@@ -180,7 +190,7 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<QueryOutput, EngineError> {
         if step <= 0 {
             return Err(EngineError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -215,10 +225,10 @@ impl Engine {
     }
 }
 
-async fn tokio_timeout<F: std::future::Future<Output = Result<Value, EngineError>>>(
+async fn tokio_timeout<F: std::future::Future<Output = Result<QueryOutput, EngineError>>>(
     d: Duration,
     f: F,
-) -> Result<Value, EngineError> {
+) -> Result<QueryOutput, EngineError> {
     match tokio::time::timeout(d, f).await {
         Ok(r) => r,
         Err(_) => Err(EngineError::Timeout("query execution")),

@@ -12,7 +12,7 @@ use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
 use strata_ingester::Ingester;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
-use strata_promql::{Engine, EngineError, Queryable, Value};
+use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_storage::BlockCatalog;
 
 static QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -207,7 +207,7 @@ impl Querier {
         tenant: &str,
         query: &str,
         t: i64,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<QueryOutput, EngineError> {
         let timer = std::time::Instant::now();
         let view = TenantView {
             querier: self,
@@ -226,7 +226,7 @@ impl Querier {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<QueryOutput, EngineError> {
         let timer = std::time::Instant::now();
         let view = TenantView {
             querier: self,
@@ -238,7 +238,7 @@ impl Querier {
     }
 }
 
-fn observe(kind: &str, r: &Result<Value, EngineError>, timer: std::time::Instant) {
+fn observe(kind: &str, r: &Result<QueryOutput, EngineError>, timer: std::time::Instant) {
     let status = match r {
         Ok(_) => "success",
         Err(e) => e.error_type(),

@@ -324,6 +324,27 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / (a.abs() + b.abs()) < 1e-6
 }
 
+/// Checks `expect warn`, `expect warn msg: ...` and `expect no_warn` (or the
+/// `info` forms) against the annotations the query produced.
+fn check_annotations(expect: &[String], got: &[String], kind: &str) -> Result<(), String> {
+    for l in expect {
+        let l = l.trim();
+        if l == format!("expect no_{kind}") && !got.is_empty() {
+            return Err(format!("expected no {kind} annotation, got {got:?}"));
+        }
+        if l == format!("expect {kind}") && got.is_empty() {
+            return Err(format!("expected a {kind} annotation, got none"));
+        }
+        if let Some(msg) = l.strip_prefix(&format!("expect {kind} msg:")) {
+            let msg = msg.trim();
+            if !got.iter().any(|g| g == msg) {
+                return Err(format!("expected {kind} annotation {msg:?}, got {got:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_case(env: &Env, c: &Case) -> Result<(), String> {
     let (start, end, step) = c.range;
     let result = if step == 0 {
@@ -334,12 +355,15 @@ async fn run_case(env: &Env, c: &Case) -> Result<(), String> {
             .await
     };
     let expects_fail = c.fail || c.expect.iter().any(|l| l.trim().starts_with("expect fail"));
-    let value = match (result, expects_fail) {
+    let out = match (result, expects_fail) {
         (Err(_), true) => return Ok(()),
-        (Ok(v), true) => return Err(format!("expected an error, got {v:?}")),
+        (Ok(v), true) => return Err(format!("expected an error, got {:?}", v.value)),
         (Err(e), false) => return Err(format!("error: {e}")),
         (Ok(v), false) => v,
     };
+    check_annotations(&c.expect, &out.warnings, "warn")?;
+    check_annotations(&c.expect, &out.infos, "info")?;
+    let value = out.value;
     let ordered = c.ordered || c.expect.iter().any(|l| l.trim() == "expect ordered");
     let data: Vec<String> = c
         .expect
