@@ -3,6 +3,7 @@
 
 mod common;
 mod durability;
+mod limits;
 mod prometheus;
 mod s3;
 mod write_read;

@@ -7,37 +7,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use strata_ingester::{Ingester, PushOutcome};
+use strata_ingester::{Ingester, PushLimits, PushOutcome};
+use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
 
-/// Per-tenant validation limits, named as Mimir's `limits` block.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Limits {
-    pub max_label_name_length: usize,
-    pub max_label_value_length: usize,
-    pub max_label_names_per_series: usize,
-    /// How far in the future a sample may be.
-    #[serde(with = "strata_ingester::humantime_serde")]
-    pub creation_grace_period: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_label_name_length: 1024,
-            max_label_value_length: 2048,
-            max_label_names_per_series: 30,
-            creation_grace_period: Duration::from_secs(600),
-        }
-    }
-}
+pub use strata_limits::Limits;
 
 /// Distributor settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,6 +47,14 @@ pub enum PushError {
     Internal(String),
     #[error("ingester is shutting down")]
     Unavailable,
+    #[error(
+        "the request has been rejected because the tenant exceeded the ingestion rate limit, set to {rate} items/s with a maximum allowed burst of {burst}; the request holds {samples} samples. Retry later, or ask for a higher ingestion_rate / ingestion_burst_size"
+    )]
+    RateLimited {
+        rate: f64,
+        burst: usize,
+        samples: usize,
+    },
 }
 
 impl PushError {
@@ -78,6 +65,7 @@ impl PushError {
             Self::Snappy(_) | Self::Protobuf(_) => 400,
             Self::Internal(_) => 500,
             Self::Unavailable => 503,
+            Self::RateLimited { .. } => 429,
         }
     }
 }
@@ -304,20 +292,46 @@ pub fn validate_labels(
 
 /// The write path of one process: validation, then the ingester.
 pub struct Distributor {
-    limits: Limits,
+    overrides: Arc<Overrides>,
+    rate_limiter: RateLimiter,
     ingester: Arc<Ingester>,
 }
 
 impl Distributor {
-    /// A distributor writing to `ingester`.
-    pub fn new(limits: Limits, ingester: Arc<Ingester>) -> Self {
-        Self { limits, ingester }
+    /// A distributor writing to `ingester` under each tenant's limits.
+    pub fn new(overrides: Arc<Overrides>, ingester: Arc<Ingester>) -> Self {
+        Self {
+            overrides,
+            rate_limiter: RateLimiter::default(),
+            ingester,
+        }
     }
 
     /// Validates and stores a decoded request for `tenant`.
     pub async fn push(&self, tenant: &str, req: WriteRequest) -> Result<PushResult, PushError> {
+        let limits = self.overrides.for_tenant(tenant);
+        let total: usize = req
+            .timeseries
+            .iter()
+            .map(|ts| ts.samples.len() + ts.histograms.len())
+            .sum();
+        if !self.rate_limiter.allow(
+            tenant,
+            total,
+            limits.ingestion_rate,
+            limits.ingestion_burst_size,
+        ) {
+            DISCARDED_SAMPLES
+                .with_label_values(&["rate_limited", tenant])
+                .inc_by(total as u64);
+            return Err(PushError::RateLimited {
+                rate: limits.ingestion_rate,
+                burst: limits.ingestion_burst_size,
+                samples: total,
+            });
+        }
         let now = strata_ingester::now_ms();
-        let max_t = now + self.limits.creation_grace_period.as_millis() as i64;
+        let max_t = now + limits.creation_grace_period.as_millis() as i64;
         let mut result = PushResult::default();
         let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(req.timeseries.len());
         let mut batch_text: Vec<usize> = Vec::with_capacity(req.timeseries.len());
@@ -339,7 +353,7 @@ impl Distributor {
             if ts.samples.is_empty() {
                 continue;
             }
-            let labels = match validate_labels(&ts.labels, &self.limits) {
+            let labels = match validate_labels(&ts.labels, &limits) {
                 Ok(l) => l,
                 Err((reason, message)) => {
                     self.reject(&mut result, tenant, reason, message, ts.samples.len());
@@ -366,7 +380,7 @@ impl Distributor {
                     format!(
                         "{too_new} samples of series {} are more than {} in the future",
                         series_text(&ts.labels),
-                        humantime::format_duration(self.limits.creation_grace_period)
+                        humantime::format_duration(limits.creation_grace_period)
                     ),
                     too_new,
                 );
@@ -387,9 +401,14 @@ impl Distributor {
         }
         let ingester = self.ingester.clone();
         let tenant_owned = tenant.to_string();
-        let outcome = tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, &batch))
-            .await
-            .map_err(|e| PushError::Internal(format!("ingest task failed: {e}")))?;
+        let push_limits = PushLimits {
+            out_of_order_time_window: limits.out_of_order_time_window,
+            max_series: limits.max_global_series_per_user,
+        };
+        let outcome =
+            tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, &batch, push_limits))
+                .await
+                .map_err(|e| PushError::Internal(format!("ingest task failed: {e}")))?;
         let outcome: PushOutcome = outcome.map_err(|e| match e {
             strata_ingester::IngesterError::ShuttingDown => PushError::Unavailable,
             other => PushError::Internal(other.to_string()),

@@ -71,24 +71,7 @@ impl Default for TsdbConfig {
     }
 }
 
-/// humantime-based serde for `Duration` fields ("2h", "500ms").
-pub mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "0" {
-            return Ok(Duration::ZERO);
-        }
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
+pub use strata_model::humantime_serde;
 
 /// Errors of the ingester.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +95,8 @@ pub enum RejectReason {
     OutOfBounds,
     /// Same timestamp as a stored sample with a different value.
     DuplicateTimestamp,
+    /// A new series beyond the tenant's `max_global_series_per_user`.
+    SeriesLimit,
 }
 
 impl RejectReason {
@@ -121,6 +106,7 @@ impl RejectReason {
             Self::OutOfOrder => "sample-out-of-order",
             Self::OutOfBounds => "sample-out-of-bounds",
             Self::DuplicateTimestamp => "sample-duplicate-timestamp",
+            Self::SeriesLimit => "per_user_series_limit",
         }
     }
 }
@@ -140,6 +126,15 @@ pub struct RejectedSeries {
 pub struct PushOutcome {
     pub accepted: usize,
     pub rejected: Vec<RejectedSeries>,
+}
+
+/// The tenant limits a push is checked against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushLimits {
+    /// The tenant's out-of-order window.
+    pub out_of_order_time_window: Duration,
+    /// Most series in the tenant's head; 0 is unlimited.
+    pub max_series: usize,
 }
 
 /// The ingester.
@@ -245,10 +240,14 @@ impl Ingester {
         &self,
         tenant: &str,
         batch: &[(Labels, Vec<Sample>)],
+        limits: PushLimits,
     ) -> Result<PushOutcome, IngesterError> {
         let _span = tracing::debug_span!("ingester_push", tenant, series = batch.len()).entered();
         let head = self.tenant(tenant);
-        let ooo_window = self.cfg.out_of_order_time_window.as_millis() as i64;
+        // Samples older than the head's cut boundary are refused as out of
+        // bounds whatever the tenant's window; the head keeps the
+        // process-wide window (the limits default) before cutting.
+        let ooo_window = limits.out_of_order_time_window.as_millis() as i64;
         let min_valid = head.min_valid_time.load(Ordering::Acquire);
 
         let mut ws = self.wal.lock();
@@ -271,6 +270,20 @@ impl Ingester {
                     Some(s) => s.clone(),
                     None => match new_by_labels.get(labels) {
                         Some(&k) => new_series[k].clone(),
+                        None if limits.max_series > 0
+                            && idx.series.len() + new_series.len() >= limits.max_series =>
+                        {
+                            metrics::SAMPLES_REJECTED
+                                .with_label_values(&[RejectReason::SeriesLimit.as_str()])
+                                .inc_by(samples.len() as u64);
+                            outcome.rejected.push(RejectedSeries {
+                                index: i,
+                                reason: RejectReason::SeriesLimit,
+                                count: samples.len(),
+                                first_timestamp: samples[0].t,
+                            });
+                            continue;
+                        }
                         None => {
                             let s = Arc::new(MemSeries {
                                 r#ref: self.next_ref.fetch_add(1, Ordering::Relaxed),

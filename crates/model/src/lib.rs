@@ -285,6 +285,30 @@ pub fn format_float(f: f64) -> String {
     }
 }
 
+/// humantime-based serde for `Duration` fields ("2h", "500ms").
+pub mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// A duration as configuration writes it ("1h 30m", "500ms", "0s").
+    pub fn format(d: Duration) -> String {
+        humantime::format_duration(d).to_string()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "0" {
+            return Ok(Duration::ZERO);
+        }
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
 use strata_ingester::Ingester;
+use strata_limits::Overrides;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_storage::BlockCatalog;
@@ -37,6 +38,7 @@ pub struct Querier {
     ingester: Arc<Ingester>,
     catalog: Arc<BlockCatalog>,
     engine: Engine,
+    overrides: Arc<Overrides>,
 }
 
 struct TenantView<'a> {
@@ -74,11 +76,17 @@ fn all_series() -> Vec<Vec<Matcher>> {
 
 impl Querier {
     /// A querier over `ingester`'s head and the blocks in `catalog`.
-    pub fn new(ingester: Arc<Ingester>, catalog: Arc<BlockCatalog>, engine: Engine) -> Self {
+    pub fn new(
+        ingester: Arc<Ingester>,
+        catalog: Arc<BlockCatalog>,
+        engine: Engine,
+        overrides: Arc<Overrides>,
+    ) -> Self {
         Self {
             ingester,
             catalog,
             engine,
+            overrides,
         }
     }
 
@@ -232,6 +240,17 @@ impl Querier {
             querier: self,
             tenant,
         };
+        let limit = self.overrides.for_tenant(tenant).max_total_query_length;
+        let length = std::time::Duration::from_millis(end.saturating_sub(start).max(0) as u64);
+        if !limit.is_zero() && length > limit {
+            let r = Err(EngineError::BadData(format!(
+                "the total query time range exceeds the limit (query length: {}, limit: {}); shorten the range or ask for a higher max_total_query_length",
+                strata_model::humantime_serde::format(length),
+                strata_model::humantime_serde::format(limit)
+            )));
+            observe("range", &r, timer);
+            return r;
+        }
         let r = self.engine.range(&view, query, start, end, step).await;
         observe("range", &r, timer);
         r

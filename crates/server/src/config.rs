@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value as Yaml;
-use strata_distributor::{DistributorConfig, Limits};
+use strata_distributor::DistributorConfig;
 use strata_ingester::TsdbConfig;
+use strata_limits::Limits;
 use strata_storage::StoreConfig;
 
 /// The whole configuration.
@@ -25,7 +26,9 @@ pub struct Config {
     pub multitenancy_enabled: bool,
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
-    pub limits: LimitsConfig,
+    /// Limits every tenant gets unless the runtime config overrides them.
+    pub limits: Limits,
+    pub runtime_config: RuntimeConfigConfig,
     pub blocks_storage: BlocksStorageConfig,
     pub querier: QuerierConfig,
 }
@@ -58,21 +61,22 @@ impl Default for ServerConfig {
     }
 }
 
-/// Per-tenant limits (defaults for every tenant).
+/// Where per-tenant limit overrides come from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct LimitsConfig {
-    #[serde(flatten)]
-    pub validation: Limits,
+pub struct RuntimeConfigConfig {
+    /// YAML file with `overrides: {<tenant>: {<limit>: <value>}}`; empty for none.
+    pub file: String,
+    /// How often the file is re-read.
     #[serde(with = "strata_ingester::humantime_serde")]
-    pub out_of_order_time_window: Duration,
+    pub period: Duration,
 }
 
-impl Default for LimitsConfig {
+impl Default for RuntimeConfigConfig {
     fn default() -> Self {
         Self {
-            validation: Limits::default(),
-            out_of_order_time_window: Duration::ZERO,
+            file: String::new(),
+            period: Duration::from_secs(10),
         }
     }
 }
@@ -158,6 +162,12 @@ flags! {
     "validation.max-label-names-per-series" => "limits.max_label_names_per_series": "Most labels a series may have.",
     "validation.create-grace-period" => "limits.creation_grace_period": "How far in the future a sample's timestamp may be.",
     "ingester.out-of-order-time-window" => "limits.out_of_order_time_window": "How far behind a series' newest sample older samples are still accepted (0 disables).",
+    "distributor.ingestion-rate-limit" => "limits.ingestion_rate": "Samples per second a tenant may push (0: unlimited); over it, requests get 429.",
+    "distributor.ingestion-burst-size" => "limits.ingestion_burst_size": "Samples a tenant may push at once above its ingestion rate.",
+    "ingester.max-global-series-per-user" => "limits.max_global_series_per_user": "Most active series per tenant (0: unlimited); samples of new series beyond it are rejected.",
+    "query-frontend.max-total-query-length" => "limits.max_total_query_length": "Longest time range of one range query (0: unlimited).",
+    "runtime-config.file" => "runtime_config.file": "YAML file of per-tenant limit overrides (`overrides: {<tenant>: {<limit>: <value>}}`), re-read periodically.",
+    "runtime-config.reload-period" => "runtime_config.period": "How often the runtime config file is re-read.",
     "blocks-storage.backend" => "blocks_storage.backend": "Object store backend: filesystem or s3.",
     "blocks-storage.filesystem.dir" => "blocks_storage.filesystem.dir": "Directory holding blocks with the filesystem backend.",
     "blocks-storage.s3.endpoint" => "blocks_storage.s3.endpoint": "S3 endpoint (host:port or URL); empty for AWS.",
@@ -387,7 +397,8 @@ impl Default for Config {
             multitenancy_enabled: false,
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
+            runtime_config: RuntimeConfigConfig::default(),
             blocks_storage: BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
         }

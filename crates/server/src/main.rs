@@ -89,6 +89,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_distributor::register_metrics(&registry)?;
     strata_querier::register_metrics(&registry)?;
     strata_api::register_metrics(&registry)?;
+    strata_limits::register_metrics(&registry)?;
+
+    let overrides = Arc::new(strata_limits::Overrides::new(cfg.limits.clone()));
+    if !cfg.runtime_config.file.is_empty() {
+        overrides.watch_file(
+            cfg.runtime_config.file.clone().into(),
+            cfg.runtime_config.period,
+        )?;
+    }
 
     let store = build_store(&cfg.blocks_storage.store)?;
     let reader = Arc::new(BlockReader::new(store));
@@ -100,10 +109,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
     let ingester = Arc::new(tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??);
 
-    let distributor = Arc::new(Distributor::new(
-        cfg.limits.validation.clone(),
-        ingester.clone(),
-    ));
+    let distributor = Arc::new(Distributor::new(overrides.clone(), ingester.clone()));
     let engine = Engine::new(EngineOptions {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
@@ -111,7 +117,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         default_subquery_step: cfg.querier.default_evaluation_interval,
         ..EngineOptions::default()
     });
-    let querier = Arc::new(Querier::new(ingester.clone(), catalog.clone(), engine));
+    let querier = Arc::new(Querier::new(
+        ingester.clone(),
+        catalog.clone(),
+        engine,
+        overrides.clone(),
+    ));
     let ready = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
         distributor,

@@ -77,6 +77,9 @@ fn fresh_env() -> Env {
         ingester.clone(),
         catalog,
         Engine::new(EngineOptions::default()),
+        Arc::new(strata_limits::Overrides::new(
+            strata_limits::Limits::default(),
+        )),
     );
     Env {
         _dir: dir,
@@ -501,10 +504,12 @@ async fn load(env: &Env, interval: i64, lines: &[String]) -> Result<(), String> 
         }
     }
     let ing = env.ingester.clone();
-    tokio::task::spawn_blocking(move || ing.push("t", &batch))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        ing.push("t", &batch, strata_ingester::PushLimits::default())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 

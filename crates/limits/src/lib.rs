@@ -1,0 +1,324 @@
+//! Per-tenant limits. Every tenant starts from the defaults of the `limits:`
+//! configuration block (and its flags); the runtime configuration file
+//! (`-runtime-config.file`, Mimir's layout `overrides: {<tenant>: {<limit>: <value>}}`)
+//! overrides single limits per tenant. The file is re-read every
+//! `-runtime-config.reload-period`, so limits change without a restart; a
+//! file that does not parse keeps the previous overrides and is reported in
+//! the log and in `strata_runtime_config_last_reload_successful`.
+//!
+//! Also here: the per-tenant ingestion rate limiter the distributor applies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use prometheus::{IntCounter, IntGauge, Registry};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value as Yaml;
+use strata_model::humantime_serde;
+
+/// The limits of one tenant, named as Mimir's `limits` block.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest label name accepted.
+    pub max_label_name_length: usize,
+    /// Longest label value accepted.
+    pub max_label_value_length: usize,
+    /// Most labels one series may have.
+    pub max_label_names_per_series: usize,
+    /// How far in the future a sample's timestamp may be.
+    #[serde(with = "humantime_serde")]
+    pub creation_grace_period: Duration,
+    /// Samples per second the tenant may push (0: unlimited); over it,
+    /// whole requests get 429 and Prometheus retries them later.
+    pub ingestion_rate: f64,
+    /// Samples the tenant may push at once above the rate.
+    pub ingestion_burst_size: usize,
+    /// Most active series in the tenant's head (0: unlimited); samples of
+    /// new series beyond it are rejected (400, so they are not retried forever).
+    pub max_global_series_per_user: usize,
+    /// How far behind a series' newest sample older samples are still
+    /// accepted (0 disables). The default also sets how long the head keeps
+    /// data before cutting a block; a tenant's larger window cannot reach
+    /// into ranges already cut.
+    #[serde(with = "humantime_serde")]
+    pub out_of_order_time_window: Duration,
+    /// Longest time range (end - start) of one range query (0: unlimited).
+    #[serde(with = "humantime_serde")]
+    pub max_total_query_length: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_label_names_per_series: 30,
+            creation_grace_period: Duration::from_secs(600),
+            ingestion_rate: 0.0,
+            ingestion_burst_size: 200_000,
+            max_global_series_per_user: 0,
+            out_of_order_time_window: Duration::ZERO,
+            max_total_query_length: Duration::ZERO,
+        }
+    }
+}
+
+/// Errors reading the runtime configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    #[error("reading runtime config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runtime config: {0}")]
+    Parse(String),
+    #[error("runtime config: limits of tenant {tenant:?}: {message}")]
+    Tenant { tenant: String, message: String },
+}
+
+/// The runtime configuration file's layout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeConfig {
+    #[serde(default)]
+    overrides: HashMap<String, Yaml>,
+}
+
+static RELOAD_OK: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "strata_runtime_config_last_reload_successful",
+        "1 if the last read of the runtime configuration file succeeded.",
+    )
+    .expect("valid metric")
+});
+static RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "strata_runtime_config_reloads_total",
+        "Runtime configuration files read and applied.",
+    )
+    .expect("valid metric")
+});
+
+/// Registers this crate's metrics.
+pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
+    r.register(Box::new(RELOAD_OK.clone()))?;
+    r.register(Box::new(RELOADS.clone()))?;
+    Ok(())
+}
+
+/// The defaults plus per-tenant overrides; cheap to query on every request.
+#[derive(Debug)]
+pub struct Overrides {
+    defaults: Arc<Limits>,
+    tenants: RwLock<HashMap<String, Arc<Limits>>>,
+}
+
+impl Overrides {
+    /// Every tenant gets `defaults` until overrides are loaded.
+    pub fn new(defaults: Limits) -> Self {
+        Self {
+            defaults: Arc::new(defaults),
+            tenants: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The limits in effect for `tenant`.
+    pub fn for_tenant(&self, tenant: &str) -> Arc<Limits> {
+        self.tenants
+            .read()
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone())
+    }
+
+    /// Replaces all overrides with those of a runtime configuration
+    /// document; each tenant's entry is applied on top of the defaults.
+    /// On error nothing changes. Returns the number of tenants overridden.
+    pub fn apply_runtime_config(&self, yaml: &str) -> Result<usize, LimitsError> {
+        let cfg: RuntimeConfig = if yaml.trim().is_empty() {
+            RuntimeConfig::default()
+        } else {
+            serde_yaml::from_str(yaml).map_err(|e| LimitsError::Parse(e.to_string()))?
+        };
+        let base =
+            serde_yaml::to_value(&*self.defaults).map_err(|e| LimitsError::Parse(e.to_string()))?;
+        let mut tenants = HashMap::with_capacity(cfg.overrides.len());
+        for (tenant, over) in cfg.overrides {
+            let mut merged = base.clone();
+            match (&mut merged, over) {
+                (Yaml::Mapping(m), Yaml::Mapping(o)) => {
+                    for (k, v) in o {
+                        m.insert(k, v);
+                    }
+                }
+                (_, Yaml::Null) => {}
+                (_, other) => {
+                    return Err(LimitsError::Tenant {
+                        tenant,
+                        message: format!("expected a mapping of limits, got {other:?}"),
+                    });
+                }
+            }
+            let limits: Limits =
+                serde_yaml::from_value(merged).map_err(|e| LimitsError::Tenant {
+                    tenant: tenant.clone(),
+                    message: e.to_string(),
+                })?;
+            tenants.insert(tenant, Arc::new(limits));
+        }
+        let n = tenants.len();
+        *self.tenants.write() = tenants;
+        Ok(n)
+    }
+
+    /// Reads `path` now (an error here is fatal for start-up), then again
+    /// every `period` in the background, applying it when its content changed.
+    pub fn watch_file(
+        self: &Arc<Self>,
+        path: PathBuf,
+        period: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, LimitsError> {
+        let text = std::fs::read_to_string(&path).map_err(|source| LimitsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let n = self.apply_runtime_config(&text)?;
+        RELOAD_OK.set(1);
+        RELOADS.inc();
+        tracing::info!(path = %path.display(), tenants = n, "runtime config loaded");
+        let this = self.clone();
+        Ok(tokio::spawn(async move {
+            let mut last = text;
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let text = match tokio::fs::read_to_string(&path).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        RELOAD_OK.set(0);
+                        tracing::error!(path = %path.display(), error = %e, "reading runtime config failed; keeping the previous limits");
+                        continue;
+                    }
+                };
+                if text == last {
+                    RELOAD_OK.set(1);
+                    continue;
+                }
+                match this.apply_runtime_config(&text) {
+                    Ok(n) => {
+                        RELOAD_OK.set(1);
+                        RELOADS.inc();
+                        tracing::info!(path = %path.display(), tenants = n, "runtime config reloaded");
+                        last = text;
+                    }
+                    Err(e) => {
+                        RELOAD_OK.set(0);
+                        tracing::error!(path = %path.display(), error = %e, "runtime config rejected; keeping the previous limits");
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// Per-tenant token buckets for `ingestion_rate` / `ingestion_burst_size`.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    /// Takes `n` samples from the tenant's bucket; false (and nothing taken)
+    /// when the bucket does not hold that many. A rate of 0 is unlimited.
+    pub fn allow(&self, tenant: &str, n: usize, rate: f64, burst: usize) -> bool {
+        if rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        let b = buckets.entry(tenant.to_string()).or_insert(Bucket {
+            tokens: burst as f64,
+            last: now,
+        });
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(burst as f64);
+        b.last = now;
+        if b.tokens >= n as f64 {
+            b.tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_overrides_apply_on_top_of_defaults() {
+        let o = Overrides::new(Limits::default());
+        let n = o
+            .apply_runtime_config(
+                "overrides:\n  team-a:\n    max_label_names_per_series: 5\n    max_total_query_length: 1h\n  team-b: {}\n",
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+        let a = o.for_tenant("team-a");
+        assert_eq!(a.max_label_names_per_series, 5);
+        assert_eq!(a.max_total_query_length, Duration::from_secs(3600));
+        assert_eq!(
+            a.max_label_value_length,
+            Limits::default().max_label_value_length
+        );
+        assert_eq!(*o.for_tenant("team-b"), Limits::default());
+        assert_eq!(*o.for_tenant("other"), Limits::default());
+    }
+
+    #[test]
+    fn a_bad_document_changes_nothing() {
+        let o = Overrides::new(Limits::default());
+        o.apply_runtime_config("overrides:\n  a:\n    ingestion_rate: 10\n")
+            .unwrap();
+        let e = o
+            .apply_runtime_config("overrides:\n  a:\n    no_such_limit: 1\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("no_such_limit"), "{e}");
+        assert_eq!(o.for_tenant("a").ingestion_rate, 10.0);
+        assert!(o.apply_runtime_config("overrides: [1, 2]").is_err());
+        assert_eq!(o.for_tenant("a").ingestion_rate, 10.0);
+        // An empty file removes every override.
+        o.apply_runtime_config("").unwrap();
+        assert_eq!(o.for_tenant("a").ingestion_rate, 0.0);
+    }
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_refuses() {
+        let r = RateLimiter::default();
+        assert!(r.allow("t", 100, 0.0, 0), "rate 0 is unlimited");
+        assert!(r.allow("t", 600, 1.0, 1000));
+        assert!(r.allow("t", 400, 1.0, 1000));
+        assert!(!r.allow("t", 10, 1.0, 1000), "bucket is empty");
+        assert!(
+            r.allow("u", 1000, 1.0, 1000),
+            "tenants have their own buckets"
+        );
+        assert!(
+            !r.allow("v", 1001, 1.0, 1000),
+            "more than the burst never fits"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Per-tenant limits from the runtime config file: validation, series and
+//! ingestion-rate limits on the write path, range length on the read path,
+//! and reloading the file without a restart.
+
+use std::time::Duration;
+
+use crate::common::{Strata, now_ms, secs, series};
+
+fn labelled(name: &str, extra: usize, t: i64) -> strata_proto::prometheus::TimeSeries {
+    let pairs: Vec<(String, String)> = (0..extra)
+        .map(|i| (format!("l{i}"), "v".to_string()))
+        .collect();
+    let mut labels: Vec<(&str, &str)> = vec![("__name__", name)];
+    labels.extend(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    series(&labels, &[(t, 1.0)])
+}
+
+async fn wait_for(s: &Strata, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}; log:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn runtime_overrides_limit_one_tenant_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    std::fs::write(
+        &runtime,
+        "overrides:\n  team-a:\n    max_label_names_per_series: 3\n    max_global_series_per_user: 2\n    max_total_query_length: 1h\n",
+    )
+    .unwrap();
+    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-auth.multitenancy-enabled=true",
+            &runtime_flag,
+            "-runtime-config.reload-period=100ms",
+        ],
+    )
+    .await;
+    let t = now_ms() - 10_000;
+
+    // Label count: team-a's override (3 including the name), team-b's default (30).
+    let (st, body) = s.push(vec![labelled("wide", 3, t)], Some("team-a")).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body.contains("has 4 labels, more than the limit of 3"),
+        "{body}"
+    );
+    let (st, body) = s.push(vec![labelled("wide", 3, t)], Some("team-b")).await;
+    assert_eq!(st, 200, "{body}");
+
+    // Series limit: two series fit, the third is refused (400, not retried),
+    // and samples of existing series still go in.
+    let (st, body) = s
+        .push(
+            vec![
+                labelled("s1", 0, t),
+                labelled("s2", 0, t),
+                labelled("s3", 0, t),
+            ],
+            Some("team-a"),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("per_user_series_limit"), "{body}");
+    let (st, body) = s
+        .push(vec![labelled("s1", 0, t + 1000)], Some("team-a"))
+        .await;
+    assert_eq!(st, 200, "{body}");
+
+    // Query length: 2h is over team-a's 1h, fine for team-b.
+    let range = |tenant: &'static str| {
+        let s = &s;
+        async move {
+            s.get_json(
+                "/api/v1/query_range",
+                &[
+                    ("query", "s1".into()),
+                    ("start", secs(t - 7_200_000)),
+                    ("end", secs(t)),
+                    ("step", "60".into()),
+                ],
+                Some(tenant),
+            )
+            .await
+        }
+    };
+    let (st, j) = range("team-a").await;
+    assert_eq!(st, 400, "{j}");
+    assert_eq!(j["errorType"], "bad_data");
+    assert!(
+        j["error"].as_str().unwrap().contains("exceeds the limit"),
+        "{j}"
+    );
+    let (st, j) = range("team-b").await;
+    assert_eq!(st, 200, "{j}");
+
+    // Reload: an ingestion rate limit appears without a restart.
+    std::fs::write(
+        &runtime,
+        "overrides:\n  team-a:\n    ingestion_rate: 1\n    ingestion_burst_size: 10\n",
+    )
+    .unwrap();
+    let batch = |n: i64, t0: i64| -> Vec<_> {
+        (0..n)
+            .map(|i| {
+                let name = format!("r{i}");
+                series(&[("__name__", name.as_str())], &[(t0, 1.0)])
+            })
+            .collect()
+    };
+    wait_for(&s, "rate limit never applied", async || {
+        s.push(batch(20, now_ms()), Some("team-a")).await.0 == 429
+    })
+    .await;
+    let (st, body) = s.push(batch(20, now_ms()), Some("team-a")).await;
+    assert_eq!(st, 429, "{body}");
+    assert!(body.contains("ingestion rate limit"), "{body}");
+    let (st, body) = s.push(batch(20, now_ms()), Some("team-b")).await;
+    assert_eq!(st, 200, "other tenants are not limited: {body}");
+    // The old overrides are gone: the wide series is accepted now.
+    let (st, body) = s
+        .push(vec![labelled("wide", 3, now_ms())], Some("team-a"))
+        .await;
+    assert_eq!(st, 200, "{body}");
+
+    // A broken file keeps the limits in force and is reported.
+    std::fs::write(&runtime, "overrides:\n  team-a:\n    no_such_limit: 1\n").unwrap();
+    wait_for(&s, "bad runtime config not reported", async || {
+        s.self_metric("strata_runtime_config_last_reload_successful")
+            .await
+            == 0.0
+    })
+    .await;
+    let (st, _) = s.push(batch(20, now_ms()), Some("team-a")).await;
+    assert_eq!(st, 429, "previous limits still apply");
+}
