@@ -5,5 +5,6 @@ mod common;
 mod durability;
 mod limits;
 mod prometheus;
+mod promql_random;
 mod s3;
 mod write_read;

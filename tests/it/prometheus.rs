@@ -10,8 +10,9 @@ use serde_json::Value as Json;
 
 use crate::common::{Strata, free_port, now_ms, secs};
 
-struct Prometheus {
-    port: u16,
+/// A Prometheus process on a loopback port with its own data directory.
+pub(crate) struct Prometheus {
+    pub port: u16,
     child: Child,
 }
 
@@ -47,6 +48,16 @@ remote_write:
       send: false
 "#
     );
+    spawn_prometheus(dir, port, &config, &[]).await
+}
+
+/// Starts Prometheus with `config` on `port`; returns once it is ready.
+pub(crate) async fn spawn_prometheus(
+    dir: &std::path::Path,
+    port: u16,
+    config: &str,
+    extra_args: &[&str],
+) -> Prometheus {
     let cfg_path = dir.join("prometheus.yml");
     std::fs::write(&cfg_path, config).expect("write prometheus config");
     let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
@@ -54,11 +65,30 @@ remote_write:
         .arg(format!("--config.file={}", cfg_path.display()))
         .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra_args)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("the `prometheus` binary (Debian package prometheus) must be installed; the README test command installs it");
-    Prometheus { port, child }
+    let prom = Prometheus { port, child };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return prom;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus not ready: {}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn prom_query(
@@ -80,7 +110,7 @@ async fn prom_query(
 }
 
 /// result -> label set (as sorted JSON text) -> points (ts ms, value).
-fn normalize(data: &Json) -> BTreeMap<String, Vec<(i64, f64)>> {
+pub(crate) fn normalize(data: &Json) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut out = BTreeMap::new();
     let parse_point = |p: &Json| -> (i64, f64) {
         let t = (p[0].as_f64().expect("ts") * 1000.0).round() as i64;
@@ -128,7 +158,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Returns a description of the first difference, if any.
-fn diff(
+pub(crate) fn diff(
     q: &str,
     want: &BTreeMap<String, Vec<(i64, f64)>>,
     got: &BTreeMap<String, Vec<(i64, f64)>>,
