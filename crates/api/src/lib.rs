@@ -187,14 +187,11 @@ fn bad_data(msg: String) -> Response {
 
 /// A query result with Prometheus's `warnings` and `infos` (left out when empty).
 fn query_success(out: &strata_promql::QueryOutput) -> Response {
-    let mut body = json!({"status": "success", "data": render::value(&out.value)});
-    if !out.warnings.is_empty() {
-        body["warnings"] = json!(out.warnings);
-    }
-    if !out.infos.is_empty() {
-        body["infos"] = json!(out.infos);
-    }
-    axum::Json(body).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        render::query_response(out),
+    )
+        .into_response()
 }
 
 fn success(data: serde_json::Value) -> Response {

@@ -1,21 +1,12 @@
 //! Query results in the Prometheus API's JSON shapes.
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 use strata_model::Labels;
 use strata_promql::Value;
 
 /// A float as Prometheus renders sample values.
 pub(crate) fn float(v: f64) -> String {
     strata_model::format_float(v)
-}
-
-/// A ms timestamp as the API's float seconds.
-fn ts(t: i64) -> Json {
-    if t % 1000 == 0 {
-        json!(t / 1000)
-    } else {
-        json!(t as f64 / 1000.0)
-    }
 }
 
 /// A label set as a JSON object.
@@ -27,35 +18,182 @@ pub(crate) fn labels(l: &Labels) -> Json {
     Json::Object(m)
 }
 
-/// The `data` member of a query response.
-pub(crate) fn value(v: &Value) -> Json {
-    let result = match v {
-        Value::Scalar { t, v } => json!([ts(*t), float(*v)]),
-        Value::String { t, s } => json!([ts(*t), s]),
-        Value::Vector(samples) => Json::Array(
-            samples
-                .iter()
-                .map(|s| json!({"metric": labels(&s.labels), "value": [ts(s.t), float(s.v)]}))
-                .collect(),
-        ),
-        Value::Matrix(series) => Json::Array(
-            series
-                .iter()
-                .map(|s| {
-                    json!({
-                        "metric": labels(&s.labels),
-                        "values": s.points.iter().map(|(t, v)| json!([ts(*t), float(*v)])).collect::<Vec<_>>(),
-                    })
-                })
-                .collect(),
-        ),
+/// A whole successful query response, written straight into bytes: a range
+/// result holds series x steps points, and building a `serde_json::Value`
+/// per point first cost more than evaluating the query (benches/promql).
+pub(crate) fn query_response(out: &strata_promql::QueryOutput) -> Vec<u8> {
+    let mut b: Vec<u8> = Vec::with_capacity(256);
+    b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
+    b.extend_from_slice(out.value.result_type().as_bytes());
+    b.extend_from_slice(br#"","result":"#);
+    match &out.value {
+        Value::Scalar { t, v } => point(&mut b, *t, *v),
+        Value::String { t, s } => {
+            b.push(b'[');
+            write_ts(&mut b, *t);
+            b.push(b',');
+            write_str(&mut b, s);
+            b.push(b']');
+        }
+        Value::Vector(samples) => {
+            b.push(b'[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(br#"{"metric":"#);
+                write_labels(&mut b, &s.labels);
+                b.extend_from_slice(br#","value":"#);
+                point(&mut b, s.t, s.v);
+                b.push(b'}');
+            }
+            b.push(b']');
+        }
+        Value::Matrix(series) => {
+            b.push(b'[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(br#"{"metric":"#);
+                write_labels(&mut b, &s.labels);
+                b.extend_from_slice(br#","values":["#);
+                for (j, (t, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        b.push(b',');
+                    }
+                    point(&mut b, *t, *v);
+                }
+                b.extend_from_slice(b"]}");
+            }
+            b.push(b']');
+        }
+    }
+    b.push(b'}');
+    for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
+        if !notes.is_empty() {
+            b.extend_from_slice(format!(r#","{key}":["#).as_bytes());
+            for (i, n) in notes.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                write_str(&mut b, n);
+            }
+            b.push(b']');
+        }
+    }
+    b.push(b'}');
+    b
+}
+
+fn point(b: &mut Vec<u8>, t: i64, v: f64) {
+    use std::io::Write;
+    b.push(b'[');
+    write_ts(b, t);
+    let _ = write!(b, ",\"{}\"]", float(v));
+}
+
+fn write_ts(b: &mut Vec<u8>, t: i64) {
+    use std::io::Write;
+    let _ = if t % 1000 == 0 {
+        write!(b, "{}", t / 1000)
+    } else {
+        write!(b, "{}", t as f64 / 1000.0)
     };
-    json!({"resultType": v.result_type(), "result": result})
+}
+
+fn write_str(b: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *b, s);
+}
+
+fn write_labels(b: &mut Vec<u8>, l: &Labels) {
+    b.push(b'{');
+    for (i, label) in l.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        write_str(b, &label.name);
+        b.push(b':');
+        write_str(b, &label.value);
+    }
+    b.push(b'}');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    // The JSON-tree rendering the written one must equal.
+    /// A ms timestamp as the API's float seconds.
+    fn ts(t: i64) -> Json {
+        if t % 1000 == 0 {
+            json!(t / 1000)
+        } else {
+            json!(t as f64 / 1000.0)
+        }
+    }
+
+    /// The `data` member of a query response.
+    pub(crate) fn value(v: &Value) -> Json {
+        let result = match v {
+            Value::Scalar { t, v } => json!([ts(*t), float(*v)]),
+            Value::String { t, s } => json!([ts(*t), s]),
+            Value::Vector(samples) => Json::Array(
+                samples
+                    .iter()
+                    .map(|s| json!({"metric": labels(&s.labels), "value": [ts(s.t), float(s.v)]}))
+                    .collect(),
+            ),
+            Value::Matrix(series) => Json::Array(
+                series
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "metric": labels(&s.labels),
+                            "values": s.points.iter().map(|(t, v)| json!([ts(*t), float(*v)])).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            ),
+        };
+        json!({"resultType": v.result_type(), "result": result})
+    }
+
+    #[test]
+    fn written_response_equals_the_json_tree() {
+        let l = Labels::from_pairs([("__name__", "a\"b"), ("job", "x\ny")]);
+        for v in [
+            Value::Scalar { t: 1500, v: 2.5 },
+            Value::String {
+                t: 1000,
+                s: "q\"s".into(),
+            },
+            Value::Vector(vec![strata_promql::VectorSample {
+                labels: l.clone(),
+                t: 1_435_781_451_781,
+                v: f64::NAN,
+            }]),
+            Value::Matrix(vec![strata_promql::MatrixSeries {
+                labels: l.clone(),
+                points: vec![(1000, 1.0), (2001, f64::INFINITY)],
+            }]),
+        ] {
+            let out = strata_promql::QueryOutput {
+                value: v.clone(),
+                warnings: vec!["PromQL warning: w".into()],
+                infos: vec![],
+            };
+            let written: Json = serde_json::from_slice(&query_response(&out)).unwrap();
+            let want = json!({
+                "status": "success",
+                "data": value(&v),
+                "warnings": ["PromQL warning: w"],
+            });
+            assert_eq!(written, want);
+        }
+    }
 
     #[test]
     fn floats_like_prometheus() {

@@ -17,7 +17,7 @@ pub mod walrec;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use head::{FrozenBlock, MemSeries, SeriesData, TenantHead};
@@ -145,6 +145,10 @@ pub struct Ingester {
     wal_sync: Arc<GroupSync>,
     tenants: RwLock<HashMap<String, Arc<TenantHead>>>,
     next_ref: AtomicU64,
+    /// Newest sample time in any head: blocks are cut relative to it, as
+    /// Prometheus does, so a backfill (a remote-write client catching up
+    /// hours) is accepted and cut as it advances instead of refused.
+    head_max_t: AtomicI64,
 }
 
 struct WalState {
@@ -213,7 +217,24 @@ impl Ingester {
             }),
             tenants,
             next_ref: AtomicU64::new(max_ref + 1),
+            head_max_t: AtomicI64::new(i64::MIN),
         };
+        let replayed_max = ing
+            .tenants
+            .read()
+            .values()
+            .flat_map(|h| {
+                h.index
+                    .read()
+                    .series
+                    .values()
+                    .filter_map(|s| s.data.lock().last().map(|x| x.t))
+                    .collect::<Vec<_>>()
+            })
+            .max();
+        if let Some(t) = replayed_max {
+            ing.head_max_t.store(t, Ordering::Relaxed);
+        }
         metrics::HEAD_SERIES.set(ing.num_series() as i64);
         Ok(ing)
     }
@@ -416,6 +437,12 @@ impl Ingester {
                 idx.insert(s.clone());
             }
         }
+        let batch_max = accepted
+            .iter()
+            .filter_map(|(_, a, _)| a.last().map(|x| x.t))
+            .max()
+            .unwrap_or(i64::MIN);
+        self.head_max_t.fetch_max(batch_max, Ordering::Relaxed);
         for (s, in_order, ooo) in accepted {
             let mut d = s.data.lock();
             for x in in_order {
@@ -473,8 +500,9 @@ impl Ingester {
         }
     }
 
-    /// The boundary below which the head is cut now: the newest multiple of
-    /// the block range at least `max(range/2, ooo window)` before `now_ms`.
+    /// The boundary below which the head is cut: the newest multiple of the
+    /// block range at least `max(range/2, ooo window)` before `now_ms` (the
+    /// newest sample time in the head).
     pub fn cut_boundary(&self, now_ms: i64) -> i64 {
         let range = self.cfg.block_ranges_period.as_millis() as i64;
         let grace = (range / 2).max(self.cfg.out_of_order_time_window.as_millis() as i64);
@@ -652,8 +680,13 @@ impl Ingester {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let now = now_ms();
-            let boundary = self.cut_boundary(now);
+            // The head's own clock, never ahead of the wall clock (samples
+            // may be up to the creation grace period in the future).
+            let head_now = self.head_max_t.load(Ordering::Relaxed).min(now_ms());
+            if head_now == i64::MIN {
+                continue;
+            }
+            let boundary = self.cut_boundary(head_now);
             if let Err(e) = self.cut_and_upload(boundary, &catalog).await {
                 tracing::error!(error = %e, "cutting head into blocks failed; will retry");
             }

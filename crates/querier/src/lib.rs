@@ -104,6 +104,12 @@ impl Querier {
         max_t: i64,
     ) -> Result<Vec<SeriesSamples>, EngineError> {
         let mut by_labels: HashMap<Labels, Vec<strata_model::Sample>> = HashMap::new();
+        // The head (with blocks still uploading) is read before the block
+        // list: a block that finishes uploading in between was still pending
+        // in this snapshot, and one that finished before is in the list
+        // (blocks join the catalog before they leave the pending set). The
+        // other order could miss a block's samples entirely.
+        let head = self.ingester.select(tenant, matchers, min_t, max_t);
         let blocks = self
             .catalog
             .blocks(tenant, min_t, max_t)
@@ -122,7 +128,7 @@ impl Querier {
         }
         // Head last: after the head handed data to a block, the block wins
         // on identical timestamps (they hold the same samples).
-        for s in self.ingester.select(tenant, matchers, min_t, max_t) {
+        for s in head {
             merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
         }
         Ok(by_labels
@@ -140,6 +146,10 @@ impl Querier {
         max_t: i64,
     ) -> Result<Vec<Labels>, EngineError> {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
+        // Head before the block list, for the reason given in `select`.
+        for matchers in alternatives {
+            out.extend(self.ingester.series(tenant, matchers, min_t, max_t));
+        }
         let blocks = self
             .catalog
             .blocks(tenant, min_t, max_t)
@@ -155,7 +165,6 @@ impl Querier {
                     .map_err(storage_err)?;
                 out.extend(got.into_iter().map(|(_, l)| l));
             }
-            out.extend(self.ingester.series(tenant, matchers, min_t, max_t));
         }
         Ok(out.into_iter().collect())
     }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# PromQL range-query latency: Strata vs Prometheus 2.42 on the same data, in
+# one run. Usage: benches/promql/run.sh [promqlbench flags...]
+# e.g. benches/promql/run.sh --instances 200 --hours 6 --runs 10
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p strata -p strata-loadtest
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; exit 1; }
+
+sp=$(port)
+./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+  -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
+  -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn 2>"$work/strata.log" &
+wait_ready "http://127.0.0.1:$sp/ready"
+
+pp=$(port)
+printf 'global:\n  scrape_interval: 1h\n' > "$work/prom.yml"
+prometheus --config.file="$work/prom.yml" --storage.tsdb.path="$work/prom" \
+  --web.listen-address="127.0.0.1:$pp" --web.enable-remote-write-receiver --log.level=warn 2>"$work/prom.log" &
+wait_ready "http://127.0.0.1:$pp/-/ready"
+
+echo "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), strata $(./target/release/strata -version)"
+./target/release/promqlbench --strata "http://127.0.0.1:$sp" --prometheus "http://127.0.0.1:$pp" "$@"
+echo "strata blocks: $(find "$work/strata/blocks" -name meta.json | wc -l); prometheus blocks: $(find "$work/prom" -maxdepth 2 -name meta.json | wc -l)"
