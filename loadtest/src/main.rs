@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Arg, ArgMatches, Command};
-use prost::Message;
-use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use clap::{Arg, Command};
+use strata_loadtest::{arg, parse, remote_write};
+use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
 struct Opts {
     url: String,
@@ -27,16 +27,6 @@ struct Opts {
     batch: usize,
     churn: f64,
     churn_every: u64,
-}
-
-fn arg(name: &'static str, default: &'static str, help: &'static str) -> Arg {
-    Arg::new(name).long(name).default_value(default).help(help)
-}
-
-fn parse<T: std::str::FromStr>(m: &ArgMatches, name: &str) -> Result<T, String> {
-    let raw = m.get_one::<String>(name).map(String::as_str).unwrap_or("");
-    raw.parse()
-        .map_err(|_| format!("invalid value {raw:?} for --{name}"))
 }
 
 fn opts() -> Result<Opts, String> {
@@ -185,32 +175,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 value += 1.0;
                 for chunk in labels.chunks(o.batch) {
-                    let req = WriteRequest {
-                        timeseries: chunk
-                            .iter()
-                            .map(|l| TimeSeries {
-                                labels: l.clone(),
-                                samples: vec![Sample {
-                                    value,
-                                    timestamp: t,
-                                }],
-                                exemplars: vec![],
-                                histograms: vec![],
-                            })
-                            .collect(),
-                        metadata: vec![],
-                    };
-                    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())?;
-                    let mut rb = client
-                        .post(&o.url)
-                        .header("Content-Encoding", "snappy")
-                        .header("Content-Type", "application/x-protobuf")
-                        .header("X-Prometheus-Remote-Write-Version", "0.1.0");
-                    if let Some(tenant) = &o.tenant {
-                        rb = rb.header("X-Scope-OrgID", tenant);
-                    }
+                    let series: Vec<TimeSeries> = chunk
+                        .iter()
+                        .map(|l| TimeSeries {
+                            labels: l.clone(),
+                            samples: vec![Sample {
+                                value,
+                                timestamp: t,
+                            }],
+                            exemplars: vec![],
+                            histograms: vec![],
+                        })
+                        .collect();
+                    let rb = remote_write(&client, &o.url, o.tenant.as_deref(), series)?;
                     let sent = Instant::now();
-                    let resp = rb.body(body).send().await;
+                    let resp = rb.send().await;
                     latencies.push(sent.elapsed().as_secs_f64());
                     match resp {
                         Ok(r) if r.status().is_success() => {

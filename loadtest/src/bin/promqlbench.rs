@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use clap::{Arg, ArgMatches, Command};
-use prost::Message;
-use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use clap::{Arg, Command};
+use strata_loadtest::{arg, parse, remote_write};
+use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
 struct Opts {
     strata: String,
@@ -22,16 +22,6 @@ struct Opts {
     runs: usize,
     settle: Duration,
     skip_backfill: bool,
-}
-
-fn arg(name: &'static str, default: &'static str, help: &'static str) -> Arg {
-    Arg::new(name).long(name).default_value(default).help(help)
-}
-
-fn parse<T: std::str::FromStr>(m: &ArgMatches, name: &str) -> Result<T, String> {
-    let raw = m.get_one::<String>(name).map(String::as_str).unwrap_or("");
-    raw.parse()
-        .map_err(|_| format!("invalid value {raw:?} for --{name}"))
 }
 
 fn opts() -> Result<Opts, String> {
@@ -139,19 +129,8 @@ fn scrape(instances: usize, i: i64, t: i64) -> Vec<TimeSeries> {
 }
 
 async fn push(client: &reqwest::Client, url: &str, series: Vec<TimeSeries>) -> Result<(), String> {
-    let req = WriteRequest {
-        timeseries: series,
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .map_err(|e| e.to_string())?;
-    let r = client
-        .post(url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
+    let r = remote_write(client, url, None, series)
+        .map_err(|e| e.to_string())?
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
