@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need on a fresh
-# Debian machine: a real Prometheus (remote-write client and PromQL reference) and an
-# S3-compatible server (moto) for the object-store tests.
+# Debian machine: a real Prometheus (remote-write client and PromQL reference), a real
+# Alertmanager (the ruler's notification target) and an S3-compatible server (moto) for
+# the object-store tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The package may try to start a service on :9090; the tests start their
-  # own Prometheus processes on free loopback ports instead.
+  # The packages may try to start services on :9090/:9093; the tests start
+  # their own processes on free loopback ports instead.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

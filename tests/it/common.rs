@@ -276,3 +276,19 @@ pub fn encode(series: Vec<TimeSeries>) -> Vec<u8> {
         .compress_vec(&req.encode_to_vec())
         .expect("snappy compress")
 }
+
+/// Waits until `GET url` answers 2xx; panics after `secs` with `why()` (a
+/// log, say) in the message.
+pub async fn wait_ready(url: &str, secs: u64, why: impl Fn() -> String) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} not ready: {}", why());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

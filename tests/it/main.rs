@@ -6,5 +6,6 @@ mod durability;
 mod limits;
 mod prometheus;
 mod promql_random;
+mod ruler;
 mod s3;
 mod write_read;

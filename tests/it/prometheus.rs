@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::common::{Strata, free_port, now_ms, secs};
+use crate::common::{Strata, free_port, now_ms, secs, wait_ready};
 
 /// A Prometheus process on a loopback port with its own data directory.
 pub(crate) struct Prometheus {
@@ -71,24 +71,11 @@ pub(crate) async fn spawn_prometheus(
         .spawn()
         .expect("the `prometheus` binary (Debian package prometheus) must be installed; the README test command installs it");
     let prom = Prometheus { port, child };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/-/ready"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return prom;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus not ready: {}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"), 60, || {
+        std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+    })
+    .await;
+    prom
 }
 
 async fn prom_query(

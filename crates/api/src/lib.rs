@@ -5,6 +5,7 @@
 
 mod params;
 mod render;
+mod rules;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -55,6 +56,8 @@ pub struct AppState {
     pub max_recv_msg_size: usize,
     /// Set once start-up (WAL replay) finished; cleared on shutdown.
     pub ready: Arc<AtomicBool>,
+    /// The ruler, when this process runs one.
+    pub ruler: Option<Arc<strata_ruler::Ruler>>,
 }
 
 type Shared = Arc<AppState>;
@@ -69,7 +72,20 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
-        .route("/api/v1/metadata", get(metadata));
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/rules", get(rules::rules_status))
+        .route("/api/v1/alerts", get(rules::alerts_status))
+        .route("/config/v1/rules", get(rules::list_all))
+        .route(
+            "/config/v1/rules/{namespace}",
+            get(rules::list_namespace)
+                .post(rules::set_group)
+                .delete(rules::delete_namespace),
+        )
+        .route(
+            "/config/v1/rules/{namespace}/{group}",
+            get(rules::get_group).delete(rules::delete_group),
+        );
     Router::new()
         .route("/api/v1/push", post(push))
         .route("/api/v1/write", post(push))

@@ -31,6 +31,7 @@ pub struct Config {
     pub runtime_config: RuntimeConfigConfig,
     pub blocks_storage: BlocksStorageConfig,
     pub querier: QuerierConfig,
+    pub ruler: strata_ruler::RulerConfig,
 }
 
 /// HTTP/gRPC listeners and logging.
@@ -168,6 +169,14 @@ flags! {
     "query-frontend.max-total-query-length" => "limits.max_total_query_length": "Longest time range of one range query (0: unlimited).",
     "runtime-config.file" => "runtime_config.file": "YAML file of per-tenant limit overrides (`overrides: {<tenant>: {<limit>: <value>}}`), re-read periodically.",
     "runtime-config.reload-period" => "runtime_config.period": "How often the runtime config file is re-read.",
+    "ruler.alertmanager-url" => "ruler.alertmanager_url": "Comma-separated Alertmanager URLs alerts are sent to (`/api/v2/alerts`); empty sends none.",
+    "ruler.evaluation-interval" => "ruler.evaluation_interval": "Evaluation interval of rule groups that do not set one.",
+    "ruler.poll-interval" => "ruler.poll_interval": "How often rule groups are re-read from storage.",
+    "ruler.resend-delay" => "ruler.resend_delay": "Minimum time before a firing alert is sent to Alertmanager again.",
+    "ruler.external.url" => "ruler.external_url": "Base URL of alerts' generatorURL links.",
+    "ruler.notification-queue-capacity" => "ruler.notification_queue_capacity": "Alerts queued for Alertmanager at most; the oldest are dropped beyond.",
+    "ruler.max-rule-groups-per-tenant" => "ruler.max_rule_groups_per_tenant": "Most rule groups a tenant may store (0: unlimited).",
+    "ruler.max-rules-per-rule-group" => "ruler.max_rules_per_rule_group": "Most rules one group may hold (0: unlimited).",
     "blocks-storage.backend" => "blocks_storage.backend": "Object store backend: filesystem or s3.",
     "blocks-storage.filesystem.dir" => "blocks_storage.filesystem.dir": "Directory holding blocks with the filesystem backend.",
     "blocks-storage.s3.endpoint" => "blocks_storage.s3.endpoint": "S3 endpoint (host:port or URL); empty for AWS.",
@@ -401,6 +410,7 @@ impl Default for Config {
             runtime_config: RuntimeConfigConfig::default(),
             blocks_storage: BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
+            ruler: strata_ruler::RulerConfig::default(),
         }
     }
 }

@@ -90,6 +90,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_querier::register_metrics(&registry)?;
     strata_api::register_metrics(&registry)?;
     strata_limits::register_metrics(&registry)?;
+    strata_ruler::register_metrics(&registry)?;
 
     let overrides = Arc::new(strata_limits::Overrides::new(cfg.limits.clone()));
     if !cfg.runtime_config.file.is_empty() {
@@ -100,7 +101,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     }
 
     let store = build_store(&cfg.blocks_storage.store)?;
-    let reader = Arc::new(BlockReader::new(store));
+    let reader = Arc::new(BlockReader::new(store.clone()));
     let catalog = Arc::new(BlockCatalog::new(
         reader,
         cfg.blocks_storage.bucket_store.sync_interval,
@@ -123,8 +124,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         engine,
         overrides.clone(),
     ));
+    let ruler = strata_ruler::Ruler::new(
+        cfg.ruler.clone(),
+        store.clone(),
+        querier.clone(),
+        distributor.clone(),
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
+        ruler: Some(ruler.clone()),
         distributor,
         querier,
         registry,
@@ -142,7 +150,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     );
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let cutter = tokio::spawn(ingester.clone().run_cutter(catalog.clone(), shutdown_rx));
+    let cutter = tokio::spawn(
+        ingester
+            .clone()
+            .run_cutter(catalog.clone(), shutdown_rx.clone()),
+    );
+    tokio::spawn(ruler.run(shutdown_rx));
 
     let host = if cfg.server.http_listen_address.is_empty() {
         "0.0.0.0"

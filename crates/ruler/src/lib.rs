@@ -1,0 +1,929 @@
+//! The ruler: evaluates Prometheus recording and alerting rules per tenant.
+//!
+//! Rule groups are stored per tenant in the object store
+//! (`<tenant>/rules/<hex namespace>/<hex group>`, YAML) and managed through
+//! Mimir's rules API. Every loaded group is evaluated on its interval at
+//! aligned timestamps through the querier's PromQL engine; recording rules
+//! write their results back through the distributor (same validation and
+//! limits as remote write), with staleness markers for series that stop.
+//! Alerting rules keep Prometheus's pending/firing/resolved state with `for`
+//! and `keep_firing_for`, write `ALERTS` and `ALERTS_FOR_STATE`, template
+//! labels and annotations, and notify Alertmanager (`/api/v2/alerts`) with
+//! resends every `resend_delay`. A missed evaluation is counted, never
+//! replayed in a burst.
+
+pub mod notifier;
+pub mod rules;
+pub mod template;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::{Mutex, RwLock};
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+use strata_distributor::Distributor;
+use strata_model::{Labels, METRIC_NAME, stale_nan};
+use strata_promql::Value;
+use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use strata_querier::Querier;
+
+pub use notifier::Notifier;
+pub use rules::{CompiledGroup, RuleGroup};
+
+/// Ruler errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RulerError {
+    /// A rule group that does not validate (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such namespace or group (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Over a per-tenant limit (400, as Mimir).
+    #[error("{0}")]
+    Limit(String),
+    /// The object store failed (500).
+    #[error("rule storage: {0}")]
+    Store(String),
+}
+
+impl RulerError {
+    /// HTTP status for the rules API.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) | Self::Limit(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Store(_) => 500,
+        }
+    }
+}
+
+/// Ruler settings, named as Mimir's `ruler` block.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RulerConfig {
+    /// Comma-separated Alertmanager base URLs; alerts go to each.
+    pub alertmanager_url: String,
+    /// Interval of groups that do not set one.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// How often rule groups are re-read from storage.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub poll_interval: Duration,
+    /// Minimum time between two notifications of the same firing alert.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub resend_delay: Duration,
+    /// Base URL for alerts' `generatorURL`.
+    pub external_url: String,
+    /// Alerts queued for Alertmanager at most; the oldest are dropped beyond.
+    pub notification_queue_capacity: usize,
+    /// Per-tenant limit on rule groups (0: unlimited).
+    pub max_rule_groups_per_tenant: usize,
+    /// Per-tenant limit on rules per group (0: unlimited).
+    pub max_rules_per_rule_group: usize,
+}
+
+impl Default for RulerConfig {
+    fn default() -> Self {
+        Self {
+            alertmanager_url: String::new(),
+            evaluation_interval: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(60),
+            resend_delay: Duration::from_secs(60),
+            external_url: String::new(),
+            notification_queue_capacity: 10_000,
+            max_rule_groups_per_tenant: 70,
+            max_rules_per_rule_group: 20,
+        }
+    }
+}
+
+static EVALUATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ruler_evaluations_total",
+            "Rule group evaluations, per tenant and outcome (success, failed, missed).",
+        ),
+        &["tenant", "outcome"],
+    )
+    .expect("valid metric")
+});
+
+/// Registers the ruler's metrics.
+pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
+    r.register(Box::new(EVALUATIONS.clone()))?;
+    notifier::register_metrics(r)
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Alert states, as Prometheus names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+    Inactive,
+}
+
+/// One alert instance of an alerting rule.
+#[derive(Debug, Clone)]
+struct Alert {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    state: AlertState,
+    value: f64,
+    active_at: i64,
+    fired_at: Option<i64>,
+    resolved_at: Option<i64>,
+    last_sent: Option<i64>,
+    /// Since when the alert's expression stopped returning it while
+    /// `keep_firing_for` holds it firing.
+    keep_firing_since: Option<i64>,
+}
+
+#[derive(Default)]
+struct RuleStatus {
+    health: &'static str,
+    last_error: Option<String>,
+    last_evaluation: Option<i64>,
+    evaluation_seconds: f64,
+}
+
+struct RuleState {
+    status: Mutex<RuleStatus>,
+    alerts: Mutex<HashMap<Vec<(String, String)>, Alert>>,
+    /// Series this rule wrote at its last evaluation (for staleness markers).
+    written: Mutex<HashSet<Vec<(String, String)>>>,
+}
+
+struct GroupState {
+    tenant: String,
+    group: CompiledGroup,
+    rules: Vec<RuleState>,
+    next_eval: Mutex<i64>,
+    running: AtomicBool,
+    last_evaluation: Mutex<Option<(i64, f64)>>,
+}
+
+type GroupKey = (String, String, String);
+
+/// The ruler of this process.
+pub struct Ruler {
+    cfg: RulerConfig,
+    store: Arc<dyn ObjectStore>,
+    querier: Arc<Querier>,
+    distributor: Arc<Distributor>,
+    notifier: Arc<Notifier>,
+    groups: RwLock<HashMap<GroupKey, Arc<GroupState>>>,
+    external_labels: BTreeMap<String, String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ruler {
+    /// A ruler reading rules from `store`, querying through `querier` and
+    /// writing through `distributor`.
+    pub fn new(
+        cfg: RulerConfig,
+        store: Arc<dyn ObjectStore>,
+        querier: Arc<Querier>,
+        distributor: Arc<Distributor>,
+    ) -> Arc<Self> {
+        let urls: Vec<String> = cfg
+            .alertmanager_url
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let notifier = Notifier::start(urls, cfg.notification_queue_capacity);
+        Arc::new(Self {
+            cfg,
+            store,
+            querier,
+            distributor,
+            notifier,
+            groups: RwLock::new(HashMap::new()),
+            external_labels: BTreeMap::new(),
+        })
+    }
+
+    fn group_path(tenant: &str, namespace: &str, group: &str) -> StorePath {
+        StorePath::from(format!("{tenant}/rules/{}/{}", hex(namespace), hex(group)))
+    }
+
+    /// Every stored group of `tenant` (of one namespace, if given), by namespace.
+    pub async fn list_groups(
+        &self,
+        tenant: &str,
+        namespace: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<RuleGroup>>, RulerError> {
+        let prefix = match namespace {
+            Some(ns) => StorePath::from(format!("{tenant}/rules/{}", hex(ns))),
+            None => StorePath::from(format!("{tenant}/rules")),
+        };
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        let mut out: BTreeMap<String, Vec<RuleGroup>> = BTreeMap::new();
+        for o in objects {
+            let parts: Vec<_> = o.location.parts().collect();
+            let n = parts.len();
+            if n < 4 {
+                continue;
+            }
+            let Some(ns) = unhex(parts[n - 2].as_ref()) else {
+                continue;
+            };
+            let bytes = self
+                .store
+                .get(&o.location)
+                .await
+                .map_err(|e| RulerError::Store(e.to_string()))?
+                .bytes()
+                .await
+                .map_err(|e| RulerError::Store(e.to_string()))?;
+            match serde_yaml::from_slice::<RuleGroup>(&bytes) {
+                Ok(g) => out.entry(ns).or_default().push(g),
+                Err(e) => {
+                    tracing::error!(tenant, path = %o.location, error = %e, "stored rule group does not parse; skipped")
+                }
+            }
+        }
+        for groups in out.values_mut() {
+            groups.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(out)
+    }
+
+    /// One stored group.
+    pub async fn get_group(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        group: &str,
+    ) -> Result<RuleGroup, RulerError> {
+        let path = Self::group_path(tenant, namespace, group);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| RulerError::Store(e.to_string()))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(RulerError::NotFound("group does not exist".into()));
+            }
+            Err(e) => return Err(RulerError::Store(e.to_string())),
+        };
+        serde_yaml::from_slice(&bytes).map_err(|e| RulerError::Store(e.to_string()))
+    }
+
+    /// Validates and stores a group (creating or replacing it), then loads it.
+    pub async fn set_group(
+        self: &Arc<Self>,
+        tenant: &str,
+        namespace: &str,
+        yaml: &str,
+    ) -> Result<(), RulerError> {
+        let compiled = rules::parse_group(namespace, yaml, self.cfg.evaluation_interval)?;
+        let max_rules = self.cfg.max_rules_per_rule_group;
+        if max_rules > 0 && compiled.rules.len() > max_rules {
+            return Err(RulerError::Limit(format!(
+                "per-user rules per rule group limit (limit: {max_rules} actual: {}) exceeded",
+                compiled.rules.len()
+            )));
+        }
+        let existing = self.list_groups(tenant, None).await?;
+        let count: usize = existing.values().map(Vec::len).sum();
+        let replaces = existing
+            .get(namespace)
+            .is_some_and(|gs| gs.iter().any(|g| g.name == compiled.source.name));
+        let max_groups = self.cfg.max_rule_groups_per_tenant;
+        if max_groups > 0 && !replaces && count >= max_groups {
+            return Err(RulerError::Limit(format!(
+                "per-user rule groups limit (limit: {max_groups} actual: {}) exceeded",
+                count + 1
+            )));
+        }
+        let body = serde_yaml::to_string(&compiled.source)
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        self.store
+            .put(
+                &Self::group_path(tenant, namespace, &compiled.source.name),
+                bytes::Bytes::from(body).into(),
+            )
+            .await
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        self.sync().await
+    }
+
+    /// Deletes one group.
+    pub async fn delete_group(
+        self: &Arc<Self>,
+        tenant: &str,
+        namespace: &str,
+        group: &str,
+    ) -> Result<(), RulerError> {
+        self.get_group(tenant, namespace, group).await?;
+        self.store
+            .delete(&Self::group_path(tenant, namespace, group))
+            .await
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        self.sync().await
+    }
+
+    /// Deletes every group of a namespace.
+    pub async fn delete_namespace(
+        self: &Arc<Self>,
+        tenant: &str,
+        namespace: &str,
+    ) -> Result<(), RulerError> {
+        let groups = self.list_groups(tenant, Some(namespace)).await?;
+        let Some(gs) = groups.get(namespace) else {
+            return Err(RulerError::NotFound("namespace does not exist".into()));
+        };
+        for g in gs {
+            self.store
+                .delete(&Self::group_path(tenant, namespace, &g.name))
+                .await
+                .map_err(|e| RulerError::Store(e.to_string()))?;
+        }
+        self.sync().await
+    }
+
+    /// Tenants with stored rules.
+    async fn tenants(&self) -> Result<Vec<String>, RulerError> {
+        let listed = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        let mut out = Vec::new();
+        for p in listed.common_prefixes {
+            let tenant = p.to_string();
+            let rules = StorePath::from(format!("{tenant}/rules"));
+            let has = self
+                .store
+                .list_with_delimiter(Some(&rules))
+                .await
+                .map(|l| !l.common_prefixes.is_empty() || !l.objects.is_empty())
+                .unwrap_or(false);
+            if has {
+                out.push(tenant);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-reads every tenant's groups; unchanged groups keep their state.
+    pub async fn sync(&self) -> Result<(), RulerError> {
+        let mut loaded: HashMap<GroupKey, CompiledGroup> = HashMap::new();
+        for tenant in self.tenants().await? {
+            for (ns, groups) in self.list_groups(&tenant, None).await? {
+                for g in groups {
+                    match rules::compile(&ns, g, self.cfg.evaluation_interval, None) {
+                        Ok(c) => {
+                            loaded.insert((tenant.clone(), ns.clone(), c.source.name.clone()), c);
+                        }
+                        Err(e) => {
+                            tracing::error!(tenant, namespace = ns, error = %e, "stored rule group is invalid; skipped")
+                        }
+                    }
+                }
+            }
+        }
+        let mut groups = self.groups.write();
+        groups.retain(|k, v| loaded.get(k).is_some_and(|c| c.source == v.group.source));
+        for (key, c) in loaded {
+            if groups.contains_key(&key) {
+                continue;
+            }
+            let interval = c.interval.as_millis() as i64;
+            let next = (now_ms() / interval + 1) * interval;
+            let state = GroupState {
+                tenant: key.0.clone(),
+                rules: c
+                    .rules
+                    .iter()
+                    .map(|_| RuleState {
+                        status: Mutex::new(RuleStatus {
+                            health: "unknown",
+                            ..Default::default()
+                        }),
+                        alerts: Mutex::new(HashMap::new()),
+                        written: Mutex::new(HashSet::new()),
+                    })
+                    .collect(),
+                group: c,
+                next_eval: Mutex::new(next),
+                running: AtomicBool::new(false),
+                last_evaluation: Mutex::new(None),
+            };
+            groups.insert(key, Arc::new(state));
+        }
+        Ok(())
+    }
+
+    /// Evaluates groups when due, and re-reads storage every poll interval,
+    /// until `shutdown` changes.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_sync = std::time::Instant::now() - self.cfg.poll_interval;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if last_sync.elapsed() >= self.cfg.poll_interval {
+                if let Err(e) = self.sync().await {
+                    tracing::error!(error = %e, "loading rule groups failed; keeping the loaded ones");
+                }
+                last_sync = std::time::Instant::now();
+            }
+            let now = now_ms();
+            let due: Vec<(Arc<GroupState>, i64)> = self
+                .groups
+                .read()
+                .values()
+                .filter_map(|g| {
+                    let mut next = g.next_eval.lock();
+                    if now < *next {
+                        return None;
+                    }
+                    let interval = g.group.interval.as_millis() as i64;
+                    let ts = *next;
+                    // Skip, and count, evaluations missed while the ruler was
+                    // busy or stopped: never a burst of catch-up evaluations.
+                    let missed = (now - ts) / interval;
+                    if missed > 0 {
+                        EVALUATIONS
+                            .with_label_values(&[g.tenant.as_str(), "missed"])
+                            .inc_by(missed as u64);
+                    }
+                    let ts = ts + missed * interval;
+                    *next = ts + interval;
+                    if g.running.swap(true, Ordering::AcqRel) {
+                        EVALUATIONS
+                            .with_label_values(&[g.tenant.as_str(), "missed"])
+                            .inc();
+                        return None;
+                    }
+                    Some((g.clone(), ts))
+                })
+                .collect();
+            for (g, ts) in due {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.evaluate_group(&g, ts).await;
+                    g.running.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+
+    async fn evaluate_group(&self, g: &GroupState, ts: i64) {
+        let started = std::time::Instant::now();
+        let query_ts = ts - g.group.query_offset.as_millis() as i64;
+        let mut failed = false;
+        for (rule, state) in g.group.rules.iter().zip(&g.rules) {
+            let rule_started = std::time::Instant::now();
+            let res = self.evaluate_rule(g, rule, state, query_ts).await;
+            let mut st = state.status.lock();
+            st.last_evaluation = Some(ts);
+            st.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+            match res {
+                Ok(()) => {
+                    st.health = "ok";
+                    st.last_error = None;
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(tenant = g.tenant, group = g.group.source.name, rule = rule.name(), error = %e, "rule evaluation failed");
+                    st.health = "err";
+                    st.last_error = Some(e);
+                }
+            }
+        }
+        *g.last_evaluation.lock() = Some((ts, started.elapsed().as_secs_f64()));
+        EVALUATIONS
+            .with_label_values(&[g.tenant.as_str(), if failed { "failed" } else { "success" }])
+            .inc();
+    }
+
+    async fn query(&self, tenant: &str, expr: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+        let out = self
+            .querier
+            .instant_query(tenant, expr, t)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match out.value {
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
+            Value::Scalar { v, .. } => vec![(Labels::default(), v)],
+            other => {
+                return Err(format!(
+                    "rule result must be a vector or scalar, got {}",
+                    other.result_type()
+                ));
+            }
+        })
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        series: Vec<(Vec<(String, String)>, f64)>,
+        t: i64,
+    ) -> Result<(), String> {
+        if series.is_empty() {
+            return Ok(());
+        }
+        let req = WriteRequest {
+            timeseries: series
+                .into_iter()
+                .map(|(labels, v)| TimeSeries {
+                    labels: labels
+                        .into_iter()
+                        .map(|(name, value)| Label { name, value })
+                        .collect(),
+                    samples: vec![Sample {
+                        value: v,
+                        timestamp: t,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let r = self
+            .distributor
+            .push(tenant, req)
+            .await
+            .map_err(|e| format!("writing rule results: {e}"))?;
+        match r.rejection_summary() {
+            Some(s) => Err(format!("writing rule results: {s}")),
+            None => Ok(()),
+        }
+    }
+
+    async fn evaluate_rule(
+        &self,
+        g: &GroupState,
+        rule: &rules::CompiledRule,
+        state: &RuleState,
+        t: i64,
+    ) -> Result<(), String> {
+        let result = self.query(&g.tenant, &rule.source.expr, t).await?;
+        let limit = g.group.source.limit;
+        if limit > 0 && result.len() > limit {
+            return Err(format!(
+                "exceeded limit of {limit} with {} series",
+                result.len()
+            ));
+        }
+        if rule.is_alert() {
+            return self.evaluate_alert(g, rule, state, t, result).await;
+        }
+        let record = rule.name();
+        let mut out: Vec<(Vec<(String, String)>, f64)> = Vec::with_capacity(result.len());
+        for (labels, v) in result {
+            let mut l: BTreeMap<String, String> = labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            for (k, v) in &rule.source.labels {
+                l.insert(k.clone(), v.clone());
+            }
+            l.insert(METRIC_NAME.to_string(), record.to_string());
+            out.push((l.into_iter().collect(), v));
+        }
+        self.write_with_staleness(&g.tenant, state, out, t).await
+    }
+
+    /// Writes `series` and a staleness marker for each series written last
+    /// time but not now.
+    async fn write_with_staleness(
+        &self,
+        tenant: &str,
+        state: &RuleState,
+        mut series: Vec<(Vec<(String, String)>, f64)>,
+        t: i64,
+    ) -> Result<(), String> {
+        let now: HashSet<Vec<(String, String)>> = series.iter().map(|(l, _)| l.clone()).collect();
+        let gone: Vec<_> = state
+            .written
+            .lock()
+            .iter()
+            .filter(|l| !now.contains(*l))
+            .cloned()
+            .collect();
+        series.extend(gone.into_iter().map(|l| (l, stale_nan())));
+        self.write(tenant, series, t).await?;
+        *state.written.lock() = now;
+        Ok(())
+    }
+
+    async fn evaluate_alert(
+        &self,
+        g: &GroupState,
+        rule: &rules::CompiledRule,
+        state: &RuleState,
+        t: i64,
+        result: Vec<(Labels, f64)>,
+    ) -> Result<(), String> {
+        let name = rule.name().to_string();
+        let for_ms = rule.for_.as_millis() as i64;
+        let keep_ms = rule.keep_firing_for.as_millis() as i64;
+        let mut seen: HashSet<Vec<(String, String)>> = HashSet::new();
+        let mut to_send = Vec::new();
+        {
+            let mut alerts = state.alerts.lock();
+            for (labels, value) in result {
+                let base: BTreeMap<String, String> = labels
+                    .iter()
+                    .filter(|l| l.name != METRIC_NAME)
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                let ctx = template::Context {
+                    labels: &base,
+                    external_labels: &self.external_labels,
+                    value,
+                };
+                let expand = |s: &str| {
+                    template::expand(s, &ctx)
+                        .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+                };
+                let mut l = base.clone();
+                for (k, v) in &rule.source.labels {
+                    l.insert(k.clone(), expand(v));
+                }
+                l.insert("alertname".into(), name.clone());
+                let annotations: BTreeMap<String, String> = rule
+                    .source
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), expand(v)))
+                    .collect();
+                let key: Vec<(String, String)> = l.clone().into_iter().collect();
+                seen.insert(key.clone());
+                let a = alerts.entry(key).or_insert_with(|| Alert {
+                    labels: l.clone(),
+                    annotations: annotations.clone(),
+                    state: AlertState::Pending,
+                    value,
+                    active_at: t,
+                    fired_at: None,
+                    resolved_at: None,
+                    last_sent: None,
+                    keep_firing_since: None,
+                });
+                if a.state == AlertState::Inactive {
+                    // Came back after resolving: a new alert instance.
+                    *a = Alert {
+                        state: AlertState::Pending,
+                        active_at: t,
+                        fired_at: None,
+                        resolved_at: None,
+                        last_sent: None,
+                        ..a.clone()
+                    };
+                }
+                a.value = value;
+                a.annotations = annotations;
+                a.keep_firing_since = None;
+                if a.state == AlertState::Pending && t - a.active_at >= for_ms {
+                    a.state = AlertState::Firing;
+                    a.fired_at = Some(t);
+                }
+            }
+            // Resolved alerts are kept 15m to resend their resolution, as Prometheus.
+            alerts.retain(|k, a| {
+                if seen.contains(k) {
+                    return true;
+                }
+                match a.state {
+                    AlertState::Pending => false,
+                    AlertState::Firing => {
+                        let since = *a.keep_firing_since.get_or_insert(t);
+                        if keep_ms > 0 && t - since < keep_ms {
+                            return true;
+                        }
+                        a.state = AlertState::Inactive;
+                        a.resolved_at = Some(t);
+                        true
+                    }
+                    AlertState::Inactive => a.resolved_at.is_some_and(|r| t - r < 15 * 60_000),
+                }
+            });
+            let resend = self.cfg.resend_delay.as_millis() as i64;
+            let interval = g.group.interval.as_millis() as i64;
+            let valid_until = t + 4 * resend.max(interval);
+            for a in alerts.values_mut() {
+                let send = match a.state {
+                    AlertState::Pending => false,
+                    AlertState::Firing => a.last_sent.is_none_or(|s| t - s >= resend),
+                    AlertState::Inactive => a
+                        .resolved_at
+                        .is_some_and(|r| a.last_sent.is_none_or(|s| s <= r || t - s >= resend)),
+                };
+                if send {
+                    a.last_sent = Some(t);
+                    to_send.push(notifier::AmAlert {
+                        labels: a.labels.clone(),
+                        annotations: a.annotations.clone(),
+                        starts_at: rfc3339(a.active_at),
+                        ends_at: rfc3339(a.resolved_at.unwrap_or(valid_until)),
+                        generator_url: format!(
+                            "{}/graph?g0.expr={}&g0.tab=1",
+                            self.cfg.external_url.trim_end_matches('/'),
+                            url_escape(&rule.source.expr)
+                        ),
+                    });
+                }
+            }
+        }
+        self.notifier.send(to_send);
+        // ALERTS and ALERTS_FOR_STATE for pending and firing alerts.
+        let mut series = Vec::new();
+        for a in state.alerts.lock().values() {
+            if a.state == AlertState::Inactive {
+                continue;
+            }
+            let mut l = a.labels.clone();
+            l.insert(METRIC_NAME.into(), "ALERTS".into());
+            l.insert(
+                "alertstate".into(),
+                if a.state == AlertState::Firing {
+                    "firing"
+                } else {
+                    "pending"
+                }
+                .into(),
+            );
+            series.push((l.into_iter().collect(), 1.0));
+            let mut l = a.labels.clone();
+            l.insert(METRIC_NAME.into(), "ALERTS_FOR_STATE".into());
+            series.push((l.into_iter().collect(), (a.active_at / 1000) as f64));
+        }
+        self.write_with_staleness(&g.tenant, state, series, t).await
+    }
+
+    /// Prometheus's `/api/v1/rules` data for `tenant`.
+    pub fn rules_status(&self, tenant: &str, kind: Option<&str>) -> Json {
+        let groups = self.groups.read();
+        let mut mine: Vec<&Arc<GroupState>> =
+            groups.values().filter(|g| g.tenant == tenant).collect();
+        mine.sort_by(|a, b| {
+            (&a.group.namespace, &a.group.source.name)
+                .cmp(&(&b.group.namespace, &b.group.source.name))
+        });
+        let out: Vec<Json> = mine
+            .into_iter()
+            .map(|g| {
+                let rules: Vec<Json> = g
+                    .group
+                    .rules
+                    .iter()
+                    .zip(&g.rules)
+                    .filter(|(r, _)| match kind {
+                        Some("alert") => r.is_alert(),
+                        Some("record") => !r.is_alert(),
+                        _ => true,
+                    })
+                    .map(|(r, st)| rule_json(r, st))
+                    .collect();
+                let last = *g.last_evaluation.lock();
+                json!({
+                    "name": g.group.source.name,
+                    "file": g.group.namespace,
+                    "rules": rules,
+                    "interval": g.group.interval.as_secs_f64(),
+                    "limit": g.group.source.limit,
+                    "evaluationTime": last.map(|l| l.1).unwrap_or(0.0),
+                    "lastEvaluation": last.map(|l| rfc3339(l.0)).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                })
+            })
+            .collect();
+        json!({ "groups": out })
+    }
+
+    /// Prometheus's `/api/v1/alerts` data for `tenant`.
+    pub fn alerts_status(&self, tenant: &str) -> Json {
+        let groups = self.groups.read();
+        let mut alerts = Vec::new();
+        for g in groups.values().filter(|g| g.tenant == tenant) {
+            for st in &g.rules {
+                for a in st.alerts.lock().values() {
+                    if a.state != AlertState::Inactive {
+                        alerts.push(alert_json(a));
+                    }
+                }
+            }
+        }
+        json!({ "alerts": alerts })
+    }
+}
+
+fn alert_json(a: &Alert) -> Json {
+    json!({
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "state": a.state,
+        "activeAt": rfc3339(a.active_at),
+        "value": strata_model::format_float(a.value),
+    })
+}
+
+fn rule_json(r: &rules::CompiledRule, st: &RuleState) -> Json {
+    let status = st.status.lock();
+    let mut j = json!({
+        "name": r.name(),
+        "query": r.source.expr,
+        "labels": r.source.labels,
+        "health": status.health,
+        "evaluationTime": status.evaluation_seconds,
+        "lastEvaluation": status.last_evaluation.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+    });
+    if let Some(e) = &status.last_error {
+        j["lastError"] = json!(e);
+    }
+    if r.is_alert() {
+        let alerts: Vec<Json> = st
+            .alerts
+            .lock()
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+            .map(alert_json)
+            .collect();
+        let state = if alerts.iter().any(|a| a["state"] == "firing") {
+            "firing"
+        } else if alerts.is_empty() {
+            "inactive"
+        } else {
+            "pending"
+        };
+        j["type"] = json!("alerting");
+        j["duration"] = json!(r.for_.as_secs_f64());
+        j["keepFiringFor"] = json!(r.keep_firing_for.as_secs_f64());
+        j["annotations"] = json!(r.source.annotations);
+        j["alerts"] = json!(alerts);
+        j["state"] = json!(state);
+    } else {
+        j["type"] = json!("recording");
+    }
+    j
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_round_trip() {
+        for s in ["ns", "team a/ü", ""] {
+            assert_eq!(unhex(&hex(s)).as_deref(), Some(s));
+        }
+        assert_eq!(unhex("zz"), None);
+    }
+}
