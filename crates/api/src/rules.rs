@@ -6,8 +6,11 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use strata_ruler::{RuleGroup, Ruler, RulerError};
@@ -19,16 +22,21 @@ fn ruler_error(e: RulerError) -> Response {
     (code, e.to_string()).into_response()
 }
 
-/// The tenant and the ruler, or the error response.
-fn ctx(
-    state: &Shared,
-    headers: &HeaderMap,
-) -> Result<(String, std::sync::Arc<Ruler>), Box<Response>> {
-    let t = tenant(state, headers).map_err(|(c, m)| Box::new((c, m).into_response()))?;
-    let r = state.ruler.clone().ok_or_else(|| {
-        Box::new((StatusCode::NOT_FOUND, "the ruler is not running").into_response())
-    })?;
-    Ok((t, r))
+/// The request's tenant and this process's ruler; refuses the request
+/// (bad tenant, or no ruler running) before the handler runs.
+pub(crate) struct TenantRuler(String, Arc<Ruler>);
+
+impl FromRequestParts<Shared> for TenantRuler {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
+        let t = tenant(state, &parts.headers).map_err(|(c, m)| (c, m).into_response())?;
+        let r = state
+            .ruler
+            .clone()
+            .ok_or_else(|| (StatusCode::NOT_FOUND, "the ruler is not running").into_response())?;
+        Ok(TenantRuler(t, r))
+    }
 }
 
 fn yaml<T: serde::Serialize>(v: &T) -> Response {
@@ -46,11 +54,7 @@ fn accepted() -> Response {
         .into_response()
 }
 
-pub(crate) async fn list_all(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
+pub(crate) async fn list_all(TenantRuler(t, r): TenantRuler) -> Response {
     match r.list_groups(&t, None).await {
         Ok(g) if g.is_empty() => (StatusCode::NOT_FOUND, "no rule groups found").into_response(),
         Ok(g) => yaml(&g),
@@ -59,14 +63,9 @@ pub(crate) async fn list_all(State(state): State<Shared>, headers: HeaderMap) ->
 }
 
 pub(crate) async fn list_namespace(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     Path(namespace): Path<String>,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     match r.list_groups(&t, Some(&namespace)).await {
         Ok(g) if g.is_empty() => (StatusCode::NOT_FOUND, "no rule groups found").into_response(),
         Ok(g) => yaml(&g),
@@ -75,14 +74,9 @@ pub(crate) async fn list_namespace(
 }
 
 pub(crate) async fn get_group(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     Path((namespace, group)): Path<(String, String)>,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     match r.get_group(&t, &namespace, &group).await {
         Ok(g) => yaml::<RuleGroup>(&g),
         Err(e) => ruler_error(e),
@@ -90,15 +84,10 @@ pub(crate) async fn get_group(
 }
 
 pub(crate) async fn set_group(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     Path(namespace): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "rule group is not UTF-8").into_response();
     };
@@ -109,14 +98,9 @@ pub(crate) async fn set_group(
 }
 
 pub(crate) async fn delete_group(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     Path((namespace, group)): Path<(String, String)>,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     match r.delete_group(&t, &namespace, &group).await {
         Ok(()) => accepted(),
         Err(e) => ruler_error(e),
@@ -124,14 +108,9 @@ pub(crate) async fn delete_group(
 }
 
 pub(crate) async fn delete_namespace(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     Path(namespace): Path<String>,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     match r.delete_namespace(&t, &namespace).await {
         Ok(()) => accepted(),
         Err(e) => ruler_error(e),
@@ -140,14 +119,9 @@ pub(crate) async fn delete_namespace(
 
 /// Prometheus `/api/v1/rules` (`?type=alert|record`).
 pub(crate) async fn rules_status(
-    State(state): State<Shared>,
-    headers: HeaderMap,
+    TenantRuler(t, r): TenantRuler,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let params: BTreeMap<String, String> = q
         .as_deref()
         .map(|q| {
@@ -162,10 +136,6 @@ pub(crate) async fn rules_status(
 }
 
 /// Prometheus `/api/v1/alerts`.
-pub(crate) async fn alerts_status(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let (t, r) = match ctx(&state, &headers) {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
+pub(crate) async fn alerts_status(TenantRuler(t, r): TenantRuler) -> Response {
     axum::Json(json!({"status": "success", "data": r.alerts_status(&t)})).into_response()
 }

@@ -248,10 +248,18 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock();
-        let b = buckets.entry(tenant.to_string()).or_insert(Bucket {
-            tokens: burst as f64,
-            last: now,
-        });
+        if !buckets.contains_key(tenant) {
+            buckets.insert(
+                tenant.to_string(),
+                Bucket {
+                    tokens: burst as f64,
+                    last: now,
+                },
+            );
+        }
+        let Some(b) = buckets.get_mut(tenant) else {
+            return true;
+        };
         let elapsed = now.duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate).min(burst as f64);
         b.last = now;

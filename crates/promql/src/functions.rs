@@ -352,13 +352,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             ctx.check_quantile(&q);
             let v = eval_vector(ctx, arg(args, 1, name)?).await?;
             classic_histogram(ctx, v, |buckets, step, metric| {
-                let (v, forced) = bucket_quantile(q[step], buckets);
-                if forced {
-                    ctx.info(format_args!(
-                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
-                    ));
-                }
-                v
+                quantile_noting_repairs(ctx, q[step], buckets, metric)
             })
         }
         "histogram_quantiles" => {
@@ -368,19 +362,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             for i in 2..args.len() {
                 let q = eval_scalar(ctx, arg(args, i, name)?).await?;
                 ctx.check_quantile(&q);
-                let Val::Vector(series) = classic_histogram(
-                    ctx,
-                    v.clone(),
-                    |buckets, step, metric| {
-                        let (v, forced) = bucket_quantile(q[step], buckets);
-                        if forced {
-                            ctx.info(format_args!(
-                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
-                    ));
-                        }
-                        v
-                    },
-                )?
+                let Val::Vector(series) =
+                    classic_histogram(ctx, v.clone(), |buckets, step, metric| {
+                        quantile_noting_repairs(ctx, q[step], buckets, metric)
+                    })?
                 else {
                     continue;
                 };
@@ -407,6 +392,18 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         }
         other => Err(EngineError::Unsupported(format!("function {other}()"))),
     }
+}
+
+/// `bucket_quantile`, adding Prometheus's info when the buckets had to be
+/// made monotonic.
+fn quantile_noting_repairs(ctx: &Ctx<'_>, q: f64, buckets: Vec<Bucket>, metric: &str) -> f64 {
+    let (v, forced) = bucket_quantile(q, buckets);
+    if forced {
+        ctx.info(format_args!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
+        ));
+    }
+    v
 }
 
 fn warn_sort_in_range_query(ctx: &Ctx<'_>) {

@@ -323,11 +323,16 @@ impl Ruler {
                 compiled.rules.len()
             )));
         }
-        let existing = self.list_groups(tenant, None).await?;
-        let count: usize = existing.values().map(Vec::len).sum();
-        let replaces = existing
-            .get(namespace)
-            .is_some_and(|gs| gs.iter().any(|g| g.name == compiled.source.name));
+        // Object names are enough to count groups; their YAML is not read.
+        let target = Self::group_path(tenant, namespace, &compiled.source.name);
+        let stored: Vec<_> = self
+            .store
+            .list(Some(&StorePath::from(format!("{tenant}/rules"))))
+            .try_collect()
+            .await
+            .map_err(|e| RulerError::Store(e.to_string()))?;
+        let count = stored.len();
+        let replaces = stored.iter().any(|o| o.location == target);
         let max_groups = self.cfg.max_rule_groups_per_tenant;
         if max_groups > 0 && !replaces && count >= max_groups {
             return Err(RulerError::Limit(format!(
