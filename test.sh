@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need on a fresh
 # Debian machine: a real Prometheus (remote-write client and PromQL reference), a real
-# Alertmanager (the ruler's notification target) and an S3-compatible server (moto) for
-# the object-store tests.
+# Alertmanager (the ruler's notification target), an S3-compatible server (moto) for
+# the object-store tests, and real Loki push clients (python-logging-loki, winston-loki).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +21,20 @@ fi
 if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
   echo "installing moto[server] (S3-compatible test server)" >&2
   python3 -m pip install -q 'moto[server]'
+fi
+if ! python3 -c 'import logging_loki' >/dev/null 2>&1; then
+  echo "installing python-logging-loki (a real Loki JSON push client)" >&2
+  python3 -m pip install -q python-logging-loki
+fi
+if ! command -v node >/dev/null 2>&1; then
+  echo "installing nodejs (runs winston-loki, a real Loki protobuf push client)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -d tests/clients/node_modules/winston-loki ]; then
+  echo "installing winston + winston-loki into tests/clients" >&2
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo test --workspace --all-targets "$@"

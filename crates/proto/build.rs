@@ -1,4 +1,4 @@
-//! Generates the remote-write protobuf types with prost, using the vendored
+//! Generates the remote-write and Loki push protobuf types with prost, using the vendored
 //! `protoc` so a fresh machine needs no system protobuf compiler.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("prometheus/types.proto"),
         root.join("prometheus/remote.proto"),
+        root.join("loki/push.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

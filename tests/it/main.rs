@@ -1,9 +1,11 @@
 //! Whole-system tests: real `strata` processes over loopback HTTP, a real
-//! Prometheus as remote-write client and PromQL reference.
+//! Prometheus as remote-write client and PromQL reference, real Loki push
+//! clients (python-logging-loki, winston-loki).
 
 mod common;
 mod durability;
 mod limits;
+mod logs;
 mod prometheus;
 mod promql_random;
 mod ruler;

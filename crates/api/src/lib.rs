@@ -1,8 +1,11 @@
 //! Strata's HTTP API: Prometheus remote-write ingestion and the Prometheus
 //! query API (same paths under `/prometheus`), with Prometheus's JSON shapes
-//! and error format so Grafana's Prometheus data source works unchanged; plus
+//! and error format so Grafana's Prometheus data source works unchanged; the
+//! Loki push and query API ([`loki`]) for log shippers and Grafana's Loki
+//! data source; plus
 //! `/ready`, `/health` and `/metrics`.
 
+mod loki;
 mod params;
 mod render;
 mod rules;
@@ -51,6 +54,7 @@ pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
 pub struct AppState {
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
+    pub log_querier: Arc<strata_querier::logs::LogQuerier>,
     pub registry: Registry,
     pub multitenancy_enabled: bool,
     pub max_recv_msg_size: usize,
@@ -89,6 +93,24 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/api/v1/push", post(push))
         .route("/api/v1/write", post(push))
+        .route("/loki/api/v1/push", post(loki::push))
+        .route("/api/prom/push", post(loki::push))
+        .route("/loki/api/v1/query", get(loki::query).post(loki::query))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .route("/loki/api/v1/series", get(loki::series).post(loki::series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(loki::index_stats).post(loki::index_stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(loki::volume).post(loki::volume),
+        )
         .merge(prom.clone())
         .nest("/prometheus", prom)
         .route("/ready", get(ready))

@@ -36,37 +36,12 @@ pub(crate) fn query_response(out: &strata_promql::QueryOutput) -> Vec<u8> {
             b.push(b']');
         }
         Value::Vector(samples) => {
-            b.push(b'[');
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(br#"{"metric":"#);
-                write_labels(&mut b, &s.labels);
-                b.extend_from_slice(br#","value":"#);
-                point(&mut b, s.t, s.v);
-                b.push(b'}');
-            }
-            b.push(b']');
+            write_list(&mut b, samples, |b, s| write_sample(b, &s.labels, s.t, s.v));
         }
         Value::Matrix(series) => {
-            b.push(b'[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(br#"{"metric":"#);
-                write_labels(&mut b, &s.labels);
-                b.extend_from_slice(br#","values":["#);
-                for (j, (t, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        b.push(b',');
-                    }
-                    point(&mut b, *t, *v);
-                }
-                b.extend_from_slice(b"]}");
-            }
-            b.push(b']');
+            write_list(&mut b, series, |b, s| {
+                write_series(b, &s.labels, s.points.iter().copied())
+            });
         }
     }
     b.push(b'}');
@@ -86,14 +61,52 @@ pub(crate) fn query_response(out: &strata_promql::QueryOutput) -> Vec<u8> {
     b
 }
 
-fn point(b: &mut Vec<u8>, t: i64, v: f64) {
+/// Writes `[item,item,...]`.
+pub(crate) fn write_list<T>(
+    b: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    b.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        write(b, item);
+    }
+    b.push(b']');
+}
+
+/// `{"metric":{...},"value":[t,"v"]}` (t in ms).
+pub(crate) fn write_sample(b: &mut Vec<u8>, labels: &Labels, t: i64, v: f64) {
+    b.extend_from_slice(br#"{"metric":"#);
+    write_labels(b, labels);
+    b.extend_from_slice(br#","value":"#);
+    point(b, t, v);
+    b.push(b'}');
+}
+
+/// `{"metric":{...},"values":[[t,"v"],...]}` (t in ms).
+pub(crate) fn write_series(
+    b: &mut Vec<u8>,
+    labels: &Labels,
+    points: impl Iterator<Item = (i64, f64)>,
+) {
+    b.extend_from_slice(br#"{"metric":"#);
+    write_labels(b, labels);
+    b.extend_from_slice(br#","values":"#);
+    write_list(b, points, |b, (t, v)| point(b, t, v));
+    b.push(b'}');
+}
+
+pub(crate) fn point(b: &mut Vec<u8>, t: i64, v: f64) {
     use std::io::Write;
     b.push(b'[');
     write_ts(b, t);
     let _ = write!(b, ",\"{}\"]", float(v));
 }
 
-fn write_ts(b: &mut Vec<u8>, t: i64) {
+pub(crate) fn write_ts(b: &mut Vec<u8>, t: i64) {
     use std::io::Write;
     let _ = if t % 1000 == 0 {
         write!(b, "{}", t / 1000)
@@ -102,12 +115,12 @@ fn write_ts(b: &mut Vec<u8>, t: i64) {
     };
 }
 
-fn write_str(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(b: &mut Vec<u8>, s: &str) {
     // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *b, s);
 }
 
-fn write_labels(b: &mut Vec<u8>, l: &Labels) {
+pub(crate) fn write_labels(b: &mut Vec<u8>, l: &Labels) {
     b.push(b'{');
     for (i, label) in l.iter().enumerate() {
         if i > 0 {

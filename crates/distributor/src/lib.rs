@@ -1,9 +1,12 @@
-//! The distributor: decodes Prometheus remote-write requests, validates every
+//! The distributor: decodes Prometheus remote-write requests (and, in
+//! [`logs`], Loki pushes), validates every
 //! series against the tenant's limits, and hands the valid ones to the
 //! ingester. Invalid series are dropped with a reason while the rest of the
 //! batch is kept, as Mimir does; the caller turns the outcome into a 400 that
 //! names what was rejected (Prometheus does not retry 4xx) or a 5xx for our
 //! own faults (Prometheus retries those).
+
+pub mod logs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -11,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use strata_ingester::logs::LogIngester;
 use strata_ingester::{Ingester, PushLimits, PushOutcome};
 use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
@@ -43,6 +47,8 @@ pub enum PushError {
     Snappy(String),
     #[error("request body is not a valid remote-write protobuf: {0}")]
     Protobuf(String),
+    #[error("{0}")]
+    Decode(String),
     #[error("storage error: {0}")]
     Internal(String),
     #[error("ingester is shutting down")]
@@ -55,6 +61,14 @@ pub enum PushError {
         burst: usize,
         samples: usize,
     },
+    #[error(
+        "Ingestion rate limit exceeded for user (limit: {rate_mb} MB/s, burst {burst_mb} MB) while attempting to ingest {bytes} bytes of log lines; reduce log volume or ask for a higher ingestion_rate_mb / ingestion_burst_size_mb"
+    )]
+    LogRateLimited {
+        rate_mb: f64,
+        burst_mb: f64,
+        bytes: usize,
+    },
 }
 
 impl PushError {
@@ -62,10 +76,10 @@ impl PushError {
     pub fn status(&self) -> u16 {
         match self {
             Self::TooLarge { .. } => 413,
-            Self::Snappy(_) | Self::Protobuf(_) => 400,
+            Self::Snappy(_) | Self::Protobuf(_) | Self::Decode(_) => 400,
             Self::Internal(_) => 500,
             Self::Unavailable => 503,
-            Self::RateLimited { .. } => 429,
+            Self::RateLimited { .. } | Self::LogRateLimited { .. } => 429,
         }
     }
 }
@@ -145,6 +159,8 @@ static DISCARDED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(RECEIVED_SAMPLES.clone()))?;
     registry.register(Box::new(DISCARDED_SAMPLES.clone()))?;
+    registry.register(Box::new(logs::RECEIVED_LOG_BYTES.clone()))?;
+    registry.register(Box::new(logs::DISCARDED_LOG_BYTES.clone()))?;
     Ok(())
 }
 
@@ -156,6 +172,13 @@ pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<WriteRequest,
             limit: max_size,
         });
     }
+    let raw = decompress_snappy(body, max_size)?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| PushError::Protobuf(e.to_string()))
+}
+
+/// Decompresses a snappy block-format body, refusing (413) one that would
+/// decompress beyond `max_size` before allocating it.
+pub(crate) fn decompress_snappy(body: &[u8], max_size: usize) -> Result<Vec<u8>, PushError> {
     let len = snap::raw::decompress_len(body).map_err(|e| PushError::Snappy(e.to_string()))?;
     if len > max_size {
         return Err(PushError::TooLarge {
@@ -163,10 +186,9 @@ pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<WriteRequest,
             limit: max_size,
         });
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| PushError::Snappy(e.to_string()))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| PushError::Protobuf(e.to_string()))
+        .map_err(|e| PushError::Snappy(e.to_string()))
 }
 
 /// True for a valid legacy Prometheus metric name `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -294,16 +316,25 @@ pub fn validate_labels(
 pub struct Distributor {
     overrides: Arc<Overrides>,
     rate_limiter: RateLimiter,
+    log_rate_limiter: RateLimiter,
     ingester: Arc<Ingester>,
+    log_ingester: Arc<LogIngester>,
 }
 
 impl Distributor {
-    /// A distributor writing to `ingester` under each tenant's limits.
-    pub fn new(overrides: Arc<Overrides>, ingester: Arc<Ingester>) -> Self {
+    /// A distributor writing metrics to `ingester` and logs to
+    /// `log_ingester` under each tenant's limits.
+    pub fn new(
+        overrides: Arc<Overrides>,
+        ingester: Arc<Ingester>,
+        log_ingester: Arc<LogIngester>,
+    ) -> Self {
         Self {
             overrides,
             rate_limiter: RateLimiter::default(),
+            log_rate_limiter: RateLimiter::default(),
             ingester,
+            log_ingester,
         }
     }
 

@@ -11,6 +11,7 @@
 //! A crash at any point replays to a head that holds every acknowledged sample.
 
 mod head;
+pub mod logs;
 mod metrics;
 pub mod walrec;
 
@@ -111,15 +112,36 @@ impl RejectReason {
     }
 }
 
-/// A series' samples not accepted, with the reason for the first one.
+/// A pushed series' (or stream's) items not accepted, with the reason for the first one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RejectedSeries {
-    /// Position of the series in the pushed batch.
+pub struct Rejected<R> {
+    /// Position of the series or stream in the pushed batch.
     pub index: usize,
-    pub reason: RejectReason,
+    pub reason: R,
     pub count: usize,
+    /// Timestamp of the first rejected item (ms for samples, ns for log entries).
     pub first_timestamp: i64,
 }
+
+impl<R> Rejected<R> {
+    /// Counts one more rejected item in `slot`, keeping the first one's reason and time.
+    pub(crate) fn note(slot: &mut Option<Self>, index: usize, reason: R, t: i64) {
+        match slot {
+            Some(r) => r.count += 1,
+            None => {
+                *slot = Some(Rejected {
+                    index,
+                    reason,
+                    count: 1,
+                    first_timestamp: t,
+                })
+            }
+        }
+    }
+}
+
+/// A series' samples not accepted.
+pub type RejectedSeries = Rejected<RejectReason>;
 
 /// Outcome of a push: how many samples are now durable, and what was refused.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -161,25 +183,7 @@ impl Ingester {
     /// Opens the WAL under `cfg.dir`, replays it into the head and returns a
     /// ready ingester.
     pub fn open(cfg: TsdbConfig) -> Result<Self, IngesterError> {
-        let fsync = match cfg.wal_fsync.as_str() {
-            "always" => FsyncPolicy::Always,
-            "interval" => FsyncPolicy::Interval(cfg.wal_fsync_interval),
-            "never" => FsyncPolicy::Never,
-            other => {
-                return Err(IngesterError::Config(format!(
-                    "-blocks-storage.tsdb.wal-fsync must be always, interval or never, not {other:?}"
-                )));
-            }
-        };
-        if cfg.block_ranges_period < Duration::from_millis(100) {
-            return Err(IngesterError::Config(
-                "-blocks-storage.tsdb.block-ranges-period must be at least 100ms".into(),
-            ));
-        }
-        let opts = WalOptions {
-            segment_size: cfg.wal_segment_size_bytes,
-            fsync,
-        };
+        let opts = wal_options(&cfg)?;
         let tenants: RwLock<HashMap<String, Arc<TenantHead>>> = RwLock::new(HashMap::new());
         let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut decode_err = None;
@@ -367,17 +371,7 @@ impl Ingester {
                             metrics::SAMPLES_REJECTED
                                 .with_label_values(&[reason.as_str()])
                                 .inc();
-                            match &mut rejected {
-                                Some(r) => r.count += 1,
-                                None => {
-                                    rejected = Some(RejectedSeries {
-                                        index: i,
-                                        reason,
-                                        count: 1,
-                                        first_timestamp: s.t,
-                                    })
-                                }
-                            }
+                            Rejected::note(&mut rejected, i, reason, s.t);
                         }
                     }
                 }
@@ -526,46 +520,16 @@ impl Ingester {
         let range = self.cfg.block_ranges_period.as_millis() as i64;
         let mut uploaded = 0;
         for (tenant, head, fb) in frozen {
-            // One block per aligned range.
-            let mut by_range: HashMap<i64, Vec<(Labels, Vec<Sample>)>> = HashMap::new();
-            for (labels, samples) in &fb.series {
-                let mut rest: &[Sample] = samples;
-                while let Some(first) = rest.first() {
-                    let start = first.t.div_euclid(range) * range;
-                    let n = rest.partition_point(|s| s.t < start + range);
-                    by_range
-                        .entry(start)
-                        .or_default()
-                        .push((labels.clone(), rest[..n].to_vec()));
-                    rest = &rest[n..];
-                }
-            }
-            let mut ranges: Vec<_> = by_range.into_iter().collect();
-            ranges.sort_by_key(|(s, _)| *s);
+            let ranges = split_by_range(&fb.series, range, |s: &Sample| s.t);
             for (start, series) in ranges {
-                let block = loop {
-                    match encode_block(series.clone(), start, start + range) {
-                        Ok(b) => break b,
-                        Err(e) => {
-                            tracing::error!(tenant, error = %e, "encoding block failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                    }
-                };
-                let mut backoff = Duration::from_millis(500);
-                loop {
-                    match upload_block(catalog.reader().store().as_ref(), &tenant, &block).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            metrics::BLOCK_UPLOAD_FAILURES.inc();
-                            tracing::warn!(tenant, ulid = %block.meta.ulid, error = %e,
-                                retry_in_ms = backoff.as_millis() as u64,
-                                "block upload failed; the data stays in the head and WAL, retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
-                        }
-                    }
-                }
+                let block = encode_with_retry(&tenant, || {
+                    encode_block(series.clone(), start, start + range)
+                })
+                .await;
+                upload_with_retry(&tenant, &block.meta.ulid, || {
+                    upload_block(catalog.reader().store().as_ref(), &tenant, &block)
+                })
+                .await;
                 tracing::info!(tenant, ulid = %block.meta.ulid, min_time = block.meta.min_time,
                     series = block.meta.stats.num_series, samples = block.meta.stats.num_samples,
                     bytes = block.meta.stats.num_bytes, "block uploaded");
@@ -671,26 +635,21 @@ impl Ingester {
     pub async fn run_cutter(
         self: Arc<Self>,
         catalog: Arc<BlockCatalog>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(self.cfg.head_compaction_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        every(self.cfg.head_compaction_interval, shutdown, || async {
             // The head's own clock, never ahead of the wall clock (samples
             // may be up to the creation grace period in the future).
             let head_now = self.head_max_t.load(Ordering::Relaxed).min(now_ms());
             if head_now == i64::MIN {
-                continue;
+                return;
             }
             let boundary = self.cut_boundary(head_now);
             if let Err(e) = self.cut_and_upload(boundary, &catalog).await {
                 tracing::error!(error = %e, "cutting head into blocks failed; will retry");
             }
-        }
+        })
+        .await
     }
 
     /// Graceful stop: refuses new writes, syncs the WAL and, when
@@ -708,6 +667,114 @@ impl Ingester {
     /// Configuration in effect.
     pub fn config(&self) -> &TsdbConfig {
         &self.cfg
+    }
+}
+
+/// WAL options from the configuration, checking the values.
+fn wal_options(cfg: &TsdbConfig) -> Result<WalOptions, IngesterError> {
+    let fsync = match cfg.wal_fsync.as_str() {
+        "always" => FsyncPolicy::Always,
+        "interval" => FsyncPolicy::Interval(cfg.wal_fsync_interval),
+        "never" => FsyncPolicy::Never,
+        other => {
+            return Err(IngesterError::Config(format!(
+                "-blocks-storage.tsdb.wal-fsync must be always, interval or never, not {other:?}"
+            )));
+        }
+    };
+    if cfg.block_ranges_period < Duration::from_millis(100) {
+        return Err(IngesterError::Config(
+            "-blocks-storage.tsdb.block-ranges-period must be at least 100ms".into(),
+        ));
+    }
+    Ok(WalOptions {
+        segment_size: cfg.wal_segment_size_bytes,
+        fsync,
+    })
+}
+
+/// Calls `tick` every `interval` (skipping missed ticks) until `shutdown` fires.
+async fn every<F, Fut>(
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        tick().await;
+    }
+}
+
+/// Groups each series' time-ordered items by the aligned `range` window
+/// they fall in: one group per window start, oldest first (one block each).
+#[allow(clippy::type_complexity)]
+fn split_by_range<T: Clone>(
+    series: &[(Labels, Vec<T>)],
+    range: i64,
+    ts: impl Fn(&T) -> i64,
+) -> Vec<(i64, Vec<(Labels, Vec<T>)>)> {
+    let mut by_range: HashMap<i64, Vec<(Labels, Vec<T>)>> = HashMap::new();
+    for (labels, items) in series {
+        let mut rest: &[T] = items;
+        while let Some(first) = rest.first() {
+            let start = ts(first).div_euclid(range) * range;
+            let n = rest.partition_point(|x| ts(x) < start + range);
+            by_range
+                .entry(start)
+                .or_default()
+                .push((labels.clone(), rest[..n].to_vec()));
+            rest = &rest[n..];
+        }
+    }
+    let mut ranges: Vec<_> = by_range.into_iter().collect();
+    ranges.sort_by_key(|(s, _)| *s);
+    ranges
+}
+
+/// Encodes a block, retrying on failure: the data stays in the head meanwhile.
+async fn encode_with_retry<B>(
+    tenant: &str,
+    mut encode: impl FnMut() -> Result<B, strata_storage::StorageError>,
+) -> B {
+    loop {
+        match encode() {
+            Ok(b) => return b,
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "encoding block failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Retries `upload` with capped exponential backoff until it succeeds: the
+/// data stays in the head and the WAL meanwhile, so nothing is dropped.
+async fn upload_with_retry<F, Fut>(tenant: &str, ulid: &str, mut upload: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), strata_storage::StorageError>>,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match upload().await {
+            Ok(()) => return,
+            Err(e) => {
+                metrics::BLOCK_UPLOAD_FAILURES.inc();
+                tracing::warn!(tenant, ulid, error = %e,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "block upload failed; the data stays in the head and WAL, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
     }
 }
 
@@ -744,6 +811,9 @@ fn replay_record(
                 };
                 refs.insert(r, s);
             }
+        }
+        walrec::Record::LogEntries { tenant, .. } => {
+            tracing::warn!(tenant, "log entries in the metrics WAL; skipped");
         }
         walrec::Record::Samples(entries) => {
             for (r, samples) in entries {

@@ -55,6 +55,36 @@ pub(crate) static BLOCK_UPLOAD_FAILURES: LazyLock<IntCounter> = counter!(
     "Block upload attempts that failed and will be retried."
 );
 
+pub(crate) static LOG_ENTRIES_APPENDED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_log_entries_appended_total",
+    "Log entries appended to the log head after being written to the log WAL."
+);
+pub(crate) static LOG_BYTES_APPENDED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_log_appended_bytes_total",
+    "Bytes of log lines appended to the log head."
+);
+pub(crate) static LOG_ENTRIES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ingester_log_entries_rejected_total",
+            "Log entries the ingester refused, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static LOG_STREAMS: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "strata_ingester_log_streams",
+        "Log streams in the in-memory log head.",
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static LOG_BLOCKS_UPLOADED: LazyLock<IntCounter> = counter!(
+    "strata_ingester_log_blocks_uploaded_total",
+    "Log blocks cut from the log head and uploaded to the object store."
+);
+
 /// Registers the ingester's metrics with `registry`.
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(SAMPLES_APPENDED.clone()))?;
@@ -65,5 +95,10 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(BLOCKS_UPLOADED.clone()))?;
     registry.register(Box::new(BLOCK_BYTES_UPLOADED.clone()))?;
     registry.register(Box::new(BLOCK_UPLOAD_FAILURES.clone()))?;
+    registry.register(Box::new(LOG_ENTRIES_APPENDED.clone()))?;
+    registry.register(Box::new(LOG_BYTES_APPENDED.clone()))?;
+    registry.register(Box::new(LOG_ENTRIES_REJECTED.clone()))?;
+    registry.register(Box::new(LOG_STREAMS.clone()))?;
+    registry.register(Box::new(LOG_BLOCKS_UPLOADED.clone()))?;
     Ok(())
 }

@@ -5,11 +5,17 @@
 //! written after a WAL segment rotation; a *samples* record carries
 //! `(ref, timestamp, value)` triples grouped by ref. Refs are unique per
 //! ingester across tenants, so sample records need no tenant.
+//!
+//! The log WAL has one self-contained record kind: a tenant's pushed streams
+//! with their labels and entries (log lines dwarf their labels, so refs
+//! would save little).
 
+use strata_model::logs::LogEntry;
 use strata_model::{Label, Labels, Sample};
 
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
+const KIND_LOG_ENTRIES: u8 = 3;
 
 /// A decoded WAL record.
 #[derive(Debug, PartialEq)]
@@ -19,6 +25,10 @@ pub enum Record {
         series: Vec<(u64, Labels)>,
     },
     Samples(Vec<(u64, Vec<Sample>)>),
+    LogEntries {
+        tenant: String,
+        streams: Vec<(Labels, Vec<LogEntry>)>,
+    },
 }
 
 fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
@@ -49,11 +59,7 @@ pub fn encode_series<'a>(
     put_uvarint(buf, series.len() as u64);
     for (r, labels) in series {
         put_uvarint(buf, r);
-        put_uvarint(buf, labels.len() as u64);
-        for l in labels {
-            put_str(buf, &l.name);
-            put_str(buf, &l.value);
-        }
+        put_labels(buf, labels);
     }
 }
 
@@ -72,6 +78,36 @@ pub fn encode_samples<'a>(
             put_varint(buf, s.t.wrapping_sub(prev));
             prev = s.t;
             buf.extend_from_slice(&s.v.to_bits().to_le_bytes());
+        }
+    }
+}
+
+fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(buf, labels.len() as u64);
+    for l in labels {
+        put_str(buf, &l.name);
+        put_str(buf, &l.value);
+    }
+}
+
+/// Encodes a log-entries record; entries are time-ordered per stream.
+pub fn encode_log_entries<'a>(
+    buf: &mut Vec<u8>,
+    tenant: &str,
+    streams: impl ExactSizeIterator<Item = (&'a Labels, &'a [LogEntry])>,
+) {
+    buf.push(KIND_LOG_ENTRIES);
+    put_str(buf, tenant);
+    put_uvarint(buf, streams.len() as u64);
+    for (labels, entries) in streams {
+        put_labels(buf, labels);
+        put_uvarint(buf, entries.len() as u64);
+        let mut prev = 0i64;
+        for e in entries {
+            put_varint(buf, e.ts.wrapping_sub(prev));
+            prev = e.ts;
+            put_str(buf, &e.line);
+            put_labels(buf, &e.metadata);
         }
     }
 }
@@ -123,6 +159,17 @@ impl Cursor<'_> {
         String::from_utf8(b.to_vec()).map_err(|_| RecordError("string is not UTF-8"))
     }
 
+    fn labels(&mut self) -> Result<Labels, RecordError> {
+        let nl = self.count()?;
+        let mut labels = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            let name = self.string()?;
+            let value = self.string()?;
+            labels.push(Label { name, value });
+        }
+        Ok(Labels::from_sorted(labels))
+    }
+
     fn count(&mut self) -> Result<usize, RecordError> {
         let n = self.uvarint()? as usize;
         // Every element takes at least one byte: bound allocations by input size.
@@ -144,14 +191,7 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             let mut series = Vec::with_capacity(n);
             for _ in 0..n {
                 let r = c.uvarint()?;
-                let nl = c.count()?;
-                let mut labels = Vec::with_capacity(nl);
-                for _ in 0..nl {
-                    let name = c.string()?;
-                    let value = c.string()?;
-                    labels.push(Label { name, value });
-                }
-                series.push((r, Labels::from_sorted(labels)));
+                series.push((r, c.labels()?));
             }
             Ok(Record::Series { tenant, series })
         }
@@ -176,6 +216,25 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
                 out.push((r, samples));
             }
             Ok(Record::Samples(out))
+        }
+        KIND_LOG_ENTRIES => {
+            let tenant = c.string()?;
+            let n = c.count()?;
+            let mut streams = Vec::with_capacity(n);
+            for _ in 0..n {
+                let labels = c.labels()?;
+                let ne = c.count()?;
+                let mut entries = Vec::with_capacity(ne);
+                let mut ts = 0i64;
+                for _ in 0..ne {
+                    ts = ts.wrapping_add(c.varint()?);
+                    let line = c.string()?;
+                    let metadata = c.labels()?;
+                    entries.push(LogEntry { ts, line, metadata });
+                }
+                streams.push((labels, entries));
+            }
+            Ok(Record::LogEntries { tenant, streams })
         }
         _ => Err(RecordError("unknown record kind")),
     }
@@ -207,6 +266,32 @@ mod tests {
         buf.clear();
         encode_samples(&mut buf, [(7u64, s.as_slice())].into_iter());
         assert_eq!(decode(&buf).unwrap(), Record::Samples(vec![(7, s)]));
+    }
+
+    #[test]
+    fn log_entries_roundtrip() {
+        let l = Labels::from_pairs([("app", "api")]);
+        let entries = vec![
+            LogEntry {
+                ts: 1_700_000_000_000_000_001,
+                line: "GET /x took 12ms".into(),
+                metadata: Labels::from_pairs([("trace_id", "abc")]),
+            },
+            LogEntry {
+                ts: 1_700_000_000_000_000_001,
+                line: String::new(),
+                metadata: Labels::default(),
+            },
+        ];
+        let mut buf = Vec::new();
+        encode_log_entries(&mut buf, "t", [(&l, entries.as_slice())].into_iter());
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::LogEntries {
+                tenant: "t".into(),
+                streams: vec![(l, entries)]
+            }
+        );
     }
 
     #[test]

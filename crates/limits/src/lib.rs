@@ -49,6 +49,21 @@ pub struct Limits {
     /// Longest time range (end - start) of one range query (0: unlimited).
     #[serde(with = "humantime_serde")]
     pub max_total_query_length: Duration,
+    /// Log bytes per second the tenant may push, in MiB (0: unlimited), as Loki's `ingestion_rate_mb`.
+    pub ingestion_rate_mb: f64,
+    /// Log bytes the tenant may push at once above the rate, in MiB.
+    pub ingestion_burst_size_mb: f64,
+    /// Longest log line accepted, in bytes (0: unlimited).
+    pub max_line_size: usize,
+    /// Most active log streams in the tenant's head (0: unlimited).
+    pub max_global_streams_per_user: usize,
+    /// Refuse log entries older than `reject_old_samples_max_age`.
+    pub reject_old_samples: bool,
+    /// How old a log entry may be when `reject_old_samples` is on.
+    #[serde(with = "humantime_serde")]
+    pub reject_old_samples_max_age: Duration,
+    /// Most log entries one query may return.
+    pub max_entries_limit_per_query: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +78,13 @@ impl Default for Limits {
             max_global_series_per_user: 0,
             out_of_order_time_window: Duration::ZERO,
             max_total_query_length: Duration::ZERO,
+            ingestion_rate_mb: 4.0,
+            ingestion_burst_size_mb: 6.0,
+            max_line_size: 256 * 1024,
+            max_global_streams_per_user: 5000,
+            reject_old_samples: true,
+            reject_old_samples_max_age: Duration::from_secs(7 * 24 * 3600),
+            max_entries_limit_per_query: 5000,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! Label matchers are promql-parser's [`Matcher`], so a selector parsed from
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
+pub mod logs;
+
 use std::fmt;
 use std::hash::Hash;
 

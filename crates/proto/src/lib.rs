@@ -4,3 +4,8 @@
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
+
+/// Loki's push API messages (`logproto.PushRequest` and friends).
+pub mod loki {
+    include!(concat!(env!("OUT_DIR"), "/logproto.rs"));
+}

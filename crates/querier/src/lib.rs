@@ -4,6 +4,8 @@
 //! set and identical samples de-duplicated, so the hand-over from head to
 //! block (and a block re-cut after a crash) shows neither gaps nor doubles.
 
+pub mod logs;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
@@ -58,6 +60,20 @@ impl Queryable for TenantView<'_> {
             .select(self.tenant, matchers, min_t, max_t)
             .await
     }
+}
+
+/// Sorted distinct label names of `sets`.
+pub(crate) fn names_of<'a>(sets: impl Iterator<Item = &'a Labels>) -> Vec<String> {
+    let names: BTreeSet<&str> = sets
+        .flat_map(|l| l.iter().map(|l| l.name.as_str()))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Sorted distinct values of label `name` in `sets`.
+pub(crate) fn values_of<'a>(sets: impl Iterator<Item = &'a Labels>, name: &str) -> Vec<String> {
+    let values: BTreeSet<&str> = sets.filter_map(|l| l.get(name)).collect();
+    values.into_iter().map(str::to_string).collect()
 }
 
 fn storage_err(e: impl std::fmt::Display) -> EngineError {
@@ -183,11 +199,7 @@ impl Querier {
             alternatives.to_vec()
         };
         let series = self.series(tenant, &alts, min_t, max_t).await?;
-        let names: BTreeSet<String> = series
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()))
-            .collect();
-        Ok(names.into_iter().collect())
+        Ok(names_of(series.iter()))
     }
 
     /// Sorted values of label `name` among matching series.
@@ -211,11 +223,7 @@ impl Querier {
             }
         }
         let series = self.series(tenant, &alts, min_t, max_t).await?;
-        let values: BTreeSet<String> = series
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        Ok(values.into_iter().collect())
+        Ok(values_of(series.iter(), name))
     }
 
     /// Runs an instant query.

@@ -26,12 +26,30 @@ pub struct Config {
     pub multitenancy_enabled: bool,
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
+    pub ingester: IngesterConfig,
     /// Limits every tenant gets unless the runtime config overrides them.
     pub limits: Limits,
     pub runtime_config: RuntimeConfigConfig,
     pub blocks_storage: BlocksStorageConfig,
     pub querier: QuerierConfig,
     pub ruler: strata_ruler::RulerConfig,
+}
+
+/// Ingester settings beyond the TSDB block, as Loki names them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IngesterConfig {
+    /// Log entries of a stream are accepted up to half of this behind its newest entry.
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub max_chunk_age: Duration,
+}
+
+impl Default for IngesterConfig {
+    fn default() -> Self {
+        Self {
+            max_chunk_age: Duration::from_secs(2 * 3600),
+        }
+    }
 }
 
 /// HTTP/gRPC listeners and logging.
@@ -158,6 +176,7 @@ flags! {
     "log.level" => "server.log_level": "Log level: debug, info, warn, error.",
     "log.format" => "server.log_format": "Log format: logfmt or json.",
     "distributor.max-recv-msg-size" => "distributor.max_recv_msg_size": "Largest remote-write request body (compressed or not) in bytes; larger gets 413.",
+    "ingester.max-chunk-age" => "ingester.max_chunk_age": "Log entries are accepted up to half of this behind their stream's newest entry (Loki's unordered-writes window).",
     "validation.max-length-label-name" => "limits.max_label_name_length": "Longest label name accepted.",
     "validation.max-length-label-value" => "limits.max_label_value_length": "Longest label value accepted.",
     "validation.max-label-names-per-series" => "limits.max_label_names_per_series": "Most labels a series may have.",
@@ -167,6 +186,13 @@ flags! {
     "distributor.ingestion-burst-size" => "limits.ingestion_burst_size": "Samples a tenant may push at once above its ingestion rate.",
     "ingester.max-global-series-per-user" => "limits.max_global_series_per_user": "Most active series per tenant (0: unlimited); samples of new series beyond it are rejected.",
     "query-frontend.max-total-query-length" => "limits.max_total_query_length": "Longest time range of one range query (0: unlimited).",
+    "distributor.ingestion-rate-limit-mb" => "limits.ingestion_rate_mb": "Log bytes per second a tenant may push, in MiB (0: unlimited); over it, pushes get 429.",
+    "distributor.ingestion-burst-size-mb" => "limits.ingestion_burst_size_mb": "Log bytes a tenant may push at once above its rate, in MiB.",
+    "distributor.max-line-size" => "limits.max_line_size": "Longest log line accepted, in bytes (0: unlimited); longer lines get 400.",
+    "ingester.max-global-streams-per-user" => "limits.max_global_streams_per_user": "Most active log streams per tenant (0: unlimited); entries of new streams beyond it get 429.",
+    "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
+    "validation.reject-old-samples.max-age" => "limits.reject_old_samples_max_age": "Oldest log entry accepted when -validation.reject-old-samples is on.",
+    "validation.max-entries-limit" => "limits.max_entries_limit_per_query": "Most log entries one query may return.",
     "runtime-config.file" => "runtime_config.file": "YAML file of per-tenant limit overrides (`overrides: {<tenant>: {<limit>: <value>}}`), re-read periodically.",
     "runtime-config.reload-period" => "runtime_config.period": "How often the runtime config file is re-read.",
     "ruler.alertmanager-url" => "ruler.alertmanager_url": "Comma-separated Alertmanager URLs alerts are sent to (`/api/v2/alerts`); empty sends none.",
@@ -299,7 +325,7 @@ fn merge(dst: &mut Yaml, src: Yaml, prefix: &str, file: &str) -> Result<(), Conf
 
 fn build_cli(defaults: &Yaml) -> clap::Command {
     let mut cmd = clap::Command::new("strata")
-        .about("Strata: horizontally scalable storage for Prometheus metrics, queried with PromQL.\n\nFlags take one or two dashes: -server.http-listen-port=9009 or --server.http-listen-port=9009.")
+        .about("Strata: horizontally scalable storage for Prometheus metrics and Loki logs, queried with PromQL and LogQL.\n\nFlags take one or two dashes: -server.http-listen-port=9009 or --server.http-listen-port=9009.")
         .disable_version_flag(true)
         .arg(
             clap::Arg::new("config.file")
@@ -406,6 +432,7 @@ impl Default for Config {
             multitenancy_enabled: false,
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
+            ingester: IngesterConfig::default(),
             limits: Limits::default(),
             runtime_config: RuntimeConfigConfig::default(),
             blocks_storage: BlocksStorageConfig::default(),

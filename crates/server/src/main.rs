@@ -13,9 +13,11 @@ use prometheus::Registry;
 use strata_api::AppState;
 use strata_distributor::Distributor;
 use strata_ingester::Ingester;
+use strata_ingester::logs::LogIngester;
 use strata_promql::{Engine, EngineOptions};
 use strata_querier::Querier;
-use strata_storage::{BlockCatalog, BlockReader, build_store};
+use strata_querier::logs::LogQuerier;
+use strata_storage::{BlockCatalog, BlockReader, Signal, build_store};
 
 // The write path allocates many small label strings per request on many
 // threads; glibc malloc spent ~45% of ingest CPU in a profile
@@ -103,14 +105,34 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let store = build_store(&cfg.blocks_storage.store)?;
     let reader = Arc::new(BlockReader::new(store.clone()));
     let catalog = Arc::new(BlockCatalog::new(
+        reader.clone(),
+        Signal::Metrics,
+        cfg.blocks_storage.bucket_store.sync_interval,
+    ));
+    let log_catalog = Arc::new(BlockCatalog::new(
         reader,
+        Signal::Logs,
         cfg.blocks_storage.bucket_store.sync_interval,
     ));
     let mut tsdb = cfg.blocks_storage.tsdb.clone();
     tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
+    let log_tsdb = tsdb.clone();
+    let max_chunk_age = cfg.ingester.max_chunk_age;
     let ingester = Arc::new(tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??);
+    let log_ingester = Arc::new(
+        tokio::task::spawn_blocking(move || LogIngester::open(&log_tsdb, max_chunk_age)).await??,
+    );
 
-    let distributor = Arc::new(Distributor::new(overrides.clone(), ingester.clone()));
+    let distributor = Arc::new(Distributor::new(
+        overrides.clone(),
+        ingester.clone(),
+        log_ingester.clone(),
+    ));
+    let log_querier = Arc::new(LogQuerier::new(
+        log_ingester.clone(),
+        log_catalog.clone(),
+        overrides.clone(),
+    ));
     let engine = Engine::new(EngineOptions {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
@@ -135,6 +157,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ruler: Some(ruler.clone()),
         distributor,
         querier,
+        log_querier,
         registry,
         multitenancy_enabled: cfg.multitenancy_enabled,
         max_recv_msg_size: cfg.distributor.max_recv_msg_size,
@@ -154,6 +177,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ingester
             .clone()
             .run_cutter(catalog.clone(), shutdown_rx.clone()),
+    );
+    let log_cutter = tokio::spawn(
+        log_ingester
+            .clone()
+            .run_cutter(log_catalog.clone(), shutdown_rx.clone()),
     );
     tokio::spawn(ruler.run(shutdown_rx));
 
@@ -184,8 +212,13 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     ready.store(false, Ordering::Release);
     let _ = shutdown_tx.send(true);
     let _ = cutter.await;
+    let _ = log_cutter.await;
     let grace = cfg.server.graceful_shutdown_timeout;
-    match tokio::time::timeout(grace, ingester.shutdown(&catalog)).await {
+    let flush = async {
+        ingester.shutdown(&catalog).await?;
+        log_ingester.shutdown(&log_catalog).await
+    };
+    match tokio::time::timeout(grace, flush).await {
         Ok(r) => r?,
         Err(_) => tracing::warn!("head flush did not finish in time; the WAL keeps the data"),
     }

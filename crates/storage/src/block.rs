@@ -70,14 +70,31 @@ pub struct BlockCompaction {
     pub sources: Vec<String>,
 }
 
-/// Object-store directory of a tenant's metric blocks.
-pub fn metrics_prefix(tenant: &str) -> ObjectPath {
-    ObjectPath::from(format!("{tenant}/metrics"))
+/// The two kinds of data Strata stores, each in its own blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    /// Directory name under the tenant.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+/// Object-store directory of a tenant's blocks of one signal.
+pub fn signal_prefix(signal: Signal, tenant: &str) -> ObjectPath {
+    ObjectPath::from(format!("{tenant}/{}", signal.dir()))
 }
 
 /// Object-store path of one file of a block.
-pub fn block_file(tenant: &str, ulid: &str, file: &str) -> ObjectPath {
-    ObjectPath::from(format!("{tenant}/metrics/{ulid}/{file}"))
+pub fn block_file(signal: Signal, tenant: &str, ulid: &str, file: &str) -> ObjectPath {
+    ObjectPath::from(format!("{tenant}/{}/{ulid}/{file}", signal.dir()))
 }
 
 fn writer_props(row_group_rows: usize) -> WriterProperties {
@@ -88,7 +105,10 @@ fn writer_props(row_group_rows: usize) -> WriterProperties {
         .build()
 }
 
-fn encode_parquet(batch: &RecordBatch, row_group_rows: usize) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode_parquet(
+    batch: &RecordBatch,
+    row_group_rows: usize,
+) -> Result<Vec<u8>, StorageError> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props(row_group_rows)))?;
     w.write(batch)?;
@@ -113,41 +133,16 @@ pub fn encode_block(
     series.retain(|(_, s)| !s.is_empty());
     series.sort_by(|a, b| a.0.cmp_metric_first(&b.0));
 
-    let mut names: Vec<&str> = series
-        .iter()
-        .flat_map(|(l, _)| l.iter().map(|l| l.name.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-
+    let (label_fields, label_columns) = label_columns(series.iter().map(|(l, _)| l));
     let mut fields = vec![Field::new("series_id", DataType::UInt32, false)];
-    let mut builders: Vec<StringBuilder> = Vec::with_capacity(names.len());
-    for n in &names {
-        fields.push(Field::new(
-            format!("{LABEL_COLUMN_PREFIX}{n}"),
-            DataType::Utf8,
-            true,
-        ));
-        builders.push(StringBuilder::new());
-    }
+    fields.extend(label_fields);
     let mut ids = Vec::with_capacity(series.len());
     let (mut c_ids, mut c_min, mut c_max, mut c_num) = (vec![], vec![], vec![], vec![]);
     let mut c_data = BinaryBuilder::new();
     let mut stats = BlockStats::default();
-    for (i, (labels, samples)) in series.iter().enumerate() {
+    for (i, (_, samples)) in series.iter().enumerate() {
         let id = i as u32;
         ids.push(id);
-        // Label names are sorted in both the set and `names`: one merge pass.
-        let mut it = labels.iter().peekable();
-        for (col, name) in names.iter().enumerate() {
-            match it.peek() {
-                Some(l) if l.name == *name => {
-                    builders[col].append_value(&l.value);
-                    it.next();
-                }
-                _ => builders[col].append_null(),
-            }
-        }
         for part in samples.chunks(SAMPLES_PER_CHUNK) {
             let data = crate::codec::encode(part)?;
             c_ids.push(id);
@@ -162,11 +157,7 @@ pub fn encode_block(
     stats.num_series = series.len() as u64;
 
     let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from(ids))];
-    columns.extend(
-        builders
-            .into_iter()
-            .map(|mut b| Arc::new(b.finish()) as ArrayRef),
-    );
+    columns.extend(label_columns);
     let series_batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     let chunk_schema = Arc::new(Schema::new(vec![
         Field::new("series_id", DataType::UInt32, false),
@@ -207,6 +198,42 @@ pub fn encode_block(
     })
 }
 
+/// One nullable `l_<name>` string column per label name of `sets`, in row
+/// order: the label layout of `series.parquet` and `streams.parquet`.
+pub(crate) fn label_columns<'a>(
+    sets: impl Iterator<Item = &'a Labels> + Clone,
+) -> (Vec<Field>, Vec<ArrayRef>) {
+    let mut names: Vec<&str> = sets
+        .clone()
+        .flat_map(|l| l.iter().map(|l| l.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut builders: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
+    for labels in sets {
+        // Label names are sorted in both the set and `names`: one merge pass.
+        let mut it = labels.iter().peekable();
+        for (col, name) in names.iter().enumerate() {
+            match it.peek() {
+                Some(l) if l.name == *name => {
+                    builders[col].append_value(&l.value);
+                    it.next();
+                }
+                _ => builders[col].append_null(),
+            }
+        }
+    }
+    let fields = names
+        .iter()
+        .map(|n| Field::new(format!("{LABEL_COLUMN_PREFIX}{n}"), DataType::Utf8, true))
+        .collect();
+    let columns = builders
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    (fields, columns)
+}
+
 /// Uploads a block: data files first, `meta.json` last, so a reader never
 /// sees a block whose files are not all there.
 pub async fn upload_block(
@@ -214,45 +241,58 @@ pub async fn upload_block(
     tenant: &str,
     block: &EncodedBlock,
 ) -> Result<(), StorageError> {
-    let ulid = &block.meta.ulid;
-    for (file, data) in [
-        ("chunks.parquet", &block.chunks_parquet),
-        ("series.parquet", &block.series_parquet),
-    ] {
-        let path = block_file(tenant, ulid, file);
+    upload_files(
+        store,
+        Signal::Metrics,
+        tenant,
+        &block.meta,
+        [
+            ("chunks.parquet", &block.chunks_parquet),
+            ("series.parquet", &block.series_parquet),
+        ],
+    )
+    .await
+}
+
+/// Puts a block's data files, then its `meta.json`.
+pub(crate) async fn upload_files(
+    store: &dyn ObjectStore,
+    signal: Signal,
+    tenant: &str,
+    meta: &BlockMeta,
+    files: [(&str, &Vec<u8>); 2],
+) -> Result<(), StorageError> {
+    for (file, data) in files {
+        let path = block_file(signal, tenant, &meta.ulid, file);
         store
             .put(&path, PutPayload::from(Bytes::from(data.clone())))
             .await
             .map_err(|e| StorageError::object(&path, e))?;
     }
-    let meta = serde_json::to_vec_pretty(&block.meta)?;
-    let path = block_file(tenant, ulid, "meta.json");
+    let json = serde_json::to_vec_pretty(meta)?;
+    let path = block_file(signal, tenant, &meta.ulid, "meta.json");
     store
-        .put(&path, PutPayload::from(Bytes::from(meta)))
+        .put(&path, PutPayload::from(Bytes::from(json)))
         .await
         .map_err(|e| StorageError::object(&path, e))?;
     Ok(())
 }
 
-/// Reads the label set of every row of a `series.parquet` batch.
-pub fn batch_labels(batch: &RecordBatch) -> Result<Vec<(u32, Labels)>, StorageError> {
+/// Reads the id (column `id_column`) and label set of every row of a
+/// `series.parquet` or `streams.parquet` batch.
+pub fn batch_labels(
+    batch: &RecordBatch,
+    id_column: &str,
+) -> Result<Vec<(u32, Labels)>, StorageError> {
     let schema = batch.schema();
     let ids = batch
-        .column_by_name("series_id")
+        .column_by_name(id_column)
         .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
-        .ok_or(StorageError::Format(
-            "series_id column missing or not UInt32",
-        ))?;
+        .ok_or(StorageError::Format("id column missing or not UInt32"))?;
     let mut label_cols: Vec<(&str, StrCol<'_>)> = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
         if let Some(name) = f.name().strip_prefix(LABEL_COLUMN_PREFIX) {
-            let col = batch.column(i);
-            let c = match col.data_type() {
-                DataType::Utf8 => StrCol::Utf8(col.as_string::<i32>()),
-                DataType::Utf8View => StrCol::View(col.as_string_view()),
-                _ => return Err(StorageError::Format("label column is not a string column")),
-            };
-            label_cols.push((name, c));
+            label_cols.push((name, StrCol::new(batch.column(i))?));
         }
     }
     label_cols.sort_by(|a, b| a.0.cmp(b.0));
@@ -303,13 +343,22 @@ pub fn batch_chunks(
 }
 
 /// A string column as Parquet decoding hands it out (plain or view layout).
-enum StrCol<'a> {
+pub(crate) enum StrCol<'a> {
     Utf8(&'a StringArray),
     View(&'a StringViewArray),
 }
 
-impl StrCol<'_> {
-    fn get(&self, row: usize) -> Option<&str> {
+impl<'a> StrCol<'a> {
+    /// Views a string column of either layout.
+    pub(crate) fn new(col: &'a ArrayRef) -> Result<Self, StorageError> {
+        match col.data_type() {
+            DataType::Utf8 => Ok(StrCol::Utf8(col.as_string::<i32>())),
+            DataType::Utf8View => Ok(StrCol::View(col.as_string_view())),
+            _ => Err(StorageError::Format("expected a string column")),
+        }
+    }
+
+    pub(crate) fn get(&self, row: usize) -> Option<&str> {
         match self {
             StrCol::Utf8(a) => a.is_valid(row).then(|| a.value(row)),
             StrCol::View(a) => a.is_valid(row).then(|| a.value(row)),

@@ -1,14 +1,16 @@
 //! Strata's storage format and object-store access: compressed chunks,
-//! Parquet metric blocks, the object-store backends, and DataFusion scans that
+//! Parquet metric and log blocks, the object-store backends, and DataFusion scans that
 //! read blocks with label-matcher and time-range filters pushed down.
 
 pub mod block;
 pub mod chunk;
 pub mod codec;
+pub mod logblock;
 pub mod reader;
 pub mod store;
 
-pub use block::{BlockMeta, EncodedBlock, encode_block, upload_block};
+pub use block::{BlockMeta, EncodedBlock, Signal, encode_block, upload_block};
+pub use logblock::{EncodedLogBlock, encode_log_block, upload_log_block};
 pub use reader::{BlockCatalog, BlockReader};
 pub use store::{StoreConfig, build_store};
 

@@ -23,7 +23,10 @@ use strata_model::{MatchOp, Matcher, Sample, SeriesSamples, merge_samples};
 use tokio::sync::RwLock;
 
 use crate::StorageError;
-use crate::block::{self, BlockMeta, LABEL_COLUMN_PREFIX};
+use crate::block::{self, BlockMeta, LABEL_COLUMN_PREFIX, Signal};
+use crate::logblock;
+use datafusion::logical_expr::expr::Like;
+use strata_model::logs::{Direction, LineFilter, LogStream};
 
 const STORE_URL: &str = "strata://blocks/";
 
@@ -51,21 +54,51 @@ impl BlockReader {
         &self.store
     }
 
-    fn url(tenant: &str, ulid: &str, file: &str) -> String {
-        format!("{STORE_URL}{}", block::block_file(tenant, ulid, file))
+    fn url(signal: Signal, tenant: &str, ulid: &str, file: &str) -> String {
+        format!(
+            "{STORE_URL}{}",
+            block::block_file(signal, tenant, ulid, file)
+        )
     }
 
-    /// Series of one block whose labels satisfy all `matchers`, with their ids.
+    /// Series of one metric block whose labels satisfy all `matchers`, with their ids.
     pub async fn select_series(
         &self,
         tenant: &str,
         meta: &BlockMeta,
         matchers: &[Matcher],
     ) -> Result<Vec<(u32, strata_model::Labels)>, StorageError> {
+        self.select_labelled(Signal::Metrics, tenant, meta, matchers)
+            .await
+    }
+
+    /// Streams of one log block whose labels satisfy all `matchers`, with their ids.
+    pub async fn select_streams(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(u32, strata_model::Labels)>, StorageError> {
+        self.select_labelled(Signal::Logs, tenant, meta, matchers)
+            .await
+    }
+
+    /// Rows of `series.parquet` / `streams.parquet` matching `matchers`.
+    async fn select_labelled(
+        &self,
+        signal: Signal,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(u32, strata_model::Labels)>, StorageError> {
+        let (file, id_column) = match signal {
+            Signal::Metrics => ("series.parquet", "series_id"),
+            Signal::Logs => ("streams.parquet", "stream_id"),
+        };
         let df = self
             .ctx
             .read_parquet(
-                Self::url(tenant, &meta.ulid, "series.parquet"),
+                Self::url(signal, tenant, &meta.ulid, file),
                 ParquetReadOptions::default(),
             )
             .await?;
@@ -89,7 +122,7 @@ impl BlockReader {
         };
         let mut out = Vec::new();
         for batch in df.collect().await? {
-            out.extend(block::batch_labels(&batch)?);
+            out.extend(block::batch_labels(&batch, id_column)?);
         }
         Ok(out)
     }
@@ -138,7 +171,7 @@ impl BlockReader {
         let df = self
             .ctx
             .read_parquet(
-                Self::url(tenant, &meta.ulid, "chunks.parquet"),
+                Self::url(Signal::Metrics, tenant, &meta.ulid, "chunks.parquet"),
                 ParquetReadOptions::default(),
             )
             .await?
@@ -158,9 +191,93 @@ impl BlockReader {
             .collect())
     }
 
+    /// Entries in `[start_ns, end_ns)` of the log block's streams that match
+    /// `matchers` and pass every line filter. The stream ids, time range and
+    /// line filters are pushed into the Parquet scan; with a limit, DataFusion
+    /// keeps only the `n` newest (backward) or oldest (forward) entries.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn select_log_entries(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+        line_filters: &[LineFilter],
+        start_ns: i64,
+        end_ns: i64,
+        limit: Option<(usize, Direction)>,
+    ) -> Result<Vec<LogStream>, StorageError> {
+        let streams = self.select_streams(tenant, meta, matchers).await?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_id: HashMap<u32, LogStream> = streams
+            .into_iter()
+            .map(|(id, labels)| {
+                (
+                    id,
+                    LogStream {
+                        labels,
+                        entries: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let (lo, hi) = by_id
+            .keys()
+            .fold((u32::MAX, 0), |(lo, hi), &id| (lo.min(id), hi.max(id)));
+        let id_col = ident("stream_id");
+        let ts = ident("ts");
+        let mut filter = id_col
+            .clone()
+            .between(lit(lo), lit(hi))
+            .and(ts.clone().gt_eq(lit(start_ns)))
+            .and(ts.clone().lt(lit(end_ns)));
+        if (hi - lo + 1) as usize != by_id.len() {
+            filter = filter.and(id_col.in_list(by_id.keys().map(|&id| lit(id)).collect(), false));
+        }
+        for f in line_filters {
+            filter = filter.and(line_filter_expr(f, ident("line")));
+        }
+        let mut df = self
+            .ctx
+            .read_parquet(
+                Self::url(Signal::Logs, tenant, &meta.ulid, "entries.parquet"),
+                ParquetReadOptions::default(),
+            )
+            .await?
+            .filter(filter)?;
+        if let Some((n, dir)) = limit {
+            let newest_first = dir == Direction::Backward;
+            df = df
+                .sort(vec![ts.sort(!newest_first, false)])?
+                .limit(0, Some(n))?;
+        }
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            logblock::batch_entries(&batch, |id, e| {
+                if let Some(s) = by_id.get_mut(&id) {
+                    s.entries.push(e);
+                }
+            })?;
+        }
+        let mut out: Vec<LogStream> = by_id
+            .into_values()
+            .filter(|s| !s.entries.is_empty())
+            .collect();
+        for s in &mut out {
+            // Sorted within a stream in the file; a limited scan returns them by time across streams.
+            s.entries.sort_by_key(|e| e.ts);
+        }
+        Ok(out)
+    }
+
     /// Lists the complete blocks (those with `meta.json`) of a tenant.
-    pub async fn list_blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StorageError> {
-        let prefix = block::metrics_prefix(tenant);
+    pub async fn list_blocks(
+        &self,
+        signal: Signal,
+        tenant: &str,
+    ) -> Result<Vec<BlockMeta>, StorageError> {
+        let prefix = block::signal_prefix(signal, tenant);
         let listing = self
             .store
             .list_with_delimiter(Some(&prefix))
@@ -169,7 +286,7 @@ impl BlockReader {
         let mut out = Vec::new();
         for dir in listing.common_prefixes {
             let Some(ulid) = dir.filename() else { continue };
-            if let Some(meta) = self.read_meta(tenant, ulid).await? {
+            if let Some(meta) = self.read_meta(signal, tenant, ulid).await? {
                 out.push(meta);
             }
         }
@@ -180,10 +297,11 @@ impl BlockReader {
     /// Reads `meta.json` of a block; `None` when it does not exist (yet).
     pub async fn read_meta(
         &self,
+        signal: Signal,
         tenant: &str,
         ulid: &str,
     ) -> Result<Option<BlockMeta>, StorageError> {
-        let path: ObjectPath = block::block_file(tenant, ulid, "meta.json");
+        let path: ObjectPath = block::block_file(signal, tenant, ulid, "meta.json");
         match self.store.get(&path).await {
             Ok(r) => {
                 let bytes = r
@@ -232,6 +350,43 @@ fn matcher_filter(m: &Matcher, schema: &Schema) -> MatcherFilter {
     })
 }
 
+/// Translates a line filter into a filter on the `line` column. Substring
+/// filters become `LIKE '%text%'`, which Arrow runs as a vectorised search.
+fn line_filter_expr(f: &LineFilter, line: Expr) -> Expr {
+    fn like_pattern(text: &str) -> String {
+        let mut p = String::with_capacity(text.len() + 2);
+        p.push('%');
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    }
+    let like = |text: &str, negated: bool| {
+        Expr::Like(Like::new(
+            negated,
+            Box::new(line.clone()),
+            Box::new(lit(like_pattern(text))),
+            Some('\\'),
+            false,
+        ))
+    };
+    match f {
+        LineFilter::Contains(t) => like(t, false),
+        LineFilter::NotContains(t) => like(t, true),
+        LineFilter::Regex(re) => regexp_like(line, lit(re.as_str().to_string()), None),
+        LineFilter::NotRegex(re) => not(regexp_like(line, lit(re.as_str().to_string()), None)),
+        LineFilter::Any(alts) => alts
+            .iter()
+            .map(|a| line_filter_expr(a, line.clone()))
+            .reduce(Expr::or)
+            .unwrap_or(lit(false)),
+    }
+}
+
 fn overlapping(blocks: Vec<BlockMeta>, min_t: i64, max_t: i64) -> Vec<BlockMeta> {
     blocks
         .into_iter()
@@ -239,9 +394,10 @@ fn overlapping(blocks: Vec<BlockMeta>, min_t: i64, max_t: i64) -> Vec<BlockMeta>
         .collect()
 }
 
-/// Each tenant's complete blocks, as last listed or uploaded here.
+/// Each tenant's complete blocks of one signal, as last listed or uploaded here.
 pub struct BlockCatalog {
     reader: Arc<BlockReader>,
+    signal: Signal,
     sync_interval: Duration,
     tenants: RwLock<HashMap<String, TenantBlocks>>,
 }
@@ -253,9 +409,10 @@ struct TenantBlocks {
 
 impl BlockCatalog {
     /// A catalog that re-lists a tenant's blocks at most every `sync_interval`.
-    pub fn new(reader: Arc<BlockReader>, sync_interval: Duration) -> Self {
+    pub fn new(reader: Arc<BlockReader>, signal: Signal, sync_interval: Duration) -> Self {
         Self {
             reader,
+            signal,
             sync_interval,
             tenants: RwLock::new(HashMap::new()),
         }
@@ -282,7 +439,7 @@ impl BlockCatalog {
         let blocks = match fresh {
             Some(b) => b,
             None => {
-                let listed = match self.reader.list_blocks(tenant).await {
+                let listed = match self.reader.list_blocks(self.signal, tenant).await {
                     Ok(l) => l,
                     Err(e) => {
                         // Blocks are immutable: an older listing stays correct
@@ -367,9 +524,15 @@ mod tests {
         upload_block(store.as_ref(), "t1", &block).await.unwrap();
 
         let reader = BlockReader::new(store);
-        let metas = reader.list_blocks("t1").await.unwrap();
+        let metas = reader.list_blocks(Signal::Metrics, "t1").await.unwrap();
         assert_eq!(metas, vec![block.meta.clone()]);
-        assert!(reader.list_blocks("other").await.unwrap().is_empty());
+        assert!(
+            reader
+                .list_blocks(Signal::Metrics, "other")
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let up = Matcher::new(MatchOp::Equal, "__name__", "up");
         let got = reader

@@ -71,6 +71,7 @@ fn fresh_env() -> Env {
     );
     let catalog = Arc::new(BlockCatalog::new(
         Arc::new(BlockReader::new(store)),
+        strata_storage::Signal::Metrics,
         std::time::Duration::from_secs(3600),
     ));
     let querier = Querier::new(

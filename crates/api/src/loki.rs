@@ -1,0 +1,523 @@
+//! Loki's HTTP API, with Loki's JSON shapes, for Grafana's Loki data source
+//! and Loki push clients: `/loki/api/v1/push` (and the legacy
+//! `/api/prom/push`), `query`, `query_range`, `labels`, `label/<name>/values`,
+//! `series`, `index/stats` and `index/volume`. Errors are plain text with the
+//! status Loki uses (400 for bad queries, 429 over limits).
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use strata_distributor::logs::{PushFormat, decode_loki_push};
+use strata_logql::{Expr, QueryParams, QueryResult, QueryStats};
+use strata_model::Matcher;
+use strata_model::logs::{Direction, LogStream};
+use strata_querier::logs::LogQueryError;
+
+use crate::params::Params;
+use crate::render::{point, write_labels, write_list, write_sample, write_series, write_str};
+use crate::{Shared, status, tenant};
+
+const NS_PER_SEC: i64 = 1_000_000_000;
+/// Loki's default look-back when `start` is not given.
+const DEFAULT_SINCE_NS: i64 = 3600 * NS_PER_SEC;
+const DEFAULT_LIMIT: usize = 100;
+
+/// An error answered as plain text with its status, as Loki does.
+pub(crate) struct LokiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for LokiError {
+    fn into_response(self) -> Response {
+        (self.status, self.message).into_response()
+    }
+}
+
+fn text_error(status: StatusCode, msg: impl Into<String>) -> LokiError {
+    LokiError {
+        status,
+        message: msg.into(),
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> LokiError {
+    text_error(StatusCode::BAD_REQUEST, msg)
+}
+
+fn now_ns() -> i64 {
+    strata_ingester::now_ms().saturating_mul(1_000_000)
+}
+
+/// Loki's timestamp formats: RFC 3339, float seconds, or an integer that is
+/// seconds up to 10 digits and nanoseconds beyond.
+fn parse_loki_time(s: &str) -> Option<i64> {
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return d.timestamp_nanos_opt();
+    }
+    if s.contains('.') {
+        let f: f64 = s.parse().ok()?;
+        return f.is_finite().then_some((f * 1e9) as i64);
+    }
+    let n: i64 = s.parse().ok()?;
+    let digits = s.trim_start_matches('-').len();
+    Some(if digits <= 10 {
+        n.saturating_mul(NS_PER_SEC)
+    } else {
+        n
+    })
+}
+
+fn time_param(p: &Params, key: &str, default: i64) -> Result<i64, LokiError> {
+    match p.get(key) {
+        None => Ok(default),
+        Some(s) => parse_loki_time(s).ok_or_else(|| {
+            bad_request(format!(
+                "invalid {key} parameter: cannot parse {s:?} as a timestamp"
+            ))
+        }),
+    }
+}
+
+/// A duration parameter: a Go duration (`30s`) or float seconds.
+fn duration_param(p: &Params, key: &str) -> Result<Option<i64>, LokiError> {
+    let Some(s) = p.get(key) else {
+        return Ok(None);
+    };
+    if let Ok(f) = s.parse::<f64>() {
+        if f.is_finite() && f > 0.0 {
+            return Ok(Some((f * 1e9) as i64));
+        }
+    } else if let Some(d) = strata_logql::parser::parse_duration(s)
+        && !d.is_zero()
+    {
+        return Ok(Some(d.as_nanos() as i64));
+    }
+    Err(bad_request(format!(
+        "invalid {key} parameter: cannot parse {s:?} as a positive duration"
+    )))
+}
+
+/// A Loki API request: the tenant and the query-string plus form parameters.
+pub(crate) struct LokiRequest {
+    state: Shared,
+    tenant: String,
+    p: Params,
+}
+
+impl FromRequest<Shared> for LokiRequest {
+    type Rejection = LokiError;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<Self, LokiError> {
+        let tenant = tenant(state, req.headers()).map_err(|(c, m)| text_error(c, m))?;
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let query = req.uri().query().map(str::to_string);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| text_error(e.status(), e.body_text()))?;
+        let p = Params::parse(query.as_deref(), if is_form { Some(&body) } else { None });
+        Ok(Self {
+            state: state.clone(),
+            tenant,
+            p,
+        })
+    }
+}
+
+impl LokiRequest {
+    fn query(&self) -> Result<String, LokiError> {
+        self.p
+            .get("query")
+            .map(str::to_string)
+            .ok_or_else(|| bad_request("query parameter is required"))
+    }
+}
+
+/// `start`/`end` with Loki's defaults (`end` = now, `start` = end - `since` or 1h).
+fn range_params(p: &Params) -> Result<(i64, i64), LokiError> {
+    let end = time_param(p, "end", now_ns())?;
+    let since = duration_param(p, "since")?.unwrap_or(DEFAULT_SINCE_NS);
+    let start = time_param(p, "start", end - since)?;
+    if end < start {
+        return Err(bad_request(
+            "invalid time range: the query's end must be after its start",
+        ));
+    }
+    Ok((start, end))
+}
+
+fn common_params(p: &Params) -> Result<(usize, Direction), LokiError> {
+    let limit = match p.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(s) => s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            bad_request(format!(
+                "invalid limit parameter {s:?}: must be a positive integer"
+            ))
+        })?,
+    };
+    let direction = match p.get("direction").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("backward") => Direction::Backward,
+        Some("forward") => Direction::Forward,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "invalid direction {other:?}: must be forward or backward"
+            )));
+        }
+    };
+    Ok((limit, direction))
+}
+
+fn query_error(e: LogQueryError) -> LokiError {
+    match &e {
+        LogQueryError::Parse(_) | LogQueryError::BadRequest(_) => bad_request(e.to_string()),
+        LogQueryError::Limit(_) => bad_request(e.to_string()),
+        LogQueryError::Internal(_) => {
+            tracing::error!(error = %e, "log query failed");
+            text_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}
+
+/// `POST /loki/api/v1/push`: 204 when everything was stored.
+pub(crate) async fn push(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let tenant = match tenant(&state, &headers) {
+        Ok(t) => t,
+        Err((c, m)) => return text_error(c, m).into_response(),
+    };
+    let header_str = |h: header::HeaderName| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let format = PushFormat::from_content_type(&header_str(header::CONTENT_TYPE));
+    let gzip = header_str(header::CONTENT_ENCODING).contains("gzip");
+    let streams = match decode_loki_push(&body, format, gzip, state.max_recv_msg_size) {
+        Ok(s) => s,
+        Err(e) => return text_error(status(e.status()), e.to_string()).into_response(),
+    };
+    match state
+        .distributor
+        .push_logs(&tenant, streams, now_ns())
+        .await
+    {
+        Ok(r) => match r.rejection_summary() {
+            None => StatusCode::NO_CONTENT.into_response(),
+            Some(msg) => text_error(status(r.rejection_status()), msg).into_response(),
+        },
+        Err(e) => {
+            if e.status() >= 500 {
+                tracing::error!(tenant, error = %e, "log push failed");
+            }
+            text_error(status(e.status()), e.to_string()).into_response()
+        }
+    }
+}
+
+/// `GET|POST /loki/api/v1/query_range`.
+pub(crate) async fn query_range(r: LokiRequest) -> Result<Response, LokiError> {
+    let query = r.query()?;
+    let (start, end) = range_params(&r.p)?;
+    let (limit, direction) = common_params(&r.p)?;
+    let default_step = ((end - start) / 250 / NS_PER_SEC).max(1) * NS_PER_SEC;
+    let step = duration_param(&r.p, "step")?.unwrap_or(default_step);
+    if (end - start) / step > 11_000 {
+        return Err(bad_request(
+            "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
+        ));
+    }
+    let interval = duration_param(&r.p, "interval")?;
+    let params = QueryParams {
+        start_ns: start,
+        end_ns: end,
+        step_ns: step,
+        limit,
+        direction,
+        instant: false,
+        max_series: 500,
+    };
+    run_query(&r, &query, &params, interval).await
+}
+
+/// `GET|POST /loki/api/v1/query`: an instant metric query.
+pub(crate) async fn query(r: LokiRequest) -> Result<Response, LokiError> {
+    let query = r.query()?;
+    let t = time_param(&r.p, "time", now_ns())?;
+    let (limit, direction) = common_params(&r.p)?;
+    if let Ok(Expr::Log(_)) = strata_logql::parse(&query) {
+        return Err(bad_request(
+            "log queries are not supported as an instant query type, please change your query to a range query type",
+        ));
+    }
+    let params = QueryParams {
+        start_ns: t,
+        end_ns: t,
+        step_ns: 0,
+        limit,
+        direction,
+        instant: true,
+        max_series: 500,
+    };
+    run_query(&r, &query, &params, None).await
+}
+
+async fn run_query(
+    r: &LokiRequest,
+    query: &str,
+    params: &QueryParams,
+    interval: Option<i64>,
+) -> Result<Response, LokiError> {
+    let started = Instant::now();
+    let (mut result, stats) = r
+        .state
+        .log_querier
+        .query(&r.tenant, query, params)
+        .await
+        .map_err(query_error)?;
+    if let (Some(iv), QueryResult::Streams(streams)) = (interval, &mut result) {
+        for s in streams.iter_mut() {
+            thin_to_interval(s, iv, params.direction);
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        render_result(&result, &stats, started.elapsed().as_secs_f64()),
+    )
+        .into_response())
+}
+
+/// Keeps entries at least `interval` apart, reading in the query's direction.
+fn thin_to_interval(s: &mut LogStream, interval: i64, dir: Direction) {
+    let mut last: Option<i64> = None;
+    s.entries.retain(|e| {
+        let keep = match last {
+            None => true,
+            Some(l) => match dir {
+                Direction::Forward => e.ts - l >= interval,
+                Direction::Backward => l - e.ts >= interval,
+            },
+        };
+        if keep {
+            last = Some(e.ts);
+        }
+        keep
+    });
+}
+
+fn render_result(r: &QueryResult, stats: &QueryStats, secs: f64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256);
+    let (kind, returned) = match r {
+        QueryResult::Streams(s) => ("streams", s.iter().map(|x| x.entries.len()).sum()),
+        QueryResult::Matrix(m) => ("matrix", m.len()),
+        QueryResult::Vector(_, v) => ("vector", v.len()),
+        QueryResult::Scalar(..) => ("scalar", 1),
+    };
+    b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
+    b.extend_from_slice(kind.as_bytes());
+    b.extend_from_slice(br#"","result":"#);
+    let ms = |ns: i64| ns.div_euclid(1_000_000);
+    match r {
+        QueryResult::Streams(streams) => write_list(&mut b, streams, |b, s| {
+            b.extend_from_slice(br#"{"stream":"#);
+            write_labels(b, &s.labels);
+            b.extend_from_slice(br#","values":"#);
+            write_list(b, &s.entries, |b, e| {
+                b.extend_from_slice(b"[\"");
+                b.extend_from_slice(e.ts.to_string().as_bytes());
+                b.extend_from_slice(b"\",");
+                write_str(b, &e.line);
+                b.push(b']');
+            });
+            b.push(b'}');
+        }),
+        QueryResult::Matrix(series) => write_list(&mut b, series, |b, s| {
+            write_series(b, &s.labels, s.points.iter().map(|&(t, v)| (ms(t), v)))
+        }),
+        QueryResult::Vector(t, v) => {
+            write_list(&mut b, v, |b, (l, x)| write_sample(b, l, ms(*t), *x))
+        }
+        QueryResult::Scalar(t, v) => point(&mut b, ms(*t), *v),
+    }
+    let per_sec = |n: usize| {
+        if secs > 0.0 {
+            (n as f64 / secs) as u64
+        } else {
+            0
+        }
+    };
+    let summary = json!({
+        "bytesProcessedPerSecond": per_sec(stats.bytes),
+        "linesProcessedPerSecond": per_sec(stats.entries),
+        "totalBytesProcessed": stats.bytes,
+        "totalLinesProcessed": stats.entries,
+        "execTime": secs,
+        "queueTime": 0,
+        "subqueries": 0,
+        "totalEntriesReturned": returned,
+        "splits": 0,
+        "shards": 0,
+    });
+    b.extend_from_slice(br#","stats":{"summary":"#);
+    b.extend_from_slice(summary.to_string().as_bytes());
+    b.extend_from_slice(b"}}}");
+    b
+}
+
+/// `{"status":"success","data":...}`.
+fn success(data: impl serde::Serialize) -> Response {
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Matchers of a `query` / `match[]` stream selector; empty when absent.
+fn selector(s: Option<&str>) -> Result<Vec<Matcher>, LokiError> {
+    let Some(s) = s else {
+        return Ok(Vec::new());
+    };
+    match strata_logql::parse(s) {
+        Ok(Expr::Log(l)) => Ok(l.matchers),
+        Ok(Expr::Metric(_)) => Err(bad_request(format!(
+            "{s:?} is not a stream selector like {{app=\"api\"}}"
+        ))),
+        Err(e) => Err(bad_request(e.to_string())),
+    }
+}
+
+fn storage_error(e: strata_storage::StorageError) -> LokiError {
+    tracing::error!(error = %e, "log metadata query failed");
+    text_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// `GET /loki/api/v1/labels`.
+pub(crate) async fn labels(r: LokiRequest) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let m = selector(r.p.get("query"))?;
+    let names = r
+        .state
+        .log_querier
+        .label_names(&r.tenant, &m, start, end)
+        .await
+        .map_err(storage_error)?;
+    Ok(success(names))
+}
+
+/// `GET /loki/api/v1/label/<name>/values`.
+pub(crate) async fn label_values(
+    Path(name): Path<String>,
+    r: LokiRequest,
+) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let m = selector(r.p.get("query"))?;
+    let values = r
+        .state
+        .log_querier
+        .label_values(&r.tenant, &name, &m, start, end)
+        .await
+        .map_err(storage_error)?;
+    Ok(success(values))
+}
+
+/// `GET|POST /loki/api/v1/series`: streams matching any `match[]`.
+pub(crate) async fn series(r: LokiRequest) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let mut selectors = r.p.all("match[]");
+    selectors.extend(r.p.all("match"));
+    if selectors.is_empty() {
+        return Err(bad_request(
+            "at least one match[] stream selector is required",
+        ));
+    }
+    let mut all = std::collections::BTreeSet::new();
+    for s in selectors {
+        let m = selector(Some(s))?;
+        all.extend(
+            r.state
+                .log_querier
+                .streams(&r.tenant, &m, start, end)
+                .await
+                .map_err(storage_error)?,
+        );
+    }
+    let data: Vec<serde_json::Value> = all.iter().map(crate::render::labels).collect();
+    Ok(success(data))
+}
+
+/// `GET /loki/api/v1/index/stats`.
+pub(crate) async fn index_stats(r: LokiRequest) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let m = selector(Some(&r.query()?))?;
+    let s = r
+        .state
+        .log_querier
+        .index_stats(&r.tenant, &m, start, end)
+        .await
+        .map_err(storage_error)?;
+    Ok(axum::Json(
+        json!({"streams": s.streams, "chunks": s.chunks, "entries": s.entries, "bytes": s.bytes}),
+    )
+    .into_response())
+}
+
+/// `GET /loki/api/v1/index/volume`: bytes per label group as a vector.
+pub(crate) async fn volume(r: LokiRequest) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let m = selector(Some(&r.query()?))?;
+    let (limit, _) = common_params(&r.p)?;
+    let targets: Vec<String> =
+        r.p.get("targetLabels")
+            .map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+    let groups = r
+        .state
+        .log_querier
+        .volume(&r.tenant, &m, &targets, start, end, limit)
+        .await
+        .map_err(storage_error)?;
+    let mut b = Vec::new();
+    b.extend_from_slice(br#"{"status":"success","data":{"resultType":"vector","result":"#);
+    let t = end.div_euclid(1_000_000);
+    write_list(&mut b, &groups, |b, (l, bytes)| {
+        write_sample(b, l, t, *bytes as f64)
+    });
+    b.extend_from_slice(b"}}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], b).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loki_timestamps() {
+        assert_eq!(
+            parse_loki_time("1700000000"),
+            Some(1_700_000_000 * NS_PER_SEC)
+        );
+        assert_eq!(
+            parse_loki_time("1700000000000000001"),
+            Some(1_700_000_000_000_000_001)
+        );
+        assert_eq!(
+            parse_loki_time("1700000000.5"),
+            Some(1_700_000_000_500_000_000)
+        );
+        assert_eq!(
+            parse_loki_time("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000 * NS_PER_SEC)
+        );
+        assert_eq!(parse_loki_time("yesterday"), None);
+    }
+}

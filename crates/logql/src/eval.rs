@@ -1,0 +1,967 @@
+//! Evaluates LogQL over a [`LogSource`]: log queries return streams (limit
+//! and direction applied across streams); metric queries evaluate range
+//! aggregations at every step over left-open windows `(t - range, t]`, then
+//! vector aggregations and binary operators step by step, with Prometheus's
+//! vector-matching rules.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
+use strata_model::{Label, Labels, MatchOp, Matcher};
+
+use crate::ast::*;
+use crate::pipeline::{self, ERROR_LABEL};
+
+/// What a query asks storage for.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub matchers: Vec<Matcher>,
+    /// Filters on the raw line, safe to run in the scan.
+    pub line_filters: Vec<LineFilter>,
+    /// Inclusive start, nanoseconds.
+    pub start_ns: i64,
+    /// Exclusive end, nanoseconds.
+    pub end_ns: i64,
+    /// Per-source limit, when the pipeline cannot drop entries.
+    pub limit: Option<(usize, Direction)>,
+}
+
+/// Where entries come from (the querier: head plus blocks).
+pub trait LogSource: Sync {
+    /// Entries of matching streams, each stream's entries oldest first.
+    fn select(
+        &self,
+        sel: Selection,
+    ) -> impl Future<Output = Result<Vec<LogStream>, EvalError>> + Send;
+}
+
+/// Errors while evaluating.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Time range and shape of a query.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParams {
+    /// Nanoseconds. For an instant query, `start == end` is the evaluation time.
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Step of a range metric query, nanoseconds (ignored for instant queries).
+    pub step_ns: i64,
+    /// Most entries a log query returns.
+    pub limit: usize,
+    pub direction: Direction,
+    pub instant: bool,
+    /// Most series a metric query may return.
+    pub max_series: usize,
+}
+
+/// One series of a metric result: labels and `(t_ns, value)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A query result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// Log lines, each stream's entries in the query's direction.
+    Streams(Vec<LogStream>),
+    Matrix(Vec<Series>),
+    /// Instant vector at `t_ns`.
+    Vector(i64, Vec<(Labels, f64)>),
+    Scalar(i64, f64),
+}
+
+/// Counts of what a query read, for the `stats` block.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryStats {
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+/// Evaluates `expr`.
+pub async fn evaluate<S: LogSource>(
+    source: &S,
+    expr: &Expr,
+    p: &QueryParams,
+) -> Result<(QueryResult, QueryStats), EvalError> {
+    let mut stats = QueryStats::default();
+    match expr {
+        Expr::Log(log) => {
+            let streams = log_query(source, log, p, &mut stats).await?;
+            Ok((QueryResult::Streams(streams), stats))
+        }
+        Expr::Metric(m) => {
+            let steps: Vec<i64> = if p.instant || p.step_ns <= 0 {
+                vec![p.end_ns]
+            } else {
+                let mut v = Vec::new();
+                let mut t = p.start_ns;
+                while t <= p.end_ns {
+                    v.push(t);
+                    t += p.step_ns;
+                }
+                v
+            };
+            let value = eval_metric(source, m, &steps, &mut stats).await?;
+            let result = match value {
+                Value::Scalar(v) => {
+                    if p.instant {
+                        QueryResult::Scalar(p.end_ns, v)
+                    } else {
+                        QueryResult::Matrix(vec![Series {
+                            labels: Labels::default(),
+                            points: steps.iter().map(|&t| (t, v)).collect(),
+                        }])
+                    }
+                }
+                Value::Steps(per_step) => {
+                    if p.instant {
+                        let v = per_step.into_iter().next().unwrap_or_default();
+                        check_errors(v.iter().map(|(l, _)| l))?;
+                        if v.len() > p.max_series && p.max_series > 0 {
+                            return Err(series_limit(p.max_series));
+                        }
+                        QueryResult::Vector(p.end_ns, v)
+                    } else {
+                        let m = to_matrix(&steps, per_step);
+                        check_errors(m.iter().map(|s| &s.labels))?;
+                        if m.len() > p.max_series && p.max_series > 0 {
+                            return Err(series_limit(p.max_series));
+                        }
+                        QueryResult::Matrix(m)
+                    }
+                }
+            };
+            Ok((result, stats))
+        }
+    }
+}
+
+fn series_limit(n: usize) -> EvalError {
+    EvalError::Limit(format!(
+        "maximum number of series ({n}) reached for a single query; consider reducing query cardinality by adding more specific stream selectors or aggregating"
+    ))
+}
+
+/// Loki refuses metric results that still carry a pipeline error.
+fn check_errors<'a>(mut labels: impl Iterator<Item = &'a Labels>) -> Result<(), EvalError> {
+    if let Some(l) = labels.find(|l| l.get(ERROR_LABEL).is_some()) {
+        return Err(EvalError::BadQuery(format!(
+            "pipeline error: '{}' for series: '{}'. Use a label filter to intentionally skip this error (e.g | __error__!=\"{}\").",
+            l.get(ERROR_LABEL).unwrap_or(""),
+            format_labels(l),
+            l.get(ERROR_LABEL).unwrap_or("")
+        )));
+    }
+    Ok(())
+}
+
+/// `{a="b", c="d"}`.
+pub fn format_labels(l: &Labels) -> String {
+    let inner: Vec<String> = l
+        .iter()
+        .map(|x| format!("{}={:?}", x.name, x.value))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn to_matrix(steps: &[i64], per_step: Vec<Vec<(Labels, f64)>>) -> Vec<Series> {
+    let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+    for (t, vec) in steps.iter().zip(per_step) {
+        for (l, v) in vec {
+            by_labels.entry(l).or_default().push((*t, v));
+        }
+    }
+    let mut out: Vec<Series> = by_labels
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+async fn log_query<S: LogSource>(
+    source: &S,
+    log: &LogExpr,
+    p: &QueryParams,
+    stats: &mut QueryStats,
+) -> Result<Vec<LogStream>, EvalError> {
+    let pushdown = pipeline::only_line_filters(&log.pipeline);
+    let raw = source
+        .select(Selection {
+            matchers: log.matchers.clone(),
+            line_filters: log.leading_line_filters(),
+            start_ns: p.start_ns,
+            end_ns: p.end_ns,
+            limit: pushdown.then_some((p.limit, p.direction)),
+        })
+        .await?;
+    let mut out: Vec<(Labels, LogEntry)> = Vec::new();
+    for s in &raw {
+        for e in &s.entries {
+            stats.entries += 1;
+            stats.bytes += e.line.len();
+            if let Some((line, labels)) = pipeline::process(&log.pipeline, &s.labels, e) {
+                out.push((
+                    labels.into_labels(),
+                    LogEntry {
+                        ts: e.ts,
+                        line,
+                        metadata: e.metadata.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    // Stable across streams: by time, then labels, so equal timestamps come out deterministically.
+    out.sort_by(|a, b| a.1.ts.cmp(&b.1.ts).then_with(|| a.0.cmp(&b.0)));
+    if p.direction == Direction::Backward {
+        out.reverse();
+    }
+    out.truncate(p.limit);
+    let mut streams: Vec<LogStream> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (labels, e) in out {
+        let i = *index.entry(labels.clone()).or_insert_with(|| {
+            streams.push(LogStream {
+                labels,
+                entries: Vec::new(),
+            });
+            streams.len() - 1
+        });
+        streams[i].entries.push(e);
+    }
+    Ok(streams)
+}
+
+/// A metric value: a scalar, or one vector per step.
+enum Value {
+    Scalar(f64),
+    Steps(Vec<Vec<(Labels, f64)>>),
+}
+
+fn eval_metric<'a, S: LogSource>(
+    source: &'a S,
+    m: &'a MetricExpr,
+    steps: &'a [i64],
+    stats: &'a mut QueryStats,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<Value, EvalError>> + Send + 'a>> {
+    Box::pin(async move {
+        match m {
+            MetricExpr::Literal(v) => Ok(Value::Scalar(*v)),
+            MetricExpr::VectorLiteral(v) => Ok(Value::Steps(
+                steps
+                    .iter()
+                    .map(|_| vec![(Labels::default(), *v)])
+                    .collect(),
+            )),
+            MetricExpr::Range {
+                op,
+                param,
+                range,
+                grouping,
+            } => range_agg(source, *op, *param, range, grouping.as_ref(), steps, stats)
+                .await
+                .map(Value::Steps),
+            MetricExpr::Vector {
+                op,
+                param,
+                grouping,
+                expr,
+            } => {
+                let inner = eval_metric(source, expr, steps, stats).await?;
+                let Value::Steps(per_step) = inner else {
+                    return Err(EvalError::BadQuery(
+                        "vector aggregations need a vector, not a scalar".into(),
+                    ));
+                };
+                Ok(Value::Steps(
+                    per_step
+                        .into_iter()
+                        .map(|v| vector_agg(*op, *param, grouping.as_ref(), v))
+                        .collect::<Result<_, _>>()?,
+                ))
+            }
+            MetricExpr::Binary {
+                op,
+                return_bool,
+                matching,
+                lhs,
+                rhs,
+            } => {
+                let l = eval_metric(source, lhs, steps, stats).await?;
+                let r = eval_metric(source, rhs, steps, stats).await?;
+                binary(*op, *return_bool, matching, l, r)
+            }
+        }
+    })
+}
+
+/// Samples a range aggregation reads: per output series, `(t_ns, value, line bytes)`.
+type Extracted = HashMap<Labels, Vec<(i64, f64)>>;
+
+#[allow(clippy::too_many_arguments)]
+async fn range_agg<S: LogSource>(
+    source: &S,
+    op: RangeOp,
+    param: Option<f64>,
+    range: &LogRange,
+    grouping: Option<&Grouping>,
+    steps: &[i64],
+    stats: &mut QueryStats,
+) -> Result<Vec<Vec<(Labels, f64)>>, EvalError> {
+    let range_ns = range.range.as_nanos() as i64;
+    let offset_ns = range.offset.as_nanos() as i64;
+    let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
+        return Ok(Vec::new());
+    };
+    // Windows are (t - range, t]: select [first - range + 1, last + 1).
+    let raw = source
+        .select(Selection {
+            matchers: range.log.matchers.clone(),
+            line_filters: range.log.leading_line_filters(),
+            start_ns: first - offset_ns - range_ns + 1,
+            end_ns: last - offset_ns + 1,
+            limit: None,
+        })
+        .await?;
+    let mut series: Extracted = HashMap::new();
+    for s in &raw {
+        for e in &s.entries {
+            stats.entries += 1;
+            stats.bytes += e.line.len();
+            let Some((line, mut labels)) = pipeline::process(&range.log.pipeline, &s.labels, e)
+            else {
+                continue;
+            };
+            let value = match (&range.unwrap, op) {
+                (Some(u), _) => match pipeline::unwrap_value(u, &mut labels) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                (None, RangeOp::BytesOverTime | RangeOp::BytesRate) => line.len() as f64,
+                (None, _) => 1.0,
+            };
+            let mut out_labels = labels.into_labels();
+            if let Some(g) = grouping {
+                out_labels = group_labels(&out_labels, g);
+            }
+            series.entry(out_labels).or_default().push((e.ts, value));
+        }
+    }
+    for pts in series.values_mut() {
+        pts.sort_by_key(|p| p.0);
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for &t in steps {
+        let end = t - offset_ns;
+        let start = end - range_ns;
+        let mut vec = Vec::new();
+        let mut any = false;
+        for (labels, pts) in &series {
+            let lo = pts.partition_point(|p| p.0 <= start);
+            let hi = pts.partition_point(|p| p.0 <= end);
+            let w = &pts[lo..hi];
+            if w.is_empty() {
+                continue;
+            }
+            any = true;
+            if op == RangeOp::AbsentOverTime {
+                continue;
+            }
+            if let Some(v) = aggregate_window(op, param, w, range_ns, start, end) {
+                vec.push((labels.clone(), v));
+            }
+        }
+        if op == RangeOp::AbsentOverTime && !any {
+            vec.push((absent_labels(&range.log.matchers), 1.0));
+        }
+        out.push(vec);
+    }
+    Ok(out)
+}
+
+fn absent_labels(matchers: &[Matcher]) -> Labels {
+    let mut out: Vec<Label> = Vec::new();
+    for m in matchers {
+        if m.op == MatchOp::Equal && !out.iter().any(|l| l.name == m.name) {
+            out.push(Label::new(m.name.clone(), m.value.clone()));
+        }
+    }
+    Labels::new(out)
+}
+
+fn aggregate_window(
+    op: RangeOp,
+    param: Option<f64>,
+    w: &[(i64, f64)],
+    range_ns: i64,
+    start: i64,
+    end: i64,
+) -> Option<f64> {
+    let secs = range_ns as f64 / 1e9;
+    let n = w.len() as f64;
+    let sum = || w.iter().map(|p| p.1).sum::<f64>();
+    Some(match op {
+        RangeOp::CountOverTime => n,
+        RangeOp::Rate | RangeOp::BytesRate => sum() / secs,
+        RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
+        RangeOp::AvgOverTime => sum() / n,
+        RangeOp::MinOverTime => w.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
+        RangeOp::MaxOverTime => w.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+        RangeOp::StdvarOverTime | RangeOp::StddevOverTime => {
+            let mean = sum() / n;
+            let var = w.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
+            if op == RangeOp::StddevOverTime {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+        RangeOp::QuantileOverTime => {
+            let mut vals: Vec<f64> = w.iter().map(|p| p.1).collect();
+            quantile(param.unwrap_or(0.0), &mut vals)
+        }
+        RangeOp::FirstOverTime => w[0].1,
+        RangeOp::LastOverTime => w[w.len() - 1].1,
+        RangeOp::RateCounter => extrapolated_rate(w, start, end)?,
+        RangeOp::AbsentOverTime => return None,
+    })
+}
+
+/// Prometheus's quantile: linear interpolation between closest ranks.
+fn quantile(q: f64, vals: &mut [f64]) -> f64 {
+    if vals.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    vals.sort_by(|a, b| a.total_cmp(b));
+    let rank = q * (vals.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = (lo + 1).min(vals.len() - 1);
+    let w = rank - lo as f64;
+    vals[lo] * (1.0 - w) + vals[hi] * w
+}
+
+/// Prometheus's extrapolated counter rate over `(start, end]`, as Loki's `rate_counter`.
+fn extrapolated_rate(w: &[(i64, f64)], start: i64, end: i64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let mut delta = w[w.len() - 1].1 - w[0].1;
+    for pair in w.windows(2) {
+        if pair[1].1 < pair[0].1 {
+            delta += pair[0].1;
+        }
+    }
+    let secs = |ns: i64| ns as f64 / 1e9;
+    let sampled = secs(w[w.len() - 1].0 - w[0].0);
+    let avg_interval = sampled / (w.len() - 1) as f64;
+    let mut to_start = secs(w[0].0 - start);
+    let to_end = secs(end - w[w.len() - 1].0);
+    if delta > 0.0 && w[0].1 >= 0.0 {
+        let zero_at = sampled * (w[0].1 / delta);
+        if zero_at < to_start {
+            to_start = zero_at;
+        }
+    }
+    let threshold = avg_interval * 1.1;
+    let mut extrapolate = sampled;
+    extrapolate += if to_start < threshold {
+        to_start
+    } else {
+        avg_interval / 2.0
+    };
+    extrapolate += if to_end < threshold {
+        to_end
+    } else {
+        avg_interval / 2.0
+    };
+    Some(delta * (extrapolate / sampled) / secs(end - start))
+}
+
+fn group_labels(l: &Labels, g: &Grouping) -> Labels {
+    match g {
+        Grouping::By(names) => l.filter_names(names, true),
+        Grouping::Without(names) => l.filter_names(names, false),
+    }
+}
+
+fn vector_agg(
+    op: VectorOp,
+    param: Option<f64>,
+    grouping: Option<&Grouping>,
+    v: Vec<(Labels, f64)>,
+) -> Result<Vec<(Labels, f64)>, EvalError> {
+    let key = |l: &Labels| match grouping {
+        Some(g) => group_labels(l, g),
+        None => Labels::default(),
+    };
+    match op {
+        VectorOp::Sort | VectorOp::SortDesc => {
+            let mut v = v;
+            v.sort_by(|a, b| a.1.total_cmp(&b.1));
+            if op == VectorOp::SortDesc {
+                v.reverse();
+            }
+            return Ok(v);
+        }
+        VectorOp::Topk | VectorOp::Bottomk => {
+            let k = param.unwrap_or(0.0);
+            if k < 1.0 {
+                return Err(EvalError::BadQuery(format!(
+                    "parameter of {op:?} must be at least 1, got {k}"
+                )));
+            }
+            let mut groups: Vec<(Labels, Vec<(Labels, f64)>)> = Vec::new();
+            for (l, x) in v {
+                let kk = key(&l);
+                match groups.iter_mut().find(|g| g.0 == kk) {
+                    Some(g) => g.1.push((l, x)),
+                    None => groups.push((kk, vec![(l, x)])),
+                }
+            }
+            let mut out = Vec::new();
+            for (_, mut members) in groups {
+                members.sort_by(|a, b| {
+                    if op == VectorOp::Topk {
+                        b.1.total_cmp(&a.1)
+                    } else {
+                        a.1.total_cmp(&b.1)
+                    }
+                });
+                out.extend(members.into_iter().take(k as usize));
+            }
+            return Ok(out);
+        }
+        _ => {}
+    }
+    let mut groups: Vec<(Labels, Vec<f64>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (l, x) in v {
+        let k = key(&l);
+        let i = *index.entry(k.clone()).or_insert_with(|| {
+            groups.push((k, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(x);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(l, xs)| {
+            let n = xs.len() as f64;
+            let sum: f64 = xs.iter().sum();
+            let v = match op {
+                VectorOp::Sum => sum,
+                VectorOp::Avg => sum / n,
+                VectorOp::Count => n,
+                VectorOp::Min => xs.iter().copied().fold(f64::INFINITY, f64::min),
+                VectorOp::Max => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                VectorOp::Stdvar | VectorOp::Stddev => {
+                    let mean = sum / n;
+                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                    if op == VectorOp::Stddev {
+                        var.sqrt()
+                    } else {
+                        var
+                    }
+                }
+                _ => f64::NAN,
+            };
+            (l, v)
+        })
+        .collect())
+}
+
+fn arith(op: BinOp, a: f64, b: f64) -> Option<f64> {
+    Some(match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+        BinOp::Mod => a % b,
+        BinOp::Pow => a.powf(b),
+        BinOp::Eq => f64::from(u8::from(a == b)),
+        BinOp::Ne => f64::from(u8::from(a != b)),
+        BinOp::Gt => f64::from(u8::from(a > b)),
+        BinOp::Ge => f64::from(u8::from(a >= b)),
+        BinOp::Lt => f64::from(u8::from(a < b)),
+        BinOp::Le => f64::from(u8::from(a <= b)),
+        _ => return None,
+    })
+}
+
+fn binary(
+    op: BinOp,
+    return_bool: bool,
+    matching: &VectorMatching,
+    l: Value,
+    r: Value,
+) -> Result<Value, EvalError> {
+    match (l, r) {
+        (Value::Scalar(a), Value::Scalar(b)) => {
+            if op.is_set() {
+                return Err(EvalError::BadQuery(format!(
+                    "set operator {op:?} needs vectors on both sides"
+                )));
+            }
+            if op.is_comparison() && !return_bool {
+                return Err(EvalError::BadQuery(
+                    "comparisons between scalars must use the bool modifier".into(),
+                ));
+            }
+            Ok(Value::Scalar(arith(op, a, b).unwrap_or(f64::NAN)))
+        }
+        (Value::Steps(v), Value::Scalar(s)) | (Value::Scalar(s), Value::Steps(v))
+            if op.is_set() =>
+        {
+            let _ = (v, s);
+            Err(EvalError::BadQuery(format!(
+                "set operator {op:?} needs vectors on both sides"
+            )))
+        }
+        (Value::Steps(v), Value::Scalar(s)) => Ok(Value::Steps(
+            v.into_iter()
+                .map(|vec| scalar_op(op, return_bool, vec, s, false))
+                .collect(),
+        )),
+        (Value::Scalar(s), Value::Steps(v)) => Ok(Value::Steps(
+            v.into_iter()
+                .map(|vec| scalar_op(op, return_bool, vec, s, true))
+                .collect(),
+        )),
+        (Value::Steps(a), Value::Steps(b)) => Ok(Value::Steps(
+            a.into_iter()
+                .zip(b)
+                .map(|(x, y)| vector_op(op, return_bool, matching, x, y))
+                .collect::<Result<_, _>>()?,
+        )),
+    }
+}
+
+fn scalar_op(
+    op: BinOp,
+    return_bool: bool,
+    v: Vec<(Labels, f64)>,
+    s: f64,
+    scalar_left: bool,
+) -> Vec<(Labels, f64)> {
+    v.into_iter()
+        .filter_map(|(l, x)| {
+            let (a, b) = if scalar_left { (s, x) } else { (x, s) };
+            let r = arith(op, a, b)?;
+            if op.is_comparison() {
+                if return_bool {
+                    Some((l, r))
+                } else if r == 1.0 {
+                    Some((l, x))
+                } else {
+                    None
+                }
+            } else {
+                Some((l, r))
+            }
+        })
+        .collect()
+}
+
+fn match_key(l: &Labels, m: &VectorMatching) -> Labels {
+    match &m.on {
+        Some((true, names)) => l.filter_names(names, true),
+        Some((false, names)) => l.filter_names(names, false),
+        None => l.clone(),
+    }
+}
+
+fn vector_op(
+    op: BinOp,
+    return_bool: bool,
+    m: &VectorMatching,
+    lhs: Vec<(Labels, f64)>,
+    rhs: Vec<(Labels, f64)>,
+) -> Result<Vec<(Labels, f64)>, EvalError> {
+    if op.is_set() {
+        let rkeys: std::collections::HashSet<Labels> =
+            rhs.iter().map(|(l, _)| match_key(l, m)).collect();
+        return Ok(match op {
+            BinOp::And => lhs
+                .into_iter()
+                .filter(|(l, _)| rkeys.contains(&match_key(l, m)))
+                .collect(),
+            BinOp::Unless => lhs
+                .into_iter()
+                .filter(|(l, _)| !rkeys.contains(&match_key(l, m)))
+                .collect(),
+            _ => {
+                let lkeys: std::collections::HashSet<Labels> =
+                    lhs.iter().map(|(l, _)| match_key(l, m)).collect();
+                let mut out = lhs;
+                out.extend(
+                    rhs.into_iter()
+                        .filter(|(l, _)| !lkeys.contains(&match_key(l, m))),
+                );
+                out
+            }
+        });
+    }
+    // The "one" side is indexed; the "many" side (group_left: lhs) iterates.
+    let (many, one, many_is_left) = match &m.group {
+        Some((false, _)) => (rhs, lhs, false),
+        _ => (lhs, rhs, true),
+    };
+    let mut one_by_key: HashMap<Labels, (Labels, f64)> = HashMap::new();
+    for (l, x) in one {
+        let k = match_key(&l, m);
+        if one_by_key.insert(k.clone(), (l, x)).is_some() {
+            return Err(EvalError::BadQuery(format!(
+                "found duplicate series for the match group {} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                format_labels(&k),
+                if many_is_left { "right" } else { "left" }
+            )));
+        }
+    }
+    let mut seen: HashMap<Labels, ()> = HashMap::new();
+    let mut out = Vec::new();
+    for (ml, mx) in many {
+        let k = match_key(&ml, m);
+        let Some((ol, ox)) = one_by_key.get(&k) else {
+            continue;
+        };
+        let (a, b) = if many_is_left { (mx, *ox) } else { (*ox, mx) };
+        let Some(r) = arith(op, a, b) else { continue };
+        let mut labels = match &m.group {
+            Some((_, include)) => {
+                let mut l = ml.clone();
+                for name in include {
+                    match ol.get(name) {
+                        Some(v) => l.set(name, v),
+                        None => l.set(name, ""),
+                    }
+                }
+                l
+            }
+            None => k.clone(),
+        };
+        if m.group.is_none() && m.on.is_none() {
+            labels = ml.clone();
+        }
+        if m.group.is_none() && seen.insert(labels.clone(), ()).is_some() {
+            return Err(EvalError::BadQuery(format!(
+                "found duplicate series for the match group {} on the left hand-side of the operation; many-to-many matching not allowed",
+                format_labels(&k)
+            )));
+        }
+        if op.is_comparison() {
+            if return_bool {
+                out.push((labels, r));
+            } else if r == 1.0 {
+                out.push((labels, if many_is_left { mx } else { *ox }));
+            }
+        } else {
+            out.push((labels, r));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::parse;
+
+    struct Mem(Vec<LogStream>);
+
+    impl LogSource for Mem {
+        async fn select(&self, sel: Selection) -> Result<Vec<LogStream>, EvalError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|s| strata_model::matches_all(&sel.matchers, &s.labels))
+                .map(|s| LogStream {
+                    labels: s.labels.clone(),
+                    entries: s
+                        .entries
+                        .iter()
+                        .filter(|e| e.ts >= sel.start_ns && e.ts < sel.end_ns)
+                        .filter(|e| strata_model::logs::line_matches(&sel.line_filters, &e.line))
+                        .cloned()
+                        .collect(),
+                })
+                .collect())
+        }
+    }
+
+    const S: i64 = 1_000_000_000;
+
+    fn data() -> Mem {
+        let mk = |app: &str, lines: &[(i64, &str)]| LogStream {
+            labels: Labels::from_pairs([("app", app)]),
+            entries: lines
+                .iter()
+                .map(|(t, l)| LogEntry {
+                    ts: t * S,
+                    line: l.to_string(),
+                    metadata: Labels::default(),
+                })
+                .collect(),
+        };
+        Mem(vec![
+            mk(
+                "api",
+                &[
+                    (1, "GET /a took 10ms"),
+                    (2, "GET /b took 20ms"),
+                    (3, "POST /a took 30ms"),
+                    (4, "GET /a took 40ms"),
+                    (61, "GET /a took 50ms"),
+                ],
+            ),
+            mk("web", &[(2, "error x"), (3, "ok")]),
+        ])
+    }
+
+    fn params(start: i64, end: i64, step: i64) -> QueryParams {
+        QueryParams {
+            start_ns: start * S,
+            end_ns: end * S,
+            step_ns: step * S,
+            limit: 100,
+            direction: Direction::Backward,
+            instant: start == end,
+            max_series: 500,
+        }
+    }
+
+    async fn run(q: &str, p: QueryParams) -> QueryResult {
+        evaluate(&data(), &parse(q).unwrap(), &p).await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn log_query_limit_and_direction() {
+        let QueryResult::Streams(s) = run(
+            r#"{app=~".+"} |= "GET""#,
+            QueryParams {
+                limit: 2,
+                ..params(0, 100, 0)
+            },
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.len(), 1);
+        let ts: Vec<i64> = s[0].entries.iter().map(|e| e.ts / S).collect();
+        assert_eq!(ts, vec![61, 4]);
+        let QueryResult::Streams(s) = run(
+            r#"{app=~".+"}"#,
+            QueryParams {
+                limit: 3,
+                direction: Direction::Forward,
+                ..params(0, 100, 0)
+            },
+        )
+        .await
+        else {
+            panic!()
+        };
+        let mut all: Vec<(i64, &str)> = s
+            .iter()
+            .flat_map(|st| {
+                st.entries
+                    .iter()
+                    .map(move |e| (e.ts / S, st.labels.get("app").unwrap()))
+            })
+            .collect();
+        all.sort();
+        assert_eq!(all, vec![(1, "api"), (2, "api"), (2, "web")]);
+    }
+
+    #[tokio::test]
+    async fn range_and_vector_aggregations() {
+        // Window (0, 60] holds 4 api lines and 2 web lines.
+        let QueryResult::Vector(_, v) = run(
+            r#"sum by (app) (count_over_time({app=~".+"}[1m]))"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        let mut v = v;
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(v[0].1, 4.0);
+        assert_eq!(v[1].1, 2.0);
+        // Quantile of extracted ms per path: /a has 10, 30, 40 -> p50 30.
+        let QueryResult::Vector(_, v) = run(
+            r#"quantile_over_time(0.5, {app="api"} | regexp "(?P<method>\\w+) (?P<path>\\S+) took (?P<ms>\\d+)ms" | unwrap ms [1m]) by (path)"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        let a = v.iter().find(|(l, _)| l.get("path") == Some("/a")).unwrap();
+        assert_eq!(a.1, 30.0);
+        assert_eq!(a.0.len(), 1);
+        // Range query: rate per step, left-open windows.
+        let QueryResult::Matrix(m) = run(r#"rate({app="api"}[2s])"#, params(2, 4, 1)).await else {
+            panic!()
+        };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].points, vec![(2 * S, 1.0), (3 * S, 1.0), (4 * S, 1.0)]);
+        // Binary operations and comparison filters.
+        let QueryResult::Vector(_, v) = run(
+            r#"count_over_time({app="api"}[1m]) / count_over_time({app="api"} |= "GET" [1m]) > 1"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(v.len(), 1);
+        assert!((v[0].1 - 4.0 / 3.0).abs() < 1e-12);
+        let QueryResult::Vector(_, v) =
+            run(r#"absent_over_time({app="nope"}[1m])"#, params(60, 60, 0)).await
+        else {
+            panic!()
+        };
+        assert_eq!(v, vec![(Labels::from_pairs([("app", "nope")]), 1.0)]);
+        let QueryResult::Vector(_, v) = run(
+            r#"topk(1, bytes_over_time({app=~".+"}[1m]))"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(v[0].0.get("app"), Some("api"));
+        assert_eq!(v[0].1, (16 + 16 + 17 + 16) as f64);
+    }
+
+    #[tokio::test]
+    async fn pipeline_errors_fail_metric_queries() {
+        let e = evaluate(
+            &data(),
+            &parse(r#"count_over_time({app="api"} | json [1m])"#).unwrap(),
+            &params(60, 60, 0),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("JSONParserErr"), "{e}");
+    }
+}

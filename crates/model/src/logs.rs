@@ -1,0 +1,88 @@
+//! Log data shared by the write and read paths: entries, streams, and the
+//! line filters that both the head and Parquet scans apply.
+
+use regex::Regex;
+
+use crate::Labels;
+
+/// One log line of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// Nanoseconds since the Unix epoch.
+    pub ts: i64,
+    pub line: String,
+    /// Structured metadata attached to this entry (not part of the stream's labels).
+    pub metadata: Labels,
+}
+
+/// A stream's entries in a query's time range, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogStream {
+    pub labels: Labels,
+    pub entries: Vec<LogEntry>,
+}
+
+/// Which end of the time range a limited log query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Oldest entries first.
+    Forward,
+    /// Newest entries first (Loki's default).
+    #[default]
+    Backward,
+}
+
+/// A LogQL line filter, evaluated on the raw line before any parser.
+#[derive(Debug, Clone)]
+pub enum LineFilter {
+    /// `|= "text"`
+    Contains(String),
+    /// `!= "text"`
+    NotContains(String),
+    /// `|~ "re"` (unanchored, RE2 syntax)
+    Regex(Regex),
+    /// `!~ "re"`
+    NotRegex(Regex),
+    /// `|= "a" or "b"`: any alternative matches.
+    Any(Vec<LineFilter>),
+}
+
+impl LineFilter {
+    /// Whether `line` passes the filter.
+    pub fn matches(&self, line: &str) -> bool {
+        match self {
+            LineFilter::Contains(s) => line.contains(s.as_str()),
+            LineFilter::NotContains(s) => !line.contains(s.as_str()),
+            LineFilter::Regex(re) => re.is_match(line),
+            LineFilter::NotRegex(re) => !re.is_match(line),
+            LineFilter::Any(alts) => alts.iter().any(|f| f.matches(line)),
+        }
+    }
+}
+
+/// Whether `line` passes every filter of a chain.
+pub fn line_matches(filters: &[LineFilter], line: &str) -> bool {
+    filters.iter().all(|f| f.matches(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_filters() {
+        let chain = vec![
+            LineFilter::Any(vec![
+                LineFilter::Contains("error".into()),
+                LineFilter::Regex(Regex::new("(?i)warn").unwrap()),
+            ]),
+            LineFilter::NotContains("health".into()),
+            LineFilter::NotRegex(Regex::new("^DEBUG").unwrap()),
+        ];
+        assert!(line_matches(&chain, "an error occurred"));
+        assert!(line_matches(&chain, "WARNING: disk"));
+        assert!(!line_matches(&chain, "error in healthcheck"));
+        assert!(!line_matches(&chain, "DEBUG error"));
+        assert!(!line_matches(&chain, "all fine"));
+    }
+}

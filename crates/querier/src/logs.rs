@@ -1,0 +1,337 @@
+//! The log querier: LogQL and Loki's metadata queries for a tenant over the
+//! log ingester's head merged with the tenant's Parquet log blocks. Stream
+//! selectors, the time range and leading line filters are pushed into the
+//! DataFusion scans of the blocks; entries present in both (an identical
+//! timestamp and line) are returned once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use strata_ingester::logs::LogIngester;
+use strata_limits::Overrides;
+use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection};
+use strata_model::logs::{Direction, LogEntry, LogStream};
+use strata_model::{Labels, Matcher};
+use strata_storage::BlockCatalog;
+use tracing::Instrument;
+
+const NS_PER_MS: i64 = 1_000_000;
+
+/// Reads a tenant's logs from the head and the blocks.
+pub struct LogQuerier {
+    ingester: Arc<LogIngester>,
+    catalog: Arc<BlockCatalog>,
+    overrides: Arc<Overrides>,
+}
+
+/// Errors of log queries, mapped to HTTP statuses by the API.
+#[derive(Debug, thiserror::Error)]
+pub enum LogQueryError {
+    #[error(transparent)]
+    Parse(#[from] strata_logql::ParseError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<EvalError> for LogQueryError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::BadQuery(m) => Self::BadRequest(m),
+            EvalError::Limit(m) => Self::Limit(m),
+            EvalError::Storage(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// Index statistics of matching streams (`/loki/api/v1/index/stats`).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct IndexStats {
+    pub streams: u64,
+    pub chunks: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+struct TenantSource<'a> {
+    q: &'a LogQuerier,
+    tenant: &'a str,
+}
+
+impl LogSource for TenantSource<'_> {
+    async fn select(&self, sel: Selection) -> Result<Vec<LogStream>, EvalError> {
+        self.q
+            .select(self.tenant, &sel)
+            .await
+            .map_err(|e| EvalError::Storage(e.to_string()))
+    }
+}
+
+fn ms_range(start_ns: i64, end_ns: i64) -> (i64, i64) {
+    (
+        start_ns.div_euclid(NS_PER_MS),
+        end_ns.div_euclid(NS_PER_MS) + 1,
+    )
+}
+
+impl LogQuerier {
+    /// A querier over `ingester`'s log head and the log blocks in `catalog`.
+    pub fn new(
+        ingester: Arc<LogIngester>,
+        catalog: Arc<BlockCatalog>,
+        overrides: Arc<Overrides>,
+    ) -> Self {
+        Self {
+            ingester,
+            catalog,
+            overrides,
+        }
+    }
+
+    /// The tenant's limits.
+    pub fn limits(&self, tenant: &str) -> Arc<strata_limits::Limits> {
+        self.overrides.for_tenant(tenant)
+    }
+
+    /// Entries of a selection, head and blocks merged, each stream oldest first.
+    pub async fn select(
+        &self,
+        tenant: &str,
+        sel: &Selection,
+    ) -> Result<Vec<LogStream>, strata_storage::StorageError> {
+        // Head before the block list, as for metrics: an upload finishing in
+        // between is still pending in this snapshot.
+        let head = self.ingester.select(
+            tenant,
+            &sel.matchers,
+            &sel.line_filters,
+            sel.start_ns,
+            sel.end_ns,
+            sel.limit,
+        );
+        let (min_ms, max_ms) = ms_range(sel.start_ns, sel.end_ns);
+        let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
+        let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
+        for meta in &blocks {
+            let got = self
+                .catalog
+                .reader()
+                .select_log_entries(
+                    tenant,
+                    meta,
+                    &sel.matchers,
+                    &sel.line_filters,
+                    sel.start_ns,
+                    sel.end_ns,
+                    sel.limit,
+                )
+                .await?;
+            for s in got {
+                by_labels.entry(s.labels).or_default().extend(s.entries);
+            }
+        }
+        for s in head {
+            by_labels.entry(s.labels).or_default().extend(s.entries);
+        }
+        Ok(by_labels
+            .into_iter()
+            .map(|(labels, mut entries)| {
+                dedup_entries(&mut entries);
+                LogStream { labels, entries }
+            })
+            .collect())
+    }
+
+    /// Runs a LogQL query.
+    pub async fn query(
+        &self,
+        tenant: &str,
+        query: &str,
+        params: &QueryParams,
+    ) -> Result<(QueryResult, QueryStats), LogQueryError> {
+        let span = tracing::info_span!("logql_query", tenant, query);
+        let expr = strata_logql::parse(query)?;
+        let limits = self.overrides.for_tenant(tenant);
+        if params.limit > limits.max_entries_limit_per_query
+            && limits.max_entries_limit_per_query > 0
+        {
+            return Err(LogQueryError::BadRequest(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit ({} > {})",
+                params.limit, limits.max_entries_limit_per_query
+            )));
+        }
+        let length = params.end_ns.saturating_sub(params.start_ns);
+        let max_len = limits.max_total_query_length.as_nanos() as i64;
+        if max_len > 0 && length > max_len {
+            return Err(LogQueryError::BadRequest(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {})",
+                humantime::format_duration(std::time::Duration::from_nanos(length.max(0) as u64)),
+                humantime::format_duration(limits.max_total_query_length)
+            )));
+        }
+        let source = TenantSource { q: self, tenant };
+        Ok(strata_logql::evaluate(&source, &expr, params)
+            .instrument(span)
+            .await?)
+    }
+
+    /// Label sets of streams matching `matchers` (all streams when empty)
+    /// with entries in `[start_ns, end_ns)`.
+    pub async fn streams(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<BTreeSet<Labels>, strata_storage::StorageError> {
+        let mut out: BTreeSet<Labels> = self
+            .ingester
+            .streams(tenant, matchers, start_ns, end_ns)
+            .into_iter()
+            .collect();
+        let (min_ms, max_ms) = ms_range(start_ns, end_ns);
+        for meta in self.catalog.blocks(tenant, min_ms, max_ms).await? {
+            for (_, labels) in self
+                .catalog
+                .reader()
+                .select_streams(tenant, &meta, matchers)
+                .await?
+            {
+                out.insert(labels);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label names of matching streams.
+    pub async fn label_names(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<String>, strata_storage::StorageError> {
+        let streams = self.streams(tenant, matchers, start_ns, end_ns).await?;
+        Ok(crate::names_of(streams.iter()))
+    }
+
+    /// Values of label `name` in matching streams.
+    pub async fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<String>, strata_storage::StorageError> {
+        let streams = self.streams(tenant, matchers, start_ns, end_ns).await?;
+        Ok(crate::values_of(streams.iter(), name))
+    }
+
+    /// Streams, blocks, entries and bytes of matching streams in the range.
+    pub async fn index_stats(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<IndexStats, strata_storage::StorageError> {
+        let streams = self
+            .select(tenant, &selection(matchers, start_ns, end_ns))
+            .await?;
+        let (min_ms, max_ms) = ms_range(start_ns, end_ns);
+        let chunks = self.catalog.blocks(tenant, min_ms, max_ms).await?.len() as u64;
+        let mut s = IndexStats {
+            streams: streams.len() as u64,
+            chunks,
+            ..IndexStats::default()
+        };
+        for st in &streams {
+            s.entries += st.entries.len() as u64;
+            s.bytes += st.entries.iter().map(|e| e.line.len() as u64).sum::<u64>();
+        }
+        Ok(s)
+    }
+
+    /// Bytes of matching streams grouped by `target_labels` (default: the
+    /// selector's label names), largest first, at most `limit` groups.
+    pub async fn volume(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        target_labels: &[String],
+        start_ns: i64,
+        end_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(Labels, u64)>, strata_storage::StorageError> {
+        let streams = self
+            .select(tenant, &selection(matchers, start_ns, end_ns))
+            .await?;
+        let names: Vec<String> = if target_labels.is_empty() {
+            let mut n: Vec<String> = matchers.iter().map(|m| m.name.clone()).collect();
+            n.sort();
+            n.dedup();
+            n
+        } else {
+            target_labels.to_vec()
+        };
+        let mut groups: BTreeMap<Labels, u64> = BTreeMap::new();
+        for s in &streams {
+            let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
+            *groups
+                .entry(s.labels.filter_names(&names, true))
+                .or_default() += bytes;
+        }
+        let mut out: Vec<(Labels, u64)> = groups.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+fn selection(matchers: &[Matcher], start_ns: i64, end_ns: i64) -> Selection {
+    Selection {
+        matchers: matchers.to_vec(),
+        line_filters: Vec::new(),
+        start_ns,
+        end_ns,
+        limit: None::<(usize, Direction)>,
+    }
+}
+
+/// Sorts by time and removes entries repeated with the same time and line
+/// (the same entry read from the head and from a block).
+fn dedup_entries(entries: &mut Vec<LogEntry>) {
+    entries.sort_by_key(|e| e.ts);
+    let mut out: Vec<LogEntry> = Vec::with_capacity(entries.len());
+    let mut run_start = 0;
+    for e in entries.drain(..) {
+        if out.last().is_none_or(|l| l.ts != e.ts) {
+            run_start = out.len();
+        }
+        if !out[run_start..].iter().any(|x| x.line == e.line) {
+            out.push(e);
+        }
+    }
+    *entries = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_distinct_lines_at_one_time() {
+        let e = |ts: i64, l: &str| LogEntry {
+            ts,
+            line: l.into(),
+            metadata: Labels::default(),
+        };
+        let mut v = vec![e(2, "b"), e(1, "a"), e(2, "c"), e(2, "b"), e(1, "a")];
+        dedup_entries(&mut v);
+        assert_eq!(v, vec![e(1, "a"), e(2, "b"), e(2, "c")]);
+    }
+}

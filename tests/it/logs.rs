@@ -1,0 +1,613 @@
+//! Logs end to end: real Loki push clients (python-logging-loki sends JSON,
+//! winston-loki sends snappy protobuf) plus raw protobuf, JSON and gzip
+//! pushes; LogQL queries over the head, over Parquet log blocks, and after a
+//! kill -9 restart; Loki's metadata endpoints; validation and limits.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::{Value as Json, json};
+use strata_proto::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+
+use crate::common::{Strata, now_ms};
+
+const S: i64 = 1_000_000_000;
+
+/// `(ts ns, line)` pairs of one pushed stream.
+type Entries = Vec<(i64, String)>;
+
+fn proto_body(streams: &[(&str, Entries)]) -> Vec<u8> {
+    let req = PushRequest {
+        streams: streams
+            .iter()
+            .map(|(labels, entries)| StreamAdapter {
+                labels: labels.to_string(),
+                entries: entries
+                    .iter()
+                    .map(|(ts, line)| EntryAdapter {
+                        timestamp: Some(Timestamp {
+                            seconds: ts.div_euclid(S),
+                            nanos: ts.rem_euclid(S) as i32,
+                        }),
+                        line: line.clone(),
+                        structured_metadata: Vec::<LabelPairAdapter>::new(),
+                    })
+                    .collect(),
+                hash: 0,
+            })
+            .collect(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+async fn push(
+    s: &Strata,
+    body: Vec<u8>,
+    content_type: &str,
+    gzip: bool,
+    tenant: Option<&str>,
+) -> (u16, String) {
+    let mut req = s
+        .client
+        .post(s.url("/loki/api/v1/push"))
+        .header("Content-Type", content_type)
+        .body(body);
+    if gzip {
+        req = req.header("Content-Encoding", "gzip");
+    }
+    if let Some(t) = tenant {
+        req = req.header("X-Scope-OrgID", t);
+    }
+    let r = req.send().await.expect("push");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// `(stream labels, ts, line)` in the order the API returned them.
+async fn query_lines(
+    s: &Strata,
+    q: &str,
+    start: i64,
+    end: i64,
+    direction: &str,
+    limit: usize,
+) -> Vec<(Json, i64, String)> {
+    let (status, j) = s
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", q.to_string()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("direction", direction.to_string()),
+                ("limit", limit.to_string()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{q}: {j}");
+    assert_eq!(j["data"]["resultType"], "streams", "{j}");
+    assert!(j["data"]["stats"]["summary"]["totalLinesProcessed"].is_number());
+    let mut out = Vec::new();
+    for st in j["data"]["result"].as_array().expect("result") {
+        for v in st["values"].as_array().expect("values") {
+            let ts: i64 = v[0].as_str().expect("ts string").parse().expect("ns");
+            out.push((
+                st["stream"].clone(),
+                ts,
+                v[1].as_str().expect("line").to_string(),
+            ));
+        }
+    }
+    // Streams come one after another; the overall order is by time.
+    if direction == "forward" {
+        out.sort_by_key(|x| x.1);
+    } else {
+        out.sort_by_key(|x| std::cmp::Reverse(x.1));
+    }
+    out
+}
+
+async fn instant(s: &Strata, q: &str, t: i64) -> Vec<(Json, f64)> {
+    let (status, j) = s
+        .get_json(
+            "/loki/api/v1/query",
+            &[("query", q.to_string()), ("time", t.to_string())],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{q}: {j}");
+    assert_eq!(j["data"]["resultType"], "vector", "{j}");
+    let mut out: Vec<(Json, f64)> = j["data"]["result"]
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|x| {
+            (
+                x["metric"].clone(),
+                x["value"][1]
+                    .as_str()
+                    .expect("value")
+                    .parse()
+                    .expect("float"),
+            )
+        })
+        .collect();
+    out.sort_by_key(|x| x.0.to_string());
+    out
+}
+
+fn python_push(url: &str, n: usize) {
+    let script = format!(
+        r#"
+import logging, logging_loki
+handler = logging_loki.LokiHandler(url="{url}/loki/api/v1/push", tags={{"app": "py"}}, version="1")
+log = logging.getLogger("strata-test")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for i in range({n}):
+    log.info("py line %d", i)
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python-logging-loki: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn node_push(url: &str, n: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients");
+    let out = Command::new("node")
+        .arg(dir.join("winston_push.js"))
+        .arg(url)
+        .arg(n.to_string())
+        .current_dir(&dir)
+        .output()
+        .expect("run node (test.sh installs tests/clients)");
+    assert!(
+        out.status.success(),
+        "winston-loki: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn api_lines(base: i64) -> Vec<(&'static str, Entries)> {
+    let users: Vec<(i64, String)> = (1..=10)
+        .map(|i| (base + i * S, format!("GET /users took {}ms", i * 10)))
+        .collect();
+    let orders: Vec<(i64, String)> = [5, 7, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            (
+                base + (i as i64 * 3 + 2) * S + 500,
+                format!("POST /orders took {ms}ms"),
+            )
+        })
+        .collect();
+    vec![
+        (r#"{app="api", endpoint="/users"}"#, users),
+        (r#"{app="api", endpoint="/orders"}"#, orders),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_clients_logql_blocks_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Strata::start(
+        dir.path(),
+        &[
+            "-blocks-storage.tsdb.block-ranges-period=2s",
+            "-blocks-storage.tsdb.head-compaction-interval=300ms",
+            "-ingester.max-chunk-age=2s",
+        ],
+    )
+    .await;
+    let base = (now_ms() / 1000 - 120) * S;
+
+    // Raw protobuf + snappy: the quantile data.
+    let (st, body) = push(
+        &s,
+        proto_body(&api_lines(base)),
+        "application/x-protobuf",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{body}");
+    // JSON with structured metadata, and gzip-compressed JSON.
+    let web = json!({"streams": [{"stream": {"app": "web"}, "values": [
+        [(base + 20 * S).to_string(), "level=info msg=\"page served\" status=200"],
+        [(base + 21 * S).to_string(), "level=error msg=\"upstream failed\" status=502", {"trace_id": "t-1"}],
+    ]}]});
+    let (st, body) = push(
+        &s,
+        web.to_string().into_bytes(),
+        "application/json",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{body}");
+    let zipped = {
+        let gz_body = json!({"streams": [{"stream": {"app": "web"}, "values": [
+            [(base + 22 * S).to_string(), "level=info msg=\"zipped\" status=204"],
+        ]}]});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(gz_body.to_string().as_bytes()).expect("gzip");
+        gz.finish().expect("gzip")
+    };
+    let (st, body) = push(&s, zipped, "application/json", true, None).await;
+    assert_eq!(st, 204, "{body}");
+    // Real clients.
+    python_push(&s.url(""), 5);
+    node_push(&s.url(""), 6);
+
+    let end = (now_ms() + 60_000) * 1_000_000;
+    let start = base;
+
+    // Log queries, both directions, with a limit.
+    let newest = query_lines(&s, r#"{app="api"}"#, start, end, "backward", 3).await;
+    let lines: Vec<&str> = newest.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "GET /users took 100ms",
+            "GET /users took 90ms",
+            "POST /orders took 300ms"
+        ]
+    );
+    let all_api = query_lines(&s, r#"{app="api"}"#, start, end, "forward", 100).await;
+    assert_eq!(all_api.len(), 13);
+    assert_eq!(all_api[0].2, "GET /users took 10ms");
+    assert!(all_api.windows(2).all(|w| w[0].1 <= w[1].1));
+    let errors = query_lines(
+        &s,
+        r#"{app="web"} | logfmt | status >= 500"#,
+        start,
+        end,
+        "forward",
+        100,
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0["msg"], "upstream failed");
+    assert_eq!(
+        errors[0].0["trace_id"], "t-1",
+        "structured metadata is a label"
+    );
+    let formatted = query_lines(
+        &s,
+        r#"{app="web"} |= "zipped" | logfmt | line_format "{{.status}} {{.msg | ToUpper}}""#,
+        start,
+        end,
+        "forward",
+        100,
+    )
+    .await;
+    assert_eq!(
+        formatted.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
+        vec!["204 ZIPPED"]
+    );
+    let py = query_lines(&s, r#"{app="py"}"#, start, end, "forward", 100).await;
+    assert_eq!(
+        py.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
+        (0..5).map(|i| format!("py line {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(py[0].0["severity"], "info");
+    let node = query_lines(&s, r#"{app="node"}"#, start, end, "forward", 100).await;
+    let mut node_lines: Vec<&str> = node.iter().map(|x| x.2.as_str()).collect();
+    node_lines.sort();
+    let mut want: Vec<String> = (0..6)
+        .map(|i| format!("node line {i} took {}ms", 10 * (i + 1)))
+        .collect();
+    want.sort();
+    assert_eq!(node_lines, want);
+
+    // The issue's regex-extraction percentile, against hand-computed values:
+    // /users 10..100 -> rank 8.55 -> 95.5; /orders 5,7,300 -> rank 1.9 -> 270.7.
+    let p95 = r#"quantile_over_time(0.95, {app="api"} | regexp "took (?P<ms>[0-9]+)ms" | unwrap ms [15m]) by (endpoint)"#;
+    let t = base + 60 * S;
+    let check_p95 = |v: Vec<(Json, f64)>| {
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[0].0, json!({"endpoint": "/orders"}));
+        assert!((v[0].1 - 270.7).abs() < 1e-9, "{v:?}");
+        assert_eq!(v[1].0, json!({"endpoint": "/users"}));
+        assert!((v[1].1 - 95.5).abs() < 1e-9, "{v:?}");
+    };
+    check_p95(instant(&s, p95, t).await);
+    let counts = instant(
+        &s,
+        r#"sum by (level) (count_over_time({app="node"}[1h]))"#,
+        end,
+    )
+    .await;
+    assert_eq!(
+        counts,
+        vec![
+            (json!({"level": "error"}), 3.0),
+            (json!({"level": "info"}), 3.0)
+        ]
+    );
+    let rate = instant(
+        &s,
+        r#"sum(rate({app="api", endpoint="/users"} |= "GET" [10s]))"#,
+        base + 10 * S,
+    )
+    .await;
+    assert_eq!(rate, vec![(json!({}), 1.0)]);
+
+    // Range metric query: counts per 5s step, left-open windows.
+    let (st, j) = s
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    r#"count_over_time({app="api", endpoint="/users"}[5s])"#.to_string(),
+                ),
+                ("start", (base + 5 * S).to_string()),
+                ("end", (base + 15 * S).to_string()),
+                ("step", "5s".to_string()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["data"]["resultType"], "matrix");
+    let vals: Vec<&str> = j["data"]["result"][0]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|p| p[1].as_str().expect("v"))
+        .collect();
+    // (0s,5s] and (5s,10s] hold 5 lines each; (10s,15s] none, so no point.
+    assert_eq!(vals, vec!["5", "5"]);
+
+    // Metadata endpoints Grafana calls.
+    let range = [("start", start.to_string()), ("end", end.to_string())];
+    let (_, j) = s.get_json("/loki/api/v1/labels", &range, None).await;
+    for l in ["app", "endpoint", "logger", "severity", "client", "level"] {
+        assert!(
+            j["data"].as_array().expect("labels").contains(&json!(l)),
+            "{l}: {j}"
+        );
+    }
+    let (_, j) = s
+        .get_json("/loki/api/v1/label/app/values", &range, None)
+        .await;
+    assert_eq!(j["data"], json!(["api", "node", "py", "web"]));
+    let mut p = range.to_vec();
+    p.push(("query", r#"{app="api"}"#.to_string()));
+    let (_, j) = s
+        .get_json("/loki/api/v1/label/endpoint/values", &p, None)
+        .await;
+    assert_eq!(j["data"], json!(["/orders", "/users"]));
+    let mut p = range.to_vec();
+    p.push(("match[]", r#"{app="api"}"#.to_string()));
+    let (_, j) = s.get_json("/loki/api/v1/series", &p, None).await;
+    assert_eq!(
+        j["data"],
+        json!([{"app": "api", "endpoint": "/orders"}, {"app": "api", "endpoint": "/users"}])
+    );
+    let mut p = range.to_vec();
+    p.push(("query", r#"{app="api"}"#.to_string()));
+    let (_, stats) = s.get_json("/loki/api/v1/index/stats", &p, None).await;
+    let api_bytes: usize = all_api.iter().map(|x| x.2.len()).sum();
+    assert_eq!(stats["streams"], 2);
+    assert_eq!(stats["entries"], 13);
+    assert_eq!(stats["bytes"], api_bytes);
+    let mut p = range.to_vec();
+    p.push(("query", r#"{app=~"api|web"}"#.to_string()));
+    let (_, vol) = s.get_json("/loki/api/v1/index/volume", &p, None).await;
+    assert_eq!(vol["data"]["result"][0]["metric"], json!({"app": "api"}));
+    assert_eq!(vol["data"]["result"][0]["value"][1], api_bytes.to_string());
+
+    // Everything older than the cut moves to Parquet log blocks; the answers stay the same.
+    let snapshot = query_lines(&s, r#"{app=~".+"}"#, start, end, "forward", 1000).await;
+    assert_eq!(snapshot.len(), 13 + 3 + 5 + 6);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s
+        .self_metric("strata_ingester_log_blocks_uploaded_total")
+        .await
+        < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log block cut: {}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let blocks = std::fs::read_dir(dir.path().join("blocks/anonymous/logs"))
+        .expect("log blocks dir")
+        .count();
+    assert!(blocks >= 1);
+    assert_eq!(
+        query_lines(&s, r#"{app=~".+"}"#, start, end, "forward", 1000).await,
+        snapshot
+    );
+    assert_eq!(
+        query_lines(&s, r#"{app="api"}"#, start, end, "backward", 3).await,
+        newest
+    );
+    check_p95(instant(&s, p95, t).await);
+
+    // kill -9: the WAL and the blocks hold every acknowledged entry.
+    s.restart().await;
+    assert_eq!(
+        query_lines(&s, r#"{app=~".+"}"#, start, end, "forward", 1000).await,
+        snapshot
+    );
+    check_p95(instant(&s, p95, t).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_push_validation_limits_and_query_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-distributor.max-line-size=100",
+            "-distributor.max-recv-msg-size=100000",
+            "-distributor.ingestion-rate-limit-mb=0.02",
+            "-distributor.ingestion-burst-size-mb=0.04",
+            "-ingester.max-global-streams-per-user=3",
+            "-validation.max-entries-limit=50",
+        ],
+    )
+    .await;
+    let now = now_ms() * 1_000_000;
+    let ok = (now - 10 * S, "fine".to_string());
+
+    let cases: Vec<(&str, Entries, &str)> = vec![
+        ("{app=api}", vec![ok.clone()], "error parsing labels"),
+        (
+            "{}",
+            vec![ok.clone()],
+            "at least one label pair is required",
+        ),
+        (
+            r#"{app="a", app="b"}"#,
+            vec![ok.clone()],
+            "duplicate label name",
+        ),
+        (
+            r#"{app="a"}"#,
+            vec![(now, "x".repeat(101))],
+            "max entry size '100' bytes exceeded",
+        ),
+        (
+            r#"{app="a"}"#,
+            vec![(now - 8 * 24 * 3600 * S, "old".into())],
+            "timestamp too old",
+        ),
+        (
+            r#"{app="a"}"#,
+            vec![(now + 3600 * S, "future".into())],
+            "timestamp too new",
+        ),
+    ];
+    for (labels, entries, want) in cases {
+        let body = proto_body(&[(labels, entries), (r#"{app="kept"}"#, vec![ok.clone()])]);
+        let (st, msg) = push(&s, body, "application/x-protobuf", false, None).await;
+        assert_eq!(st, 400, "{labels}: {msg}");
+        assert!(msg.contains(want), "{labels}: want {want:?} in {msg}");
+    }
+    // The valid stream of each partially rejected push was kept (once: identical entries are retries).
+    let (_, j) = s
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", r#"{app="kept"}"#.to_string()),
+                ("start", (now - 60 * S).to_string()),
+                ("end", (now + S).to_string()),
+                ("limit", "10".into()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        j["data"]["result"][0]["values"].as_array().map(Vec::len),
+        Some(1),
+        "{j}"
+    );
+
+    for (body, ct, gzip) in [
+        (b"{not json".to_vec(), "application/json", false),
+        (
+            br#"{"streams":[{"stream":{"a":"b"},"values":[["soon","x"]]}]}"#.to_vec(),
+            "application/json",
+            false,
+        ),
+        (b"\x00\x01garbage".to_vec(), "application/x-protobuf", false),
+        (b"not gzip".to_vec(), "application/json", true),
+    ] {
+        let (st, msg) = push(&s, body, ct, gzip, None).await;
+        assert_eq!(st, 400, "{msg}");
+    }
+    let (st, _) = push(&s, vec![b'x'; 120_000], "application/json", false, None).await;
+    assert_eq!(st, 413);
+
+    // Stream limit: a 4th active stream is refused with 429 (kept + 2 more fit).
+    for (i, want) in [(1, 204), (2, 204), (3, 429)] {
+        let body = proto_body(&[(&format!("{{app=\"s{i}\"}}"), vec![ok.clone()])]);
+        let (st, msg) = push(&s, body, "application/x-protobuf", false, None).await;
+        assert_eq!(st, want, "stream {i}: {msg}");
+        if want == 429 {
+            assert!(
+                msg.contains("Maximum active stream limit exceeded"),
+                "{msg}"
+            );
+        }
+    }
+    // Rate limit: 50 KB at once is over the 40 KB burst.
+    let big: Vec<(i64, String)> = (0..600)
+        .map(|i| (now - S + i, format!("{i:0>90}")))
+        .collect();
+    let (st, msg) = push(
+        &s,
+        proto_body(&[(r#"{app="kept"}"#, big)]),
+        "application/x-protobuf",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(st, 429, "{msg}");
+    assert!(msg.contains("Ingestion rate limit exceeded"), "{msg}");
+
+    // Query errors are 400s that say what is wrong.
+    for (q, want) in [
+        (r#"{app="kept"} | jsonn"#, "parse error at line 1, col 16"),
+        (r#"sum_over_time({app="kept"}[5m])"#, "unwrap"),
+        (r#"{app=~".*"}"#, "empty string"),
+    ] {
+        let (st, j) = s
+            .get_json(
+                "/loki/api/v1/query_range",
+                &[("query", q.to_string())],
+                None,
+            )
+            .await;
+        assert_eq!(st, 400, "{q}: {j}");
+        assert!(
+            j.as_str().is_some_and(|m| m.contains(want)),
+            "{q}: want {want:?} in {j}"
+        );
+    }
+    let (st, j) = s
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", r#"{app="kept"}"#.to_string()),
+                ("limit", "51".into()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(st, 400, "{j}");
+    let (st, j) = s
+        .get_json(
+            "/loki/api/v1/query",
+            &[("query", r#"{app="kept"}"#.to_string())],
+            None,
+        )
+        .await;
+    assert_eq!(st, 400, "{j}");
+    assert!(
+        j.as_str().is_some_and(|m| m.contains("instant query")),
+        "{j}"
+    );
+}
