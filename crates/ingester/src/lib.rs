@@ -83,6 +83,8 @@ pub enum IngesterError {
     Replay(#[from] walrec::RecordError),
     #[error("invalid ingester configuration: {0}")]
     Config(String),
+    #[error("background task: {0}")]
+    Task(String),
     #[error("ingester is shutting down")]
     ShuttingDown,
 }
@@ -522,10 +524,10 @@ impl Ingester {
         for (tenant, head, fb) in frozen {
             let ranges = split_by_range(&fb.series, range, |s: &Sample| s.t);
             for (start, series) in ranges {
-                let block = encode_with_retry(&tenant, || {
-                    encode_block(series.clone(), start, start + range)
+                let block = encode_with_retry(&tenant, series, move |s| {
+                    encode_block(s.clone(), start, start + range)
                 })
-                .await;
+                .await?;
                 upload_with_retry(&tenant, &block.meta.ulid, || {
                     upload_block(catalog.reader().store().as_ref(), &tenant, &block)
                 })
@@ -739,17 +741,30 @@ fn split_by_range<T: Clone>(
     ranges
 }
 
-/// Encodes a block, retrying on failure: the data stays in the head meanwhile.
-async fn encode_with_retry<B>(
-    tenant: &str,
-    mut encode: impl FnMut() -> Result<B, strata_storage::StorageError>,
-) -> B {
+/// Encodes a block on a blocking thread (zstd over a whole block takes
+/// seconds), retrying on failure: the data stays in the head meanwhile.
+async fn encode_with_retry<T, B, F>(tenant: &str, data: T, encode: F) -> Result<B, IngesterError>
+where
+    T: Send + 'static,
+    B: Send + 'static,
+    F: Fn(&T) -> Result<B, strata_storage::StorageError> + Send + Sync + 'static,
+{
+    let encode = Arc::new(encode);
+    let mut data = data;
     loop {
-        match encode() {
-            Ok(b) => return b,
+        let f = encode.clone();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&data);
+            (data, r)
+        })
+        .await
+        .map_err(|e| IngesterError::Task(format!("block encoding failed: {e}")))?;
+        match result {
+            Ok(b) => return Ok(b),
             Err(e) => {
                 tracing::error!(tenant, error = %e, "encoding block failed; retrying");
                 tokio::time::sleep(Duration::from_secs(5)).await;
+                data = back;
             }
         }
     }

@@ -427,10 +427,10 @@ impl LogIngester {
             let ranges = split_by_range(&fl.streams, range, |e: &LogEntry| e.ts);
             for (start, streams) in ranges {
                 let (min_ms, max_ms) = (start / NS_PER_MS, (start + range) / NS_PER_MS);
-                let block = encode_with_retry(&tenant, || {
-                    encode_log_block(streams.clone(), min_ms, max_ms)
+                let block = encode_with_retry(&tenant, streams, move |s| {
+                    encode_log_block(s, min_ms, max_ms)
                 })
-                .await;
+                .await?;
                 upload_with_retry(&tenant, &block.meta.ulid, || {
                     upload_log_block(catalog.reader().store().as_ref(), &tenant, &block)
                 })

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Log benchmarks against a release build of Strata in -target=all:
+#  1. push throughput and latency (logbench push), and gzip -6 of the same lines;
+#  2. stored bytes after the head is flushed to Parquet log blocks;
+#  3. `{app="x"} |= "error"` and a count_over_time over the blocks, GB/s scanned.
+# Usage: loadtest/logs.sh [logbench push flags...], e.g. --duration 20s --concurrency 4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p strata -p strata-loadtest
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+. loadtest/lib.sh
+
+sp=$(port)
+start_strata() {
+  ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+    -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
+    -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
+    -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \
+    -log.level=warn 2>>"$work/strata.log" &
+  wait_ready "http://127.0.0.1:$sp/ready"
+}
+start_strata
+echo "== push"
+out=$(./target/release/logbench push --url "http://127.0.0.1:$sp" --gzip "$@")
+echo "$out"
+raw=$(echo "$out" | sed -n 's/.* raw_bytes=\([0-9]*\).*/\1/p')
+echo "== flush head to Parquet log blocks (SIGTERM)"
+t0=$(date +%s.%N)
+kill -TERM %1; wait %1 2>/dev/null || true
+echo "flush_s=$(echo "$(date +%s.%N) - $t0" | bc)"
+stored=$(find "$work/blocks" -path '*/logs/*' -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+echo "raw_bytes=$raw stored_bytes=$stored ratio=$(echo "scale=2; $raw / $stored" | bc)"
+start_strata
+echo "== query over blocks"
+./target/release/logbench query --url "http://127.0.0.1:$sp" --raw-bytes "$raw" --query '{app="x"} |= "error"'
+./target/release/logbench query --url "http://127.0.0.1:$sp" --raw-bytes "$raw" --query 'sum(count_over_time({app="x"} |= "error" [1m]))'
