@@ -611,3 +611,98 @@ async fn loki_push_validation_limits_and_query_errors() {
         "{j}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tail_over_websocket() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Strata::start(dir.path(), &[]).await;
+    let now = now_ms() * 1_000_000;
+    let lines = |from: i64, n: i64, tag: &str| -> Entries {
+        (0..n)
+            .map(|i| (now + (from + i) * 1_000_000, format!("{tag} line {i}")))
+            .collect()
+    };
+    // Pushed before the tail starts, after its `start`: sent first.
+    let (st, _) = push(
+        &s,
+        proto_body(&[(r#"{app="tail"}"#, lines(0, 2, "early"))]),
+        "application/x-protobuf",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+
+    // A metric query is refused before the upgrade.
+    let refused = s
+        .client
+        .get(s.url("/loki/api/v1/tail"))
+        .query(&[("query", r#"rate({app="tail"}[1m])"#)])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 400);
+
+    let url = reqwest::Url::parse_with_params(
+        &format!("ws://127.0.0.1:{}/loki/api/v1/tail", s.port),
+        &[
+            ("query", r#"{app="tail"} != "skip""#.to_string()),
+            ("start", (now - 60 * S).to_string()),
+        ],
+    )
+    .expect("tail URL");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("websocket upgrade");
+    let mut received: Vec<String> = Vec::new();
+    let mut next_batch = async |received: &mut Vec<String>, want: usize| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while received.len() < want {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("tail message in time")
+                .expect("socket open")
+                .expect("frame");
+            let Message::Text(text) = msg else { continue };
+            let j: Json = serde_json::from_str(&text).expect("tail JSON");
+            assert!(j["dropped_entries"].is_null(), "{j}");
+            for st in j["streams"].as_array().expect("streams") {
+                assert_eq!(st["stream"], json!({"app": "tail"}));
+                for v in st["values"].as_array().expect("values") {
+                    received.push(v[1].as_str().expect("line").to_string());
+                }
+            }
+        }
+    };
+    next_batch(&mut received, 2).await;
+    assert_eq!(received, vec!["early line 0", "early line 1"]);
+    // New entries arrive as they are pushed, filtered, once each, in order.
+    let mut later = lines(10, 3, "late");
+    later.push((now + 20 * 1_000_000, "skip me".into()));
+    let (st, _) = push(
+        &s,
+        proto_body(&[(r#"{app="tail"}"#, later)]),
+        "application/x-protobuf",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    next_batch(&mut received, 5).await;
+    assert_eq!(
+        received,
+        vec![
+            "early line 0",
+            "early line 1",
+            "late line 0",
+            "late line 1",
+            "late line 2"
+        ]
+    );
+    // Nothing is sent twice: a quiet second later, no new message.
+    let extra = tokio::time::timeout(Duration::from_millis(2500), ws.next()).await;
+    assert!(extra.is_err(), "unexpected message: {extra:?}");
+}

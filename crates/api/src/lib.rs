@@ -107,6 +107,7 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/stats",
             get(loki::index_stats).post(loki::index_stats),
         )
+        .route("/loki/api/v1/tail", get(loki::tail))
         .route(
             "/loki/api/v1/index/volume",
             get(loki::volume).post(loki::volume),

@@ -1,12 +1,13 @@
 //! Loki's HTTP API, with Loki's JSON shapes, for Grafana's Loki data source
 //! and Loki push clients: `/loki/api/v1/push` (and the legacy
 //! `/api/prom/push`), `query`, `query_range`, `labels`, `label/<name>/values`,
-//! `series`, `index/stats` and `index/volume`. Errors are plain text with the
+//! `series`, `index/stats`, `index/volume` and the `tail` WebSocket. Errors are plain text with the
 //! status Loki uses (400 for bad queries, 429 over limits).
 
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -326,19 +327,7 @@ fn render_result(r: &QueryResult, stats: &QueryStats, secs: f64) -> Vec<u8> {
     b.extend_from_slice(br#"","result":"#);
     let ms = |ns: i64| ns.div_euclid(1_000_000);
     match r {
-        QueryResult::Streams(streams) => write_list(&mut b, streams, |b, s| {
-            b.extend_from_slice(br#"{"stream":"#);
-            write_labels(b, &s.labels);
-            b.extend_from_slice(br#","values":"#);
-            write_list(b, &s.entries, |b, e| {
-                b.extend_from_slice(b"[\"");
-                b.extend_from_slice(e.ts.to_string().as_bytes());
-                b.extend_from_slice(b"\",");
-                write_str(b, &e.line);
-                b.push(b']');
-            });
-            b.push(b'}');
-        }),
+        QueryResult::Streams(streams) => write_streams(&mut b, streams),
         QueryResult::Matrix(series) => write_list(&mut b, series, |b, s| {
             write_series(b, &s.labels, s.points.iter().map(|&(t, v)| (ms(t), v)))
         }),
@@ -375,6 +364,157 @@ fn render_result(r: &QueryResult, stats: &QueryStats, secs: f64) -> Vec<u8> {
 /// `{"status":"success","data":...}`.
 fn success(data: impl serde::Serialize) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// `[{"stream":{...},"values":[["<ns>","line"],...]},...]`.
+fn write_streams(b: &mut Vec<u8>, streams: &[LogStream]) {
+    write_list(b, streams, |b, s| {
+        b.extend_from_slice(br#"{"stream":"#);
+        write_labels(b, &s.labels);
+        b.extend_from_slice(br#","values":"#);
+        write_list(b, &s.entries, |b, e| {
+            b.extend_from_slice(b"[\"");
+            b.extend_from_slice(e.ts.to_string().as_bytes());
+            b.extend_from_slice(b"\",");
+            write_str(b, &e.line);
+            b.push(b']');
+        });
+        b.push(b'}');
+    });
+}
+
+/// Longest `delay_for` Loki accepts, in seconds.
+const MAX_TAIL_DELAY_SECS: i64 = 5;
+/// How often a tail looks for new entries.
+const TAIL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /loki/api/v1/tail` (WebSocket): entries matching a log query as they
+/// arrive, from `start` (default one hour ago), `delay_for` seconds behind
+/// real time (0-5), at most `limit` entries per message. Each message is
+/// `{"streams":[...],"dropped_entries":null}`, as Loki sends.
+pub(crate) async fn tail(ws: WebSocketUpgrade, r: LokiRequest) -> Result<Response, LokiError> {
+    let query = r.query()?;
+    match strata_logql::parse(&query) {
+        Ok(Expr::Log(_)) => {}
+        Ok(Expr::Metric(_)) => {
+            return Err(bad_request("tail needs a log query, not a metric query"));
+        }
+        Err(e) => return Err(bad_request(e.to_string())),
+    }
+    let (limit, _) = common_params(&r.p)?;
+    let delay: i64 = match r.p.get("delay_for") {
+        None => 0,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|d| (0..=MAX_TAIL_DELAY_SECS).contains(d))
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "delay_for must be a whole number of seconds from 0 to {MAX_TAIL_DELAY_SECS}, not {s:?}"
+                ))
+            })?,
+    };
+    let start = time_param(&r.p, "start", now_ns() - DEFAULT_SINCE_NS)?;
+    Ok(ws.on_upgrade(move |socket| async move {
+        if let Err(e) = tail_loop(socket, &r, &query, start, delay * NS_PER_SEC, limit).await {
+            tracing::debug!(tenant = r.tenant, error = %e, "tail ended");
+        }
+    }))
+}
+
+async fn tail_loop(
+    mut socket: WebSocket,
+    r: &LokiRequest,
+    query: &str,
+    start: i64,
+    delay_ns: i64,
+    limit: usize,
+) -> Result<(), String> {
+    let max_entries = r
+        .state
+        .log_querier
+        .limits(&r.tenant)
+        .max_entries_limit_per_query;
+    let mut from = start;
+    // Entries already sent whose timestamp is `from`: the next poll starts
+    // there (inclusive) so entries sharing that nanosecond are not missed.
+    let mut sent_at_from: std::collections::HashSet<(strata_model::Labels, String)> =
+        std::collections::HashSet::new();
+    loop {
+        let end = now_ns() - delay_ns;
+        let mut full = false;
+        if end > from {
+            let params = QueryParams {
+                start_ns: from,
+                end_ns: end,
+                step_ns: 0,
+                limit: (limit + sent_at_from.len()).min(max_entries.max(limit)),
+                direction: Direction::Forward,
+                instant: false,
+                max_series: 500,
+            };
+            let result = r.state.log_querier.query(&r.tenant, query, &params).await;
+            let streams = match result {
+                Ok((QueryResult::Streams(s), _)) => s,
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1011,
+                            reason: e.to_string().chars().take(120).collect::<String>().into(),
+                        })))
+                        .await;
+                    return Err(e.to_string());
+                }
+            };
+            let mut fresh: Vec<LogStream> = Vec::new();
+            let mut newest = from;
+            let mut count = 0;
+            for mut s in streams {
+                s.entries.retain(|e| {
+                    !(e.ts == from && sent_at_from.contains(&(s.labels.clone(), e.line.clone())))
+                });
+                count += s.entries.len();
+                if let Some(last) = s.entries.last() {
+                    newest = newest.max(last.ts);
+                }
+                if !s.entries.is_empty() {
+                    fresh.push(s);
+                }
+            }
+            full = count >= limit;
+            if !fresh.is_empty() {
+                if newest > from {
+                    sent_at_from.clear();
+                    from = newest;
+                }
+                for s in &fresh {
+                    for e in s.entries.iter().filter(|e| e.ts == from) {
+                        sent_at_from.insert((s.labels.clone(), e.line.clone()));
+                    }
+                }
+                let mut b = Vec::new();
+                b.extend_from_slice(br#"{"streams":"#);
+                write_streams(&mut b, &fresh);
+                b.extend_from_slice(br#","dropped_entries":null}"#);
+                let text = String::from_utf8(b).map_err(|e| e.to_string())?;
+                socket
+                    .send(Message::Text(text.into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TAIL_POLL) => {}
+            msg = socket.recv() => match msg {
+                None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 /// Matchers of a `query` / `match[]` stream selector; empty when absent.

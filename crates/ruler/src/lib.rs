@@ -771,7 +771,8 @@ impl Ruler {
                         generator_url: format!(
                             "{}/graph?g0.expr={}&g0.tab=1",
                             self.cfg.external_url.trim_end_matches('/'),
-                            url_escape(&rule.source.expr)
+                            url::form_urlencoded::byte_serialize(rule.source.expr.as_bytes())
+                                .collect::<String>()
                         ),
                     });
                 }
@@ -907,17 +908,6 @@ fn rule_json(r: &rules::CompiledRule, st: &RuleState) -> Json {
         j["type"] = json!("recording");
     }
     j
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
