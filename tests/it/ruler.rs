@@ -82,6 +82,29 @@ async fn eventually<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option
     }
 }
 
+/// Saves `group` in `namespace` through the rules API at `base` (202), then
+/// lists every group there.
+async fn save_and_list(s: &Strata, base: &str, namespace: &str, group: &str) -> serde_yaml::Value {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(s.url(&format!("{base}/{namespace}")))
+        .header("Content-Type", "application/yaml")
+        .body(group.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let listed = client
+        .get(s.url(base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_yaml::from_str(&listed).unwrap()
+}
+
 const GROUP: &str = r#"name: kafka
 interval: 1s
 rules:
@@ -166,23 +189,7 @@ async fn rules_record_and_alert_through_a_real_alertmanager() {
     let msg = r.text().await.unwrap();
     assert!(msg.contains("rule 2 (line 6) (QueueTooLong)"), "{msg}");
 
-    let r = client
-        .post(s.url("/prometheus/config/v1/rules/team-a"))
-        .header("Content-Type", "application/yaml")
-        .body(GROUP)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    let listed = client
-        .get(s.url("/prometheus/config/v1/rules"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let listed: serde_yaml::Value = serde_yaml::from_str(&listed).unwrap();
+    let listed = save_and_list(&s, "/prometheus/config/v1/rules", "team-a", GROUP).await;
     assert_eq!(listed["team-a"][0]["name"], "kafka");
     assert_eq!(listed["team-a"][0]["rules"][1]["for"], "3s");
 
@@ -306,4 +313,208 @@ async fn rules_record_and_alert_through_a_real_alertmanager() {
         .unwrap();
     assert_eq!(r.status(), 404);
     pusher.abort();
+}
+
+const LOG_GROUP: &str = r#"name: latency
+interval: 1s
+rules:
+  - record: endpoint:latency_ms:p95
+    expr: quantile_over_time(0.95, {app="api"} | regexp "took (?P<ms>[0-9]+)ms" | unwrap ms [15m]) by (endpoint)
+  - alert: SlowEndpoint
+    expr: quantile_over_time(0.95, {app="api"} | regexp "took (?P<ms>[0-9]+)ms" | unwrap ms [15m]) by (endpoint) > 200
+    for: 2s
+    labels:
+      severity: warn
+    annotations:
+      summary: "p95 of {{ $labels.endpoint }} is {{ $value }}ms"
+"#;
+
+/// LogQL rules through Loki's rules API: a regex-extracted latency
+/// percentile per endpoint recorded as a metric (equal to hand-computed
+/// values) and an alert on it delivered through a real Alertmanager.
+#[tokio::test]
+async fn logql_rules_record_percentiles_and_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook_url, notifications) = start_webhook().await;
+    let (_am, am_port) = start_alertmanager(dir.path(), &hook_url).await;
+    let am_flag = format!("-ruler.alertmanager-url=http://127.0.0.1:{am_port}");
+    let s = Strata::start(
+        dir.path(),
+        &[
+            &am_flag,
+            "-ruler.poll-interval=1s",
+            "-ruler.resend-delay=1s",
+        ],
+    )
+    .await;
+
+    // /users took 10..100 ms -> p95 rank 8.55 -> 95.5; /orders 5, 7, 300 -> rank 1.9 -> 270.7.
+    let now_ns = now_ms() * 1_000_000;
+    let mut streams = Vec::new();
+    for (endpoint, values) in [
+        ("/users", (1..=10).map(|i| i * 10).collect::<Vec<i64>>()),
+        ("/orders", vec![5, 7, 300]),
+    ] {
+        let values: Vec<serde_json::Value> = values
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                serde_json::json!([
+                    (now_ns - 60_000_000_000 + i as i64 * 1_000_000_000).to_string(),
+                    format!("GET {endpoint} took {ms}ms")
+                ])
+            })
+            .collect();
+        streams.push(
+            serde_json::json!({"stream": {"app": "api", "endpoint": endpoint}, "values": values}),
+        );
+    }
+    let client = reqwest::Client::new();
+    let r = client
+        .post(s.url("/loki/api/v1/push"))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"streams": streams}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // Invalid LogQL groups: 400 naming the rule and its line.
+    for (bad, want) in [
+        (LOG_GROUP.replace("| unwrap ms [15m]) by (endpoint)\n  - alert", "| unwarp ms [15m]) by (endpoint)\n  - alert"), "rule 1 (line 4) (endpoint:latency_ms:p95)"),
+        (LOG_GROUP.replace("expr: quantile_over_time(0.95, {app=\"api\"} | regexp \"took (?P<ms>[0-9]+)ms\" | unwrap ms [15m]) by (endpoint) > 200", "expr: '{app=\"api\"} |= \"error\"'"), "metric query"),
+    ] {
+        let r = client.post(s.url("/loki/api/v1/rules/logs")).body(bad).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let msg = r.text().await.unwrap();
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+    }
+    let listed = save_and_list(&s, "/loki/api/v1/rules", "logs", LOG_GROUP).await;
+    assert_eq!(listed["logs"][0]["name"], "latency");
+    // LogQL groups are not PromQL groups.
+    let r = client
+        .get(s.url("/prometheus/config/v1/rules"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Recorded percentiles equal the hand-computed values.
+    let recorded = eventually("recorded percentiles", 30, async || {
+        let d = s.query("endpoint:latency_ms:p95", now_ms()).await;
+        let r = d["result"].as_array()?.clone();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let mut got: Vec<(String, f64)> = recorded
+        .iter()
+        .map(|x| {
+            (
+                x["metric"]["endpoint"].as_str().unwrap().to_string(),
+                x["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got[0].0, "/orders");
+    assert!((got[0].1 - 270.7).abs() < 1e-9, "{got:?}");
+    assert_eq!(got[1].0, "/users");
+    assert!((got[1].1 - 95.5).abs() < 1e-9, "{got:?}");
+    assert_eq!(recorded[0]["metric"]["__name__"], "endpoint:latency_ms:p95");
+
+    // The alert fires for /orders only and reaches the webhook, templated.
+    let firing = eventually("the SlowEndpoint notification", 40, async || {
+        notifications
+            .lock()
+            .iter()
+            .find(|n| {
+                n["status"] == "firing" && n["alerts"][0]["labels"]["alertname"] == "SlowEndpoint"
+            })
+            .cloned()
+    })
+    .await;
+    let alerts = firing["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{firing}");
+    assert_eq!(alerts[0]["labels"]["endpoint"], "/orders");
+    assert_eq!(alerts[0]["labels"]["severity"], "warn");
+    assert_eq!(
+        alerts[0]["annotations"]["summary"],
+        "p95 of /orders is 270.7ms"
+    );
+    let (_, rules) = s.get_json("/api/v1/rules", &[], None).await;
+    assert_eq!(rules["data"]["groups"][0]["name"], "latency", "{rules}");
+}
+
+const SLOW_GROUP: &str = r#"name: slow
+interval: 1s
+rules:
+  - alert: QueueStuck
+    expr: queue_size > 50
+    for: 60s
+"#;
+
+/// A restarted ruler keeps a pending alert's `for` progress: the active-since
+/// time comes back from `ALERTS_FOR_STATE` (shifted by the outage only).
+#[tokio::test]
+async fn pending_alert_keeps_for_progress_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Strata::start(
+        dir.path(),
+        &["-ruler.poll-interval=1s", "-ruler.for-grace-period=0s"],
+    )
+    .await;
+    let push = async |s: &Strata| {
+        let (st, body) = s
+            .push(
+                vec![series(
+                    &[("__name__", "queue_size"), ("instance", "k1")],
+                    &[(now_ms(), 100.0)],
+                )],
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+    };
+    push(&s).await;
+    let r = reqwest::Client::new()
+        .post(s.url("/prometheus/config/v1/rules/team-a"))
+        .body(SLOW_GROUP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let active_at = |a: &Json| -> i64 {
+        chrono::DateTime::parse_from_rfc3339(a["activeAt"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let first = eventually("a pending alert", 20, async || {
+        let (_, j) = s.get_json("/api/v1/alerts", &[], None).await;
+        let a = j["data"]["alerts"].as_array()?.first()?.clone();
+        (a["state"] == "pending").then_some(a)
+    })
+    .await;
+    let before = active_at(&first);
+    // Several seconds of pending progress, kept fresh.
+    for _ in 0..12 {
+        push(&s).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(now_ms() - before >= 5_000);
+    s.restart().await;
+    let restarted_at = now_ms();
+    push(&s).await;
+    let again = eventually("the alert after the restart", 20, async || {
+        let (_, j) = s.get_json("/api/v1/alerts", &[], None).await;
+        let a = j["data"]["alerts"].as_array()?.first()?.clone();
+        (a["state"] == "pending").then_some(a)
+    })
+    .await;
+    let after = active_at(&again);
+    // Without restoring, the alert would be active since after the restart.
+    assert!(
+        after <= restarted_at - 4_000,
+        "activeAt {after} should keep the progress made before the restart at {restarted_at} (was {before})"
+    );
+    assert!(after >= before, "the outage does not count as pending time");
 }

@@ -79,19 +79,11 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
         .route("/api/v1/alerts", get(rules::alerts_status))
-        .route("/config/v1/rules", get(rules::list_all))
-        .route(
-            "/config/v1/rules/{namespace}",
-            get(rules::list_namespace)
-                .post(rules::set_group)
-                .delete(rules::delete_namespace),
-        )
-        .route(
-            "/config/v1/rules/{namespace}/{group}",
-            get(rules::get_group).delete(rules::delete_group),
-        );
+        .nest("/config/v1/rules", rules::config_routes());
     Router::new()
         .route("/api/v1/push", post(push))
+        // The same rules API manages LogQL groups under Loki's path.
+        .nest("/loki/api/v1/rules", rules::config_routes())
         .route("/api/v1/write", post(push))
         .route("/loki/api/v1/push", post(loki::push))
         .route("/api/prom/push", post(loki::push))

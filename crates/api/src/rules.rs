@@ -1,19 +1,22 @@
 //! The ruler's HTTP API: Mimir's rules configuration API
 //! (`/prometheus/config/v1/rules[/{namespace}[/{group}]]`, YAML in and out,
 //! as `mimirtool rules` and Grafana's rule editor use it) and Prometheus's
-//! `/api/v1/rules` and `/api/v1/alerts` status endpoints.
+//! `/api/v1/rules` and `/api/v1/alerts` status endpoints; the same
+//! configuration API under `/loki/api/v1/rules` manages LogQL rule groups.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::Router;
+use axum::extract::{FromRequestParts, OriginalUri, Path, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde_json::json;
-use strata_ruler::{RuleGroup, Ruler, RulerError};
+use strata_ruler::{RuleGroup, RuleLang, Ruler, RulerError};
 
 use crate::{Shared, tenant};
 
@@ -22,9 +25,11 @@ fn ruler_error(e: RulerError) -> Response {
     (code, e.to_string()).into_response()
 }
 
-/// The request's tenant and this process's ruler; refuses the request
-/// (bad tenant, or no ruler running) before the handler runs.
-pub(crate) struct TenantRuler(String, Arc<Ruler>);
+/// The request's tenant, this process's ruler, and the rule language the
+/// path selects (Loki's `/loki/api/v1/rules...` manages LogQL groups, the
+/// Mimir paths PromQL ones); refuses the request (bad tenant, or no ruler
+/// running) before the handler runs.
+pub(crate) struct TenantRuler(String, Arc<Ruler>, RuleLang);
 
 impl FromRequestParts<Shared> for TenantRuler {
     type Rejection = Response;
@@ -35,8 +40,30 @@ impl FromRequestParts<Shared> for TenantRuler {
             .ruler
             .clone()
             .ok_or_else(|| (StatusCode::NOT_FOUND, "the ruler is not running").into_response())?;
-        Ok(TenantRuler(t, r))
+        // Nested routers see the path without their prefix: read the original.
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(parts.uri.path(), |u| u.0.path());
+        let lang = if path.starts_with("/loki/") {
+            RuleLang::LogQL
+        } else {
+            RuleLang::PromQL
+        };
+        Ok(TenantRuler(t, r, lang))
     }
+}
+
+/// The rules configuration API, nested under Mimir's `/config/v1/rules`
+/// (PromQL groups) and Loki's `/loki/api/v1/rules` (LogQL groups).
+pub(crate) fn config_routes() -> Router<Shared> {
+    Router::new()
+        .route("/", get(list_all))
+        .route(
+            "/{namespace}",
+            get(list_namespace).post(set_group).delete(delete_namespace),
+        )
+        .route("/{namespace}/{group}", get(get_group).delete(delete_group))
 }
 
 fn yaml<T: serde::Serialize>(v: &T) -> Response {
@@ -54,8 +81,8 @@ fn accepted() -> Response {
         .into_response()
 }
 
-pub(crate) async fn list_all(TenantRuler(t, r): TenantRuler) -> Response {
-    match r.list_groups(&t, None).await {
+pub(crate) async fn list_all(TenantRuler(t, r, lang): TenantRuler) -> Response {
+    match r.list_groups(&t, lang, None).await {
         Ok(g) if g.is_empty() => (StatusCode::NOT_FOUND, "no rule groups found").into_response(),
         Ok(g) => yaml(&g),
         Err(e) => ruler_error(e),
@@ -63,10 +90,10 @@ pub(crate) async fn list_all(TenantRuler(t, r): TenantRuler) -> Response {
 }
 
 pub(crate) async fn list_namespace(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, lang): TenantRuler,
     Path(namespace): Path<String>,
 ) -> Response {
-    match r.list_groups(&t, Some(&namespace)).await {
+    match r.list_groups(&t, lang, Some(&namespace)).await {
         Ok(g) if g.is_empty() => (StatusCode::NOT_FOUND, "no rule groups found").into_response(),
         Ok(g) => yaml(&g),
         Err(e) => ruler_error(e),
@@ -74,44 +101,44 @@ pub(crate) async fn list_namespace(
 }
 
 pub(crate) async fn get_group(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, lang): TenantRuler,
     Path((namespace, group)): Path<(String, String)>,
 ) -> Response {
-    match r.get_group(&t, &namespace, &group).await {
+    match r.get_group(&t, lang, &namespace, &group).await {
         Ok(g) => yaml::<RuleGroup>(&g),
         Err(e) => ruler_error(e),
     }
 }
 
 pub(crate) async fn set_group(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, lang): TenantRuler,
     Path(namespace): Path<String>,
     body: Bytes,
 ) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "rule group is not UTF-8").into_response();
     };
-    match r.set_group(&t, &namespace, text).await {
+    match r.set_group(&t, lang, &namespace, text).await {
         Ok(()) => accepted(),
         Err(e) => ruler_error(e),
     }
 }
 
 pub(crate) async fn delete_group(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, lang): TenantRuler,
     Path((namespace, group)): Path<(String, String)>,
 ) -> Response {
-    match r.delete_group(&t, &namespace, &group).await {
+    match r.delete_group(&t, lang, &namespace, &group).await {
         Ok(()) => accepted(),
         Err(e) => ruler_error(e),
     }
 }
 
 pub(crate) async fn delete_namespace(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, lang): TenantRuler,
     Path(namespace): Path<String>,
 ) -> Response {
-    match r.delete_namespace(&t, &namespace).await {
+    match r.delete_namespace(&t, lang, &namespace).await {
         Ok(()) => accepted(),
         Err(e) => ruler_error(e),
     }
@@ -119,7 +146,7 @@ pub(crate) async fn delete_namespace(
 
 /// Prometheus `/api/v1/rules` (`?type=alert|record`).
 pub(crate) async fn rules_status(
-    TenantRuler(t, r): TenantRuler,
+    TenantRuler(t, r, _): TenantRuler,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params: BTreeMap<String, String> = q
@@ -136,6 +163,6 @@ pub(crate) async fn rules_status(
 }
 
 /// Prometheus `/api/v1/alerts`.
-pub(crate) async fn alerts_status(TenantRuler(t, r): TenantRuler) -> Response {
+pub(crate) async fn alerts_status(TenantRuler(t, r, _): TenantRuler) -> Response {
     axum::Json(json!({"status": "success", "data": r.alerts_status(&t)})).into_response()
 }

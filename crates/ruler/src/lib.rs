@@ -33,9 +33,10 @@ use strata_model::{Labels, METRIC_NAME, stale_nan};
 use strata_promql::Value;
 use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use strata_querier::Querier;
+use strata_querier::logs::LogQuerier;
 
 pub use notifier::Notifier;
-pub use rules::{CompiledGroup, RuleGroup};
+pub use rules::{CompiledGroup, RuleGroup, RuleLang};
 
 /// Ruler errors.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,14 @@ pub struct RulerConfig {
     pub max_rule_groups_per_tenant: usize,
     /// Per-tenant limit on rules per group (0: unlimited).
     pub max_rules_per_rule_group: usize,
+    /// How long the ruler may have been down and still restore an alert's
+    /// `for` progress from `ALERTS_FOR_STATE`.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub for_outage_tolerance: Duration,
+    /// Least time a restored alert still waits before firing; alerts whose
+    /// `for` is shorter than this are not restored.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub for_grace_period: Duration,
 }
 
 impl Default for RulerConfig {
@@ -101,6 +110,8 @@ impl Default for RulerConfig {
             notification_queue_capacity: 10_000,
             max_rule_groups_per_tenant: 70,
             max_rules_per_rule_group: 20,
+            for_outage_tolerance: Duration::from_secs(3600),
+            for_grace_period: Duration::from_secs(120),
         }
     }
 }
@@ -172,6 +183,9 @@ struct RuleStatus {
 
 struct RuleState {
     status: Mutex<RuleStatus>,
+    /// Set once the alert states were restored from `ALERTS_FOR_STATE`
+    /// (at the first evaluation after the group was loaded).
+    restored: AtomicBool,
     alerts: Mutex<HashMap<Vec<(String, String)>, Alert>>,
     /// Series this rule wrote at its last evaluation (for staleness markers).
     written: Mutex<HashSet<Vec<(String, String)>>>,
@@ -186,13 +200,14 @@ struct GroupState {
     last_evaluation: Mutex<Option<(i64, f64)>>,
 }
 
-type GroupKey = (String, String, String);
+type GroupKey = (String, RuleLang, String, String);
 
 /// The ruler of this process.
 pub struct Ruler {
     cfg: RulerConfig,
     store: Arc<dyn ObjectStore>,
     querier: Arc<Querier>,
+    log_querier: Arc<LogQuerier>,
     distributor: Arc<Distributor>,
     notifier: Arc<Notifier>,
     groups: RwLock<HashMap<GroupKey, Arc<GroupState>>>,
@@ -216,6 +231,7 @@ impl Ruler {
         cfg: RulerConfig,
         store: Arc<dyn ObjectStore>,
         querier: Arc<Querier>,
+        log_querier: Arc<LogQuerier>,
         distributor: Arc<Distributor>,
     ) -> Arc<Self> {
         let urls: Vec<String> = cfg
@@ -229,6 +245,7 @@ impl Ruler {
             cfg,
             store,
             querier,
+            log_querier,
             distributor,
             notifier,
             groups: RwLock::new(HashMap::new()),
@@ -236,19 +253,25 @@ impl Ruler {
         })
     }
 
-    fn group_path(tenant: &str, namespace: &str, group: &str) -> StorePath {
-        StorePath::from(format!("{tenant}/rules/{}/{}", hex(namespace), hex(group)))
+    fn group_path(tenant: &str, lang: RuleLang, namespace: &str, group: &str) -> StorePath {
+        StorePath::from(format!(
+            "{tenant}/{}/{}/{}",
+            lang.dir(),
+            hex(namespace),
+            hex(group)
+        ))
     }
 
-    /// Every stored group of `tenant` (of one namespace, if given), by namespace.
+    /// Every stored group of `tenant` in `lang` (of one namespace, if given), by namespace.
     pub async fn list_groups(
         &self,
         tenant: &str,
+        lang: RuleLang,
         namespace: Option<&str>,
     ) -> Result<BTreeMap<String, Vec<RuleGroup>>, RulerError> {
         let prefix = match namespace {
-            Some(ns) => StorePath::from(format!("{tenant}/rules/{}", hex(ns))),
-            None => StorePath::from(format!("{tenant}/rules")),
+            Some(ns) => StorePath::from(format!("{tenant}/{}/{}", lang.dir(), hex(ns))),
+            None => StorePath::from(format!("{tenant}/{}", lang.dir())),
         };
         let objects: Vec<_> = self
             .store
@@ -291,10 +314,11 @@ impl Ruler {
     pub async fn get_group(
         &self,
         tenant: &str,
+        lang: RuleLang,
         namespace: &str,
         group: &str,
     ) -> Result<RuleGroup, RulerError> {
-        let path = Self::group_path(tenant, namespace, group);
+        let path = Self::group_path(tenant, lang, namespace, group);
         let bytes = match self.store.get(&path).await {
             Ok(r) => r
                 .bytes()
@@ -312,10 +336,11 @@ impl Ruler {
     pub async fn set_group(
         self: &Arc<Self>,
         tenant: &str,
+        lang: RuleLang,
         namespace: &str,
         yaml: &str,
     ) -> Result<(), RulerError> {
-        let compiled = rules::parse_group(namespace, yaml, self.cfg.evaluation_interval)?;
+        let compiled = rules::parse_group(lang, namespace, yaml, self.cfg.evaluation_interval)?;
         let max_rules = self.cfg.max_rules_per_rule_group;
         if max_rules > 0 && compiled.rules.len() > max_rules {
             return Err(RulerError::Limit(format!(
@@ -323,14 +348,18 @@ impl Ruler {
                 compiled.rules.len()
             )));
         }
-        // Object names are enough to count groups; their YAML is not read.
-        let target = Self::group_path(tenant, namespace, &compiled.source.name);
-        let stored: Vec<_> = self
-            .store
-            .list(Some(&StorePath::from(format!("{tenant}/rules"))))
-            .try_collect()
-            .await
-            .map_err(|e| RulerError::Store(e.to_string()))?;
+        // Object names are enough to count groups (of both languages); their YAML is not read.
+        let target = Self::group_path(tenant, lang, namespace, &compiled.source.name);
+        let mut stored = Vec::new();
+        for l in [RuleLang::PromQL, RuleLang::LogQL] {
+            let listed: Vec<_> = self
+                .store
+                .list(Some(&StorePath::from(format!("{tenant}/{}", l.dir()))))
+                .try_collect()
+                .await
+                .map_err(|e| RulerError::Store(e.to_string()))?;
+            stored.extend(listed);
+        }
         let count = stored.len();
         let replaces = stored.iter().any(|o| o.location == target);
         let max_groups = self.cfg.max_rule_groups_per_tenant;
@@ -343,10 +372,7 @@ impl Ruler {
         let body = serde_yaml::to_string(&compiled.source)
             .map_err(|e| RulerError::Store(e.to_string()))?;
         self.store
-            .put(
-                &Self::group_path(tenant, namespace, &compiled.source.name),
-                bytes::Bytes::from(body).into(),
-            )
+            .put(&target, bytes::Bytes::from(body).into())
             .await
             .map_err(|e| RulerError::Store(e.to_string()))?;
         self.sync().await
@@ -356,12 +382,13 @@ impl Ruler {
     pub async fn delete_group(
         self: &Arc<Self>,
         tenant: &str,
+        lang: RuleLang,
         namespace: &str,
         group: &str,
     ) -> Result<(), RulerError> {
-        self.get_group(tenant, namespace, group).await?;
+        self.get_group(tenant, lang, namespace, group).await?;
         self.store
-            .delete(&Self::group_path(tenant, namespace, group))
+            .delete(&Self::group_path(tenant, lang, namespace, group))
             .await
             .map_err(|e| RulerError::Store(e.to_string()))?;
         self.sync().await
@@ -371,15 +398,16 @@ impl Ruler {
     pub async fn delete_namespace(
         self: &Arc<Self>,
         tenant: &str,
+        lang: RuleLang,
         namespace: &str,
     ) -> Result<(), RulerError> {
-        let groups = self.list_groups(tenant, Some(namespace)).await?;
+        let groups = self.list_groups(tenant, lang, Some(namespace)).await?;
         let Some(gs) = groups.get(namespace) else {
             return Err(RulerError::NotFound("namespace does not exist".into()));
         };
         for g in gs {
             self.store
-                .delete(&Self::group_path(tenant, namespace, &g.name))
+                .delete(&Self::group_path(tenant, lang, namespace, &g.name))
                 .await
                 .map_err(|e| RulerError::Store(e.to_string()))?;
         }
@@ -396,15 +424,18 @@ impl Ruler {
         let mut out = Vec::new();
         for p in listed.common_prefixes {
             let tenant = p.to_string();
-            let rules = StorePath::from(format!("{tenant}/rules"));
-            let has = self
-                .store
-                .list_with_delimiter(Some(&rules))
-                .await
-                .map(|l| !l.common_prefixes.is_empty() || !l.objects.is_empty())
-                .unwrap_or(false);
-            if has {
-                out.push(tenant);
+            for lang in [RuleLang::PromQL, RuleLang::LogQL] {
+                let rules = StorePath::from(format!("{tenant}/{}", lang.dir()));
+                let has = self
+                    .store
+                    .list_with_delimiter(Some(&rules))
+                    .await
+                    .map(|l| !l.common_prefixes.is_empty() || !l.objects.is_empty())
+                    .unwrap_or(false);
+                if has {
+                    out.push(tenant);
+                    break;
+                }
             }
         }
         Ok(out)
@@ -414,14 +445,19 @@ impl Ruler {
     pub async fn sync(&self) -> Result<(), RulerError> {
         let mut loaded: HashMap<GroupKey, CompiledGroup> = HashMap::new();
         for tenant in self.tenants().await? {
-            for (ns, groups) in self.list_groups(&tenant, None).await? {
-                for g in groups {
-                    match rules::compile(&ns, g, self.cfg.evaluation_interval, None) {
-                        Ok(c) => {
-                            loaded.insert((tenant.clone(), ns.clone(), c.source.name.clone()), c);
-                        }
-                        Err(e) => {
-                            tracing::error!(tenant, namespace = ns, error = %e, "stored rule group is invalid; skipped")
+            for lang in [RuleLang::PromQL, RuleLang::LogQL] {
+                for (ns, groups) in self.list_groups(&tenant, lang, None).await? {
+                    for g in groups {
+                        match rules::compile(lang, &ns, g, self.cfg.evaluation_interval, None) {
+                            Ok(c) => {
+                                loaded.insert(
+                                    (tenant.clone(), lang, ns.clone(), c.source.name.clone()),
+                                    c,
+                                );
+                            }
+                            Err(e) => {
+                                tracing::error!(tenant, namespace = ns, error = %e, "stored rule group is invalid; skipped")
+                            }
                         }
                     }
                 }
@@ -447,6 +483,7 @@ impl Ruler {
                         }),
                         alerts: Mutex::new(HashMap::new()),
                         written: Mutex::new(HashSet::new()),
+                        restored: AtomicBool::new(false),
                     })
                     .collect(),
                 group: c,
@@ -545,7 +582,35 @@ impl Ruler {
             .inc();
     }
 
-    async fn query(&self, tenant: &str, expr: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+    async fn query(
+        &self,
+        tenant: &str,
+        lang: RuleLang,
+        expr: &str,
+        t: i64,
+    ) -> Result<Vec<(Labels, f64)>, String> {
+        if lang == RuleLang::LogQL {
+            let t_ns = t.saturating_mul(1_000_000);
+            let params = strata_logql::QueryParams {
+                start_ns: t_ns,
+                end_ns: t_ns,
+                step_ns: 0,
+                limit: 1,
+                direction: strata_model::logs::Direction::Backward,
+                instant: true,
+                max_series: 0,
+            };
+            let (result, _) = self
+                .log_querier
+                .query(tenant, expr, &params)
+                .await
+                .map_err(|e| e.to_string())?;
+            return match result {
+                strata_logql::QueryResult::Vector(_, v) => Ok(v),
+                strata_logql::QueryResult::Scalar(_, v) => Ok(vec![(Labels::default(), v)]),
+                _ => Err("a LogQL rule must return a vector or a scalar".into()),
+            };
+        }
         let out = self
             .querier
             .instant_query(tenant, expr, t)
@@ -607,7 +672,9 @@ impl Ruler {
         state: &RuleState,
         t: i64,
     ) -> Result<(), String> {
-        let result = self.query(&g.tenant, &rule.source.expr, t).await?;
+        let result = self
+            .query(&g.tenant, g.group.lang, &rule.source.expr, t)
+            .await?;
         let limit = g.group.source.limit;
         if limit > 0 && result.len() > limit {
             return Err(format!(
@@ -669,6 +736,11 @@ impl Ruler {
         let name = rule.name().to_string();
         let for_ms = rule.for_.as_millis() as i64;
         let keep_ms = rule.keep_firing_for.as_millis() as i64;
+        let restore = if state.restored.swap(true, Ordering::AcqRel) {
+            HashMap::new()
+        } else {
+            self.restore_for_state(&g.tenant, &name, for_ms, t).await
+        };
         let mut seen: HashSet<Vec<(String, String)>> = HashSet::new();
         let mut to_send = Vec::new();
         {
@@ -701,12 +773,13 @@ impl Ruler {
                     .collect();
                 let key: Vec<(String, String)> = l.clone().into_iter().collect();
                 seen.insert(key.clone());
+                let active_at = restore.get(&key).copied().unwrap_or(t);
                 let a = alerts.entry(key).or_insert_with(|| Alert {
                     labels: l.clone(),
                     annotations: annotations.clone(),
                     state: AlertState::Pending,
                     value,
-                    active_at: t,
+                    active_at,
                     fired_at: None,
                     resolved_at: None,
                     last_sent: None,
@@ -802,6 +875,81 @@ impl Ruler {
             series.push((l.into_iter().collect(), (a.active_at / 1000) as f64));
         }
         self.write_with_staleness(&g.tenant, state, series, t).await
+    }
+
+    /// Active-since times of the rule's alerts from their last
+    /// `ALERTS_FOR_STATE` samples within the outage tolerance, adjusted as
+    /// Prometheus does: time pending before the outage counts, the outage
+    /// does not, and an alert waits at least the grace period before firing
+    /// (one that was already firing fires again at once).
+    async fn restore_for_state(
+        &self,
+        tenant: &str,
+        alertname: &str,
+        for_ms: i64,
+        now: i64,
+    ) -> HashMap<Vec<(String, String)>, i64> {
+        let grace = self.cfg.for_grace_period.as_millis() as i64;
+        if for_ms == 0 || for_ms < grace {
+            return HashMap::new();
+        }
+        let matchers = [
+            strata_model::Matcher::new(
+                strata_model::MatchOp::Equal,
+                METRIC_NAME,
+                "ALERTS_FOR_STATE",
+            ),
+            strata_model::Matcher::new(strata_model::MatchOp::Equal, "alertname", alertname),
+        ];
+        let tolerance = self.cfg.for_outage_tolerance.as_millis() as i64;
+        let series = match self
+            .querier
+            .select(tenant, &matchers, now - tolerance, now)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(tenant, alertname, error = %e, "could not read ALERTS_FOR_STATE; alerts start pending");
+                return HashMap::new();
+            }
+        };
+        let mut out = HashMap::new();
+        for s in series {
+            let Some(last) = s
+                .samples
+                .iter()
+                .rev()
+                .find(|x| !strata_model::is_stale_nan(x.v))
+            else {
+                continue;
+            };
+            let down_at = last.t;
+            let mut active_at = (last.v * 1000.0) as i64;
+            let remaining = for_ms - (down_at - active_at);
+            if remaining <= 0 {
+                // Was firing: fires again at the next evaluation.
+            } else if remaining < grace {
+                active_at = now + grace - for_ms;
+            } else {
+                active_at += now - down_at;
+            }
+            let key: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            out.insert(key, active_at);
+        }
+        if !out.is_empty() {
+            tracing::info!(
+                tenant,
+                alertname,
+                alerts = out.len(),
+                "alert state restored from ALERTS_FOR_STATE"
+            );
+        }
+        out
     }
 
     /// Prometheus's `/api/v1/rules` data for `tenant`.

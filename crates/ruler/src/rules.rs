@@ -44,9 +44,43 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The query language of a rule group: PromQL groups come through Mimir's
+/// rules API, LogQL groups through Loki's; each is stored under its own prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleLang {
+    PromQL,
+    LogQL,
+}
+
+impl RuleLang {
+    /// Object-store directory of the tenant's groups in this language.
+    pub fn dir(self) -> &'static str {
+        match self {
+            RuleLang::PromQL => "rules",
+            RuleLang::LogQL => "loki-rules",
+        }
+    }
+
+    /// Checks that `expr` is a query rules can evaluate.
+    fn check(self, expr: &str) -> Result<(), String> {
+        match self {
+            RuleLang::PromQL => promql_parser::parser::parse(expr).map(|_| ()),
+            RuleLang::LogQL => match strata_logql::parse(expr) {
+                Ok(strata_logql::Expr::Metric(_)) => Ok(()),
+                Ok(strata_logql::Expr::Log(_)) => Err(
+                    "rules need a LogQL metric query (e.g. count_over_time({...}[5m])), not a log query"
+                        .into(),
+                ),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+}
+
 /// A validated group, durations parsed.
 #[derive(Debug, Clone)]
 pub struct CompiledGroup {
+    pub lang: RuleLang,
     pub namespace: String,
     pub source: RuleGroup,
     pub interval: Duration,
@@ -128,17 +162,19 @@ fn rule_line(yaml: &str, n: usize) -> Option<usize> {
 
 /// Parses and validates one rule group (the body of a rules-API POST).
 pub fn parse_group(
+    lang: RuleLang,
     namespace: &str,
     yaml: &str,
     default_interval: Duration,
 ) -> Result<CompiledGroup, RulerError> {
     let group: RuleGroup = serde_yaml::from_str(yaml)
         .map_err(|e| RulerError::Invalid(format!("invalid rule group YAML: {e}")))?;
-    compile(namespace, group, default_interval, Some(yaml))
+    compile(lang, namespace, group, default_interval, Some(yaml))
 }
 
 /// Validates a parsed group.
 pub fn compile(
+    lang: RuleLang,
     namespace: &str,
     group: RuleGroup,
     default_interval: Duration,
@@ -201,7 +237,7 @@ pub fn compile(
         }
         let name = r.record.as_deref().or(r.alert.as_deref()).unwrap_or("");
         let at = format!("{at} ({name})");
-        if let Err(e) = promql_parser::parser::parse(&r.expr) {
+        if let Err(e) = lang.check(&r.expr) {
             return Err(RulerError::Invalid(format!(
                 "{at}: could not parse expression {:?}: {e}",
                 r.expr
@@ -225,6 +261,7 @@ pub fn compile(
         });
     }
     Ok(CompiledGroup {
+        lang,
         namespace: namespace.to_string(),
         source: group,
         interval,
@@ -241,7 +278,7 @@ mod tests {
 
     #[test]
     fn parses_a_prometheus_rule_group() {
-        let g = parse_group("ns", GOOD, Duration::from_secs(60)).unwrap();
+        let g = parse_group(RuleLang::PromQL, "ns", GOOD, Duration::from_secs(60)).unwrap();
         assert_eq!(g.interval, Duration::from_secs(30));
         assert_eq!(g.rules.len(), 2);
         assert!(!g.rules[0].is_alert());
@@ -252,16 +289,22 @@ mod tests {
     #[test]
     fn errors_name_the_rule_and_line() {
         let bad = GOOD.replace("job:requests:rate5m > 10", "job:requests:rate5m >");
-        let e = parse_group("ns", &bad, Duration::from_secs(60))
+        let e = parse_group(RuleLang::PromQL, "ns", &bad, Duration::from_secs(60))
             .unwrap_err()
             .to_string();
         assert!(e.contains("rule 2 (line 6) (HighErrors)"), "{e}");
         assert!(e.contains("could not parse expression"), "{e}");
-        let e = parse_group("ns", "name: x\nrules: []\n", Duration::from_secs(60))
-            .unwrap_err()
-            .to_string();
+        let e = parse_group(
+            RuleLang::PromQL,
+            "ns",
+            "name: x\nrules: []\n",
+            Duration::from_secs(60),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("has no rules"), "{e}");
         let e = parse_group(
+            RuleLang::PromQL,
             "ns",
             "name: x\nrules:\n  - expr: up\n",
             Duration::from_secs(60),
@@ -270,6 +313,7 @@ mod tests {
         .to_string();
         assert!(e.contains("one of 'record' or 'alert'"), "{e}");
         let e = parse_group(
+            RuleLang::PromQL,
             "ns",
             "name: x\nbogus: 1\nrules: []\n",
             Duration::from_secs(60),
@@ -277,5 +321,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn logql_groups_need_metric_queries() {
+        let ok = "name: logs\ninterval: 15m\nrules:\n  - record: endpoint:latency_ms:p95\n    expr: quantile_over_time(0.95, {app=\"api\"} | regexp \"took (?P<ms>[0-9]+)ms\" | unwrap ms [15m]) by (endpoint)\n";
+        let g = parse_group(RuleLang::LogQL, "ns", ok, Duration::from_secs(60)).unwrap();
+        assert_eq!(g.lang, RuleLang::LogQL);
+        let log_query =
+            "name: logs\nrules:\n  - alert: Errors\n    expr: '{app=\"api\"} |= \"error\"'\n";
+        let e = parse_group(RuleLang::LogQL, "ns", log_query, Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rule 1 (line 3) (Errors)") && e.contains("metric query"),
+            "{e}"
+        );
+        let bad = "name: logs\nrules:\n  - record: x\n    expr: 'count_over_time({app=\"api\"} | jsn [5m])'\n";
+        let e = parse_group(RuleLang::LogQL, "ns", bad, Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parse error at line 1, col"), "{e}");
+        // A LogQL expression is not PromQL.
+        assert!(parse_group(RuleLang::PromQL, "ns", ok, Duration::from_secs(60)).is_err());
     }
 }

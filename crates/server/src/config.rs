@@ -203,6 +203,8 @@ flags! {
     "ruler.notification-queue-capacity" => "ruler.notification_queue_capacity": "Alerts queued for Alertmanager at most; the oldest are dropped beyond.",
     "ruler.max-rule-groups-per-tenant" => "ruler.max_rule_groups_per_tenant": "Most rule groups a tenant may store (0: unlimited).",
     "ruler.max-rules-per-rule-group" => "ruler.max_rules_per_rule_group": "Most rules one group may hold (0: unlimited).",
+    "ruler.for-outage-tolerance" => "ruler.for_outage_tolerance": "Longest ruler outage after which alerts' `for` progress is still restored from ALERTS_FOR_STATE.",
+    "ruler.for-grace-period" => "ruler.for_grace_period": "Least time a restored alert waits before firing; alerts with a shorter `for` are not restored.",
     "blocks-storage.backend" => "blocks_storage.backend": "Object store backend: filesystem or s3.",
     "blocks-storage.filesystem.dir" => "blocks_storage.filesystem.dir": "Directory holding blocks with the filesystem backend.",
     "blocks-storage.s3.endpoint" => "blocks_storage.s3.endpoint": "S3 endpoint (host:port or URL); empty for AWS.",

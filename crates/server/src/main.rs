@@ -150,6 +150,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         cfg.ruler.clone(),
         store.clone(),
         querier.clone(),
+        log_querier.clone(),
         distributor.clone(),
     );
     let ready = Arc::new(AtomicBool::new(false));
