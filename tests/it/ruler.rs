@@ -518,3 +518,51 @@ async fn pending_alert_keeps_for_progress_across_restart() {
     );
     assert!(after >= before, "the outage does not count as pending time");
 }
+
+/// Rule-group limits are per-tenant limits, overridable in the runtime config.
+#[tokio::test]
+async fn rule_group_limits_follow_tenant_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    std::fs::write(
+        &runtime,
+        "overrides:\n  small:\n    ruler_max_rule_groups_per_tenant: 1\n    ruler_max_rules_per_rule_group: 1\n",
+    )
+    .unwrap();
+    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
+    let s = Strata::start(
+        dir.path(),
+        &["-auth.multitenancy-enabled=true", &runtime_flag],
+    )
+    .await;
+    let post = async |tenant: &str, ns: &str, yaml: &str| {
+        let r = reqwest::Client::new()
+            .post(s.url(&format!("/prometheus/config/v1/rules/{ns}")))
+            .header("X-Scope-OrgID", tenant)
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let one = |name: &str| format!("name: {name}\nrules:\n  - record: a:b\n    expr: up\n");
+    let two = "name: two\nrules:\n  - record: a:b\n    expr: up\n  - record: c:d\n    expr: up\n";
+    let (st, msg) = post("small", "ns", two).await;
+    assert_eq!(st, 400);
+    assert!(
+        msg.contains("rules per rule group limit (limit: 1 actual: 2)"),
+        "{msg}"
+    );
+    assert_eq!(post("small", "ns", &one("g1")).await.0, 202);
+    // Replacing the stored group is not a new group.
+    assert_eq!(post("small", "ns", &one("g1")).await.0, 202);
+    let (st, msg) = post("small", "ns", &one("g2")).await;
+    assert_eq!(st, 400);
+    assert!(
+        msg.contains("rule groups limit (limit: 1 actual: 2)"),
+        "{msg}"
+    );
+    // Other tenants keep the defaults (70 groups, 20 rules).
+    assert_eq!(post("big", "ns", two).await.0, 202);
+    assert_eq!(post("big", "ns", &one("g2")).await.0, 202);
+}

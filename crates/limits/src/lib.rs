@@ -64,6 +64,10 @@ pub struct Limits {
     pub reject_old_samples_max_age: Duration,
     /// Most log entries one query may return.
     pub max_entries_limit_per_query: usize,
+    /// Most rule groups (PromQL and LogQL) the tenant may store (0: unlimited).
+    pub ruler_max_rule_groups_per_tenant: usize,
+    /// Most rules one of the tenant's groups may hold (0: unlimited).
+    pub ruler_max_rules_per_rule_group: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +89,8 @@ impl Default for Limits {
             reject_old_samples: true,
             reject_old_samples_max_age: Duration::from_secs(7 * 24 * 3600),
             max_entries_limit_per_query: 5000,
+            ruler_max_rule_groups_per_tenant: 70,
+            ruler_max_rules_per_rule_group: 20,
         }
     }
 }

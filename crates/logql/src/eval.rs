@@ -953,6 +953,89 @@ mod tests {
         assert_eq!(v[0].1, (16 + 16 + 17 + 16) as f64);
     }
 
+    /// Each range/vector aggregation and operator against a hand-computed
+    /// value. In (0s, 60s] the api stream took 10, 20, 30, 40 ms (t = 1..4 s)
+    /// in lines of 16, 16, 17, 16 bytes; web has two lines.
+    #[tokio::test]
+    async fn aggregations_and_operators_match_hand_computed_values() {
+        const RX: &str = r#"| regexp "(?P<method>\\w+) (?P<path>\\S+) took (?P<ms>\\d+)ms""#;
+        let q = |s: &str| s.replace("RX", RX);
+        type Want<'a> = Vec<(Vec<(&'a str, &'a str)>, f64)>;
+        let cases: Vec<(String, Want)> = vec![
+            (q(r#"sum_over_time({app="api"} RX | unwrap ms [1m]) without (method, path)"#), vec![(vec![("app", "api")], 100.0)]),
+            (q(r#"avg_over_time({app="api"} RX | unwrap ms [1m]) by (path)"#), vec![(vec![("path", "/a")], 80.0 / 3.0), (vec![("path", "/b")], 20.0)]),
+            (q(r#"min_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 10.0)]),
+            (q(r#"max_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 40.0)]),
+            (q(r#"stdvar_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 125.0)]),
+            (q(r#"stddev_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 125f64.sqrt())]),
+            (q(r#"first_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 10.0)]),
+            (q(r#"last_over_time({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 40.0)]),
+            // Counter 10..40 over 3 s, extrapolated 1 s back (to zero) and 0.5 s forward: 30 * 4.5/3 / 60.
+            (q(r#"rate_counter({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 0.75)]),
+            (q(r#"rate({app="api"} RX | unwrap ms [1m]) by (app)"#), vec![(vec![("app", "api")], 100.0 / 60.0)]),
+            (r#"bytes_rate({app="api"}[1m])"#.into(), vec![(vec![("app", "api")], 65.0 / 60.0)]),
+            (r#"count_over_time({app="api"}[1m] offset 58s)"#.into(), vec![(vec![("app", "api")], 2.0)]),
+            (r#"bottomk(1, count_over_time({app=~".+"}[1m]))"#.into(), vec![(vec![("app", "web")], 2.0)]),
+            (r#"sum without (app) (count_over_time({app=~".+"}[1m]))"#.into(), vec![(vec![], 6.0)]),
+            (r#"max by (app) (count_over_time({app=~".+"}[1m])) - min(count_over_time({app=~".+"}[1m]))"#.into(), vec![]),
+            (r#"count_over_time({app=~".+"} |= "POST" or "error" [1m])"#.into(), vec![(vec![("app", "api")], 1.0), (vec![("app", "web")], 1.0)]),
+            (r#"count_over_time({app="api"} | regexp "took (?P<d>\\d+ms)" | d > 25ms [1m])"#.into(), vec![(vec![("app", "api"), ("d", "30ms")], 1.0), (vec![("app", "api"), ("d", "40ms")], 1.0)]),
+            (r#"sum_over_time({app="api"} | regexp "took (?P<d>\\d+ms)" | unwrap duration(d) [1m]) by (app)"#.into(), vec![(vec![("app", "api")], 0.1)]),
+            (r#"sum_over_time({app="api"} | regexp "took (?P<b>\\d+)ms" | label_format b="{{.b}}KB" | unwrap bytes(b) [1m]) by (app)"#.into(), vec![(vec![("app", "api")], 100_000.0)]),
+            (q(r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) / on (app) group_left sum by (app) (count_over_time({app="api"}[1m]))"#), vec![(vec![("app", "api"), ("path", "/a")], 0.75), (vec![("app", "api"), ("path", "/b")], 0.25)]),
+            (r#"count_over_time({app="api"}[1m]) > bool 3"#.into(), vec![(vec![("app", "api")], 1.0)]),
+            (r#"count_over_time({app="api"}[1m]) > 5"#.into(), vec![]),
+            (r#"count_over_time({app=~".+"}[1m]) unless count_over_time({app="web"}[1m])"#.into(), vec![(vec![("app", "api")], 4.0)]),
+            (r#"count_over_time({app="web"}[1m]) or count_over_time({app="api"}[1m])"#.into(), vec![(vec![("app", "api")], 4.0), (vec![("app", "web")], 2.0)]),
+            (r#"absent_over_time({app="api"}[1m])"#.into(), vec![]),
+            (r#"vector(1) + 1"#.into(), vec![(vec![], 2.0)]),
+        ];
+        for (query, want) in cases {
+            let got = match evaluate(&data(), &parse(&query).unwrap(), &params(60, 60, 0)).await {
+                Ok((QueryResult::Vector(_, v), _)) => v,
+                other => panic!("{query}: {other:?}"),
+            };
+            let mut got: Vec<(Labels, f64)> = got;
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            let want: Vec<(Labels, f64)> = want
+                .into_iter()
+                .map(|(l, v)| (Labels::from_pairs(l), v))
+                .collect();
+            assert_eq!(got.len(), want.len(), "{query}: {got:?}");
+            for ((gl, gv), (wl, wv)) in got.iter().zip(&want) {
+                assert_eq!(gl, wl, "{query}");
+                assert!((gv - wv).abs() < 1e-9, "{query}: got {gv}, want {wv}");
+            }
+        }
+        // Sorting keeps its order in the result; scalars follow PromQL precedence.
+        let QueryResult::Vector(_, v) = run(
+            r#"sort_desc(sum by (app) (count_over_time({app=~".+"}[1m])))"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|x| x.1).collect::<Vec<_>>(), vec![4.0, 2.0]);
+        let QueryResult::Vector(_, v) = run(
+            r#"sort(sum by (app) (count_over_time({app=~".+"}[1m])))"#,
+            params(60, 60, 0),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|x| x.1).collect::<Vec<_>>(), vec![2.0, 4.0]);
+        assert_eq!(
+            run("1 + 2 * 3", params(60, 60, 0)).await,
+            QueryResult::Scalar(60 * S, 7.0)
+        );
+        assert_eq!(
+            run("2 ^ 3 ^ 2", params(60, 60, 0)).await,
+            QueryResult::Scalar(60 * S, 512.0)
+        );
+    }
+
     #[tokio::test]
     async fn pipeline_errors_fail_metric_queries() {
         let e = evaluate(

@@ -85,10 +85,6 @@ pub struct RulerConfig {
     pub external_url: String,
     /// Alerts queued for Alertmanager at most; the oldest are dropped beyond.
     pub notification_queue_capacity: usize,
-    /// Per-tenant limit on rule groups (0: unlimited).
-    pub max_rule_groups_per_tenant: usize,
-    /// Per-tenant limit on rules per group (0: unlimited).
-    pub max_rules_per_rule_group: usize,
     /// How long the ruler may have been down and still restore an alert's
     /// `for` progress from `ALERTS_FOR_STATE`.
     #[serde(with = "strata_model::humantime_serde")]
@@ -108,8 +104,6 @@ impl Default for RulerConfig {
             resend_delay: Duration::from_secs(60),
             external_url: String::new(),
             notification_queue_capacity: 10_000,
-            max_rule_groups_per_tenant: 70,
-            max_rules_per_rule_group: 20,
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(120),
         }
@@ -209,6 +203,7 @@ pub struct Ruler {
     querier: Arc<Querier>,
     log_querier: Arc<LogQuerier>,
     distributor: Arc<Distributor>,
+    overrides: Arc<strata_limits::Overrides>,
     notifier: Arc<Notifier>,
     groups: RwLock<HashMap<GroupKey, Arc<GroupState>>>,
     external_labels: BTreeMap<String, String>,
@@ -233,6 +228,7 @@ impl Ruler {
         querier: Arc<Querier>,
         log_querier: Arc<LogQuerier>,
         distributor: Arc<Distributor>,
+        overrides: Arc<strata_limits::Overrides>,
     ) -> Arc<Self> {
         let urls: Vec<String> = cfg
             .alertmanager_url
@@ -247,6 +243,7 @@ impl Ruler {
             querier,
             log_querier,
             distributor,
+            overrides,
             notifier,
             groups: RwLock::new(HashMap::new()),
             external_labels: BTreeMap::new(),
@@ -341,7 +338,8 @@ impl Ruler {
         yaml: &str,
     ) -> Result<(), RulerError> {
         let compiled = rules::parse_group(lang, namespace, yaml, self.cfg.evaluation_interval)?;
-        let max_rules = self.cfg.max_rules_per_rule_group;
+        let limits = self.overrides.for_tenant(tenant);
+        let max_rules = limits.ruler_max_rules_per_rule_group;
         if max_rules > 0 && compiled.rules.len() > max_rules {
             return Err(RulerError::Limit(format!(
                 "per-user rules per rule group limit (limit: {max_rules} actual: {}) exceeded",
@@ -362,7 +360,7 @@ impl Ruler {
         }
         let count = stored.len();
         let replaces = stored.iter().any(|o| o.location == target);
-        let max_groups = self.cfg.max_rule_groups_per_tenant;
+        let max_groups = limits.ruler_max_rule_groups_per_tenant;
         if max_groups > 0 && !replaces && count >= max_groups {
             return Err(RulerError::Limit(format!(
                 "per-user rule groups limit (limit: {max_groups} actual: {}) exceeded",

@@ -152,6 +152,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         querier.clone(),
         log_querier.clone(),
         distributor.clone(),
+        overrides.clone(),
     );
     let ready = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
