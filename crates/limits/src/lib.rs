@@ -64,6 +64,13 @@ pub struct Limits {
     pub reject_old_samples_max_age: Duration,
     /// Most log entries one query may return.
     pub max_entries_limit_per_query: usize,
+    /// How long the tenant's metrics are kept (0: forever). Queries never
+    /// return older samples; the compactor deletes blocks past it.
+    #[serde(with = "humantime_serde")]
+    pub compactor_blocks_retention_period: Duration,
+    /// How long the tenant's logs are kept (0: forever), apart from metrics.
+    #[serde(with = "humantime_serde")]
+    pub logs_retention_period: Duration,
     /// Most rule groups (PromQL and LogQL) the tenant may store (0: unlimited).
     pub ruler_max_rule_groups_per_tenant: usize,
     /// Most rules one of the tenant's groups may hold (0: unlimited).
@@ -89,8 +96,22 @@ impl Default for Limits {
             reject_old_samples: true,
             reject_old_samples_max_age: Duration::from_secs(7 * 24 * 3600),
             max_entries_limit_per_query: 5000,
+            compactor_blocks_retention_period: Duration::ZERO,
+            logs_retention_period: Duration::ZERO,
             ruler_max_rule_groups_per_tenant: 70,
             ruler_max_rules_per_rule_group: 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The oldest timestamp (ms) a query may return under `retention`
+    /// (0: forever), given the current time.
+    pub fn retention_floor_ms(retention: Duration, now_ms: i64) -> i64 {
+        if retention.is_zero() {
+            i64::MIN
+        } else {
+            now_ms.saturating_sub(retention.as_millis() as i64)
         }
     }
 }

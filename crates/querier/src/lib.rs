@@ -106,6 +106,16 @@ impl Querier {
         }
     }
 
+    /// Oldest sample time (ms) the tenant's metrics retention lets queries see.
+    fn retention_floor(&self, tenant: &str) -> i64 {
+        strata_limits::Limits::retention_floor_ms(
+            self.overrides
+                .for_tenant(tenant)
+                .compactor_blocks_retention_period,
+            strata_ingester::now_ms(),
+        )
+    }
+
     /// The PromQL engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -119,6 +129,10 @@ impl Querier {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<SeriesSamples>, EngineError> {
+        let min_t = min_t.max(self.retention_floor(tenant));
+        if min_t > max_t {
+            return Ok(Vec::new());
+        }
         let mut by_labels: HashMap<Labels, Vec<strata_model::Sample>> = HashMap::new();
         // The head (with blocks still uploading) is read before the block
         // list: a block that finishes uploading in between was still pending
@@ -161,6 +175,10 @@ impl Querier {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<Labels>, EngineError> {
+        let min_t = min_t.max(self.retention_floor(tenant));
+        if min_t > max_t {
+            return Ok(Vec::new());
+        }
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         // Head before the block list, for the reason given in `select`.
         for matchers in alternatives {

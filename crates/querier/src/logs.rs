@@ -91,6 +91,15 @@ impl LogQuerier {
         }
     }
 
+    /// Oldest entry time (ns) the tenant's log retention lets queries see.
+    fn retention_floor_ns(&self, tenant: &str) -> i64 {
+        strata_limits::Limits::retention_floor_ms(
+            self.overrides.for_tenant(tenant).logs_retention_period,
+            strata_ingester::now_ms(),
+        )
+        .saturating_mul(NS_PER_MS)
+    }
+
     /// The tenant's limits.
     pub fn limits(&self, tenant: &str) -> Arc<strata_limits::Limits> {
         self.overrides.for_tenant(tenant)
@@ -102,6 +111,12 @@ impl LogQuerier {
         tenant: &str,
         sel: &Selection,
     ) -> Result<Vec<LogStream>, strata_storage::StorageError> {
+        let mut sel = sel.clone();
+        sel.start_ns = sel.start_ns.max(self.retention_floor_ns(tenant));
+        if sel.start_ns >= sel.end_ns {
+            return Ok(Vec::new());
+        }
+        let sel = &sel;
         // Head before the block list, as for metrics: an upload finishing in
         // between is still pending in this snapshot.
         let head = self.ingester.select(
@@ -187,6 +202,10 @@ impl LogQuerier {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<BTreeSet<Labels>, strata_storage::StorageError> {
+        let start_ns = start_ns.max(self.retention_floor_ns(tenant));
+        if start_ns >= end_ns {
+            return Ok(BTreeSet::new());
+        }
         let mut out: BTreeSet<Labels> = self
             .ingester
             .streams(tenant, matchers, start_ns, end_ns)

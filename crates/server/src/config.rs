@@ -193,6 +193,8 @@ flags! {
     "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
     "validation.reject-old-samples.max-age" => "limits.reject_old_samples_max_age": "Oldest log entry accepted when -validation.reject-old-samples is on.",
     "validation.max-entries-limit" => "limits.max_entries_limit_per_query": "Most log entries one query may return.",
+    "compactor.blocks-retention-period" => "limits.compactor_blocks_retention_period": "How long metrics are kept (0: forever); queries never return older samples.",
+    "compactor.logs-retention-period" => "limits.logs_retention_period": "How long logs are kept, apart from metrics (0: forever); queries never return older entries.",
     "runtime-config.file" => "runtime_config.file": "YAML file of per-tenant limit overrides (`overrides: {<tenant>: {<limit>: <value>}}`), re-read periodically.",
     "runtime-config.reload-period" => "runtime_config.period": "How often the runtime config file is re-read.",
     "ruler.alertmanager-url" => "ruler.alertmanager_url": "Comma-separated Alertmanager URLs alerts are sent to (`/api/v2/alerts`); empty sends none.",
