@@ -145,6 +145,30 @@ async fn runtime_overrides_limit_one_tenant_and_reload() {
     assert_eq!(st, 429, "previous limits still apply");
 }
 
+/// Pushes a sample of `m` and a line of `{app="a"}` at `old` and at `recent` (ms) for `tenant`.
+async fn push_old_and_recent(s: &Strata, tenant: &str, old: i64, recent: i64) {
+    let (st, body) = s
+        .push(
+            vec![series(&[("__name__", "m")], &[(old, 1.0), (recent, 2.0)])],
+            Some(tenant),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let logs = serde_json::json!({"streams": [{"stream": {"app": "a"}, "values": [
+        [(old * 1_000_000).to_string(), "old line"],
+        [(recent * 1_000_000).to_string(), "recent line"],
+    ]}]});
+    let r = reqwest::Client::new()
+        .post(s.url("/loki/api/v1/push"))
+        .header("X-Scope-OrgID", tenant)
+        .header("Content-Type", "application/json")
+        .body(logs.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 /// Retention per tenant and per signal: queries never return metrics older
 /// than `compactor_blocks_retention_period` or logs older than
 /// `logs_retention_period`, while other tenants see everything.
@@ -165,28 +189,8 @@ async fn queries_respect_per_tenant_retention_per_signal() {
     .await;
     let now = now_ms();
     let (old, recent) = (now - 2 * 3600 * 1000, now - 40 * 60 * 1000);
-    let client = reqwest::Client::new();
     for tenant in ["short", "long"] {
-        let (st, body) = s
-            .push(
-                vec![series(&[("__name__", "m")], &[(old, 1.0), (recent, 2.0)])],
-                Some(tenant),
-            )
-            .await;
-        assert_eq!(st, 200, "{body}");
-        let logs = serde_json::json!({"streams": [{"stream": {"app": "a"}, "values": [
-            [(old * 1_000_000).to_string(), "old line"],
-            [(recent * 1_000_000).to_string(), "recent line"],
-        ]}]});
-        let r = client
-            .post(s.url("/loki/api/v1/push"))
-            .header("X-Scope-OrgID", tenant)
-            .header("Content-Type", "application/json")
-            .body(logs.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        push_old_and_recent(&s, tenant, old, recent).await;
     }
     let metric_times = async |tenant: &str| -> Vec<i64> {
         let (st, j) = s
@@ -232,4 +236,73 @@ async fn queries_respect_per_tenant_retention_per_signal() {
     assert_eq!(log_lines("long").await, vec!["recent line", "old line"]);
     // 30m logs retention, separate from metrics: both lines are too old.
     assert!(log_lines("short").await.is_empty());
+}
+
+/// Blocks past a tenant's retention are marked, then deleted after the
+/// deletion delay, per signal; other tenants' blocks stay.
+#[tokio::test]
+async fn expired_blocks_are_marked_then_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    std::fs::write(
+        &runtime,
+        "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
+    )
+    .unwrap();
+    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-auth.multitenancy-enabled=true",
+            &runtime_flag,
+            "-blocks-storage.tsdb.block-ranges-period=10m",
+            "-blocks-storage.tsdb.head-compaction-interval=200ms",
+            "-ingester.max-chunk-age=2m",
+            "-compactor.compaction-interval=300ms",
+            "-compactor.cleanup-interval=300ms",
+            "-compactor.deletion-delay=1s",
+        ],
+    )
+    .await;
+    let now = now_ms();
+    let old = now - 2 * 3600 * 1000;
+    for tenant in ["short", "long"] {
+        push_old_and_recent(&s, tenant, old, now).await;
+    }
+    // Block directories that still hold files (a local-disk object store
+    // may leave the emptied directory behind).
+    let blocks = |tenant: &str, signal: &str| -> usize {
+        std::fs::read_dir(dir.path().join(format!("blocks/{tenant}/{signal}")))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut f| f.next().is_some()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // The old samples and lines are cut into blocks; short's are deleted.
+    wait_for(&s, "short's expired blocks deleted", async || {
+        s.self_metric("strata_compactor_blocks_cleaned_total").await >= 2.0
+    })
+    .await;
+    assert_eq!(blocks("short", "metrics"), 0);
+    assert_eq!(blocks("short", "logs"), 0);
+    assert!(
+        s.self_metric("strata_compactor_blocks_marked_for_deletion_total")
+            .await
+            >= 2.0
+    );
+    // long keeps its blocks (no retention), and short's recent data stays.
+    wait_for(&s, "long's blocks cut", async || {
+        blocks("long", "metrics") >= 1 && blocks("long", "logs") >= 1
+    })
+    .await;
+    let (_, j) = s
+        .get_json(
+            "/api/v1/query",
+            &[("query", "m".to_string()), ("time", secs(now))],
+            Some("short"),
+        )
+        .await;
+    assert_eq!(j["data"]["result"][0]["value"][1], "2", "{j}");
 }

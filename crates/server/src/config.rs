@@ -33,6 +33,7 @@ pub struct Config {
     pub blocks_storage: BlocksStorageConfig,
     pub querier: QuerierConfig,
     pub ruler: strata_ruler::RulerConfig,
+    pub compactor: strata_compactor::CompactorConfig,
 }
 
 /// Ingester settings beyond the TSDB block, as Loki names them.
@@ -193,6 +194,9 @@ flags! {
     "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
     "validation.reject-old-samples.max-age" => "limits.reject_old_samples_max_age": "Oldest log entry accepted when -validation.reject-old-samples is on.",
     "validation.max-entries-limit" => "limits.max_entries_limit_per_query": "Most log entries one query may return.",
+    "compactor.compaction-interval" => "compactor.compaction_interval": "How often the compactor applies retention to every tenant's blocks.",
+    "compactor.deletion-delay" => "compactor.deletion_delay": "How long a block marked for deletion stays readable before it is deleted.",
+    "compactor.cleanup-interval" => "compactor.cleanup_interval": "How often blocks marked for deletion longer than the deletion delay are deleted.",
     "compactor.blocks-retention-period" => "limits.compactor_blocks_retention_period": "How long metrics are kept (0: forever); queries never return older samples.",
     "compactor.logs-retention-period" => "limits.logs_retention_period": "How long logs are kept, apart from metrics (0: forever); queries never return older entries.",
     "runtime-config.file" => "runtime_config.file": "YAML file of per-tenant limit overrides (`overrides: {<tenant>: {<limit>: <value>}}`), re-read periodically.",
@@ -442,6 +446,7 @@ impl Default for Config {
             blocks_storage: BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
             ruler: strata_ruler::RulerConfig::default(),
+            compactor: strata_compactor::CompactorConfig::default(),
         }
     }
 }

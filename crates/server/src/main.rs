@@ -93,6 +93,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_api::register_metrics(&registry)?;
     strata_limits::register_metrics(&registry)?;
     strata_ruler::register_metrics(&registry)?;
+    strata_compactor::register_metrics(&registry)?;
 
     let overrides = Arc::new(strata_limits::Overrides::new(cfg.limits.clone()));
     if !cfg.runtime_config.file.is_empty() {
@@ -104,6 +105,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let store = build_store(&cfg.blocks_storage.store)?;
     let reader = Arc::new(BlockReader::new(store.clone()));
+    let compactor = Arc::new(strata_compactor::Compactor::new(
+        cfg.compactor.clone(),
+        store.clone(),
+        reader.clone(),
+        overrides.clone(),
+    ));
     let catalog = Arc::new(BlockCatalog::new(
         reader.clone(),
         Signal::Metrics,
@@ -185,6 +192,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             .clone()
             .run_cutter(log_catalog.clone(), shutdown_rx.clone()),
     );
+    tokio::spawn(compactor.run(shutdown_rx.clone()));
     tokio::spawn(ruler.run(shutdown_rx));
 
     let host = if cfg.server.http_listen_address.is_empty() {
