@@ -375,7 +375,7 @@ impl Distributor {
         }
         let ingester = self.log_ingester.clone();
         let tenant_owned = tenant.to_string();
-        let max_streams = limits.max_global_streams_per_user;
+        let max_streams = limits.effective_max_streams();
         let outcome: LogPushOutcome =
             tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, valid, max_streams))
                 .await

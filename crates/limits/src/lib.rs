@@ -55,8 +55,11 @@ pub struct Limits {
     pub ingestion_burst_size_mb: f64,
     /// Longest log line accepted, in bytes (0: unlimited).
     pub max_line_size: usize,
-    /// Most active log streams in the tenant's head (0: unlimited).
+    /// Most active log streams of the tenant across the cluster (0: unlimited).
     pub max_global_streams_per_user: usize,
+    /// Most active log streams of the tenant in one ingester (0: unlimited),
+    /// Loki's local limit; the stricter of the two applies.
+    pub max_streams_per_user: usize,
     /// Refuse log entries older than `reject_old_samples_max_age`.
     pub reject_old_samples: bool,
     /// How old a log entry may be when `reject_old_samples` is on.
@@ -93,6 +96,7 @@ impl Default for Limits {
             ingestion_burst_size_mb: 6.0,
             max_line_size: 256 * 1024,
             max_global_streams_per_user: 5000,
+            max_streams_per_user: 0,
             reject_old_samples: true,
             reject_old_samples_max_age: Duration::from_secs(7 * 24 * 3600),
             max_entries_limit_per_query: 5000,
@@ -105,6 +109,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The stream limit one ingester enforces: the stricter non-zero of the
+    /// local and global limits (0: unlimited).
+    pub fn effective_max_streams(&self) -> usize {
+        match (self.max_streams_per_user, self.max_global_streams_per_user) {
+            (0, g) => g,
+            (l, 0) => l,
+            (l, g) => l.min(g),
+        }
+    }
+
     /// The oldest timestamp (ms) a query may return under `retention`
     /// (0: forever), given the current time.
     pub fn retention_floor_ms(retention: Duration, now_ms: i64) -> i64 {
@@ -324,6 +338,18 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stricter_stream_limit_applies() {
+        let mut l = Limits::default();
+        assert_eq!(l.effective_max_streams(), 5000);
+        l.max_streams_per_user = 100;
+        assert_eq!(l.effective_max_streams(), 100);
+        l.max_global_streams_per_user = 0;
+        assert_eq!(l.effective_max_streams(), 100);
+        l.max_streams_per_user = 0;
+        assert_eq!(l.effective_max_streams(), 0);
+    }
 
     #[test]
     fn tenant_overrides_apply_on_top_of_defaults() {

@@ -191,6 +191,7 @@ flags! {
     "distributor.ingestion-burst-size-mb" => "limits.ingestion_burst_size_mb": "Log bytes a tenant may push at once above its rate, in MiB.",
     "distributor.max-line-size" => "limits.max_line_size": "Longest log line accepted, in bytes (0: unlimited); longer lines get 400.",
     "ingester.max-global-streams-per-user" => "limits.max_global_streams_per_user": "Most active log streams per tenant (0: unlimited); entries of new streams beyond it get 429.",
+    "ingester.max-streams-per-user" => "limits.max_streams_per_user": "Most active log streams per tenant in one ingester (0: unlimited); the stricter of this and the global limit applies.",
     "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
     "validation.reject-old-samples.max-age" => "limits.reject_old_samples_max_age": "Oldest log entry accepted when -validation.reject-old-samples is on.",
     "validation.max-entries-limit" => "limits.max_entries_limit_per_query": "Most log entries one query may return.",
