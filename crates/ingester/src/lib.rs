@@ -587,40 +587,48 @@ impl Ingester {
         let segment = ws.wal.rotate()?;
         let mut frozen_out = Vec::new();
         let WalState { wal, buf, .. } = &mut *ws;
-        for (tenant, head) in tenants {
+        // Phase 1: re-log what the head keeps, so segments before `segment`
+        // can go after the upload. Nothing in the head changes yet (the WAL
+        // lock keeps writers out), so a failed write (a full disk) loses nothing.
+        for (tenant, head) in &tenants {
             head.min_valid_time.fetch_max(boundary, Ordering::AcqRel);
-            let mut idx = head.index.write();
-            let mut series_out = Vec::new();
-            let mut all: Vec<Arc<MemSeries>> = idx.series.values().cloned().collect();
+            let idx = head.index.read();
+            let mut all: Vec<&Arc<MemSeries>> = idx.series.values().collect();
             all.sort_by_key(|s| s.r#ref);
             let mut keep_entries: Vec<(u64, Vec<Sample>)> = Vec::new();
-            let mut keep_series: Vec<Arc<MemSeries>> = Vec::new();
-            for s in &all {
-                let mut d = s.data.lock();
-                let cut = d.take_before(boundary);
-                if !cut.is_empty() {
-                    series_out.push((s.labels.clone(), cut));
-                }
-                if !d.is_empty() {
-                    let mut rest = Vec::new();
-                    d.samples_in(i64::MIN, i64::MAX, &mut rest);
+            let mut keep_series: Vec<&Arc<MemSeries>> = Vec::new();
+            for s in all {
+                let mut rest = Vec::new();
+                s.data.lock().samples_in(boundary, i64::MAX, &mut rest);
+                if !rest.is_empty() {
                     keep_entries.push((s.r#ref, rest));
-                    keep_series.push(s.clone());
+                    keep_series.push(s);
                 }
             }
-            idx.remove_empty();
-            // Re-log what stays so segments before `segment` can go after upload.
             if !keep_series.is_empty() {
                 buf.clear();
                 walrec::encode_series(
                     buf,
-                    &tenant,
+                    tenant,
                     keep_series.iter().map(|s| (s.r#ref, &s.labels)),
                 );
                 let split = buf.len();
                 walrec::encode_samples(buf, keep_entries.iter().map(|(r, s)| (*r, s.as_slice())));
                 wal.append_batch([&buf[..split], &buf[split..]])?;
             }
+        }
+        wal.sync()?;
+        // Phase 2: move the old samples out of the head into pending blocks.
+        for (tenant, head) in tenants {
+            let mut idx = head.index.write();
+            let mut series_out = Vec::new();
+            for s in idx.series.values() {
+                let cut = s.data.lock().take_before(boundary);
+                if !cut.is_empty() {
+                    series_out.push((s.labels.clone(), cut));
+                }
+            }
+            idx.remove_empty();
             drop(idx);
             if !series_out.is_empty() {
                 let fb = Arc::new(FrozenBlock { series: series_out });
@@ -628,7 +636,6 @@ impl Ingester {
                 frozen_out.push((tenant, head, fb));
             }
         }
-        wal.sync()?;
         metrics::HEAD_SERIES.set(self.num_series() as i64);
         Ok(Some((segment, frozen_out)))
     }

@@ -484,10 +484,29 @@ impl LogIngester {
         let segment = ws.wal.rotate()?;
         let WalState { wal, buf, .. } = &mut *ws;
         let mut out = Vec::new();
+        // Phase 1: re-log what the head keeps, one record per stream, straight
+        // from the head. Nothing changes yet (the WAL lock keeps writers out),
+        // so a failed write (a full disk) loses nothing.
+        for (tenant, head) in &tenants {
+            for s in head.streams.read().values() {
+                let held = s.entries.lock();
+                let split = held.partition_point(|e| e.ts < boundary_ns);
+                if split < held.len() {
+                    buf.clear();
+                    walrec::encode_log_entries(
+                        buf,
+                        tenant,
+                        std::iter::once((&s.labels, &held[split..])),
+                    );
+                    wal.append_batch([buf.as_slice()])?;
+                }
+            }
+        }
+        wal.sync()?;
+        // Phase 2: move the old entries out of the head into pending blocks.
         for (tenant, head) in tenants {
             let mut streams = head.streams.write();
             let mut cut = Vec::new();
-            let mut kept: Vec<(Labels, Vec<LogEntry>)> = Vec::new();
             for s in streams.values() {
                 let mut held = s.entries.lock();
                 let split = held.partition_point(|e| e.ts < boundary_ns);
@@ -496,20 +515,8 @@ impl LogIngester {
                 if !old.is_empty() {
                     cut.push((s.labels.clone(), old));
                 }
-                if !held.is_empty() {
-                    kept.push((s.labels.clone(), held.clone()));
-                }
             }
             streams.retain(|_, s| !s.entries.lock().is_empty());
-            if !kept.is_empty() {
-                buf.clear();
-                walrec::encode_log_entries(
-                    buf,
-                    &tenant,
-                    kept.iter().map(|(l, e)| (l, e.as_slice())),
-                );
-                wal.append_batch([buf.as_slice()])?;
-            }
             drop(streams);
             if !cut.is_empty() {
                 let fl = Arc::new(FrozenLogs { streams: cut });
@@ -517,7 +524,6 @@ impl LogIngester {
                 out.push((tenant, head, fl));
             }
         }
-        wal.sync()?;
         metrics::LOG_STREAMS.set(self.num_streams() as i64);
         Ok(Some((segment, out)))
     }
