@@ -414,6 +414,24 @@ async fn loki_clients_logql_blocks_and_restart() {
     let (_, vol) = s.get_json("/loki/api/v1/index/volume", &p, None).await;
     assert_eq!(vol["data"]["result"][0]["metric"], json!({"app": "api"}));
     assert_eq!(vol["data"]["result"][0]["value"][1], api_bytes.to_string());
+    let mut p = range.to_vec();
+    p.push(("query", r#"{app=~"api|web"}"#.to_string()));
+    p.push(("step", "5s".to_string()));
+    let (_, vr) = s
+        .get_json("/loki/api/v1/index/volume_range", &p, None)
+        .await;
+    assert_eq!(vr["data"]["resultType"], "matrix", "{vr}");
+    let api = &vr["data"]["result"][0];
+    assert_eq!(api["metric"], json!({"app": "api"}));
+    let points = api["values"].as_array().expect("points");
+    let total: u64 = points
+        .iter()
+        .map(|p| p[1].as_str().expect("v").parse::<u64>().expect("bytes"))
+        .sum();
+    assert_eq!(total as usize, api_bytes);
+    // Lines at base+1s..base+5s fall in the first step, (base, base+5s].
+    let first_t = (points[0][0].as_f64().expect("t") * 1000.0).round() as i64;
+    assert_eq!(first_t * 1_000_000, base + 5 * S);
 
     // Everything older than the cut moves to Parquet log blocks; the answers stay the same.
     let snapshot = query_lines(&s, r#"{app=~".+"}"#, start, end, "forward", 1000).await;

@@ -104,6 +104,10 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/volume",
             get(loki::volume).post(loki::volume),
         )
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(loki::volume_range).post(loki::volume_range),
+        )
         .merge(prom.clone())
         .nest("/prometheus", prom)
         .route("/ready", get(ready))

@@ -224,18 +224,25 @@ pub(crate) async fn push(State(state): State<Shared>, headers: HeaderMap, body: 
     }
 }
 
-/// `GET|POST /loki/api/v1/query_range`.
-pub(crate) async fn query_range(r: LokiRequest) -> Result<Response, LokiError> {
-    let query = r.query()?;
-    let (start, end) = range_params(&r.p)?;
-    let (limit, direction) = common_params(&r.p)?;
+/// `step` (default `(end - start) / 250`, at least 1 s), refusing more than
+/// 11,000 points per series as Loki does.
+fn step_param(p: &Params, start: i64, end: i64) -> Result<i64, LokiError> {
     let default_step = ((end - start) / 250 / NS_PER_SEC).max(1) * NS_PER_SEC;
-    let step = duration_param(&r.p, "step")?.unwrap_or(default_step);
+    let step = duration_param(p, "step")?.unwrap_or(default_step);
     if (end - start) / step > 11_000 {
         return Err(bad_request(
             "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
         ));
     }
+    Ok(step)
+}
+
+/// `GET|POST /loki/api/v1/query_range`.
+pub(crate) async fn query_range(r: LokiRequest) -> Result<Response, LokiError> {
+    let query = r.query()?;
+    let (start, end) = range_params(&r.p)?;
+    let (limit, direction) = common_params(&r.p)?;
+    let step = step_param(&r.p, start, end)?;
     let interval = duration_param(&r.p, "interval")?;
     let params = QueryParams {
         start_ns: start,
@@ -606,24 +613,26 @@ pub(crate) async fn index_stats(r: LokiRequest) -> Result<Response, LokiError> {
     .into_response())
 }
 
+fn target_labels(p: &Params) -> Vec<String> {
+    p.get("targetLabels")
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `GET /loki/api/v1/index/volume`: bytes per label group as a vector.
 pub(crate) async fn volume(r: LokiRequest) -> Result<Response, LokiError> {
     let (start, end) = range_params(&r.p)?;
     let m = selector(Some(&r.query()?))?;
     let (limit, _) = common_params(&r.p)?;
-    let targets: Vec<String> =
-        r.p.get("targetLabels")
-            .map(|s| {
-                s.split(',')
-                    .map(|x| x.trim().to_string())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
     let groups = r
         .state
         .log_querier
-        .volume(&r.tenant, &m, &targets, start, end, limit)
+        .volume(&r.tenant, &m, &target_labels(&r.p), start, end, limit)
         .await
         .map_err(storage_error)?;
     let mut b = Vec::new();
@@ -631,6 +640,33 @@ pub(crate) async fn volume(r: LokiRequest) -> Result<Response, LokiError> {
     let t = end.div_euclid(1_000_000);
     write_list(&mut b, &groups, |b, (l, bytes)| {
         write_sample(b, l, t, *bytes as f64)
+    });
+    b.extend_from_slice(b"}}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], b).into_response())
+}
+
+/// `GET /loki/api/v1/index/volume_range`: bytes per label group per step as
+/// a matrix (what Grafana's log volume panel asks for).
+pub(crate) async fn volume_range(r: LokiRequest) -> Result<Response, LokiError> {
+    let (start, end) = range_params(&r.p)?;
+    let m = selector(Some(&r.query()?))?;
+    let (limit, _) = common_params(&r.p)?;
+    let step = step_param(&r.p, start, end)?;
+    let groups = r
+        .state
+        .log_querier
+        .volume_range(&r.tenant, &m, &target_labels(&r.p), start, end, step, limit)
+        .await
+        .map_err(storage_error)?;
+    let mut b = Vec::new();
+    b.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":"#);
+    write_list(&mut b, &groups, |b, (l, pts)| {
+        write_series(
+            b,
+            l,
+            pts.iter()
+                .map(|&(t, v)| (t.div_euclid(1_000_000), v as f64)),
+        )
     });
     b.extend_from_slice(b"}}");
     Ok(([(header::CONTENT_TYPE, "application/json")], b).into_response())

@@ -47,6 +47,9 @@ impl From<EvalError> for LogQueryError {
     }
 }
 
+/// `(step time ns, bytes)` points of one volume group.
+pub type VolumePoints = Vec<(i64, u64)>;
+
 /// Index statistics of matching streams (`/loki/api/v1/index/stats`).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct IndexStats {
@@ -275,8 +278,9 @@ impl LogQuerier {
         Ok(s)
     }
 
-    /// Bytes of matching streams grouped by `target_labels` (default: the
-    /// selector's label names), largest first, at most `limit` groups.
+    /// Bytes of matching streams in `[start_ns, end_ns)` grouped by
+    /// `target_labels` (default: the selector's label names), largest first,
+    /// at most `limit` groups.
     pub async fn volume(
         &self,
         tenant: &str,
@@ -286,6 +290,38 @@ impl LogQuerier {
         end_ns: i64,
         limit: usize,
     ) -> Result<Vec<(Labels, u64)>, strata_storage::StorageError> {
+        let span = (end_ns - start_ns).max(1);
+        let groups = self
+            .volume_range(
+                tenant,
+                matchers,
+                target_labels,
+                start_ns,
+                end_ns,
+                span,
+                limit,
+            )
+            .await?;
+        Ok(groups
+            .into_iter()
+            .map(|(l, pts)| (l, pts.iter().map(|p| p.1).sum()))
+            .collect())
+    }
+
+    /// Bytes per group per step: the point at step `t` sums the lines in
+    /// `(t - step, t]` (steps from `start_ns + step` to `end_ns`); groups as in
+    /// [`Self::volume`], ranked by their total.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn volume_range(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        target_labels: &[String],
+        start_ns: i64,
+        end_ns: i64,
+        step_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(Labels, VolumePoints)>, strata_storage::StorageError> {
         let streams = self
             .select(tenant, &selection(matchers, start_ns, end_ns))
             .await?;
@@ -297,17 +333,29 @@ impl LogQuerier {
         } else {
             target_labels.to_vec()
         };
-        let mut groups: BTreeMap<Labels, u64> = BTreeMap::new();
+        let step = step_ns.max(1);
+        let mut groups: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
         for s in &streams {
-            let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
-            *groups
+            let g = groups
                 .entry(s.labels.filter_names(&names, true))
-                .or_default() += bytes;
+                .or_default();
+            for e in &s.entries {
+                // The first step end at or after the entry.
+                let k = (e.ts - start_ns + step - 1).div_euclid(step).max(1);
+                let t = (start_ns + k * step).min(end_ns);
+                *g.entry(t).or_default() += e.line.len() as u64;
+            }
         }
-        let mut out: Vec<(Labels, u64)> = groups.into_iter().collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut out: Vec<(Labels, VolumePoints, u64)> = groups
+            .into_iter()
+            .map(|(l, pts)| {
+                let total = pts.values().sum();
+                (l, pts.into_iter().collect(), total)
+            })
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         out.truncate(limit);
-        Ok(out)
+        Ok(out.into_iter().map(|(l, p, _)| (l, p)).collect())
     }
 }
 
