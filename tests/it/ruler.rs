@@ -566,3 +566,37 @@ async fn rule_group_limits_follow_tenant_overrides() {
     assert_eq!(post("big", "ns", two).await.0, 202);
     assert_eq!(post("big", "ns", &one("g2")).await.0, 202);
 }
+
+/// `query_offset` evaluates a group's expressions that far in the past and,
+/// as Prometheus, records the results at that past time: a gauge last
+/// written 61 minutes ago is recorded an hour back, not now.
+#[tokio::test]
+async fn query_offset_evaluates_in_the_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-ruler.poll-interval=1s"]).await;
+    let old = now_ms() - 61 * 60 * 1000;
+    let (st, body) = s
+        .push(
+            vec![series(
+                &[("__name__", "backlog"), ("job", "etl")],
+                &[(old, 7.0)],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let group = "name: offset\ninterval: 1s\nquery_offset: 1h\nrules:\n  - record: job:backlog:offset\n    expr: backlog\n";
+    let listed = save_and_list(&s, "/prometheus/config/v1/rules", "team-a", group).await;
+    assert_eq!(listed["team-a"][0]["query_offset"], "1h");
+    let hour = 3600 * 1000;
+    let d = eventually("the recorded value", 20, async || {
+        let d = s.query("job:backlog:offset", now_ms() - hour).await;
+        (!d["result"].as_array()?.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(d["result"][0]["value"][1], "7", "{d}");
+    assert_eq!(d["result"][0]["metric"]["job"], "etl");
+    // Nothing is recorded at the wall-clock evaluation time, where the gauge is stale.
+    let now = s.query("job:backlog:offset", now_ms()).await;
+    assert!(now["result"].as_array().unwrap().is_empty(), "{now}");
+}
