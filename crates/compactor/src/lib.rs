@@ -7,8 +7,11 @@
 //! The delay lets queries that listed the block before it was marked finish.
 //! Queriers already hide data past retention, so marking changes no answer.
 //!
-//! Merging and de-duplicating blocks, the bucket index and tiers come next
-//! (issue 7).
+//! It also writes each tenant's bucket index (`<tenant>/bucket-index.json.gz`,
+//! blocks of both signals and deletion marks) every compaction interval and
+//! after deleting blocks; queriers read it instead of listing the bucket.
+//!
+//! Merging and de-duplicating blocks and tiers come next (issue 7).
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -20,6 +23,9 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use strata_limits::{Limits, Overrides};
 use strata_storage::block::{block_file, signal_prefix};
+use strata_storage::bucket_index::{
+    BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, write_bucket_index,
+};
 use strata_storage::{BlockReader, Signal};
 
 /// Compactor settings, named as Mimir's `compactor` block.
@@ -224,6 +230,36 @@ impl Compactor {
         Ok(marked)
     }
 
+    /// Rewrites every tenant's bucket index from the bucket: blocks of both
+    /// signals and their deletion marks. Queriers read it instead of listing.
+    pub async fn write_bucket_indexes(&self, now_ms: i64) -> Result<usize, CompactorError> {
+        let tenants = self.tenants().await?;
+        for tenant in &tenants {
+            let mut index = BucketIndex {
+                version: BUCKET_INDEX_VERSION,
+                updated_at: now_ms.div_euclid(1000),
+                ..BucketIndex::default()
+            };
+            for signal in SIGNALS {
+                for meta in self.reader.list_blocks(signal, tenant).await? {
+                    if let Some(mark) = self.read_mark(signal, tenant, &meta.ulid).await? {
+                        index.block_deletion_marks.push(IndexedMark {
+                            signal: signal.dir().to_string(),
+                            id: mark.id,
+                            deletion_time: mark.deletion_time,
+                        });
+                    }
+                    index.blocks.push(IndexedBlock {
+                        signal: signal.dir().to_string(),
+                        meta,
+                    });
+                }
+            }
+            write_bucket_index(self.store.as_ref(), tenant, &index).await?;
+        }
+        Ok(tenants.len())
+    }
+
     /// Deletes blocks whose deletion mark is older than the deletion delay.
     pub async fn cleanup(&self, now_ms: i64) -> Result<usize, CompactorError> {
         let delay_s = self.cfg.deletion_delay.as_secs() as i64;
@@ -300,10 +336,20 @@ impl Compactor {
                     if let Err(e) = self.apply_retention(now_ms()).await {
                         tracing::error!(error = %e, "applying retention failed; will retry");
                     }
+                    if let Err(e) = self.write_bucket_indexes(now_ms()).await {
+                        tracing::error!(error = %e, "writing bucket indexes failed; will retry");
+                    }
                 }
                 _ = cleanup.tick() => {
-                    if let Err(e) = self.cleanup(now_ms()).await {
-                        tracing::error!(error = %e, "deleting marked blocks failed; will retry");
+                    match self.cleanup(now_ms()).await {
+                        // Deleted blocks leave the index at once.
+                        Ok(n) if n > 0 => {
+                            if let Err(e) = self.write_bucket_indexes(now_ms()).await {
+                                tracing::error!(error = %e, "writing bucket indexes failed; will retry");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "deleting marked blocks failed; will retry"),
                     }
                 }
                 _ = shutdown.changed() => return,
@@ -403,6 +449,15 @@ mod tests {
                 .unwrap();
             assert_eq!(files.len(), 3, "{files:?}");
         }
+        // The bucket index lists what is left, and the catalog reads it.
+        assert_eq!(c.write_bucket_indexes(now + H).await.unwrap(), 2);
+        let index = strata_storage::bucket_index::read_bucket_index(store.as_ref(), "t")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(index.blocks_of(Signal::Metrics).len(), 1);
+        assert_eq!(index.blocks_of(Signal::Logs).len(), 1);
+        assert!(index.block_deletion_marks.is_empty());
         // The tenant without retention keeps everything.
         assert_eq!(
             reader

@@ -192,7 +192,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             .clone()
             .run_cutter(log_catalog.clone(), shutdown_rx.clone()),
     );
-    tokio::spawn(compactor.run(shutdown_rx.clone()));
+    tokio::spawn(compactor.clone().run(shutdown_rx.clone()));
     tokio::spawn(ruler.run(shutdown_rx));
 
     let host = if cfg.server.http_listen_address.is_empty() {
@@ -211,6 +211,14 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    // Queriers read the bucket index; rebuild it before serving so blocks
+    // uploaded by an earlier run (whose WAL is gone) are visible at once.
+    if let Err(e) = compactor
+        .write_bucket_indexes(strata_ingester::now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, "writing bucket indexes at start-up failed; queriers list the bucket");
+    }
     ready.store(true, Ordering::Release);
     tracing::info!(%addr, target = %cfg.target, "strata is ready");
 

@@ -3,6 +3,7 @@
 //! read blocks with label-matcher and time-range filters pushed down.
 
 pub mod block;
+pub mod bucket_index;
 pub mod chunk;
 pub mod codec;
 pub mod logblock;

@@ -3,9 +3,9 @@
 //! the time range become filters on `chunks.parquet`; DataFusion pushes both
 //! into the Parquet scan so row groups and pages that cannot match are skipped.
 //!
-//! [`BlockCatalog`] keeps each tenant's list of complete blocks, refreshed by
-//! listing the bucket at most once per sync interval and updated directly
-//! when this process uploads a block.
+//! [`BlockCatalog`] keeps each tenant's list of complete blocks, refreshed
+//! from the bucket index (or a listing while there is none) at most once
+//! per sync interval, plus the blocks this process uploaded since.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -404,7 +404,25 @@ pub struct BlockCatalog {
 
 struct TenantBlocks {
     listed_at: Instant,
-    blocks: Vec<BlockMeta>,
+    /// From the bucket index (or a listing when there is no index).
+    listed: Vec<BlockMeta>,
+    /// Uploaded by this process and not yet in `listed`: the index is only
+    /// rewritten every compaction interval.
+    local: Vec<BlockMeta>,
+}
+
+impl TenantBlocks {
+    fn all(&self) -> Vec<BlockMeta> {
+        let mut out = self.listed.clone();
+        out.extend(
+            self.local
+                .iter()
+                .filter(|l| !self.listed.iter().any(|b| b.ulid == l.ulid))
+                .cloned(),
+        );
+        out.sort_by_key(|m| m.min_time);
+        out
+    }
 }
 
 impl BlockCatalog {
@@ -434,45 +452,55 @@ impl BlockCatalog {
             let t = self.tenants.read().await;
             t.get(tenant)
                 .filter(|tb| tb.listed_at.elapsed() < self.sync_interval)
-                .map(|tb| tb.blocks.clone())
+                .map(TenantBlocks::all)
         };
-        let blocks = match fresh {
-            Some(b) => b,
-            None => {
-                let listed = match self.reader.list_blocks(self.signal, tenant).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        // Blocks are immutable: an older listing stays correct
-                        // for what it holds, so serve it while the store is down.
-                        let t = self.tenants.read().await;
-                        match t.get(tenant) {
-                            Some(tb) if tb.listed_at.elapsed() < self.sync_interval * 10 => {
-                                tracing::warn!(tenant, error = %e, "listing blocks failed; using the previous listing");
-                                return Ok(overlapping(tb.blocks.clone(), min_t, max_t));
-                            }
-                            _ => return Err(e),
-                        }
+        if let Some(b) = fresh {
+            return Ok(overlapping(b, min_t, max_t));
+        }
+        let listed = match self.read_index_or_list(tenant).await {
+            Ok(l) => l,
+            Err(e) => {
+                // Blocks are immutable: an older listing stays correct
+                // for what it holds, so serve it while the store is down.
+                let t = self.tenants.read().await;
+                match t.get(tenant) {
+                    Some(tb) if tb.listed_at.elapsed() < self.sync_interval * 10 => {
+                        tracing::warn!(tenant, error = %e, "reading the block list failed; using the previous one");
+                        return Ok(overlapping(tb.all(), min_t, max_t));
                     }
-                };
-                let mut t = self.tenants.write().await;
-                let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
-                    listed_at: Instant::now(),
-                    blocks: Vec::new(),
-                });
-                // Keep blocks added locally since the listing started.
-                let mut merged = listed;
-                for b in entry.blocks.drain(..) {
-                    if !merged.iter().any(|l| l.ulid == b.ulid) {
-                        merged.push(b);
-                    }
+                    _ => return Err(e),
                 }
-                merged.sort_by_key(|m| m.min_time);
-                entry.blocks = merged.clone();
-                entry.listed_at = Instant::now();
-                merged
             }
         };
-        Ok(overlapping(blocks, min_t, max_t))
+        let mut t = self.tenants.write().await;
+        let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
+            listed_at: Instant::now(),
+            listed: Vec::new(),
+            local: Vec::new(),
+        });
+        // Local uploads stay until the index knows them.
+        entry
+            .local
+            .retain(|l| !listed.iter().any(|b| b.ulid == l.ulid));
+        entry.listed = listed;
+        entry.listed_at = Instant::now();
+        Ok(overlapping(entry.all(), min_t, max_t))
+    }
+
+    /// The tenant's blocks of this signal from the bucket index, or from a
+    /// listing of the bucket while the compactor has not written one.
+    async fn read_index_or_list(&self, tenant: &str) -> Result<Vec<BlockMeta>, StorageError> {
+        let store = self.reader.store().as_ref();
+        match crate::bucket_index::read_bucket_index(store, tenant).await? {
+            Some(index) => Ok(index.blocks_of(self.signal)),
+            None => {
+                tracing::warn!(
+                    tenant,
+                    "no bucket index yet (the compactor writes it); listing the bucket"
+                );
+                self.reader.list_blocks(self.signal, tenant).await
+            }
+        }
     }
 
     /// Records a block this process just uploaded, so queries see it at once.
@@ -481,11 +509,11 @@ impl BlockCatalog {
         let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
             // Force a listing on first read: other blocks may exist.
             listed_at: Instant::now() - self.sync_interval - Duration::from_secs(1),
-            blocks: Vec::new(),
+            listed: Vec::new(),
+            local: Vec::new(),
         });
-        if !entry.blocks.iter().any(|b| b.ulid == meta.ulid) {
-            entry.blocks.push(meta);
-            entry.blocks.sort_by_key(|m| m.min_time);
+        if !entry.local.iter().any(|b| b.ulid == meta.ulid) {
+            entry.local.push(meta);
         }
     }
 }
@@ -591,5 +619,53 @@ mod tests {
         let ne = Matcher::new(MatchOp::NotEqual, "path", "/x");
         let got = reader.select_series("t1", &metas[0], &[ne]).await.unwrap();
         assert_eq!(got.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn catalog_reads_the_bucket_index_and_falls_back_to_listing() {
+        use crate::bucket_index::{BucketIndex, IndexedBlock, write_bucket_index};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let block = encode_block(vec![series("up", "a", 10)], 0, 2_000_000).unwrap();
+        upload_block(store.as_ref(), "t", &block).await.unwrap();
+        let reader = Arc::new(BlockReader::new(store.clone()));
+        let catalog = |r: &Arc<BlockReader>| {
+            BlockCatalog::new(r.clone(), Signal::Metrics, Duration::from_secs(3600))
+        };
+        // No index: the bucket is listed.
+        let got = catalog(&reader).blocks("t", 0, i64::MAX).await.unwrap();
+        assert_eq!(got, vec![block.meta.clone()]);
+        // With an index, its blocks are used, not a listing: an indexed block
+        // the bucket does not list shows up, a listed one it lacks does not.
+        let mut only_in_index = block.meta.clone();
+        only_in_index.ulid = "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into();
+        let index = BucketIndex {
+            version: 1,
+            blocks: vec![IndexedBlock {
+                signal: "metrics".into(),
+                meta: only_in_index.clone(),
+            }],
+            block_deletion_marks: vec![],
+            updated_at: 0,
+        };
+        write_bucket_index(store.as_ref(), "t", &index)
+            .await
+            .unwrap();
+        let c = catalog(&reader);
+        assert_eq!(
+            c.blocks("t", 0, i64::MAX).await.unwrap(),
+            vec![only_in_index.clone()]
+        );
+        // A block this process uploads is served at once, next to the index.
+        c.add("t", block.meta.clone()).await;
+        assert_eq!(c.blocks("t", 0, i64::MAX).await.unwrap().len(), 2);
+        assert!(
+            BlockCatalog::new(reader.clone(), Signal::Logs, Duration::from_secs(1))
+                .blocks("t", 0, i64::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
