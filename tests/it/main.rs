@@ -3,6 +3,7 @@
 //! clients (python-logging-loki, winston-loki).
 
 mod common;
+mod compactor;
 mod durability;
 mod limits;
 mod logs;

@@ -26,7 +26,7 @@ use strata_storage::block::{block_file, signal_prefix};
 use strata_storage::bucket_index::{
     BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, write_bucket_index,
 };
-use strata_storage::{BlockReader, Signal};
+use strata_storage::{BlockMeta, BlockReader, Signal};
 
 /// Compactor settings, named as Mimir's `compactor` block.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +41,9 @@ pub struct CompactorConfig {
     /// How often marked blocks past the deletion delay are deleted.
     #[serde(with = "strata_model::humantime_serde")]
     pub cleanup_interval: Duration,
+    /// Comma-separated block ranges, smallest (the ingesters' range) first:
+    /// blocks are merged into blocks of each larger range once it is complete.
+    pub block_ranges: String,
 }
 
 impl Default for CompactorConfig {
@@ -49,6 +52,7 @@ impl Default for CompactorConfig {
             compaction_interval: Duration::from_secs(3600),
             deletion_delay: Duration::from_secs(12 * 3600),
             cleanup_interval: Duration::from_secs(15 * 60),
+            block_ranges: "2h,12h,24h".into(),
         }
     }
 }
@@ -63,6 +67,10 @@ pub enum CompactorError {
     },
     #[error(transparent)]
     Storage(#[from] strata_storage::StorageError),
+    #[error(
+        "invalid -compactor.block-ranges {0:?}: want durations like 2h,12h,24h, smallest first"
+    )]
+    Ranges(String),
     #[error("deletion mark {path}: {source}")]
     Mark {
         path: String,
@@ -96,6 +104,16 @@ static MARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric")
 });
+static COMPACTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_compactor_blocks_compacted_total",
+            "Source blocks merged into larger or de-duplicated blocks, by signal.",
+        ),
+        &["signal"],
+    )
+    .expect("valid metric")
+});
 static DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
@@ -111,6 +129,7 @@ static DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(MARKED.clone()))?;
     r.register(Box::new(DELETED.clone()))?;
+    r.register(Box::new(COMPACTED.clone()))?;
     Ok(())
 }
 
@@ -205,22 +224,8 @@ impl Compactor {
                     {
                         continue;
                     }
-                    let mark = DeletionMark {
-                        id: meta.ulid.clone(),
-                        deletion_time: now_ms.div_euclid(1000),
-                        version: 1,
-                    };
-                    let path = block_file(signal, &tenant, &meta.ulid, MARK_FILE);
-                    let body =
-                        serde_json::to_vec(&mark).map_err(|source| CompactorError::Mark {
-                            path: path.to_string(),
-                            source,
-                        })?;
-                    self.store
-                        .put(&path, PutPayload::from(bytes::Bytes::from(body)))
-                        .await
-                        .map_err(|e| store_err(&path, e))?;
-                    MARKED.with_label_values(&[signal.dir(), "retention"]).inc();
+                    self.mark(signal, &tenant, &meta.ulid, now_ms, "retention")
+                        .await?;
                     tracing::info!(tenant, signal = signal.dir(), ulid = %meta.ulid,
                         max_time = meta.max_time, "block past retention marked for deletion");
                     marked += 1;
@@ -228,6 +233,189 @@ impl Compactor {
             }
         }
         Ok(marked)
+    }
+
+    /// Checks the configuration (refused at start-up rather than at the first pass).
+    pub fn check_config(&self) -> Result<(), CompactorError> {
+        self.ranges().map(|_| ())
+    }
+
+    /// The configured block ranges in ms, smallest first.
+    fn ranges(&self) -> Result<Vec<i64>, CompactorError> {
+        let bad = || CompactorError::Ranges(self.cfg.block_ranges.clone());
+        let ranges: Vec<i64> = self
+            .cfg
+            .block_ranges
+            .split(',')
+            .map(|r| humantime::parse_duration(r.trim()).map(|d| d.as_millis() as i64))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        if ranges.is_empty() || ranges.windows(2).any(|w| w[1] <= w[0] || w[1] % w[0] != 0) {
+            return Err(bad());
+        }
+        Ok(ranges)
+    }
+
+    /// Merges blocks per tenant and signal: at each configured range, the
+    /// unmarked blocks inside one aligned window (two or more, so RF copies,
+    /// late out-of-order blocks and smaller blocks of a finished window) become
+    /// one block with identical samples or entries de-duplicated. The new
+    /// block is complete (meta.json written) before its sources are marked
+    /// for deletion, so a crash in between only leaves overlapping blocks
+    /// that the next pass merges again. Windows are merged once they end
+    /// at least one smallest range before `now_ms`.
+    pub async fn compact(&self, now_ms: i64) -> Result<usize, CompactorError> {
+        let ranges = self.ranges()?;
+        let mut merged = 0;
+        for tenant in self.tenants().await? {
+            for signal in SIGNALS {
+                for &range in &ranges {
+                    let mut groups: std::collections::BTreeMap<i64, Vec<BlockMeta>> =
+                        std::collections::BTreeMap::new();
+                    for meta in self.reader.list_blocks(signal, &tenant).await? {
+                        if self.read_mark(signal, &tenant, &meta.ulid).await?.is_some() {
+                            continue;
+                        }
+                        let start = meta.min_time.div_euclid(range) * range;
+                        // Only blocks that fit the window.
+                        if meta.max_time <= start + range {
+                            groups.entry(start).or_default().push(meta);
+                        }
+                    }
+                    for (start, group) in groups {
+                        if group.len() < 2 || start + range > now_ms - ranges[0] {
+                            continue;
+                        }
+                        self.merge(signal, &tenant, &group, start, start + range, now_ms)
+                            .await?;
+                        merged += group.len();
+                    }
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    async fn merge(
+        &self,
+        signal: Signal,
+        tenant: &str,
+        sources: &[BlockMeta],
+        min_time: i64,
+        max_time: i64,
+        now_ms: i64,
+    ) -> Result<(), CompactorError> {
+        let level = sources
+            .iter()
+            .map(|m| m.compaction.level)
+            .max()
+            .unwrap_or(1)
+            + 1;
+        let mut source_ids: Vec<String> = sources
+            .iter()
+            .flat_map(|m| m.compaction.sources.iter().cloned())
+            .collect();
+        source_ids.sort();
+        source_ids.dedup();
+        let store = self.store.as_ref();
+        let meta = match signal {
+            Signal::Metrics => {
+                let mut by_labels: std::collections::HashMap<
+                    strata_model::Labels,
+                    Vec<strata_model::Sample>,
+                > = std::collections::HashMap::new();
+                for m in sources {
+                    for s in self
+                        .reader
+                        .select(tenant, m, &[], i64::MIN, i64::MAX)
+                        .await?
+                    {
+                        strata_model::merge_samples(
+                            by_labels.entry(s.labels).or_default(),
+                            &s.samples,
+                        );
+                    }
+                }
+                let mut block = strata_storage::encode_block(
+                    by_labels.into_iter().collect(),
+                    min_time,
+                    max_time,
+                )?;
+                block.meta.compaction = strata_storage::block::BlockCompaction {
+                    level,
+                    sources: source_ids,
+                };
+                block.meta.source = "compactor".into();
+                strata_storage::upload_block(store, tenant, &block).await?;
+                block.meta
+            }
+            Signal::Logs => {
+                let mut by_labels: std::collections::HashMap<
+                    strata_model::Labels,
+                    Vec<strata_model::logs::LogEntry>,
+                > = std::collections::HashMap::new();
+                for m in sources {
+                    let got = self
+                        .reader
+                        .select_log_entries(tenant, m, &[], &[], i64::MIN, i64::MAX, None)
+                        .await?;
+                    for s in got {
+                        by_labels.entry(s.labels).or_default().extend(s.entries);
+                    }
+                }
+                let streams: Vec<_> = by_labels
+                    .into_iter()
+                    .map(|(l, mut e)| {
+                        strata_model::logs::dedup_entries(&mut e);
+                        (l, e)
+                    })
+                    .collect();
+                let mut block = strata_storage::encode_log_block(&streams, min_time, max_time)?;
+                block.meta.compaction = strata_storage::block::BlockCompaction {
+                    level,
+                    sources: source_ids,
+                };
+                block.meta.source = "compactor".into();
+                strata_storage::upload_log_block(store, tenant, &block).await?;
+                block.meta
+            }
+        };
+        for m in sources {
+            self.mark(signal, tenant, &m.ulid, now_ms, "compacted")
+                .await?;
+        }
+        COMPACTED
+            .with_label_values(&[signal.dir()])
+            .inc_by(sources.len() as u64);
+        tracing::info!(tenant, signal = signal.dir(), ulid = %meta.ulid, level, sources = sources.len(),
+            samples = meta.stats.num_samples, bytes = meta.stats.num_bytes, "blocks compacted");
+        Ok(())
+    }
+
+    async fn mark(
+        &self,
+        signal: Signal,
+        tenant: &str,
+        ulid: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<(), CompactorError> {
+        let mark = DeletionMark {
+            id: ulid.to_string(),
+            deletion_time: now_ms.div_euclid(1000),
+            version: 1,
+        };
+        let path = block_file(signal, tenant, ulid, MARK_FILE);
+        let body = serde_json::to_vec(&mark).map_err(|source| CompactorError::Mark {
+            path: path.to_string(),
+            source,
+        })?;
+        self.store
+            .put(&path, PutPayload::from(bytes::Bytes::from(body)))
+            .await
+            .map_err(|e| store_err(&path, e))?;
+        MARKED.with_label_values(&[signal.dir(), reason]).inc();
+        Ok(())
     }
 
     /// Rewrites every tenant's bucket index from the bucket: blocks of both
@@ -335,6 +523,9 @@ impl Compactor {
                 _ = retention.tick() => {
                     if let Err(e) = self.apply_retention(now_ms()).await {
                         tracing::error!(error = %e, "applying retention failed; will retry");
+                    }
+                    if let Err(e) = self.compact(now_ms()).await {
+                        tracing::error!(error = %e, "compacting blocks failed; will retry");
                     }
                     if let Err(e) = self.write_bucket_indexes(now_ms()).await {
                         tracing::error!(error = %e, "writing bucket indexes failed; will retry");
@@ -475,5 +666,94 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn compaction_merges_rf_copies_and_small_blocks_without_loss_or_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        const H: i64 = 3_600_000;
+        let up = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let s = |t: i64, v: f64| strata_model::Sample { t, v };
+        // Two replicas of the first 2h (one has an extra sample), and the next 2h.
+        let blocks = [
+            (0, vec![s(1000, 1.0), s(2000, 2.0)]),
+            (0, vec![s(1000, 1.0), s(2000, 2.0), s(3000, 3.0)]),
+            (2 * H, vec![s(2 * H + 1000, 4.0)]),
+        ];
+        for (start, samples) in &blocks {
+            let b =
+                encode_block(vec![(up.clone(), samples.clone())], *start, start + 2 * H).unwrap();
+            upload_block(store.as_ref(), "t", &b).await.unwrap();
+            let line = |t: i64| LogEntry {
+                ts: t * 1_000_000,
+                line: format!("line {t}"),
+                metadata: Labels::default(),
+            };
+            let entries: Vec<LogEntry> = samples.iter().map(|x| line(x.t)).collect();
+            let l = encode_log_block(
+                &[(Labels::from_pairs([("app", "a")]), entries)],
+                *start,
+                start + 2 * H,
+            )
+            .unwrap();
+            upload_log_block(store.as_ref(), "t", &l).await.unwrap();
+        }
+        let reader = Arc::new(BlockReader::new(store.clone()));
+        let c = Compactor::new(
+            CompactorConfig {
+                block_ranges: "2h,4h".into(),
+                ..CompactorConfig::default()
+            },
+            store.clone(),
+            reader.clone(),
+            Arc::new(Overrides::new(Limits::default())),
+        );
+        // Too recent: windows must end a smallest range before now.
+        assert_eq!(
+            c.compact(5 * H).await.unwrap(),
+            2 * 2,
+            "only the 2h RF copies"
+        );
+        let c2 = c.compact(10 * H).await.unwrap();
+        assert_eq!(
+            c2,
+            2 * 2,
+            "then the 4h window: merged 2h block + the next one"
+        );
+        for signal in SIGNALS {
+            let mut live = Vec::new();
+            for m in reader.list_blocks(signal, "t").await.unwrap() {
+                if c.read_mark(signal, "t", &m.ulid).await.unwrap().is_none() {
+                    live.push(m);
+                }
+            }
+            assert_eq!(live.len(), 1, "{signal:?}");
+            assert_eq!((live[0].min_time, live[0].max_time), (0, 4 * H));
+            assert_eq!(live[0].compaction.level, 3);
+            assert_eq!(live[0].compaction.sources.len(), 3);
+            assert_eq!(
+                live[0].stats.num_samples, 4,
+                "{signal:?}: each sample or line once"
+            );
+            if signal == Signal::Metrics {
+                let got = reader
+                    .select("t", &live[0], &[], i64::MIN, i64::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got[0].samples,
+                    vec![
+                        s(1000, 1.0),
+                        s(2000, 2.0),
+                        s(3000, 3.0),
+                        s(2 * H + 1000, 4.0)
+                    ]
+                );
+            }
+        }
+        // Every source is marked, so the cleanup removes them after the delay.
+        assert_eq!(c.cleanup(10 * H + 13 * H).await.unwrap(), 2 * 4);
     }
 }

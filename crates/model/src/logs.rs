@@ -65,9 +65,38 @@ pub fn line_matches(filters: &[LineFilter], line: &str) -> bool {
     filters.iter().all(|f| f.matches(line))
 }
 
+/// Sorts by time and removes entries repeated with the same time and line
+/// (the same entry read from the head and from a block).
+pub fn dedup_entries(entries: &mut Vec<LogEntry>) {
+    entries.sort_by_key(|e| e.ts);
+    let mut out: Vec<LogEntry> = Vec::with_capacity(entries.len());
+    let mut run_start = 0;
+    for e in entries.drain(..) {
+        if out.last().is_none_or(|l| l.ts != e.ts) {
+            run_start = out.len();
+        }
+        if !out[run_start..].iter().any(|x| x.line == e.line) {
+            out.push(e);
+        }
+    }
+    *entries = out;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_keeps_distinct_lines_at_one_time() {
+        let e = |ts: i64, l: &str| LogEntry {
+            ts,
+            line: l.into(),
+            metadata: Labels::default(),
+        };
+        let mut v = vec![e(2, "b"), e(1, "a"), e(2, "c"), e(2, "b"), e(1, "a")];
+        dedup_entries(&mut v);
+        assert_eq!(v, vec![e(1, "a"), e(2, "b"), e(2, "c")]);
+    }
 
     #[test]
     fn line_filters() {

@@ -157,7 +157,7 @@ impl LogQuerier {
         Ok(by_labels
             .into_iter()
             .map(|(labels, mut entries)| {
-                dedup_entries(&mut entries);
+                strata_model::logs::dedup_entries(&mut entries);
                 LogStream { labels, entries }
             })
             .collect())
@@ -366,39 +366,5 @@ fn selection(matchers: &[Matcher], start_ns: i64, end_ns: i64) -> Selection {
         start_ns,
         end_ns,
         limit: None::<(usize, Direction)>,
-    }
-}
-
-/// Sorts by time and removes entries repeated with the same time and line
-/// (the same entry read from the head and from a block).
-fn dedup_entries(entries: &mut Vec<LogEntry>) {
-    entries.sort_by_key(|e| e.ts);
-    let mut out: Vec<LogEntry> = Vec::with_capacity(entries.len());
-    let mut run_start = 0;
-    for e in entries.drain(..) {
-        if out.last().is_none_or(|l| l.ts != e.ts) {
-            run_start = out.len();
-        }
-        if !out[run_start..].iter().any(|x| x.line == e.line) {
-            out.push(e);
-        }
-    }
-    *entries = out;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dedup_keeps_distinct_lines_at_one_time() {
-        let e = |ts: i64, l: &str| LogEntry {
-            ts,
-            line: l.into(),
-            metadata: Labels::default(),
-        };
-        let mut v = vec![e(2, "b"), e(1, "a"), e(2, "c"), e(2, "b"), e(1, "a")];
-        dedup_entries(&mut v);
-        assert_eq!(v, vec![e(1, "a"), e(2, "b"), e(2, "c")]);
     }
 }

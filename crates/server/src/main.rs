@@ -111,6 +111,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         reader.clone(),
         overrides.clone(),
     ));
+    compactor.check_config()?;
     let catalog = Arc::new(BlockCatalog::new(
         reader.clone(),
         Signal::Metrics,

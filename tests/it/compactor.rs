@@ -1,0 +1,109 @@
+//! The compactor in a real process: hours of backfilled samples are cut into
+//! 10-minute blocks, merged into 1-hour blocks, and every query answer stays
+//! exactly what was pushed; each merged block is smaller than its sources.
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::common::{Strata, now_ms, series};
+
+#[tokio::test]
+async fn merged_blocks_answer_exactly_and_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-blocks-storage.tsdb.block-ranges-period=10m",
+            "-blocks-storage.tsdb.head-compaction-interval=200ms",
+            "-compactor.block-ranges=10m,1h",
+            "-compactor.compaction-interval=300ms",
+        ],
+    )
+    .await;
+    // 8 series, a sample every 15 s for the last 3 hours, pushed in order.
+    let now = now_ms() / 15_000 * 15_000;
+    let start = now - 3 * 3600 * 1000;
+    let times: Vec<i64> = (0..)
+        .map(|i| start + i * 15_000)
+        .take_while(|t| *t <= now)
+        .collect();
+    let mut want: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+    for chunk in times.chunks(60) {
+        let batch: Vec<_> = (0..8)
+            .map(|k| {
+                let pts: Vec<(i64, f64)> =
+                    chunk.iter().map(|t| (*t, (*t / 1000 + k) as f64)).collect();
+                series(&[("__name__", "m"), ("k", &k.to_string())], &pts)
+            })
+            .collect();
+        let (st, body) = s.push(batch, None).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    for k in 0..8 {
+        want.push((
+            k.to_string(),
+            times.iter().map(|t| (*t, (*t / 1000 + k) as f64)).collect(),
+        ));
+    }
+    let check = async || {
+        let got = s.raw_samples("m", "4h", now).await;
+        assert_eq!(got.len(), 8);
+        for (labels, pts) in got {
+            let k = labels["k"].as_str().unwrap().to_string();
+            let w = &want.iter().find(|(wk, _)| *wk == k).unwrap().1;
+            assert_eq!(&pts, w, "series k={k}");
+        }
+    };
+    check().await;
+    // Two whole hours end at least 10 minutes ago: 6 blocks each are merged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s
+        .self_metric("strata_compactor_blocks_compacted_total")
+        .await
+        < 12.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction: {}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Queries now read the merged blocks (sources stay until the deletion delay).
+    check().await;
+    let metas: Vec<Json> = std::fs::read_dir(dir.path().join("blocks/anonymous/metrics"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("meta.json")).ok())
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .collect();
+    let merged: Vec<&Json> = metas
+        .iter()
+        .filter(|m| m["compaction"]["level"].as_u64() == Some(2))
+        .collect();
+    assert!(merged.len() >= 2, "{metas:?}");
+    for m in merged {
+        let sources: Vec<&str> = m["compaction"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(sources.len(), 6);
+        let source_bytes: u64 = metas
+            .iter()
+            .filter(|x| sources.contains(&x["ulid"].as_str().unwrap()))
+            .map(|x| x["stats"]["numBytes"].as_u64().unwrap())
+            .sum();
+        let bytes = m["stats"]["numBytes"].as_u64().unwrap();
+        assert!(
+            bytes < source_bytes,
+            "merged {bytes} vs sources {source_bytes}"
+        );
+        assert_eq!(
+            m["stats"]["numSamples"].as_u64(),
+            Some(8 * 240),
+            "one hour of 8 series"
+        );
+    }
+}
