@@ -41,6 +41,10 @@ pub struct CompactorConfig {
     /// How often marked blocks past the deletion delay are deleted.
     #[serde(with = "strata_model::humantime_serde")]
     pub cleanup_interval: Duration,
+    /// How old an upload without `meta.json` (a partial block left by a
+    /// crash) must be before its files are deleted (0: never).
+    #[serde(with = "strata_model::humantime_serde")]
+    pub partial_block_deletion_delay: Duration,
     /// Comma-separated block ranges, smallest (the ingesters' range) first:
     /// blocks are merged into blocks of each larger range once it is complete.
     pub block_ranges: String,
@@ -52,6 +56,7 @@ impl Default for CompactorConfig {
             compaction_interval: Duration::from_secs(3600),
             deletion_delay: Duration::from_secs(12 * 3600),
             cleanup_interval: Duration::from_secs(15 * 60),
+            partial_block_deletion_delay: Duration::from_secs(24 * 3600),
             block_ranges: "2h,12h,24h".into(),
         }
     }
@@ -448,7 +453,32 @@ impl Compactor {
         Ok(tenants.len())
     }
 
-    /// Deletes blocks whose deletion mark is older than the deletion delay.
+    /// True when `ulid` has no `meta.json` and was created longer than the
+    /// partial-block delay ago: an upload that will never finish.
+    async fn is_stale_partial(
+        &self,
+        signal: Signal,
+        tenant: &str,
+        ulid: &str,
+        now_ms: i64,
+    ) -> Result<bool, CompactorError> {
+        let delay = self.cfg.partial_block_deletion_delay.as_millis() as i64;
+        let Ok(id) = ulid::Ulid::from_string(ulid) else {
+            return Ok(false);
+        };
+        if delay == 0 || now_ms - (id.timestamp_ms() as i64) < delay {
+            return Ok(false);
+        }
+        let meta = block_file(signal, tenant, ulid, "meta.json");
+        match self.store.head(&meta).await {
+            Ok(_) => Ok(false),
+            Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(store_err(&meta, e)),
+        }
+    }
+
+    /// Deletes blocks whose deletion mark is older than the deletion delay,
+    /// and partial uploads older than the partial-block delay.
     pub async fn cleanup(&self, now_ms: i64) -> Result<usize, CompactorError> {
         let delay_s = self.cfg.deletion_delay.as_secs() as i64;
         let mut deleted = 0;
@@ -463,6 +493,17 @@ impl Compactor {
                 for dir in listed.common_prefixes {
                     let Some(ulid) = dir.filename() else { continue };
                     let Some(mark) = self.read_mark(signal, &tenant, ulid).await? else {
+                        if self.is_stale_partial(signal, &tenant, ulid, now_ms).await? {
+                            self.delete_block(signal, &tenant, ulid).await?;
+                            DELETED.with_label_values(&[signal.dir()]).inc();
+                            tracing::warn!(
+                                tenant,
+                                signal = signal.dir(),
+                                ulid,
+                                "partial block (no meta.json) deleted"
+                            );
+                            deleted += 1;
+                        }
                         continue;
                     };
                     if now_ms.div_euclid(1000) - mark.deletion_time < delay_s {
@@ -755,5 +796,37 @@ mod tests {
         }
         // Every source is marked, so the cleanup removes them after the delay.
         assert_eq!(c.cleanup(10 * H + 13 * H).await.unwrap(), 2 * 4);
+    }
+
+    #[tokio::test]
+    async fn partial_uploads_are_deleted_after_the_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        const H: i64 = 3_600_000;
+        let now = 1_000 * H;
+        let old = ulid::Ulid::from_parts((now - 25 * H) as u64, 1).to_string();
+        let young = ulid::Ulid::from_parts((now - H) as u64, 2).to_string();
+        for id in [&old, &young] {
+            let path = block_file(Signal::Metrics, "t", id, "chunks.parquet");
+            store
+                .put(&path, PutPayload::from(bytes::Bytes::from_static(b"x")))
+                .await
+                .unwrap();
+        }
+        let c = Compactor::new(
+            CompactorConfig::default(),
+            store.clone(),
+            Arc::new(BlockReader::new(store.clone())),
+            Arc::new(Overrides::new(Limits::default())),
+        );
+        assert_eq!(c.cleanup(now).await.unwrap(), 1);
+        let left: Vec<_> = store
+            .list(Some(&ObjectPath::from("t/metrics")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].location.to_string().contains(&young), "{left:?}");
     }
 }

@@ -195,6 +195,7 @@ flags! {
     "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
     "validation.reject-old-samples.max-age" => "limits.reject_old_samples_max_age": "Oldest log entry accepted when -validation.reject-old-samples is on.",
     "validation.max-entries-limit" => "limits.max_entries_limit_per_query": "Most log entries one query may return.",
+    "compactor.partial-block-deletion-delay" => "compactor.partial_block_deletion_delay": "How old an upload without meta.json (left by a crash) must be before it is deleted (0: never).",
     "compactor.block-ranges" => "compactor.block_ranges": "Comma-separated block ranges, smallest (the ingesters' block range) first, e.g. 2h,12h,24h; blocks of a finished window are merged into one.",
     "compactor.compaction-interval" => "compactor.compaction_interval": "How often the compactor applies retention to every tenant's blocks.",
     "compactor.deletion-delay" => "compactor.deletion_delay": "How long a block marked for deletion stays readable before it is deleted.",
