@@ -119,6 +119,7 @@ rules:
     annotations:
       summary: "Queue of {{ $labels.instance }} is {{ $value }}"
       description: "{{ $value | humanize }} messages waiting"
+      where: "{{ $externalLabels.cluster }}"
 "#;
 
 #[tokio::test]
@@ -135,6 +136,7 @@ async fn rules_record_and_alert_through_a_real_alertmanager() {
                 "-ruler.poll-interval=1s",
                 "-ruler.resend-delay=1s",
                 "-ruler.external.url=http://strata.example",
+                "-ruler.external-labels=cluster=prod-eu,team=ignored",
             ],
         )
         .await,
@@ -226,6 +228,10 @@ async fn rules_record_and_alert_through_a_real_alertmanager() {
     assert!(alert["labels"].get("__name__").is_none());
     assert_eq!(alert["annotations"]["summary"], "Queue of k1 is 100");
     assert_eq!(alert["annotations"]["description"], "100 messages waiting");
+    // External labels: added unless the alert has the label, and templatable.
+    assert_eq!(alert["labels"]["cluster"], "prod-eu");
+    assert_eq!(alert["labels"]["team"], "kafka-oncall");
+    assert_eq!(alert["annotations"]["where"], "prod-eu");
     assert!(
         alert["generatorURL"]
             .as_str()

@@ -93,6 +93,50 @@ pub struct RulerConfig {
     /// `for` is shorter than this are not restored.
     #[serde(with = "strata_model::humantime_serde")]
     pub for_grace_period: Duration,
+    /// Labels added to every alert sent to Alertmanager (unless the alert has
+    /// the label) and available to templates as `$externalLabels`, as
+    /// Prometheus's `external_labels`. YAML map, or `name=value,...` on the command line.
+    #[serde(with = "label_map")]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// A label map written as a YAML map or as `name=value,name=value`.
+mod label_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(m)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Map(BTreeMap<String, String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        match Form::deserialize(d)? {
+            Form::Map(m) => Ok(m),
+            Form::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        Ok((k.trim().to_string(), v.trim().to_string()))
+                    }
+                    _ => Err(serde::de::Error::custom(format!(
+                        "external label {p:?} is not name=value"
+                    ))),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Default for RulerConfig {
@@ -106,6 +150,7 @@ impl Default for RulerConfig {
             notification_queue_capacity: 10_000,
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(120),
+            external_labels: BTreeMap::new(),
         }
     }
 }
@@ -237,6 +282,7 @@ impl Ruler {
             .filter(|s| !s.is_empty())
             .collect();
         let notifier = Notifier::start(urls, cfg.notification_queue_capacity);
+        let external_labels = cfg.external_labels.clone();
         Arc::new(Self {
             cfg,
             store,
@@ -246,7 +292,7 @@ impl Ruler {
             overrides,
             notifier,
             groups: RwLock::new(HashMap::new()),
-            external_labels: BTreeMap::new(),
+            external_labels,
         })
     }
 
@@ -834,8 +880,12 @@ impl Ruler {
                 };
                 if send {
                     a.last_sent = Some(t);
+                    let mut labels = a.labels.clone();
+                    for (k, v) in &self.external_labels {
+                        labels.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
                     to_send.push(notifier::AmAlert {
-                        labels: a.labels.clone(),
+                        labels,
                         annotations: a.annotations.clone(),
                         starts_at: rfc3339(a.active_at),
                         ends_at: rfc3339(a.resolved_at.unwrap_or(valid_until)),

@@ -212,6 +212,7 @@ flags! {
     "ruler.notification-queue-capacity" => "ruler.notification_queue_capacity": "Alerts queued for Alertmanager at most; the oldest are dropped beyond.",
     "ruler.max-rule-groups-per-tenant" => "limits.ruler_max_rule_groups_per_tenant": "Most rule groups a tenant may store (0: unlimited); per-tenant override ruler_max_rule_groups_per_tenant.",
     "ruler.max-rules-per-rule-group" => "limits.ruler_max_rules_per_rule_group": "Most rules one group may hold (0: unlimited); per-tenant override ruler_max_rules_per_rule_group.",
+    "ruler.external-labels" => "ruler.external_labels": "Labels added to every alert sent to Alertmanager and available as $externalLabels in templates: name=value,name=value (a map in YAML).",
     "ruler.for-outage-tolerance" => "ruler.for_outage_tolerance": "Longest ruler outage after which alerts' `for` progress is still restored from ALERTS_FOR_STATE.",
     "ruler.for-grace-period" => "ruler.for_grace_period": "Least time a restored alert waits before firing; alerts with a shorter `for` are not restored.",
     "blocks-storage.backend" => "blocks_storage.backend": "Object store backend: filesystem or s3.",
@@ -307,6 +308,11 @@ fn scalar_text(v: &Yaml) -> String {
 /// Copies `src` into `dst`, failing on keys `dst` does not have.
 fn merge(dst: &mut Yaml, src: Yaml, prefix: &str, file: &str) -> Result<(), ConfigError> {
     match (dst, src) {
+        // An empty map in the defaults is a free-form map field (labels): take it whole.
+        (Yaml::Mapping(d), Yaml::Mapping(s)) if d.is_empty() => {
+            *d = s;
+            Ok(())
+        }
         (Yaml::Mapping(d), Yaml::Mapping(s)) => {
             for (k, v) in s {
                 let key = scalar_text(&k);
@@ -474,7 +480,8 @@ mod tests {
 
     fn leaf_paths(v: &Yaml, prefix: String, out: &mut Vec<String>) {
         match v {
-            Yaml::Mapping(m) => {
+            // An empty map is a field of its own (a label map), not a section.
+            Yaml::Mapping(m) if !m.is_empty() => {
                 for (k, v) in m {
                     let key = scalar_text(k);
                     let p = if prefix.is_empty() {
@@ -507,6 +514,28 @@ mod tests {
                 f.name
             );
         }
+    }
+
+    #[test]
+    fn label_maps_from_flags_and_yaml() {
+        let c = run(&["-ruler.external-labels=cluster=eu, env=prod"]);
+        assert_eq!(
+            c.ruler.external_labels.get("cluster").map(String::as_str),
+            Some("eu")
+        );
+        assert_eq!(
+            c.ruler.external_labels.get("env").map(String::as_str),
+            Some("prod")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "ruler:\n  external_labels:\n    cluster: us\n").unwrap();
+        let c = run(&[&format!("-config.file={}", f.display())]);
+        assert_eq!(
+            c.ruler.external_labels.get("cluster").map(String::as_str),
+            Some("us")
+        );
+        assert!(load(args(&["-ruler.external-labels=nonsense"])).is_err());
     }
 
     #[test]
