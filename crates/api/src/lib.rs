@@ -79,11 +79,17 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
         .route("/api/v1/alerts", get(rules::alerts_status))
-        .nest("/config/v1/rules", rules::config_routes());
+        .nest(
+            "/config/v1/rules",
+            rules::config_routes(strata_ruler::RuleLang::PromQL),
+        );
     Router::new()
         .route("/api/v1/push", post(push))
         // The same rules API manages LogQL groups under Loki's path.
-        .nest("/loki/api/v1/rules", rules::config_routes())
+        .nest(
+            "/loki/api/v1/rules",
+            rules::config_routes(strata_ruler::RuleLang::LogQL),
+        )
         .route("/api/v1/write", post(push))
         .route("/loki/api/v1/push", post(loki::push))
         .route("/api/prom/push", post(loki::push))

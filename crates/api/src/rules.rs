@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
-use axum::extract::{FromRequestParts, OriginalUri, Path, RawQuery};
+use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,10 +26,9 @@ fn ruler_error(e: RulerError) -> Response {
     (code, e.to_string()).into_response()
 }
 
-/// The request's tenant, this process's ruler, and the rule language the
-/// path selects (Loki's `/loki/api/v1/rules...` manages LogQL groups, the
-/// Mimir paths PromQL ones); refuses the request (bad tenant, or no ruler
-/// running) before the handler runs.
+/// The request's tenant, this process's ruler, and the rule language of the
+/// API it came through (set by [`config_routes`]); refuses the request (bad
+/// tenant, or no ruler running) before the handler runs.
 pub(crate) struct TenantRuler(String, Arc<Ruler>, RuleLang);
 
 impl FromRequestParts<Shared> for TenantRuler {
@@ -40,23 +40,18 @@ impl FromRequestParts<Shared> for TenantRuler {
             .ruler
             .clone()
             .ok_or_else(|| (StatusCode::NOT_FOUND, "the ruler is not running").into_response())?;
-        // Nested routers see the path without their prefix: read the original.
-        let path = parts
+        let lang = parts
             .extensions
-            .get::<OriginalUri>()
-            .map_or(parts.uri.path(), |u| u.0.path());
-        let lang = if path.starts_with("/loki/") {
-            RuleLang::LogQL
-        } else {
-            RuleLang::PromQL
-        };
+            .get::<RuleLang>()
+            .copied()
+            .unwrap_or(RuleLang::PromQL);
         Ok(TenantRuler(t, r, lang))
     }
 }
 
-/// The rules configuration API, nested under Mimir's `/config/v1/rules`
-/// (PromQL groups) and Loki's `/loki/api/v1/rules` (LogQL groups).
-pub(crate) fn config_routes() -> Router<Shared> {
+/// The rules configuration API for groups in `lang`: nested under Mimir's
+/// `/config/v1/rules` for PromQL and Loki's `/loki/api/v1/rules` for LogQL.
+pub(crate) fn config_routes(lang: RuleLang) -> Router<Shared> {
     Router::new()
         .route("/", get(list_all))
         .route(
@@ -64,6 +59,7 @@ pub(crate) fn config_routes() -> Router<Shared> {
             get(list_namespace).post(set_group).delete(delete_namespace),
         )
         .route("/{namespace}/{group}", get(get_group).delete(delete_group))
+        .layer(Extension(lang))
 }
 
 fn yaml<T: serde::Serialize>(v: &T) -> Response {

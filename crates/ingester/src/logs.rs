@@ -134,7 +134,7 @@ impl LogIngester {
                         if let Some(e) = entries.last() {
                             max_ns = max_ns.max(e.ts);
                         }
-                        let stream = stream_for(&head, labels);
+                        let (stream, _) = stream_for(&head, labels);
                         let mut held = stream.entries.lock();
                         for e in entries {
                             insert_entry(&mut held, e);
@@ -290,8 +290,10 @@ impl LogIngester {
         let ticket = wal.append_batch_deferred([buf.as_slice()])?;
         let mut bytes = 0usize;
         let mut max_ts = i64::MIN;
+        let mut created = 0i64;
         for (labels, entries) in accepted {
-            let stream = stream_for(&head, labels);
+            let (stream, new) = stream_for(&head, labels);
+            created += i64::from(new);
             let mut held = stream.entries.lock();
             for e in entries {
                 bytes += e.line.len();
@@ -304,7 +306,8 @@ impl LogIngester {
         self.wal_sync.wait_durable(ticket)?;
         metrics::LOG_ENTRIES_APPENDED.inc_by(outcome.accepted as u64);
         metrics::LOG_BYTES_APPENDED.inc_by(bytes as u64);
-        metrics::LOG_STREAMS.set(self.num_streams() as i64);
+        // Streams only leave the head at a cut, which sets the gauge exactly.
+        metrics::LOG_STREAMS.add(created);
         Ok(outcome)
     }
 
@@ -563,21 +566,21 @@ impl LogIngester {
     }
 }
 
-/// The head stream with these labels, created when missing.
-fn stream_for(head: &TenantLogs, labels: Labels) -> Arc<MemStream> {
+/// The head stream with these labels, created when missing (`true` then).
+fn stream_for(head: &TenantLogs, labels: Labels) -> (Arc<MemStream>, bool) {
     if let Some(s) = head.streams.read().get(&labels) {
-        return s.clone();
+        return (s.clone(), false);
     }
-    head.streams
-        .write()
-        .entry(labels.clone())
-        .or_insert_with(|| {
-            Arc::new(MemStream {
-                labels,
-                entries: Mutex::new(Vec::new()),
-            })
-        })
-        .clone()
+    let mut streams = head.streams.write();
+    if let Some(s) = streams.get(&labels) {
+        return (s.clone(), false);
+    }
+    let s = Arc::new(MemStream {
+        labels: labels.clone(),
+        entries: Mutex::new(Vec::new()),
+    });
+    streams.insert(labels, s.clone());
+    (s, true)
 }
 
 /// Inserts keeping time order; entries with equal timestamps keep arrival
