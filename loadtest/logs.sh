@@ -6,10 +6,8 @@
 # Usage: loadtest/logs.sh [logbench push flags...], e.g. --duration 20s --concurrency 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p strata -p strata-loadtest
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 . loadtest/lib.sh
+bench_setup
 
 sp=$(port)
 start_strata() {

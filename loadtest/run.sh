@@ -4,11 +4,8 @@
 # e.g. loadtest/run.sh --series 10000 --duration 30s --concurrency 8
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p strata -p strata-loadtest
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
 . loadtest/lib.sh
+bench_setup
 
 sp=$(port)
 ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \

@@ -4,11 +4,8 @@
 # e.g. benches/promql/run.sh --instances 200 --hours 6 --runs 10
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -q -p strata -p strata-loadtest
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
 . loadtest/lib.sh
+bench_setup
 
 sp=$(port)
 ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \

@@ -233,6 +233,19 @@ impl Strata {
     }
 }
 
+impl Strata {
+    /// Starts strata with multi-tenancy on and `overrides` (runtime-config
+    /// YAML) in `dir/runtime.yaml`, its runtime configuration file.
+    pub async fn start_with_overrides(dir: &Path, overrides: &str, extra_args: &[&str]) -> Strata {
+        let runtime = dir.join("runtime.yaml");
+        std::fs::write(&runtime, overrides).expect("write runtime config");
+        let flag = format!("-runtime-config.file={}", runtime.display());
+        let mut args = vec!["-auth.multitenancy-enabled=true", flag.as_str()];
+        args.extend_from_slice(extra_args);
+        Strata::start(dir, &args).await
+    }
+}
+
 impl Drop for Strata {
     fn drop(&mut self) {
         self.kill9();

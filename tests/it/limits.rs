@@ -30,22 +30,13 @@ async fn wait_for(s: &Strata, what: &str, mut check: impl AsyncFnMut() -> bool) 
 #[tokio::test]
 async fn runtime_overrides_limit_one_tenant_and_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = dir.path().join("runtime.yaml");
-    std::fs::write(
-        &runtime,
-        "overrides:\n  team-a:\n    max_label_names_per_series: 3\n    max_global_series_per_user: 2\n    max_total_query_length: 1h\n",
-    )
-    .unwrap();
-    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
-    let s = Strata::start(
+    let s = Strata::start_with_overrides(
         dir.path(),
-        &[
-            "-auth.multitenancy-enabled=true",
-            &runtime_flag,
-            "-runtime-config.reload-period=100ms",
-        ],
+        "overrides:\n  team-a:\n    max_label_names_per_series: 3\n    max_global_series_per_user: 2\n    max_total_query_length: 1h\n",
+        &["-runtime-config.reload-period=100ms"],
     )
     .await;
+    let runtime = dir.path().join("runtime.yaml");
     let t = now_ms() - 10_000;
 
     // Label count: team-a's override (3 including the name), team-b's default (30).
@@ -175,16 +166,10 @@ async fn push_old_and_recent(s: &Strata, tenant: &str, old: i64, recent: i64) {
 #[tokio::test]
 async fn queries_respect_per_tenant_retention_per_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = dir.path().join("runtime.yaml");
-    std::fs::write(
-        &runtime,
-        "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
-    )
-    .unwrap();
-    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
-    let s = Strata::start(
+    let s = Strata::start_with_overrides(
         dir.path(),
-        &["-auth.multitenancy-enabled=true", &runtime_flag],
+        "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
+        &[],
     )
     .await;
     let now = now_ms();
@@ -243,25 +228,10 @@ async fn queries_respect_per_tenant_retention_per_signal() {
 #[tokio::test]
 async fn expired_blocks_are_marked_then_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = dir.path().join("runtime.yaml");
-    std::fs::write(
-        &runtime,
-        "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
-    )
-    .unwrap();
-    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
-    let s = Strata::start(
+    let s = Strata::start_with_overrides(
         dir.path(),
-        &[
-            "-auth.multitenancy-enabled=true",
-            &runtime_flag,
-            "-blocks-storage.tsdb.block-ranges-period=10m",
-            "-blocks-storage.tsdb.head-compaction-interval=200ms",
-            "-ingester.max-chunk-age=2m",
-            "-compactor.compaction-interval=300ms",
-            "-compactor.cleanup-interval=300ms",
-            "-compactor.deletion-delay=1s",
-        ],
+        "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
+        &["-blocks-storage.tsdb.block-ranges-period=10m", "-blocks-storage.tsdb.head-compaction-interval=200ms", "-ingester.max-chunk-age=2m", "-compactor.compaction-interval=300ms", "-compactor.cleanup-interval=300ms", "-compactor.deletion-delay=1s"],
     )
     .await;
     let now = now_ms();

@@ -529,16 +529,10 @@ async fn pending_alert_keeps_for_progress_across_restart() {
 #[tokio::test]
 async fn rule_group_limits_follow_tenant_overrides() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = dir.path().join("runtime.yaml");
-    std::fs::write(
-        &runtime,
-        "overrides:\n  small:\n    ruler_max_rule_groups_per_tenant: 1\n    ruler_max_rules_per_rule_group: 1\n",
-    )
-    .unwrap();
-    let runtime_flag = format!("-runtime-config.file={}", runtime.display());
-    let s = Strata::start(
+    let s = Strata::start_with_overrides(
         dir.path(),
-        &["-auth.multitenancy-enabled=true", &runtime_flag],
+        "overrides:\n  small:\n    ruler_max_rule_groups_per_tenant: 1\n    ruler_max_rules_per_rule_group: 1\n",
+        &[],
     )
     .await;
     let post = async |tenant: &str, ns: &str, yaml: &str| {
