@@ -1,5 +1,6 @@
-//! Generates the remote-write and Loki push protobuf types with prost, using the vendored
-//! `protoc` so a fresh machine needs no system protobuf compiler.
+//! Generates Strata's wire types with prost (remote write, Loki push) and the
+//! gRPC services between roles with tonic, using the vendored `protoc` so a
+//! fresh machine needs no system protobuf compiler.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -10,12 +11,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("prometheus/types.proto"),
         root.join("prometheus/remote.proto"),
         root.join("loki/push.proto"),
+        root.join("strata/ring.proto"),
+        root.join("strata/ingester.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_protos(&files, &[root])?;
+    let mut config = prost_build::Config::new();
+    config.bytes(["."]);
+    tonic_prost_build::configure().compile_with_config(config, &files, &[root])?;
     Ok(())
 }

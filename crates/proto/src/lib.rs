@@ -1,4 +1,5 @@
-//! Wire types shared between Strata roles and its clients, generated from `proto/` with prost.
+//! Wire types shared between Strata roles and its clients, generated from `proto/` with prost,
+//! and the gRPC services between roles, generated with tonic.
 
 /// Prometheus remote-write 1.0 messages (`prometheus.WriteRequest` and friends).
 pub mod prometheus {
@@ -9,3 +10,18 @@ pub mod prometheus {
 pub mod loki {
     include!(concat!(env!("OUT_DIR"), "/logproto.rs"));
 }
+
+/// Strata's own services between roles (package `strata.*`).
+pub mod strata {
+    /// The ring's and Raft's RPCs between Strata processes.
+    pub mod ring {
+        include!(concat!(env!("OUT_DIR"), "/strata.ring.rs"));
+    }
+
+    /// The ingester's gRPC service (push from distributors, reads from queriers).
+    pub mod ingester {
+        include!(concat!(env!("OUT_DIR"), "/strata.ingester.rs"));
+    }
+}
+
+pub use strata::{ingester, ring};

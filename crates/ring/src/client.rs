@@ -1,0 +1,203 @@
+//! [`Ring`]: a process's handle on the ring. A voter reads the ring from its
+//! own Raft state machine; any other process keeps a copy fed by a gRPC
+//! watch stream from a voter (reconnecting to the next one on failure).
+//! Updates go through the local voter or to any voter, which forwards them
+//! to the leader. When no voter answers, the last ring seen stays in use, so
+//! writes continue during a ring outage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_proto::ring::ring_client::RingClient as RingGrpcClient;
+use strata_proto::ring::{UpdateRequest, WatchRequest};
+use tokio::sync::watch;
+
+use crate::desc::{RingCommand, RingDesc};
+use crate::raft::RaftNode;
+use crate::raft::network::channel;
+use crate::replication::RingView;
+use crate::{RingConfig, RingError};
+
+/// A process's view of and access to the ring.
+pub struct Ring {
+    desc: watch::Receiver<Arc<RingDesc>>,
+    voter: Option<Arc<RaftNode>>,
+    members: Vec<String>,
+    config: RingConfig,
+    ingesters: Mutex<Option<(Arc<RingDesc>, Arc<RingView>)>>,
+}
+
+impl Ring {
+    /// The ring of a voter process.
+    pub fn from_voter(
+        node: Arc<RaftNode>,
+        desc: watch::Receiver<Arc<RingDesc>>,
+        config: RingConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            desc,
+            voter: Some(node),
+            members: config.raft.peers.clone(),
+            config,
+            ingesters: Mutex::new(None),
+        })
+    }
+
+    /// The ring of a process that is not a voter: watches the voters in
+    /// `config.raft.peers` until `shutdown`.
+    pub fn watching(
+        config: RingConfig,
+        instance_id: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let (tx, rx) = watch::channel(Arc::new(RingDesc::default()));
+        let ring = Arc::new(Self {
+            desc: rx,
+            voter: None,
+            members: config.raft.peers.clone(),
+            config,
+            ingesters: Mutex::new(None),
+        });
+        tokio::spawn(watch_members(
+            ring.members.clone(),
+            instance_id,
+            tx,
+            shutdown,
+        ));
+        ring
+    }
+
+    /// Ring settings.
+    pub fn config(&self) -> &RingConfig {
+        &self.config
+    }
+
+    /// The local Raft voter, when this process is one.
+    pub fn voter(&self) -> Option<&Arc<RaftNode>> {
+        self.voter.as_ref()
+    }
+
+    /// The current ring.
+    pub fn desc(&self) -> Arc<RingDesc> {
+        self.desc.borrow().clone()
+    }
+
+    /// A receiver that sees every new ring.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<RingDesc>> {
+        self.desc.clone()
+    }
+
+    /// The ingesters' token index of the current ring (rebuilt only when
+    /// the ring changed).
+    pub fn ingesters(&self) -> Arc<RingView> {
+        self.view_of("ingester")
+    }
+
+    fn view_of(&self, role: &str) -> Arc<RingView> {
+        let desc = self.desc();
+        let mut cached = self.ingesters.lock();
+        if let Some((d, v)) = cached.as_ref()
+            && Arc::ptr_eq(d, &desc)
+        {
+            return v.clone();
+        }
+        let view = Arc::new(RingView::new(desc.clone(), role));
+        *cached = Some((desc, view.clone()));
+        view
+    }
+
+    /// Commits `cmd` to the ring: through the local voter, or any voter.
+    pub async fn update(&self, cmd: RingCommand) -> Result<(), RingError> {
+        if let Some(v) = &self.voter {
+            return v.update(cmd).await.map(|_| ());
+        }
+        let command = serde_json::to_vec(&cmd).map_err(|e| RingError::Codec(e.to_string()))?;
+        let mut last = None;
+        for addr in &self.members {
+            let result = match channel(addr, Duration::from_secs(10)) {
+                Ok(ch) => RingGrpcClient::new(ch)
+                    .update(UpdateRequest {
+                        command: command.clone().into(),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| RingError::Rpc {
+                        addr: addr.clone(),
+                        message: s.message().to_string(),
+                    }),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RingError::Unreachable(self.members.join(","))))
+    }
+}
+
+/// Follows the ring from the first voter that answers, forever.
+async fn watch_members(
+    members: Vec<String>,
+    instance_id: String,
+    tx: watch::Sender<Arc<RingDesc>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next = 0usize;
+    loop {
+        if members.is_empty() || *shutdown.borrow() {
+            return;
+        }
+        let addr = &members[next % members.len()];
+        next += 1;
+        let stream = async {
+            let ch: tonic::transport::Channel =
+                channel(addr, Duration::from_secs(3600 * 24 * 365))?;
+            let mut stream = RingGrpcClient::new(ch)
+                .watch(WatchRequest {
+                    instance_id: instance_id.clone(),
+                })
+                .await
+                .map_err(|s| RingError::Rpc {
+                    addr: addr.clone(),
+                    message: s.message().to_string(),
+                })?
+                .into_inner();
+            loop {
+                let msg: Result<Option<strata_proto::ring::RingState>, tonic::Status> =
+                    stream.message().await;
+                match msg {
+                    Ok(Some(state)) => match serde_json::from_slice::<RingDesc>(&state.desc) {
+                        Ok(d) => {
+                            tx.send_replace(Arc::new(d));
+                        }
+                        Err(e) => return Err(RingError::Codec(e.to_string())),
+                    },
+                    Ok(None) => {
+                        return Err(RingError::Rpc {
+                            addr: addr.clone(),
+                            message: "watch stream ended".into(),
+                        });
+                    }
+                    Err(s) => {
+                        return Err(RingError::Rpc {
+                            addr: addr.clone(),
+                            message: s.message().to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = stream => {
+                let r: Result<(), RingError> = r;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "ring watch interrupted; trying the next voter");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

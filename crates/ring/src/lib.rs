@@ -1,0 +1,153 @@
+//! The ring: which Strata processes exist, what they run, where they listen
+//! and which tokens (shares of the series hash space) each ingester owns.
+//! It is a small state machine replicated with Raft (openraft) among the
+//! voters named by `-ring.raft.peers`; every other process watches it over
+//! gRPC and keeps a local copy. Distributors pick a series' replicas from
+//! it, queriers the ingesters to ask; each process registers itself and
+//! heartbeats through it.
+
+pub mod client;
+pub mod desc;
+pub mod lifecycle;
+pub mod page;
+pub mod raft;
+pub mod replication;
+pub mod service;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::Ring;
+pub use desc::{InstanceDesc, InstanceState, RingCommand, RingDesc};
+pub use lifecycle::Lifecycler;
+pub use replication::{ReadSet, ReplicationError, ReplicationSet, RingView, shard_key};
+
+/// Errors of the ring.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    /// Raft's storage directory could not be used.
+    #[error("ring storage in {dir}: {source}")]
+    Storage {
+        /// The directory.
+        dir: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A setting is invalid.
+    #[error("ring configuration: {0}")]
+    Config(String),
+    /// Raft refused or failed.
+    #[error("ring raft: {0}")]
+    Raft(String),
+    /// No leader is known right now (election in progress or no quorum).
+    #[error("the ring has no leader right now; retry shortly")]
+    NoLeader,
+    /// A gRPC call to another member failed.
+    #[error("ring call to {addr} failed: {message}")]
+    Rpc {
+        /// Address called.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("ring message encoding: {0}")]
+    Codec(String),
+    /// No ring member could be reached.
+    #[error("no ring member reachable (tried {0})")]
+    Unreachable(String),
+}
+
+/// Ring settings (the `ring:` block of the configuration).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RingConfig {
+    /// This process's id in the ring; the host name when empty.
+    pub instance_id: String,
+    /// Address (`host` or `host:port`) other processes reach this one's gRPC
+    /// server at; the gRPC listen address (or 127.0.0.1) when empty.
+    pub instance_addr: String,
+    /// Availability zone; replicas go to distinct zones when zones are set.
+    pub instance_availability_zone: String,
+    /// Copies of each series written to ingesters.
+    pub replication_factor: usize,
+    /// Tokens an ingester owns.
+    pub num_tokens: usize,
+    /// File keeping an ingester's tokens across restarts.
+    pub tokens_file_path: String,
+    /// Interval between heartbeats.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub heartbeat_period: Duration,
+    /// An instance whose last heartbeat is older is unhealthy.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Unhealthy instances are removed from the ring after this long (0 = never).
+    #[serde(with = "strata_model::humantime_serde")]
+    pub auto_forget_unhealthy_period: Duration,
+    /// Raft settings.
+    pub raft: RaftSettings,
+}
+
+/// Raft settings (the `ring.raft:` block).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSettings {
+    /// gRPC addresses (`host:port`) of the ring's voters, the same list on
+    /// every process; empty runs a one-voter ring in this process.
+    pub peers: Vec<String>,
+    /// Directory of the Raft log, vote and snapshots.
+    pub dir: String,
+    /// Leader heartbeat interval; elections start after 4-8 missed ones.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: String::new(),
+            instance_addr: String::new(),
+            instance_availability_zone: String::new(),
+            replication_factor: 3,
+            num_tokens: 128,
+            tokens_file_path: "./data/ring/tokens".into(),
+            heartbeat_period: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(60),
+            auto_forget_unhealthy_period: Duration::from_secs(600),
+            raft: RaftSettings::default(),
+        }
+    }
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            dir: "./data/ring".into(),
+            heartbeat_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The host name, for default instance ids.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "strata".into())
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

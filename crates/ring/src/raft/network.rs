@@ -1,0 +1,169 @@
+//! Raft's network over gRPC: openraft messages travel as JSON inside the
+//! `strata.ring.Raft` service; one lazily connected channel per peer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_proto::ring::raft_client::RaftClient;
+use strata_proto::ring::ring_client::RingClient as RingGrpcClient;
+use strata_proto::ring::{RaftReply, RaftRequest, UpdateRequest};
+use tonic::transport::Channel;
+
+use super::{NodeId, TypeConfig};
+use crate::RingError;
+use crate::desc::RingCommand;
+
+/// A lazily connected channel to `addr` (`host:port`), reconnecting as needed.
+pub fn channel(addr: &str, timeout: Duration) -> Result<Channel, RingError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| RingError::Config(format!("bad gRPC address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// Connection pool and factory of per-peer Raft clients.
+#[derive(Clone, Default)]
+pub struct GrpcNetwork {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl GrpcNetwork {
+    fn channel(&self, addr: &str) -> Result<Channel, RingError> {
+        let mut pool = self.channels.lock();
+        if let Some(c) = pool.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr, Duration::from_secs(10))?;
+        pool.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Sends a ring command to the voter at `addr` (the leader).
+    pub async fn forward_update(&self, addr: &str, cmd: &RingCommand) -> Result<(), RingError> {
+        let command = serde_json::to_vec(cmd).map_err(|e| RingError::Codec(e.to_string()))?;
+        RingGrpcClient::new(self.channel(addr)?)
+            .update(UpdateRequest {
+                command: command.into(),
+            })
+            .await
+            .map_err(|s| RingError::Rpc {
+                addr: addr.to_string(),
+                message: s.message().to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            channel: self.channel(&node.addr).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Raft RPCs to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    channel: Result<Channel, String>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        kind: &'static str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let channel = self
+            .channel
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e))))?;
+        let payload =
+            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = RaftClient::new(channel);
+        let mut request = tonic::Request::new(RaftRequest {
+            payload: payload.into(),
+        });
+        request.set_timeout(option.hard_ttl());
+        let reply: Result<tonic::Response<RaftReply>, tonic::Status> = match kind {
+            "append" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            _ => client.install_snapshot(request).await,
+        };
+        let reply = reply
+            .map_err(|s| {
+                let e = TransportError(format!("{kind} to {}: {}", self.addr, s.message()));
+                if s.code() == tonic::Code::Unavailable {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?
+            .into_inner();
+        if !reply.error.is_empty() {
+            let err: RaftError<NodeId, E> = serde_json::from_slice(&reply.error)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            return Err(RPCError::RemoteError(RemoteError::new(self.target, err)));
+        }
+        serde_json::from_slice(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
