@@ -56,6 +56,8 @@ impl Strata {
             .open(self.dir.join("strata.log"))
             .expect("open strata log");
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            // Paths strata defaults under ./data (the ring) stay per test.
+            .current_dir(&self.dir)
             .arg("-server.http-listen-address=127.0.0.1")
             .arg(format!("-server.http-listen-port={}", self.port))
             .arg(format!(

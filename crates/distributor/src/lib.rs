@@ -7,6 +7,7 @@
 //! own faults (Prometheus retries those).
 
 pub mod logs;
+mod replicate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -14,11 +15,13 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use strata_ingester::grpc::IngesterPool;
 use strata_ingester::logs::LogIngester;
-use strata_ingester::{Ingester, PushLimits, PushOutcome};
+use strata_ingester::{PushLimits, PushOutcome};
 use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
+use strata_ring::Ring;
 
 pub use strata_limits::Limits;
 
@@ -51,8 +54,8 @@ pub enum PushError {
     Decode(String),
     #[error("storage error: {0}")]
     Internal(String),
-    #[error("ingester is shutting down")]
-    Unavailable,
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "the request has been rejected because the tenant exceeded the ingestion rate limit, set to {rate} items/s with a maximum allowed burst of {burst}; the request holds {samples} samples. Retry later, or ask for a higher ingestion_rate / ingestion_burst_size"
     )]
@@ -78,7 +81,7 @@ impl PushError {
             Self::TooLarge { .. } => 413,
             Self::Snappy(_) | Self::Protobuf(_) | Self::Decode(_) => 400,
             Self::Internal(_) => 500,
-            Self::Unavailable => 503,
+            Self::Unavailable(_) => 503,
             Self::RateLimited { .. } | Self::LogRateLimited { .. } => 429,
         }
     }
@@ -312,28 +315,32 @@ pub fn validate_labels(
     ))
 }
 
-/// The write path of one process: validation, then the ingester.
+/// The write path: validation, then replication to the series' ingesters.
 pub struct Distributor {
     overrides: Arc<Overrides>,
     rate_limiter: RateLimiter,
     log_rate_limiter: RateLimiter,
-    ingester: Arc<Ingester>,
-    log_ingester: Arc<LogIngester>,
+    ring: Arc<Ring>,
+    ingesters: Arc<IngesterPool>,
+    log_ingester: Option<Arc<LogIngester>>,
 }
 
 impl Distributor {
-    /// A distributor writing metrics to `ingester` and logs to
-    /// `log_ingester` under each tenant's limits.
+    /// A distributor writing metrics to the ring's ingesters (reached
+    /// through `ingesters`) and logs to this process's `log_ingester`, under
+    /// each tenant's limits.
     pub fn new(
         overrides: Arc<Overrides>,
-        ingester: Arc<Ingester>,
-        log_ingester: Arc<LogIngester>,
+        ring: Arc<Ring>,
+        ingesters: Arc<IngesterPool>,
+        log_ingester: Option<Arc<LogIngester>>,
     ) -> Self {
         Self {
             overrides,
             rate_limiter: RateLimiter::default(),
             log_rate_limiter: RateLimiter::default(),
-            ingester,
+            ring,
+            ingesters,
             log_ingester,
         }
     }
@@ -430,20 +437,11 @@ impl Distributor {
         if batch.is_empty() {
             return Ok(result);
         }
-        let ingester = self.ingester.clone();
-        let tenant_owned = tenant.to_string();
         let push_limits = PushLimits {
             out_of_order_time_window: limits.out_of_order_time_window,
             max_series: limits.max_global_series_per_user,
         };
-        let outcome =
-            tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, &batch, push_limits))
-                .await
-                .map_err(|e| PushError::Internal(format!("ingest task failed: {e}")))?;
-        let outcome: PushOutcome = outcome.map_err(|e| match e {
-            strata_ingester::IngesterError::ShuttingDown => PushError::Unavailable,
-            other => PushError::Internal(other.to_string()),
-        })?;
+        let outcome: PushOutcome = self.replicate(tenant, batch, push_limits).await?;
         result.accepted_samples = outcome.accepted;
         for r in outcome.rejected {
             let ts = &req.timeseries[batch_text[r.index]];

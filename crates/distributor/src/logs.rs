@@ -373,7 +373,11 @@ impl Distributor {
         if valid.is_empty() {
             return Ok(result);
         }
-        let ingester = self.log_ingester.clone();
+        let Some(ingester) = self.log_ingester.clone() else {
+            return Err(PushError::Unavailable(
+                "this process runs no log ingester: in distributed mode, send Loki pushes to a process with -target=all".into(),
+            ));
+        };
         let tenant_owned = tenant.to_string();
         let max_streams = limits.effective_max_streams();
         let outcome: LogPushOutcome =
@@ -381,7 +385,9 @@ impl Distributor {
                 .await
                 .map_err(|e| PushError::Internal(format!("push task failed: {e}")))?
                 .map_err(|e| match e {
-                    strata_ingester::IngesterError::ShuttingDown => PushError::Unavailable,
+                    strata_ingester::IngesterError::ShuttingDown => {
+                        PushError::Unavailable("ingester is shutting down".into())
+                    }
                     other => PushError::Internal(other.to_string()),
                 })?;
         result.accepted_entries = outcome.accepted;

@@ -10,6 +10,7 @@
 //! retries until they succeed, and only then are the old WAL segments deleted.
 //! A crash at any point replays to a head that holds every acknowledged sample.
 
+pub mod grpc;
 mod head;
 pub mod logs;
 mod metrics;
@@ -111,6 +112,18 @@ impl RejectReason {
             Self::DuplicateTimestamp => "sample-duplicate-timestamp",
             Self::SeriesLimit => "per_user_series_limit",
         }
+    }
+
+    /// The reason named `name` by [`RejectReason::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::OutOfOrder,
+            Self::OutOfBounds,
+            Self::DuplicateTimestamp,
+            Self::SeriesLimit,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 

@@ -12,11 +12,12 @@ use std::sync::{Arc, LazyLock};
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
-use strata_ingester::Ingester;
+use strata_ingester::grpc::{ClientError, IngesterClient, IngesterPool};
 use strata_limits::Overrides;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
-use strata_storage::BlockCatalog;
+use strata_ring::Ring;
+use strata_storage::{BlockCatalog, BlockMeta};
 
 static QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     HistogramVec::new(
@@ -35,9 +36,10 @@ pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(QUERY_SECONDS.clone()))
 }
 
-/// Reads a tenant's data from the head and the blocks.
+/// Reads a tenant's data from the ingesters' heads and the blocks.
 pub struct Querier {
-    ingester: Arc<Ingester>,
+    ring: Arc<Ring>,
+    ingesters: Arc<IngesterPool>,
     catalog: Arc<BlockCatalog>,
     engine: Engine,
     overrides: Arc<Overrides>,
@@ -91,15 +93,18 @@ fn all_series() -> Vec<Vec<Matcher>> {
 }
 
 impl Querier {
-    /// A querier over `ingester`'s head and the blocks in `catalog`.
+    /// A querier over the heads of the ring's ingesters (reached through
+    /// `ingesters`) and the blocks in `catalog`.
     pub fn new(
-        ingester: Arc<Ingester>,
+        ring: Arc<Ring>,
+        ingesters: Arc<IngesterPool>,
         catalog: Arc<BlockCatalog>,
         engine: Engine,
         overrides: Arc<Overrides>,
     ) -> Self {
         Self {
-            ingester,
+            ring,
+            ingesters,
             catalog,
             engine,
             overrides,
@@ -114,6 +119,65 @@ impl Querier {
                 .compactor_blocks_retention_period,
             strata_ingester::now_ms(),
         )
+    }
+
+    /// Calls every ingester that may hold the tenant's recent data, in
+    /// parallel, and returns their answers. Replicas make up for as many
+    /// failed or unhealthy ingesters as a write may have missed; beyond
+    /// that the read fails rather than answer with holes. Blocks the
+    /// ingesters uploaded but the bucket index does not list yet join the
+    /// catalog before the caller lists it.
+    async fn ask_ingesters<'a, T, F, Fut>(
+        &self,
+        tenant: &str,
+        call: F,
+    ) -> Result<Vec<T>, EngineError>
+    where
+        F: Fn(IngesterClient) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Vec<BlockMeta>), ClientError>> + 'a,
+    {
+        let view = self.ring.ingesters();
+        let cfg = self.ring.config();
+        let set = view
+            .read_set(
+                cfg.replication_factor,
+                strata_ring::now_ms(),
+                cfg.heartbeat_timeout.as_millis() as i64,
+            )
+            .map_err(|e| EngineError::Storage(format!("cannot read recent data: {e}")))?;
+        let calls = set.instances.iter().map(|i| {
+            let inst = &view.instances()[*i];
+            let client = self.ingesters.client(&inst.id, &inst.grpc_addr);
+            let call = &call;
+            async move { call(client?).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut out = Vec::with_capacity(results.len());
+        let mut failures = set.unhealthy;
+        let mut last_error = None;
+        for r in results {
+            match r {
+                Ok((v, blocks)) => {
+                    for b in blocks {
+                        self.catalog.add(tenant, b).await;
+                    }
+                    out.push(v);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "ingester read failed");
+                    failures += 1;
+                    last_error = Some(e);
+                }
+            }
+        }
+        if failures > set.max_errors {
+            return Err(EngineError::Storage(format!(
+                "too many ingesters unavailable ({failures}, at most {} tolerated): {}",
+                set.max_errors,
+                last_error.map_or_else(|| "unhealthy in the ring".to_string(), |e| e.to_string())
+            )));
+        }
+        Ok(out)
     }
 
     /// The PromQL engine.
@@ -139,7 +203,11 @@ impl Querier {
         // in this snapshot, and one that finished before is in the list
         // (blocks join the catalog before they leave the pending set). The
         // other order could miss a block's samples entirely.
-        let head = self.ingester.select(tenant, matchers, min_t, max_t);
+        let head = self
+            .ask_ingesters(tenant, |c| async move {
+                c.select(tenant, matchers, min_t, max_t).await
+            })
+            .await?;
         let blocks = self
             .catalog
             .blocks(tenant, min_t, max_t)
@@ -158,7 +226,7 @@ impl Querier {
         }
         // Head last: after the head handed data to a block, the block wins
         // on identical timestamps (they hold the same samples).
-        for s in head {
+        for s in head.into_iter().flatten() {
             merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
         }
         Ok(by_labels
@@ -182,7 +250,12 @@ impl Querier {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         // Head before the block list, for the reason given in `select`.
         for matchers in alternatives {
-            out.extend(self.ingester.series(tenant, matchers, min_t, max_t));
+            let got = self
+                .ask_ingesters(tenant, |c| async move {
+                    c.series(tenant, matchers, min_t, max_t).await
+                })
+                .await?;
+            out.extend(got.into_iter().flatten());
         }
         let blocks = self
             .catalog

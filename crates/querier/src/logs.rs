@@ -19,7 +19,9 @@ const NS_PER_MS: i64 = 1_000_000;
 
 /// Reads a tenant's logs from the head and the blocks.
 pub struct LogQuerier {
-    ingester: Arc<LogIngester>,
+    /// The log head of this process; logs are not replicated across
+    /// processes yet, so only a process with an ingester has recent logs.
+    ingester: Option<Arc<LogIngester>>,
     catalog: Arc<BlockCatalog>,
     overrides: Arc<Overrides>,
 }
@@ -81,9 +83,10 @@ fn ms_range(start_ns: i64, end_ns: i64) -> (i64, i64) {
 }
 
 impl LogQuerier {
-    /// A querier over `ingester`'s log head and the log blocks in `catalog`.
+    /// A querier over `ingester`'s log head (if this process has one) and
+    /// the log blocks in `catalog`.
     pub fn new(
-        ingester: Arc<LogIngester>,
+        ingester: Option<Arc<LogIngester>>,
         catalog: Arc<BlockCatalog>,
         overrides: Arc<Overrides>,
     ) -> Self {
@@ -122,14 +125,20 @@ impl LogQuerier {
         let sel = &sel;
         // Head before the block list, as for metrics: an upload finishing in
         // between is still pending in this snapshot.
-        let head = self.ingester.select(
-            tenant,
-            &sel.matchers,
-            &sel.line_filters,
-            sel.start_ns,
-            sel.end_ns,
-            sel.limit,
-        );
+        let head = self
+            .ingester
+            .as_ref()
+            .map(|i| {
+                i.select(
+                    tenant,
+                    &sel.matchers,
+                    &sel.line_filters,
+                    sel.start_ns,
+                    sel.end_ns,
+                    sel.limit,
+                )
+            })
+            .unwrap_or_default();
         let (min_ms, max_ms) = ms_range(sel.start_ns, sel.end_ns);
         let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
@@ -211,8 +220,8 @@ impl LogQuerier {
         }
         let mut out: BTreeSet<Labels> = self
             .ingester
-            .streams(tenant, matchers, start_ns, end_ns)
-            .into_iter()
+            .iter()
+            .flat_map(|i| i.streams(tenant, matchers, start_ns, end_ns))
             .collect();
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         for meta in self.catalog.blocks(tenant, min_ms, max_ms).await? {

@@ -68,6 +68,32 @@ impl Ring {
         ring
     }
 
+    /// A ring of this process's ingester alone that never changes or
+    /// expires: for embedding the engine (tests, benchmarks) without Raft.
+    pub fn single(instance_id: &str) -> Arc<Self> {
+        let mut desc = RingDesc::default();
+        desc.apply(&RingCommand::Register(crate::desc::InstanceDesc {
+            id: instance_id.to_string(),
+            roles: vec!["all".into()],
+            grpc_addr: String::new(),
+            http_addr: String::new(),
+            zone: String::new(),
+            state: crate::desc::InstanceState::Active,
+            tokens: vec![0],
+            // Far in the future: the heartbeat never ages.
+            heartbeat_ms: i64::MAX / 4,
+            registered_ms: 0,
+        }));
+        let (_tx, rx) = watch::channel(Arc::new(desc));
+        Arc::new(Self {
+            desc: rx,
+            voter: None,
+            members: Vec::new(),
+            config: RingConfig::default(),
+            ingesters: Mutex::new(None),
+        })
+    }
+
     /// Ring settings.
     pub fn config(&self) -> &RingConfig {
         &self.config

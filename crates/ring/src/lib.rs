@@ -94,7 +94,9 @@ pub struct RingConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RaftSettings {
     /// gRPC addresses (`host:port`) of the ring's voters, the same list on
-    /// every process; empty runs a one-voter ring in this process.
+    /// every process; empty runs a one-voter ring in this process. A YAML
+    /// list, or `host:port,host:port` on the command line.
+    #[serde(with = "string_list")]
     pub peers: Vec<String>,
     /// Directory of the Raft log, vote and snapshots.
     pub dir: String,
@@ -127,6 +129,34 @@ impl Default for RaftSettings {
             dir: "./data/ring".into(),
             heartbeat_interval: Duration::from_millis(250),
         }
+    }
+}
+
+/// A list written as a YAML sequence or as one comma-separated string.
+mod string_list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Either::deserialize(d)? {
+            Either::List(l) => l,
+            Either::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
     }
 }
 

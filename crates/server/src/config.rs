@@ -34,6 +34,28 @@ pub struct Config {
     pub querier: QuerierConfig,
     pub ruler: strata_ruler::RulerConfig,
     pub compactor: strata_compactor::CompactorConfig,
+    pub ring: strata_ring::RingConfig,
+    pub ingester_client: IngesterClientConfig,
+}
+
+/// How distributors and queriers call ingesters in other processes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IngesterClientConfig {
+    /// Compression of requests to ingesters: "" (none) or "zstd".
+    pub grpc_compression: String,
+    /// Longest time a push to one ingester may take.
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub remote_timeout: Duration,
+}
+
+impl Default for IngesterClientConfig {
+    fn default() -> Self {
+        Self {
+            grpc_compression: String::new(),
+            remote_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Ingester settings beyond the TSDB block, as Loki names them.
@@ -231,6 +253,20 @@ flags! {
     "blocks-storage.tsdb.wal-segment-size-bytes" => "blocks_storage.tsdb.wal_segment_size_bytes": "WAL segment file size.",
     "blocks-storage.tsdb.flush-blocks-on-shutdown" => "blocks_storage.tsdb.flush_blocks_on_shutdown": "Cut the whole head into blocks and upload them on graceful shutdown.",
     "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket.",
+    "ring.instance-id" => "ring.instance_id": "This process's id in the ring (default: the host name).",
+    "ring.instance-addr" => "ring.instance_addr": "Host (or host:port) other processes reach this one's gRPC server at (default: the gRPC listen address, or 127.0.0.1).",
+    "ring.instance-availability-zone" => "ring.instance_availability_zone": "Availability zone of this process; replicas of a series go to distinct zones when zones are set.",
+    "ingester.ring.replication-factor" => "ring.replication_factor": "Copies of each series written to ingesters; a write needs a quorum (RF/2+1) of them.",
+    "ingester.ring.num-tokens" => "ring.num_tokens": "Tokens each ingester owns on the ring.",
+    "ingester.ring.tokens-file-path" => "ring.tokens_file_path": "File keeping an ingester's tokens across restarts.",
+    "ring.heartbeat-period" => "ring.heartbeat_period": "How often each process heartbeats into the ring.",
+    "ring.heartbeat-timeout" => "ring.heartbeat_timeout": "An instance whose last heartbeat is older is unhealthy: skipped by writes and reads.",
+    "ring.auto-forget-unhealthy-period" => "ring.auto_forget_unhealthy_period": "Instances unhealthy this long are removed from the ring (0: never).",
+    "ring.raft.peers" => "ring.raft.peers": "Comma-separated gRPC host:port of the ring's Raft voters, the same on every process; empty runs a one-voter ring in this process.",
+    "ring.raft.dir" => "ring.raft.dir": "Directory of a voter's Raft log, vote and snapshots.",
+    "ring.raft.heartbeat-interval" => "ring.raft.heartbeat_interval": "Raft leader heartbeat interval; a new leader is elected after 4-8 missed heartbeats.",
+    "ingester.client.grpc-compression" => "ingester_client.grpc_compression": "Compression of requests to ingesters in other processes: empty (none) or zstd.",
+    "distributor.remote-timeout" => "ingester_client.remote_timeout": "Longest time a push to one ingester may take.",
     "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
     "querier.timeout" => "querier.timeout": "Longest time a query may run.",
@@ -456,6 +492,8 @@ impl Default for Config {
             querier: QuerierConfig::default(),
             ruler: strata_ruler::RulerConfig::default(),
             compactor: strata_compactor::CompactorConfig::default(),
+            ring: strata_ring::RingConfig::default(),
+            ingester_client: IngesterClientConfig::default(),
         }
     }
 }

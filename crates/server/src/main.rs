@@ -2,10 +2,11 @@
 //! it runs every role in one process on `./data` (`-target=all`).
 
 mod config;
+mod ring_page;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::routing::get;
 use config::{Command, Config};
@@ -13,10 +14,13 @@ use prometheus::Registry;
 use strata_api::AppState;
 use strata_distributor::Distributor;
 use strata_ingester::Ingester;
+use strata_ingester::grpc::{IngesterPool, IngesterService};
 use strata_ingester::logs::LogIngester;
 use strata_promql::{Engine, EngineOptions};
 use strata_querier::Querier;
 use strata_querier::logs::LogQuerier;
+use strata_ring::raft::{RaftNode, VoterConfig};
+use strata_ring::{InstanceState, Lifecycler, Ring};
 use strata_storage::{BlockCatalog, BlockReader, Signal, build_store};
 
 // The write path allocates many small label strings per request on many
@@ -64,7 +68,10 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+        // openraft logs every election step at info; keep its warnings.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", cfg.server.log_level))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -77,15 +84,97 @@ fn init_logging(cfg: &Config) {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn run(cfg: Config) -> Result<(), BoxError> {
-    let roles: Vec<&str> = cfg.target.split(',').map(str::trim).collect();
-    if roles != ["all"] {
-        return Err(format!(
-            "-target={} is not available yet: separate roles need distributed mode; run -target=all",
-            cfg.target
-        )
-        .into());
+/// Roles this process runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Roles {
+    distributor: bool,
+    ingester: bool,
+    querier: bool,
+    compactor: bool,
+    ruler: bool,
+}
+
+impl Roles {
+    fn parse(target: &str) -> Result<Self, BoxError> {
+        let mut r = Roles::default();
+        for role in target.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match role {
+                "all" => {
+                    r = Roles {
+                        distributor: true,
+                        ingester: true,
+                        querier: true,
+                        compactor: true,
+                        ruler: true,
+                    }
+                }
+                "distributor" => r.distributor = true,
+                "ingester" => r.ingester = true,
+                "querier" => r.querier = true,
+                "compactor" => r.compactor = true,
+                "ruler" => r.ruler = true,
+                "query-frontend" | "store-gateway" => {
+                    return Err(format!(
+                        "-target={role} is not available yet: queriers read blocks from the object store themselves; run -target=querier"
+                    )
+                    .into());
+                }
+                other => {
+                    return Err(format!(
+                        "unknown role {other:?} in -target (roles: all, distributor, ingester, querier, compactor, ruler)"
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(r)
     }
+
+    fn names(&self) -> Vec<String> {
+        [
+            (self.distributor, "distributor"),
+            (self.ingester, "ingester"),
+            (self.querier, "querier"),
+            (self.compactor, "compactor"),
+            (self.ruler, "ruler"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n.to_string())
+        .collect()
+    }
+}
+
+/// `host:port` from a listen address (empty or 0.0.0.0 means 127.0.0.1 to
+/// others unless `-ring.instance-addr` says otherwise) and a port.
+fn advertised(instance_addr: &str, listen: &str, port: u16) -> String {
+    if !instance_addr.is_empty() {
+        return if instance_addr.contains(':') {
+            instance_addr.to_string()
+        } else {
+            format!("{instance_addr}:{port}")
+        };
+    }
+    let host = if listen.is_empty() || listen == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        listen
+    };
+    format!("{host}:{port}")
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> Result<tokio::net::TcpListener, BoxError> {
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("bad {what} listen address {host}:{port}: {e}"))?;
+    Ok(tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?)
+}
+
+async fn run(cfg: Config) -> Result<(), BoxError> {
+    let roles = Roles::parse(&cfg.target)?;
     let registry = Registry::new();
     strata_ingester::register_metrics(&registry)?;
     strata_distributor::register_metrics(&registry)?;
@@ -122,18 +211,141 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         Signal::Logs,
         cfg.blocks_storage.bucket_store.sync_interval,
     ));
-    let mut tsdb = cfg.blocks_storage.tsdb.clone();
-    tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
-    let log_tsdb = tsdb.clone();
-    let max_chunk_age = cfg.ingester.max_chunk_age;
-    let ingester = Arc::new(tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??);
-    let log_ingester = Arc::new(
-        tokio::task::spawn_blocking(move || LogIngester::open(&log_tsdb, max_chunk_age)).await??,
-    );
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
+    // The ring: a voter of the Raft group when this process's gRPC address
+    // is in -ring.raft.peers (or the only voter when the list is empty),
+    // otherwise a watcher of the voters.
+    let distributed = !cfg.ring.raft.peers.is_empty();
+    let grpc_addr = advertised(
+        &cfg.ring.instance_addr,
+        &cfg.server.grpc_listen_address,
+        cfg.server.grpc_listen_port,
+    );
+    let http_addr = advertised(
+        "",
+        &cfg.server.http_listen_address,
+        cfg.server.http_listen_port,
+    );
+    let instance_id = if cfg.ring.instance_id.is_empty() {
+        strata_ring::hostname()
+    } else {
+        cfg.ring.instance_id.clone()
+    };
+    let mut ring_cfg = cfg.ring.clone();
+    let voter_id = if distributed {
+        ring_cfg
+            .raft
+            .peers
+            .iter()
+            .position(|p| *p == grpc_addr)
+            .map(|i| i as u64 + 1)
+    } else {
+        ring_cfg.raft.peers = vec![grpc_addr.clone()];
+        Some(1)
+    };
+    let ring = match voter_id {
+        Some(id) => {
+            let (node, desc) = RaftNode::start(VoterConfig {
+                dir: cfg.ring.raft.dir.clone().into(),
+                peers: ring_cfg.raft.peers.clone(),
+                id,
+                heartbeat_interval: cfg.ring.raft.heartbeat_interval,
+            })
+            .await?;
+            Ring::from_voter(node, desc, ring_cfg)
+        }
+        None => Ring::watching(ring_cfg, instance_id.clone(), shutdown_rx.clone()),
+    };
+    // Only a cluster needs the gRPC server; a lone `all` process keeps to
+    // its HTTP port, so several can run side by side.
+    let grpc_listener = if distributed || !(roles.distributor && roles.ingester && roles.querier) {
+        Some(
+            bind(
+                &cfg.server.grpc_listen_address,
+                cfg.server.grpc_listen_port,
+                "gRPC",
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // The gRPC server starts at once: voters must answer Raft before this
+    // process can register; the ingester service answers UNAVAILABLE
+    // until the WAL is replayed (no distributor routes to a JOINING one).
+    let ingester_slot: Arc<OnceLock<Arc<Ingester>>> = Arc::new(OnceLock::new());
+    let mut grpc = tonic::transport::Server::builder().add_optional_service(
+        roles
+            .ingester
+            .then(|| IngesterService::server(ingester_slot.clone(), catalog.clone())),
+    );
+    if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
+        grpc = grpc.add_service(raft_svc).add_service(ring_svc);
+    }
+    let grpc_server = grpc_listener.map(|l| tokio::spawn(serve_grpc(grpc, l, shutdown_rx.clone())));
+
+    let registration = |state, owns_tokens| strata_ring::lifecycle::Registration {
+        id: instance_id.clone(),
+        roles: if roles.names().len() == 5 {
+            vec!["all".to_string()]
+        } else {
+            roles.names()
+        },
+        grpc_addr: grpc_addr.clone(),
+        http_addr: http_addr.clone(),
+        owns_tokens,
+        state,
+    };
+    let register_wait = std::time::Duration::from_secs(300);
+    let lifecycler = Lifecycler::register(
+        ring.clone(),
+        registration(
+            if roles.ingester {
+                InstanceState::Joining
+            } else {
+                InstanceState::Active
+            },
+            roles.ingester,
+        ),
+        register_wait,
+    )
+    .await?;
+
+    let mut ingester = None;
+    let mut log_ingester = None;
+    if roles.ingester {
+        let mut tsdb = cfg.blocks_storage.tsdb.clone();
+        tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
+        let log_tsdb = tsdb.clone();
+        let max_chunk_age = cfg.ingester.max_chunk_age;
+        ingester = Some(Arc::new(
+            tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??,
+        ));
+        log_ingester = Some(Arc::new(
+            tokio::task::spawn_blocking(move || LogIngester::open(&log_tsdb, max_chunk_age))
+                .await??,
+        ));
+    }
+    if let Some(ing) = &ingester {
+        let _ = ingester_slot.set(ing.clone());
+        lifecycler.set_state(InstanceState::Active).await?;
+    }
+    tokio::spawn(lifecycler.clone().run(shutdown_rx.clone()));
+
+    let pool = Arc::new(
+        IngesterPool::new(
+            ingester.clone().map(|i| (instance_id.clone(), i)),
+            cfg.querier.timeout,
+            cfg.ingester_client.remote_timeout,
+            &cfg.ingester_client.grpc_compression,
+        )
+        .map_err(|e| format!("-ingester.client.grpc-compression: {e}"))?,
+    );
     let distributor = Arc::new(Distributor::new(
         overrides.clone(),
-        ingester.clone(),
+        ring.clone(),
+        pool.clone(),
         log_ingester.clone(),
     ));
     let log_querier = Arc::new(LogQuerier::new(
@@ -149,22 +361,25 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ..EngineOptions::default()
     });
     let querier = Arc::new(Querier::new(
-        ingester.clone(),
+        ring.clone(),
+        pool,
         catalog.clone(),
         engine,
         overrides.clone(),
     ));
-    let ruler = strata_ruler::Ruler::new(
-        cfg.ruler.clone(),
-        store.clone(),
-        querier.clone(),
-        log_querier.clone(),
-        distributor.clone(),
-        overrides.clone(),
-    );
+    let ruler = roles.ruler.then(|| {
+        strata_ruler::Ruler::new(
+            cfg.ruler.clone(),
+            store.clone(),
+            querier.clone(),
+            log_querier.clone(),
+            distributor.clone(),
+            overrides.clone(),
+        )
+    });
     let ready = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
-        ruler: Some(ruler.clone()),
+        ruler: ruler.clone(),
         distributor,
         querier,
         log_querier,
@@ -174,54 +389,52 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ready: ready.clone(),
     });
     let shown = serde_yaml::to_string(&redacted(&cfg)).unwrap_or_default();
-    let app = strata_api::router(state).route(
-        "/config",
-        get(move || {
-            let shown = shown.clone();
-            async move { shown }
-        }),
-    );
+    let app = strata_api::router(state)
+        .route(
+            "/config",
+            get(move || {
+                let shown = shown.clone();
+                async move { shown }
+            }),
+        )
+        .merge(ring_page::router(ring.clone()));
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let cutter = tokio::spawn(
-        ingester
-            .clone()
-            .run_cutter(catalog.clone(), shutdown_rx.clone()),
-    );
-    let log_cutter = tokio::spawn(
-        log_ingester
-            .clone()
-            .run_cutter(log_catalog.clone(), shutdown_rx.clone()),
-    );
-    tokio::spawn(compactor.clone().run(shutdown_rx.clone()));
-    tokio::spawn(ruler.run(shutdown_rx));
+    let mut cutters = Vec::new();
+    if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {
+        cutters.push(tokio::spawn(
+            ing.clone().run_cutter(catalog.clone(), shutdown_rx.clone()),
+        ));
+        cutters.push(tokio::spawn(
+            log_ing
+                .clone()
+                .run_cutter(log_catalog.clone(), shutdown_rx.clone()),
+        ));
+    }
+    if roles.compactor {
+        tokio::spawn(compactor.clone().run(shutdown_rx.clone()));
+    }
+    if let Some(r) = &ruler {
+        tokio::spawn(r.clone().run(shutdown_rx.clone()));
+    }
 
-    let host = if cfg.server.http_listen_address.is_empty() {
-        "0.0.0.0"
-    } else {
-        cfg.server.http_listen_address.as_str()
-    };
-    let addr: SocketAddr = format!("{host}:{}", cfg.server.http_listen_port)
-        .parse()
-        .map_err(|e| {
-            format!(
-                "bad HTTP listen address {host}:{}: {e}",
-                cfg.server.http_listen_port
-            )
-        })?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = bind(
+        &cfg.server.http_listen_address,
+        cfg.server.http_listen_port,
+        "HTTP",
+    )
+    .await?;
+    let addr = listener.local_addr()?;
     // Queriers read the bucket index; rebuild it before serving so blocks
     // uploaded by an earlier run (whose WAL is gone) are visible at once.
-    if let Err(e) = compactor
-        .write_bucket_indexes(strata_ingester::now_ms())
-        .await
+    if roles.compactor
+        && let Err(e) = compactor
+            .write_bucket_indexes(strata_ingester::now_ms())
+            .await
     {
         tracing::warn!(error = %e, "writing bucket indexes at start-up failed; queriers list the bucket");
     }
     ready.store(true, Ordering::Release);
-    tracing::info!(%addr, target = %cfg.target, "strata is ready");
+    tracing::info!(%addr, grpc = %grpc_addr, instance = %instance_id, target = %cfg.target, "strata is ready");
 
     let stop = shutdown_signal();
     let server = axum::serve(listener, app).with_graceful_shutdown(stop);
@@ -229,20 +442,55 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
-    let _ = shutdown_tx.send(true);
-    let _ = cutter.await;
-    let _ = log_cutter.await;
-    let grace = cfg.server.graceful_shutdown_timeout;
-    let flush = async {
-        ingester.shutdown(&catalog).await?;
-        log_ingester.shutdown(&log_catalog).await
-    };
-    match tokio::time::timeout(grace, flush).await {
-        Ok(r) => r?,
-        Err(_) => tracing::warn!("head flush did not finish in time; the WAL keeps the data"),
+    if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {
+        // LEAVING: no new writes routed here; reads still are, while the
+        // head is flushed to blocks. Then LEFT.
+        if let Err(e) = lifecycler.set_state(InstanceState::Leaving).await {
+            tracing::warn!(error = %e, "could not mark this ingester LEAVING in the ring");
+        }
+        let grace = cfg.server.graceful_shutdown_timeout;
+        let flush = async {
+            ing.shutdown(&catalog).await?;
+            log_ing.shutdown(&log_catalog).await
+        };
+        let _ = shutdown_tx.send(true);
+        for c in cutters {
+            let _ = c.await;
+        }
+        match tokio::time::timeout(grace, flush).await {
+            Ok(r) => r?,
+            Err(_) => tracing::warn!("head flush did not finish in time; the WAL keeps the data"),
+        }
+        if let Err(e) = lifecycler.set_state(InstanceState::Left).await {
+            tracing::warn!(error = %e, "could not mark this ingester LEFT in the ring");
+        }
+    } else {
+        let _ = shutdown_tx.send(true);
+    }
+    if let Some(h) = grpc_server {
+        let _ = h.await;
+    }
+    if let Some(v) = ring.voter() {
+        v.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn serve_grpc(
+    grpc: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    if let Err(e) = grpc
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+    {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
 }
 
 /// The config as shown on `/config`, with secrets masked.

@@ -503,6 +503,17 @@ impl BlockCatalog {
         }
     }
 
+    /// Blocks this process uploaded that the bucket index did not list at
+    /// the last refresh (refreshed here when stale): what queriers in other
+    /// processes must add to theirs until the compactor indexes them.
+    pub async fn unindexed(&self, tenant: &str) -> Vec<BlockMeta> {
+        if let Err(e) = self.blocks(tenant, i64::MIN, i64::MAX).await {
+            tracing::debug!(tenant, error = %e, "refreshing the block list failed");
+        }
+        let t = self.tenants.read().await;
+        t.get(tenant).map(|tb| tb.local.clone()).unwrap_or_default()
+    }
+
     /// Records a block this process just uploaded, so queries see it at once.
     pub async fn add(&self, tenant: &str, meta: BlockMeta) {
         let mut t = self.tenants.write().await;

@@ -74,8 +74,16 @@ fn fresh_env() -> Env {
         strata_storage::Signal::Metrics,
         std::time::Duration::from_secs(3600),
     ));
+    let pool = strata_ingester::grpc::IngesterPool::new(
+        Some(("local".into(), ingester.clone())),
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(60),
+        "",
+    )
+    .expect("ingester pool");
     let querier = Querier::new(
-        ingester.clone(),
+        strata_ring::Ring::single("local"),
+        Arc::new(pool),
         catalog,
         Engine::new(EngineOptions::default()),
         Arc::new(strata_limits::Overrides::new(

@@ -1,0 +1,72 @@
+//! `/ring`: the ring status page (HTML for people, JSON with
+//! `Accept: application/json` or `?format=json`) and its "forget" form.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use strata_ring::{Ring, RingCommand, page};
+
+#[derive(Deserialize)]
+struct Format {
+    format: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ForgetForm {
+    forget: String,
+}
+
+/// Routes of the ring page.
+pub fn router(ring: Arc<Ring>) -> Router {
+    Router::new()
+        .route("/ring", get(show).post(forget))
+        .with_state(ring)
+}
+
+async fn show(
+    State(ring): State<Arc<Ring>>,
+    Query(q): Query<Format>,
+    headers: HeaderMap,
+) -> Response {
+    let _span = tracing::debug_span!("ring_page").entered();
+    let timeout = ring.config().heartbeat_timeout.as_millis() as i64;
+    let rows = page::rows(&ring.desc(), strata_ring::now_ms(), timeout);
+    let leader = ring
+        .voter()
+        .and_then(|v| v.leader())
+        .and_then(|id| ring.config().raft.peers.get(id as usize - 1).cloned());
+    let wants_json = q.format.as_deref() == Some("json")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        axum::Json(serde_json::json!({
+            "leader": leader,
+            "instances": rows,
+        }))
+        .into_response()
+    } else {
+        Html(page::html(&rows, leader.as_deref())).into_response()
+    }
+}
+
+async fn forget(State(ring): State<Arc<Ring>>, Form(f): Form<ForgetForm>) -> Response {
+    match ring
+        .update(RingCommand::Forget {
+            id: f.forget.clone(),
+        })
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(instance = %f.forget, "instance forgotten from the ring");
+            (StatusCode::SEE_OTHER, [(header::LOCATION, "/ring")]).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
