@@ -219,9 +219,13 @@ impl Strata {
 
     /// Reads one metric's value from `/metrics` (sum over label sets).
     pub async fn self_metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
+        Self::metric_at(&self.client, &self.url("/metrics"), name).await
+    }
+
+    /// Reads one metric's value (sum over label sets) from the `/metrics` at `url`.
+    pub async fn metric_at(client: &reqwest::Client, url: &str, name: &str) -> f64 {
+        let text = client
+            .get(url)
             .send()
             .await
             .expect("metrics")

@@ -14,6 +14,7 @@ pub mod grpc;
 mod head;
 pub mod logs;
 mod metrics;
+pub mod shipped;
 pub mod walrec;
 
 use std::collections::HashMap;
@@ -472,6 +473,12 @@ impl Ingester {
         Ok(outcome)
     }
 
+    /// Blocks this ingester uploaded in the last day (from `shipped.json`),
+    /// for the catalog to offer queriers until the bucket index lists them.
+    pub fn recently_shipped(&self) -> Vec<shipped::Shipped> {
+        shipped::load(&self.cfg.dir, now_ms())
+    }
+
     /// Number of series in all tenants' heads.
     pub fn num_series(&self) -> usize {
         self.tenants
@@ -551,6 +558,18 @@ impl Ingester {
                 metrics::BLOCKS_UPLOADED.inc();
                 metrics::BLOCK_BYTES_UPLOADED.inc_by(block.meta.stats.num_bytes);
                 catalog.add(&tenant, block.meta.clone()).await;
+                if let Err(e) = shipped::record(
+                    &self.cfg.dir,
+                    shipped::Shipped {
+                        tenant: tenant.clone(),
+                        shipped_at_ms: now_ms(),
+                        meta: block.meta.clone(),
+                    },
+                ) {
+                    // Only visibility to other queriers until the index has
+                    // the block is at stake, not the data.
+                    tracing::warn!(tenant, error = %e, "recording the upload in shipped.json failed");
+                }
                 uploaded += 1;
             }
             head.pending.write().retain(|p| !Arc::ptr_eq(p, &fb));

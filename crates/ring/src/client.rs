@@ -5,6 +5,7 @@
 //! to the leader. When no voter answers, the last ring seen stays in use, so
 //! writes continue during a ring outage.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use parking_lot::Mutex;
 use strata_proto::ring::ring_client::RingClient as RingGrpcClient;
 use strata_proto::ring::{UpdateRequest, WatchRequest};
 use tokio::sync::watch;
+use tonic::transport::Channel;
 
 use crate::desc::{RingCommand, RingDesc};
 use crate::raft::RaftNode;
@@ -26,6 +28,8 @@ pub struct Ring {
     members: Vec<String>,
     config: RingConfig,
     ingesters: Mutex<Option<(Arc<RingDesc>, Arc<RingView>)>>,
+    /// Channels to the voters, reused across updates.
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Ring {
@@ -41,6 +45,7 @@ impl Ring {
             members: config.raft.peers.clone(),
             config,
             ingesters: Mutex::new(None),
+            channels: Mutex::default(),
         })
     }
 
@@ -58,6 +63,7 @@ impl Ring {
             members: config.raft.peers.clone(),
             config,
             ingesters: Mutex::new(None),
+            channels: Mutex::default(),
         });
         tokio::spawn(watch_members(
             ring.members.clone(),
@@ -91,6 +97,7 @@ impl Ring {
             members: Vec::new(),
             config: RingConfig::default(),
             ingesters: Mutex::new(None),
+            channels: Mutex::default(),
         })
     }
 
@@ -133,6 +140,16 @@ impl Ring {
         view
     }
 
+    fn channel(&self, addr: &str) -> Result<Channel, RingError> {
+        let mut pool = self.channels.lock();
+        if let Some(c) = pool.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr, Duration::from_secs(10))?;
+        pool.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
     /// Commits `cmd` to the ring: through the local voter, or any voter.
     pub async fn update(&self, cmd: RingCommand) -> Result<(), RingError> {
         if let Some(v) = &self.voter {
@@ -141,7 +158,7 @@ impl Ring {
         let command = serde_json::to_vec(&cmd).map_err(|e| RingError::Codec(e.to_string()))?;
         let mut last = None;
         for addr in &self.members {
-            let result = match channel(addr, Duration::from_secs(10)) {
+            let result = match self.channel(addr) {
                 Ok(ch) => RingGrpcClient::new(ch)
                     .update(UpdateRequest {
                         command: command.clone().into(),

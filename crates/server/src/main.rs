@@ -328,6 +328,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ));
     }
     if let Some(ing) = &ingester {
+        for s in ing.recently_shipped() {
+            catalog.add(&s.tenant, s.meta).await;
+        }
         let _ = ingester_slot.set(ing.clone());
         lifecycler.set_state(InstanceState::Active).await?;
     }
@@ -467,8 +470,14 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     } else {
         let _ = shutdown_tx.send(true);
     }
-    if let Some(h) = grpc_server {
-        let _ = h.await;
+    if let Some(mut h) = grpc_server {
+        // Watch streams of other processes never end on their own.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut h)
+            .await
+            .is_err()
+        {
+            h.abort();
+        }
     }
     if let Some(v) = ring.voter() {
         v.shutdown().await;

@@ -472,16 +472,20 @@ impl BlockCatalog {
                 }
             }
         };
+        let (listed, from_index) = listed;
         let mut t = self.tenants.write().await;
         let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
             listed_at: Instant::now(),
             listed: Vec::new(),
             local: Vec::new(),
         });
-        // Local uploads stay until the index knows them.
-        entry
-            .local
-            .retain(|l| !listed.iter().any(|b| b.ulid == l.ulid));
+        // Local uploads stay until the index knows them: a bucket listing
+        // does not count, since queriers elsewhere may hold an older one.
+        if from_index {
+            entry
+                .local
+                .retain(|l| !listed.iter().any(|b| b.ulid == l.ulid));
+        }
         entry.listed = listed;
         entry.listed_at = Instant::now();
         Ok(overlapping(entry.all(), min_t, max_t))
@@ -489,22 +493,27 @@ impl BlockCatalog {
 
     /// The tenant's blocks of this signal from the bucket index, or from a
     /// listing of the bucket while the compactor has not written one.
-    async fn read_index_or_list(&self, tenant: &str) -> Result<Vec<BlockMeta>, StorageError> {
+    /// The flag says whether the list came from the index.
+    async fn read_index_or_list(
+        &self,
+        tenant: &str,
+    ) -> Result<(Vec<BlockMeta>, bool), StorageError> {
         let store = self.reader.store().as_ref();
         match crate::bucket_index::read_bucket_index(store, tenant).await? {
-            Some(index) => Ok(index.blocks_of(self.signal)),
+            Some(index) => Ok((index.blocks_of(self.signal), true)),
             None => {
                 tracing::warn!(
                     tenant,
                     "no bucket index yet (the compactor writes it); listing the bucket"
                 );
-                self.reader.list_blocks(self.signal, tenant).await
+                Ok((self.reader.list_blocks(self.signal, tenant).await?, false))
             }
         }
     }
 
     /// Blocks this process uploaded that the bucket index did not list at
-    /// the last refresh (refreshed here when stale): what queriers in other
+    /// the last refresh (refreshed here when stale; a bucket listing made
+    /// while there is no index does not count): what queriers in other
     /// processes must add to theirs until the compactor indexes them.
     pub async fn unindexed(&self, tenant: &str) -> Vec<BlockMeta> {
         if let Err(e) = self.blocks(tenant, i64::MIN, i64::MAX).await {

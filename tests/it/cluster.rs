@@ -1,0 +1,487 @@
+//! Distributed mode: a real cluster of separate `strata` processes started by
+//! `deploy/local/cluster.sh` on 127.0.0.x addresses (2 distributors and the
+//! compactor as the ring's Raft voters, 3 ingesters with RF 3, a querier, a
+//! ruler, one shared object-store directory), under continuous
+//! remote-write load while processes are killed and restarted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value as Json;
+
+use crate::common::{encode, free_port, now_ms, series};
+
+const SERIES: usize = 20;
+
+struct Cluster {
+    dir: PathBuf,
+    http: u16,
+    grpc: u16,
+    client: reqwest::Client,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/cluster.sh")
+}
+
+fn ip_of(name: &str) -> &'static str {
+    match name {
+        "distributor-1" => "127.0.0.11",
+        "distributor-2" => "127.0.0.12",
+        "compactor" => "127.0.0.13",
+        "ingester-1" => "127.0.0.21",
+        "ingester-2" => "127.0.0.22",
+        "ingester-3" => "127.0.0.23",
+        "querier" => "127.0.0.31",
+        _ => "127.0.0.32",
+    }
+}
+
+impl Cluster {
+    fn run(&self, cmd: &str) -> String {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg(cmd)
+            .arg(&self.dir)
+            .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+            .env("HTTP_PORT", self.http.to_string())
+            .env("GRPC_PORT", self.grpc.to_string())
+            .env(
+                "STRATA_ARGS",
+                "-ring.heartbeat-period=1s -ring.heartbeat-timeout=15s \
+                 -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=60s",
+            )
+            .output()
+            .expect("run cluster.sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "cluster.sh {cmd} failed:\n{text}");
+        text
+    }
+
+    fn url(&self, name: &str, path: &str) -> String {
+        format!("http://{}:{}{path}", ip_of(name), self.http)
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        std::fs::read_to_string(self.dir.join(name).join("pid"))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    fn signal(&self, name: &str, sig: &str) {
+        let pid = self.pid(name);
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} {name}");
+    }
+
+    async fn wait_exit(&self, name: &str) {
+        let pid = self.pid(name);
+        for _ in 0..900 {
+            let alive = Command::new("kill")
+                .arg("-0")
+                .arg(pid.to_string())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !alive {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} did not exit");
+    }
+
+    async fn ring(&self, via: &str) -> Option<Json> {
+        let r = self
+            .client
+            .get(self.url(via, "/ring?format=json"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    async fn wait_state(&self, name: &str, state: &str) {
+        for _ in 0..300 {
+            if let Some(r) = self.ring("querier").await
+                && r["instances"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["id"] == name && i["state"] == state))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} never became {state} in the ring");
+    }
+
+    /// Every sample of the test series the querier returns, by series.
+    async fn returned(&self) -> BTreeMap<String, BTreeSet<i64>> {
+        let resp: Json = self
+            .client
+            .get(self.url("querier", "/prometheus/api/v1/query"))
+            .query(&[
+                ("query", "cluster_test[1h]".to_string()),
+                ("time", crate::common::secs(now_ms() + 60_000)),
+            ])
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("query json");
+        assert_eq!(resp["status"], "success", "{resp}");
+        let mut out = BTreeMap::new();
+        for s in resp["data"]["result"].as_array().expect("matrix") {
+            let ts: BTreeSet<i64> = s["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|p| (p[0].as_f64().expect("ts") * 1000.0).round() as i64)
+                .collect();
+            out.insert(s["metric"]["series"].as_str().unwrap_or("").to_string(), ts);
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    /// A failed test must not leave processes behind.
+    fn drop(&mut self) {
+        for name in [
+            "distributor-1",
+            "distributor-2",
+            "compactor",
+            "ingester-1",
+            "ingester-2",
+            "ingester-3",
+            "querier",
+            "ruler",
+        ] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(name).join("pid")) {
+                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+/// One push of the writer: its timestamp and the HTTP status (0: no answer).
+#[derive(Clone, Debug)]
+struct Push {
+    t: i64,
+    status: u16,
+    distributor: usize,
+    /// Response body of a failed push.
+    error: String,
+}
+
+/// Pushes one sample per test series every 20 ms, alternating between the
+/// distributors, recording every outcome.
+struct Writer {
+    log: Arc<Mutex<Vec<Push>>>,
+    paused: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn start(cluster: &Cluster) -> Writer {
+        let w = Writer {
+            log: Arc::default(),
+            paused: Arc::default(),
+            in_flight: Arc::default(),
+            stop: Arc::default(),
+        };
+        let urls = [
+            cluster.url("distributor-1", "/api/v1/push"),
+            cluster.url("distributor-2", "/api/v1/push"),
+        ];
+        let (log, paused, in_flight, stop) = (
+            w.log.clone(),
+            w.paused.clone(),
+            w.in_flight.clone(),
+            w.stop.clone(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut last_t = 0;
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                if paused.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let t = now_ms().max(last_t + 1);
+                last_t = t;
+                let body = encode(
+                    (0..SERIES)
+                        .map(|k| {
+                            series(
+                                &[("__name__", "cluster_test"), ("series", &k.to_string())],
+                                &[(t, n as f64)],
+                            )
+                        })
+                        .collect(),
+                );
+                let d = n % 2;
+                n += 1;
+                let (status, error) = match client
+                    .post(&urls[d])
+                    .header("Content-Encoding", "snappy")
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => (r.status().as_u16(), String::new()),
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                };
+                log.lock().push(Push {
+                    t,
+                    status,
+                    distributor: d,
+                    error,
+                });
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        w
+    }
+
+    async fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    fn pushes(&self) -> Vec<Push> {
+        self.log.lock().clone()
+    }
+}
+
+fn acked(pushes: &[Push]) -> BTreeSet<i64> {
+    pushes
+        .iter()
+        .filter(|p| (200..300).contains(&p.status))
+        .map(|p| p.t)
+        .collect()
+}
+
+/// Every acknowledged sample comes back, in every series; with `exact`,
+/// nothing else does either.
+fn assert_returned(returned: &BTreeMap<String, BTreeSet<i64>>, pushes: &[Push], exact: bool) {
+    let acked = acked(pushes);
+    let attempted: BTreeSet<i64> = pushes.iter().map(|p| p.t).collect();
+    assert_eq!(returned.len(), SERIES, "every series is returned");
+    for (s, ts) in returned {
+        let missing: Vec<_> = acked.difference(ts).collect();
+        assert!(
+            missing.is_empty(),
+            "series {s}: {} acknowledged samples missing, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        let invented: Vec<_> = ts.difference(&attempted).collect();
+        assert!(
+            invented.is_empty(),
+            "series {s}: samples never written: {invented:?}"
+        );
+        if exact {
+            assert_eq!(
+                ts.len(),
+                acked.len(),
+                "series {s}: returned == acknowledged"
+            );
+        }
+    }
+}
+
+async fn wait_writes_succeed(w: &Writer, what: &str) {
+    for _ in 0..300 {
+        let p = w.pushes();
+        if p.iter()
+            .rev()
+            .take(4)
+            .all(|p| (200..300).contains(&p.status))
+            && p.len() >= 4
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("writes never succeeded again after {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster {
+        dir: tmp.path().to_path_buf(),
+        http: free_port(),
+        grpc: free_port(),
+        client: reqwest::Client::new(),
+    };
+    let started = cluster.run("start");
+    assert!(
+        started.contains("/api/v1/push"),
+        "prints write URLs: {started}"
+    );
+    let ring = cluster.ring("distributor-1").await.expect("ring page");
+    let ingesters: Vec<&Json> = ring["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["tokens"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(ingesters.len(), 3, "three ingesters own tokens: {ring}");
+    let owned: f64 = ingesters
+        .iter()
+        .map(|i| i["ownership_percent"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        (owned - 100.0).abs() < 0.01,
+        "token space fully owned: {owned}"
+    );
+
+    // 1. kill -9 one ingester under load: every write still succeeds, and
+    //    every acknowledged sample is returned, exactly.
+    let writer = Writer::start(&cluster);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.signal("ingester-2", "KILL");
+    cluster.wait_exit("ingester-2").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    writer.pause().await;
+    let pushes = writer.pushes();
+    let failed: Vec<_> = pushes
+        .iter()
+        .filter(|p| p.status != 200 && p.status != 204)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "writes failed with one ingester down: {failed:?}"
+    );
+    assert!(
+        pushes.len() > 50,
+        "the writer kept writing: {}",
+        pushes.len()
+    );
+    assert_returned(&cluster.returned().await, &pushes, true);
+
+    // 2. Restart it: it replays its WAL (its head holds the series again)
+    //    and rejoins as ACTIVE.
+    cluster.run("start");
+    cluster.wait_state("ingester-2", "ACTIVE").await;
+    let head_series = crate::common::Strata::metric_at(
+        &cluster.client,
+        &cluster.url("ingester-2", "/metrics"),
+        "strata_ingester_head_series",
+    )
+    .await;
+    assert!(
+        head_series >= SERIES as f64,
+        "WAL replayed into the head: {head_series} series"
+    );
+    writer.resume();
+    wait_writes_succeed(&writer, "the ingester restart").await;
+
+    // 3. kill -9 the Raft leader: another voter leads within 10 s, and
+    //    writes through the surviving distributors go on.
+    let leader = cluster.ring("distributor-1").await.expect("ring")["leader"]
+        .as_str()
+        .expect("leader known")
+        .to_string();
+    let leader_name = ["distributor-1", "distributor-2", "compactor"]
+        .into_iter()
+        .find(|n| leader.starts_with(&format!("{}:", ip_of(n))))
+        .expect("leader is a voter");
+    let witness = ["distributor-1", "distributor-2", "compactor"]
+        .into_iter()
+        .find(|n| *n != leader_name)
+        .expect("another voter");
+    let before = writer.pushes().len();
+    cluster.signal(leader_name, "KILL");
+    let killed_at = Instant::now();
+    loop {
+        if let Some(r) = cluster.ring(witness).await
+            && let Some(l) = r["leader"].as_str()
+            && l != leader
+        {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no new Raft leader within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Vec<Push> = writer.pushes()[before..].to_vec();
+    let surviving: Vec<&Push> = after
+        .iter()
+        .filter(|p| leader_name != ["distributor-1", "distributor-2"][p.distributor])
+        .collect();
+    assert!(surviving.len() > 10, "writes went on: {}", surviving.len());
+    let failed: Vec<_> = surviving
+        .iter()
+        .filter(|p| p.status != 200 && p.status != 204)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "surviving distributors failed writes after the leader died: {failed:?}"
+    );
+    cluster.run("start");
+
+    // 4. Stop two of three ingesters (they flush their heads to blocks):
+    //    writes now fail with 5xx, and nothing acknowledged is lost.
+    cluster.signal("ingester-1", "TERM");
+    cluster.signal("ingester-3", "TERM");
+    cluster.wait_exit("ingester-1").await;
+    cluster.wait_exit("ingester-3").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = writer.pushes().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during: Vec<Push> = writer.pushes()[before..].to_vec();
+    assert!(!during.is_empty());
+    assert!(
+        during
+            .iter()
+            .all(|p| p.status >= 500 && p.error.contains("cannot replicate the write")),
+        "writes without a quorum must get 5xx saying why: {during:?}"
+    );
+    cluster.run("start");
+    cluster.wait_state("ingester-1", "ACTIVE").await;
+    cluster.wait_state("ingester-3", "ACTIVE").await;
+    wait_writes_succeed(&writer, "the ingesters came back").await;
+    writer.pause().await;
+    writer.stop.store(true, Ordering::SeqCst);
+    let pushes = writer.pushes();
+    assert_returned(&cluster.returned().await, &pushes, false);
+
+    let stopped = cluster.run("stop");
+    assert!(stopped.contains("stopped"), "{stopped}");
+}
