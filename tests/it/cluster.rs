@@ -485,3 +485,178 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
     let stopped = cluster.run("stop");
     assert!(stopped.contains("stopped"), "{stopped}");
 }
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Runs instant queries against a base URL.
+struct QueryAt(String);
+
+impl QueryAt {
+    async fn query(&self, q: &str, t_ms: i64) -> Json {
+        let j: Json = reqwest::Client::new()
+            .get(format!("{}/prometheus/api/v1/query", self.0))
+            .query(&[
+                ("query", q.to_string()),
+                ("time", crate::common::secs(t_ms)),
+            ])
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("query json");
+        assert_eq!(j["status"], "success", "{q}: {j}");
+        j["data"].clone()
+    }
+}
+
+/// Rule groups of a cluster with two rulers: each group is evaluated by
+/// exactly one ruler; when one ruler dies, the other takes its groups over
+/// within a few evaluation intervals and their recordings continue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
+    use crate::common::Strata;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let grpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = grpc
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let shared = tmp.path().join("blocks");
+    std::fs::create_dir_all(&shared).expect("shared bucket");
+    let mut procs = Vec::new();
+    for (i, target) in ["distributor,ingester,querier", "ruler", "ruler"]
+        .iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("p{i}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // One bucket for all: rules and blocks are shared through it.
+        std::os::unix::fs::symlink(&shared, dir.join("blocks")).expect("symlink");
+        let args = [
+            format!("-target={target}"),
+            format!("-server.grpc-listen-port={}", grpc[i]),
+            format!("-ring.raft.peers={peers}"),
+            format!("-ring.instance-id=p{i}"),
+            "-ring.heartbeat-period=500ms".into(),
+            "-ring.heartbeat-timeout=3s".into(),
+            "-ruler.poll-interval=1s".into(),
+        ];
+        // The voters need each other to elect a leader: start them together.
+        let d = dir.clone();
+        procs.push(tokio::spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Strata::start(&d, &args).await
+        }));
+    }
+    let mut procs: Vec<Strata> = futures::future::join_all(procs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("start"))
+        .collect();
+
+    let groups = 6;
+    for g in 0..groups {
+        let body = format!(
+            "name: g{g}\ninterval: 1s\nrules:\n  - record: ruler_sharding_g{g}\n    expr: vector({g})\n"
+        );
+        let r = procs[1]
+            .client
+            .post(procs[1].url("/prometheus/config/v1/rules/sharding"))
+            .header("Content-Type", "application/yaml")
+            .body(body)
+            .send()
+            .await
+            .expect("save group");
+        assert_eq!(r.status(), 202);
+    }
+    async fn loaded(s: &Strata) -> BTreeSet<String> {
+        let Ok(r) = s.client.get(s.url("/prometheus/api/v1/rules")).send().await else {
+            return BTreeSet::new();
+        };
+        let j: Json = r.json().await.unwrap_or_default();
+        j["data"]["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    let all: BTreeSet<String> = (0..groups).map(|g| format!("g{g}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (a, b) = loop {
+        let (a, b) = (loaded(&procs[1]).await, loaded(&procs[2]).await);
+        if a.union(&b).cloned().collect::<BTreeSet<_>>() == all && a.is_disjoint(&b) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "groups never split: {a:?} / {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both rulers got groups: {a:?} / {b:?}"
+    );
+
+    // Every group records, whichever ruler owns it.
+    let querier_url = procs[0].url("");
+    let recorded = |g: String| {
+        let url = querier_url.clone();
+        async move {
+            let q = QueryAt(url);
+            let d = q
+                .query(
+                    &format!("count_over_time(ruler_sharding_{g}[1m])"),
+                    now_ms(),
+                )
+                .await;
+            d["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        }
+    };
+    for g in &all {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while recorded(g.clone()).await < 2.0 {
+            assert!(
+                Instant::now() < deadline,
+                "group {g} never recorded; log:\n{}",
+                tail(&procs[0].log())
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    // kill -9 the second ruler: the first takes over its groups, and
+    // their recordings go on.
+    procs[2].kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while loaded(&procs[1]).await != all {
+        assert!(
+            Instant::now() < deadline,
+            "the surviving ruler never took over {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for g in &b {
+        let n = g.clone();
+        let before = recorded(n.clone()).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while recorded(n.clone()).await < before + 2.0 {
+            assert!(
+                Instant::now() < deadline,
+                "group {g} stopped recording after the takeover"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}

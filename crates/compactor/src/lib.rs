@@ -154,6 +154,8 @@ pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     reader: Arc<BlockReader>,
     overrides: Arc<Overrides>,
+    /// This compactor's share of the tenants when several compactors run.
+    shard: Option<strata_ring::shard::Shard>,
 }
 
 impl Compactor {
@@ -169,20 +171,35 @@ impl Compactor {
             store,
             reader,
             overrides,
+            shard: None,
         }
     }
 
-    /// Tenants with any data in the bucket.
+    /// Shares the tenants with the other compactors of the ring: this one
+    /// works only on the tenants `shard` gives it, so no tenant is
+    /// compacted twice.
+    pub fn with_shard(mut self, shard: strata_ring::shard::Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Tenants with any data in the bucket that this compactor owns.
     async fn tenants(&self) -> Result<Vec<String>, CompactorError> {
         let listed = self
             .store
             .list_with_delimiter(None)
             .await
             .map_err(|e| store_err(&ObjectPath::from(""), e))?;
+        let members = self
+            .shard
+            .as_ref()
+            .map(strata_ring::shard::Shard::members)
+            .unwrap_or_default();
         Ok(listed
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|t| self.shard.as_ref().is_none_or(|s| s.owns(&members, t)))
             .collect())
     }
 

@@ -13,6 +13,7 @@ pub mod page;
 pub mod raft;
 pub mod replication;
 pub mod service;
+pub mod shard;
 
 use std::time::Duration;
 

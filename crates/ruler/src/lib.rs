@@ -34,6 +34,7 @@ use strata_promql::Value;
 use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use strata_querier::Querier;
 use strata_querier::logs::LogQuerier;
+use strata_ring::shard::Shard;
 
 pub use notifier::Notifier;
 pub use rules::{CompiledGroup, RuleGroup, RuleLang};
@@ -252,6 +253,10 @@ pub struct Ruler {
     notifier: Arc<Notifier>,
     groups: RwLock<HashMap<GroupKey, Arc<GroupState>>>,
     external_labels: BTreeMap<String, String>,
+    /// This ruler's share of the groups when several rulers run.
+    shard: Option<Shard>,
+    /// The rulers the loaded groups were split among.
+    shard_members: Mutex<Vec<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -274,6 +279,7 @@ impl Ruler {
         log_querier: Arc<LogQuerier>,
         distributor: Arc<Distributor>,
         overrides: Arc<strata_limits::Overrides>,
+        shard: Option<Shard>,
     ) -> Arc<Self> {
         let urls: Vec<String> = cfg
             .alertmanager_url
@@ -293,6 +299,8 @@ impl Ruler {
             notifier,
             groups: RwLock::new(HashMap::new()),
             external_labels,
+            shard,
+            shard_members: Mutex::new(Vec::new()),
         })
     }
 
@@ -485,8 +493,21 @@ impl Ruler {
         Ok(out)
     }
 
-    /// Re-reads every tenant's groups; unchanged groups keep their state.
+    /// Whether this ruler evaluates the group `key` among `members`.
+    fn owns(&self, members: &[String], key: &GroupKey) -> bool {
+        match &self.shard {
+            Some(s) => s.owns(
+                members,
+                &format!("{}/{}/{}/{}", key.0, key.1.dir(), key.2, key.3),
+            ),
+            None => true,
+        }
+    }
+
+    /// Re-reads every tenant's groups and keeps those this ruler owns;
+    /// unchanged groups keep their state.
     pub async fn sync(&self) -> Result<(), RulerError> {
+        let members = self.shard.as_ref().map(Shard::members).unwrap_or_default();
         let mut loaded: HashMap<GroupKey, CompiledGroup> = HashMap::new();
         for tenant in self.tenants().await? {
             for lang in [RuleLang::PromQL, RuleLang::LogQL] {
@@ -507,6 +528,8 @@ impl Ruler {
                 }
             }
         }
+        loaded.retain(|k, _| self.owns(&members, k));
+        *self.shard_members.lock() = members;
         let mut groups = self.groups.write();
         groups.retain(|k, v| loaded.get(k).is_some_and(|c| c.source == v.group.source));
         for (key, c) in loaded {
@@ -550,7 +573,12 @@ impl Ruler {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if last_sync.elapsed() >= self.cfg.poll_interval {
+            // Rulers joining or dying move groups: re-split at once.
+            let resplit = self.shard.as_ref().is_some_and(|s| {
+                last_sync.elapsed() >= Duration::from_secs(1)
+                    && *self.shard_members.lock() != s.members()
+            });
+            if resplit || last_sync.elapsed() >= self.cfg.poll_interval {
                 if let Err(e) = self.sync().await {
                     tracing::error!(error = %e, "loading rule groups failed; keeping the loaded ones");
                 }

@@ -194,12 +194,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let store = build_store(&cfg.blocks_storage.store)?;
     let reader = Arc::new(BlockReader::new(store.clone()));
-    let compactor = Arc::new(strata_compactor::Compactor::new(
+    let compactor = strata_compactor::Compactor::new(
         cfg.compactor.clone(),
         store.clone(),
         reader.clone(),
         overrides.clone(),
-    ));
+    );
     compactor.check_config()?;
     let catalog = Arc::new(BlockCatalog::new(
         reader.clone(),
@@ -284,6 +284,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         grpc = grpc.add_service(raft_svc).add_service(ring_svc);
     }
     let grpc_server = grpc_listener.map(|l| tokio::spawn(serve_grpc(grpc, l, shutdown_rx.clone())));
+
+    let compactor = Arc::new(compactor.with_shard(strata_ring::shard::Shard::new(
+        ring.clone(),
+        instance_id.clone(),
+        "compactor",
+    )));
 
     let registration = |state, owns_tokens| strata_ring::lifecycle::Registration {
         id: instance_id.clone(),
@@ -378,6 +384,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             log_querier.clone(),
             distributor.clone(),
             overrides.clone(),
+            Some(strata_ring::shard::Shard::new(
+                ring.clone(),
+                instance_id.clone(),
+                "ruler",
+            )),
         )
     });
     let ready = Arc::new(AtomicBool::new(false));
