@@ -94,8 +94,8 @@ case $cmd in
     wait_ready
     echo "Strata cluster ready (data under $dir)"
     echo "  remote_write:  http://${ip}11:$http/api/v1/push  http://${ip}12:$http/api/v1/push"
-    echo "  Loki push:     needs -target=all (logs are not replicated yet)"
-    echo "  Prometheus API (Grafana data source): http://${ip}31:$http/prometheus"
+    echo "  Loki push:     http://${ip}11:$http/loki/api/v1/push  http://${ip}12:$http/loki/api/v1/push"
+    echo "  Grafana data sources: Prometheus http://${ip}31:$http/prometheus, Loki http://${ip}31:$http"
     echo "  ring:          http://${ip}11:$http/ring"
     ;;
   stop)

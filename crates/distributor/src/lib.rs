@@ -15,9 +15,8 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use strata_ingester::PushLimits;
 use strata_ingester::grpc::IngesterPool;
-use strata_ingester::logs::LogIngester;
-use strata_ingester::{PushLimits, PushOutcome};
 use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
@@ -322,26 +321,18 @@ pub struct Distributor {
     log_rate_limiter: RateLimiter,
     ring: Arc<Ring>,
     ingesters: Arc<IngesterPool>,
-    log_ingester: Option<Arc<LogIngester>>,
 }
 
 impl Distributor {
-    /// A distributor writing metrics to the ring's ingesters (reached
-    /// through `ingesters`) and logs to this process's `log_ingester`, under
-    /// each tenant's limits.
-    pub fn new(
-        overrides: Arc<Overrides>,
-        ring: Arc<Ring>,
-        ingesters: Arc<IngesterPool>,
-        log_ingester: Option<Arc<LogIngester>>,
-    ) -> Self {
+    /// A distributor writing metrics and logs to the ring's ingesters
+    /// (reached through `ingesters`) under each tenant's limits.
+    pub fn new(overrides: Arc<Overrides>, ring: Arc<Ring>, ingesters: Arc<IngesterPool>) -> Self {
         Self {
             overrides,
             rate_limiter: RateLimiter::default(),
             log_rate_limiter: RateLimiter::default(),
             ring,
             ingesters,
-            log_ingester,
         }
     }
 
@@ -439,11 +430,24 @@ impl Distributor {
         }
         let push_limits = PushLimits {
             out_of_order_time_window: limits.out_of_order_time_window,
-            max_series: limits.max_global_series_per_user,
+            max_series: self.ingester_share(limits.max_global_series_per_user),
         };
-        let outcome: PushOutcome = self.replicate(tenant, batch, push_limits).await?;
-        result.accepted_samples = outcome.accepted;
-        for r in outcome.rejected {
+        let total: usize = batch.iter().map(|(_, s)| s.len()).sum();
+        let owned_tenant = tenant.to_string();
+        let rejected = self
+            .replicate(tenant, Arc::new(batch), move |client, batch, indexes| {
+                let tenant = owned_tenant.clone();
+                async move {
+                    client
+                        .push(&tenant, &batch, &indexes, push_limits)
+                        .await
+                        .map(|o| o.rejected)
+                }
+            })
+            .await?;
+        let rejected_samples: usize = rejected.iter().map(|r| r.count).sum();
+        result.accepted_samples = total.saturating_sub(rejected_samples);
+        for r in rejected {
             let ts = &req.timeseries[batch_text[r.index]];
             self.reject(
                 &mut result,

@@ -5,7 +5,7 @@
 //! kept; the caller answers 400 naming what was dropped.
 
 use std::io::Read;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prometheus::{IntCounterVec, Opts};
 use prost::Message;
@@ -373,23 +373,31 @@ impl Distributor {
         if valid.is_empty() {
             return Ok(result);
         }
-        let Some(ingester) = self.log_ingester.clone() else {
-            return Err(PushError::Unavailable(
-                "this process runs no log ingester: in distributed mode, send Loki pushes to a process with -target=all".into(),
-            ));
+        let max_streams = match (
+            self.ingester_share(limits.max_global_streams_per_user),
+            limits.max_streams_per_user,
+        ) {
+            (0, local) => local,
+            (global, 0) => global,
+            (global, local) => global.min(local),
         };
-        let tenant_owned = tenant.to_string();
-        let max_streams = limits.effective_max_streams();
-        let outcome: LogPushOutcome =
-            tokio::task::spawn_blocking(move || ingester.push(&tenant_owned, valid, max_streams))
-                .await
-                .map_err(|e| PushError::Internal(format!("push task failed: {e}")))?
-                .map_err(|e| match e {
-                    strata_ingester::IngesterError::ShuttingDown => {
-                        PushError::Unavailable("ingester is shutting down".into())
-                    }
-                    other => PushError::Internal(other.to_string()),
-                })?;
+        let total: usize = valid.iter().map(|(_, e)| e.len()).sum();
+        let owned_tenant = tenant.to_string();
+        let rejected = self
+            .replicate(tenant, Arc::new(valid), move |client, batch, indexes| {
+                let tenant = owned_tenant.clone();
+                async move {
+                    client
+                        .push_logs(&tenant, &batch, &indexes, max_streams)
+                        .await
+                        .map(|o| o.rejected)
+                }
+            })
+            .await?;
+        let outcome = LogPushOutcome {
+            accepted: total - rejected.iter().map(|r| r.count).sum::<usize>().min(total),
+            rejected,
+        };
         result.accepted_entries = outcome.accepted;
         for r in outcome.rejected {
             let labels = texts.get(r.index).map(String::as_str).unwrap_or("");

@@ -1,16 +1,18 @@
-//! Replication of a validated batch: each series goes to the replicas the
-//! ring picks for `hash(tenant, labels)`, all replicas are written in
-//! parallel, and the push is acknowledged once every series is durable on
-//! a quorum of them. A series that cannot reach its quorum fails the whole
-//! push with a 5xx, so the sender retries and nothing unreplicated is ever
-//! acknowledged; replicas still in flight finish in the background.
+//! Replication of a validated batch (series or log streams): each item
+//! goes to the replicas the ring picks for `hash(tenant, labels)`, all
+//! replicas are written in parallel, and the push is acknowledged once every
+//! item is durable on a quorum of them. An item that cannot reach its quorum
+//! fails the whole push with a 5xx, so the sender retries and nothing
+//! unreplicated is ever acknowledged; replicas still in flight finish in
+//! the background.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
-use strata_ingester::grpc::{ClientError, SharedBatch};
-use strata_ingester::{PushLimits, PushOutcome, RejectedSeries};
-use strata_model::{Labels, Sample};
+use strata_ingester::Rejected;
+use strata_ingester::grpc::{ClientError, IngesterClient};
+use strata_model::Labels;
 use strata_ring::shard_key;
 
 use crate::{Distributor, PushError};
@@ -20,30 +22,44 @@ fn unavailable(e: impl std::fmt::Display) -> PushError {
 }
 
 impl Distributor {
-    /// Writes `batch` to the ring's ingesters and waits for a quorum per series.
-    pub(crate) async fn replicate(
+    /// One ingester's share of a tenant-wide limit: each holds about RF/n of
+    /// the tenant's series or streams (Mimir's rule); 0 stays unlimited.
+    pub(crate) fn ingester_share(&self, global: usize) -> usize {
+        let view = self.ring.ingesters();
+        let n = view.instances().len();
+        if global == 0 || n == 0 {
+            return global;
+        }
+        let rf = view.effective_rf(self.ring.config().replication_factor);
+        (global * rf).div_ceil(n)
+    }
+
+    /// Writes `batch` to the ring's ingesters with `send` (one call per
+    /// ingester with the positions of its items) and waits for a quorum per
+    /// item. Returns the rejections, one per rejected item.
+    pub(crate) async fn replicate<T, R, F, Fut>(
         &self,
         tenant: &str,
-        batch: Vec<(Labels, Vec<Sample>)>,
-        mut limits: PushLimits,
-    ) -> Result<PushOutcome, PushError> {
+        batch: Arc<Vec<(Labels, T)>>,
+        send: F,
+    ) -> Result<Vec<Rejected<R>>, PushError>
+    where
+        T: Send + Sync + 'static,
+        R: Send + 'static,
+        F: Fn(IngesterClient, Arc<Vec<(Labels, T)>>, Arc<Vec<u32>>) -> Fut,
+        Fut: Future<Output = Result<Vec<Rejected<R>>, ClientError>> + Send + 'static,
+    {
         let view = self.ring.ingesters();
         let cfg = self.ring.config();
         let now = strata_ring::now_ms();
         let timeout = cfg.heartbeat_timeout.as_millis() as i64;
         let rf = view.effective_rf(cfg.replication_factor);
-        let n_instances = view.instances().len();
-        // The tenant's series limit is global: each ingester holds about
-        // rf/n of the series, so it enforces that share (Mimir's rule).
-        if limits.max_series > 0 && n_instances > 0 {
-            limits.max_series = (limits.max_series * rf).div_ceil(n_instances);
-        }
         let n = batch.len();
-        let mut per_instance: Vec<Vec<u32>> = vec![Vec::new(); n_instances];
+        let mut per_instance: Vec<Vec<u32>> = vec![Vec::new(); view.instances().len()];
         let mut min_success: Vec<u8> = Vec::with_capacity(n);
         let mut max_failures: Vec<u8> = Vec::with_capacity(n);
-        if n_instances == 1 {
-            // One ingester (a single-process cluster): every series has the
+        if view.instances().len() == 1 {
+            // One ingester (a single-process cluster): every item has the
             // same replica set; skip hashing.
             let set = view.write_set(0, rf, now, timeout).map_err(unavailable)?;
             per_instance[set.instances[0]] = (0..n as u32).collect();
@@ -61,8 +77,6 @@ impl Distributor {
                 max_failures.push((set.instances.len() - set.min_success) as u8);
             }
         }
-        let total_samples: usize = batch.iter().map(|(_, s)| s.len()).sum();
-        let batch: SharedBatch = Arc::new(batch);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for (idx, indexes) in per_instance.into_iter().enumerate() {
             if indexes.is_empty() {
@@ -73,11 +87,11 @@ impl Distributor {
                 .ingesters
                 .client(&inst.id, &inst.grpc_addr)
                 .map_err(unavailable)?;
+            let indexes = Arc::new(indexes);
+            let call = send(client, batch.clone(), indexes.clone());
             let tx = tx.clone();
-            let batch = batch.clone();
-            let tenant = tenant.to_string();
             tokio::spawn(async move {
-                let r = client.push(&tenant, &batch, &indexes, limits).await;
+                let r = call.await;
                 let _ = tx.send((indexes, r));
             });
         }
@@ -85,28 +99,28 @@ impl Distributor {
         let mut ok = vec![0u8; n];
         let mut failed = vec![0u8; n];
         let mut reached = 0usize;
-        let mut rejected: HashMap<usize, RejectedSeries> = HashMap::new();
+        let mut rejected: HashMap<usize, Rejected<R>> = HashMap::new();
         let mut last_error: Option<ClientError> = None;
         while reached < n {
             let Some((indexes, r)) = rx.recv().await else {
                 break;
             };
             match r {
-                Ok(outcome) => {
-                    for i in &indexes {
+                Ok(rejections) => {
+                    for i in indexes.iter() {
                         let i = *i as usize;
                         ok[i] += 1;
                         if ok[i] == min_success[i] {
                             reached += 1;
                         }
                     }
-                    for r in outcome.rejected {
+                    for r in rejections {
                         rejected.entry(r.index).or_insert(r);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "ingester push failed");
-                    for i in &indexes {
+                    for i in indexes.iter() {
                         let i = *i as usize;
                         failed[i] += 1;
                         if failed[i] > max_failures[i] {
@@ -126,12 +140,8 @@ impl Distributor {
                 |e| e.to_string(),
             )));
         }
-        let mut rejected: Vec<RejectedSeries> = rejected.into_values().collect();
+        let mut rejected: Vec<Rejected<R>> = rejected.into_values().collect();
         rejected.sort_by_key(|r| r.index);
-        let rejected_samples: usize = rejected.iter().map(|r| r.count).sum();
-        Ok(PushOutcome {
-            accepted: total_samples.saturating_sub(rejected_samples),
-            rejected,
-        })
+        Ok(rejected)
     }
 }

@@ -114,9 +114,22 @@ impl RejectReason {
             Self::SeriesLimit => "per_user_series_limit",
         }
     }
+}
 
-    /// The reason named `name` by [`RejectReason::as_str`].
-    pub fn from_name(name: &str) -> Option<Self> {
+/// Rejection reasons by name, as they cross the wire between processes.
+pub trait ReasonName: Copy + Sized {
+    /// The reason's name.
+    fn name(self) -> &'static str;
+    /// The reason called `name`.
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+impl ReasonName for RejectReason {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
         [
             Self::OutOfOrder,
             Self::OutOfBounds,
@@ -476,7 +489,7 @@ impl Ingester {
     /// Blocks this ingester uploaded in the last day (from `shipped.json`),
     /// for the catalog to offer queriers until the bucket index lists them.
     pub fn recently_shipped(&self) -> Vec<shipped::Shipped> {
-        shipped::load(&self.cfg.dir, now_ms())
+        shipped::load(&shipped::metrics_path(&self.cfg.dir), now_ms())
     }
 
     /// Number of series in all tenants' heads.
@@ -558,18 +571,7 @@ impl Ingester {
                 metrics::BLOCKS_UPLOADED.inc();
                 metrics::BLOCK_BYTES_UPLOADED.inc_by(block.meta.stats.num_bytes);
                 catalog.add(&tenant, block.meta.clone()).await;
-                if let Err(e) = shipped::record(
-                    &self.cfg.dir,
-                    shipped::Shipped {
-                        tenant: tenant.clone(),
-                        shipped_at_ms: now_ms(),
-                        meta: block.meta.clone(),
-                    },
-                ) {
-                    // Only visibility to other queriers until the index has
-                    // the block is at stake, not the data.
-                    tracing::warn!(tenant, error = %e, "recording the upload in shipped.json failed");
-                }
+                shipped::record_upload(&shipped::metrics_path(&self.cfg.dir), &tenant, &block.meta);
                 uploaded += 1;
             }
             head.pending.write().retain(|p| !Arc::ptr_eq(p, &fb));

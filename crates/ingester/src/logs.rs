@@ -50,6 +50,18 @@ impl LogRejectReason {
     }
 }
 
+impl crate::ReasonName for LogRejectReason {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::TooFarBehind, Self::OutOfBounds, Self::StreamLimit]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
 /// A stream's entries not accepted.
 pub type RejectedStream = Rejected<LogRejectReason>;
 
@@ -109,9 +121,17 @@ pub struct LogIngester {
     wal_sync: Arc<GroupSync>,
     tenants: RwLock<HashMap<String, Arc<TenantLogs>>>,
     head_max_ns: AtomicI64,
+    /// Record of recent uploads (see [`crate::shipped`]).
+    shipped_path: PathBuf,
 }
 
 impl LogIngester {
+    /// Log blocks this ingester uploaded in the last day, for the catalog
+    /// to offer queriers until the bucket index lists them.
+    pub fn recently_shipped(&self) -> Vec<crate::shipped::Shipped> {
+        crate::shipped::load(&self.shipped_path, crate::now_ms())
+    }
+
     /// Opens the log WAL under `<cfg.dir>/logs-wal` and replays it.
     pub fn open(cfg: &TsdbConfig, max_chunk_age: Duration) -> Result<Self, IngesterError> {
         let opts = wal_options(cfg)?;
@@ -161,6 +181,7 @@ impl LogIngester {
             }),
             tenants,
             head_max_ns: AtomicI64::new(max_ns),
+            shipped_path: crate::shipped::logs_path(&cfg.dir),
         };
         tracing::info!(
             segments = stats.segments,
@@ -444,6 +465,7 @@ impl LogIngester {
                 metrics::LOG_BLOCKS_UPLOADED.inc();
                 metrics::BLOCK_BYTES_UPLOADED.inc_by(block.meta.stats.num_bytes);
                 catalog.add(&tenant, block.meta.clone()).await;
+                crate::shipped::record_upload(&self.shipped_path, &tenant, &block.meta);
                 uploaded += 1;
             }
             head.pending.write().retain(|p| !Arc::ptr_eq(p, &fl));

@@ -1,5 +1,5 @@
-//! The ingester's record of its recent uploads (`shipped.json` in the TSDB
-//! directory, like Thanos's shipper file). Queriers in other processes only
+//! The ingester's record of its recent uploads (`shipped.json` and
+//! `shipped-logs.json` in the TSDB directory, like Thanos's shipper file). Queriers in other processes only
 //! see a block once the compactor has put it in the bucket index; until then
 //! they learn it from the ingester that uploaded it. The record outlives
 //! restarts, so a block flushed at shutdown (its data gone from the head and
@@ -25,13 +25,19 @@ pub struct Shipped {
     pub meta: BlockMeta,
 }
 
-fn path(dir: &str) -> PathBuf {
+/// The record of metric uploads under TSDB directory `dir`.
+pub fn metrics_path(dir: &str) -> PathBuf {
     Path::new(dir).join("shipped.json")
 }
 
-/// Uploads recorded in `dir` within the last day.
-pub fn load(dir: &str, now_ms: i64) -> Vec<Shipped> {
-    let Ok(bytes) = std::fs::read(path(dir)) else {
+/// The record of log uploads under TSDB directory `dir`.
+pub fn logs_path(dir: &str) -> PathBuf {
+    Path::new(dir).join("shipped-logs.json")
+}
+
+/// Uploads recorded in `path` within the last day.
+pub fn load(path: &Path, now_ms: i64) -> Vec<Shipped> {
+    let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
     };
     match serde_json::from_slice::<Vec<Shipped>>(&bytes) {
@@ -46,14 +52,27 @@ pub fn load(dir: &str, now_ms: i64) -> Vec<Shipped> {
     }
 }
 
-/// Adds `new` to the record in `dir` (dropping entries older than a day),
+/// Adds `new` to the record in `path` (dropping entries older than a day),
 /// written atomically.
-pub fn record(dir: &str, new: Shipped) -> std::io::Result<()> {
-    let mut all = load(dir, new.shipped_at_ms);
+fn record(path: &Path, new: Shipped) -> std::io::Result<()> {
+    let mut all = load(path, new.shipped_at_ms);
     all.push(new);
     let bytes = serde_json::to_vec(&all).map_err(std::io::Error::other)?;
-    let p = path(dir);
-    let tmp = p.with_extension("tmp");
+    let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &p)
+    std::fs::rename(&tmp, path)
+}
+
+/// Records an upload of `tenant`'s block `meta` in `path`. A failure only
+/// delays other queriers' view of the block until the index has it, so it
+/// is logged, not returned.
+pub fn record_upload(path: &Path, tenant: &str, meta: &BlockMeta) {
+    let entry = Shipped {
+        tenant: tenant.to_string(),
+        shipped_at_ms: crate::now_ms(),
+        meta: meta.clone(),
+    };
+    if let Err(e) = record(path, entry) {
+        tracing::warn!(tenant, path = %path.display(), error = %e, "recording the upload failed");
+    }
 }

@@ -36,10 +36,74 @@ pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(QUERY_SECONDS.clone()))
 }
 
-/// Reads a tenant's data from the ingesters' heads and the blocks.
-pub struct Querier {
+/// The ingesters holding recent data, and the catalog their unindexed
+/// uploads join.
+pub(crate) struct RecentData {
     ring: Arc<Ring>,
     ingesters: Arc<IngesterPool>,
+    catalog: Arc<BlockCatalog>,
+}
+
+impl RecentData {
+    /// Calls every ingester that may hold the tenant's recent data, in
+    /// parallel, and returns their answers. Replicas make up for as many
+    /// failed or unhealthy ingesters as a write may have missed; beyond
+    /// that the read fails rather than answer with holes. Blocks the
+    /// ingesters uploaded but the bucket index does not list yet join the
+    /// catalog before the caller lists it.
+    pub(crate) async fn ask<'a, T, F, Fut>(&self, tenant: &str, call: F) -> Result<Vec<T>, String>
+    where
+        F: Fn(IngesterClient) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Vec<BlockMeta>), ClientError>> + 'a,
+    {
+        let view = self.ring.ingesters();
+        let cfg = self.ring.config();
+        let set = view
+            .read_set(
+                cfg.replication_factor,
+                strata_ring::now_ms(),
+                cfg.heartbeat_timeout.as_millis() as i64,
+            )
+            .map_err(|e| format!("cannot read recent data: {e}"))?;
+        let calls = set.instances.iter().map(|i| {
+            let inst = &view.instances()[*i];
+            let client = self.ingesters.client(&inst.id, &inst.grpc_addr);
+            let call = &call;
+            async move { call(client?).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut out = Vec::with_capacity(results.len());
+        let mut failures = set.unhealthy;
+        let mut last_error = None;
+        for r in results {
+            match r {
+                Ok((v, blocks)) => {
+                    for b in blocks {
+                        self.catalog.add(tenant, b).await;
+                    }
+                    out.push(v);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "ingester read failed");
+                    failures += 1;
+                    last_error = Some(e);
+                }
+            }
+        }
+        if failures > set.max_errors {
+            return Err(format!(
+                "too many ingesters unavailable ({failures}, at most {} tolerated): {}",
+                set.max_errors,
+                last_error.map_or_else(|| "unhealthy in the ring".to_string(), |e| e.to_string())
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a tenant's data from the ingesters' heads and the blocks.
+pub struct Querier {
+    recent: RecentData,
     catalog: Arc<BlockCatalog>,
     engine: Engine,
     overrides: Arc<Overrides>,
@@ -103,8 +167,11 @@ impl Querier {
         overrides: Arc<Overrides>,
     ) -> Self {
         Self {
-            ring,
-            ingesters,
+            recent: RecentData {
+                ring,
+                ingesters,
+                catalog: catalog.clone(),
+            },
             catalog,
             engine,
             overrides,
@@ -119,65 +186,6 @@ impl Querier {
                 .compactor_blocks_retention_period,
             strata_ingester::now_ms(),
         )
-    }
-
-    /// Calls every ingester that may hold the tenant's recent data, in
-    /// parallel, and returns their answers. Replicas make up for as many
-    /// failed or unhealthy ingesters as a write may have missed; beyond
-    /// that the read fails rather than answer with holes. Blocks the
-    /// ingesters uploaded but the bucket index does not list yet join the
-    /// catalog before the caller lists it.
-    async fn ask_ingesters<'a, T, F, Fut>(
-        &self,
-        tenant: &str,
-        call: F,
-    ) -> Result<Vec<T>, EngineError>
-    where
-        F: Fn(IngesterClient) -> Fut,
-        Fut: std::future::Future<Output = Result<(T, Vec<BlockMeta>), ClientError>> + 'a,
-    {
-        let view = self.ring.ingesters();
-        let cfg = self.ring.config();
-        let set = view
-            .read_set(
-                cfg.replication_factor,
-                strata_ring::now_ms(),
-                cfg.heartbeat_timeout.as_millis() as i64,
-            )
-            .map_err(|e| EngineError::Storage(format!("cannot read recent data: {e}")))?;
-        let calls = set.instances.iter().map(|i| {
-            let inst = &view.instances()[*i];
-            let client = self.ingesters.client(&inst.id, &inst.grpc_addr);
-            let call = &call;
-            async move { call(client?).await }
-        });
-        let results = futures::future::join_all(calls).await;
-        let mut out = Vec::with_capacity(results.len());
-        let mut failures = set.unhealthy;
-        let mut last_error = None;
-        for r in results {
-            match r {
-                Ok((v, blocks)) => {
-                    for b in blocks {
-                        self.catalog.add(tenant, b).await;
-                    }
-                    out.push(v);
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, error = %e, "ingester read failed");
-                    failures += 1;
-                    last_error = Some(e);
-                }
-            }
-        }
-        if failures > set.max_errors {
-            return Err(EngineError::Storage(format!(
-                "too many ingesters unavailable ({failures}, at most {} tolerated): {}",
-                set.max_errors,
-                last_error.map_or_else(|| "unhealthy in the ring".to_string(), |e| e.to_string())
-            )));
-        }
-        Ok(out)
     }
 
     /// The PromQL engine.
@@ -204,10 +212,12 @@ impl Querier {
         // (blocks join the catalog before they leave the pending set). The
         // other order could miss a block's samples entirely.
         let head = self
-            .ask_ingesters(tenant, |c| async move {
+            .recent
+            .ask(tenant, |c| async move {
                 c.select(tenant, matchers, min_t, max_t).await
             })
-            .await?;
+            .await
+            .map_err(EngineError::Storage)?;
         let blocks = self
             .catalog
             .blocks(tenant, min_t, max_t)
@@ -251,10 +261,12 @@ impl Querier {
         // Head before the block list, for the reason given in `select`.
         for matchers in alternatives {
             let got = self
-                .ask_ingesters(tenant, |c| async move {
+                .recent
+                .ask(tenant, |c| async move {
                     c.series(tenant, matchers, min_t, max_t).await
                 })
-                .await?;
+                .await
+                .map_err(EngineError::Storage)?;
             out.extend(got.into_iter().flatten());
         }
         let blocks = self

@@ -1,5 +1,6 @@
 //! The log querier: LogQL and Loki's metadata queries for a tenant over the
-//! log ingester's head merged with the tenant's Parquet log blocks. Stream
+//! log heads of the ring's ingesters merged with the tenant's Parquet log
+//! blocks. Stream
 //! selectors, the time range and leading line filters are pushed into the
 //! DataFusion scans of the blocks; entries present in both (an identical
 //! timestamp and line) are returned once.
@@ -7,11 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use strata_ingester::logs::LogIngester;
+use strata_ingester::grpc::{IngesterPool, LogSelect};
 use strata_limits::Overrides;
 use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection};
 use strata_model::logs::{Direction, LogEntry, LogStream};
 use strata_model::{Labels, Matcher};
+use strata_ring::Ring;
 use strata_storage::BlockCatalog;
 use tracing::Instrument;
 
@@ -19,9 +21,7 @@ const NS_PER_MS: i64 = 1_000_000;
 
 /// Reads a tenant's logs from the head and the blocks.
 pub struct LogQuerier {
-    /// The log head of this process; logs are not replicated across
-    /// processes yet, so only a process with an ingester has recent logs.
-    ingester: Option<Arc<LogIngester>>,
+    recent: crate::RecentData,
     catalog: Arc<BlockCatalog>,
     overrides: Arc<Overrides>,
 }
@@ -83,15 +83,20 @@ fn ms_range(start_ns: i64, end_ns: i64) -> (i64, i64) {
 }
 
 impl LogQuerier {
-    /// A querier over `ingester`'s log head (if this process has one) and
-    /// the log blocks in `catalog`.
+    /// A querier over the log heads of the ring's ingesters (reached
+    /// through `ingesters`) and the log blocks in `catalog`.
     pub fn new(
-        ingester: Option<Arc<LogIngester>>,
+        ring: Arc<Ring>,
+        ingesters: Arc<IngesterPool>,
         catalog: Arc<BlockCatalog>,
         overrides: Arc<Overrides>,
     ) -> Self {
         Self {
-            ingester,
+            recent: crate::RecentData {
+                ring,
+                ingesters,
+                catalog: catalog.clone(),
+            },
             catalog,
             overrides,
         }
@@ -125,20 +130,22 @@ impl LogQuerier {
         let sel = &sel;
         // Head before the block list, as for metrics: an upload finishing in
         // between is still pending in this snapshot.
+        let select = LogSelect {
+            matchers: &sel.matchers,
+            filters: &sel.line_filters,
+            start_ns: sel.start_ns,
+            end_ns: sel.end_ns,
+            limit: sel.limit,
+        };
+        let select = &select;
         let head = self
-            .ingester
-            .as_ref()
-            .map(|i| {
-                i.select(
-                    tenant,
-                    &sel.matchers,
-                    &sel.line_filters,
-                    sel.start_ns,
-                    sel.end_ns,
-                    sel.limit,
-                )
-            })
-            .unwrap_or_default();
+            .recent
+            .ask(
+                tenant,
+                |c| async move { c.select_logs(tenant, select).await },
+            )
+            .await
+            .map_err(strata_storage::StorageError::Unavailable)?;
         let (min_ms, max_ms) = ms_range(sel.start_ns, sel.end_ns);
         let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
@@ -160,7 +167,7 @@ impl LogQuerier {
                 by_labels.entry(s.labels).or_default().extend(s.entries);
             }
         }
-        for s in head {
+        for s in head.into_iter().flatten() {
             by_labels.entry(s.labels).or_default().extend(s.entries);
         }
         Ok(by_labels
@@ -219,9 +226,14 @@ impl LogQuerier {
             return Ok(BTreeSet::new());
         }
         let mut out: BTreeSet<Labels> = self
-            .ingester
-            .iter()
-            .flat_map(|i| i.streams(tenant, matchers, start_ns, end_ns))
+            .recent
+            .ask(tenant, |c| async move {
+                c.log_streams(tenant, matchers, start_ns, end_ns).await
+            })
+            .await
+            .map_err(strata_storage::StorageError::Unavailable)?
+            .into_iter()
+            .flatten()
             .collect();
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         for meta in self.catalog.blocks(tenant, min_ms, max_ms).await? {

@@ -5,8 +5,8 @@ mod config;
 mod ring_page;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use axum::routing::get;
 use config::{Command, Config};
@@ -14,7 +14,7 @@ use prometheus::Registry;
 use strata_api::AppState;
 use strata_distributor::Distributor;
 use strata_ingester::Ingester;
-use strata_ingester::grpc::{IngesterPool, IngesterService};
+use strata_ingester::grpc::{IngesterPool, IngesterService, ServedIngesters};
 use strata_ingester::logs::LogIngester;
 use strata_promql::{Engine, EngineOptions};
 use strata_querier::Querier;
@@ -274,12 +274,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     // The gRPC server starts at once: voters must answer Raft before this
     // process can register; the ingester service answers UNAVAILABLE
     // until the WAL is replayed (no distributor routes to a JOINING one).
-    let ingester_slot: Arc<OnceLock<Arc<Ingester>>> = Arc::new(OnceLock::new());
-    let mut grpc = tonic::transport::Server::builder().add_optional_service(
-        roles
-            .ingester
-            .then(|| IngesterService::server(ingester_slot.clone(), catalog.clone())),
-    );
+    let served = Arc::new(ServedIngesters::default());
+    let mut grpc =
+        tonic::transport::Server::builder().add_optional_service(roles.ingester.then(|| {
+            IngesterService::server(served.clone(), catalog.clone(), log_catalog.clone())
+        }));
     if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
         grpc = grpc.add_service(raft_svc).add_service(ring_svc);
     }
@@ -333,18 +332,25 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
                 .await??,
         ));
     }
-    if let Some(ing) = &ingester {
+    if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {
         for s in ing.recently_shipped() {
             catalog.add(&s.tenant, s.meta).await;
         }
-        let _ = ingester_slot.set(ing.clone());
+        for s in log_ing.recently_shipped() {
+            log_catalog.add(&s.tenant, s.meta).await;
+        }
+        let _ = served.metrics.set(ing.clone());
+        let _ = served.logs.set(log_ing.clone());
         lifecycler.set_state(InstanceState::Active).await?;
     }
     tokio::spawn(lifecycler.clone().run(shutdown_rx.clone()));
 
     let pool = Arc::new(
         IngesterPool::new(
-            ingester.clone().map(|i| (instance_id.clone(), i)),
+            ingester
+                .clone()
+                .zip(log_ingester.clone())
+                .map(|(m, l)| (instance_id.clone(), m, l)),
             cfg.querier.timeout,
             cfg.ingester_client.remote_timeout,
             &cfg.ingester_client.grpc_compression,
@@ -355,10 +361,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         overrides.clone(),
         ring.clone(),
         pool.clone(),
-        log_ingester.clone(),
     ));
     let log_querier = Arc::new(LogQuerier::new(
-        log_ingester.clone(),
+        ring.clone(),
+        pool.clone(),
         log_catalog.clone(),
         overrides.clone(),
     ));

@@ -37,6 +37,9 @@ pub enum StorageError {
     Format(&'static str),
     #[error(transparent)]
     Chunk(#[from] chunk::ChunkError),
+    /// Recent data held by ingesters could not be read.
+    #[error("recent data unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {

@@ -63,7 +63,7 @@ fn fresh_env() -> Env {
         wal_fsync: "never".into(),
         ..TsdbConfig::default()
     };
-    let ingester = Arc::new(Ingester::open(cfg).expect("open ingester"));
+    let ingester = Arc::new(Ingester::open(cfg.clone()).expect("open ingester"));
     std::fs::create_dir_all(dir.path().join("blocks")).expect("blocks dir");
     let store = Arc::new(
         object_store::local::LocalFileSystem::new_with_prefix(dir.path().join("blocks"))
@@ -74,8 +74,12 @@ fn fresh_env() -> Env {
         strata_storage::Signal::Metrics,
         std::time::Duration::from_secs(3600),
     ));
+    let logs = Arc::new(
+        strata_ingester::logs::LogIngester::open(&cfg, std::time::Duration::from_secs(7200))
+            .expect("open log ingester"),
+    );
     let pool = strata_ingester::grpc::IngesterPool::new(
-        Some(("local".into(), ingester.clone())),
+        Some(("local".into(), ingester.clone(), logs)),
         std::time::Duration::from_secs(60),
         std::time::Duration::from_secs(60),
         "",

@@ -1,0 +1,453 @@
+//! [`IngesterClient`]: pushes and reads against one ingester, in-process
+//! or remote; [`IngesterPool`]: one client per ring instance.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
+use strata_model::{Labels, Matcher, Sample, SeriesSamples};
+use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
+use strata_proto::ingester::{
+    LogPushRequest, LogSelectRequest, LogStreamsRequest, PushRequest, QueryRequest, SeriesRequest,
+};
+use strata_storage::BlockMeta;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use super::wire::{
+    decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, rejections_from_proto,
+    samples_from_proto, series_to_proto, stream_from_proto, stream_to_proto,
+};
+use super::{ClientError, MAX_MESSAGE_BYTES};
+use crate::logs::{LogIngester, LogPushOutcome};
+use crate::{Ingester, PushLimits, PushOutcome, Rejected};
+
+/// A pushed batch of series shared by all replicas' requests.
+pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
+/// A pushed batch of log streams shared by all replicas' requests.
+pub type SharedLogBatch = Arc<Vec<(Labels, Vec<LogEntry>)>>;
+
+/// What a log read selects.
+#[derive(Debug, Clone)]
+pub struct LogSelect<'a> {
+    /// Stream matchers.
+    pub matchers: &'a [Matcher],
+    /// Line filters every returned entry passes.
+    pub filters: &'a [LineFilter],
+    /// Inclusive start, ns.
+    pub start_ns: i64,
+    /// Exclusive end, ns.
+    pub end_ns: i64,
+    /// Most entries per stream from the given end.
+    pub limit: Option<(usize, Direction)>,
+}
+
+/// The ingesters of this process, called directly.
+pub struct LocalIngesters {
+    metrics: Arc<Ingester>,
+    logs: Arc<LogIngester>,
+}
+
+/// How a distributor or querier reaches one ingester.
+#[derive(Clone)]
+pub enum IngesterClient {
+    /// The ingesters of this process.
+    Local(Arc<LocalIngesters>),
+    /// An ingester in another process.
+    Remote(Arc<RemoteIngester>),
+}
+
+/// A pooled gRPC client of an ingester in another process.
+pub struct RemoteIngester {
+    addr: String,
+    client: GrpcClient<Channel>,
+    push_timeout: Duration,
+}
+
+impl RemoteIngester {
+    fn status(&self, s: Status) -> ClientError {
+        ClientError::from_status(&self.addr, s)
+    }
+
+    fn client(&self) -> GrpcClient<Channel> {
+        self.client.clone()
+    }
+
+    fn push_request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.push_timeout);
+        req
+    }
+}
+
+/// The items of `batch` at `indexes` (all of it, borrowed, when they cover it).
+fn subset<T: Clone>(batch: &Arc<Vec<T>>, indexes: &[u32]) -> Option<Vec<T>> {
+    (indexes.len() != batch.len())
+        .then(|| indexes.iter().map(|i| batch[*i as usize].clone()).collect())
+}
+
+/// Maps rejections of a sub-batch back to positions in the whole batch.
+fn remap<R>(rejected: &mut [Rejected<R>], indexes: &[u32], whole: bool) {
+    if !whole {
+        for r in rejected {
+            r.index = indexes[r.index] as usize;
+        }
+    }
+}
+
+impl IngesterClient {
+    /// Pushes the series of `batch` at `indexes`; rejections name positions in `batch`.
+    pub async fn push(
+        &self,
+        tenant: &str,
+        batch: &SharedBatch,
+        indexes: &[u32],
+        limits: PushLimits,
+    ) -> Result<PushOutcome, ClientError> {
+        match self {
+            Self::Local(local) => {
+                let ingester = local.metrics.clone();
+                let tenant = tenant.to_string();
+                let batch = batch.clone();
+                let sub = subset(&batch, indexes);
+                let whole = sub.is_none();
+                let mut outcome = tokio::task::spawn_blocking(move || match &sub {
+                    Some(s) => ingester.push(&tenant, s, limits),
+                    None => ingester.push(&tenant, &batch, limits),
+                })
+                .await
+                .map_err(ClientError::task)?
+                .map_err(ClientError::local)?;
+                remap(&mut outcome.rejected, indexes, whole);
+                Ok(outcome)
+            }
+            Self::Remote(r) => {
+                let req = PushRequest {
+                    tenant: tenant.to_string(),
+                    timeseries: indexes
+                        .iter()
+                        .map(|i| {
+                            let (l, s) = &batch[*i as usize];
+                            series_to_proto(l, s)
+                        })
+                        .collect(),
+                    out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
+                    max_series: limits.max_series as u64,
+                };
+                let resp = r
+                    .client()
+                    .push(r.push_request(req))
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok(PushOutcome {
+                    accepted: resp.accepted as usize,
+                    rejected: rejections_from_proto(resp.rejected, indexes),
+                })
+            }
+        }
+    }
+
+    /// Pushes the log streams of `batch` at `indexes` under a stream limit.
+    pub async fn push_logs(
+        &self,
+        tenant: &str,
+        batch: &SharedLogBatch,
+        indexes: &[u32],
+        max_streams: usize,
+    ) -> Result<LogPushOutcome, ClientError> {
+        match self {
+            Self::Local(local) => {
+                let ingester = local.logs.clone();
+                let tenant = tenant.to_string();
+                let sub = subset(batch, indexes);
+                let whole = sub.is_none();
+                let streams = sub.unwrap_or_else(|| batch.as_ref().clone());
+                let mut outcome = tokio::task::spawn_blocking(move || {
+                    ingester.push(&tenant, streams, max_streams)
+                })
+                .await
+                .map_err(ClientError::task)?
+                .map_err(ClientError::local)?;
+                remap(&mut outcome.rejected, indexes, whole);
+                Ok(outcome)
+            }
+            Self::Remote(r) => {
+                let req = LogPushRequest {
+                    tenant: tenant.to_string(),
+                    streams: indexes
+                        .iter()
+                        .map(|i| {
+                            let (l, e) = &batch[*i as usize];
+                            stream_to_proto(l, e)
+                        })
+                        .collect(),
+                    max_streams: max_streams as u64,
+                };
+                let resp = r
+                    .client()
+                    .push_logs(r.push_request(req))
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok(LogPushOutcome {
+                    accepted: resp.accepted as usize,
+                    rejected: rejections_from_proto(resp.rejected, indexes),
+                })
+            }
+        }
+    }
+
+    /// Samples of matching series in `[min_t, max_t]`, and the ingester's
+    /// uploaded blocks the bucket index may not list yet.
+    pub async fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<(Vec<SeriesSamples>, Vec<BlockMeta>), ClientError> {
+        match self {
+            // The querier shares this process's catalog, uploads included.
+            Self::Local(local) => Ok((
+                local.metrics.select(tenant, matchers, min_t, max_t),
+                Vec::new(),
+            )),
+            Self::Remote(r) => {
+                let mut stream = r
+                    .client()
+                    .query_stream(QueryRequest {
+                        tenant: tenant.to_string(),
+                        start_ms: min_t,
+                        end_ms: max_t,
+                        matchers: matchers_to_proto(matchers),
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                let mut series = Vec::new();
+                let mut blocks = Vec::new();
+                while let Some(msg) = stream.message().await.map_err(|s| r.status(s))? {
+                    blocks.extend(decode_blocks(&r.addr, &msg.recent_blocks)?);
+                    for ts in msg.series {
+                        let samples = samples_from_proto(&ts.samples);
+                        series.push(SeriesSamples {
+                            labels: labels_from_proto(ts.labels),
+                            samples,
+                        });
+                    }
+                }
+                Ok((series, blocks))
+            }
+        }
+    }
+
+    /// Label sets of matching series with samples in `[min_t, max_t]`, and
+    /// the uploaded blocks the bucket index may not list yet.
+    pub async fn series(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<(Vec<Labels>, Vec<BlockMeta>), ClientError> {
+        match self {
+            Self::Local(local) => Ok((
+                local.metrics.series(tenant, matchers, min_t, max_t),
+                Vec::new(),
+            )),
+            Self::Remote(r) => {
+                let resp = r
+                    .client()
+                    .series(SeriesRequest {
+                        tenant: tenant.to_string(),
+                        start_ms: min_t,
+                        end_ms: max_t,
+                        matchers: matchers_to_proto(matchers),
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok((
+                    resp.series
+                        .into_iter()
+                        .map(|ts| labels_from_proto(ts.labels))
+                        .collect(),
+                    decode_blocks(&r.addr, &resp.recent_blocks)?,
+                ))
+            }
+        }
+    }
+
+    /// Log entries of a selection from the head, and the log blocks the
+    /// bucket index may not list yet.
+    pub async fn select_logs(
+        &self,
+        tenant: &str,
+        sel: &LogSelect<'_>,
+    ) -> Result<(Vec<LogStream>, Vec<BlockMeta>), ClientError> {
+        match self {
+            Self::Local(local) => Ok((
+                local.logs.select(
+                    tenant,
+                    sel.matchers,
+                    sel.filters,
+                    sel.start_ns,
+                    sel.end_ns,
+                    sel.limit,
+                ),
+                Vec::new(),
+            )),
+            Self::Remote(r) => {
+                let (limit, backward) = match sel.limit {
+                    Some((n, d)) => (n as u64, d == Direction::Backward),
+                    None => (0, false),
+                };
+                let mut stream = r
+                    .client()
+                    .select_logs(LogSelectRequest {
+                        tenant: tenant.to_string(),
+                        start_ns: sel.start_ns,
+                        end_ns: sel.end_ns,
+                        matchers: matchers_to_proto(sel.matchers),
+                        line_filters: filters_to_proto(sel.filters),
+                        limit,
+                        backward,
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                let mut streams = Vec::new();
+                let mut blocks = Vec::new();
+                while let Some(msg) = stream.message().await.map_err(|s| r.status(s))? {
+                    blocks.extend(decode_blocks(&r.addr, &msg.recent_blocks)?);
+                    streams.extend(msg.streams.into_iter().map(|s| {
+                        let (labels, entries) = stream_from_proto(s);
+                        LogStream { labels, entries }
+                    }));
+                }
+                Ok((streams, blocks))
+            }
+        }
+    }
+
+    /// Label sets of matching log streams with entries in `[start_ns, end_ns)`.
+    pub async fn log_streams(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<(Vec<Labels>, Vec<BlockMeta>), ClientError> {
+        match self {
+            Self::Local(local) => Ok((
+                local.logs.streams(tenant, matchers, start_ns, end_ns),
+                Vec::new(),
+            )),
+            Self::Remote(r) => {
+                let resp = r
+                    .client()
+                    .log_streams(LogStreamsRequest {
+                        tenant: tenant.to_string(),
+                        start_ns,
+                        end_ns,
+                        matchers: matchers_to_proto(matchers),
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok((
+                    resp.streams
+                        .into_iter()
+                        .map(|s| labels_from_proto(s.labels))
+                        .collect(),
+                    decode_blocks(&r.addr, &resp.recent_blocks)?,
+                ))
+            }
+        }
+    }
+}
+
+/// Clients of every ingester by ring instance id, with this process's own
+/// ingesters (when it runs them) called directly.
+pub struct IngesterPool {
+    local: Option<(String, IngesterClient)>,
+    remote: Mutex<HashMap<String, (String, IngesterClient)>>,
+    timeout: Duration,
+    push_timeout: Duration,
+    compression: Option<CompressionEncoding>,
+}
+
+impl IngesterPool {
+    /// A pool; `local` is this process's instance id and ingesters, if any.
+    /// Reads may take `timeout`, pushes `push_timeout`; `compression` is
+    /// `""` or `"zstd"`.
+    pub fn new(
+        local: Option<(String, Arc<Ingester>, Arc<LogIngester>)>,
+        timeout: Duration,
+        push_timeout: Duration,
+        compression: &str,
+    ) -> Result<Self, String> {
+        let compression = match compression {
+            "" | "none" => None,
+            "zstd" => Some(CompressionEncoding::Zstd),
+            other => {
+                return Err(format!(
+                    "unsupported gRPC compression {other:?} (use \"zstd\" or \"\")"
+                ));
+            }
+        };
+        Ok(Self {
+            local: local.map(|(id, metrics, logs)| {
+                (
+                    id,
+                    IngesterClient::Local(Arc::new(LocalIngesters { metrics, logs })),
+                )
+            }),
+            remote: Mutex::new(HashMap::new()),
+            timeout,
+            push_timeout,
+            compression,
+        })
+    }
+
+    /// The client of instance `id` at gRPC address `addr`.
+    pub fn client(&self, id: &str, addr: &str) -> Result<IngesterClient, ClientError> {
+        if let Some((local_id, c)) = &self.local
+            && local_id == id
+        {
+            return Ok(c.clone());
+        }
+        let mut pool = self.remote.lock();
+        if let Some((a, c)) = pool.get(id)
+            && a == addr
+        {
+            return Ok(c.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Failed {
+                addr: addr.to_string(),
+                message: format!("bad address: {e}"),
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(self.timeout)
+            .tcp_nodelay(true);
+        let mut client = GrpcClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if let Some(c) = self.compression {
+            client = client.send_compressed(c);
+        }
+        let c = IngesterClient::Remote(Arc::new(RemoteIngester {
+            addr: addr.to_string(),
+            client,
+            push_timeout: self.push_timeout,
+        }));
+        pool.insert(id.to_string(), (addr.to_string(), c.clone()));
+        Ok(c)
+    }
+}

@@ -1,0 +1,289 @@
+//! The ingester's gRPC service: pushes from distributors and reads from
+//! queriers, for metrics and logs. Each read answers the head (with cuts
+//! still uploading) first, then the uploads the bucket index may not list
+//! yet: a block leaves the head only after it joined the catalog, so the
+//! pair never misses data.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::Stream;
+use strata_model::logs::{Direction, LogEntry};
+use strata_model::{Labels, Sample};
+use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
+use strata_proto::ingester::{
+    LogPushRequest, LogSelectRequest, LogSelectResponse, LogStream as PLogStream,
+    LogStreamsRequest, LogStreamsResponse, PushRequest, PushResponse, QueryRequest,
+    QueryStreamResponse, SeriesRequest, SeriesResponse,
+};
+use strata_storage::BlockCatalog;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use super::wire::{
+    encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, rejections_to_proto,
+    samples_from_proto, series_to_proto, stream_from_proto, stream_to_proto,
+};
+use super::{MAX_MESSAGE_BYTES, SERIES_PER_MESSAGE};
+use crate::logs::LogIngester;
+use crate::{Ingester, IngesterError, PushLimits};
+
+/// The ingesters this process serves: set once their WALs are replayed.
+#[derive(Default)]
+pub struct ServedIngesters {
+    /// The metric ingester.
+    pub metrics: OnceLock<Arc<Ingester>>,
+    /// The log ingester.
+    pub logs: OnceLock<Arc<LogIngester>>,
+}
+
+/// The ingester's gRPC service.
+pub struct IngesterService {
+    served: Arc<ServedIngesters>,
+    catalog: Arc<BlockCatalog>,
+    log_catalog: Arc<BlockCatalog>,
+}
+
+impl IngesterService {
+    /// The tonic server for the ingesters `served` will hold once their
+    /// WALs are replayed (UNAVAILABLE until then), whose uploads `catalog`
+    /// and `log_catalog` record.
+    pub fn server(
+        served: Arc<ServedIngesters>,
+        catalog: Arc<BlockCatalog>,
+        log_catalog: Arc<BlockCatalog>,
+    ) -> IngesterServer<Self> {
+        IngesterServer::new(Self {
+            served,
+            catalog,
+            log_catalog,
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Zstd)
+    }
+
+    fn metrics(&self) -> Result<Arc<Ingester>, Status> {
+        self.served
+            .metrics
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("ingester is starting (replaying its WAL)"))
+    }
+
+    fn logs(&self) -> Result<Arc<LogIngester>, Status> {
+        self.served
+            .logs
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("ingester is starting (replaying its log WAL)"))
+    }
+}
+
+fn status_of(e: IngesterError) -> Status {
+    match e {
+        IngesterError::ShuttingDown => Status::unavailable(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn task_failed(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("ingester task failed: {e}"))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Messages of at most [`SERIES_PER_MESSAGE`] items, the recent blocks in
+/// the first, at least one message.
+fn chunked<T: Default + Send + 'static, I>(
+    items: Vec<I>,
+    recent: Vec<bytes::Bytes>,
+    build: impl Fn(&[I]) -> T,
+    set_recent: impl Fn(&mut T, Vec<bytes::Bytes>),
+) -> BoxStream<T> {
+    let mut messages: Vec<T> = items.chunks(SERIES_PER_MESSAGE).map(build).collect();
+    if messages.is_empty() {
+        messages.push(T::default());
+    }
+    set_recent(&mut messages[0], recent);
+    Box::pin(futures::stream::iter(messages.into_iter().map(Ok)))
+}
+
+#[tonic::async_trait]
+impl IngesterRpc for IngesterService {
+    async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let req = req.into_inner();
+        let span =
+            tracing::debug_span!("grpc_push", tenant = %req.tenant, series = req.timeseries.len());
+        let _e = span.enter();
+        let batch: Vec<(Labels, Vec<Sample>)> = req
+            .timeseries
+            .into_iter()
+            .map(|ts| {
+                let samples = samples_from_proto(&ts.samples);
+                (labels_from_proto(ts.labels), samples)
+            })
+            .collect();
+        let limits = PushLimits {
+            out_of_order_time_window: Duration::from_millis(
+                req.out_of_order_time_window_ms.max(0) as u64
+            ),
+            max_series: req.max_series as usize,
+        };
+        let ingester = self.metrics()?;
+        let tenant = req.tenant;
+        let outcome = tokio::task::spawn_blocking(move || ingester.push(&tenant, &batch, limits))
+            .await
+            .map_err(task_failed)?
+            .map_err(status_of)?;
+        Ok(Response::new(PushResponse {
+            accepted: outcome.accepted as u64,
+            rejected: rejections_to_proto(outcome.rejected),
+        }))
+    }
+
+    type QueryStreamStream = BoxStream<QueryStreamResponse>;
+
+    async fn query_stream(
+        &self,
+        req: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryStreamStream>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from_proto(&req.matchers)?;
+        let ingester = self.metrics()?;
+        let tenant = req.tenant.clone();
+        let series = tokio::task::spawn_blocking(move || {
+            ingester.select(&tenant, &matchers, req.start_ms, req.end_ms)
+        })
+        .await
+        .map_err(task_failed)?;
+        let recent = encode_blocks(&self.catalog.unindexed(&req.tenant).await);
+        Ok(Response::new(chunked(
+            series,
+            recent,
+            |chunk| QueryStreamResponse {
+                series: chunk
+                    .iter()
+                    .map(|s| series_to_proto(&s.labels, &s.samples))
+                    .collect(),
+                recent_blocks: Vec::new(),
+            },
+            |m, r| m.recent_blocks = r,
+        )))
+    }
+
+    async fn series(
+        &self,
+        req: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesResponse>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from_proto(&req.matchers)?;
+        let ingester = self.metrics()?;
+        let tenant = req.tenant.clone();
+        let series = tokio::task::spawn_blocking(move || {
+            ingester.series(&tenant, &matchers, req.start_ms, req.end_ms)
+        })
+        .await
+        .map_err(task_failed)?;
+        Ok(Response::new(SeriesResponse {
+            series: series.iter().map(|l| series_to_proto(l, &[])).collect(),
+            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
+        }))
+    }
+
+    async fn push_logs(
+        &self,
+        req: Request<LogPushRequest>,
+    ) -> Result<Response<PushResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::debug_span!("grpc_push_logs", tenant = %req.tenant, streams = req.streams.len());
+        let _e = span.enter();
+        let batch: Vec<(Labels, Vec<LogEntry>)> =
+            req.streams.into_iter().map(stream_from_proto).collect();
+        let ingester = self.logs()?;
+        let tenant = req.tenant;
+        let max_streams = req.max_streams as usize;
+        let outcome =
+            tokio::task::spawn_blocking(move || ingester.push(&tenant, batch, max_streams))
+                .await
+                .map_err(task_failed)?
+                .map_err(status_of)?;
+        Ok(Response::new(PushResponse {
+            accepted: outcome.accepted as u64,
+            rejected: rejections_to_proto(outcome.rejected),
+        }))
+    }
+
+    type SelectLogsStream = BoxStream<LogSelectResponse>;
+
+    async fn select_logs(
+        &self,
+        req: Request<LogSelectRequest>,
+    ) -> Result<Response<Self::SelectLogsStream>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from_proto(&req.matchers)?;
+        let filters = filters_from_proto(&req.line_filters)?;
+        let limit = (req.limit > 0).then(|| {
+            let dir = if req.backward {
+                Direction::Backward
+            } else {
+                Direction::Forward
+            };
+            (req.limit as usize, dir)
+        });
+        let ingester = self.logs()?;
+        let tenant = req.tenant.clone();
+        let streams = tokio::task::spawn_blocking(move || {
+            ingester.select(
+                &tenant,
+                &matchers,
+                &filters,
+                req.start_ns,
+                req.end_ns,
+                limit,
+            )
+        })
+        .await
+        .map_err(task_failed)?;
+        let recent = encode_blocks(&self.log_catalog.unindexed(&req.tenant).await);
+        Ok(Response::new(chunked(
+            streams,
+            recent,
+            |chunk| LogSelectResponse {
+                streams: chunk
+                    .iter()
+                    .map(|s| stream_to_proto(&s.labels, &s.entries))
+                    .collect(),
+                recent_blocks: Vec::new(),
+            },
+            |m, r| m.recent_blocks = r,
+        )))
+    }
+
+    async fn log_streams(
+        &self,
+        req: Request<LogStreamsRequest>,
+    ) -> Result<Response<LogStreamsResponse>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from_proto(&req.matchers)?;
+        let ingester = self.logs()?;
+        let tenant = req.tenant.clone();
+        let streams = tokio::task::spawn_blocking(move || {
+            ingester.streams(&tenant, &matchers, req.start_ns, req.end_ns)
+        })
+        .await
+        .map_err(task_failed)?;
+        Ok(Response::new(LogStreamsResponse {
+            streams: streams
+                .iter()
+                .map(|l| PLogStream {
+                    labels: super::wire::labels_to_proto(l),
+                    entries: Vec::new(),
+                })
+                .collect(),
+            recent_blocks: encode_blocks(&self.log_catalog.unindexed(&req.tenant).await),
+        }))
+    }
+}

@@ -1,0 +1,230 @@
+//! Conversions between Strata's types and the ingester service's protobuf
+//! messages.
+
+use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
+use strata_model::logs::{LineFilter, LogEntry};
+use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
+use strata_proto::ingester::label_matcher::Type as MatcherType;
+use strata_proto::ingester::line_filter::Type as FilterType;
+use strata_proto::ingester::{
+    LabelMatcher, LineFilter as PFilter, LogEntry as PLogEntry, LogStream as PLogStream, Rejection,
+};
+use strata_proto::prometheus::{Label as PLabel, Sample as PSample, TimeSeries};
+use strata_storage::BlockMeta;
+use tonic::Status;
+
+use super::ClientError;
+use crate::{ReasonName, Rejected};
+
+/// Matchers as the wire carries them.
+pub fn matchers_to_proto(matchers: &[Matcher]) -> Vec<LabelMatcher> {
+    matchers
+        .iter()
+        .map(|m| {
+            let t = match &m.op {
+                MatchOp::Equal => MatcherType::Eq,
+                MatchOp::NotEqual => MatcherType::Neq,
+                MatchOp::Re(_) => MatcherType::Re,
+                MatchOp::NotRe(_) => MatcherType::Nre,
+            };
+            LabelMatcher {
+                r#type: t as i32,
+                name: m.name.clone(),
+                value: m.value.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Matchers from the wire; a bad regex or type is the caller's error.
+pub fn matchers_from_proto(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+    matchers
+        .iter()
+        .map(|m| {
+            let token = match MatcherType::try_from(m.r#type) {
+                Ok(MatcherType::Eq) => T_EQL,
+                Ok(MatcherType::Neq) => T_NEQ,
+                Ok(MatcherType::Re) => T_EQL_REGEX,
+                Ok(MatcherType::Nre) => T_NEQ_REGEX,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )));
+                }
+            };
+            Matcher::new_matcher(token, m.name.clone(), m.value.clone())
+                .map_err(|e| Status::invalid_argument(format!("bad matcher {}: {e}", m.name)))
+        })
+        .collect()
+}
+
+pub(super) fn filters_to_proto(filters: &[LineFilter]) -> Vec<PFilter> {
+    filters
+        .iter()
+        .map(|f| {
+            let (t, pattern, alternatives) = match f {
+                LineFilter::Contains(s) => (FilterType::Contains, s.clone(), Vec::new()),
+                LineFilter::NotContains(s) => (FilterType::NotContains, s.clone(), Vec::new()),
+                LineFilter::Regex(r) => (FilterType::Regex, r.as_str().to_string(), Vec::new()),
+                LineFilter::NotRegex(r) => {
+                    (FilterType::NotRegex, r.as_str().to_string(), Vec::new())
+                }
+                LineFilter::Any(alts) => (FilterType::Any, String::new(), filters_to_proto(alts)),
+            };
+            PFilter {
+                r#type: t as i32,
+                pattern,
+                alternatives,
+            }
+        })
+        .collect()
+}
+
+pub(super) fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>, Status> {
+    let regex = |p: &str| {
+        regex::Regex::new(p)
+            .map_err(|e| Status::invalid_argument(format!("bad line filter regex {p:?}: {e}")))
+    };
+    filters
+        .iter()
+        .map(|f| {
+            Ok(match FilterType::try_from(f.r#type) {
+                Ok(FilterType::Contains) => LineFilter::Contains(f.pattern.clone()),
+                Ok(FilterType::NotContains) => LineFilter::NotContains(f.pattern.clone()),
+                Ok(FilterType::Regex) => LineFilter::Regex(regex(&f.pattern)?),
+                Ok(FilterType::NotRegex) => LineFilter::NotRegex(regex(&f.pattern)?),
+                Ok(FilterType::Any) => LineFilter::Any(filters_from_proto(&f.alternatives)?),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown line filter type {}",
+                        f.r#type
+                    )));
+                }
+            })
+        })
+        .collect()
+}
+
+pub(super) fn labels_to_proto(labels: &Labels) -> Vec<PLabel> {
+    labels
+        .iter()
+        .map(|l| PLabel {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn labels_from_proto(labels: Vec<PLabel>) -> Labels {
+    Labels::new(
+        labels
+            .into_iter()
+            .map(|l| Label::new(l.name, l.value))
+            .collect(),
+    )
+}
+
+pub(super) fn series_to_proto(labels: &Labels, samples: &[Sample]) -> TimeSeries {
+    TimeSeries {
+        labels: labels_to_proto(labels),
+        samples: samples
+            .iter()
+            .map(|s| PSample {
+                value: s.v,
+                timestamp: s.t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn samples_from_proto(samples: &[PSample]) -> Vec<Sample> {
+    samples
+        .iter()
+        .map(|s| Sample {
+            t: s.timestamp,
+            v: s.value,
+        })
+        .collect()
+}
+
+pub(super) fn stream_to_proto(labels: &Labels, entries: &[LogEntry]) -> PLogStream {
+    PLogStream {
+        labels: labels_to_proto(labels),
+        entries: entries
+            .iter()
+            .map(|e| PLogEntry {
+                timestamp_ns: e.ts,
+                line: e.line.clone(),
+                metadata: labels_to_proto(&e.metadata),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn stream_from_proto(s: PLogStream) -> (Labels, Vec<LogEntry>) {
+    let entries = s
+        .entries
+        .into_iter()
+        .map(|e| LogEntry {
+            ts: e.timestamp_ns,
+            line: e.line,
+            metadata: labels_from_proto(e.metadata),
+        })
+        .collect();
+    (labels_from_proto(s.labels), entries)
+}
+
+pub(super) fn rejections_to_proto<R: ReasonName>(rejected: Vec<Rejected<R>>) -> Vec<Rejection> {
+    rejected
+        .into_iter()
+        .map(|r| Rejection {
+            index: r.index as u32,
+            reason: r.reason.name().to_string(),
+            count: r.count as u64,
+            first_timestamp: r.first_timestamp,
+        })
+        .collect()
+}
+
+/// Rejections of a sub-batch, their positions mapped back through `indexes`.
+pub(super) fn rejections_from_proto<R: ReasonName>(
+    rejected: Vec<Rejection>,
+    indexes: &[u32],
+) -> Vec<Rejected<R>> {
+    rejected
+        .into_iter()
+        .filter_map(|r| {
+            Some(Rejected {
+                index: *indexes.get(r.index as usize)? as usize,
+                reason: R::from_name(&r.reason)?,
+                count: r.count as usize,
+                first_timestamp: r.first_timestamp,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn encode_blocks(blocks: &[BlockMeta]) -> Vec<bytes::Bytes> {
+    blocks
+        .iter()
+        .filter_map(|b| serde_json::to_vec(b).ok())
+        .map(bytes::Bytes::from)
+        .collect()
+}
+
+pub(super) fn decode_blocks(
+    addr: &str,
+    blocks: &[bytes::Bytes],
+) -> Result<Vec<BlockMeta>, ClientError> {
+    blocks
+        .iter()
+        .map(|b| {
+            serde_json::from_slice(b).map_err(|e| ClientError::Failed {
+                addr: addr.to_string(),
+                message: format!("bad block meta: {e}"),
+            })
+        })
+        .collect()
+}
