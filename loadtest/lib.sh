@@ -1,10 +1,11 @@
 # Shared by the benchmark scripts: free loopback ports and readiness waits.
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; exit 1; }
-# Builds the release binaries and makes $work, a scratch dir removed (and
+# Builds the release binaries (unless NO_BUILD=1: use the ones in
+# target/release as they are) and makes $work, a scratch dir removed (and
 # background servers killed) when the calling script exits.
 bench_setup() {
-  cargo build --release -q -p strata -p strata-loadtest
+  [[ ${NO_BUILD:-} == 1 ]] || cargo build --release -q -p strata -p strata-loadtest
   work=$(mktemp -d)
   trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 }

@@ -95,6 +95,7 @@ impl Cluster {
             let alive = Command::new("kill")
                 .arg("-0")
                 .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -456,6 +457,35 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         pushes.len()
     );
     assert_returned(&cluster.returned().await, &pushes, true);
+    // Label names and values come from the ingesters' own answers.
+    let values: Json = cluster
+        .client
+        .get(cluster.url("querier", "/prometheus/api/v1/label/series/values"))
+        .query(&[("match[]", "cluster_test")])
+        .send()
+        .await
+        .expect("label values")
+        .json()
+        .await
+        .expect("label values json");
+    let mut want: Vec<String> = (0..SERIES).map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(values["data"], serde_json::json!(want), "{values}");
+    let names: Json = cluster
+        .client
+        .get(cluster.url("querier", "/prometheus/api/v1/labels"))
+        .query(&[("match[]", "cluster_test")])
+        .send()
+        .await
+        .expect("labels")
+        .json()
+        .await
+        .expect("labels json");
+    assert_eq!(
+        names["data"],
+        serde_json::json!(["__name__", "series"]),
+        "{names}"
+    );
     // Logs are replicated the same way: pushed through both distributors
     // with the ingester down, every line comes back from the querier.
     let lines = cluster.push_logs(30).await;

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
-use strata_ingester::grpc::{ClientError, IngesterClient, IngesterPool};
+use strata_ingester::grpc::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
 use strata_limits::Overrides;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
@@ -245,29 +245,38 @@ impl Querier {
             .collect())
     }
 
-    /// Label sets of series matching any of the matcher alternatives.
-    pub async fn series(
+    /// Label sets, label names or one label's values (`what`) of the
+    /// series matching any of `alternatives`, from the ingesters and the
+    /// blocks: the ingesters answer names and values themselves, so only
+    /// those cross the network.
+    async fn metadata(
         &self,
         tenant: &str,
+        what: Metadata<'_>,
         alternatives: &[Vec<Matcher>],
         min_t: i64,
         max_t: i64,
-    ) -> Result<Vec<Labels>, EngineError> {
+    ) -> Result<(BTreeSet<Labels>, BTreeSet<String>), EngineError> {
+        let mut series: BTreeSet<Labels> = BTreeSet::new();
+        let mut values: BTreeSet<String> = BTreeSet::new();
         let min_t = min_t.max(self.retention_floor(tenant));
         if min_t > max_t {
-            return Ok(Vec::new());
+            return Ok((series, values));
         }
-        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        let what = &what;
         // Head before the block list, for the reason given in `select`.
-        for matchers in alternatives {
-            let got = self
-                .recent
-                .ask(tenant, |c| async move {
-                    c.series(tenant, matchers, min_t, max_t).await
-                })
-                .await
-                .map_err(EngineError::Storage)?;
-            out.extend(got.into_iter().flatten());
+        let answers = self
+            .recent
+            .ask(tenant, |c| async move {
+                c.metadata(tenant, what, alternatives, min_t, max_t).await
+            })
+            .await
+            .map_err(EngineError::Storage)?;
+        for a in answers {
+            match a {
+                MetadataAnswer::Series(s) => series.extend(s),
+                MetadataAnswer::Values(v) => values.extend(v),
+            }
         }
         let blocks = self
             .catalog
@@ -282,10 +291,36 @@ impl Querier {
                     .select_series(tenant, meta, matchers)
                     .await
                     .map_err(storage_err)?;
-                out.extend(got.into_iter().map(|(_, l)| l));
+                for (_, l) in got {
+                    match what {
+                        Metadata::Series => {
+                            series.insert(l);
+                        }
+                        Metadata::LabelNames => {
+                            values.extend(l.iter().map(|l| l.name.clone()));
+                        }
+                        Metadata::LabelValues(name) => {
+                            values.extend(l.get(name).map(str::to_string));
+                        }
+                    }
+                }
             }
         }
-        Ok(out.into_iter().collect())
+        Ok((series, values))
+    }
+
+    /// Label sets of series matching any of the matcher alternatives.
+    pub async fn series(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Labels>, EngineError> {
+        let (series, _) = self
+            .metadata(tenant, Metadata::Series, alternatives, min_t, max_t)
+            .await?;
+        Ok(series.into_iter().collect())
     }
 
     /// Sorted label names of matching series (all series when `alternatives` is empty).
@@ -301,8 +336,10 @@ impl Querier {
         } else {
             alternatives.to_vec()
         };
-        let series = self.series(tenant, &alts, min_t, max_t).await?;
-        Ok(names_of(series.iter()))
+        let (_, names) = self
+            .metadata(tenant, Metadata::LabelNames, &alts, min_t, max_t)
+            .await?;
+        Ok(names.into_iter().collect())
     }
 
     /// Sorted values of label `name` among matching series.
@@ -325,8 +362,10 @@ impl Querier {
                 a.push(has.clone());
             }
         }
-        let series = self.series(tenant, &alts, min_t, max_t).await?;
-        Ok(values_of(series.iter(), name))
+        let (_, values) = self
+            .metadata(tenant, Metadata::LabelValues(name), &alts, min_t, max_t)
+            .await?;
+        Ok(values.into_iter().collect())
     }
 
     /// Runs an instant query.

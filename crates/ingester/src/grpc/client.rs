@@ -1,7 +1,7 @@
 //! [`IngesterClient`]: pushes and reads against one ingester, in-process
 //! or remote; [`IngesterPool`]: one client per ring instance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::{
-    LogPushRequest, LogSelectRequest, LogStreamsRequest, PushRequest, QueryRequest, SeriesRequest,
+    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStreamsRequest, Matchers, PushRequest,
+    QueryRequest, SeriesRequest,
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
@@ -43,6 +44,26 @@ pub struct LogSelect<'a> {
     pub end_ns: i64,
     /// Most entries per stream from the given end.
     pub limit: Option<(usize, Direction)>,
+}
+
+/// A metadata read (see [`IngesterClient::metadata`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Metadata<'a> {
+    /// Label sets.
+    Series,
+    /// Label names.
+    LabelNames,
+    /// Values of the named label.
+    LabelValues(&'a str),
+}
+
+/// The answer to a [`Metadata`] read.
+#[derive(Debug)]
+pub enum MetadataAnswer {
+    /// Label sets.
+    Series(Vec<Labels>),
+    /// Sorted distinct names or values.
+    Values(Vec<String>),
 }
 
 /// The ingesters of this process, called directly.
@@ -245,39 +266,96 @@ impl IngesterClient {
         }
     }
 
-    /// Label sets of matching series with samples in `[min_t, max_t]`, and
-    /// the uploaded blocks the bucket index may not list yet.
-    pub async fn series(
+    /// What a metadata read asks of one ingester: label sets, label names,
+    /// or the values of one label, of the head's series matching any of
+    /// `alternatives` with samples in `[min_t, max_t]`.
+    pub async fn metadata(
         &self,
         tenant: &str,
-        matchers: &[Matcher],
+        what: &Metadata<'_>,
+        alternatives: &[Vec<Matcher>],
         min_t: i64,
         max_t: i64,
-    ) -> Result<(Vec<Labels>, Vec<BlockMeta>), ClientError> {
+    ) -> Result<(MetadataAnswer, Vec<BlockMeta>), ClientError> {
         match self {
-            Self::Local(local) => Ok((
-                local.metrics.series(tenant, matchers, min_t, max_t),
-                Vec::new(),
-            )),
+            Self::Local(local) => {
+                let series: BTreeSet<Labels> = alternatives
+                    .iter()
+                    .flat_map(|m| local.metrics.series(tenant, m, min_t, max_t))
+                    .collect();
+                let answer = match what {
+                    Metadata::Series => MetadataAnswer::Series(series.into_iter().collect()),
+                    Metadata::LabelNames => MetadataAnswer::Values(
+                        series
+                            .iter()
+                            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
+                    ),
+                    Metadata::LabelValues(name) => MetadataAnswer::Values(
+                        series
+                            .iter()
+                            .filter_map(|l| l.get(name).map(str::to_string))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
+                    ),
+                };
+                Ok((answer, Vec::new()))
+            }
             Self::Remote(r) => {
-                let resp = r
-                    .client()
-                    .series(SeriesRequest {
-                        tenant: tenant.to_string(),
-                        start_ms: min_t,
-                        end_ms: max_t,
-                        matchers: matchers_to_proto(matchers),
+                let matcher_sets: Vec<Matchers> = alternatives
+                    .iter()
+                    .map(|m| Matchers {
+                        matchers: matchers_to_proto(m),
                     })
-                    .await
-                    .map_err(|s| r.status(s))?
-                    .into_inner();
-                Ok((
-                    resp.series
-                        .into_iter()
-                        .map(|ts| labels_from_proto(ts.labels))
-                        .collect(),
-                    decode_blocks(&r.addr, &resp.recent_blocks)?,
-                ))
+                    .collect();
+                let req = SeriesRequest {
+                    tenant: tenant.to_string(),
+                    start_ms: min_t,
+                    end_ms: max_t,
+                    matcher_sets,
+                };
+                let mut client = r.client();
+                let (answer, blocks) = match what {
+                    Metadata::Series => {
+                        let resp = client
+                            .series(req)
+                            .await
+                            .map_err(|s| r.status(s))?
+                            .into_inner();
+                        let series = resp
+                            .series
+                            .into_iter()
+                            .map(|ts| labels_from_proto(ts.labels))
+                            .collect();
+                        (MetadataAnswer::Series(series), resp.recent_blocks)
+                    }
+                    Metadata::LabelNames => {
+                        let resp = client
+                            .label_names(req)
+                            .await
+                            .map_err(|s| r.status(s))?
+                            .into_inner();
+                        (MetadataAnswer::Values(resp.values), resp.recent_blocks)
+                    }
+                    Metadata::LabelValues(name) => {
+                        let resp = client
+                            .label_values(LabelValuesRequest {
+                                tenant: req.tenant,
+                                start_ms: req.start_ms,
+                                end_ms: req.end_ms,
+                                matcher_sets: req.matcher_sets,
+                                name: name.to_string(),
+                            })
+                            .await
+                            .map_err(|s| r.status(s))?
+                            .into_inner();
+                        (MetadataAnswer::Values(resp.values), resp.recent_blocks)
+                    }
+                };
+                Ok((answer, decode_blocks(&r.addr, &blocks)?))
             }
         }
     }

@@ -9,7 +9,8 @@ mod service;
 mod wire;
 
 pub use client::{
-    IngesterClient, IngesterPool, LogSelect, RemoteIngester, SharedBatch, SharedLogBatch,
+    IngesterClient, IngesterPool, LogSelect, Metadata, MetadataAnswer, RemoteIngester, SharedBatch,
+    SharedLogBatch,
 };
 pub use service::{IngesterService, ServedIngesters};
 pub use wire::{matchers_from_proto, matchers_to_proto};

@@ -4,6 +4,7 @@
 //! yet: a block leaves the head only after it joined the catalog, so the
 //! pair never misses data.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,9 +14,9 @@ use strata_model::logs::{Direction, LogEntry};
 use strata_model::{Labels, Sample};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::{
-    LogPushRequest, LogSelectRequest, LogSelectResponse, LogStream as PLogStream,
-    LogStreamsRequest, LogStreamsResponse, PushRequest, PushResponse, QueryRequest,
-    QueryStreamResponse, SeriesRequest, SeriesResponse,
+    LabelValuesRequest, LabelsResponse, LogPushRequest, LogSelectRequest, LogSelectResponse,
+    LogStream as PLogStream, LogStreamsRequest, LogStreamsResponse, Matchers, PushRequest,
+    PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest, SeriesResponse,
 };
 use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
@@ -79,6 +80,33 @@ impl IngesterService {
             .get()
             .cloned()
             .ok_or_else(|| Status::unavailable("ingester is starting (replaying its log WAL)"))
+    }
+}
+
+impl IngesterService {
+    /// Label sets of the head's series matching any of `sets` with samples
+    /// in `[start_ms, end_ms]`.
+    async fn series_of(
+        &self,
+        tenant: &str,
+        sets: &[Matchers],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<BTreeSet<Labels>, Status> {
+        let alternatives = sets
+            .iter()
+            .map(|m| matchers_from_proto(&m.matchers))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ingester = self.metrics()?;
+        let tenant = tenant.to_string();
+        tokio::task::spawn_blocking(move || {
+            alternatives
+                .iter()
+                .flat_map(|m| ingester.series(&tenant, m, start_ms, end_ms))
+                .collect()
+        })
+        .await
+        .map_err(task_failed)
     }
 }
 
@@ -179,16 +207,44 @@ impl IngesterRpc for IngesterService {
         req: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
         let req = req.into_inner();
-        let matchers = matchers_from_proto(&req.matchers)?;
-        let ingester = self.metrics()?;
-        let tenant = req.tenant.clone();
-        let series = tokio::task::spawn_blocking(move || {
-            ingester.series(&tenant, &matchers, req.start_ms, req.end_ms)
-        })
-        .await
-        .map_err(task_failed)?;
+        let series = self
+            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
+            .await?;
         Ok(Response::new(SeriesResponse {
             series: series.iter().map(|l| series_to_proto(l, &[])).collect(),
+            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
+        }))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<SeriesRequest>,
+    ) -> Result<Response<LabelsResponse>, Status> {
+        let req = req.into_inner();
+        let series = self
+            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
+            .await?;
+        let names: BTreeSet<&str> = series
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.as_str()))
+            .collect();
+        Ok(Response::new(LabelsResponse {
+            values: names.into_iter().map(str::to_string).collect(),
+            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelsResponse>, Status> {
+        let req = req.into_inner();
+        let series = self
+            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
+            .await?;
+        let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&req.name)).collect();
+        Ok(Response::new(LabelsResponse {
+            values: values.into_iter().map(str::to_string).collect(),
             recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
         }))
     }
