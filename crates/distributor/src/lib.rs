@@ -16,7 +16,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use strata_ingester::PushLimits;
-use strata_ingester::grpc::IngesterPool;
+use strata_ingester::grpc::{EncodedSeries, IngesterPool};
 use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
@@ -434,12 +434,14 @@ impl Distributor {
         };
         let total: usize = batch.iter().map(|(_, s)| s.len()).sum();
         let owned_tenant = tenant.to_string();
+        let encoded = Arc::new(EncodedSeries::default());
         let rejected = self
             .replicate(tenant, Arc::new(batch), move |client, batch, indexes| {
                 let tenant = owned_tenant.clone();
+                let encoded = encoded.clone();
                 async move {
                     client
-                        .push(&tenant, &batch, &indexes, push_limits)
+                        .push(&tenant, &batch, &encoded, &indexes, push_limits)
                         .await
                         .map(|o| o.rejected)
                 }

@@ -10,7 +10,7 @@ use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::{
-    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStreamsRequest, Matchers, PushRequest,
+    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStreamsRequest, Matchers,
     QueryRequest, SeriesRequest,
 };
 use strata_storage::BlockMeta;
@@ -18,9 +18,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+use super::rawpush::{self, EncodedSeries};
 use super::wire::{
     decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, rejections_from_proto,
-    samples_from_proto, series_to_proto, stream_from_proto, stream_to_proto,
+    samples_from_proto, stream_from_proto, stream_to_proto,
 };
 use super::{ClientError, MAX_MESSAGE_BYTES};
 use crate::logs::{LogIngester, LogPushOutcome};
@@ -85,7 +86,9 @@ pub enum IngesterClient {
 pub struct RemoteIngester {
     addr: String,
     client: GrpcClient<Channel>,
+    channel: Channel,
     push_timeout: Duration,
+    compression: Option<CompressionEncoding>,
 }
 
 impl RemoteIngester {
@@ -120,11 +123,13 @@ fn remap<R>(rejected: &mut [Rejected<R>], indexes: &[u32], whole: bool) {
 }
 
 impl IngesterClient {
-    /// Pushes the series of `batch` at `indexes`; rejections name positions in `batch`.
+    /// Pushes the series of `batch` at `indexes`; rejections name positions
+    /// in `batch`. `encoded` caches the series' encodings for all replicas.
     pub async fn push(
         &self,
         tenant: &str,
         batch: &SharedBatch,
+        encoded: &EncodedSeries,
         indexes: &[u32],
         limits: PushLimits,
     ) -> Result<PushOutcome, ClientError> {
@@ -146,21 +151,23 @@ impl IngesterClient {
                 Ok(outcome)
             }
             Self::Remote(r) => {
-                let req = PushRequest {
-                    tenant: tenant.to_string(),
-                    timeseries: indexes
-                        .iter()
-                        .map(|i| {
-                            let (l, s) = &batch[*i as usize];
-                            series_to_proto(l, s)
-                        })
-                        .collect(),
-                    out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
-                    max_series: limits.max_series as u64,
-                };
-                let resp = r
-                    .client()
-                    .push(r.push_request(req))
+                let body = rawpush::push_request(tenant, batch, encoded, indexes, limits);
+                let mut grpc = tonic::client::Grpc::new(r.channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    .accept_compressed(CompressionEncoding::Zstd);
+                if let Some(c) = r.compression {
+                    grpc = grpc.send_compressed(c);
+                }
+                grpc.ready().await.map_err(|e| ClientError::Unavailable {
+                    addr: r.addr.clone(),
+                    message: e.to_string(),
+                })?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/strata.ingester.Ingester/Push",
+                );
+                let resp = grpc
+                    .unary(r.push_request(body), path, rawpush::RawPushCodec)
                     .await
                     .map_err(|s| r.status(s))?
                     .into_inner();
@@ -513,7 +520,8 @@ impl IngesterPool {
             .connect_timeout(Duration::from_secs(2))
             .timeout(self.timeout)
             .tcp_nodelay(true);
-        let mut client = GrpcClient::new(endpoint.connect_lazy())
+        let channel = endpoint.connect_lazy();
+        let mut client = GrpcClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
             .accept_compressed(CompressionEncoding::Zstd);
@@ -523,7 +531,9 @@ impl IngesterPool {
         let c = IngesterClient::Remote(Arc::new(RemoteIngester {
             addr: addr.to_string(),
             client,
+            channel,
             push_timeout: self.push_timeout,
+            compression: self.compression,
         }));
         pool.insert(id.to_string(), (addr.to_string(), c.clone()));
         Ok(c)

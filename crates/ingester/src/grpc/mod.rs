@@ -5,6 +5,7 @@
 //! over a pooled tonic channel otherwise.
 
 mod client;
+mod rawpush;
 mod service;
 mod wire;
 
@@ -12,6 +13,7 @@ pub use client::{
     IngesterClient, IngesterPool, LogSelect, Metadata, MetadataAnswer, RemoteIngester, SharedBatch,
     SharedLogBatch,
 };
+pub use rawpush::EncodedSeries;
 pub use service::{IngesterService, ServedIngesters};
 pub use wire::{matchers_from_proto, matchers_to_proto};
 
