@@ -686,7 +686,12 @@ async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
         assert_eq!(r.status(), 202);
     }
     async fn loaded(s: &Strata) -> BTreeSet<String> {
-        let Ok(r) = s.client.get(s.url("/prometheus/api/v1/rules")).send().await else {
+        let Ok(r) = s
+            .client
+            .get(s.url("/prometheus/api/v1/rules?local=true"))
+            .send()
+            .await
+        else {
             return BTreeSet::new();
         };
         let j: Json = r.json().await.unwrap_or_default();
@@ -756,6 +761,39 @@ async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
             Instant::now() < deadline,
             "the surviving ruler never took over {b:?}"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The dead ruler can be forgotten from the ring page.
+    let r = procs[1]
+        .client
+        .post(procs[1].url("/ring"))
+        .form(&[("forget", "p2")])
+        .send()
+        .await
+        .expect("forget");
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let j: Json = procs[1]
+            .client
+            .get(procs[1].url("/ring?format=json"))
+            .send()
+            .await
+            .expect("ring")
+            .json()
+            .await
+            .expect("ring json");
+        if j["instances"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|i| i["id"] != "p2"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "p2 never forgotten: {j}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for g in &b {

@@ -600,3 +600,73 @@ async fn query_offset_evaluates_in_the_past() {
     let now = s.query("job:backlog:offset", now_ms()).await;
     assert!(now["result"].as_array().unwrap().is_empty(), "{now}");
 }
+
+/// A ruler that cannot evaluate for a while (here: the process stopped
+/// with SIGSTOP) counts the evaluations it missed and resumes at the next
+/// aligned time, without replaying the missed ones in a burst.
+#[tokio::test]
+async fn missed_evaluations_are_counted_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-ruler.poll-interval=1s"]).await;
+    let group =
+        "name: ticker\ninterval: 1s\nrules:\n  - record: ticker_value\n    expr: vector(1)\n";
+    save_and_list(&s, "/prometheus/config/v1/rules", "missed", group).await;
+    let count = async |s: &Strata| -> Vec<i64> {
+        s.raw_samples("ticker_value", "5m", now_ms() + 1000)
+            .await
+            .into_iter()
+            .flat_map(|(_, pts)| pts.into_iter().map(|(t, _)| t))
+            .collect()
+    };
+    eventually("the group records", 30, async || {
+        (count(&s).await.len() >= 2).then_some(())
+    })
+    .await;
+    let missed_total = async |s: &Strata| -> f64 {
+        let text = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("strata_ruler_evaluations_total{") && l.contains("outcome=\"missed\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let missed_before = missed_total(&s).await;
+    s.signal("STOP");
+    let stopped_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let resumed_at = now_ms();
+    s.signal("CONT");
+    eventually("recording resumes", 30, async || {
+        count(&s)
+            .await
+            .iter()
+            .any(|t| *t > resumed_at)
+            .then_some(())
+    })
+    .await;
+    let missed = missed_total(&s).await - missed_before;
+    assert!(missed >= 4.0, "missed evaluations counted: {missed}");
+    let times = count(&s).await;
+    let inside: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|t| *t > stopped_at + 1500 && *t < resumed_at - 1500)
+        .collect();
+    assert!(
+        inside.is_empty(),
+        "no evaluation replayed for the stopped window: {inside:?}"
+    );
+    assert!(
+        times.is_sorted() && times.windows(2).all(|w| w[1] - w[0] >= 1000),
+        "one evaluation per interval at most: {times:?}"
+    );
+}

@@ -140,7 +140,8 @@ pub(crate) async fn delete_namespace(
     }
 }
 
-/// Prometheus `/api/v1/rules` (`?type=alert|record`).
+/// Prometheus `/api/v1/rules` (`?type=alert|record`): every ruler's groups,
+/// or only this ruler's with `local=true` (how rulers ask each other).
 pub(crate) async fn rules_status(
     TenantRuler(t, r, _): TenantRuler,
     RawQuery(q): RawQuery,
@@ -155,10 +156,28 @@ pub(crate) async fn rules_status(
         })
         .unwrap_or_default();
     let kind = params.get("type").map(String::as_str);
-    axum::Json(json!({"status": "success", "data": r.rules_status(&t, kind)})).into_response()
+    let mut data = r.rules_status(&t, kind);
+    if params.get("local").map(String::as_str) != Some("true") {
+        let path = match kind {
+            Some(k) => format!("/prometheus/api/v1/rules?local=true&type={k}"),
+            None => "/prometheus/api/v1/rules?local=true".to_string(),
+        };
+        data = r.with_peers(&t, &path, "groups", data).await;
+    }
+    axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
-/// Prometheus `/api/v1/alerts`.
-pub(crate) async fn alerts_status(TenantRuler(t, r, _): TenantRuler) -> Response {
-    axum::Json(json!({"status": "success", "data": r.alerts_status(&t)})).into_response()
+/// Prometheus `/api/v1/alerts`: every ruler's alerts, or only this
+/// ruler's with `local=true`.
+pub(crate) async fn alerts_status(
+    TenantRuler(t, r, _): TenantRuler,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let mut data = r.alerts_status(&t);
+    if !q.as_deref().unwrap_or("").contains("local=true") {
+        data = r
+            .with_peers(&t, "/prometheus/api/v1/alerts?local=true", "alerts", data)
+            .await;
+    }
+    axum::Json(json!({"status": "success", "data": data})).into_response()
 }

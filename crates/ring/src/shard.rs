@@ -58,6 +58,17 @@ impl Shard {
         m
     }
 
+    /// HTTP addresses of the other healthy ACTIVE instances of the role.
+    pub fn peer_http_addrs(&self) -> Vec<String> {
+        let timeout = self.ring.config().heartbeat_timeout.as_millis() as i64;
+        let desc = self.ring.desc();
+        members(&desc, self.role, now_ms(), timeout)
+            .into_iter()
+            .filter(|id| *id != self.id)
+            .filter_map(|id| desc.instances.get(&id).map(|i| i.http_addr.clone()))
+            .collect()
+    }
+
     /// Whether this instance owns `key` among `members`.
     pub fn owns(&self, members: &[String], key: &str) -> bool {
         owner(members, key) == Some(self.id.as_str())

@@ -255,6 +255,8 @@ pub struct Ruler {
     external_labels: BTreeMap<String, String>,
     /// This ruler's share of the groups when several rulers run.
     shard: Option<Shard>,
+    /// Asks the other rulers for their groups and alerts.
+    peer_client: reqwest::Client,
     /// The rulers the loaded groups were split among.
     shard_members: Mutex<Vec<String>>,
 }
@@ -301,6 +303,7 @@ impl Ruler {
             external_labels,
             shard,
             shard_members: Mutex::new(Vec::new()),
+            peer_client: reqwest::Client::new(),
         })
     }
 
@@ -1068,6 +1071,53 @@ impl Ruler {
     }
 
     /// Prometheus's `/api/v1/alerts` data for `tenant`.
+    /// Merges `field` (`groups` or `alerts`) of the other rulers' local
+    /// answers at `path` into `local`, so any ruler answers for the
+    /// cluster, as Mimir's rulers do. A ruler that does not answer is
+    /// left out with a warning: the groups it owns show up again once
+    /// others take them over.
+    pub async fn with_peers(
+        &self,
+        tenant: &str,
+        path_and_query: &str,
+        field: &str,
+        mut local: Json,
+    ) -> Json {
+        let Some(shard) = &self.shard else {
+            return local;
+        };
+        let peers = shard.peer_http_addrs();
+        let calls = peers.iter().map(|addr| {
+            let url = format!("http://{addr}{path_and_query}");
+            let req = self
+                .peer_client
+                .get(url)
+                .header("X-Scope-OrgID", tenant)
+                .timeout(Duration::from_secs(10));
+            async move {
+                let r = req.send().await.map_err(|e| e.to_string())?;
+                r.json::<Json>().await.map_err(|e| e.to_string())
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let Some(items) = local[field].as_array_mut() else {
+            return local;
+        };
+        for (addr, a) in peers.iter().zip(answers) {
+            match a {
+                Ok(j) => items.extend(j["data"][field].as_array().cloned().unwrap_or_default()),
+                Err(e) => tracing::warn!(peer = %addr, error = %e, "a ruler did not answer"),
+            }
+        }
+        if field == "groups" {
+            items.sort_by(|a, b| {
+                (a["file"].as_str(), a["name"].as_str())
+                    .cmp(&(b["file"].as_str(), b["name"].as_str()))
+            });
+        }
+        local
+    }
+
     pub fn alerts_status(&self, tenant: &str) -> Json {
         let groups = self.groups.read();
         let mut alerts = Vec::new();
