@@ -21,9 +21,12 @@ async fn merged_blocks_answer_exactly_and_shrink() {
         ],
     )
     .await;
-    // 8 series, a sample every 15 s for the last 3 hours, pushed in order.
+    // 8 series, a sample every 15 s from the hour that began 3-4 hours ago,
+    // pushed in order: at least two whole hours ended over 10 minutes ago,
+    // whatever the time of day (a start 3 h back to the minute leaves only
+    // one in the first 10 minutes of an hour).
     let now = now_ms() / 15_000 * 15_000;
-    let start = now - 3 * 3600 * 1000;
+    let start = (now - 3 * 3600 * 1000) / 3_600_000 * 3_600_000;
     let times: Vec<i64> = (0..)
         .map(|i| start + i * 15_000)
         .take_while(|t| *t <= now)
