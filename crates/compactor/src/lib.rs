@@ -26,7 +26,9 @@ use strata_storage::block::{block_file, signal_prefix};
 use strata_storage::bucket_index::{
     BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, write_bucket_index,
 };
-use strata_storage::{BlockMeta, BlockReader, Signal};
+use strata_storage::{BlockMeta, BlockReader, Signal, Tier};
+
+mod tiers;
 
 /// Compactor settings, named as Mimir's `compactor` block.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +50,10 @@ pub struct CompactorConfig {
     /// Comma-separated block ranges, smallest (the ingesters' range) first:
     /// blocks are merged into blocks of each larger range once it is complete.
     pub block_ranges: String,
+    /// Blocks whose newest sample is older move from the hot to the warm
+    /// tier (when one is configured); `-blocks-storage.hot-max-age`.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub hot_max_age: Duration,
 }
 
 impl Default for CompactorConfig {
@@ -58,6 +64,7 @@ impl Default for CompactorConfig {
             cleanup_interval: Duration::from_secs(15 * 60),
             partial_block_deletion_delay: Duration::from_secs(24 * 3600),
             block_ranges: "2h,12h,24h".into(),
+            hot_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -76,6 +83,8 @@ pub enum CompactorError {
         "invalid -compactor.block-ranges {0:?}: want durations like 2h,12h,24h, smallest first"
     )]
     Ranges(String),
+    #[error("moving a block to the warm tier: {0}")]
+    Verify(String),
     #[error("deletion mark {path}: {source}")]
     Mark {
         path: String,
@@ -135,6 +144,7 @@ pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(MARKED.clone()))?;
     r.register(Box::new(DELETED.clone()))?;
     r.register(Box::new(COMPACTED.clone()))?;
+    tiers::register_metrics(r)?;
     Ok(())
 }
 
@@ -203,14 +213,20 @@ impl Compactor {
             .collect())
     }
 
+    /// The store of `tier` (hot when no warm tier is configured).
+    fn store_of(&self, tier: Tier) -> &Arc<dyn ObjectStore> {
+        self.reader.store_of(tier).unwrap_or(&self.store)
+    }
+
     async fn read_mark(
         &self,
+        tier: Tier,
         signal: Signal,
         tenant: &str,
         ulid: &str,
     ) -> Result<Option<DeletionMark>, CompactorError> {
         let path = block_file(signal, tenant, ulid, MARK_FILE);
-        match self.store.get(&path).await {
+        match self.store_of(tier).get(&path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| store_err(&path, e))?;
                 serde_json::from_slice(&bytes)
@@ -239,14 +255,17 @@ impl Compactor {
                 if floor == i64::MIN {
                     continue;
                 }
-                for meta in self.reader.list_blocks(signal, &tenant).await? {
+                for meta in self.live_blocks(signal, &tenant).await? {
                     // max_time is exclusive: the whole block is older than the floor.
                     if meta.max_time > floor
-                        || self.read_mark(signal, &tenant, &meta.ulid).await?.is_some()
+                        || self
+                            .read_mark(meta.tier, signal, &tenant, &meta.ulid)
+                            .await?
+                            .is_some()
                     {
                         continue;
                     }
-                    self.mark(signal, &tenant, &meta.ulid, now_ms, "retention")
+                    self.mark(meta.tier, signal, &tenant, &meta.ulid, now_ms, "retention")
                         .await?;
                     tracing::info!(tenant, signal = signal.dir(), ulid = %meta.ulid,
                         max_time = meta.max_time, "block past retention marked for deletion");
@@ -294,8 +313,12 @@ impl Compactor {
                 for &range in &ranges {
                     let mut groups: std::collections::BTreeMap<i64, Vec<BlockMeta>> =
                         std::collections::BTreeMap::new();
-                    for meta in self.reader.list_blocks(signal, &tenant).await? {
-                        if self.read_mark(signal, &tenant, &meta.ulid).await?.is_some() {
+                    for meta in self.live_blocks(signal, &tenant).await? {
+                        if self
+                            .read_mark(meta.tier, signal, &tenant, &meta.ulid)
+                            .await?
+                            .is_some()
+                        {
                             continue;
                         }
                         let start = meta.min_time.div_euclid(range) * range;
@@ -403,7 +426,7 @@ impl Compactor {
             }
         };
         for m in sources {
-            self.mark(signal, tenant, &m.ulid, now_ms, "compacted")
+            self.mark(m.tier, signal, tenant, &m.ulid, now_ms, "compacted")
                 .await?;
         }
         COMPACTED
@@ -416,6 +439,7 @@ impl Compactor {
 
     async fn mark(
         &self,
+        tier: Tier,
         signal: Signal,
         tenant: &str,
         ulid: &str,
@@ -432,7 +456,7 @@ impl Compactor {
             path: path.to_string(),
             source,
         })?;
-        self.store
+        self.store_of(tier)
             .put(&path, PutPayload::from(bytes::Bytes::from(body)))
             .await
             .map_err(|e| store_err(&path, e))?;
@@ -444,6 +468,7 @@ impl Compactor {
     /// signals and their deletion marks. Queriers read it instead of listing.
     pub async fn write_bucket_indexes(&self, now_ms: i64) -> Result<usize, CompactorError> {
         let tenants = self.tenants().await?;
+        let mut live: Vec<(Signal, BlockMeta)> = Vec::new();
         for tenant in &tenants {
             let mut index = BucketIndex {
                 version: BUCKET_INDEX_VERSION,
@@ -451,14 +476,18 @@ impl Compactor {
                 ..BucketIndex::default()
             };
             for signal in SIGNALS {
-                for meta in self.reader.list_blocks(signal, tenant).await? {
-                    if let Some(mark) = self.read_mark(signal, tenant, &meta.ulid).await? {
+                for meta in self.live_blocks(signal, tenant).await? {
+                    if let Some(mark) = self
+                        .read_mark(meta.tier, signal, tenant, &meta.ulid)
+                        .await?
+                    {
                         index.block_deletion_marks.push(IndexedMark {
                             signal: signal.dir().to_string(),
                             id: mark.id,
                             deletion_time: mark.deletion_time,
                         });
                     }
+                    live.push((signal, meta.clone()));
                     index.blocks.push(IndexedBlock {
                         signal: signal.dir().to_string(),
                         meta,
@@ -467,6 +496,7 @@ impl Compactor {
             }
             write_bucket_index(self.store.as_ref(), tenant, &index).await?;
         }
+        Self::observe_tiers(&live);
         Ok(tenants.len())
     }
 
@@ -474,6 +504,7 @@ impl Compactor {
     /// partial-block delay ago: an upload that will never finish.
     async fn is_stale_partial(
         &self,
+        tier: Tier,
         signal: Signal,
         tenant: &str,
         ulid: &str,
@@ -487,7 +518,7 @@ impl Compactor {
             return Ok(false);
         }
         let meta = block_file(signal, tenant, ulid, "meta.json");
-        match self.store.head(&meta).await {
+        match self.store_of(tier).head(&meta).await {
             Ok(_) => Ok(false),
             Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(store_err(&meta, e)),
@@ -499,37 +530,64 @@ impl Compactor {
     pub async fn cleanup(&self, now_ms: i64) -> Result<usize, CompactorError> {
         let delay_s = self.cfg.deletion_delay.as_secs() as i64;
         let mut deleted = 0;
+        let tiers: &[Tier] = if self.reader.store_of(Tier::Warm).is_some() {
+            &[Tier::Hot, Tier::Warm]
+        } else {
+            &[Tier::Hot]
+        };
         for tenant in self.tenants().await? {
             for signal in SIGNALS {
-                let prefix = signal_prefix(signal, &tenant);
-                let listed = self
-                    .store
-                    .list_with_delimiter(Some(&prefix))
-                    .await
-                    .map_err(|e| store_err(&prefix, e))?;
-                for dir in listed.common_prefixes {
-                    let Some(ulid) = dir.filename() else { continue };
-                    let Some(mark) = self.read_mark(signal, &tenant, ulid).await? else {
-                        if self.is_stale_partial(signal, &tenant, ulid, now_ms).await? {
-                            self.delete_block(signal, &tenant, ulid).await?;
-                            DELETED.with_label_values(&[signal.dir()]).inc();
-                            tracing::warn!(
-                                tenant,
-                                signal = signal.dir(),
-                                ulid,
-                                "partial block (no meta.json) deleted"
-                            );
-                            deleted += 1;
+                for &tier in tiers {
+                    let prefix = signal_prefix(signal, &tenant);
+                    let listed = self
+                        .store_of(tier)
+                        .list_with_delimiter(Some(&prefix))
+                        .await
+                        .map_err(|e| store_err(&prefix, e))?;
+                    for dir in listed.common_prefixes {
+                        let Some(ulid) = dir.filename() else { continue };
+                        let mark = match self.read_mark(tier, signal, &tenant, ulid).await? {
+                            Some(m) => Some(m.deletion_time),
+                            // A hot copy of a block moved to warm goes
+                            // after the deletion delay as well.
+                            None if tier == Tier::Hot => self
+                                .moved_at(signal, &tenant, ulid)
+                                .await?
+                                .map(|ms| ms.div_euclid(1000)),
+                            None => None,
+                        };
+                        let Some(marked_at) = mark else {
+                            if self
+                                .is_stale_partial(tier, signal, &tenant, ulid, now_ms)
+                                .await?
+                            {
+                                self.delete_block(tier, signal, &tenant, ulid).await?;
+                                DELETED.with_label_values(&[signal.dir()]).inc();
+                                tracing::warn!(
+                                    tenant,
+                                    signal = signal.dir(),
+                                    tier = tier.as_str(),
+                                    ulid,
+                                    "partial block (no meta.json) deleted"
+                                );
+                                deleted += 1;
+                            }
+                            continue;
+                        };
+                        if now_ms.div_euclid(1000) - marked_at < delay_s {
+                            continue;
                         }
-                        continue;
-                    };
-                    if now_ms.div_euclid(1000) - mark.deletion_time < delay_s {
-                        continue;
+                        self.delete_block(tier, signal, &tenant, ulid).await?;
+                        DELETED.with_label_values(&[signal.dir()]).inc();
+                        tracing::info!(
+                            tenant,
+                            signal = signal.dir(),
+                            tier = tier.as_str(),
+                            ulid,
+                            "marked block deleted"
+                        );
+                        deleted += 1;
                     }
-                    self.delete_block(signal, &tenant, ulid).await?;
-                    DELETED.with_label_values(&[signal.dir()]).inc();
-                    tracing::info!(tenant, signal = signal.dir(), ulid, "marked block deleted");
-                    deleted += 1;
                 }
             }
         }
@@ -538,18 +596,19 @@ impl Compactor {
 
     async fn delete_block(
         &self,
+        tier: Tier,
         signal: Signal,
         tenant: &str,
         ulid: &str,
     ) -> Result<(), CompactorError> {
+        let store = self.store_of(tier);
         let meta = block_file(signal, tenant, ulid, "meta.json");
-        match self.store.delete(&meta).await {
+        match store.delete(&meta).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(store_err(&meta, e)),
         }
         let dir = ObjectPath::from(format!("{tenant}/{}/{ulid}", signal.dir()));
-        let files: Vec<_> = self
-            .store
+        let files: Vec<_> = store
             .list(Some(&dir))
             .try_collect()
             .await
@@ -558,12 +617,12 @@ impl Compactor {
         // the next cleanup finishes.
         let mark = block_file(signal, tenant, ulid, MARK_FILE);
         for f in files.iter().filter(|f| f.location != mark) {
-            match self.store.delete(&f.location).await {
+            match store.delete(&f.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(store_err(&f.location, e)),
             }
         }
-        match self.store.delete(&mark).await {
+        match store.delete(&mark).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_err(&mark, e)),
         }
@@ -584,6 +643,9 @@ impl Compactor {
                     }
                     if let Err(e) = self.compact(now_ms()).await {
                         tracing::error!(error = %e, "compacting blocks failed; will retry");
+                    }
+                    if let Err(e) = self.move_to_warm(now_ms()).await {
+                        tracing::error!(error = %e, "moving blocks to the warm tier failed; will retry");
                     }
                     if let Err(e) = self.write_bucket_indexes(now_ms()).await {
                         tracing::error!(error = %e, "writing bucket indexes failed; will retry");
@@ -783,7 +845,11 @@ mod tests {
         for signal in SIGNALS {
             let mut live = Vec::new();
             for m in reader.list_blocks(signal, "t").await.unwrap() {
-                if c.read_mark(signal, "t", &m.ulid).await.unwrap().is_none() {
+                if c.read_mark(m.tier, signal, "t", &m.ulid)
+                    .await
+                    .unwrap()
+                    .is_none()
+                {
                     live.push(m);
                 }
             }

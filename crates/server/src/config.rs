@@ -124,13 +124,34 @@ impl Default for RuntimeConfigConfig {
 }
 
 /// Object storage, head/WAL and block-reading settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct BlocksStorageConfig {
+    /// The hot tier: where blocks are written.
     #[serde(flatten)]
     pub store: StoreConfig,
+    /// The warm tier blocks older than `-blocks-storage.hot-max-age` move
+    /// to; `backend: ""` (the default) keeps every block in the hot tier.
+    pub warm: StoreConfig,
     pub tsdb: TsdbConfig,
     pub bucket_store: BucketStoreConfig,
+}
+
+impl Default for BlocksStorageConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            warm: StoreConfig {
+                backend: String::new(),
+                filesystem: strata_storage::store::FilesystemConfig {
+                    dir: "./data/warm".into(),
+                },
+                ..StoreConfig::default()
+            },
+            tsdb: TsdbConfig::default(),
+            bucket_store: BucketStoreConfig::default(),
+        }
+    }
 }
 
 /// How queriers discover blocks.
@@ -245,6 +266,15 @@ flags! {
     "blocks-storage.s3.access-key-id" => "blocks_storage.s3.access_key_id": "S3 access key ID (default: AWS_ACCESS_KEY_ID).",
     "blocks-storage.s3.secret-access-key" => "blocks_storage.s3.secret_access_key": "S3 secret access key (default: AWS_SECRET_ACCESS_KEY).",
     "blocks-storage.s3.insecure" => "blocks_storage.s3.insecure": "Use plain HTTP to the S3 endpoint.",
+    "blocks-storage.warm.backend" => "blocks_storage.warm.backend": "Warm tier object store: empty (no warm tier), filesystem or s3.",
+    "blocks-storage.warm.filesystem.dir" => "blocks_storage.warm.filesystem.dir": "Directory of the warm tier with the filesystem backend.",
+    "blocks-storage.warm.s3.endpoint" => "blocks_storage.warm.s3.endpoint": "Warm tier S3 endpoint (host:port or URL); empty for AWS.",
+    "blocks-storage.warm.s3.bucket-name" => "blocks_storage.warm.s3.bucket_name": "Warm tier S3 bucket name.",
+    "blocks-storage.warm.s3.region" => "blocks_storage.warm.s3.region": "Warm tier S3 region.",
+    "blocks-storage.warm.s3.access-key-id" => "blocks_storage.warm.s3.access_key_id": "Warm tier S3 access key ID (default: AWS_ACCESS_KEY_ID).",
+    "blocks-storage.warm.s3.secret-access-key" => "blocks_storage.warm.s3.secret_access_key": "Warm tier S3 secret access key (default: AWS_SECRET_ACCESS_KEY).",
+    "blocks-storage.warm.s3.insecure" => "blocks_storage.warm.s3.insecure": "Use plain HTTP to the warm tier's S3 endpoint.",
+    "blocks-storage.hot-max-age" => "compactor.hot_max_age": "The compactor moves blocks whose newest sample is older than this from the hot to the warm tier (when one is configured).",
     "blocks-storage.tsdb.dir" => "blocks_storage.tsdb.dir": "Directory for the ingester's WAL.",
     "blocks-storage.tsdb.block-ranges-period" => "blocks_storage.tsdb.block_ranges_period": "Time range each block cut from the head covers.",
     "blocks-storage.tsdb.head-compaction-interval" => "blocks_storage.tsdb.head_compaction_interval": "How often the head is checked for a range ready to cut into a block.",

@@ -193,7 +193,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     }
 
     let store = build_store(&cfg.blocks_storage.store)?;
-    let reader = Arc::new(BlockReader::new(store.clone()));
+    let mut reader = BlockReader::new(store.clone());
+    if !cfg.blocks_storage.warm.backend.is_empty() {
+        reader = reader.with_warm(build_store(&cfg.blocks_storage.warm)?);
+    }
+    let reader = Arc::new(reader);
     let compactor = strata_compactor::Compactor::new(
         cfg.compactor.clone(),
         store.clone(),
@@ -522,8 +526,10 @@ async fn serve_grpc(
 /// The config as shown on `/config`, with secrets masked.
 fn redacted(cfg: &Config) -> Config {
     let mut c = cfg.clone();
-    if !c.blocks_storage.store.s3.secret_access_key.is_empty() {
-        c.blocks_storage.store.s3.secret_access_key = "********".into();
+    for store in [&mut c.blocks_storage.store, &mut c.blocks_storage.warm] {
+        if !store.s3.secret_access_key.is_empty() {
+            store.s3.secret_access_key = "********".into();
+        }
     }
     c
 }

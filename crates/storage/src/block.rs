@@ -49,6 +49,37 @@ pub struct BlockMeta {
     pub version: u32,
     /// Which component wrote the block (`ingester`, later `compactor`).
     pub source: String,
+    /// Where the block lives: set from the bucket index or the listing,
+    /// never written into `meta.json` (a copy moved to warm is identical).
+    #[serde(default, skip_serializing_if = "Tier::is_hot")]
+    pub tier: Tier,
+}
+
+/// Storage tier of a block: hot (where blocks are written) or warm (where
+/// the compactor moves blocks older than `-blocks-storage.hot-max-age`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The primary store.
+    #[default]
+    Hot,
+    /// The store for older blocks.
+    Warm,
+}
+
+impl Tier {
+    /// Whether this is the hot tier (the default, omitted in JSON).
+    pub fn is_hot(&self) -> bool {
+        *self == Tier::Hot
+    }
+
+    /// Lower-case name, as in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Warm => "warm",
+        }
+    }
 }
 
 /// Counts kept in `meta.json`.
@@ -192,6 +223,7 @@ pub fn encode_block(
             },
             version: BLOCK_FORMAT_VERSION,
             source: "ingester".into(),
+            tier: Tier::Hot,
         },
         series_parquet,
         chunks_parquet,

@@ -10,7 +10,7 @@ pub mod logblock;
 pub mod reader;
 pub mod store;
 
-pub use block::{BlockMeta, EncodedBlock, Signal, encode_block, upload_block};
+pub use block::{BlockMeta, EncodedBlock, Signal, Tier, encode_block, upload_block};
 pub use logblock::{EncodedLogBlock, encode_log_block, upload_log_block};
 pub use reader::{BlockCatalog, BlockReader};
 pub use store::{StoreConfig, build_store};

@@ -24,8 +24,8 @@ use strata_model::{Label, Labels};
 
 use crate::StorageError;
 use crate::block::{
-    BLOCK_FORMAT_VERSION, BlockCompaction, BlockMeta, BlockStats, Signal, StrCol, encode_parquet,
-    label_columns, upload_files,
+    BLOCK_FORMAT_VERSION, BlockCompaction, BlockMeta, BlockStats, Signal, StrCol, Tier,
+    encode_parquet, label_columns, upload_files,
 };
 
 /// Entries per row group (~10 MB of lines): big enough for zstd to find
@@ -79,6 +79,7 @@ pub fn encode_log_block(
             },
             version: BLOCK_FORMAT_VERSION,
             source: "ingester".into(),
+            tier: Tier::Hot,
         },
         streams_parquet,
         entries_parquet,

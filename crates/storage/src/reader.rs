@@ -29,11 +29,13 @@ use datafusion::logical_expr::expr::Like;
 use strata_model::logs::{Direction, LineFilter, LogStream};
 
 const STORE_URL: &str = "strata://blocks/";
+const WARM_URL: &str = "strata-warm://blocks/";
 
 /// Runs DataFusion scans over the blocks in one object store.
 pub struct BlockReader {
     ctx: SessionContext,
     store: Arc<dyn ObjectStore>,
+    warm: Option<Arc<dyn ObjectStore>>,
 }
 
 impl BlockReader {
@@ -46,18 +48,42 @@ impl BlockReader {
         let ctx = SessionContext::new_with_config(config);
         let url = url::Url::parse(STORE_URL).expect("static URL parses");
         ctx.register_object_store(&url, store.clone());
-        Self { ctx, store }
+        Self {
+            ctx,
+            store,
+            warm: None,
+        }
     }
 
-    /// The object store read from.
+    /// Adds the warm tier: blocks whose meta says `warm` are read from it.
+    pub fn with_warm(mut self, warm: Arc<dyn ObjectStore>) -> Self {
+        let url = url::Url::parse(WARM_URL).expect("static URL parses");
+        self.ctx.register_object_store(&url, warm.clone());
+        self.warm = Some(warm);
+        self
+    }
+
+    /// The (hot) object store blocks are written to.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    fn url(signal: Signal, tenant: &str, ulid: &str, file: &str) -> String {
+    /// The store of `tier`, if configured.
+    pub fn store_of(&self, tier: block::Tier) -> Option<&Arc<dyn ObjectStore>> {
+        match tier {
+            block::Tier::Hot => Some(&self.store),
+            block::Tier::Warm => self.warm.as_ref(),
+        }
+    }
+
+    fn url(signal: Signal, tenant: &str, meta: &BlockMeta, file: &str) -> String {
+        let base = match meta.tier {
+            block::Tier::Hot => STORE_URL,
+            block::Tier::Warm => WARM_URL,
+        };
         format!(
-            "{STORE_URL}{}",
-            block::block_file(signal, tenant, ulid, file)
+            "{base}{}",
+            block::block_file(signal, tenant, &meta.ulid, file)
         )
     }
 
@@ -98,7 +124,7 @@ impl BlockReader {
         let df = self
             .ctx
             .read_parquet(
-                Self::url(signal, tenant, &meta.ulid, file),
+                Self::url(signal, tenant, meta, file),
                 ParquetReadOptions::default(),
             )
             .await?;
@@ -171,7 +197,7 @@ impl BlockReader {
         let df = self
             .ctx
             .read_parquet(
-                Self::url(Signal::Metrics, tenant, &meta.ulid, "chunks.parquet"),
+                Self::url(Signal::Metrics, tenant, meta, "chunks.parquet"),
                 ParquetReadOptions::default(),
             )
             .await?
@@ -241,7 +267,7 @@ impl BlockReader {
         let mut df = self
             .ctx
             .read_parquet(
-                Self::url(Signal::Logs, tenant, &meta.ulid, "entries.parquet"),
+                Self::url(Signal::Logs, tenant, meta, "entries.parquet"),
                 ParquetReadOptions::default(),
             )
             .await?
@@ -271,22 +297,47 @@ impl BlockReader {
         Ok(out)
     }
 
-    /// Lists the complete blocks (those with `meta.json`) of a tenant.
+    /// Lists the complete blocks (those with `meta.json`) of a tenant in
+    /// both tiers; a block in both (moved, its hot copy not deleted yet) is
+    /// listed once, from hot.
     pub async fn list_blocks(
         &self,
         signal: Signal,
         tenant: &str,
     ) -> Result<Vec<BlockMeta>, StorageError> {
+        let mut out = self.list_tier(block::Tier::Hot, signal, tenant).await?;
+        if self.warm.is_some() {
+            for m in self.list_tier(block::Tier::Warm, signal, tenant).await? {
+                if !out.iter().any(|h| h.ulid == m.ulid) {
+                    out.push(m);
+                }
+            }
+        }
+        out.sort_by_key(|m| m.min_time);
+        Ok(out)
+    }
+
+    /// Lists the complete blocks of a tenant in one tier (empty when the
+    /// tier is not configured).
+    pub async fn list_tier(
+        &self,
+        tier: block::Tier,
+        signal: Signal,
+        tenant: &str,
+    ) -> Result<Vec<BlockMeta>, StorageError> {
+        let Some(store) = self.store_of(tier) else {
+            return Ok(Vec::new());
+        };
         let prefix = block::signal_prefix(signal, tenant);
-        let listing = self
-            .store
+        let listing = store
             .list_with_delimiter(Some(&prefix))
             .await
             .map_err(|e| StorageError::object(&prefix, e))?;
         let mut out = Vec::new();
         for dir in listing.common_prefixes {
             let Some(ulid) = dir.filename() else { continue };
-            if let Some(meta) = self.read_meta(signal, tenant, ulid).await? {
+            if let Some(mut meta) = self.read_meta_in(tier, signal, tenant, ulid).await? {
+                meta.tier = tier;
                 out.push(meta);
             }
         }
@@ -294,15 +345,30 @@ impl BlockReader {
         Ok(out)
     }
 
-    /// Reads `meta.json` of a block; `None` when it does not exist (yet).
+    /// Reads `meta.json` of a hot block; `None` when it does not exist (yet).
     pub async fn read_meta(
         &self,
         signal: Signal,
         tenant: &str,
         ulid: &str,
     ) -> Result<Option<BlockMeta>, StorageError> {
+        self.read_meta_in(block::Tier::Hot, signal, tenant, ulid)
+            .await
+    }
+
+    /// Reads `meta.json` of a block in `tier`; `None` when it does not exist.
+    pub async fn read_meta_in(
+        &self,
+        tier: block::Tier,
+        signal: Signal,
+        tenant: &str,
+        ulid: &str,
+    ) -> Result<Option<BlockMeta>, StorageError> {
+        let Some(store) = self.store_of(tier) else {
+            return Ok(None);
+        };
         let path: ObjectPath = block::block_file(signal, tenant, ulid, "meta.json");
-        match self.store.get(&path).await {
+        match store.get(&path).await {
             Ok(r) => {
                 let bytes = r
                     .bytes()
@@ -408,7 +474,14 @@ struct TenantBlocks {
     listed: Vec<BlockMeta>,
     /// Uploaded by this process and not yet in `listed`: the index is only
     /// rewritten every compaction interval.
-    local: Vec<BlockMeta>,
+    local: Vec<LocalUpload>,
+}
+
+/// A block this process uploaded, and when (Unix ms).
+#[derive(Clone)]
+struct LocalUpload {
+    meta: BlockMeta,
+    added_ms: i64,
 }
 
 impl TenantBlocks {
@@ -417,8 +490,8 @@ impl TenantBlocks {
         out.extend(
             self.local
                 .iter()
-                .filter(|l| !self.listed.iter().any(|b| b.ulid == l.ulid))
-                .cloned(),
+                .filter(|l| !self.listed.iter().any(|b| b.ulid == l.meta.ulid))
+                .map(|l| l.meta.clone()),
         );
         out.sort_by_key(|m| m.min_time);
         out
@@ -472,19 +545,21 @@ impl BlockCatalog {
                 }
             }
         };
-        let (listed, from_index) = listed;
+        let (listed, index_updated_ms) = listed;
         let mut t = self.tenants.write().await;
         let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
             listed_at: Instant::now(),
             listed: Vec::new(),
             local: Vec::new(),
         });
-        // Local uploads stay until the index knows them: a bucket listing
-        // does not count, since queriers elsewhere may hold an older one.
-        if from_index {
-            entry
-                .local
-                .retain(|l| !listed.iter().any(|b| b.ulid == l.ulid));
+        // Local uploads stay until the index knows them, or until an index
+        // written after the upload does not list them (the compactor merged
+        // and deleted them meanwhile). A bucket listing does not count:
+        // queriers elsewhere may hold an older one.
+        if let Some(updated_ms) = index_updated_ms {
+            entry.local.retain(|l| {
+                !listed.iter().any(|b| b.ulid == l.meta.ulid) && l.added_ms >= updated_ms
+            });
         }
         entry.listed = listed;
         entry.listed_at = Instant::now();
@@ -493,20 +568,24 @@ impl BlockCatalog {
 
     /// The tenant's blocks of this signal from the bucket index, or from a
     /// listing of the bucket while the compactor has not written one.
-    /// The flag says whether the list came from the index.
+    /// With the list, when the index was written (Unix ms; `None` for a
+    /// listing).
     async fn read_index_or_list(
         &self,
         tenant: &str,
-    ) -> Result<(Vec<BlockMeta>, bool), StorageError> {
+    ) -> Result<(Vec<BlockMeta>, Option<i64>), StorageError> {
         let store = self.reader.store().as_ref();
         match crate::bucket_index::read_bucket_index(store, tenant).await? {
-            Some(index) => Ok((index.blocks_of(self.signal), true)),
+            Some(index) => Ok((
+                index.blocks_of(self.signal),
+                Some(index.updated_at.saturating_mul(1000)),
+            )),
             None => {
                 tracing::warn!(
                     tenant,
                     "no bucket index yet (the compactor writes it); listing the bucket"
                 );
-                Ok((self.reader.list_blocks(self.signal, tenant).await?, false))
+                Ok((self.reader.list_blocks(self.signal, tenant).await?, None))
             }
         }
     }
@@ -520,7 +599,9 @@ impl BlockCatalog {
             tracing::debug!(tenant, error = %e, "refreshing the block list failed");
         }
         let t = self.tenants.read().await;
-        t.get(tenant).map(|tb| tb.local.clone()).unwrap_or_default()
+        t.get(tenant)
+            .map(|tb| tb.local.iter().map(|l| l.meta.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Records a block this process just uploaded, so queries see it at once.
@@ -532,8 +613,12 @@ impl BlockCatalog {
             listed: Vec::new(),
             local: Vec::new(),
         });
-        if !entry.local.iter().any(|b| b.ulid == meta.ulid) {
-            entry.local.push(meta);
+        if !entry.local.iter().any(|b| b.meta.ulid == meta.ulid) {
+            let added_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            entry.local.push(LocalUpload { meta, added_ms });
         }
     }
 }
