@@ -181,7 +181,7 @@ async fn object_store_outage_loses_nothing() {
 #[tokio::test]
 async fn old_blocks_move_to_the_warm_tier_and_answer_the_same() {
     let port = free_port();
-    let _moto = start_moto(port).await;
+    let moto = start_moto(port).await;
     let dir = tempfile::tempdir().unwrap();
     let warm = [
         "-blocks-storage.warm.backend=s3".to_string(),
@@ -322,4 +322,17 @@ async fn old_blocks_move_to_the_warm_tier_and_answer_the_same() {
         warm_blocks >= warm_ulids.len() as f64,
         "warm gauge: {warm_blocks}"
     );
+
+    // The querier's warm-block cache: the same query again reads the warm
+    // blocks' footers and pages from it, so much that it still answers
+    // with the warm tier unreachable.
+    let hits =
+        || s.self_metric("strata_cache_requests_total{cache=\"warm-blocks\",result=\"hit\"}");
+    let before = hits().await;
+    check().await;
+    let after = hits().await;
+    assert!(after > before, "no cache hits: {before} -> {after}");
+    drop(moto);
+    check().await;
+    assert!(hits().await > after);
 }

@@ -133,6 +133,8 @@ pub struct BlocksStorageConfig {
     /// The warm tier blocks older than `-blocks-storage.hot-max-age` move
     /// to; `backend: ""` (the default) keeps every block in the hot tier.
     pub warm: StoreConfig,
+    /// Queriers' and rulers' cache of warm-block reads (memory, then disk).
+    pub warm_cache: strata_storage::cache::CacheConfig,
     pub tsdb: TsdbConfig,
     pub bucket_store: BucketStoreConfig,
 }
@@ -148,6 +150,7 @@ impl Default for BlocksStorageConfig {
                 },
                 ..StoreConfig::default()
             },
+            warm_cache: strata_storage::cache::CacheConfig::default(),
             tsdb: TsdbConfig::default(),
             bucket_store: BucketStoreConfig::default(),
         }
@@ -274,6 +277,9 @@ flags! {
     "blocks-storage.warm.s3.access-key-id" => "blocks_storage.warm.s3.access_key_id": "Warm tier S3 access key ID (default: AWS_ACCESS_KEY_ID).",
     "blocks-storage.warm.s3.secret-access-key" => "blocks_storage.warm.s3.secret_access_key": "Warm tier S3 secret access key (default: AWS_SECRET_ACCESS_KEY).",
     "blocks-storage.warm.s3.insecure" => "blocks_storage.warm.s3.insecure": "Use plain HTTP to the warm tier's S3 endpoint.",
+    "blocks-storage.warm-cache.memory-bytes" => "blocks_storage.warm_cache.memory_bytes": "Memory for queriers' and rulers' cache of warm-block reads (Parquet footers, page indexes, pages), bytes; 0 together with the disk size disables it.",
+    "blocks-storage.warm-cache.disk-bytes" => "blocks_storage.warm_cache.disk_bytes": "Local disk for the warm-block cache, bytes (0: memory only).",
+    "blocks-storage.warm-cache.dir" => "blocks_storage.warm_cache.dir": "Directory of the warm-block disk cache.",
     "blocks-storage.hot-max-age" => "compactor.hot_max_age": "The compactor moves blocks whose newest sample is older than this from the hot to the warm tier (when one is configured).",
     "blocks-storage.tsdb.dir" => "blocks_storage.tsdb.dir": "Directory for the ingester's WAL.",
     "blocks-storage.tsdb.block-ranges-period" => "blocks_storage.tsdb.block_ranges_period": "Time range each block cut from the head covers.",

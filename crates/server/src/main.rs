@@ -183,6 +183,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_limits::register_metrics(&registry)?;
     strata_ruler::register_metrics(&registry)?;
     strata_compactor::register_metrics(&registry)?;
+    strata_storage::cache::register_metrics(&registry)?;
 
     let overrides = Arc::new(strata_limits::Overrides::new(cfg.limits.clone()));
     if !cfg.runtime_config.file.is_empty() {
@@ -195,7 +196,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let store = build_store(&cfg.blocks_storage.store)?;
     let mut reader = BlockReader::new(store.clone());
     if !cfg.blocks_storage.warm.backend.is_empty() {
-        reader = reader.with_warm(build_store(&cfg.blocks_storage.warm)?);
+        let mut warm = build_store(&cfg.blocks_storage.warm)?;
+        // Only the roles that answer queries read warm blocks often enough
+        // to be worth a cache (the compactor reads each one once).
+        if roles.querier || roles.ruler {
+            warm =
+                strata_storage::cache::cached(warm, &cfg.blocks_storage.warm_cache, "warm-blocks")
+                    .await?;
+        }
+        reader = reader.with_warm(warm);
     }
     let reader = Arc::new(reader);
     let compactor = strata_compactor::Compactor::new(

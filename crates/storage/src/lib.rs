@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod bucket_index;
+pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod logblock;
