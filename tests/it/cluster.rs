@@ -623,31 +623,29 @@ impl QueryAt {
     }
 }
 
-/// Rule groups of a cluster with two rulers: each group is evaluated by
-/// exactly one ruler; when one ruler dies, the other takes its groups over
-/// within a few evaluation intervals and their recordings continue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
+/// Starts one process per target, all Raft voters of one ring (so any one
+/// of them may die), each with its own directory but one shared bucket
+/// (rules and blocks), instance ids p0, p1, ...
+async fn start_voters(
+    tmp: &Path,
+    targets: &[&str],
+    extra_args: &[&str],
+) -> Vec<crate::common::Strata> {
     use crate::common::Strata;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let grpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let grpc: Vec<u16> = targets.iter().map(|_| free_port()).collect();
     let peers = grpc
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",");
-    let shared = tmp.path().join("blocks");
+    let shared = tmp.join("blocks");
     std::fs::create_dir_all(&shared).expect("shared bucket");
     let mut procs = Vec::new();
-    for (i, target) in ["distributor,ingester,querier", "ruler", "ruler"]
-        .iter()
-        .enumerate()
-    {
-        let dir = tmp.path().join(format!("p{i}"));
+    for (i, target) in targets.iter().enumerate() {
+        let dir = tmp.join(format!("p{i}"));
         std::fs::create_dir_all(&dir).expect("dir");
-        // One bucket for all: rules and blocks are shared through it.
         std::os::unix::fs::symlink(&shared, dir.join("blocks")).expect("symlink");
-        let args = [
+        let mut args = vec![
             format!("-target={target}"),
             format!("-server.grpc-listen-port={}", grpc[i]),
             format!("-ring.raft.peers={peers}"),
@@ -655,20 +653,34 @@ async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
             "-ring.heartbeat-period=500ms".into(),
             // Generous: two debug clusters may share two cores in CI.
             "-ring.heartbeat-timeout=8s".into(),
-            "-ruler.poll-interval=1s".into(),
         ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         // The voters need each other to elect a leader: start them together.
-        let d = dir.clone();
         procs.push(tokio::spawn(async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Strata::start(&d, &args).await
+            Strata::start(&dir, &args).await
         }));
     }
-    let mut procs: Vec<Strata> = futures::future::join_all(procs)
+    futures::future::join_all(procs)
         .await
         .into_iter()
         .map(|r| r.expect("start"))
-        .collect();
+        .collect()
+}
+
+/// Rule groups of a cluster with two rulers: each group is evaluated by
+/// exactly one ruler; when one ruler dies, the other takes its groups over
+/// within a few evaluation intervals and their recordings continue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
+    use crate::common::Strata;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut procs = start_voters(
+        tmp.path(),
+        &["distributor,ingester,querier", "ruler", "ruler"],
+        &["-ruler.poll-interval=1s"],
+    )
+    .await;
 
     let groups = 6;
     for g in 0..groups {
@@ -807,5 +819,99 @@ async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+}
+
+/// Two compactors share the tenants through the ring: each tenant's blocks
+/// are merged by exactly one of them, both get tenants, and when one is
+/// killed the other takes over all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactors_split_tenants_and_take_over_a_dead_compactors() {
+    use crate::common::Strata;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut procs = start_voters(
+        tmp.path(),
+        &["distributor,ingester,querier", "compactor", "compactor"],
+        &[
+            "-blocks-storage.tsdb.block-ranges-period=10m",
+            "-blocks-storage.tsdb.head-compaction-interval=200ms",
+            "-compactor.block-ranges=10m,1h",
+            "-compactor.compaction-interval=500ms",
+            // One ingester here.
+            "-ingester.ring.replication-factor=1",
+            "-auth.multitenancy-enabled=true",
+        ],
+    )
+    .await;
+    // 12 tenants, 2 series each, a sample a minute over the hour that
+    // began 3-4 hours ago: six 10-minute blocks each to merge.
+    let tenants: Vec<String> = (0..12).map(|t| format!("tenant-{t}")).collect();
+    let start = (now_ms() - 3 * 3_600_000) / 3_600_000 * 3_600_000;
+    let pts: Vec<(i64, f64)> = (0..60).map(|i| (start + i * 60_000, i as f64)).collect();
+    for t in &tenants {
+        let batch = (0..2)
+            .map(|k| series(&[("__name__", "split"), ("k", &k.to_string())], &pts))
+            .collect();
+        let (st, body) = procs[0].push(batch, Some(t)).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    async fn owned(p: &Strata) -> f64 {
+        p.self_metric("strata_compactor_tenants_owned").await
+    }
+    // A live block the compactor wrote.
+    let merged = |tenant: &str| -> bool {
+        let dir = tmp.path().join("blocks").join(tenant).join("metrics");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| !e.path().join("deletion-mark.json").exists())
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("meta.json")).ok())
+                    .any(|m| m.contains("\"source\": \"compactor\""))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (a, b) = (owned(&procs[1]).await, owned(&procs[2]).await);
+        if a + b == 12.0 && tenants.iter().all(|t| merged(t)) {
+            assert!(
+                a > 0.0 && b > 0.0,
+                "one compactor owns every tenant: {a} / {b}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenants not split and merged: owned {a} / {b}, merged {:?}",
+            tenants.iter().filter(|t| merged(t)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // No tenant was compacted by both.
+    let compacted_by = |p: &Strata, t: &str| {
+        let field = format!("tenant=\"{t}\"");
+        let bare = format!("tenant={t} ");
+        p.log()
+            .lines()
+            .any(|l| l.contains("blocks compacted") && (l.contains(&field) || l.contains(&bare)))
+    };
+    for t in &tenants {
+        let by: Vec<usize> = [1, 2]
+            .into_iter()
+            .filter(|i| compacted_by(&procs[*i], t))
+            .collect();
+        assert_eq!(by.len(), 1, "{t} compacted by compactors {by:?}");
+    }
+
+    // kill -9 one: the other owns every tenant once its heartbeat times out.
+    procs[1].kill9();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while owned(&procs[2]).await != 12.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never took over: owns {}",
+            owned(&procs[2]).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

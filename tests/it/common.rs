@@ -31,6 +31,8 @@ pub struct Strata {
     pub port: u16,
     pub dir: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment of the next (re)start, e.g. `STRATA_CRASH_AT`.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub client: reqwest::Client,
 }
@@ -42,6 +44,7 @@ impl Strata {
             port: free_port(),
             dir: dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
             client: reqwest::Client::new(),
         };
@@ -50,6 +53,12 @@ impl Strata {
     }
 
     async fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,11 +78,15 @@ impl Strata {
                 self.dir.join("blocks").display()
             ))
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn strata");
         self.child = Some(child);
+    }
+
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = self.client.get(self.url("/ready")).send().await
@@ -127,6 +140,23 @@ impl Strata {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// SIGTERM and wait for a clean exit.

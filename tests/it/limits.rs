@@ -231,7 +231,7 @@ async fn expired_blocks_are_marked_then_deleted() {
     let s = Strata::start_with_overrides(
         dir.path(),
         "overrides:\n  short:\n    compactor_blocks_retention_period: 1h\n    logs_retention_period: 30m\n",
-        &["-blocks-storage.tsdb.block-ranges-period=10m", "-blocks-storage.tsdb.head-compaction-interval=200ms", "-ingester.max-chunk-age=2m", "-compactor.compaction-interval=300ms", "-compactor.cleanup-interval=300ms", "-compactor.deletion-delay=1s"],
+        &["-blocks-storage.tsdb.block-ranges-period=10m", "-blocks-storage.tsdb.head-compaction-interval=200ms", "-ingester.max-chunk-age=2m", "-compactor.compaction-interval=300ms", "-compactor.cleanup-interval=300ms", "-compactor.deletion-delay=1s", "-blocks-storage.bucket-store.ignore-deletion-marks-delay=500ms"],
     )
     .await;
     let now = now_ms();

@@ -19,13 +19,15 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use strata_limits::{Limits, Overrides};
 use strata_storage::block::{block_file, signal_prefix};
 use strata_storage::bucket_index::{
-    BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, write_bucket_index,
+    BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, read_bucket_index,
+    write_bucket_index,
 };
+use strata_storage::crashpoint::crash_point;
 use strata_storage::{BlockMeta, BlockReader, Signal, Tier};
 
 mod tiers;
@@ -128,6 +130,13 @@ static COMPACTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric")
 });
+static TENANTS_OWNED: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "strata_compactor_tenants_owned",
+        "Tenants with data in the bucket that this compactor owns (all of them without a ring).",
+    )
+    .expect("valid metric")
+});
 static DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
@@ -144,6 +153,7 @@ pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(MARKED.clone()))?;
     r.register(Box::new(DELETED.clone()))?;
     r.register(Box::new(COMPACTED.clone()))?;
+    r.register(Box::new(TENANTS_OWNED.clone()))?;
     tiers::register_metrics(r)?;
     Ok(())
 }
@@ -205,12 +215,14 @@ impl Compactor {
             .as_ref()
             .map(strata_ring::shard::Shard::members)
             .unwrap_or_default();
-        Ok(listed
+        let owned: Vec<String> = listed
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
             .filter(|t| self.shard.as_ref().is_none_or(|s| s.owns(&members, t)))
-            .collect())
+            .collect();
+        TENANTS_OWNED.set(owned.len() as i64);
+        Ok(owned)
     }
 
     /// The store of `tier` (hot when no warm tier is configured).
@@ -425,10 +437,15 @@ impl Compactor {
                 block.meta
             }
         };
-        for m in sources {
+        crash_point("compactor.after-upload");
+        for (i, m) in sources.iter().enumerate() {
             self.mark(m.tier, signal, tenant, &m.ulid, now_ms, "compacted")
                 .await?;
+            if i == 0 {
+                crash_point("compactor.after-first-mark");
+            }
         }
+        crash_point("compactor.after-marks");
         COMPACTED
             .with_label_values(&[signal.dir()])
             .inc_by(sources.len() as u64);
@@ -475,12 +492,33 @@ impl Compactor {
                 updated_at: now_ms.div_euclid(1000),
                 ..BucketIndex::default()
             };
+            // The marks of warm blocks as last indexed, for when the warm
+            // store cannot be read (see `live_blocks`).
+            let previous = read_bucket_index(self.store.as_ref(), tenant)
+                .await
+                .ok()
+                .flatten();
             for signal in SIGNALS {
                 for meta in self.live_blocks(signal, tenant).await? {
-                    if let Some(mark) = self
-                        .read_mark(meta.tier, signal, tenant, &meta.ulid)
-                        .await?
-                    {
+                    let mark = match self.read_mark(meta.tier, signal, tenant, &meta.ulid).await {
+                        Ok(mark) => mark,
+                        Err(e) if meta.tier == Tier::Warm => {
+                            tracing::warn!(tenant, ulid = %meta.ulid, error = %e,
+                                "reading a warm block's deletion mark failed; keeping the indexed one");
+                            previous.as_ref().and_then(|p| {
+                                p.block_deletion_marks
+                                    .iter()
+                                    .find(|m| m.id == meta.ulid && m.signal == signal.dir())
+                                    .map(|m| DeletionMark {
+                                        id: m.id.clone(),
+                                        deletion_time: m.deletion_time,
+                                        version: 1,
+                                    })
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if let Some(mark) = mark {
                         index.block_deletion_marks.push(IndexedMark {
                             signal: signal.dir().to_string(),
                             id: mark.id,
@@ -536,6 +574,21 @@ impl Compactor {
             &[Tier::Hot]
         };
         for tenant in self.tenants().await? {
+            // Queriers stop reading a marked block only once the index
+            // they read carries its mark; a mark the index does not have
+            // yet (its write failed or is still to come) waits.
+            let indexed_marks: Vec<(String, String)> =
+                read_bucket_index(self.store.as_ref(), &tenant)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|i| {
+                        i.block_deletion_marks
+                            .into_iter()
+                            .map(|m| (m.signal, m.id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
             for signal in SIGNALS {
                 for &tier in tiers {
                     let prefix = signal_prefix(signal, &tenant);
@@ -546,7 +599,8 @@ impl Compactor {
                         .map_err(|e| store_err(&prefix, e))?;
                     for dir in listed.common_prefixes {
                         let Some(ulid) = dir.filename() else { continue };
-                        let mark = match self.read_mark(tier, signal, &tenant, ulid).await? {
+                        let deletion_mark = self.read_mark(tier, signal, &tenant, ulid).await?;
+                        let mark = match &deletion_mark {
                             Some(m) => Some(m.deletion_time),
                             // A hot copy of a block moved to warm goes
                             // after the deletion delay as well.
@@ -576,6 +630,25 @@ impl Compactor {
                         };
                         if now_ms.div_euclid(1000) - marked_at < delay_s {
                             continue;
+                        }
+                        if deletion_mark.is_some()
+                            && !indexed_marks
+                                .iter()
+                                .any(|(sig, id)| sig == signal.dir() && id == ulid)
+                        {
+                            tracing::debug!(
+                                tenant,
+                                ulid,
+                                "deletion mark not indexed yet; deleting later"
+                            );
+                            continue;
+                        }
+                        if tier == Tier::Hot && deletion_mark.is_some() && tiers.len() == 2 {
+                            // A warm copy of a block deleted while still
+                            // hot (a move cut short by a crash before its
+                            // moved mark) must not come back to life as a
+                            // warm block once the hot one is gone.
+                            self.delete_block(Tier::Warm, signal, &tenant, ulid).await?;
                         }
                         self.delete_block(tier, signal, &tenant, ulid).await?;
                         DELETED.with_label_values(&[signal.dir()]).inc();
@@ -747,6 +820,10 @@ mod tests {
                 .len(),
             2
         );
+        // Marks wait until the bucket index carries them (queriers stop
+        // reading a block only then).
+        assert_eq!(c.cleanup(now + H).await.unwrap(), 0, "marks not indexed");
+        c.write_bucket_indexes(now).await.unwrap();
         assert_eq!(c.cleanup(now + H).await.unwrap(), 2);
         for signal in SIGNALS {
             let left = reader.list_blocks(signal, "t").await.unwrap();
@@ -878,6 +955,7 @@ mod tests {
             }
         }
         // Every source is marked, so the cleanup removes them after the delay.
+        c.write_bucket_indexes(10 * H).await.unwrap();
         assert_eq!(c.cleanup(10 * H + 13 * H).await.unwrap(), 2 * 4);
     }
 

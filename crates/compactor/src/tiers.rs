@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use strata_storage::block::block_file;
+use strata_storage::bucket_index::read_bucket_index;
 use strata_storage::{BlockMeta, Signal, Tier};
 
 use crate::{Compactor, CompactorError, SIGNALS, store_err};
@@ -104,7 +105,26 @@ impl Compactor {
                 out.push(meta);
             }
         }
-        for meta in self.reader.list_tier(Tier::Warm, signal, tenant).await? {
+        let warm = match self.reader.list_tier(Tier::Warm, signal, tenant).await {
+            Ok(warm) => warm,
+            // Warm blocks change only through this compactor (moves and
+            // deletions, which fail just the same while the warm store is
+            // down), so the last index still lists them: the index keeps
+            // being rewritten for new hot blocks during a warm outage.
+            Err(e) => match read_bucket_index(self.store.as_ref(), tenant).await {
+                Ok(Some(index)) => {
+                    tracing::warn!(tenant, signal = signal.dir(), error = %e,
+                        "listing the warm tier failed; using the warm blocks of the last bucket index");
+                    index
+                        .blocks_of(signal)
+                        .into_iter()
+                        .filter(|m| m.tier == Tier::Warm)
+                        .collect()
+                }
+                _ => return Err(e.into()),
+            },
+        };
+        for meta in warm {
             if !out.iter().any(|h| h.ulid == meta.ulid) {
                 out.push(meta);
             }
@@ -135,6 +155,7 @@ impl Compactor {
                     }
                     self.copy_verified(warm.as_ref(), signal, &tenant, &meta.ulid)
                         .await?;
+                    strata_storage::crashpoint::crash_point("compactor.after-warm-copy");
                     let path = block_file(signal, &tenant, &meta.ulid, MOVED_FILE);
                     let body =
                         serde_json::to_vec(&MovedMark { moved_at: now_ms }).map_err(|source| {

@@ -164,12 +164,18 @@ pub struct BucketStoreConfig {
     /// How often a tenant's block list is refreshed from the bucket.
     #[serde(with = "strata_ingester::humantime_serde")]
     pub sync_interval: Duration,
+    /// Blocks marked for deletion longer ago than this are not read any
+    /// more (shorter than the compactor's deletion delay, longer than the
+    /// sync interval).
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub ignore_deletion_marks_delay: Duration,
 }
 
 impl Default for BucketStoreConfig {
     fn default() -> Self {
         Self {
             sync_interval: Duration::from_secs(60),
+            ignore_deletion_marks_delay: Duration::from_secs(3600),
         }
     }
 }
@@ -288,6 +294,7 @@ flags! {
     "blocks-storage.tsdb.wal-fsync-interval" => "blocks_storage.tsdb.wal_fsync_interval": "Longest time between WAL fsyncs with -blocks-storage.tsdb.wal-fsync=interval.",
     "blocks-storage.tsdb.wal-segment-size-bytes" => "blocks_storage.tsdb.wal_segment_size_bytes": "WAL segment file size.",
     "blocks-storage.tsdb.flush-blocks-on-shutdown" => "blocks_storage.tsdb.flush_blocks_on_shutdown": "Cut the whole head into blocks and upload them on graceful shutdown.",
+    "blocks-storage.bucket-store.ignore-deletion-marks-delay" => "blocks_storage.bucket_store.ignore_deletion_marks_delay": "Blocks marked for deletion longer ago than this are no longer queried (their replacement is indexed by then); keep it below -compactor.deletion-delay and above the sync interval.",
     "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket.",
     "ring.instance-id" => "ring.instance_id": "This process's id in the ring (default: the host name).",
     "ring.instance-addr" => "ring.instance_addr": "Host (or host:port) other processes reach this one's gRPC server at (default: the gRPC listen address, or 127.0.0.1).",

@@ -72,8 +72,11 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", cfg.server.log_level))
         });
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if cfg.server.log_format == "json" {
         builder.json().init();
@@ -214,16 +217,33 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         overrides.clone(),
     );
     compactor.check_config()?;
-    let catalog = Arc::new(BlockCatalog::new(
-        reader.clone(),
-        Signal::Metrics,
-        cfg.blocks_storage.bucket_store.sync_interval,
-    ));
-    let log_catalog = Arc::new(BlockCatalog::new(
-        reader,
-        Signal::Logs,
-        cfg.blocks_storage.bucket_store.sync_interval,
-    ));
+    if cfg.blocks_storage.bucket_store.ignore_deletion_marks_delay >= cfg.compactor.deletion_delay {
+        return Err(format!(
+            "-blocks-storage.bucket-store.ignore-deletion-marks-delay ({:?}) must be shorter than -compactor.deletion-delay ({:?}): queriers would read blocks after their files are deleted",
+            cfg.blocks_storage.bucket_store.ignore_deletion_marks_delay, cfg.compactor.deletion_delay
+        )
+        .into());
+    }
+    let catalog = Arc::new(
+        BlockCatalog::new(
+            reader.clone(),
+            Signal::Metrics,
+            cfg.blocks_storage.bucket_store.sync_interval,
+        )
+        .with_ignore_deletion_marks_delay(
+            cfg.blocks_storage.bucket_store.ignore_deletion_marks_delay,
+        ),
+    );
+    let log_catalog = Arc::new(
+        BlockCatalog::new(
+            reader,
+            Signal::Logs,
+            cfg.blocks_storage.bucket_store.sync_interval,
+        )
+        .with_ignore_deletion_marks_delay(
+            cfg.blocks_storage.bucket_store.ignore_deletion_marks_delay,
+        ),
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     // The ring: a voter of the Raft group when this process's gRPC address

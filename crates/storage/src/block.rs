@@ -294,12 +294,16 @@ pub(crate) async fn upload_files(
     meta: &BlockMeta,
     files: [(&str, &Vec<u8>); 2],
 ) -> Result<(), StorageError> {
-    for (file, data) in files {
+    for (i, (file, data)) in files.into_iter().enumerate() {
         let path = block_file(signal, tenant, &meta.ulid, file);
         store
             .put(&path, PutPayload::from(Bytes::from(data.clone())))
             .await
             .map_err(|e| StorageError::object(&path, e))?;
+        if i == 0 {
+            // e.g. "compactor.mid-upload": one data file written, no meta.json.
+            crate::crashpoint::crash_point(&format!("{}.mid-upload", meta.source));
+        }
     }
     let json = serde_json::to_vec_pretty(meta)?;
     let path = block_file(signal, tenant, &meta.ulid, "meta.json");

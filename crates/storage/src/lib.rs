@@ -7,6 +7,7 @@ pub mod bucket_index;
 pub mod cache;
 pub mod chunk;
 pub mod codec;
+pub mod crashpoint;
 pub mod logblock;
 pub mod reader;
 pub mod store;

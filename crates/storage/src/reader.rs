@@ -465,7 +465,21 @@ pub struct BlockCatalog {
     reader: Arc<BlockReader>,
     signal: Signal,
     sync_interval: Duration,
+    /// Blocks marked for deletion longer ago than this are no longer read:
+    /// the block that replaced them has been in the index since, and their
+    /// files may go at the deletion delay.
+    ignore_deletion_marks_delay: Duration,
     tenants: RwLock<HashMap<String, TenantBlocks>>,
+}
+
+/// A tenant's blocks as the index (or a listing) gives them.
+struct Listed {
+    /// Blocks to read.
+    blocks: Vec<BlockMeta>,
+    /// Indexed blocks marked for deletion longer than the ignore delay ago.
+    ignored: Vec<BlockMeta>,
+    /// When the index was written (Unix ms); `None` for a listing.
+    index_updated_ms: Option<i64>,
 }
 
 struct TenantBlocks {
@@ -505,8 +519,16 @@ impl BlockCatalog {
             reader,
             signal,
             sync_interval,
+            ignore_deletion_marks_delay: Duration::from_secs(3600),
             tenants: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Sets how long after its deletion mark a block stops being read
+    /// (Mimir's `-blocks-storage.bucket-store.ignore-deletion-marks-delay`).
+    pub fn with_ignore_deletion_marks_delay(mut self, delay: Duration) -> Self {
+        self.ignore_deletion_marks_delay = delay;
+        self
     }
 
     /// The reader the catalog lists with.
@@ -545,7 +567,11 @@ impl BlockCatalog {
                 }
             }
         };
-        let (listed, index_updated_ms) = listed;
+        let Listed {
+            blocks: listed,
+            ignored,
+            index_updated_ms,
+        } = listed;
         let mut t = self.tenants.write().await;
         let entry = t.entry(tenant.to_string()).or_insert(TenantBlocks {
             listed_at: Instant::now(),
@@ -558,7 +584,8 @@ impl BlockCatalog {
         // queriers elsewhere may hold an older one.
         if let Some(updated_ms) = index_updated_ms {
             entry.local.retain(|l| {
-                !listed.iter().any(|b| b.ulid == l.meta.ulid) && l.added_ms >= updated_ms
+                !listed.iter().chain(&ignored).any(|b| b.ulid == l.meta.ulid)
+                    && l.added_ms >= updated_ms
             });
         }
         entry.listed = listed;
@@ -568,24 +595,41 @@ impl BlockCatalog {
 
     /// The tenant's blocks of this signal from the bucket index, or from a
     /// listing of the bucket while the compactor has not written one.
-    /// With the list, when the index was written (Unix ms; `None` for a
-    /// listing).
-    async fn read_index_or_list(
-        &self,
-        tenant: &str,
-    ) -> Result<(Vec<BlockMeta>, Option<i64>), StorageError> {
+    async fn read_index_or_list(&self, tenant: &str) -> Result<Listed, StorageError> {
         let store = self.reader.store().as_ref();
         match crate::bucket_index::read_bucket_index(store, tenant).await? {
-            Some(index) => Ok((
-                index.blocks_of(self.signal),
-                Some(index.updated_at.saturating_mul(1000)),
-            )),
+            Some(index) => {
+                let now_s = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let cutoff = now_s - self.ignore_deletion_marks_delay.as_secs() as i64;
+                let ignored: Vec<&str> = index
+                    .block_deletion_marks
+                    .iter()
+                    .filter(|m| m.signal == self.signal.dir() && m.deletion_time < cutoff)
+                    .map(|m| m.id.as_str())
+                    .collect();
+                let (blocks, ignored): (Vec<BlockMeta>, Vec<BlockMeta>) = index
+                    .blocks_of(self.signal)
+                    .into_iter()
+                    .partition(|b| !ignored.contains(&b.ulid.as_str()));
+                Ok(Listed {
+                    blocks,
+                    ignored,
+                    index_updated_ms: Some(index.updated_at.saturating_mul(1000)),
+                })
+            }
             None => {
                 tracing::warn!(
                     tenant,
                     "no bucket index yet (the compactor writes it); listing the bucket"
                 );
-                Ok((self.reader.list_blocks(self.signal, tenant).await?, None))
+                Ok(Listed {
+                    blocks: self.reader.list_blocks(self.signal, tenant).await?,
+                    ignored: Vec::new(),
+                    index_updated_ms: None,
+                })
             }
         }
     }
