@@ -123,6 +123,34 @@ impl Lifecycler {
         Ok(())
     }
 
+    /// Waits until the ring this process reads shows the instance in its
+    /// current state: a follower applies committed changes a little after
+    /// the leader, and a process that reports ready before its own ring
+    /// shows its ingester ACTIVE would refuse the first writes it takes.
+    pub async fn wait_visible(&self, wait: Duration) -> bool {
+        let (id, state) = {
+            let d = self.desc.lock();
+            (d.id.clone(), d.state)
+        };
+        let mut rx = self.ring.subscribe();
+        let seen = |desc: &crate::desc::RingDesc| {
+            desc.instances.get(&id).is_some_and(|i| i.state == state)
+        };
+        tokio::time::timeout(wait, async {
+            loop {
+                if seen(&rx.borrow_and_update()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The ring stopped publishing; nothing more will show up.
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Heartbeats until `shutdown`; re-registers when the ring lost this
     /// instance (forgotten while partitioned away).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

@@ -376,6 +376,14 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         let _ = served.logs.set(log_ing.clone());
         lifecycler.set_state(InstanceState::Active).await?;
     }
+    if !lifecycler
+        .wait_visible(std::time::Duration::from_secs(30))
+        .await
+    {
+        tracing::warn!(
+            "this instance's ring entry is not visible locally after 30s; starting anyway"
+        );
+    }
     tokio::spawn(lifecycler.clone().run(shutdown_rx.clone()));
 
     let pool = Arc::new(
