@@ -27,6 +27,19 @@ use common::{dir_size, generate, promtool_blocks};
 
 const H: i64 = 3_600_000;
 
+/// A `/proc/self/status` field in KiB (Linux only).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the peak resident size to the current one; the current size.
+fn reset_peak_rss() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    status_kib("VmRSS:")
+}
+
 /// Bytes of the TSDB block directories (ULID names) under `dir`.
 fn block_dirs_bytes(dir: &Path) -> (usize, u64) {
     let mut n = 0;
@@ -131,12 +144,16 @@ async fn main() {
         Arc::new(Overrides::new(Limits::default())),
     );
     let now = start + 48 * H;
+    // Peak memory of the compaction alone: reset the high-water mark
+    // (Linux), remember the resident size before.
+    let baseline = reset_peak_rss();
     let started = Instant::now();
     let mut passes = 0;
     while compactor.compact(now).await.expect("compact") > 0 {
         passes += 1;
     }
     let secs = started.elapsed().as_secs_f64();
+    let peak = status_kib("VmHWM:");
 
     // One live block left, holding each sample once.
     let live: Vec<_> = reader
@@ -165,6 +182,13 @@ async fn main() {
         "  {passes} passes in {secs:.2} s: {:.0} samples/s read and merged (one core)",
         processed as f64 / secs
     );
+    if let (Some(base), Some(peak)) = (baseline, peak) {
+        println!(
+            "  peak resident memory during compaction: {:.1} MiB above the {:.1} MiB before it",
+            peak.saturating_sub(base) as f64 / 1024.0,
+            base as f64 / 1024.0
+        );
+    }
     println!(
         "  final 24h block: {out_bytes} bytes = {:.3} B/sample ({:.1}x smaller than the RF 3 2h blocks)",
         out_bytes as f64 / unique as f64,

@@ -67,7 +67,12 @@ impl Backfill {
 /// Metas of the tenant's metric blocks with meta.json; `live`: only those
 /// without a deletion mark, as the compactor sees them.
 fn metas(dir: &Path, live: bool) -> Vec<Json> {
-    let Ok(dirs) = std::fs::read_dir(dir.join("blocks/anonymous/metrics")) else {
+    metas_of(dir, "metrics", live)
+}
+
+/// Metas of the tenant's blocks of `signal` (`metrics` or `logs`).
+fn metas_of(dir: &Path, signal: &str, live: bool) -> Vec<Json> {
+    let Ok(dirs) = std::fs::read_dir(dir.join("blocks/anonymous").join(signal)) else {
         return Vec::new(); // no block cut yet
     };
     dirs.filter_map(|e| e.ok().map(|e| e.path()))
@@ -88,8 +93,22 @@ fn live_within(dir: &Path, from: i64, to: i64) -> Vec<Json> {
 #[tokio::test]
 async fn merged_blocks_answer_exactly_and_shrink() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Strata::start(
-        dir.path(),
+    let s = start_compacting(dir.path()).await;
+    let data = Backfill::push(&s).await;
+    data.check(&s).await;
+    // The two whole hours that ended at least 10 minutes ago each become one
+    // block of all six 10-minute blocks (a window merged while its last block
+    // was still being cut is merged again with it on a later pass).
+    let merged = wait_full_hours(&s, dir.path(), "metrics", 8 * 240).await;
+    // Queries now read the merged blocks (sources stay until the deletion delay).
+    data.check(&s).await;
+    assert_smaller_than_sources(dir.path(), "metrics", &merged);
+}
+
+/// A single process cutting 10-minute blocks and merging them hourly.
+async fn start_compacting(dir: &Path) -> Strata {
+    Strata::start(
+        dir,
         &[
             "-blocks-storage.tsdb.block-ranges-period=10m",
             "-blocks-storage.tsdb.head-compaction-interval=200ms",
@@ -97,37 +116,36 @@ async fn merged_blocks_answer_exactly_and_shrink() {
             "-compactor.compaction-interval=300ms",
         ],
     )
-    .await;
-    let data = Backfill::push(&s).await;
-    data.check(&s).await;
-    // The two whole hours that ended at least 10 minutes ago each become one
-    // block of all six 10-minute blocks (a window merged while its last block
-    // was still being cut is merged again with it on a later pass).
-    let full_hours = |metas: &[Json]| -> Vec<Json> {
-        metas
-            .iter()
-            .filter(|m| m["compaction"]["level"].as_u64() >= Some(2))
-            .filter(|m| m["stats"]["numSamples"].as_u64() == Some(8 * 240))
-            .cloned()
-            .collect()
-    };
+    .await
+}
+
+/// Waits for at least two live merged blocks of `signal` holding a whole
+/// hour (`samples` samples or entries); returns them.
+async fn wait_full_hours(s: &Strata, dir: &Path, signal: &str, samples: u64) -> Vec<Json> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let merged = loop {
-        let merged = full_hours(&metas(dir.path(), true));
+    loop {
+        let merged: Vec<Json> = metas_of(dir, signal, true)
+            .into_iter()
+            .filter(|m| m["compaction"]["level"].as_u64() >= Some(2))
+            .filter(|m| m["stats"]["numSamples"].as_u64() == Some(samples))
+            .collect();
         if merged.len() >= 2 {
-            break merged;
+            return merged;
         }
         assert!(
             Instant::now() < deadline,
-            "no complete hourly blocks: {}",
+            "no complete hourly {signal} blocks: {}",
             s.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    // Queries now read the merged blocks (sources stay until the deletion delay).
-    data.check(&s).await;
-    let all = metas(dir.path(), false);
-    for m in &merged {
+    }
+}
+
+/// Each merged block was built from six original 10-minute blocks and is
+/// smaller than they were together.
+fn assert_smaller_than_sources(dir: &Path, signal: &str, merged: &[Json]) {
+    let all = metas_of(dir, signal, false);
+    for m in merged {
         let sources: Vec<&str> = m["compaction"]["sources"]
             .as_array()
             .unwrap()
@@ -148,6 +166,94 @@ async fn merged_blocks_answer_exactly_and_shrink() {
             "merged {bytes} vs sources {source_bytes}"
         );
     }
+}
+
+/// Hours of backfilled log lines (three streams, a line every 30 s, and
+/// each line's duplicate pushed again as a retry would) cut into
+/// 10-minute log blocks merge into hourly blocks: LogQL returns every line
+/// exactly once before and after, and each merged block is smaller than
+/// its sources.
+#[tokio::test]
+async fn merged_log_blocks_answer_exactly_and_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_compacting(dir.path()).await;
+    let now = now_ms() / 30_000 * 30_000;
+    let start = (now - 3 * 3_600_000) / 3_600_000 * 3_600_000;
+    let times: Vec<i64> = (0..)
+        .map(|i| start + i * 30_000)
+        .take_while(|t| *t <= now)
+        .collect();
+    let apps = ["api", "db", "cache"];
+    let line = |app: &str, t: i64| format!("level=info app={app} msg=\"request {t}\" took=12ms");
+    for chunk in times.chunks(60) {
+        let streams: Vec<Json> = apps
+            .iter()
+            .map(|app| {
+                let values: Vec<Json> = chunk
+                    .iter()
+                    .map(|t| serde_json::json!([(t * 1_000_000).to_string(), line(app, *t)]))
+                    .collect();
+                serde_json::json!({"stream": {"job": "backfill", "app": app}, "values": values})
+            })
+            .collect();
+        let body = serde_json::json!({ "streams": streams });
+        // Pushed twice: the second copy must not show up anywhere.
+        for _ in 0..2 {
+            let r = s
+                .client
+                .post(s.url("/loki/api/v1/push"))
+                .json(&body)
+                .send()
+                .await
+                .expect("push");
+            assert_eq!(
+                r.status().as_u16(),
+                204,
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+    let mut want: Vec<(String, i64, String)> = apps
+        .iter()
+        .flat_map(|app| {
+            times
+                .iter()
+                .map(move |t| (app.to_string(), *t * 1_000_000, line(app, *t)))
+        })
+        .collect();
+    want.sort();
+    let lines = || async {
+        let (status, j) = s
+            .get_json(
+                "/loki/api/v1/query_range",
+                &[
+                    ("query", "{job=\"backfill\"}".to_string()),
+                    ("start", (start * 1_000_000).to_string()),
+                    ("end", ((now + 1) * 1_000_000).to_string()),
+                    ("limit", "5000".to_string()),
+                    ("direction", "forward".to_string()),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{j}");
+        let mut got: Vec<(String, i64, String)> = Vec::new();
+        for stream in j["data"]["result"].as_array().expect("result") {
+            let app = stream["stream"]["app"].as_str().expect("app").to_string();
+            for v in stream["values"].as_array().expect("values") {
+                let ts: i64 = v[0].as_str().expect("ts").parse().expect("ts number");
+                got.push((app.clone(), ts, v[1].as_str().expect("line").to_string()));
+            }
+        }
+        got.sort();
+        got
+    };
+    assert!(lines().await == want, "lines differ before compaction");
+
+    let merged = wait_full_hours(&s, dir.path(), "logs", 3 * 120).await;
+    assert!(lines().await == want, "lines differ after compaction");
+    assert_smaller_than_sources(dir.path(), "logs", &merged);
 }
 
 /// Pushes the backfill with compaction idle, restarts with `point` armed

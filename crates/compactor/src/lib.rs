@@ -11,7 +11,11 @@
 //! blocks of both signals and deletion marks) every compaction interval and
 //! after deleting blocks; queriers read it instead of listing the bucket.
 //!
-//! Merging and de-duplicating blocks and tiers come next (issue 7).
+//! Compaction groups each tenant's live blocks by aligned window of every
+//! `-compactor.block-ranges` range and merges a group into one block
+//! (vertical: the RF copies and late blocks of one range; horizontal:
+//! 2h -> 12h -> 24h), streaming (see `strata_storage::merge`), and only
+//! then marks the sources. `tiers` moves old blocks to the warm store.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -28,6 +32,7 @@ use strata_storage::bucket_index::{
     write_bucket_index,
 };
 use strata_storage::crashpoint::crash_point;
+use strata_storage::merge::{MergeTarget, SourceBlock, merge_log_blocks, merge_metric_blocks};
 use strata_storage::{BlockMeta, BlockReader, Signal, Tier};
 
 mod tiers;
@@ -374,68 +379,27 @@ impl Compactor {
             .collect();
         source_ids.sort();
         source_ids.dedup();
-        let store = self.store.as_ref();
+        let blocks: Vec<SourceBlock> = sources
+            .iter()
+            .map(|m| SourceBlock {
+                store: self.store_of(m.tier).clone(),
+                meta: m.clone(),
+            })
+            .collect();
+        let target = MergeTarget {
+            store: &self.store,
+            tenant,
+            min_time,
+            max_time,
+            compaction: strata_storage::block::BlockCompaction {
+                level,
+                sources: source_ids,
+            },
+            source: "compactor",
+        };
         let meta = match signal {
-            Signal::Metrics => {
-                let mut by_labels: std::collections::HashMap<
-                    strata_model::Labels,
-                    Vec<strata_model::Sample>,
-                > = std::collections::HashMap::new();
-                for m in sources {
-                    for s in self
-                        .reader
-                        .select(tenant, m, &[], i64::MIN, i64::MAX)
-                        .await?
-                    {
-                        strata_model::merge_samples(
-                            by_labels.entry(s.labels).or_default(),
-                            &s.samples,
-                        );
-                    }
-                }
-                let mut block = strata_storage::encode_block(
-                    by_labels.into_iter().collect(),
-                    min_time,
-                    max_time,
-                )?;
-                block.meta.compaction = strata_storage::block::BlockCompaction {
-                    level,
-                    sources: source_ids,
-                };
-                block.meta.source = "compactor".into();
-                strata_storage::upload_block(store, tenant, &block).await?;
-                block.meta
-            }
-            Signal::Logs => {
-                let mut by_labels: std::collections::HashMap<
-                    strata_model::Labels,
-                    Vec<strata_model::logs::LogEntry>,
-                > = std::collections::HashMap::new();
-                for m in sources {
-                    let got = self
-                        .reader
-                        .select_log_entries(tenant, m, &[], &[], i64::MIN, i64::MAX, None)
-                        .await?;
-                    for s in got {
-                        by_labels.entry(s.labels).or_default().extend(s.entries);
-                    }
-                }
-                let streams: Vec<_> = by_labels
-                    .into_iter()
-                    .map(|(l, mut e)| {
-                        strata_model::logs::dedup_entries(&mut e);
-                        (l, e)
-                    })
-                    .collect();
-                let mut block = strata_storage::encode_log_block(&streams, min_time, max_time)?;
-                block.meta.compaction = strata_storage::block::BlockCompaction {
-                    level,
-                    sources: source_ids,
-                };
-                block.meta.source = "compactor".into();
-                strata_storage::upload_log_block(store, tenant, &block).await?;
-                block.meta
-            }
+            Signal::Metrics => merge_metric_blocks(&blocks, target).await?,
+            Signal::Logs => merge_log_blocks(&blocks, target).await?,
         };
         crash_point("compactor.after-upload");
         for (i, m) in sources.iter().enumerate() {

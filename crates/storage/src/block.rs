@@ -128,7 +128,7 @@ pub fn block_file(signal: Signal, tenant: &str, ulid: &str, file: &str) -> Objec
     ObjectPath::from(format!("{tenant}/{}/{ulid}/{file}", signal.dir()))
 }
 
-fn writer_props(row_group_rows: usize) -> WriterProperties {
+pub(crate) fn writer_props(row_group_rows: usize) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -164,55 +164,37 @@ pub fn encode_block(
     series.retain(|(_, s)| !s.is_empty());
     series.sort_by(|a, b| a.0.cmp_metric_first(&b.0));
 
-    let (label_fields, label_columns) = label_columns(series.iter().map(|(l, _)| l));
-    let mut fields = vec![Field::new("series_id", DataType::UInt32, false)];
-    fields.extend(label_fields);
-    let mut ids = Vec::with_capacity(series.len());
-    let (mut c_ids, mut c_min, mut c_max, mut c_num) = (vec![], vec![], vec![], vec![]);
-    let mut c_data = BinaryBuilder::new();
-    let mut stats = BlockStats::default();
-    for (i, (_, samples)) in series.iter().enumerate() {
-        let id = i as u32;
-        ids.push(id);
-        for part in samples.chunks(SAMPLES_PER_CHUNK) {
-            let data = crate::codec::encode(part)?;
-            c_ids.push(id);
-            c_min.push(part[0].t);
-            c_max.push(part[part.len() - 1].t);
-            c_num.push(part.len() as u32);
-            c_data.append_value(data);
-            stats.num_chunks += 1;
-        }
-        stats.num_samples += samples.len() as u64;
+    let names = label_names(series.iter().map(|(l, _)| l));
+    let mut rows = LabelRows::new(&names);
+    let mut chunks = ChunkRows::default();
+    for (i, (labels, samples)) in series.iter().enumerate() {
+        rows.append(i as u32, labels);
+        chunks.append(i as u32, samples)?;
     }
+    let series_batch = rows.finish("series_id")?;
+    let chunk_batch = chunks.finish()?;
+    let mut stats = chunks.stats;
     stats.num_series = series.len() as u64;
-
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from(ids))];
-    columns.extend(label_columns);
-    let series_batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    let chunk_schema = Arc::new(Schema::new(vec![
-        Field::new("series_id", DataType::UInt32, false),
-        Field::new("min_t", DataType::Int64, false),
-        Field::new("max_t", DataType::Int64, false),
-        Field::new("num_samples", DataType::UInt32, false),
-        Field::new("data", DataType::Binary, false),
-    ]));
-    let chunk_batch = RecordBatch::try_new(
-        chunk_schema,
-        vec![
-            Arc::new(UInt32Array::from(c_ids)),
-            Arc::new(Int64Array::from(c_min)),
-            Arc::new(Int64Array::from(c_max)),
-            Arc::new(UInt32Array::from(c_num)),
-            Arc::new(c_data.finish()),
-        ],
-    )?;
-    let series_parquet = encode_parquet(&series_batch, 8192)?;
-    let chunks_parquet = encode_parquet(&chunk_batch, 16384)?;
+    let series_parquet = encode_parquet(&series_batch, SERIES_PER_ROW_GROUP)?;
+    let chunks_parquet = encode_parquet(&chunk_batch, CHUNKS_PER_ROW_GROUP)?;
     stats.num_bytes = (series_parquet.len() + chunks_parquet.len()) as u64;
-    let ulid = ulid::Ulid::new().to_string();
     Ok(EncodedBlock {
-        meta: BlockMeta {
+        meta: BlockMeta::new(min_time, max_time, stats),
+        series_parquet,
+        chunks_parquet,
+    })
+}
+
+/// Rows per row group of `series.parquet` and `streams.parquet`.
+pub(crate) const SERIES_PER_ROW_GROUP: usize = 8192;
+/// Rows per row group of `chunks.parquet`.
+pub(crate) const CHUNKS_PER_ROW_GROUP: usize = 16384;
+
+impl BlockMeta {
+    /// The metadata of a new level-1 block written by an ingester.
+    pub(crate) fn new(min_time: i64, max_time: i64, stats: BlockStats) -> Self {
+        let ulid = ulid::Ulid::new().to_string();
+        BlockMeta {
             ulid: ulid.clone(),
             min_time,
             max_time,
@@ -224,46 +206,141 @@ pub fn encode_block(
             version: BLOCK_FORMAT_VERSION,
             source: "ingester".into(),
             tier: Tier::Hot,
-        },
-        series_parquet,
-        chunks_parquet,
-    })
+        }
+    }
 }
 
-/// One nullable `l_<name>` string column per label name of `sets`, in row
-/// order: the label layout of `series.parquet` and `streams.parquet`.
-pub(crate) fn label_columns<'a>(
-    sets: impl Iterator<Item = &'a Labels> + Clone,
-) -> (Vec<Field>, Vec<ArrayRef>) {
+/// Schema of `chunks.parquet`.
+pub(crate) fn chunk_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("min_t", DataType::Int64, false),
+        Field::new("max_t", DataType::Int64, false),
+        Field::new("num_samples", DataType::UInt32, false),
+        Field::new("data", DataType::Binary, false),
+    ]))
+}
+
+/// Rows of `chunks.parquet` being built: each series' samples cut into
+/// chunks of [`SAMPLES_PER_CHUNK`] and compressed.
+#[derive(Default)]
+pub(crate) struct ChunkRows {
+    ids: Vec<u32>,
+    min_t: Vec<i64>,
+    max_t: Vec<i64>,
+    num: Vec<u32>,
+    data: BinaryBuilder,
+    /// Totals over everything appended (not reset by `finish`).
+    pub(crate) stats: BlockStats,
+}
+
+impl ChunkRows {
+    /// Appends the chunks of series `id` (samples time-ordered).
+    pub(crate) fn append(&mut self, id: u32, samples: &[Sample]) -> Result<(), StorageError> {
+        for part in samples.chunks(SAMPLES_PER_CHUNK) {
+            self.data.append_value(crate::codec::encode(part)?);
+            self.ids.push(id);
+            self.min_t.push(part[0].t);
+            self.max_t.push(part[part.len() - 1].t);
+            self.num.push(part.len() as u32);
+            self.stats.num_chunks += 1;
+        }
+        self.stats.num_samples += samples.len() as u64;
+        Ok(())
+    }
+
+    /// Rows appended since the last `finish`.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The rows appended since the last `finish`, as a batch.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, StorageError> {
+        Ok(RecordBatch::try_new(
+            chunk_schema(),
+            vec![
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.ids))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.min_t))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.max_t))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.num))),
+                Arc::new(self.data.finish()),
+            ],
+        )?)
+    }
+}
+
+/// Sorted, distinct label names of `sets`.
+pub(crate) fn label_names<'a>(sets: impl Iterator<Item = &'a Labels>) -> Vec<String> {
     let mut names: Vec<&str> = sets
-        .clone()
         .flat_map(|l| l.iter().map(|l| l.name.as_str()))
         .collect();
     names.sort_unstable();
     names.dedup();
-    let mut builders: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
-    for labels in sets {
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Rows of `series.parquet` / `streams.parquet` being built: an id and one
+/// nullable `l_<name>` string column per label name.
+pub(crate) struct LabelRows {
+    names: Vec<String>,
+    ids: Vec<u32>,
+    columns: Vec<StringBuilder>,
+}
+
+impl LabelRows {
+    /// Rows over the label names `names` (sorted; every appended set's
+    /// names must be among them).
+    pub(crate) fn new(names: &[String]) -> Self {
+        Self {
+            names: names.to_vec(),
+            ids: Vec::new(),
+            columns: names.iter().map(|_| StringBuilder::new()).collect(),
+        }
+    }
+
+    /// The schema of the file, with `id_column` first.
+    pub(crate) fn schema(&self, id_column: &str) -> Arc<Schema> {
+        let mut fields = vec![Field::new(id_column, DataType::UInt32, false)];
+        fields.extend(
+            self.names
+                .iter()
+                .map(|n| Field::new(format!("{LABEL_COLUMN_PREFIX}{n}"), DataType::Utf8, true)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Appends one row.
+    pub(crate) fn append(&mut self, id: u32, labels: &Labels) {
+        self.ids.push(id);
         // Label names are sorted in both the set and `names`: one merge pass.
         let mut it = labels.iter().peekable();
-        for (col, name) in names.iter().enumerate() {
+        for (col, name) in self.names.iter().enumerate() {
             match it.peek() {
                 Some(l) if l.name == *name => {
-                    builders[col].append_value(&l.value);
+                    self.columns[col].append_value(&l.value);
                     it.next();
                 }
-                _ => builders[col].append_null(),
+                _ => self.columns[col].append_null(),
             }
         }
     }
-    let fields = names
-        .iter()
-        .map(|n| Field::new(format!("{LABEL_COLUMN_PREFIX}{n}"), DataType::Utf8, true))
-        .collect();
-    let columns = builders
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    (fields, columns)
+
+    /// Rows appended since the last `finish`.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The rows appended since the last `finish`, as a batch.
+    pub(crate) fn finish(&mut self, id_column: &str) -> Result<RecordBatch, StorageError> {
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(UInt32Array::from(std::mem::take(&mut self.ids)))];
+        columns.extend(
+            self.columns
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        Ok(RecordBatch::try_new(self.schema(id_column), columns)?)
+    }
 }
 
 /// Uploads a block: data files first, `meta.json` last, so a reader never
@@ -301,10 +378,25 @@ pub(crate) async fn upload_files(
             .await
             .map_err(|e| StorageError::object(&path, e))?;
         if i == 0 {
-            // e.g. "compactor.mid-upload": one data file written, no meta.json.
-            crate::crashpoint::crash_point(&format!("{}.mid-upload", meta.source));
+            mid_upload(meta);
         }
     }
+    put_meta(store, signal, tenant, meta).await
+}
+
+/// The crash point between a block's two data files, e.g.
+/// "compactor.mid-upload": one data file written, no `meta.json`.
+pub(crate) fn mid_upload(meta: &BlockMeta) {
+    crate::crashpoint::crash_point(&format!("{}.mid-upload", meta.source));
+}
+
+/// Writes `meta.json`, which makes the block visible: only after its data files.
+pub(crate) async fn put_meta(
+    store: &dyn ObjectStore,
+    signal: Signal,
+    tenant: &str,
+    meta: &BlockMeta,
+) -> Result<(), StorageError> {
     let json = serde_json::to_vec_pretty(meta)?;
     let path = block_file(signal, tenant, &meta.ulid, "meta.json");
     store

@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod codec;
 pub mod crashpoint;
 pub mod logblock;
+pub mod merge;
 pub mod reader;
 pub mod store;
 

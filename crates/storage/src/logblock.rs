@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringBuilder, UInt32Array};
+use datafusion::arrow::array::{Int64Array, RecordBatch, StringBuilder, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -24,13 +24,13 @@ use strata_model::{Label, Labels};
 
 use crate::StorageError;
 use crate::block::{
-    BLOCK_FORMAT_VERSION, BlockCompaction, BlockMeta, BlockStats, Signal, StrCol, Tier,
-    encode_parquet, label_columns, upload_files,
+    BlockMeta, BlockStats, LabelRows, SERIES_PER_ROW_GROUP, Signal, StrCol, encode_parquet,
+    label_names, upload_files,
 };
 
 /// Entries per row group (~10 MB of lines): big enough for zstd to find
 /// repetition, small enough that a narrow time range or one stream reads little.
-const ENTRIES_PER_ROW_GROUP: usize = 64 * 1024;
+pub(crate) const ENTRIES_PER_ROW_GROUP: usize = 64 * 1024;
 
 /// The two Parquet files of a log block, encoded in memory.
 pub struct EncodedLogBlock {
@@ -49,38 +49,23 @@ pub fn encode_log_block(
     let mut streams: Vec<&(Labels, Vec<LogEntry>)> =
         streams.iter().filter(|(_, e)| !e.is_empty()).collect();
     streams.sort_by(|a, b| a.0.cmp(&b.0));
-    let (label_fields, label_cols) = label_columns(streams.iter().map(|(l, _)| l));
-    let mut fields = vec![Field::new("stream_id", DataType::UInt32, false)];
-    fields.extend(label_fields);
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(
-        0..streams.len() as u32,
-    ))];
-    columns.extend(label_cols);
-    let streams_batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    let mut rows = LabelRows::new(&label_names(streams.iter().map(|(l, _)| l)));
+    for (i, (labels, _)) in streams.iter().enumerate() {
+        rows.append(i as u32, labels);
+    }
+    let streams_batch = rows.finish("stream_id")?;
 
     let total: usize = streams.iter().map(|(_, e)| e.len()).sum();
     let entries_parquet = encode_entries(&streams)?;
-    let streams_parquet = encode_parquet(&streams_batch, 8192)?;
-    let ulid = ulid::Ulid::new().to_string();
+    let streams_parquet = encode_parquet(&streams_batch, SERIES_PER_ROW_GROUP)?;
+    let stats = BlockStats {
+        num_series: streams.len() as u64,
+        num_samples: total as u64,
+        num_chunks: 0,
+        num_bytes: (streams_parquet.len() + entries_parquet.len()) as u64,
+    };
     Ok(EncodedLogBlock {
-        meta: BlockMeta {
-            ulid: ulid.clone(),
-            min_time,
-            max_time,
-            stats: BlockStats {
-                num_series: streams.len() as u64,
-                num_samples: total as u64,
-                num_chunks: 0,
-                num_bytes: (streams_parquet.len() + entries_parquet.len()) as u64,
-            },
-            compaction: BlockCompaction {
-                level: 1,
-                sources: vec![ulid],
-            },
-            version: BLOCK_FORMAT_VERSION,
-            source: "ingester".into(),
-            tier: Tier::Hot,
-        },
+        meta: BlockMeta::new(min_time, max_time, stats),
         streams_parquet,
         entries_parquet,
     })
@@ -91,7 +76,7 @@ pub fn encode_log_block(
 /// zstd level 9 over 8 MB pages, which out-compresses `gzip -6` on the same
 /// lines by 10% where level 3 fell short of it (docs/benchmarks.md);
 /// timestamps are delta-encoded.
-fn entries_props() -> WriterProperties {
+pub(crate) fn entries_props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -106,61 +91,86 @@ fn entries_props() -> WriterProperties {
 /// Writes `entries.parquet` one row group at a time, so no Arrow array
 /// grows past its 2 GiB offset limit and memory stays bounded by a row group.
 fn encode_entries(streams: &[&(Labels, Vec<LogEntry>)]) -> Result<Vec<u8>, StorageError> {
-    let schema = Arc::new(Schema::new(vec![
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, entries_schema(), Some(entries_props()))?;
+    let mut rows = EntryRows::default();
+    for (i, (_, entries)) in streams.iter().enumerate() {
+        for e in entries {
+            rows.append(
+                i as u32,
+                e.ts,
+                &e.line,
+                metadata_json(&e.metadata).as_deref(),
+            );
+            if rows.len() == ENTRIES_PER_ROW_GROUP {
+                w.write(&rows.finish()?)?;
+            }
+        }
+    }
+    if rows.len() > 0 {
+        w.write(&rows.finish()?)?;
+    }
+    w.close()?;
+    Ok(buf)
+}
+
+/// Schema of `entries.parquet`.
+pub(crate) fn entries_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
         Field::new("stream_id", DataType::UInt32, false),
         Field::new("ts", DataType::Int64, false),
         Field::new("line", DataType::Utf8, false),
         Field::new("metadata", DataType::Utf8, true),
-    ]));
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(entries_props()))?;
-    let rows = streams
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, entries))| entries.iter().map(move |e| (i as u32, e)));
-    let mut batch_rows: Vec<(u32, &LogEntry)> = Vec::with_capacity(ENTRIES_PER_ROW_GROUP);
-    let mut flush = |rows: &mut Vec<(u32, &LogEntry)>| -> Result<(), StorageError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let bytes: usize = rows.iter().map(|(_, e)| e.line.len()).sum();
-        let mut lines = StringBuilder::with_capacity(rows.len(), bytes);
-        let mut metadata = StringBuilder::new();
-        for (_, e) in rows.iter() {
-            lines.append_value(&e.line);
-            if e.metadata.is_empty() {
-                metadata.append_null();
-            } else {
-                let map: serde_json::Map<String, serde_json::Value> = e
-                    .metadata
-                    .iter()
-                    .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
-                    .collect();
-                metadata.append_value(serde_json::Value::Object(map).to_string());
-            }
-        }
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.ts))),
-                Arc::new(lines.finish()),
-                Arc::new(metadata.finish()),
-            ],
-        )?;
-        w.write(&batch)?;
-        rows.clear();
-        Ok(())
-    };
-    for row in rows {
-        batch_rows.push(row);
-        if batch_rows.len() == ENTRIES_PER_ROW_GROUP {
-            flush(&mut batch_rows)?;
-        }
+    ]))
+}
+
+/// Structured metadata as stored: a JSON object, `None` when empty.
+pub(crate) fn metadata_json(metadata: &Labels) -> Option<String> {
+    if metadata.is_empty() {
+        return None;
     }
-    flush(&mut batch_rows)?;
-    w.close()?;
-    Ok(buf)
+    let map: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
+        .collect();
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+/// Rows of `entries.parquet` being built.
+#[derive(Default)]
+pub(crate) struct EntryRows {
+    ids: Vec<u32>,
+    ts: Vec<i64>,
+    lines: StringBuilder,
+    metadata: StringBuilder,
+}
+
+impl EntryRows {
+    /// Appends one entry of stream `id`; `metadata` is the stored JSON.
+    pub(crate) fn append(&mut self, id: u32, ts: i64, line: &str, metadata: Option<&str>) {
+        self.ids.push(id);
+        self.ts.push(ts);
+        self.lines.append_value(line);
+        self.metadata.append_option(metadata);
+    }
+
+    /// Rows appended since the last `finish`.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The rows appended since the last `finish`, as a batch.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, StorageError> {
+        Ok(RecordBatch::try_new(
+            entries_schema(),
+            vec![
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.ids))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.ts))),
+                Arc::new(self.lines.finish()),
+                Arc::new(self.metadata.finish()),
+            ],
+        )?)
+    }
 }
 
 /// Uploads a log block: data files first, `meta.json` last.
