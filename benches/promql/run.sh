@@ -2,6 +2,7 @@
 # PromQL range-query latency: Strata vs Prometheus 2.42 on the same data, in
 # one run. Usage: benches/promql/run.sh [promqlbench flags...]
 # e.g. benches/promql/run.sh --instances 200 --hours 6 --runs 10
+# STRATA_ARGS adds flags to the strata process (e.g. a warm tier).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . loadtest/lib.sh
@@ -10,7 +11,7 @@ bench_setup
 sp=$(port)
 ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
   -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn 2>"$work/strata.log" &
+  -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn ${STRATA_ARGS:-} 2>"$work/strata.log" &
 wait_ready "http://127.0.0.1:$sp/ready"
 
 pp=$(port)
@@ -22,3 +23,5 @@ wait_ready "http://127.0.0.1:$pp/-/ready"
 echo "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), strata $(./target/release/strata -version)"
 ./target/release/promqlbench --strata "http://127.0.0.1:$sp" --prometheus "http://127.0.0.1:$pp" "$@"
 echo "strata blocks: $(find "$work/strata/blocks" -name meta.json | wc -l); prometheus blocks: $(find "$work/prom" -maxdepth 2 -name meta.json | wc -l)"
+# Where Strata's blocks were (per tier) and how its warm-block cache did.
+curl -s "http://127.0.0.1:$sp/metrics" | grep -E '^strata_(bucket_blocks|cache_requests_total)\{.*signal="metrics"|^strata_cache_requests_total' || true
