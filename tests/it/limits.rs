@@ -276,3 +276,56 @@ async fn expired_blocks_are_marked_then_deleted() {
         .await;
     assert_eq!(j["data"]["result"][0]["value"][1], "2", "{j}");
 }
+
+/// The query limits answer Prometheus's error shape (HTTP 422, `execution`)
+/// and leave the process serving: `-querier.max-samples` counts loaded
+/// samples, `-querier.max-estimated-memory-consumption-per-query` bounds
+/// each query's DataFusion memory pool (loaded samples and plan output).
+#[tokio::test]
+async fn query_sample_and_memory_limits_fail_the_query_not_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 1000 * 1000;
+    let pts: Vec<(i64, f64)> = (0..30)
+        .map(|i| (now - 290_000 + i * 10_000, i as f64))
+        .collect();
+    let push = async |s: &Strata| {
+        let batch = (0..10)
+            .map(|k| series(&[("__name__", "lim"), ("k", &k.to_string())], &pts))
+            .collect();
+        let (st, body) = s.push(batch, None).await;
+        assert_eq!(st, 200, "{body}");
+    };
+    let query = async |s: &Strata, q: &str| {
+        s.get_json(
+            "/api/v1/query",
+            &[("query", q.to_string()), ("time", secs(now))],
+            None,
+        )
+        .await
+    };
+    for (flag, message) in [
+        (
+            "-querier.max-samples=100",
+            "query processing would load too many samples into memory in query execution",
+        ),
+        (
+            "-querier.max-estimated-memory-consumption-per-query=4096",
+            "the query exceeded the maximum allowed estimated amount of memory consumed by a single query (limit: 4096 bytes)",
+        ),
+    ] {
+        let data = dir.path().join(&flag[2..20]);
+        std::fs::create_dir_all(&data).expect("data dir");
+        let s = Strata::start(&data, &[flag]).await;
+        push(&s).await;
+        // 10 series x 30 samples: over both limits.
+        let (status, j) = query(&s, "sum_over_time(lim[5m])").await;
+        assert_eq!(status, 422, "{flag}: {j}");
+        assert_eq!(j["status"], "error");
+        assert_eq!(j["errorType"], "execution");
+        assert_eq!(j["error"], message, "{flag}");
+        // One series: within both.
+        let (status, j) = query(&s, "sum_over_time(lim{k=\"3\"}[5m])").await;
+        assert_eq!(status, 200, "{flag}: {j}");
+        assert_eq!(j["data"]["result"][0]["value"][1], "435");
+    }
+}

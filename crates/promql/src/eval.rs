@@ -2,8 +2,15 @@
 //! optional value per evaluation step.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionConfig;
 
 use futures::future::BoxFuture;
 use promql_parser::parser::LabelModifier;
@@ -17,6 +24,7 @@ use strata_model::{
     selector_alternatives,
 };
 
+use crate::exec::{StepKernel, engine_error, evaluate_steps};
 use crate::functions;
 use crate::{
     EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample,
@@ -85,6 +93,10 @@ pub(crate) struct Ctx<'a> {
     /// Samples held by the whole query, subqueries included.
     samples: &'a AtomicUsize,
     notes: &'a Mutex<Annotations>,
+    /// The query's DataFusion context: its memory pool and parallelism.
+    pub task: &'a Arc<TaskContext>,
+    /// What the loaded samples hold of that pool.
+    loaded: &'a Mutex<MemoryReservation>,
 }
 
 impl<'a> Ctx<'a> {
@@ -106,6 +118,8 @@ impl<'a> Ctx<'a> {
             query_step: self.query_step,
             samples: self.samples,
             notes: self.notes,
+            task: self.task,
+            loaded: self.loaded,
         }
     }
 
@@ -146,6 +160,46 @@ impl<'a> Ctx<'a> {
         }
         Ok(())
     }
+
+    /// Charges `bytes` of loaded data to the query's memory pool.
+    fn charge_memory(&self, bytes: usize) -> Result<(), EngineError> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_grow(bytes)
+            .map_err(|e| engine_error(e, self.opts.max_memory_bytes))
+    }
+
+    /// Evaluates `kernel` at `times` over every series of `input` on
+    /// DataFusion (see `exec`).
+    pub async fn steps(
+        &self,
+        input: Vec<SeriesSamples>,
+        times: Vec<i64>,
+        kernel: StepKernel,
+    ) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
+        evaluate_steps(self.task, self.opts.max_memory_bytes, input, times, kernel).await
+    }
+}
+
+/// The DataFusion context of one query: a memory pool of its own (bounded
+/// by `max_memory_bytes` when set) and one partition per allowed core.
+fn query_task(opts: &EngineOptions) -> Result<Arc<TaskContext>, EngineError> {
+    let pool: Arc<dyn MemoryPool> = if opts.max_memory_bytes > 0 {
+        Arc::new(GreedyMemoryPool::new(opts.max_memory_bytes))
+    } else {
+        Arc::new(UnboundedMemoryPool::default())
+    };
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(pool)
+        .build_arc()
+        .map_err(|e| EngineError::Execution(e.to_string()))?;
+    let config = SessionConfig::new().with_target_partitions(opts.parallelism.max(1));
+    Ok(Arc::new(
+        TaskContext::default()
+            .with_session_config(config)
+            .with_runtime(runtime),
+    ))
 }
 
 /// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
@@ -177,6 +231,9 @@ pub(crate) async fn run(
     };
     let samples = AtomicUsize::new(0);
     let notes = Mutex::new(Annotations::default());
+    let task = query_task(opts)?;
+    let loaded =
+        Mutex::new(MemoryConsumer::new("PromQL selected samples").register(task.memory_pool()));
     let ctx = Ctx {
         opts,
         q,
@@ -188,6 +245,8 @@ pub(crate) async fn run(
         query_step: step,
         samples: &samples,
         notes: &notes,
+        task: &task,
+        loaded: &loaded,
     };
     let val = match eval(&ctx, expr).await? {
         Val::Vector(series) => Val::Vector(finalize_names(series)?),
@@ -389,29 +448,25 @@ pub(crate) async fn select(
         }
     }
     ctx.charge(out.iter().map(|s| s.samples.len()).sum())?;
+    ctx.charge_memory(
+        out.iter()
+            .map(|s| {
+                s.samples.len() * std::mem::size_of::<Sample>()
+                    + s.labels
+                        .iter()
+                        .map(|l| l.name.len() + l.value.len() + 48)
+                        .sum::<usize>()
+            })
+            .sum(),
+    )?;
     Ok(out)
 }
 
 async fn instant_selector(ctx: &Ctx<'_>, vs: &VectorSelector) -> Result<Vec<Series>, EngineError> {
-    let times = selector_times(ctx, vs);
-    let lookback = ctx.opts.lookback_delta.as_millis() as i64;
-    let (lo, hi) = bounds(&times);
-    let data = select(ctx, vs, lo - lookback + 1, hi).await?;
-    ctx.charge(data.len() * ctx.nsteps)?;
-    Ok(data
+    Ok(lookback_values(ctx, vs, false)
+        .await?
         .into_iter()
-        .map(|s| {
-            let vals = times
-                .iter()
-                .map(|&t| {
-                    let idx = s.samples.partition_point(|x| x.t <= t);
-                    let last = s.samples[..idx].last()?;
-                    (last.t > t - lookback && !is_stale_nan(last.v)).then_some(last.v)
-                })
-                .collect();
-            Series::new(s.labels, vals)
-        })
-        .filter(|s| s.vals.iter().any(Option::is_some))
+        .map(|(labels, vals)| Series::new(labels, vals))
         .collect())
 }
 
@@ -420,26 +475,36 @@ pub(crate) async fn instant_selector_timestamps(
     ctx: &Ctx<'_>,
     vs: &VectorSelector,
 ) -> Result<Vec<Series>, EngineError> {
+    Ok(lookback_values(ctx, vs, true)
+        .await?
+        .into_iter()
+        .map(|(labels, vals)| Series::dropping_name(labels, vals))
+        .collect())
+}
+
+/// Per series with any, the value (or timestamp) of the latest sample
+/// within the lookback delta at each step.
+async fn lookback_values(
+    ctx: &Ctx<'_>,
+    vs: &VectorSelector,
+    timestamp: bool,
+) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
     let times = selector_times(ctx, vs);
     let lookback = ctx.opts.lookback_delta.as_millis() as i64;
     let (lo, hi) = bounds(&times);
     let data = select(ctx, vs, lo - lookback + 1, hi).await?;
-    Ok(data
-        .into_iter()
-        .map(|s| {
-            let vals = times
-                .iter()
-                .map(|&t| {
-                    let idx = s.samples.partition_point(|x| x.t <= t);
-                    let last = s.samples[..idx].last()?;
-                    (last.t > t - lookback && !is_stale_nan(last.v))
-                        .then_some(last.t as f64 / 1000.0)
-                })
-                .collect();
-            Series::dropping_name(s.labels, vals)
-        })
-        .filter(|s| s.vals.iter().any(Option::is_some))
-        .collect())
+    if !timestamp {
+        ctx.charge(data.len() * ctx.nsteps)?;
+    }
+    ctx.steps(
+        data,
+        times,
+        StepKernel::Lookback {
+            lookback,
+            timestamp,
+        },
+    )
+    .await
 }
 
 fn bounds(times: &[i64]) -> (i64, i64) {

@@ -1,6 +1,8 @@
 //! PromQL functions: range functions over a sliding window of raw samples
 //! (`rate`, `*_over_time`, ...) and per-sample instant functions.
 
+use std::sync::Arc;
+
 use promql_parser::parser::{Call, Expr};
 use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, format_float};
 
@@ -8,8 +10,9 @@ use crate::EngineError;
 use crate::eval::{
     Ctx, RangeInput, Series, Val, dedup_labelsets, eval, eval_scalar, eval_vector,
     instant_selector_timestamps, kahan_inc, kahan_sum, mean, quantile, range_input,
-    selector_matchers, variance, window,
+    selector_matchers, variance,
 };
+use crate::exec::StepKernel;
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
 
 /// Evaluates a function call.
@@ -41,34 +44,37 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         | "ts_of_last_over_time" => {
             let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
             let range = ra.range;
-            range_fn(ctx, ra, name, |w, _, t| range_value(name, w, t, range))
+            range_fn(ctx, ra, name, move |w, _, t| range_value(name, w, t, range)).await
         }
         "quantile_over_time" => {
             let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
             ctx.check_quantile(&q);
             let ra = range_input(ctx, arg(args, 1, name)?, name).await?;
-            range_fn(ctx, ra, name, |w, step, _| {
+            range_fn(ctx, ra, name, move |w, step, _| {
                 let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Some(quantile(q[step], &mut v))
             })
+            .await
         }
         "predict_linear" => {
             let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
             let d = eval_scalar(ctx, arg(args, 1, name)?).await?;
             // The intercept is at the evaluation time, not the selector's
             // (`@`/`offset`-shifted) time.
-            range_fn(ctx, ra, name, |w, step, _| {
+            let (start, step_ms) = (ctx.start, ctx.step);
+            range_fn(ctx, ra, name, move |w, step, _| {
                 if w.len() < 2 {
                     return None;
                 }
-                let (slope, intercept) = linear_regression(w, ctx.ts(step));
+                let (slope, intercept) = linear_regression(w, start + step as i64 * step_ms);
                 Some(intercept + slope * d[step])
             })
+            .await
         }
         "absent_over_time" => {
             let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
             let selector = ra.selector.cloned();
-            let present = range_fn(ctx, ra, name, |_, _, _| Some(1.0))?;
+            let present = range_fn(ctx, ra, name, |_, _, _| Some(1.0)).await?;
             match selector {
                 Some(vs) => absent(ctx, present, &Expr::VectorSelector(vs)),
                 None => absent(
@@ -192,6 +198,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                 let mut dev: Vec<f64> = w.iter().map(|s| (s.v - median).abs()).collect();
                 Some(quantile(0.5, &mut dev))
             })
+            .await
         }
         "double_exponential_smoothing" | "holt_winters" => {
             let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
@@ -209,9 +216,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     )));
                 }
             }
-            range_fn(ctx, ra, name, |w, step, _| {
+            range_fn(ctx, ra, name, move |w, step, _| {
                 double_exponential_smoothing(w, sf[step], tf[step])
             })
+            .await
         }
         "label_replace" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
@@ -583,11 +591,11 @@ fn arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a Expr, EngineE
 }
 
 /// Applies `f(window, step, eval_time)` at every step of every series of a range selector.
-fn range_fn(
+async fn range_fn(
     ctx: &Ctx<'_>,
     input: RangeInput<'_>,
     name: &str,
-    f: impl Fn(&[Sample], usize, i64) -> Option<f64>,
+    f: impl Fn(&[Sample], usize, i64) -> Option<f64> + Send + Sync + 'static,
 ) -> Result<Val, EngineError> {
     let RangeInput {
         series: data,
@@ -597,35 +605,30 @@ fn range_fn(
     } = input;
     ctx.charge(data.len() * ctx.nsteps)?;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let mut out = Vec::with_capacity(data.len());
-    for s in data {
-        let vals: Vec<Option<f64>> = times
-            .iter()
-            .enumerate()
-            .map(|(step, &t)| {
-                let w = window(&s.samples, t, range);
-                if w.is_empty() { None } else { f(w, step, t) }
-            })
-            .collect();
-        if vals.iter().any(Option::is_some) {
-            if matches!(name, "rate" | "increase") {
-                let metric = s.labels.metric_name();
-                if !metric.is_empty()
-                    && !["_total", "_sum", "_count", "_bucket"]
-                        .iter()
-                        .any(|suffix| metric.ends_with(suffix))
-                {
-                    ctx.info(format_args!(
-                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                    ));
-                }
+    let kernel = StepKernel::Window {
+        range,
+        f: Arc::new(f),
+    };
+    let evaluated = ctx.steps(data, times, kernel).await?;
+    let mut out = Vec::with_capacity(evaluated.len());
+    for (labels, vals) in evaluated {
+        if matches!(name, "rate" | "increase") {
+            let metric = labels.metric_name();
+            if !metric.is_empty()
+                && !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|suffix| metric.ends_with(suffix))
+            {
+                ctx.info(format_args!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                ));
             }
-            out.push(Series {
-                labels: s.labels,
-                vals,
-                drop_name: !keep_name,
-            });
         }
+        out.push(Series {
+            labels,
+            vals,
+            drop_name: !keep_name,
+        });
     }
     Ok(Val::Vector(out))
 }

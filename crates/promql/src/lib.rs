@@ -11,6 +11,7 @@
 //! (HTTP 422) instead of being evaluated wrongly.
 
 mod eval;
+mod exec;
 mod functions;
 mod histogram;
 
@@ -49,6 +50,11 @@ pub enum EngineError {
     /// The query loaded more samples than allowed (`execution`, 422).
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
+    /// The query's memory pool refused an allocation (`execution`, 422).
+    #[error(
+        "the query exceeded the maximum allowed estimated amount of memory consumed by a single query (limit: {0} bytes)"
+    )]
+    TooMuchMemory(usize),
     /// The query ran longer than the timeout (`timeout`, 503).
     #[error("query timed out in {0}")]
     Timeout(&'static str),
@@ -62,7 +68,10 @@ impl EngineError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::BadData(_) => "bad_data",
-            Self::Unsupported(_) | Self::Execution(_) | Self::TooManySamples => "execution",
+            Self::Unsupported(_)
+            | Self::Execution(_)
+            | Self::TooManySamples
+            | Self::TooMuchMemory(_) => "execution",
             Self::Timeout(_) => "timeout",
             Self::Storage(_) => "internal",
         }
@@ -72,7 +81,10 @@ impl EngineError {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::BadData(_) => 400,
-            Self::Unsupported(_) | Self::Execution(_) | Self::TooManySamples => 422,
+            Self::Unsupported(_)
+            | Self::Execution(_)
+            | Self::TooManySamples
+            | Self::TooMuchMemory(_) => 422,
             Self::Timeout(_) => 503,
             Self::Storage(_) => 500,
         }
@@ -139,6 +151,11 @@ pub struct EngineOptions {
     /// Step of a subquery written without one (`x[1h:]`): Prometheus uses
     /// its global evaluation interval, 1m by default.
     pub default_subquery_step: Duration,
+    /// Size of each query's DataFusion memory pool, bytes: the samples it
+    /// loads and the rows its plans produce are charged to it (0: unlimited).
+    pub max_memory_bytes: usize,
+    /// Partitions (cores) a query's per-series stage runs on.
+    pub parallelism: usize,
 }
 
 impl Default for EngineOptions {
@@ -149,6 +166,8 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             max_points_per_series: 11_000,
             default_subquery_step: Duration::from_secs(60),
+            max_memory_bytes: 0,
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

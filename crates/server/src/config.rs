@@ -187,6 +187,7 @@ pub struct QuerierConfig {
     #[serde(with = "strata_ingester::humantime_serde")]
     pub lookback_delta: Duration,
     pub max_samples: usize,
+    pub max_estimated_memory_consumption_per_query: usize,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub timeout: Duration,
     #[serde(with = "strata_ingester::humantime_serde")]
@@ -198,6 +199,7 @@ impl Default for QuerierConfig {
         Self {
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
+            max_estimated_memory_consumption_per_query: 0,
             timeout: Duration::from_secs(120),
             default_evaluation_interval: Duration::from_secs(60),
         }
@@ -312,6 +314,7 @@ flags! {
     "distributor.remote-timeout" => "ingester_client.remote_timeout": "Longest time a push to one ingester may take.",
     "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
+    "querier.max-estimated-memory-consumption-per-query" => "querier.max_estimated_memory_consumption_per_query": "Size of each query's memory pool, bytes: the samples it loads and the rows its DataFusion plans produce are charged to it, and a query past it fails with an error (0: unlimited).",
     "querier.timeout" => "querier.timeout": "Longest time a query may run.",
     "querier.default-evaluation-interval" => "querier.default_evaluation_interval": "Step of subqueries written without one (`x[1h:]`), as Prometheus's global evaluation_interval.",
 }

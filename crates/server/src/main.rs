@@ -412,6 +412,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let engine = Engine::new(EngineOptions {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
+        max_memory_bytes: cfg.querier.max_estimated_memory_consumption_per_query,
         timeout: cfg.querier.timeout,
         default_subquery_step: cfg.querier.default_evaluation_interval,
         ..EngineOptions::default()
