@@ -24,7 +24,7 @@ use strata_model::{
     selector_alternatives,
 };
 
-use crate::exec::{StepKernel, engine_error, evaluate_steps};
+use crate::exec::{GroupFn, StepKernel, aggregate_steps, engine_error, evaluate_steps};
 use crate::functions;
 use crate::{
     EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample,
@@ -179,6 +179,24 @@ impl<'a> Ctx<'a> {
         kernel: StepKernel,
     ) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
         evaluate_steps(self.task, self.opts.max_memory_bytes, input, times, kernel).await
+    }
+
+    /// Aggregates per-step `values` by `groups` with `f` on DataFusion (see `exec`).
+    async fn aggregate(
+        &self,
+        values: Vec<Vec<Option<f64>>>,
+        groups: Vec<Vec<usize>>,
+        f: GroupFn,
+    ) -> Result<Vec<Vec<Option<f64>>>, EngineError> {
+        aggregate_steps(
+            self.task,
+            self.opts.max_memory_bytes,
+            values,
+            groups,
+            self.nsteps,
+            f,
+        )
+        .await
     }
 }
 
@@ -857,48 +875,54 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
             Ok(Val::Vector(out))
         }
         "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
-            let mut out = Vec::with_capacity(groups.len());
-            let mut buf: Vec<f64> = Vec::new();
-            for (key, members) in groups {
-                let mut vals = vec![None; n];
-                for (step, slot) in vals.iter_mut().enumerate() {
-                    buf.clear();
-                    buf.extend(members.iter().filter_map(|&i| input[i].vals[step]));
-                    if buf.is_empty() {
-                        continue;
-                    }
-                    *slot = Some(match op.as_str() {
-                        "sum" => kahan_sum(&buf),
-                        "avg" => mean(&buf),
-                        "count" => buf.len() as f64,
-                        "group" => 1.0,
-                        "min" => buf
-                            .iter()
-                            .copied()
-                            .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m }),
-                        "max" => buf
-                            .iter()
-                            .copied()
-                            .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m }),
-                        "stdvar" => variance(&buf),
-                        "stddev" => variance(&buf).sqrt(),
-                        _ => {
-                            let q = param.as_ref().map(|p| p[step]).unwrap_or(f64::NAN);
-                            quantile(q, &mut buf)
-                        }
-                    });
-                }
-                // The group's name is dropped later if any member's would be.
-                let drop_name = members.iter().any(|&i| input[i].drop_name);
-                out.push(Series {
-                    labels: key,
-                    vals,
-                    drop_name,
-                });
-            }
-            Ok(Val::Vector(out))
+            // The group's name is dropped later if any member's would be.
+            let drop_names: Vec<bool> = groups
+                .iter()
+                .map(|(_, members)| members.iter().any(|&i| input[i].drop_name))
+                .collect();
+            let (keys, members): (Vec<Labels>, Vec<Vec<usize>>) = groups.into_iter().unzip();
+            let values: Vec<Vec<Option<f64>>> = input.into_iter().map(|s| s.vals).collect();
+            let f = group_fn(&op, param.unwrap_or_default());
+            let vals = ctx.aggregate(values, members, f).await?;
+            Ok(Val::Vector(
+                keys.into_iter()
+                    .zip(vals)
+                    .zip(drop_names)
+                    .map(|((labels, vals), drop_name)| Series {
+                        labels,
+                        vals,
+                        drop_name,
+                    })
+                    .collect(),
+            ))
         }
         other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
+    }
+}
+
+/// The aggregation `op` of a group's present values at one step; `param`
+/// is `quantile`'s parameter per step.
+fn group_fn(op: &str, param: Vec<f64>) -> GroupFn {
+    match op {
+        "sum" => Arc::new(|v: &mut Vec<f64>, _| kahan_sum(v)),
+        "avg" => Arc::new(|v: &mut Vec<f64>, _| mean(v)),
+        "count" => Arc::new(|v: &mut Vec<f64>, _| v.len() as f64),
+        "group" => Arc::new(|_: &mut Vec<f64>, _| 1.0),
+        "min" => Arc::new(|v: &mut Vec<f64>, _| {
+            v.iter()
+                .copied()
+                .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m })
+        }),
+        "max" => Arc::new(|v: &mut Vec<f64>, _| {
+            v.iter()
+                .copied()
+                .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m })
+        }),
+        "stdvar" => Arc::new(|v: &mut Vec<f64>, _| variance(v)),
+        "stddev" => Arc::new(|v: &mut Vec<f64>, _| variance(v).sqrt()),
+        _ => Arc::new(move |v: &mut Vec<f64>, step| {
+            quantile(param.get(step).copied().unwrap_or(f64::NAN), v)
+        }),
     }
 }
 

@@ -1,14 +1,16 @@
-//! The per-series stage of PromQL as a DataFusion execution plan.
+//! PromQL's per-series and per-group stages as a DataFusion execution plan.
 //!
-//! A selector's samples (head and blocks, merged by the querier) feed a
-//! [`SeriesStepExec`]: for each series it evaluates every step, either the
+//! A [`StepExec`] evaluates items at the query's steps and emits
+//! `(item, step, value)` rows. Its items are either selected series (their
+//! samples, merged from head and blocks by the querier), each step being the
 //! latest sample within the lookback delta (instant selectors) or a range
-//! function over the left-open window ending at the step, and emits
-//! `(series, step, value)` rows. The series are dealt across partitions, one
-//! per core, which DataFusion runs in parallel; each partition charges the
-//! rows it produces to the query's DataFusion memory pool, as the engine
-//! charges the samples it loads, so a query past its memory limit fails with
-//! a clear error instead of exhausting the process.
+//! function over the left-open window ending at the step; or aggregation
+//! groups, each step being the aggregate of the members' values there. The
+//! items are dealt across partitions, one per core, which DataFusion runs in
+//! parallel; each partition charges the rows it produces to the query's
+//! DataFusion memory pool, as the engine charges the samples it loads, so a
+//! query past its memory limit fails with a clear error instead of
+//! exhausting the process.
 
 use std::fmt;
 use std::sync::Arc;
@@ -85,22 +87,94 @@ impl StepKernel {
     }
 }
 
-/// Evaluates a [`StepKernel`] at `times` for every series of its input.
-pub(crate) struct SeriesStepExec {
-    samples: Arc<Vec<Vec<Sample>>>,
-    times: Arc<Vec<i64>>,
+/// Items (series or aggregation groups) that each evaluate to a value at
+/// some of the query's steps: what a [`StepExec`] runs.
+pub(crate) trait StepSource: Send + Sync + 'static {
+    /// Number of items.
+    fn items(&self) -> usize;
+    /// Evaluates item `i`, calling `emit(step, value)` for each step with a value.
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, f64));
+    /// One line for plan displays.
+    fn describe(&self) -> String;
+}
+
+/// Raw samples of selected series and the kernel each step applies to them.
+struct SeriesSteps {
+    samples: Vec<Vec<Sample>>,
+    times: Vec<i64>,
     kernel: StepKernel,
+}
+
+impl StepSource for SeriesSteps {
+    fn items(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, f64)) {
+        self.kernel.eval(&self.samples[i], &self.times, emit);
+    }
+
+    fn describe(&self) -> String {
+        let kernel = match &self.kernel {
+            StepKernel::Lookback { .. } => "lookback".to_string(),
+            StepKernel::Window { range, .. } => format!("window={range}ms"),
+        };
+        format!(
+            "series={}, steps={}, {kernel}",
+            self.samples.len(),
+            self.times.len()
+        )
+    }
+}
+
+/// An aggregation of the present values of a group's members at one step
+/// (the buffer holds them, in member order, and may be reordered).
+pub(crate) type GroupFn = Arc<dyn Fn(&mut Vec<f64>, usize) -> f64 + Send + Sync>;
+
+/// Per-step values of the input series and the members of each group.
+struct GroupSteps {
+    values: Vec<Vec<Option<f64>>>,
+    groups: Vec<Vec<usize>>,
+    nsteps: usize,
+    f: GroupFn,
+}
+
+impl StepSource for GroupSteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, f64)) {
+        let members = &self.groups[g];
+        let mut buf = Vec::with_capacity(members.len());
+        for step in 0..self.nsteps {
+            buf.clear();
+            buf.extend(members.iter().filter_map(|&i| self.values[i][step]));
+            if !buf.is_empty() {
+                emit(step, (self.f)(&mut buf, step));
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "groups={}, series={}, steps={}",
+            self.groups.len(),
+            self.values.len(),
+            self.nsteps
+        )
+    }
+}
+
+/// Evaluates every item of a [`StepSource`], the items dealt across partitions.
+pub(crate) struct StepExec {
+    source: Arc<dyn StepSource>,
     properties: Arc<PlanProperties>,
 }
 
-impl SeriesStepExec {
-    /// The plan over `samples` (one entry per series), split into `partitions`.
-    pub(crate) fn new(
-        samples: Arc<Vec<Vec<Sample>>>,
-        times: Arc<Vec<i64>>,
-        kernel: StepKernel,
-        partitions: usize,
-    ) -> Self {
+impl StepExec {
+    /// The plan over `source`, split into `partitions`.
+    pub(crate) fn new(source: Arc<dyn StepSource>, partitions: usize) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(output_schema()),
             Partitioning::UnknownPartitioning(partitions.max(1)),
@@ -108,9 +182,7 @@ impl SeriesStepExec {
             Boundedness::Bounded,
         );
         Self {
-            samples,
-            times,
-            kernel,
+            source,
             properties: Arc::new(properties),
         }
     }
@@ -120,42 +192,30 @@ impl SeriesStepExec {
     }
 }
 
-/// `(series, step, value)`: series index into the input, step index.
+/// `(item, step, value)`: item index into the source, step index.
 fn output_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("series", DataType::UInt32, false),
+        Field::new("item", DataType::UInt32, false),
         Field::new("step", DataType::UInt32, false),
         Field::new("value", DataType::Float64, false),
     ]))
 }
 
-impl fmt::Debug for SeriesStepExec {
+impl fmt::Debug for StepExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SeriesStepExec")
-            .field("series", &self.samples.len())
-            .field("steps", &self.times.len())
-            .finish()
+        write!(f, "StepExec({})", self.source.describe())
     }
 }
 
-impl DisplayAs for SeriesStepExec {
+impl DisplayAs for StepExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kernel = match &self.kernel {
-            StepKernel::Lookback { .. } => "lookback".to_string(),
-            StepKernel::Window { range, .. } => format!("window={range}ms"),
-        };
-        write!(
-            f,
-            "SeriesStepExec: series={}, steps={}, {kernel}",
-            self.samples.len(),
-            self.times.len()
-        )
+        write!(f, "StepExec: {}", self.source.describe())
     }
 }
 
-impl ExecutionPlan for SeriesStepExec {
+impl ExecutionPlan for StepExec {
     fn name(&self) -> &'static str {
-        "SeriesStepExec"
+        "StepExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -199,15 +259,13 @@ impl ExecutionPlan for SeriesStepExec {
         let partitions = self.partitions();
         if partition >= partitions {
             return Err(DataFusionError::Internal(format!(
-                "SeriesStepExec has {partitions} partitions, asked for {partition}"
+                "StepExec has {partitions} partitions, asked for {partition}"
             )));
         }
-        let reservation = MemoryConsumer::new(format!("SeriesStepExec[{partition}]"))
-            .register(context.memory_pool());
+        let reservation =
+            MemoryConsumer::new(format!("StepExec[{partition}]")).register(context.memory_pool());
         let mut producer = StepRows {
-            samples: self.samples.clone(),
-            times: self.times.clone(),
-            kernel: self.kernel.clone(),
+            source: self.source.clone(),
             next: partition,
             stride: partitions,
             reservation,
@@ -220,11 +278,9 @@ impl ExecutionPlan for SeriesStepExec {
     }
 }
 
-/// One partition's producer: series `next, next + stride, ...`.
+/// One partition's producer: items `next, next + stride, ...`.
 struct StepRows {
-    samples: Arc<Vec<Vec<Sample>>>,
-    times: Arc<Vec<i64>>,
-    kernel: StepKernel,
+    source: Arc<dyn StepSource>,
     next: usize,
     stride: usize,
     reservation: MemoryReservation,
@@ -232,22 +288,22 @@ struct StepRows {
 
 impl StepRows {
     fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
-        if self.next >= self.samples.len() {
+        let n = self.source.items();
+        if self.next >= n {
             return None;
         }
-        let (mut series, mut steps, mut values) = (
+        let (mut items, mut steps, mut values) = (
             Vec::with_capacity(BATCH_ROWS),
             Vec::with_capacity(BATCH_ROWS),
             Vec::with_capacity(BATCH_ROWS),
         );
-        while self.next < self.samples.len() && values.len() < BATCH_ROWS {
+        while self.next < n && values.len() < BATCH_ROWS {
             let id = self.next as u32;
-            self.kernel
-                .eval(&self.samples[self.next], &self.times, |step, v| {
-                    series.push(id);
-                    steps.push(step as u32);
-                    values.push(v);
-                });
+            self.source.eval(self.next, &mut |step, v| {
+                items.push(id);
+                steps.push(step as u32);
+                values.push(v);
+            });
             self.next += self.stride;
         }
         // The batch is held until the query has read every partition.
@@ -258,7 +314,7 @@ impl StepRows {
             RecordBatch::try_new(
                 output_schema(),
                 vec![
-                    Arc::new(UInt32Array::from(series)),
+                    Arc::new(UInt32Array::from(items)),
                     Arc::new(UInt32Array::from(steps)),
                     Arc::new(Float64Array::from(values)),
                 ],
@@ -276,6 +332,43 @@ pub(crate) fn engine_error(e: DataFusionError, memory_limit: usize) -> EngineErr
     }
 }
 
+/// Runs `source` through DataFusion; per item, its value at each of
+/// `nsteps` steps, `None` for an item without any.
+async fn run_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    source: Arc<dyn StepSource>,
+    nsteps: usize,
+) -> Result<Vec<Option<Vec<Option<f64>>>>, EngineError> {
+    let items = source.items();
+    if items == 0 {
+        return Ok(Vec::new());
+    }
+    let partitions = task.session_config().target_partitions().clamp(1, items);
+    let plan = Arc::new(StepExec::new(source, partitions));
+    let parts = collect_partitioned(plan, task.clone())
+        .await
+        .map_err(|e| engine_error(e, memory_limit))?;
+    let mut vals: Vec<Option<Vec<Option<f64>>>> = vec![None; items];
+    for batch in parts.iter().flatten() {
+        let column = |i: usize| batch.column(i).as_any();
+        let (Some(item), Some(steps), Some(values)) = (
+            column(0).downcast_ref::<UInt32Array>(),
+            column(1).downcast_ref::<UInt32Array>(),
+            column(2).downcast_ref::<Float64Array>(),
+        ) else {
+            return Err(EngineError::Execution(
+                "StepExec produced an unexpected batch".into(),
+            ));
+        };
+        for row in 0..batch.num_rows() {
+            let v = vals[item.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
+            v[steps.value(row) as usize] = Some(values.value(row));
+        }
+    }
+    Ok(vals)
+}
+
 /// Runs `kernel` at `times` over every series of `input` through DataFusion;
 /// returns, in input order, the series with at least one value and their
 /// value at each step.
@@ -288,45 +381,45 @@ pub(crate) async fn evaluate_steps(
 ) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
     let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
         input.into_iter().map(|s| (s.labels, s.samples)).unzip();
-    if labels.is_empty() {
-        return Ok(Vec::new());
-    }
     let nsteps = times.len();
-    let partitions = task
-        .session_config()
-        .target_partitions()
-        .clamp(1, labels.len());
-    let plan = Arc::new(SeriesStepExec::new(
-        Arc::new(samples),
-        Arc::new(times),
+    let source = Arc::new(SeriesSteps {
+        samples,
+        times,
         kernel,
-        partitions,
-    ));
-    let parts = collect_partitioned(plan, task.clone())
-        .await
-        .map_err(|e| engine_error(e, memory_limit))?;
-    let mut vals: Vec<Option<Vec<Option<f64>>>> = vec![None; labels.len()];
-    for batch in parts.iter().flatten() {
-        let column = |i: usize| batch.column(i).as_any();
-        let (Some(series), Some(steps), Some(values)) = (
-            column(0).downcast_ref::<UInt32Array>(),
-            column(1).downcast_ref::<UInt32Array>(),
-            column(2).downcast_ref::<Float64Array>(),
-        ) else {
-            return Err(EngineError::Execution(
-                "SeriesStepExec produced an unexpected batch".into(),
-            ));
-        };
-        for row in 0..batch.num_rows() {
-            let v = vals[series.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
-            v[steps.value(row) as usize] = Some(values.value(row));
-        }
-    }
+    });
+    let vals = run_steps(task, memory_limit, source, nsteps).await?;
     Ok(labels
         .into_iter()
         .zip(vals)
         .filter_map(|(l, v)| v.map(|v| (l, v)))
         .collect())
+}
+
+/// Aggregates the per-step `values` of the input series by `groups`
+/// (member indexes) through DataFusion: per group, in order, `f` over its
+/// members' present values at each step.
+pub(crate) async fn aggregate_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    values: Vec<Vec<Option<f64>>>,
+    groups: Vec<Vec<usize>>,
+    nsteps: usize,
+    f: GroupFn,
+) -> Result<Vec<Vec<Option<f64>>>, EngineError> {
+    let n = groups.len();
+    let source = Arc::new(GroupSteps {
+        values,
+        groups,
+        nsteps,
+        f,
+    });
+    let vals = run_steps(task, memory_limit, source, nsteps).await?;
+    let mut out: Vec<Vec<Option<f64>>> = vals
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| vec![None; nsteps]))
+        .collect();
+    out.resize(n, vec![None; nsteps]);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -410,6 +503,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn groups_aggregate_present_values_per_step_across_partitions() {
+        // Three series over three steps; series 1 is absent at step 1.
+        let values = vec![
+            vec![Some(1.0), Some(2.0), Some(3.0)],
+            vec![Some(10.0), None, Some(30.0)],
+            vec![Some(100.0), Some(200.0), None],
+        ];
+        let groups = vec![vec![0, 1], vec![2], vec![1, 2]];
+        let sum: GroupFn = Arc::new(|v: &mut Vec<f64>, _| v.iter().sum());
+        let mut results = Vec::new();
+        for partitions in [1, 2, 3] {
+            results.push(
+                aggregate_steps(
+                    &task(partitions, None),
+                    0,
+                    values.clone(),
+                    groups.clone(),
+                    3,
+                    sum.clone(),
+                )
+                .await
+                .expect("aggregate"),
+            );
+        }
+        assert_eq!(
+            results[0],
+            vec![
+                vec![Some(11.0), Some(2.0), Some(33.0)],
+                vec![Some(100.0), Some(200.0), None],
+                vec![Some(110.0), Some(200.0), Some(30.0)],
+            ]
+        );
+        assert!(results.iter().all(|r| *r == results[0]));
     }
 
     #[tokio::test]
