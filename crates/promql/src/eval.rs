@@ -1,7 +1,7 @@
 //! The step evaluator: every node yields, for each output series, one
 //! optional value per evaluation step.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -97,6 +97,8 @@ pub(crate) struct Ctx<'a> {
     pub task: &'a Arc<TaskContext>,
     /// What the loaded samples hold of that pool.
     loaded: &'a Mutex<MemoryReservation>,
+    /// String literals of the query that are not UTF-8 in PromQL's decoding.
+    pub invalid_utf8: &'a HashSet<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -120,6 +122,7 @@ impl<'a> Ctx<'a> {
             notes: self.notes,
             task: self.task,
             loaded: self.loaded,
+            invalid_utf8: self.invalid_utf8,
         }
     }
 
@@ -236,7 +239,7 @@ pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
 pub(crate) async fn run(
     opts: &EngineOptions,
     q: &dyn Queryable,
-    expr: &Expr,
+    (expr, invalid_utf8): (&Expr, &HashSet<String>),
     start: i64,
     end: i64,
     step: i64,
@@ -265,6 +268,7 @@ pub(crate) async fn run(
         notes: &notes,
         task: &task,
         loaded: &loaded,
+        invalid_utf8,
     };
     let val = match eval(&ctx, expr).await? {
         Val::Vector(series) => Val::Vector(finalize_names(series)?),

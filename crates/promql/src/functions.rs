@@ -232,7 +232,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     "invalid regular expression in label_replace(): {pattern}: {e}"
                 ))
             })?;
-            if !valid_label_name(dst) {
+            if !valid_label_name(ctx, dst) {
                 return Err(EngineError::BadData(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 )));
@@ -261,7 +261,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             let srcs: Vec<&str> = (3..args.len())
                 .map(|i| string_arg(args, i, name))
                 .collect::<Result<_, _>>()?;
-            if !valid_label_name(dst) {
+            if !valid_label_name(ctx, dst) {
                 return Err(EngineError::BadData(format!(
                     "invalid destination label name in label_join(): {dst}"
                 )));
@@ -437,8 +437,10 @@ fn string_arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a str, E
 }
 
 /// Label names as Prometheus 3 accepts them: any non-empty UTF-8 string.
-fn valid_label_name(name: &str) -> bool {
-    !name.is_empty()
+/// Any non-empty UTF-8 name is valid (Prometheus 3); a literal whose byte
+/// escapes are not UTF-8 is not.
+fn valid_label_name(ctx: &Ctx<'_>, name: &str) -> bool {
+    !name.is_empty() && !ctx.invalid_utf8.contains(name)
 }
 
 /// Applies a classic-histogram estimate to every histogram at every step

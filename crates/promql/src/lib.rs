@@ -14,6 +14,7 @@ mod eval;
 mod exec;
 mod functions;
 mod histogram;
+mod literals;
 
 use std::time::Duration;
 
@@ -197,7 +198,8 @@ impl Engine {
         t: i64,
     ) -> Result<QueryOutput, EngineError> {
         let expr = parse(query)?;
-        let run = eval::run(&self.opts, q, &expr, t, t, 0, true);
+        let invalid = literals::invalid_utf8_literals(query);
+        let run = eval::run(&self.opts, q, (&expr, &invalid), t, t, 0, true);
         tokio_timeout(self.opts.timeout, run).await
     }
 
@@ -239,7 +241,8 @@ impl Engine {
                 )));
             }
         }
-        let run = eval::run(&self.opts, q, &expr, start, end, step, false);
+        let invalid = literals::invalid_utf8_literals(query);
+        let run = eval::run(&self.opts, q, (&expr, &invalid), start, end, step, false);
         tokio_timeout(self.opts.timeout, run).await
     }
 }
