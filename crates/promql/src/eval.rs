@@ -24,7 +24,9 @@ use strata_model::{
     selector_alternatives,
 };
 
-use crate::exec::{GroupFn, StepKernel, aggregate_steps, engine_error, evaluate_steps};
+use crate::exec::{
+    GroupFn, StepKernel, StepValues, aggregate_steps, engine_error, evaluate_steps, rank_steps,
+};
 use crate::functions;
 use crate::{
     EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample,
@@ -184,13 +186,32 @@ impl<'a> Ctx<'a> {
         evaluate_steps(self.task, self.opts.max_memory_bytes, input, times, kernel).await
     }
 
+    /// `topk` / `bottomk` of per-step `values` within `groups` on DataFusion (see `exec`).
+    async fn rank(
+        &self,
+        values: Vec<StepValues>,
+        groups: Vec<Vec<usize>>,
+        ks: Vec<f64>,
+        largest: bool,
+    ) -> Result<(Vec<StepValues>, Vec<usize>), EngineError> {
+        rank_steps(
+            self.task,
+            self.opts.max_memory_bytes,
+            values,
+            groups,
+            ks,
+            largest,
+        )
+        .await
+    }
+
     /// Aggregates per-step `values` by `groups` with `f` on DataFusion (see `exec`).
     async fn aggregate(
         &self,
-        values: Vec<Vec<Option<f64>>>,
+        values: Vec<StepValues>,
         groups: Vec<Vec<usize>>,
         f: GroupFn,
-    ) -> Result<Vec<Vec<Option<f64>>>, EngineError> {
+    ) -> Result<Vec<StepValues>, EngineError> {
         aggregate_steps(
             self.task,
             self.opts.max_memory_bytes,
@@ -819,64 +840,35 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
             if ks.iter().any(|k| k.is_nan()) {
                 return Err(EngineError::Execution("Parameter value is NaN".into()));
             }
-            let mut out: Vec<Series> = input
-                .iter()
-                .map(|s| Series {
-                    labels: s.labels.clone(),
-                    vals: vec![None; n],
-                    drop_name: s.drop_name,
+            let members: Vec<Vec<usize>> = groups.into_iter().map(|(_, m)| m).collect();
+            let (labels, values): (Vec<(Labels, bool)>, Vec<StepValues>) = input
+                .into_iter()
+                .map(|s| ((s.labels, s.drop_name), s.vals))
+                .unzip();
+            let (vals, order) = ctx.rank(values, members, ks, op == "topk").await?;
+            let mut out: Vec<Option<Series>> = labels
+                .into_iter()
+                .zip(vals)
+                .map(|((labels, drop_name), vals)| {
+                    Some(Series {
+                        labels,
+                        vals,
+                        drop_name,
+                    })
                 })
                 .collect();
-            // Rank order at the first step: instant results list the
-            // selection best first, as Prometheus does.
-            let mut first_step_order: Vec<usize> = Vec::new();
-            for (_, members) in &groups {
-                for (step, &k) in ks.iter().enumerate().take(n) {
-                    if k < 1.0 {
-                        continue;
-                    }
-                    let k = if k > members.len() as f64 {
-                        members.len()
-                    } else {
-                        k as usize
-                    };
-                    let mut present: Vec<(usize, f64)> = members
-                        .iter()
-                        .filter_map(|&i| input[i].vals[step].map(|v| (i, v)))
-                        .collect();
-                    // NaN ranks last for both topk and bottomk.
-                    present.sort_by(|a, b| {
-                        let (x, y) = (a.1, b.1);
-                        match (x.is_nan(), y.is_nan()) {
-                            (true, true) => std::cmp::Ordering::Equal,
-                            (true, false) => std::cmp::Ordering::Greater,
-                            (false, true) => std::cmp::Ordering::Less,
-                            _ if op == "topk" => {
-                                y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal)
-                            }
-                            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-                        }
-                    });
-                    for &(i, v) in present.iter().take(k) {
-                        out[i].vals[step] = Some(v);
-                        if step == 0 {
-                            first_step_order.push(i);
-                        }
-                    }
-                }
-            }
             if n == 1 {
-                let mut ordered: Vec<Series> = Vec::with_capacity(first_step_order.len());
-                for i in first_step_order {
-                    ordered.push(std::mem::replace(
-                        &mut out[i],
-                        Series::new(Labels::default(), vec![None]),
-                    ));
-                }
-                return Ok(Val::Vector(ordered));
+                // Instant results list the selection best first, as Prometheus does.
+                return Ok(Val::Vector(
+                    order.into_iter().filter_map(|i| out[i].take()).collect(),
+                ));
             }
-            out.retain(|s| s.vals.iter().any(Option::is_some));
-            Ok(Val::Vector(out))
+            Ok(Val::Vector(
+                out.into_iter()
+                    .flatten()
+                    .filter(|s| s.vals.iter().any(Option::is_some))
+                    .collect(),
+            ))
         }
         "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
             // The group's name is dropped later if any member's would be.
@@ -885,7 +877,7 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                 .map(|(_, members)| members.iter().any(|&i| input[i].drop_name))
                 .collect();
             let (keys, members): (Vec<Labels>, Vec<Vec<usize>>) = groups.into_iter().unzip();
-            let values: Vec<Vec<Option<f64>>> = input.into_iter().map(|s| s.vals).collect();
+            let values: Vec<StepValues> = input.into_iter().map(|s| s.vals).collect();
             let f = group_fn(&op, param.unwrap_or_default());
             let vals = ctx.aggregate(values, members, f).await?;
             Ok(Val::Vector(

@@ -33,6 +33,9 @@ use strata_model::{Labels, Sample, SeriesSamples, is_stale_nan};
 use crate::EngineError;
 use crate::eval::window;
 
+/// An output series' value at each step, `None` where it has none.
+pub(crate) type StepValues = Vec<Option<f64>>;
+
 /// Rows per output batch.
 const BATCH_ROWS: usize = 8192;
 
@@ -87,13 +90,18 @@ impl StepKernel {
     }
 }
 
-/// Items (series or aggregation groups) that each evaluate to a value at
-/// some of the query's steps: what a [`StepExec`] runs.
+/// Work items (series or aggregation groups), each producing values of
+/// output series at some of the query's steps: what a [`StepExec`] runs.
 pub(crate) trait StepSource: Send + Sync + 'static {
-    /// Number of items.
+    /// Number of work items (the unit dealt across partitions).
     fn items(&self) -> usize;
-    /// Evaluates item `i`, calling `emit(step, value)` for each step with a value.
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, f64));
+    /// Number of output series the items write.
+    fn outputs(&self) -> usize {
+        self.items()
+    }
+    /// Evaluates item `i`, calling `emit(output, step, value)` for each
+    /// value it produces (an item writes only its own outputs).
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64));
     /// One line for plan displays.
     fn describe(&self) -> String;
 }
@@ -110,8 +118,9 @@ impl StepSource for SeriesSteps {
         self.samples.len()
     }
 
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, f64)) {
-        self.kernel.eval(&self.samples[i], &self.times, emit);
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
+        self.kernel
+            .eval(&self.samples[i], &self.times, |step, v| emit(i, step, v));
     }
 
     fn describe(&self) -> String {
@@ -133,7 +142,7 @@ pub(crate) type GroupFn = Arc<dyn Fn(&mut Vec<f64>, usize) -> f64 + Send + Sync>
 
 /// Per-step values of the input series and the members of each group.
 struct GroupSteps {
-    values: Vec<Vec<Option<f64>>>,
+    values: Vec<StepValues>,
     groups: Vec<Vec<usize>>,
     nsteps: usize,
     f: GroupFn,
@@ -144,14 +153,14 @@ impl StepSource for GroupSteps {
         self.groups.len()
     }
 
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, f64)) {
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
         let members = &self.groups[g];
         let mut buf = Vec::with_capacity(members.len());
         for step in 0..self.nsteps {
             buf.clear();
             buf.extend(members.iter().filter_map(|&i| self.values[i][step]));
             if !buf.is_empty() {
-                emit(step, (self.f)(&mut buf, step));
+                emit(g, step, (self.f)(&mut buf, step));
             }
         }
     }
@@ -162,6 +171,76 @@ impl StepSource for GroupSteps {
             self.groups.len(),
             self.values.len(),
             self.nsteps
+        )
+    }
+}
+
+/// The `k` best members of each group at each step (`topk`: largest
+/// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
+/// input series.
+struct RankSteps {
+    values: Vec<StepValues>,
+    groups: Vec<Vec<usize>>,
+    ks: Vec<f64>,
+    largest: bool,
+}
+
+impl RankSteps {
+    /// Members of group `g` selected at `step`, best first.
+    fn select(&self, g: usize, step: usize) -> Vec<(usize, f64)> {
+        let members = &self.groups[g];
+        let k = self.ks.get(step).copied().unwrap_or(0.0);
+        if k < 1.0 {
+            return Vec::new();
+        }
+        let k = if k > members.len() as f64 {
+            members.len()
+        } else {
+            k as usize
+        };
+        let mut present: Vec<(usize, f64)> = members
+            .iter()
+            .filter_map(|&i| self.values[i][step].map(|v| (i, v)))
+            .collect();
+        present.sort_by(|a, b| {
+            let (x, y) = (a.1, b.1);
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if self.largest => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+            }
+        });
+        present.truncate(k);
+        present
+    }
+}
+
+impl StepSource for RankSteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn outputs(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
+        let nsteps = self.values.first().map_or(0, Vec::len);
+        for step in 0..nsteps {
+            for (i, v) in self.select(g, step) {
+                emit(i, step, v);
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}k: groups={}, series={}",
+            if self.largest { "top" } else { "bottom" },
+            self.groups.len(),
+            self.values.len()
         )
     }
 }
@@ -192,10 +271,10 @@ impl StepExec {
     }
 }
 
-/// `(item, step, value)`: item index into the source, step index.
+/// `(output, step, value)`: output series index, step index.
 fn output_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("item", DataType::UInt32, false),
+        Field::new("output", DataType::UInt32, false),
         Field::new("step", DataType::UInt32, false),
         Field::new("value", DataType::Float64, false),
     ]))
@@ -298,9 +377,8 @@ impl StepRows {
             Vec::with_capacity(BATCH_ROWS),
         );
         while self.next < n && values.len() < BATCH_ROWS {
-            let id = self.next as u32;
-            self.source.eval(self.next, &mut |step, v| {
-                items.push(id);
+            self.source.eval(self.next, &mut |output, step, v| {
+                items.push(output as u32);
                 steps.push(step as u32);
                 values.push(v);
             });
@@ -332,24 +410,24 @@ pub(crate) fn engine_error(e: DataFusionError, memory_limit: usize) -> EngineErr
     }
 }
 
-/// Runs `source` through DataFusion; per item, its value at each of
-/// `nsteps` steps, `None` for an item without any.
+/// Runs `source` through DataFusion; per output series, its value at each
+/// of `nsteps` steps, `None` for one without any.
 async fn run_steps(
     task: &Arc<TaskContext>,
     memory_limit: usize,
     source: Arc<dyn StepSource>,
     nsteps: usize,
-) -> Result<Vec<Option<Vec<Option<f64>>>>, EngineError> {
-    let items = source.items();
+) -> Result<Vec<Option<StepValues>>, EngineError> {
+    let (items, outputs) = (source.items(), source.outputs());
     if items == 0 {
-        return Ok(Vec::new());
+        return Ok(vec![None; outputs]);
     }
     let partitions = task.session_config().target_partitions().clamp(1, items);
     let plan = Arc::new(StepExec::new(source, partitions));
     let parts = collect_partitioned(plan, task.clone())
         .await
         .map_err(|e| engine_error(e, memory_limit))?;
-    let mut vals: Vec<Option<Vec<Option<f64>>>> = vec![None; items];
+    let mut vals: Vec<Option<StepValues>> = vec![None; outputs];
     for batch in parts.iter().flatten() {
         let column = |i: usize| batch.column(i).as_any();
         let (Some(item), Some(steps), Some(values)) = (
@@ -401,11 +479,11 @@ pub(crate) async fn evaluate_steps(
 pub(crate) async fn aggregate_steps(
     task: &Arc<TaskContext>,
     memory_limit: usize,
-    values: Vec<Vec<Option<f64>>>,
+    values: Vec<StepValues>,
     groups: Vec<Vec<usize>>,
     nsteps: usize,
     f: GroupFn,
-) -> Result<Vec<Vec<Option<f64>>>, EngineError> {
+) -> Result<Vec<StepValues>, EngineError> {
     let n = groups.len();
     let source = Arc::new(GroupSteps {
         values,
@@ -414,12 +492,48 @@ pub(crate) async fn aggregate_steps(
         f,
     });
     let vals = run_steps(task, memory_limit, source, nsteps).await?;
-    let mut out: Vec<Vec<Option<f64>>> = vals
+    let mut out: Vec<StepValues> = vals
         .into_iter()
         .map(|v| v.unwrap_or_else(|| vec![None; nsteps]))
         .collect();
     out.resize(n, vec![None; nsteps]);
     Ok(out)
+}
+
+/// `topk` (`largest`) or `bottomk` of the per-step `values` of the input
+/// series within each of `groups`, `ks` the parameter per step, through
+/// DataFusion: per input series, its value at the steps where it was
+/// selected. With one step, also the selected series in rank order (group
+/// by group, best first), the order of an instant query's result.
+pub(crate) async fn rank_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    values: Vec<StepValues>,
+    groups: Vec<Vec<usize>>,
+    ks: Vec<f64>,
+    largest: bool,
+) -> Result<(Vec<StepValues>, Vec<usize>), EngineError> {
+    let nsteps = values.first().map_or(0, Vec::len);
+    let source = Arc::new(RankSteps {
+        values,
+        groups,
+        ks,
+        largest,
+    });
+    let order: Vec<usize> = if nsteps == 1 {
+        (0..source.groups.len())
+            .flat_map(|g| source.select(g, 0).into_iter().map(|(i, _)| i))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let vals = run_steps(task, memory_limit, source, nsteps).await?;
+    Ok((
+        vals.into_iter()
+            .map(|v| v.unwrap_or_else(|| vec![None; nsteps]))
+            .collect(),
+        order,
+    ))
 }
 
 #[cfg(test)]
@@ -539,6 +653,39 @@ mod tests {
             ]
         );
         assert!(results.iter().all(|r| *r == results[0]));
+    }
+
+    #[tokio::test]
+    async fn topk_selects_per_group_and_step_and_orders_instant_results() {
+        let values = vec![
+            vec![Some(1.0), Some(9.0)],
+            vec![Some(f64::NAN), Some(5.0)],
+            vec![Some(3.0), None],
+            vec![Some(7.0), Some(0.0)],
+        ];
+        let groups = vec![vec![0, 1, 2], vec![3]];
+        let (vals, order) = rank_steps(
+            &task(2, None),
+            0,
+            values.clone(),
+            groups.clone(),
+            vec![2.0, 2.0],
+            true,
+        )
+        .await
+        .expect("topk");
+        // NaN ranks last; series 2 is absent at step 1.
+        assert_eq!(vals[0], vec![Some(1.0), Some(9.0)]);
+        assert_eq!(vals[1], vec![None, Some(5.0)]);
+        assert_eq!(vals[2], vec![Some(3.0), None]);
+        assert_eq!(vals[3], vec![Some(7.0), Some(0.0)]);
+        assert!(order.is_empty(), "order only for one step");
+        let one_step: Vec<StepValues> = values.iter().map(|v| vec![v[0]]).collect();
+        let (vals, order) = rank_steps(&task(2, None), 0, one_step, groups, vec![1.0], false)
+            .await
+            .expect("bottomk");
+        assert_eq!(order, vec![0, 3]);
+        assert_eq!(vals[1], vec![None]);
     }
 
     #[tokio::test]
