@@ -307,7 +307,14 @@ impl Gen<'_> {
                     "sum", "avg", "min", "max", "count", "stddev", "stdvar", "group",
                 ]);
                 let g = self.rng.pick(GROUPINGS);
-                format!("{agg}{g} ({})", self.vector(depth - 1))
+                // A group whose first value is NaN or ±Inf has stddev 0 in
+                // Prometheus 2 and NaN in 3: feed those finite gauges only.
+                let input = if matches!(agg, "stddev" | "stdvar") {
+                    self.leaf()
+                } else {
+                    self.vector(depth - 1)
+                };
+                format!("{agg}{g} ({input})")
             }
             5 => {
                 let g = self.rng.pick(GROUPINGS);

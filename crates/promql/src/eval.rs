@@ -25,7 +25,8 @@ use strata_model::{
 };
 
 use crate::exec::{
-    GroupFn, StepKernel, StepValues, aggregate_steps, engine_error, evaluate_steps, rank_steps,
+    BinaryOp, GroupFn, MatchGroup, StepKernel, StepValues, aggregate_steps, binary_steps,
+    engine_error, evaluate_steps, rank_steps,
 };
 use crate::functions;
 use crate::{
@@ -490,6 +491,9 @@ pub(crate) async fn select(
             }
         }
     }
+    // In label order, as Prometheus's storage returns series: what decides
+    // ties in `topk`/`bottomk` and the order of instant results.
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     ctx.charge(out.iter().map(|s| s.samples.len()).sum())?;
     ctx.charge_memory(
         out.iter()
@@ -1036,7 +1040,7 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
             if matches!(op.as_str(), "and" | "or" | "unless") {
                 return Ok(Val::Vector(set_op(&op, b, l, r)));
             }
-            vector_vector(ctx, &op, comparison, return_bool, b, l, r)
+            vector_vector(ctx, &op, comparison, return_bool, b, l, r).await
         }
         _ => Err(EngineError::BadData(format!(
             "binary operator {op} needs scalar or instant vector operands"
@@ -1155,7 +1159,7 @@ fn set_op(op: &str, b: &BinaryExpr, l: Vec<Series>, r: Vec<Series>) -> Vec<Serie
     }
 }
 
-fn vector_vector(
+async fn vector_vector(
     ctx: &Ctx<'_>,
     op: &str,
     comparison: bool,
@@ -1180,6 +1184,8 @@ fn vector_vector(
         }
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    // An operator this engine does not know fails here, not per value.
+    scalar_op(op, 0.0, 0.0)?;
     // "many" side first; for one-to-one, the lhs.
     let (many, one) = if one_to_many { (r, l) } else { (l, r) };
     let drop_name = !comparison || return_bool;
@@ -1189,83 +1195,96 @@ fn vector_vector(
         .and_then(|m| m.matching.as_ref())
         .map(|m| (m.is_include(), m.labels().labels.clone()));
 
-    let one_sigs: Vec<Labels> = one.iter().map(|s| signature(&s.labels, b)).collect();
-    let mut one_by_sig: HashMap<&Labels, Vec<usize>> = HashMap::new();
-    for (i, sig) in one_sigs.iter().enumerate() {
-        one_by_sig.entry(sig).or_default().push(i);
+    let mut one_by_sig: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in one.iter().enumerate() {
+        one_by_sig
+            .entry(signature(&s.labels, b))
+            .or_default()
+            .push(i);
     }
-    let n = ctx.nsteps;
-    let mut out: Vec<Series> = Vec::new();
-    let mut out_pos: HashMap<Labels, usize> = HashMap::new();
-    // For one-to-one: which lhs already matched a given rhs at a step.
-    let mut matched: HashMap<(usize, usize), usize> = HashMap::new();
+    // Match groups: the "many" series of each signature that has "one"
+    // series, in order of their first "many" series.
+    let mut groups: Vec<MatchGroup> = Vec::new();
+    let mut group_of: HashMap<Labels, usize> = HashMap::new();
     for (mi, ms) in many.iter().enumerate() {
         let sig = signature(&ms.labels, b);
         let Some(candidates) = one_by_sig.get(&sig) else {
             continue;
         };
-        for step in 0..n {
-            let Some(mv) = ms.vals[step] else { continue };
-            let mut present = candidates
-                .iter()
-                .filter(|&&oi| one[oi].vals[step].is_some());
-            let Some(&oi) = present.next() else { continue };
-            if present.next().is_some() {
-                return Err(EngineError::Execution(format!(
-                    "found duplicate series for the match group {sig} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                    if one_to_many { "left" } else { "right" }
-                )));
-            }
-            if one_to_one
-                && let Some(prev) = matched.insert((oi, step), mi)
-                && prev != mi
-            {
-                return Err(EngineError::Execution(format!(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); match group {sig}"
-                )));
-            }
-            let ov = one[oi].vals[step].unwrap_or(f64::NAN);
-            let (lv, rv) = if one_to_many { (ov, mv) } else { (mv, ov) };
-            let (val, keep) = scalar_op(op, lv, rv)?;
-            let val = if comparison {
-                if return_bool {
-                    if keep { 1.0 } else { 0.0 }
-                } else if keep {
-                    val
-                } else {
-                    continue;
-                }
-            } else {
-                val
-            };
-            let mut labels = ms.labels.clone();
-            if one_to_one {
-                if let Some((is_on, names)) = &on {
-                    labels = labels.filter_names(names, *is_on);
-                }
-            } else {
-                for name in &include {
-                    labels.set(name, one[oi].labels.get(name).unwrap_or(""));
-                }
-            }
-            let drop = drop_name || ms.drop_name;
-            let pos = *out_pos.entry(labels.clone()).or_insert_with(|| {
-                out.push(Series {
-                    labels,
-                    vals: vec![None; n],
-                    drop_name: drop,
-                });
-                out.len() - 1
+        let g = *group_of.entry(sig.clone()).or_insert_with(|| {
+            groups.push(MatchGroup {
+                sig,
+                many: Vec::new(),
+                one: candidates.clone(),
+                outputs: Vec::new(),
             });
-            if out[pos].vals[step].is_some() {
-                return Err(EngineError::Execution(
-                    "vector cannot contain metrics with the same labelset".into(),
-                ));
+            groups.len() - 1
+        });
+        groups[g].many.push(mi);
+    }
+    // The output series of every pair that can match: the "many" side's
+    // labels (only the `on` labels for one-to-one), plus the `group_x`
+    // labels copied from the "one" side.
+    let mut outputs: Vec<(Labels, bool)> = Vec::new();
+    let mut output_of: HashMap<Labels, usize> = HashMap::new();
+    for group in &mut groups {
+        for &mi in &group.many {
+            let ms = &many[mi];
+            for &oi in &group.one {
+                let mut labels = ms.labels.clone();
+                if one_to_one {
+                    if let Some((is_on, names)) = &on {
+                        labels = labels.filter_names(names, *is_on);
+                    }
+                } else {
+                    for name in &include {
+                        labels.set(name, one[oi].labels.get(name).unwrap_or(""));
+                    }
+                }
+                let drop = drop_name || ms.drop_name;
+                let id = *output_of.entry(labels.clone()).or_insert_with(|| {
+                    outputs.push((labels, drop));
+                    outputs.len() - 1
+                });
+                group.outputs.push(id);
             }
-            out[pos].vals[step] = Some(val);
         }
     }
-    Ok(Val::Vector(out))
+    let owned_op = op.to_string();
+    let op = BinaryOp {
+        f: Arc::new(move |l, r| scalar_op(&owned_op, l, r).unwrap_or((f64::NAN, false))),
+        comparison,
+        return_bool,
+        one_to_many,
+        one_to_one,
+    };
+    let values = (
+        many.into_iter().map(|s| s.vals).collect(),
+        one.into_iter().map(|s| s.vals).collect(),
+    );
+    let vals = binary_steps(
+        ctx.task,
+        ctx.opts.max_memory_bytes,
+        values,
+        groups,
+        outputs.len(),
+        ctx.nsteps,
+        op,
+    )
+    .await?;
+    Ok(Val::Vector(
+        outputs
+            .into_iter()
+            .zip(vals)
+            .filter_map(|((labels, drop_name), vals)| {
+                vals.map(|vals| Series {
+                    labels,
+                    vals,
+                    drop_name,
+                })
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -100,8 +100,8 @@ pub(crate) trait StepSource: Send + Sync + 'static {
         self.items()
     }
     /// Evaluates item `i`, calling `emit(output, step, value)` for each
-    /// value it produces (an item writes only its own outputs).
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64));
+    /// value it produces; an error message fails the query.
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String>;
     /// One line for plan displays.
     fn describe(&self) -> String;
 }
@@ -118,9 +118,10 @@ impl StepSource for SeriesSteps {
         self.samples.len()
     }
 
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
         self.kernel
             .eval(&self.samples[i], &self.times, |step, v| emit(i, step, v));
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -153,7 +154,7 @@ impl StepSource for GroupSteps {
         self.groups.len()
     }
 
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
         let members = &self.groups[g];
         let mut buf = Vec::with_capacity(members.len());
         for step in 0..self.nsteps {
@@ -163,6 +164,7 @@ impl StepSource for GroupSteps {
                 emit(g, step, (self.f)(&mut buf, step));
             }
         }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -226,13 +228,14 @@ impl StepSource for RankSteps {
         self.values.len()
     }
 
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) {
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
         let nsteps = self.values.first().map_or(0, Vec::len);
         for step in 0..nsteps {
             for (i, v) in self.select(g, step) {
                 emit(i, step, v);
             }
         }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -241,6 +244,107 @@ impl StepSource for RankSteps {
             if self.largest { "top" } else { "bottom" },
             self.groups.len(),
             self.values.len()
+        )
+    }
+}
+
+/// The series of both sides of a binary operator that share one matching
+/// signature, and the output series of each (many, one) pair.
+pub(crate) struct MatchGroup {
+    /// The signature, for error messages.
+    pub sig: Labels,
+    /// Indexes into the "many" side (the left side of one-to-one).
+    pub many: Vec<usize>,
+    /// Indexes into the "one" side.
+    pub one: Vec<usize>,
+    /// Output series of `(many[m], one[o])` at `m * one.len() + o`.
+    pub outputs: Vec<usize>,
+}
+
+/// How a binary operator combines matched values.
+#[derive(Clone)]
+pub(crate) struct BinaryOp {
+    /// `(lhs, rhs) -> (value, keep)`: `keep` is a comparison's outcome.
+    pub f: Arc<dyn Fn(f64, f64) -> (f64, bool) + Send + Sync>,
+    pub comparison: bool,
+    pub return_bool: bool,
+    /// The "many" side is the right one (`group_right`).
+    pub one_to_many: bool,
+    pub one_to_one: bool,
+}
+
+/// Vector matching, one match group per item.
+struct BinarySteps {
+    many: Vec<StepValues>,
+    one: Vec<StepValues>,
+    groups: Vec<MatchGroup>,
+    outputs: usize,
+    nsteps: usize,
+    op: BinaryOp,
+}
+
+impl StepSource for BinarySteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        let group = &self.groups[g];
+        let op = &self.op;
+        for step in 0..self.nsteps {
+            let mut many = group
+                .many
+                .iter()
+                .enumerate()
+                .filter_map(|(m, &i)| self.many[i][step].map(|v| (m, v)))
+                .peekable();
+            if many.peek().is_none() {
+                continue;
+            }
+            let mut present = group
+                .one
+                .iter()
+                .enumerate()
+                .filter_map(|(o, &i)| self.one[i][step].map(|v| (o, v)));
+            let Some((o, ov)) = present.next() else {
+                continue;
+            };
+            if present.next().is_some() {
+                return Err(format!(
+                    "found duplicate series for the match group {} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                    group.sig,
+                    if op.one_to_many { "left" } else { "right" }
+                ));
+            }
+            for (k, (m, mv)) in many.enumerate() {
+                if op.one_to_one && k > 0 {
+                    return Err(format!(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); match group {}",
+                        group.sig
+                    ));
+                }
+                let (lv, rv) = if op.one_to_many { (ov, mv) } else { (mv, ov) };
+                let (val, keep) = (op.f)(lv, rv);
+                let val = match (op.comparison, op.return_bool, keep) {
+                    (true, true, _) => f64::from(u8::from(keep)),
+                    (true, false, false) => continue,
+                    _ => val,
+                };
+                emit(group.outputs[m * group.one.len() + o], step, val);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "vector matching: groups={}, outputs={}",
+            self.groups.len(),
+            self.outputs
         )
     }
 }
@@ -377,11 +481,15 @@ impl StepRows {
             Vec::with_capacity(BATCH_ROWS),
         );
         while self.next < n && values.len() < BATCH_ROWS {
-            self.source.eval(self.next, &mut |output, step, v| {
+            let evaluated = self.source.eval(self.next, &mut |output, step, v| {
                 items.push(output as u32);
                 steps.push(step as u32);
                 values.push(v);
             });
+            if let Err(message) = evaluated {
+                self.next = n;
+                return Some(Err(DataFusionError::Execution(message)));
+            }
             self.next += self.stride;
         }
         // The batch is held until the query has read every partition.
@@ -406,6 +514,7 @@ impl StepRows {
 pub(crate) fn engine_error(e: DataFusionError, memory_limit: usize) -> EngineError {
     match e.find_root() {
         DataFusionError::ResourcesExhausted(_) => EngineError::TooMuchMemory(memory_limit),
+        DataFusionError::Execution(message) => EngineError::Execution(message.clone()),
         root => EngineError::Execution(root.to_string()),
     }
 }
@@ -441,7 +550,14 @@ async fn run_steps(
         };
         for row in 0..batch.num_rows() {
             let v = vals[item.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
-            v[steps.value(row) as usize] = Some(values.value(row));
+            let slot = &mut v[steps.value(row) as usize];
+            if slot.is_some() {
+                // Two items wrote the same output series at one step.
+                return Err(EngineError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
+            }
+            *slot = Some(values.value(row));
         }
     }
     Ok(vals)
@@ -534,6 +650,28 @@ pub(crate) async fn rank_steps(
             .collect(),
         order,
     ))
+}
+
+/// A binary operator between two vectors through DataFusion: per output
+/// series (as numbered by the groups), its value at each step.
+pub(crate) async fn binary_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    (many, one): (Vec<StepValues>, Vec<StepValues>),
+    groups: Vec<MatchGroup>,
+    outputs: usize,
+    nsteps: usize,
+    op: BinaryOp,
+) -> Result<Vec<Option<StepValues>>, EngineError> {
+    let source = Arc::new(BinarySteps {
+        many,
+        one,
+        groups,
+        outputs,
+        nsteps,
+        op,
+    });
+    run_steps(task, memory_limit, source, nsteps).await
 }
 
 #[cfg(test)]
