@@ -25,8 +25,8 @@ use strata_model::{
 };
 
 use crate::exec::{
-    BinaryOp, GroupFn, MatchGroup, StepKernel, StepValues, aggregate_steps, binary_steps,
-    engine_error, evaluate_steps, rank_steps,
+    BinaryOp, GroupFn, MapFn, MatchGroup, StepKernel, StepValues, aggregate_steps, binary_steps,
+    engine_error, evaluate_steps, map_steps, rank_steps,
 };
 use crate::functions;
 use crate::{
@@ -185,6 +185,39 @@ impl<'a> Ctx<'a> {
         kernel: StepKernel,
     ) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
         evaluate_steps(self.task, self.opts.max_memory_bytes, input, times, kernel).await
+    }
+
+    /// `f` over every value of `series` on DataFusion (see `exec`); keeps the
+    /// series left with a value, `drop_name` marking their names for removal.
+    pub async fn map(
+        &self,
+        series: Vec<Series>,
+        drop_name: bool,
+        f: MapFn,
+    ) -> Result<Vec<Series>, EngineError> {
+        let (meta, values): (Vec<(Labels, bool)>, Vec<StepValues>) = series
+            .into_iter()
+            .map(|s| ((s.labels, s.drop_name), s.vals))
+            .unzip();
+        let mapped = map_steps(
+            self.task,
+            self.opts.max_memory_bytes,
+            values,
+            self.nsteps,
+            f,
+        )
+        .await?;
+        Ok(meta
+            .into_iter()
+            .zip(mapped)
+            .filter_map(|((labels, dropped), vals)| {
+                vals.map(|vals| Series {
+                    labels,
+                    vals,
+                    drop_name: drop_name || dropped,
+                })
+            })
+            .collect())
     }
 
     /// `topk` / `bottomk` of per-step `values` within `groups` on DataFusion (see `exec`).
@@ -1031,10 +1064,10 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
             Ok(Val::Scalar(out))
         }
         (Val::Vector(v), Val::Scalar(s)) => {
-            vector_scalar(&op, comparison, return_bool, v, &s, false)
+            vector_scalar(ctx, &op, comparison, return_bool, v, &s, false).await
         }
         (Val::Scalar(s), Val::Vector(v)) => {
-            vector_scalar(&op, comparison, return_bool, v, &s, true)
+            vector_scalar(ctx, &op, comparison, return_bool, v, &s, true).await
         }
         (Val::Vector(l), Val::Vector(r)) => {
             if matches!(op.as_str(), "and" | "or" | "unless") {
@@ -1048,7 +1081,8 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
     }
 }
 
-fn vector_scalar(
+async fn vector_scalar(
+    ctx: &Ctx<'_>,
     op: &str,
     comparison: bool,
     return_bool: bool,
@@ -1056,45 +1090,29 @@ fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
 ) -> Result<Val, EngineError> {
-    let drop_name = !comparison || return_bool;
-    let mut out = Vec::with_capacity(v.len());
-    for series in v {
-        let mut vals = Vec::with_capacity(series.vals.len());
-        for (step, x) in series.vals.iter().enumerate() {
-            let Some(x) = *x else {
-                vals.push(None);
-                continue;
-            };
-            let (l, r) = if scalar_left {
-                (s[step], x)
-            } else {
-                (x, s[step])
-            };
-            let (mut val, keep) = scalar_op(op, l, r)?;
-            if comparison && scalar_left {
-                val = x;
-            }
-            vals.push(if comparison {
-                if return_bool {
-                    Some(if keep { 1.0 } else { 0.0 })
-                } else {
-                    keep.then_some(val)
-                }
-            } else {
-                Some(val)
-            });
+    // An operator this engine does not know fails here, not per value.
+    scalar_op(op, 0.0, 0.0)?;
+    let (op, s) = (op.to_string(), s.to_vec());
+    let f: MapFn = Arc::new(move |x, step| {
+        let (l, r) = if scalar_left {
+            (s[step], x)
+        } else {
+            (x, s[step])
+        };
+        let (mut val, keep) = scalar_op(&op, l, r).unwrap_or((f64::NAN, false));
+        if comparison && scalar_left {
+            val = x;
         }
-        out.push(Series {
-            labels: series.labels,
-            vals,
-            drop_name: drop_name || series.drop_name,
-        });
-    }
-    out.retain(|s| s.vals.iter().any(Option::is_some));
-    Ok(Val::Vector(out))
+        match (comparison, return_bool) {
+            (true, true) => Some(f64::from(u8::from(keep))),
+            (true, false) => keep.then_some(val),
+            _ => Some(val),
+        }
+    });
+    let drop_name = !comparison || return_bool;
+    Ok(Val::Vector(ctx.map(v, drop_name, f).await?))
 }
 
-/// The matching signature of a series under the operator's on/ignoring modifier.
 fn signature(labels: &Labels, b: &BinaryExpr) -> Labels {
     match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
         Some(LabelModifier::Include(ls)) => labels.filter_names(&ls.labels, true),

@@ -177,6 +177,35 @@ impl StepSource for GroupSteps {
     }
 }
 
+/// A function of one value at one step; `None` drops the value.
+pub(crate) type MapFn = Arc<dyn Fn(f64, usize) -> Option<f64> + Send + Sync>;
+
+/// Per-step values of series mapped one by one (instant-vector functions,
+/// vector-scalar operators).
+struct MapSteps {
+    values: Vec<StepValues>,
+    f: MapFn,
+}
+
+impl StepSource for MapSteps {
+    fn items(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        for (step, x) in self.values[i].iter().enumerate() {
+            if let Some(y) = x.and_then(|x| (self.f)(x, step)) {
+                emit(i, step, y);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("map: series={}", self.values.len())
+    }
+}
+
 /// The `k` best members of each group at each step (`topk`: largest
 /// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
 /// input series.
@@ -650,6 +679,18 @@ pub(crate) async fn rank_steps(
             .collect(),
         order,
     ))
+}
+
+/// `f` over every value of every series through DataFusion: per series,
+/// its mapped value at each step (`None` for a series left without any).
+pub(crate) async fn map_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    values: Vec<StepValues>,
+    nsteps: usize,
+    f: MapFn,
+) -> Result<Vec<Option<StepValues>>, EngineError> {
+    run_steps(task, memory_limit, Arc::new(MapSteps { values, f }), nsteps).await
 }
 
 /// A binary operator between two vectors through DataFusion: per output

@@ -92,7 +92,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
         | "acosh" | "atanh" | "deg" | "rad" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
-            map_values(v, |x| math(name, x))
+            map_values(ctx, v, move |x, _| Some(math(name, x))).await
         }
         "round" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
@@ -100,10 +100,11 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                 Some(e) => eval_scalar(ctx, e).await?,
                 None => vec![1.0; ctx.nsteps],
             };
-            map_values_step(v, |x, step| {
+            map_values(ctx, v, move |x, step| {
                 let inv = 1.0 / to[step];
-                (x * inv + 0.5).floor() / inv
+                Some((x * inv + 0.5).floor() / inv)
             })
+            .await
         }
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = eval_vector(ctx, arg(args, 0, name)?).await?;
@@ -125,15 +126,16 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                         s
                     })
                     .collect();
-                return map_values_step(v, |x, i| x.max(a[i]).min(b[i]));
+                return map_values(ctx, v, move |x, i| Some(x.max(a[i]).min(b[i]))).await;
             }
-            map_values_step(v, |x, i| {
-                if name == "clamp_min" {
+            map_values(ctx, v, move |x, i| {
+                Some(if name == "clamp_min" {
                     x.max(a[i])
                 } else {
                     x.min(a[i])
-                }
+                })
             })
+            .await
         }
         "timestamp" => match arg(args, 0, name)? {
             Expr::VectorSelector(vs) => {
@@ -142,7 +144,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             other => {
                 let v = eval_vector(ctx, other).await?;
                 let times: Vec<f64> = (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect();
-                map_values_step(v, |_, i| times[i])
+                map_values(ctx, v, move |_, i| Some(times[i])).await
             }
         },
         "time" => Ok(Val::Scalar(
@@ -294,7 +296,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                         .collect(),
                 )],
             };
-            map_values(v, |x| date_part(name, x))
+            map_values(ctx, v, move |x, _| Some(date_part(name, x))).await
         }
         "min_of" | "max_of" => {
             let a = eval_scalar(ctx, arg(args, 0, name)?).await?;
@@ -828,25 +830,13 @@ fn math(name: &str, x: f64) -> f64 {
     }
 }
 
-fn map_values(v: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Val, EngineError> {
-    map_values_step(v, |x, _| f(x))
-}
-
-fn map_values_step(v: Vec<Series>, f: impl Fn(f64, usize) -> f64) -> Result<Val, EngineError> {
-    let out = v
-        .into_iter()
-        .map(|s| {
-            let vals = s
-                .vals
-                .iter()
-                .enumerate()
-                .map(|(i, x)| x.map(|x| f(x, i)))
-                .collect();
-            Series::dropping_name(s.labels, vals)
-        })
-        .filter(|s| s.vals.iter().any(Option::is_some))
-        .collect();
-    Ok(Val::Vector(out))
+/// `f` over every value of `v` (on DataFusion), marking names for removal.
+async fn map_values(
+    ctx: &Ctx<'_>,
+    v: Vec<Series>,
+    f: impl Fn(f64, usize) -> Option<f64> + Send + Sync + 'static,
+) -> Result<Val, EngineError> {
+    Ok(Val::Vector(ctx.map(v, true, Arc::new(f)).await?))
 }
 
 /// `absent`: 1 at steps where the input has no sample, labelled with the
