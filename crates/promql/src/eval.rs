@@ -25,8 +25,8 @@ use strata_model::{
 };
 
 use crate::exec::{
-    BinaryOp, GroupFn, MapFn, MatchGroup, StepKernel, StepValues, aggregate_steps, binary_steps,
-    engine_error, evaluate_steps, map_steps, rank_steps,
+    BinaryOp, GroupFn, KeepRule, MapFn, MatchGroup, StepKernel, StepValues, aggregate_steps,
+    binary_steps, engine_error, evaluate_steps, map_steps, mask_steps, rank_steps,
 };
 use crate::functions;
 use crate::{
@@ -195,10 +195,7 @@ impl<'a> Ctx<'a> {
         drop_name: bool,
         f: MapFn,
     ) -> Result<Vec<Series>, EngineError> {
-        let (meta, values): (Vec<(Labels, bool)>, Vec<StepValues>) = series
-            .into_iter()
-            .map(|s| ((s.labels, s.drop_name), s.vals))
-            .unzip();
+        let (meta, values) = split_series(series);
         let mapped = map_steps(
             self.task,
             self.opts.max_memory_bytes,
@@ -207,17 +204,7 @@ impl<'a> Ctx<'a> {
             f,
         )
         .await?;
-        Ok(meta
-            .into_iter()
-            .zip(mapped)
-            .filter_map(|((labels, dropped), vals)| {
-                vals.map(|vals| Series {
-                    labels,
-                    vals,
-                    drop_name: drop_name || dropped,
-                })
-            })
-            .collect())
+        Ok(join_series(meta, mapped, drop_name))
     }
 
     /// `topk` / `bottomk` of per-step `values` within `groups` on DataFusion (see `exec`).
@@ -256,6 +243,36 @@ impl<'a> Ctx<'a> {
         )
         .await
     }
+}
+
+/// Label set and name-removal mark of each series, and its per-step values.
+type SeriesParts = (Vec<(Labels, bool)>, Vec<StepValues>);
+
+/// Splits series into their label sets (with name-removal marks) and values.
+fn split_series(series: Vec<Series>) -> SeriesParts {
+    series
+        .into_iter()
+        .map(|s| ((s.labels, s.drop_name), s.vals))
+        .unzip()
+}
+
+/// Series again from label sets and the values a stage produced for them,
+/// keeping those with any value; `drop_name` also marks every name.
+fn join_series(
+    meta: Vec<(Labels, bool)>,
+    vals: Vec<Option<StepValues>>,
+    drop_name: bool,
+) -> Vec<Series> {
+    meta.into_iter()
+        .zip(vals)
+        .filter_map(|((labels, dropped), vals)| {
+            vals.map(|vals| Series {
+                labels,
+                vals,
+                drop_name: drop_name || dropped,
+            })
+        })
+        .collect()
 }
 
 /// The DataFusion context of one query: a memory pool of its own (bounded
@@ -878,10 +895,7 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                 return Err(EngineError::Execution("Parameter value is NaN".into()));
             }
             let members: Vec<Vec<usize>> = groups.into_iter().map(|(_, m)| m).collect();
-            let (labels, values): (Vec<(Labels, bool)>, Vec<StepValues>) = input
-                .into_iter()
-                .map(|s| ((s.labels, s.drop_name), s.vals))
-                .unzip();
+            let (labels, values) = split_series(input);
             let (vals, order) = ctx.rank(values, members, ks, op == "topk").await?;
             let mut out: Vec<Option<Series>> = labels
                 .into_iter()
@@ -1071,7 +1085,7 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
         }
         (Val::Vector(l), Val::Vector(r)) => {
             if matches!(op.as_str(), "and" | "or" | "unless") {
-                return Ok(Val::Vector(set_op(&op, b, l, r)));
+                return Ok(Val::Vector(set_op(ctx, &op, b, l, r).await?));
             }
             vector_vector(ctx, &op, comparison, return_bool, b, l, r).await
         }
@@ -1123,58 +1137,62 @@ fn signature(labels: &Labels, b: &BinaryExpr) -> Labels {
     }
 }
 
-fn set_op(op: &str, b: &BinaryExpr, l: Vec<Series>, r: Vec<Series>) -> Vec<Series> {
-    let n = l.first().or(r.first()).map(|s| s.vals.len()).unwrap_or(0);
-    // Per signature, the steps at which the other side has any sample.
-    let presence = |side: &[Series]| {
-        let mut m: HashMap<Labels, Vec<bool>> = HashMap::new();
+/// `and`, `or`, `unless`: the series of one side kept at the steps where
+/// the other side has (or lacks) a series of the same signature.
+async fn set_op(
+    ctx: &Ctx<'_>,
+    op: &str,
+    b: &BinaryExpr,
+    l: Vec<Series>,
+    r: Vec<Series>,
+) -> Result<Vec<Series>, EngineError> {
+    let n = ctx.nsteps;
+    // Per signature, the steps at which a side has any sample.
+    let presence = |side: &[Series], masks: &mut Vec<Vec<bool>>| {
+        let mut index: HashMap<Labels, usize> = HashMap::new();
         for s in side {
-            let p = m
-                .entry(signature(&s.labels, b))
-                .or_insert_with(|| vec![false; n]);
+            let m = *index.entry(signature(&s.labels, b)).or_insert_with(|| {
+                masks.push(vec![false; n]);
+                masks.len() - 1
+            });
             for (i, v) in s.vals.iter().enumerate() {
-                p[i] |= v.is_some();
+                masks[m][i] |= v.is_some();
             }
         }
-        m
+        index
     };
-    match op {
+    let mut masks: Vec<Vec<bool>> = Vec::new();
+    let mut rules: Vec<KeepRule> = Vec::with_capacity(l.len() + r.len());
+    let series: Vec<Series> = match op {
         "and" | "unless" => {
-            let rp = presence(&r);
+            let rp = presence(&r, &mut masks);
             let want = op == "and";
-            let mut out: Vec<Series> = l
-                .into_iter()
-                .map(|mut s| {
-                    let p = rp.get(&signature(&s.labels, b));
-                    for (i, v) in s.vals.iter_mut().enumerate() {
-                        let has = p.is_some_and(|p| p[i]);
-                        if has != want {
-                            *v = None;
-                        }
-                    }
-                    s
-                })
-                .collect();
-            out.retain(|s| s.vals.iter().any(Option::is_some));
-            out
+            rules.extend(
+                l.iter()
+                    .map(|s| Some((rp.get(&signature(&s.labels, b)).copied(), want))),
+            );
+            l
         }
         _ => {
-            let lp = presence(&l);
-            let mut out = l;
-            for mut s in r {
-                let p = lp.get(&signature(&s.labels, b));
-                for (i, v) in s.vals.iter_mut().enumerate() {
-                    if p.is_some_and(|p| p[i]) {
-                        *v = None;
-                    }
-                }
-                if s.vals.iter().any(Option::is_some) {
-                    out.push(s);
-                }
-            }
-            out
+            let lp = presence(&l, &mut masks);
+            rules.extend(l.iter().map(|_| None));
+            rules.extend(
+                r.iter()
+                    .map(|s| Some((lp.get(&signature(&s.labels, b)).copied(), false))),
+            );
+            l.into_iter().chain(r).collect()
         }
-    }
+    };
+    let (meta, values) = split_series(series);
+    let kept = mask_steps(
+        ctx.task,
+        ctx.opts.max_memory_bytes,
+        values,
+        (masks, rules),
+        n,
+    )
+    .await?;
+    Ok(join_series(meta, kept, false))
 }
 
 async fn vector_vector(
@@ -1290,19 +1308,7 @@ async fn vector_vector(
         op,
     )
     .await?;
-    Ok(Val::Vector(
-        outputs
-            .into_iter()
-            .zip(vals)
-            .filter_map(|((labels, drop_name), vals)| {
-                vals.map(|vals| Series {
-                    labels,
-                    vals,
-                    drop_name,
-                })
-            })
-            .collect(),
-    ))
+    Ok(Val::Vector(join_series(outputs, vals, false)))
 }
 
 #[cfg(test)]

@@ -206,6 +206,42 @@ impl StepSource for MapSteps {
     }
 }
 
+/// Which values of a series a set operator keeps: all of them (`None`),
+/// or those at steps where the other side's presence for its signature
+/// (`mask`, absent when the other side lacks that signature) equals `want`.
+pub(crate) type KeepRule = Option<(Option<usize>, bool)>;
+
+/// Series filtered step by step by presence masks (`and`, `or`, `unless`).
+struct MaskSteps {
+    values: Vec<StepValues>,
+    masks: Vec<Vec<bool>>,
+    rules: Vec<KeepRule>,
+}
+
+impl StepSource for MaskSteps {
+    fn items(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        for (step, x) in self.values[i].iter().enumerate() {
+            let Some(x) = *x else { continue };
+            let keep = match self.rules[i] {
+                None => true,
+                Some((mask, want)) => mask.is_some_and(|m| self.masks[m][step]) == want,
+            };
+            if keep {
+                emit(i, step, x);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("set operator: series={}", self.values.len())
+    }
+}
+
 /// The `k` best members of each group at each step (`topk`: largest
 /// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
 /// input series.
@@ -691,6 +727,23 @@ pub(crate) async fn map_steps(
     f: MapFn,
 ) -> Result<Vec<Option<StepValues>>, EngineError> {
     run_steps(task, memory_limit, Arc::new(MapSteps { values, f }), nsteps).await
+}
+
+/// A set operator's filtering through DataFusion: per series, the values
+/// its rule keeps (`None` for a series left without any).
+pub(crate) async fn mask_steps(
+    task: &Arc<TaskContext>,
+    memory_limit: usize,
+    values: Vec<StepValues>,
+    (masks, rules): (Vec<Vec<bool>>, Vec<KeepRule>),
+    nsteps: usize,
+) -> Result<Vec<Option<StepValues>>, EngineError> {
+    let source = Arc::new(MaskSteps {
+        values,
+        masks,
+        rules,
+    });
+    run_steps(task, memory_limit, source, nsteps).await
 }
 
 /// A binary operator between two vectors through DataFusion: per output
