@@ -7,5 +7,5 @@ wait_ready() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sle
 bench_setup() {
   [[ ${NO_BUILD:-} == 1 ]] || cargo build --release -q -p strata -p strata-loadtest
   work=$(mktemp -d)
-  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+  trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
