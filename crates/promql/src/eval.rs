@@ -5,12 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::execution::TaskContext;
-use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, UnboundedMemoryPool,
-};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::SessionConfig;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 
 use futures::future::BoxFuture;
 use promql_parser::parser::LabelModifier;
@@ -25,8 +20,7 @@ use strata_model::{
 };
 
 use crate::exec::{
-    BinaryOp, GroupFn, KeepRule, MapFn, MatchGroup, StepKernel, StepValues, aggregate_steps,
-    binary_steps, engine_error, evaluate_steps, map_steps, mask_steps, rank_steps,
+    BinaryOp, GroupFn, KeepRule, MapFn, MatchGroup, QueryExec, ScalarFn, StepKernel, StepValues,
 };
 use crate::functions;
 use crate::{
@@ -96,8 +90,8 @@ pub(crate) struct Ctx<'a> {
     /// Samples held by the whole query, subqueries included.
     samples: &'a AtomicUsize,
     notes: &'a Mutex<Annotations>,
-    /// The query's DataFusion context: its memory pool and parallelism.
-    pub task: &'a Arc<TaskContext>,
+    /// The query's DataFusion context, which runs its per-series stages.
+    pub exec: &'a QueryExec,
     /// What the loaded samples hold of that pool.
     loaded: &'a Mutex<MemoryReservation>,
     /// String literals of the query that are not UTF-8 in PromQL's decoding.
@@ -123,7 +117,7 @@ impl<'a> Ctx<'a> {
             query_step: self.query_step,
             samples: self.samples,
             notes: self.notes,
-            task: self.task,
+            exec: self.exec,
             loaded: self.loaded,
             invalid_utf8: self.invalid_utf8,
         }
@@ -173,18 +167,7 @@ impl<'a> Ctx<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .try_grow(bytes)
-            .map_err(|e| engine_error(e, self.opts.max_memory_bytes))
-    }
-
-    /// Evaluates `kernel` at `times` over every series of `input` on
-    /// DataFusion (see `exec`).
-    pub async fn steps(
-        &self,
-        input: Vec<SeriesSamples>,
-        times: Vec<i64>,
-        kernel: StepKernel,
-    ) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
-        evaluate_steps(self.task, self.opts.max_memory_bytes, input, times, kernel).await
+            .map_err(|e| self.exec.error(e))
     }
 
     /// `f` over every value of `series` on DataFusion (see `exec`); keeps the
@@ -196,52 +179,8 @@ impl<'a> Ctx<'a> {
         f: MapFn,
     ) -> Result<Vec<Series>, EngineError> {
         let (meta, values) = split_series(series);
-        let mapped = map_steps(
-            self.task,
-            self.opts.max_memory_bytes,
-            values,
-            self.nsteps,
-            f,
-        )
-        .await?;
+        let mapped = self.exec.map(values, self.nsteps, f).await?;
         Ok(join_series(meta, mapped, drop_name))
-    }
-
-    /// `topk` / `bottomk` of per-step `values` within `groups` on DataFusion (see `exec`).
-    async fn rank(
-        &self,
-        values: Vec<StepValues>,
-        groups: Vec<Vec<usize>>,
-        ks: Vec<f64>,
-        largest: bool,
-    ) -> Result<(Vec<StepValues>, Vec<usize>), EngineError> {
-        rank_steps(
-            self.task,
-            self.opts.max_memory_bytes,
-            values,
-            groups,
-            ks,
-            largest,
-        )
-        .await
-    }
-
-    /// Aggregates per-step `values` by `groups` with `f` on DataFusion (see `exec`).
-    async fn aggregate(
-        &self,
-        values: Vec<StepValues>,
-        groups: Vec<Vec<usize>>,
-        f: GroupFn,
-    ) -> Result<Vec<StepValues>, EngineError> {
-        aggregate_steps(
-            self.task,
-            self.opts.max_memory_bytes,
-            values,
-            groups,
-            self.nsteps,
-            f,
-        )
-        .await
     }
 }
 
@@ -275,26 +214,6 @@ fn join_series(
         .collect()
 }
 
-/// The DataFusion context of one query: a memory pool of its own (bounded
-/// by `max_memory_bytes` when set) and one partition per allowed core.
-fn query_task(opts: &EngineOptions) -> Result<Arc<TaskContext>, EngineError> {
-    let pool: Arc<dyn MemoryPool> = if opts.max_memory_bytes > 0 {
-        Arc::new(GreedyMemoryPool::new(opts.max_memory_bytes))
-    } else {
-        Arc::new(UnboundedMemoryPool::default())
-    };
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(pool)
-        .build_arc()
-        .map_err(|e| EngineError::Execution(e.to_string()))?;
-    let config = SessionConfig::new().with_target_partitions(opts.parallelism.max(1));
-    Ok(Arc::new(
-        TaskContext::default()
-            .with_session_config(config)
-            .with_runtime(runtime),
-    ))
-}
-
 /// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
 pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
     if let Ok(secs) = s.parse::<f64>()
@@ -324,9 +243,9 @@ pub(crate) async fn run(
     };
     let samples = AtomicUsize::new(0);
     let notes = Mutex::new(Annotations::default());
-    let task = query_task(opts)?;
+    let exec = QueryExec::new(opts.max_memory_bytes, opts.parallelism)?;
     let loaded =
-        Mutex::new(MemoryConsumer::new("PromQL selected samples").register(task.memory_pool()));
+        Mutex::new(MemoryConsumer::new("PromQL selected samples").register(exec.memory_pool()));
     let ctx = Ctx {
         opts,
         q,
@@ -338,7 +257,7 @@ pub(crate) async fn run(
         query_step: step,
         samples: &samples,
         notes: &notes,
-        task: &task,
+        exec: &exec,
         loaded: &loaded,
         invalid_utf8,
     };
@@ -593,15 +512,11 @@ async fn lookback_values(
     if !timestamp {
         ctx.charge(data.len() * ctx.nsteps)?;
     }
-    ctx.steps(
-        data,
-        times,
-        StepKernel::Lookback {
-            lookback,
-            timestamp,
-        },
-    )
-    .await
+    let kernel = StepKernel::Lookback {
+        lookback,
+        timestamp,
+    };
+    ctx.exec.series(data, times, kernel).await
 }
 
 fn bounds(times: &[i64]) -> (i64, i64) {
@@ -896,52 +811,39 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
             }
             let members: Vec<Vec<usize>> = groups.into_iter().map(|(_, m)| m).collect();
             let (labels, values) = split_series(input);
-            let (vals, order) = ctx.rank(values, members, ks, op == "topk").await?;
-            let mut out: Vec<Option<Series>> = labels
-                .into_iter()
-                .zip(vals)
-                .map(|((labels, drop_name), vals)| {
-                    Some(Series {
-                        labels,
-                        vals,
-                        drop_name,
-                    })
-                })
-                .collect();
+            let (vals, order) = ctx.exec.rank(values, members, ks, op == "topk").await?;
             if n == 1 {
                 // Instant results list the selection best first, as Prometheus does.
+                let mut out: Vec<Option<Series>> = labels
+                    .into_iter()
+                    .zip(vals)
+                    .map(|((labels, drop_name), vals)| {
+                        vals.map(|vals| Series {
+                            labels,
+                            vals,
+                            drop_name,
+                        })
+                    })
+                    .collect();
                 return Ok(Val::Vector(
                     order.into_iter().filter_map(|i| out[i].take()).collect(),
                 ));
             }
-            Ok(Val::Vector(
-                out.into_iter()
-                    .flatten()
-                    .filter(|s| s.vals.iter().any(Option::is_some))
-                    .collect(),
-            ))
+            Ok(Val::Vector(join_series(labels, vals, false)))
         }
         "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
             // The group's name is dropped later if any member's would be.
-            let drop_names: Vec<bool> = groups
-                .iter()
-                .map(|(_, members)| members.iter().any(|&i| input[i].drop_name))
-                .collect();
-            let (keys, members): (Vec<Labels>, Vec<Vec<usize>>) = groups.into_iter().unzip();
+            let (keys, members): (Vec<(Labels, bool)>, Vec<Vec<usize>>) = groups
+                .into_iter()
+                .map(|(key, members)| {
+                    let drop_name = members.iter().any(|&i| input[i].drop_name);
+                    ((key, drop_name), members)
+                })
+                .unzip();
             let values: Vec<StepValues> = input.into_iter().map(|s| s.vals).collect();
             let f = group_fn(&op, param.unwrap_or_default());
-            let vals = ctx.aggregate(values, members, f).await?;
-            Ok(Val::Vector(
-                keys.into_iter()
-                    .zip(vals)
-                    .zip(drop_names)
-                    .map(|((labels, vals), drop_name)| Series {
-                        labels,
-                        vals,
-                        drop_name,
-                    })
-                    .collect(),
-            ))
+            let vals = ctx.exec.aggregate(values, members, n, f).await?;
+            Ok(Val::Vector(join_series(keys, vals, false)))
         }
         other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
     }
@@ -1039,21 +941,23 @@ fn is_comparison(op: TokenType) -> bool {
     op.is_comparison_operator()
 }
 
-fn scalar_op(op: &str, l: f64, r: f64) -> Result<(f64, bool), EngineError> {
+/// The arithmetic or comparison operator `op` as a function, resolved once
+/// per operation rather than per value.
+fn scalar_fn(op: &str) -> Result<ScalarFn, EngineError> {
     Ok(match op {
-        "+" => (l + r, true),
-        "-" => (l - r, true),
-        "*" => (l * r, true),
-        "/" => (l / r, true),
-        "%" => (l % r, true),
-        "^" => (l.powf(r), true),
-        "atan2" => (l.atan2(r), true),
-        "==" => (l, l == r),
-        "!=" => (l, l != r),
-        ">" => (l, l > r),
-        "<" => (l, l < r),
-        ">=" => (l, l >= r),
-        "<=" => (l, l <= r),
+        "+" => |l, r| (l + r, true),
+        "-" => |l, r| (l - r, true),
+        "*" => |l, r| (l * r, true),
+        "/" => |l, r| (l / r, true),
+        "%" => |l, r| (l % r, true),
+        "^" => |l: f64, r| (l.powf(r), true),
+        "atan2" => |l: f64, r| (l.atan2(r), true),
+        "==" => |l, r| (l, l == r),
+        "!=" => |l, r| (l, l != r),
+        ">" => |l, r| (l, l > r),
+        "<" => |l, r| (l, l < r),
+        ">=" => |l, r| (l, l >= r),
+        "<=" => |l, r| (l, l <= r),
         other => return Err(EngineError::Unsupported(format!("binary operator {other}"))),
     })
 }
@@ -1066,9 +970,10 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
     let comparison = is_comparison(b.op);
     match (lhs, rhs) {
         (Val::Scalar(l), Val::Scalar(r)) => {
+            let f = scalar_fn(&op)?;
             let mut out = Vec::with_capacity(l.len());
             for (x, y) in l.into_iter().zip(r) {
-                let (v, keep) = scalar_op(&op, x, y)?;
+                let (v, keep) = f(x, y);
                 out.push(if comparison {
                     if keep { 1.0 } else { 0.0 }
                 } else {
@@ -1104,16 +1009,15 @@ async fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
 ) -> Result<Val, EngineError> {
-    // An operator this engine does not know fails here, not per value.
-    scalar_op(op, 0.0, 0.0)?;
-    let (op, s) = (op.to_string(), s.to_vec());
+    let op = scalar_fn(op)?;
+    let s = s.to_vec();
     let f: MapFn = Arc::new(move |x, step| {
         let (l, r) = if scalar_left {
             (s[step], x)
         } else {
             (x, s[step])
         };
-        let (mut val, keep) = scalar_op(&op, l, r).unwrap_or((f64::NAN, false));
+        let (mut val, keep) = op(l, r);
         if comparison && scalar_left {
             val = x;
         }
@@ -1127,6 +1031,7 @@ async fn vector_scalar(
     Ok(Val::Vector(ctx.map(v, drop_name, f).await?))
 }
 
+/// The matching signature of a series under the operator's on/ignoring modifier.
 fn signature(labels: &Labels, b: &BinaryExpr) -> Labels {
     match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
         Some(LabelModifier::Include(ls)) => labels.filter_names(&ls.labels, true),
@@ -1184,14 +1089,7 @@ async fn set_op(
         }
     };
     let (meta, values) = split_series(series);
-    let kept = mask_steps(
-        ctx.task,
-        ctx.opts.max_memory_bytes,
-        values,
-        (masks, rules),
-        n,
-    )
-    .await?;
+    let kept = ctx.exec.mask(values, (masks, rules), n).await?;
     Ok(join_series(meta, kept, false))
 }
 
@@ -1220,8 +1118,7 @@ async fn vector_vector(
         }
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    // An operator this engine does not know fails here, not per value.
-    scalar_op(op, 0.0, 0.0)?;
+    let f = scalar_fn(op)?;
     // "many" side first; for one-to-one, the lhs.
     let (many, one) = if one_to_many { (r, l) } else { (l, r) };
     let drop_name = !comparison || return_bool;
@@ -1286,9 +1183,8 @@ async fn vector_vector(
             }
         }
     }
-    let owned_op = op.to_string();
     let op = BinaryOp {
-        f: Arc::new(move |l, r| scalar_op(&owned_op, l, r).unwrap_or((f64::NAN, false))),
+        f,
         comparison,
         return_bool,
         one_to_many,
@@ -1298,16 +1194,10 @@ async fn vector_vector(
         many.into_iter().map(|s| s.vals).collect(),
         one.into_iter().map(|s| s.vals).collect(),
     );
-    let vals = binary_steps(
-        ctx.task,
-        ctx.opts.max_memory_bytes,
-        values,
-        groups,
-        outputs.len(),
-        ctx.nsteps,
-        op,
-    )
-    .await?;
+    let vals = ctx
+        .exec
+        .binary(values, (groups, outputs.len()), ctx.nsteps, op)
+        .await?;
     Ok(Val::Vector(join_series(outputs, vals, false)))
 }
 

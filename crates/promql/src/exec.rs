@@ -19,7 +19,10 @@ use datafusion::arrow::array::{Array, Float64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -28,6 +31,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions, collect_partitioned,
 };
+use datafusion::prelude::SessionConfig;
 use strata_model::{Labels, Sample, SeriesSamples, is_stale_nan};
 
 use crate::EngineError;
@@ -326,11 +330,14 @@ pub(crate) struct MatchGroup {
     pub outputs: Vec<usize>,
 }
 
+/// An arithmetic or comparison operator on two values: `(value, keep)`.
+pub(crate) type ScalarFn = fn(f64, f64) -> (f64, bool);
+
 /// How a binary operator combines matched values.
 #[derive(Clone)]
 pub(crate) struct BinaryOp {
     /// `(lhs, rhs) -> (value, keep)`: `keep` is a comparison's outcome.
-    pub f: Arc<dyn Fn(f64, f64) -> (f64, bool) + Send + Sync>,
+    pub f: ScalarFn,
     pub comparison: bool,
     pub return_bool: bool,
     /// The "many" side is the right one (`group_right`).
@@ -575,217 +582,224 @@ impl StepRows {
     }
 }
 
-/// Maps a DataFusion error of the query's plan to an engine error.
-pub(crate) fn engine_error(e: DataFusionError, memory_limit: usize) -> EngineError {
-    match e.find_root() {
-        DataFusionError::ResourcesExhausted(_) => EngineError::TooMuchMemory(memory_limit),
-        DataFusionError::Execution(message) => EngineError::Execution(message.clone()),
-        root => EngineError::Execution(root.to_string()),
-    }
+/// One query's DataFusion context, shared by all its stages: a memory pool
+/// of its own (bounded when the engine sets a limit) and one partition per
+/// allowed core. Each method runs one stage as a [`StepExec`].
+pub(crate) struct QueryExec {
+    task: Arc<TaskContext>,
+    memory_limit: usize,
 }
 
-/// Runs `source` through DataFusion; per output series, its value at each
-/// of `nsteps` steps, `None` for one without any.
-async fn run_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    source: Arc<dyn StepSource>,
-    nsteps: usize,
-) -> Result<Vec<Option<StepValues>>, EngineError> {
-    let (items, outputs) = (source.items(), source.outputs());
-    if items == 0 {
-        return Ok(vec![None; outputs]);
-    }
-    let partitions = task.session_config().target_partitions().clamp(1, items);
-    let plan = Arc::new(StepExec::new(source, partitions));
-    let parts = collect_partitioned(plan, task.clone())
-        .await
-        .map_err(|e| engine_error(e, memory_limit))?;
-    let mut vals: Vec<Option<StepValues>> = vec![None; outputs];
-    for batch in parts.iter().flatten() {
-        let column = |i: usize| batch.column(i).as_any();
-        let (Some(item), Some(steps), Some(values)) = (
-            column(0).downcast_ref::<UInt32Array>(),
-            column(1).downcast_ref::<UInt32Array>(),
-            column(2).downcast_ref::<Float64Array>(),
-        ) else {
-            return Err(EngineError::Execution(
-                "StepExec produced an unexpected batch".into(),
-            ));
+impl QueryExec {
+    /// A context with a pool of `memory_limit` bytes (0: unbounded) and
+    /// `parallelism` partitions.
+    pub(crate) fn new(memory_limit: usize, parallelism: usize) -> Result<Self, EngineError> {
+        let pool: Arc<dyn MemoryPool> = if memory_limit > 0 {
+            Arc::new(GreedyMemoryPool::new(memory_limit))
+        } else {
+            Arc::new(UnboundedMemoryPool::default())
         };
-        for row in 0..batch.num_rows() {
-            let v = vals[item.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
-            let slot = &mut v[steps.value(row) as usize];
-            if slot.is_some() {
-                // Two items wrote the same output series at one step.
-                return Err(EngineError::Execution(
-                    "vector cannot contain metrics with the same labelset".into(),
-                ));
-            }
-            *slot = Some(values.value(row));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .build_arc()
+            .map_err(|e| EngineError::Execution(e.to_string()))?;
+        let config = SessionConfig::new().with_target_partitions(parallelism.max(1));
+        let task = TaskContext::default()
+            .with_session_config(config)
+            .with_runtime(runtime);
+        Ok(Self {
+            task: Arc::new(task),
+            memory_limit,
+        })
+    }
+
+    /// The query's memory pool.
+    pub(crate) fn memory_pool(&self) -> &Arc<dyn MemoryPool> {
+        self.task.memory_pool()
+    }
+
+    /// Maps a DataFusion error of the query's plans to an engine error.
+    pub(crate) fn error(&self, e: DataFusionError) -> EngineError {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => EngineError::TooMuchMemory(self.memory_limit),
+            DataFusionError::Execution(message) => EngineError::Execution(message.clone()),
+            root => EngineError::Execution(root.to_string()),
         }
     }
-    Ok(vals)
-}
 
-/// Runs `kernel` at `times` over every series of `input` through DataFusion;
-/// returns, in input order, the series with at least one value and their
-/// value at each step.
-pub(crate) async fn evaluate_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    input: Vec<SeriesSamples>,
-    times: Vec<i64>,
-    kernel: StepKernel,
-) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
-    let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
-        input.into_iter().map(|s| (s.labels, s.samples)).unzip();
-    let nsteps = times.len();
-    let source = Arc::new(SeriesSteps {
-        samples,
-        times,
-        kernel,
-    });
-    let vals = run_steps(task, memory_limit, source, nsteps).await?;
-    Ok(labels
-        .into_iter()
-        .zip(vals)
-        .filter_map(|(l, v)| v.map(|v| (l, v)))
-        .collect())
-}
+    /// Runs `source`; per output series, its value at each of `nsteps`
+    /// steps, `None` for one without any.
+    async fn run(
+        &self,
+        source: Arc<dyn StepSource>,
+        nsteps: usize,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let (items, outputs) = (source.items(), source.outputs());
+        if items == 0 {
+            return Ok(vec![None; outputs]);
+        }
+        let partitions = self
+            .task
+            .session_config()
+            .target_partitions()
+            .clamp(1, items);
+        let plan = Arc::new(StepExec::new(source, partitions));
+        let parts = collect_partitioned(plan, self.task.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut vals: Vec<Option<StepValues>> = vec![None; outputs];
+        for batch in parts.iter().flatten() {
+            let column = |i: usize| batch.column(i).as_any();
+            let (Some(item), Some(steps), Some(values)) = (
+                column(0).downcast_ref::<UInt32Array>(),
+                column(1).downcast_ref::<UInt32Array>(),
+                column(2).downcast_ref::<Float64Array>(),
+            ) else {
+                return Err(EngineError::Execution(
+                    "StepExec produced an unexpected batch".into(),
+                ));
+            };
+            for row in 0..batch.num_rows() {
+                let v = vals[item.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
+                let slot = &mut v[steps.value(row) as usize];
+                if slot.is_some() {
+                    // Two items wrote the same output series at one step.
+                    return Err(EngineError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                *slot = Some(values.value(row));
+            }
+        }
+        Ok(vals)
+    }
 
-/// Aggregates the per-step `values` of the input series by `groups`
-/// (member indexes) through DataFusion: per group, in order, `f` over its
-/// members' present values at each step.
-pub(crate) async fn aggregate_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    values: Vec<StepValues>,
-    groups: Vec<Vec<usize>>,
-    nsteps: usize,
-    f: GroupFn,
-) -> Result<Vec<StepValues>, EngineError> {
-    let n = groups.len();
-    let source = Arc::new(GroupSteps {
-        values,
-        groups,
-        nsteps,
-        f,
-    });
-    let vals = run_steps(task, memory_limit, source, nsteps).await?;
-    let mut out: Vec<StepValues> = vals
-        .into_iter()
-        .map(|v| v.unwrap_or_else(|| vec![None; nsteps]))
-        .collect();
-    out.resize(n, vec![None; nsteps]);
-    Ok(out)
-}
+    /// `kernel` at `times` over every series of `input`: in input order,
+    /// the series with at least one value and their value at each step.
+    pub(crate) async fn series(
+        &self,
+        input: Vec<SeriesSamples>,
+        times: Vec<i64>,
+        kernel: StepKernel,
+    ) -> Result<Vec<(Labels, StepValues)>, EngineError> {
+        let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
+            input.into_iter().map(|s| (s.labels, s.samples)).unzip();
+        let nsteps = times.len();
+        let source = SeriesSteps {
+            samples,
+            times,
+            kernel,
+        };
+        let vals = self.run(Arc::new(source), nsteps).await?;
+        Ok(labels
+            .into_iter()
+            .zip(vals)
+            .filter_map(|(l, v)| v.map(|v| (l, v)))
+            .collect())
+    }
 
-/// `topk` (`largest`) or `bottomk` of the per-step `values` of the input
-/// series within each of `groups`, `ks` the parameter per step, through
-/// DataFusion: per input series, its value at the steps where it was
-/// selected. With one step, also the selected series in rank order (group
-/// by group, best first), the order of an instant query's result.
-pub(crate) async fn rank_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    values: Vec<StepValues>,
-    groups: Vec<Vec<usize>>,
-    ks: Vec<f64>,
-    largest: bool,
-) -> Result<(Vec<StepValues>, Vec<usize>), EngineError> {
-    let nsteps = values.first().map_or(0, Vec::len);
-    let source = Arc::new(RankSteps {
-        values,
-        groups,
-        ks,
-        largest,
-    });
-    let order: Vec<usize> = if nsteps == 1 {
-        (0..source.groups.len())
-            .flat_map(|g| source.select(g, 0).into_iter().map(|(i, _)| i))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let vals = run_steps(task, memory_limit, source, nsteps).await?;
-    Ok((
-        vals.into_iter()
-            .map(|v| v.unwrap_or_else(|| vec![None; nsteps]))
-            .collect(),
-        order,
-    ))
-}
+    /// The per-step `values` of the input series aggregated by `groups`
+    /// (member indexes): per group, `f` over its members' present values
+    /// at each step.
+    pub(crate) async fn aggregate(
+        &self,
+        values: Vec<StepValues>,
+        groups: Vec<Vec<usize>>,
+        nsteps: usize,
+        f: GroupFn,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let source = GroupSteps {
+            values,
+            groups,
+            nsteps,
+            f,
+        };
+        self.run(Arc::new(source), nsteps).await
+    }
 
-/// `f` over every value of every series through DataFusion: per series,
-/// its mapped value at each step (`None` for a series left without any).
-pub(crate) async fn map_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    values: Vec<StepValues>,
-    nsteps: usize,
-    f: MapFn,
-) -> Result<Vec<Option<StepValues>>, EngineError> {
-    run_steps(task, memory_limit, Arc::new(MapSteps { values, f }), nsteps).await
-}
+    /// `topk` (`largest`) or `bottomk` of the per-step `values` of the
+    /// input series within each of `groups`, `ks` the parameter per step:
+    /// per input series, its value at the steps where it was selected.
+    /// With one step, also the selected series in rank order (group by
+    /// group, best first), the order of an instant query's result.
+    pub(crate) async fn rank(
+        &self,
+        values: Vec<StepValues>,
+        groups: Vec<Vec<usize>>,
+        ks: Vec<f64>,
+        largest: bool,
+    ) -> Result<(Vec<Option<StepValues>>, Vec<usize>), EngineError> {
+        let nsteps = values.first().map_or(0, Vec::len);
+        let source = Arc::new(RankSteps {
+            values,
+            groups,
+            ks,
+            largest,
+        });
+        let order: Vec<usize> = if nsteps == 1 {
+            (0..source.groups.len())
+                .flat_map(|g| source.select(g, 0).into_iter().map(|(i, _)| i))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((self.run(source, nsteps).await?, order))
+    }
 
-/// A set operator's filtering through DataFusion: per series, the values
-/// its rule keeps (`None` for a series left without any).
-pub(crate) async fn mask_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    values: Vec<StepValues>,
-    (masks, rules): (Vec<Vec<bool>>, Vec<KeepRule>),
-    nsteps: usize,
-) -> Result<Vec<Option<StepValues>>, EngineError> {
-    let source = Arc::new(MaskSteps {
-        values,
-        masks,
-        rules,
-    });
-    run_steps(task, memory_limit, source, nsteps).await
-}
+    /// `f` over every value of every series: per series, its mapped value
+    /// at each step.
+    pub(crate) async fn map(
+        &self,
+        values: Vec<StepValues>,
+        nsteps: usize,
+        f: MapFn,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        self.run(Arc::new(MapSteps { values, f }), nsteps).await
+    }
 
-/// A binary operator between two vectors through DataFusion: per output
-/// series (as numbered by the groups), its value at each step.
-pub(crate) async fn binary_steps(
-    task: &Arc<TaskContext>,
-    memory_limit: usize,
-    (many, one): (Vec<StepValues>, Vec<StepValues>),
-    groups: Vec<MatchGroup>,
-    outputs: usize,
-    nsteps: usize,
-    op: BinaryOp,
-) -> Result<Vec<Option<StepValues>>, EngineError> {
-    let source = Arc::new(BinarySteps {
-        many,
-        one,
-        groups,
-        outputs,
-        nsteps,
-        op,
-    });
-    run_steps(task, memory_limit, source, nsteps).await
+    /// A set operator's filtering: per series, the values its rule keeps.
+    pub(crate) async fn mask(
+        &self,
+        values: Vec<StepValues>,
+        (masks, rules): (Vec<Vec<bool>>, Vec<KeepRule>),
+        nsteps: usize,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let source = MaskSteps {
+            values,
+            masks,
+            rules,
+        };
+        self.run(Arc::new(source), nsteps).await
+    }
+
+    /// A binary operator between two vectors: per output series (as
+    /// numbered by the groups), its value at each step.
+    pub(crate) async fn binary(
+        &self,
+        (many, one): (Vec<StepValues>, Vec<StepValues>),
+        (groups, outputs): (Vec<MatchGroup>, usize),
+        nsteps: usize,
+        op: BinaryOp,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let source = BinarySteps {
+            many,
+            one,
+            groups,
+            outputs,
+            nsteps,
+            op,
+        };
+        self.run(Arc::new(source), nsteps).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::execution::memory_pool::GreedyMemoryPool;
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::prelude::SessionConfig;
     use strata_model::Label;
 
-    fn task(partitions: usize, memory: Option<usize>) -> Arc<TaskContext> {
-        let mut rt = RuntimeEnvBuilder::new();
-        if let Some(m) = memory {
-            rt = rt.with_memory_pool(Arc::new(GreedyMemoryPool::new(m)));
-        }
-        Arc::new(
-            TaskContext::default()
-                .with_session_config(SessionConfig::new().with_target_partitions(partitions))
-                .with_runtime(rt.build_arc().expect("runtime")),
-        )
+    fn exec(partitions: usize, memory_limit: usize) -> QueryExec {
+        QueryExec::new(memory_limit, partitions).expect("a runtime with default settings")
     }
 
     fn input(n: usize) -> Vec<SeriesSamples> {
@@ -821,10 +835,12 @@ mod tests {
                 f: sum,
             },
         ] {
-            let one = evaluate_steps(&task(1, None), 0, input(7), times.clone(), kernel.clone())
+            let one = exec(1, 0)
+                .series(input(7), times.clone(), kernel.clone())
                 .await
                 .expect("one partition");
-            let four = evaluate_steps(&task(4, None), 0, input(7), times.clone(), kernel.clone())
+            let four = exec(4, 0)
+                .series(input(7), times.clone(), kernel.clone())
                 .await
                 .expect("four partitions");
             assert_eq!(one, four);
@@ -864,24 +880,18 @@ mod tests {
         let mut results = Vec::new();
         for partitions in [1, 2, 3] {
             results.push(
-                aggregate_steps(
-                    &task(partitions, None),
-                    0,
-                    values.clone(),
-                    groups.clone(),
-                    3,
-                    sum.clone(),
-                )
-                .await
-                .expect("aggregate"),
+                exec(partitions, 0)
+                    .aggregate(values.clone(), groups.clone(), 3, sum.clone())
+                    .await
+                    .expect("aggregate"),
             );
         }
         assert_eq!(
             results[0],
             vec![
-                vec![Some(11.0), Some(2.0), Some(33.0)],
-                vec![Some(100.0), Some(200.0), None],
-                vec![Some(110.0), Some(200.0), Some(30.0)],
+                Some(vec![Some(11.0), Some(2.0), Some(33.0)]),
+                Some(vec![Some(100.0), Some(200.0), None]),
+                Some(vec![Some(110.0), Some(200.0), Some(30.0)]),
             ]
         );
         assert!(results.iter().all(|r| *r == results[0]));
@@ -896,28 +906,23 @@ mod tests {
             vec![Some(7.0), Some(0.0)],
         ];
         let groups = vec![vec![0, 1, 2], vec![3]];
-        let (vals, order) = rank_steps(
-            &task(2, None),
-            0,
-            values.clone(),
-            groups.clone(),
-            vec![2.0, 2.0],
-            true,
-        )
-        .await
-        .expect("topk");
+        let (vals, order) = exec(2, 0)
+            .rank(values.clone(), groups.clone(), vec![2.0, 2.0], true)
+            .await
+            .expect("topk");
         // NaN ranks last; series 2 is absent at step 1.
-        assert_eq!(vals[0], vec![Some(1.0), Some(9.0)]);
-        assert_eq!(vals[1], vec![None, Some(5.0)]);
-        assert_eq!(vals[2], vec![Some(3.0), None]);
-        assert_eq!(vals[3], vec![Some(7.0), Some(0.0)]);
+        assert_eq!(vals[0], Some(vec![Some(1.0), Some(9.0)]));
+        assert_eq!(vals[1], Some(vec![None, Some(5.0)]));
+        assert_eq!(vals[2], Some(vec![Some(3.0), None]));
+        assert_eq!(vals[3], Some(vec![Some(7.0), Some(0.0)]));
         assert!(order.is_empty(), "order only for one step");
         let one_step: Vec<StepValues> = values.iter().map(|v| vec![v[0]]).collect();
-        let (vals, order) = rank_steps(&task(2, None), 0, one_step, groups, vec![1.0], false)
+        let (vals, order) = exec(2, 0)
+            .rank(one_step, groups, vec![1.0], false)
             .await
             .expect("bottomk");
         assert_eq!(order, vec![0, 3]);
-        assert_eq!(vals[1], vec![None]);
+        assert_eq!(vals[1], None, "not selected");
     }
 
     #[tokio::test]
@@ -927,7 +932,8 @@ mod tests {
             lookback: 300_000,
             timestamp: false,
         };
-        let err = evaluate_steps(&task(2, Some(256)), 256, input(50), times, kernel)
+        let err = exec(2, 256)
+            .series(input(50), times, kernel)
             .await
             .expect_err("over the limit");
         assert!(matches!(err, EngineError::TooMuchMemory(256)), "{err:?}");

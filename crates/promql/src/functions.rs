@@ -613,7 +613,7 @@ async fn range_fn(
         range,
         f: Arc::new(f),
     };
-    let evaluated = ctx.steps(data, times, kernel).await?;
+    let evaluated = ctx.exec.series(data, times, kernel).await?;
     let mut out = Vec::with_capacity(evaluated.len());
     for (labels, vals) in evaluated {
         if matches!(name, "rate" | "increase") {
