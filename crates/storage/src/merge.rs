@@ -492,8 +492,7 @@ pub async fn merge_log_blocks(
         target.max_time.saturating_mul(1_000_000),
     );
     let (mut next_id, mut total) = (0u32, 0u64);
-    // Lines already written at the current timestamp of the stream.
-    let mut lines_at_ts: Vec<String> = Vec::new();
+    let mut seen = SeenLines::default();
     while let Some((labels, ids)) = streams.next().await? {
         let mut held: Vec<(usize, u32)> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
@@ -522,10 +521,9 @@ pub async fn merge_log_blocks(
             let line = lines.get(row).unwrap_or_default();
             if last_ts != Some(ts) {
                 last_ts = Some(ts);
-                lines_at_ts.clear();
+                seen.clear();
             }
-            if ts >= min_ns && ts < max_ns && !lines_at_ts.iter().any(|l| l == line) {
-                lines_at_ts.push(line.to_string());
+            if ts >= min_ns && ts < max_ns && seen.insert(line) {
                 let metadata = StrCol::new(batch.column(3))?;
                 entry_rows.append(next_id, ts, line, metadata.get(row));
                 written += 1;
@@ -559,6 +557,37 @@ pub async fn merge_log_blocks(
     };
     block::put_meta(target.store.as_ref(), Signal::Logs, target.tenant, &meta).await?;
     Ok(meta)
+}
+
+/// The lines already written at the current timestamp of a stream. The
+/// strings are reused from one timestamp to the next, so the merge does
+/// not allocate per entry.
+#[derive(Default)]
+struct SeenLines {
+    lines: Vec<String>,
+    used: usize,
+}
+
+impl SeenLines {
+    fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    /// Records `line`; false if it was already there.
+    fn insert(&mut self, line: &str) -> bool {
+        if self.lines[..self.used].iter().any(|l| l == line) {
+            return false;
+        }
+        match self.lines.get_mut(self.used) {
+            Some(slot) => {
+                slot.clear();
+                slot.push_str(line);
+            }
+            None => self.lines.push(line.to_string()),
+        }
+        self.used += 1;
+        true
+    }
 }
 
 fn entry_ts(rows: &DataRows) -> Result<i64, StorageError> {
