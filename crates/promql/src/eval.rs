@@ -1,13 +1,15 @@
-//! The step evaluator: every node yields, for each output series, one
-//! optional value per evaluation step.
+//! PromQL semantics of each plan node: what a node computes from its
+//! operands' values (every vector-valued node yields, for each output
+//! series, one optional value per evaluation step), and the query's run:
+//! plan, execute on DataFusion, convert the root's output to an API value.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 
-use futures::future::BoxFuture;
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{
@@ -20,11 +22,12 @@ use strata_model::{
 };
 
 use crate::exec::{
-    BinaryOp, GroupFn, KeepRule, MapFn, MatchGroup, QueryExec, ScalarFn, StepKernel, StepValues,
+    BinaryOp, BinarySteps, GroupFn, GroupSteps, KeepRule, MapFn, MapSteps, MaskSteps, MatchGroup,
+    Operand, Operands, Prepared, QueryExec, RankSteps, ScalarFn, SeriesSteps, Shape, StepKernel,
+    StepValues, StoredSteps,
 };
-use crate::functions;
 use crate::{
-    EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample,
+    EngineError, EngineOptions, MatrixSeries, QueryOutput, Queryable, Value, VectorSample, plan,
 };
 
 /// Warnings and infos collected while evaluating one query, each once.
@@ -65,7 +68,7 @@ impl Series {
     }
 }
 
-/// An evaluated node.
+/// The value of an operand or a result.
 pub(crate) enum Val {
     Scalar(Vec<f64>),
     Vector(Vec<Series>),
@@ -74,13 +77,74 @@ pub(crate) enum Val {
     Matrix(Vec<SeriesSamples>),
 }
 
-pub(crate) struct Ctx<'a> {
-    pub opts: &'a EngineOptions,
-    pub q: &'a dyn Queryable,
-    /// Evaluation steps of this node: the query's, or a subquery's.
-    pub start: i64,
-    pub step: i64,
-    pub nsteps: usize,
+impl From<Val> for Prepared {
+    /// A node's result computed in full while preparing: its rows are
+    /// emitted from the stored values.
+    fn from(val: Val) -> Self {
+        match val {
+            Val::Scalar(v) => Prepared::new(
+                Arc::new(StoredSteps {
+                    values: vec![v.into_iter().map(Some).collect()],
+                }),
+                Shape::Scalar,
+            ),
+            Val::Vector(series) => {
+                let (series, values) = split_series(series);
+                Prepared::new(Arc::new(StoredSteps { values }), Shape::series(series))
+            }
+            Val::String(s) => {
+                Prepared::new(Arc::new(StoredSteps { values: vec![] }), Shape::String(s))
+            }
+            Val::Matrix(m) => {
+                Prepared::new(Arc::new(StoredSteps { values: vec![] }), Shape::Matrix(m))
+            }
+        }
+    }
+}
+
+impl From<Operand> for Val {
+    /// An operand's rows with their labels again: the series with any value.
+    fn from(op: Operand) -> Self {
+        let Operand {
+            values,
+            shape,
+            nsteps,
+        } = op;
+        match shape {
+            Shape::Scalar => Val::Scalar(match values.into_iter().next().flatten() {
+                Some(v) => v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
+                None => vec![f64::NAN; nsteps],
+            }),
+            Shape::Vector { series, order } => {
+                let mut slots: Vec<Option<Series>> = series
+                    .into_iter()
+                    .zip(values)
+                    .map(|((labels, drop_name), vals)| {
+                        vals.map(|vals| Series {
+                            labels,
+                            vals,
+                            drop_name,
+                        })
+                    })
+                    .collect();
+                Val::Vector(match order {
+                    Some(order) => order
+                        .into_iter()
+                        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+                        .collect(),
+                    None => slots.into_iter().flatten().collect(),
+                })
+            }
+            Shape::String(s) => Val::String(s),
+            Shape::Matrix(m) => Val::Matrix(m),
+        }
+    }
+}
+
+/// What one query shares across its plan nodes.
+pub(crate) struct QueryState {
+    pub opts: EngineOptions,
+    pub q: Arc<dyn Queryable>,
     /// The query's own start and end, what `@ start()` and `@ end()` mean
     /// at any subquery depth.
     pub query_start: i64,
@@ -88,38 +152,82 @@ pub(crate) struct Ctx<'a> {
     /// The query's step; 0 for an instant query.
     pub query_step: i64,
     /// Samples held by the whole query, subqueries included.
-    samples: &'a AtomicUsize,
-    notes: &'a Mutex<Annotations>,
-    /// The query's DataFusion context, which runs its per-series stages.
-    pub exec: &'a QueryExec,
+    samples: AtomicUsize,
+    notes: Mutex<Annotations>,
+    /// The query's DataFusion context, which runs its plan.
+    pub exec: QueryExec,
     /// What the loaded samples hold of that pool.
-    loaded: &'a Mutex<MemoryReservation>,
+    loaded: Mutex<MemoryReservation>,
     /// String literals of the query that are not UTF-8 in PromQL's decoding.
-    pub invalid_utf8: &'a HashSet<String>,
+    pub invalid_utf8: HashSet<String>,
 }
 
-impl<'a> Ctx<'a> {
+/// Where a plan node evaluates: its steps (the query's, or a subquery's)
+/// within the query.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub start: i64,
+    pub step: i64,
+    pub nsteps: usize,
+    query: Arc<QueryState>,
+}
+
+impl Deref for Ctx {
+    type Target = QueryState;
+
+    fn deref(&self) -> &QueryState {
+        &self.query
+    }
+}
+
+impl Ctx {
+    /// The context of a query over `(start, end, step)` (step 0: instant),
+    /// with a DataFusion context of its own.
+    pub fn for_query(
+        opts: &EngineOptions,
+        q: Arc<dyn Queryable>,
+        (start, end, step): (i64, i64, i64),
+        invalid_utf8: HashSet<String>,
+    ) -> Result<Ctx, EngineError> {
+        let nsteps = if step == 0 {
+            1
+        } else {
+            ((end - start) / step) as usize + 1
+        };
+        let exec = QueryExec::new(opts.max_memory_bytes, opts.parallelism)?;
+        let loaded =
+            Mutex::new(MemoryConsumer::new("PromQL selected samples").register(exec.memory_pool()));
+        Ok(Ctx {
+            start,
+            step: step.max(1),
+            nsteps,
+            query: Arc::new(QueryState {
+                opts: opts.clone(),
+                q,
+                query_start: start,
+                query_end: end,
+                query_step: step,
+                samples: AtomicUsize::new(0),
+                notes: Mutex::new(Annotations::default()),
+                exec,
+                loaded,
+                invalid_utf8,
+            }),
+        })
+    }
+
     /// A context evaluating at `start, start+step, ... <= end` within the same query.
-    pub fn sub(&self, start: i64, end: i64, step: i64) -> Ctx<'a> {
+    pub fn sub(&self, start: i64, end: i64, step: i64) -> Ctx {
         let nsteps = if end < start {
             0
         } else {
             ((end - start) / step) as usize + 1
         };
         Ctx {
-            opts: self.opts,
-            q: self.q,
             start,
             step,
             nsteps,
-            query_start: self.query_start,
-            query_end: self.query_end,
-            query_step: self.query_step,
-            samples: self.samples,
-            notes: self.notes,
-            exec: self.exec,
-            loaded: self.loaded,
-            invalid_utf8: self.invalid_utf8,
+            query: self.query.clone(),
         }
     }
 
@@ -170,17 +278,58 @@ impl<'a> Ctx<'a> {
             .map_err(|e| self.exec.error(e))
     }
 
-    /// `f` over every value of `series` on DataFusion (see `exec`); keeps the
+    /// `f` over every value of `series`, as the node's items; keeps the
     /// series left with a value, `drop_name` marking their names for removal.
-    pub async fn map(
-        &self,
-        series: Vec<Series>,
-        drop_name: bool,
-        f: MapFn,
-    ) -> Result<Vec<Series>, EngineError> {
-        let (meta, values) = split_series(series);
-        let mapped = self.exec.map(values, self.nsteps, f).await?;
-        Ok(join_series(meta, mapped, drop_name))
+    pub fn map(&self, series: Vec<Series>, drop_name: bool, f: MapFn) -> Prepared {
+        let (series, values) = split_series(series);
+        let series = series
+            .into_iter()
+            .map(|(labels, dropped)| (labels, dropped || drop_name))
+            .collect();
+        Prepared::new(Arc::new(MapSteps { values, f }), Shape::series(series))
+    }
+}
+
+/// The values of a node's operands by position, as PromQL values.
+pub(crate) struct Inputs(Operands);
+
+impl Inputs {
+    /// The operands of a node.
+    pub fn new(operands: Operands) -> Self {
+        Self(operands)
+    }
+
+    /// Operand `i` (the expression `e`).
+    pub fn val(&mut self, i: usize, e: &Expr) -> Result<Val, EngineError> {
+        self.0
+            .take(i)
+            .map(Val::from)
+            .ok_or_else(|| EngineError::Execution(format!("operand {e} was not evaluated")))
+    }
+
+    /// Operand `i`, which must be a scalar (function and aggregation parameters).
+    pub fn scalar(&mut self, i: usize, e: &Expr) -> Result<Vec<f64>, EngineError> {
+        match self.val(i, e)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(EngineError::BadData(format!(
+                "expected a scalar parameter, got {e}"
+            ))),
+        }
+    }
+
+    /// Operand `i`, which must be an instant vector.
+    pub fn vector(&mut self, i: usize, e: &Expr) -> Result<Vec<Series>, EngineError> {
+        match self.val(i, e)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(EngineError::BadData(format!(
+                "expected an instant vector, got {e}"
+            ))),
+        }
+    }
+
+    /// Operand `i`, if it was evaluated (a subquery with no steps is not).
+    pub fn try_val(&mut self, i: usize) -> Option<Val> {
+        self.0.take(i).map(Val::from)
     }
 }
 
@@ -195,25 +344,6 @@ fn split_series(series: Vec<Series>) -> SeriesParts {
         .unzip()
 }
 
-/// Series again from label sets and the values a stage produced for them,
-/// keeping those with any value; `drop_name` also marks every name.
-fn join_series(
-    meta: Vec<(Labels, bool)>,
-    vals: Vec<Option<StepValues>>,
-    drop_name: bool,
-) -> Vec<Series> {
-    meta.into_iter()
-        .zip(vals)
-        .filter_map(|((labels, dropped), vals)| {
-            vals.map(|vals| Series {
-                labels,
-                vals,
-                drop_name: drop_name || dropped,
-            })
-        })
-        .collect()
-}
-
 /// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
 pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
     if let Ok(secs) = s.parse::<f64>()
@@ -226,42 +356,21 @@ pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
         .map_err(|_| EngineError::BadData(format!("cannot parse {s:?} to a valid duration")))
 }
 
-/// Evaluates `expr` for every step and converts to an API value.
+/// Plans `expr` for every step, runs the plan on DataFusion and converts
+/// its output to an API value.
 pub(crate) async fn run(
     opts: &EngineOptions,
-    q: &dyn Queryable,
-    (expr, invalid_utf8): (&Expr, &HashSet<String>),
+    q: Arc<dyn Queryable>,
+    (expr, invalid_utf8): (&Expr, HashSet<String>),
     start: i64,
     end: i64,
     step: i64,
     instant: bool,
 ) -> Result<QueryOutput, EngineError> {
-    let nsteps = if step == 0 {
-        1
-    } else {
-        ((end - start) / step) as usize + 1
-    };
-    let samples = AtomicUsize::new(0);
-    let notes = Mutex::new(Annotations::default());
-    let exec = QueryExec::new(opts.max_memory_bytes, opts.parallelism)?;
-    let loaded =
-        Mutex::new(MemoryConsumer::new("PromQL selected samples").register(exec.memory_pool()));
-    let ctx = Ctx {
-        opts,
-        q,
-        start,
-        step: step.max(1),
-        nsteps,
-        query_start: start,
-        query_end: end,
-        query_step: step,
-        samples: &samples,
-        notes: &notes,
-        exec: &exec,
-        loaded: &loaded,
-        invalid_utf8,
-    };
-    let val = match eval(&ctx, expr).await? {
+    let ctx = Ctx::for_query(opts, q, (start, end, step), invalid_utf8)?;
+    let root = plan::plan(&ctx, expr)?;
+    tracing::debug!(plan = %plan::display(&root), "PromQL plan");
+    let val = match Val::from(root.run(ctx.exec.task()).await?) {
         Val::Vector(series) => Val::Vector(finalize_names(series)?),
         other => other,
     };
@@ -314,7 +423,7 @@ pub(crate) async fn run(
             Value::Matrix(out)
         }
     };
-    let notes = notes.into_inner().unwrap_or_default();
+    let notes = std::mem::take(&mut *ctx.notes.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(QueryOutput {
         value,
         warnings: notes.warnings.into_iter().collect(),
@@ -322,79 +431,66 @@ pub(crate) async fn run(
     })
 }
 
-pub(crate) fn eval<'a>(
-    ctx: &'a Ctx<'a>,
-    expr: &'a Expr,
-) -> BoxFuture<'a, Result<Val, EngineError>> {
-    Box::pin(async move {
-        match expr {
-            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ctx.nsteps])),
-            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
-            Expr::Paren(p) => eval(ctx, &p.expr).await,
-            Expr::Unary(u) => match eval(ctx, &u.expr).await? {
-                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(
-                    series
-                        .into_iter()
-                        .map(|s| {
-                            Series::dropping_name(
-                                s.labels,
-                                s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
-                            )
-                        })
-                        .collect(),
-                )),
-                _ => Err(EngineError::BadData(
-                    "unary minus needs a scalar or vector".into(),
-                )),
-            },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(instant_selector(ctx, vs).await?)),
-            Expr::MatrixSelector(ms) => {
-                if ctx.nsteps != 1 {
-                    return Err(EngineError::BadData(
-                        "range vector selectors are only allowed as function arguments in range queries".into(),
-                    ));
+/// `-x`: negated values, names marked for removal.
+pub(crate) fn negate(v: Val) -> Result<Prepared, EngineError> {
+    match v {
+        Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect()).into()),
+        Val::Vector(series) => Ok(Val::Vector(
+            series
+                .into_iter()
+                .map(|s| {
+                    Series::dropping_name(
+                        s.labels,
+                        s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                    )
+                })
+                .collect(),
+        )
+        .into()),
+        _ => Err(EngineError::BadData(
+            "unary minus needs a scalar or vector".into(),
+        )),
+    }
+}
+
+/// A range selector as an instant query's result: its samples in the window.
+pub(crate) async fn range_matrix(ctx: &Ctx, ms: &MatrixSelector) -> Result<Prepared, EngineError> {
+    let (series, times) = fetch_range(ctx, ms).await?;
+    let t = times[0];
+    let range = ms.range.as_millis() as i64;
+    Ok(Val::Matrix(
+        series
+            .into_iter()
+            .map(|s| {
+                let w = window(&s.samples, t, range);
+                SeriesSamples {
+                    labels: s.labels,
+                    samples: w.to_vec(),
                 }
-                let (series, times) = fetch_range(ctx, ms).await?;
-                let t = times[0];
-                let range = ms.range.as_millis() as i64;
-                Ok(Val::Matrix(
-                    series
-                        .into_iter()
-                        .map(|s| {
-                            let w = window(&s.samples, t, range);
-                            SeriesSamples {
-                                labels: s.labels,
-                                samples: w.to_vec(),
-                            }
-                        })
-                        .collect(),
-                ))
-            }
-            Expr::Call(call) => functions::call(ctx, call).await,
-            Expr::Aggregate(agg) => aggregate(ctx, agg).await,
-            Expr::Binary(b) => binary(ctx, b).await,
-            Expr::Subquery(sq) => {
-                if ctx.nsteps != 1 {
-                    return Err(EngineError::BadData(
-                        "subqueries are only allowed as function arguments in range queries".into(),
-                    ));
-                }
-                let ra = subquery_range(ctx, sq).await?;
-                let t = ra.times[0];
-                Ok(Val::Matrix(
-                    ra.series
-                        .into_iter()
-                        .map(|s| SeriesSamples {
-                            samples: window(&s.samples, t, ra.range).to_vec(),
-                            labels: s.labels,
-                        })
-                        .collect(),
-                ))
-            }
-            Expr::Extension(_) => Err(EngineError::Unsupported("extension expressions".into())),
-        }
-    })
+            })
+            .collect(),
+    )
+    .into())
+}
+
+/// A subquery as an instant query's result: its samples in the window.
+pub(crate) fn subquery_matrix(
+    ctx: &Ctx,
+    sq: &SubqueryExpr,
+    inner: Option<Val>,
+) -> Result<Prepared, EngineError> {
+    let ra = subquery_range(ctx, sq, inner)?;
+    let t = ra.times[0];
+    Ok(Val::Matrix(
+        ra.series
+            .into_iter()
+            .map(|s| SeriesSamples {
+                samples: window(&s.samples, t, ra.range).to_vec(),
+                labels: s.labels,
+            })
+            .collect(),
+    )
+    .into())
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -405,7 +501,7 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-fn at_ms(ctx: &Ctx<'_>, at: &Option<AtModifier>) -> Option<i64> {
+fn at_ms(ctx: &Ctx, at: &Option<AtModifier>) -> Option<i64> {
     match at {
         Some(AtModifier::Start) => Some(ctx.query_start),
         Some(AtModifier::End) => Some(ctx.query_end),
@@ -418,7 +514,7 @@ fn at_ms(ctx: &Ctx<'_>, at: &Option<AtModifier>) -> Option<i64> {
 }
 
 /// The evaluation time of a selector at each step (after `@` and `offset`).
-pub(crate) fn selector_times(ctx: &Ctx<'_>, vs: &VectorSelector) -> Vec<i64> {
+pub(crate) fn selector_times(ctx: &Ctx, vs: &VectorSelector) -> Vec<i64> {
     let off = offset_ms(&vs.offset);
     let at = at_ms(ctx, &vs.at);
     (0..ctx.nsteps)
@@ -441,7 +537,7 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
 
 /// Reads samples of the selector's series in `[min_t, max_t]`.
 pub(crate) async fn select(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     vs: &VectorSelector,
     min_t: i64,
     max_t: i64,
@@ -478,33 +574,14 @@ pub(crate) async fn select(
     Ok(out)
 }
 
-async fn instant_selector(ctx: &Ctx<'_>, vs: &VectorSelector) -> Result<Vec<Series>, EngineError> {
-    Ok(lookback_values(ctx, vs, false)
-        .await?
-        .into_iter()
-        .map(|(labels, vals)| Series::new(labels, vals))
-        .collect())
-}
-
-/// Timestamps of the samples an instant selector picks at each step.
-pub(crate) async fn instant_selector_timestamps(
-    ctx: &Ctx<'_>,
-    vs: &VectorSelector,
-) -> Result<Vec<Series>, EngineError> {
-    Ok(lookback_values(ctx, vs, true)
-        .await?
-        .into_iter()
-        .map(|(labels, vals)| Series::dropping_name(labels, vals))
-        .collect())
-}
-
-/// Per series with any, the value (or timestamp) of the latest sample
-/// within the lookback delta at each step.
-async fn lookback_values(
-    ctx: &Ctx<'_>,
+/// An instant selector: per series, the value of the latest sample within
+/// the lookback delta at each step, or (`timestamp`) its time in seconds,
+/// the name then marked for removal.
+pub(crate) async fn instant_selector(
+    ctx: &Ctx,
     vs: &VectorSelector,
     timestamp: bool,
-) -> Result<Vec<(Labels, Vec<Option<f64>>)>, EngineError> {
+) -> Result<Prepared, EngineError> {
     let times = selector_times(ctx, vs);
     let lookback = ctx.opts.lookback_delta.as_millis() as i64;
     let (lo, hi) = bounds(&times);
@@ -516,7 +593,7 @@ async fn lookback_values(
         lookback,
         timestamp,
     };
-    ctx.exec.series(data, times, kernel).await
+    Ok(SeriesSteps::prepared(data, timestamp, times, kernel))
 }
 
 fn bounds(times: &[i64]) -> (i64, i64) {
@@ -528,7 +605,7 @@ fn bounds(times: &[i64]) -> (i64, i64) {
 /// Raw samples of a range selector (stale markers removed) and the
 /// evaluation time of each step.
 pub(crate) async fn fetch_range(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     ms: &MatrixSelector,
 ) -> Result<(Vec<SeriesSamples>, Vec<i64>), EngineError> {
     let times = selector_times(ctx, &ms.vs);
@@ -551,11 +628,13 @@ pub(crate) struct RangeInput<'e> {
     pub selector: Option<&'e VectorSelector>,
 }
 
-/// Evaluates a range-valued argument: a range selector or a subquery
+/// A range-valued argument `e` (operand `i`): a range selector, read
+/// here, or a subquery, whose inner expression the node's child evaluated
 /// (parentheses allowed around either).
 pub(crate) async fn range_input<'e>(
-    ctx: &Ctx<'_>,
-    mut e: &'e Expr,
+    ctx: &Ctx,
+    (i, mut e): (usize, &'e Expr),
+    inputs: &mut Inputs,
     f: &str,
 ) -> Result<RangeInput<'e>, EngineError> {
     while let Expr::Paren(p) = e {
@@ -571,21 +650,21 @@ pub(crate) async fn range_input<'e>(
                 selector: Some(&ms.vs),
             })
         }
-        Expr::Subquery(sq) => subquery_range(ctx, sq).await,
+        Expr::Subquery(sq) => subquery_range(ctx, sq, inputs.try_val(i)),
         other => Err(EngineError::BadData(format!(
             "expected a range vector as argument of {f}(), got {other}"
         ))),
     }
 }
 
-/// Evaluates a subquery as Prometheus does: the inner expression runs at
+/// Where a subquery's inner expression evaluates, as Prometheus does it: at
 /// absolute multiples of the subquery step, from the first one after the
-/// earliest window start to the latest window end; each step's value
-/// becomes a sample at that time.
-pub(crate) async fn subquery_range<'e>(
-    ctx: &Ctx<'_>,
-    sq: &'e SubqueryExpr,
-) -> Result<RangeInput<'e>, EngineError> {
+/// earliest window start to the latest window end. Also the window end at
+/// each of the outer steps, and the window length.
+pub(crate) fn subquery_steps(
+    ctx: &Ctx,
+    sq: &SubqueryExpr,
+) -> Result<(Ctx, Vec<i64>, i64), EngineError> {
     let step = sq
         .step
         .map(|d| d.as_millis() as i64)
@@ -607,30 +686,37 @@ pub(crate) async fn subquery_range<'e>(
     if start <= first {
         start += step;
     }
-    let inner = ctx.sub(start, hi, step);
-    let series = if inner.nsteps == 0 {
-        Vec::new()
-    } else {
-        match eval(&inner, &sq.expr).await? {
-            Val::Vector(v) => finalize_names(v)?
-                .into_iter()
-                .map(|s| SeriesSamples {
-                    samples: s
-                        .vals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.map(|v| Sample { t: inner.ts(i), v }))
-                        .collect(),
-                    labels: s.labels,
-                })
-                .filter(|s| !s.samples.is_empty())
-                .collect(),
-            _ => {
-                return Err(EngineError::BadData(format!(
-                    "subquery is only allowed on instant vector, got {}",
-                    sq.expr
-                )));
-            }
+    Ok((ctx.sub(start, hi, step), times, range))
+}
+
+/// A subquery's samples: each inner step's value becomes a sample at that
+/// time. `inner` is the inner expression's value (none when it has no steps).
+pub(crate) fn subquery_range(
+    ctx: &Ctx,
+    sq: &SubqueryExpr,
+    inner_val: Option<Val>,
+) -> Result<RangeInput<'static>, EngineError> {
+    let (inner, times, range) = subquery_steps(ctx, sq)?;
+    let series = match inner_val {
+        None => Vec::new(),
+        Some(Val::Vector(v)) => finalize_names(v)?
+            .into_iter()
+            .map(|s| SeriesSamples {
+                samples: s
+                    .vals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| Sample { t: inner.ts(i), v }))
+                    .collect(),
+                labels: s.labels,
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect(),
+        Some(_) => {
+            return Err(EngineError::BadData(format!(
+                "subquery is only allowed on instant vector, got {}",
+                sq.expr
+            )));
         }
     };
     Ok(RangeInput {
@@ -694,25 +780,6 @@ pub(crate) fn dedup_labelsets(series: Vec<Series>) -> Result<Vec<Series>, Engine
     Ok(out)
 }
 
-/// Evaluates an expression that must yield a scalar (function and aggregation parameters).
-pub(crate) async fn eval_scalar(ctx: &Ctx<'_>, e: &Expr) -> Result<Vec<f64>, EngineError> {
-    match eval(ctx, e).await? {
-        Val::Scalar(v) => Ok(v),
-        _ => Err(EngineError::BadData(format!(
-            "expected a scalar parameter, got {e}"
-        ))),
-    }
-}
-
-pub(crate) async fn eval_vector(ctx: &Ctx<'_>, e: &Expr) -> Result<Vec<Series>, EngineError> {
-    match eval(ctx, e).await? {
-        Val::Vector(v) => Ok(v),
-        _ => Err(EngineError::BadData(format!(
-            "expected an instant vector, got {e}"
-        ))),
-    }
-}
-
 // ---------- aggregation ----------
 
 fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
@@ -763,10 +830,24 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineError> {
+/// Operand positions of an aggregation: its parameter, its input.
+pub(crate) const AGG_PARAM: usize = 0;
+pub(crate) const AGG_INPUT: usize = 1;
+
+/// Whether an aggregation's parameter is a value to evaluate (not a label name).
+pub(crate) fn evaluates_param(agg: &AggregateExpr) -> bool {
+    matches!(agg.op.to_string().as_str(), "topk" | "bottomk" | "quantile")
+}
+
+/// An aggregation over its evaluated input (and parameter).
+pub(crate) fn aggregate(
+    ctx: &Ctx,
+    agg: &AggregateExpr,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
     let op = agg.op.to_string();
     let param = match (&agg.param, op.as_str()) {
-        (Some(p), "topk" | "bottomk" | "quantile") => Some(eval_scalar(ctx, p).await?),
+        (Some(p), "topk" | "bottomk" | "quantile") => Some(inputs.scalar(AGG_PARAM, p)?),
         (Some(p), "count_values") => {
             let mut e = p.as_ref();
             while let Expr::Paren(inner) = e {
@@ -777,7 +858,7 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                     "count_values needs a string parameter, got {p}"
                 )));
             };
-            return count_values(ctx, agg, &label.val).await;
+            return count_values(ctx, agg, &label.val, inputs);
         }
         (Some(_), other) => {
             return Err(EngineError::Unsupported(format!(
@@ -791,7 +872,7 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
     {
         ctx.check_quantile(q);
     }
-    let input = eval_vector(ctx, &agg.expr).await?;
+    let input = inputs.vector(AGG_INPUT, &agg.expr)?;
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in input.iter().enumerate() {
@@ -810,30 +891,27 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                 return Err(EngineError::Execution("Parameter value is NaN".into()));
             }
             let members: Vec<Vec<usize>> = groups.into_iter().map(|(_, m)| m).collect();
-            let (labels, values) = split_series(input);
-            let (vals, order) = ctx.exec.rank(values, members, ks, op == "topk").await?;
-            if n == 1 {
-                // Instant results list the selection best first, as Prometheus does.
-                let mut out: Vec<Option<Series>> = labels
-                    .into_iter()
-                    .zip(vals)
-                    .map(|((labels, drop_name), vals)| {
-                        vals.map(|vals| Series {
-                            labels,
-                            vals,
-                            drop_name,
-                        })
-                    })
-                    .collect();
-                return Ok(Val::Vector(
-                    order.into_iter().filter_map(|i| out[i].take()).collect(),
-                ));
-            }
-            Ok(Val::Vector(join_series(labels, vals, false)))
+            let (series, values) = split_series(input);
+            let rank = RankSteps {
+                values,
+                groups: members,
+                ks,
+                largest: op == "topk",
+            };
+            // Instant results list the selection best first, as Prometheus does.
+            let order = (n == 1).then(|| {
+                (0..rank.groups.len())
+                    .flat_map(|g| rank.select(g, 0).into_iter().map(|(i, _)| i))
+                    .collect()
+            });
+            Ok(Prepared::new(
+                Arc::new(rank),
+                Shape::Vector { series, order },
+            ))
         }
         "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
             // The group's name is dropped later if any member's would be.
-            let (keys, members): (Vec<(Labels, bool)>, Vec<Vec<usize>>) = groups
+            let (series, groups): (Vec<(Labels, bool)>, Vec<Vec<usize>>) = groups
                 .into_iter()
                 .map(|(key, members)| {
                     let drop_name = members.iter().any(|&i| input[i].drop_name);
@@ -842,8 +920,13 @@ async fn aggregate(ctx: &Ctx<'_>, agg: &AggregateExpr) -> Result<Val, EngineErro
                 .unzip();
             let values: Vec<StepValues> = input.into_iter().map(|s| s.vals).collect();
             let f = group_fn(&op, param.unwrap_or_default());
-            let vals = ctx.exec.aggregate(values, members, n, f).await?;
-            Ok(Val::Vector(join_series(keys, vals, false)))
+            let source = GroupSteps {
+                values,
+                groups,
+                nsteps: n,
+                f,
+            };
+            Ok(Prepared::new(Arc::new(source), Shape::series(series)))
         }
         other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
     }
@@ -877,13 +960,18 @@ fn group_fn(op: &str, param: Vec<f64>) -> GroupFn {
 
 /// `count_values("label", v)`: per group and step, how many series have
 /// each value, the value (formatted as Prometheus does) in `label`.
-async fn count_values(ctx: &Ctx<'_>, agg: &AggregateExpr, label: &str) -> Result<Val, EngineError> {
+fn count_values(
+    ctx: &Ctx,
+    agg: &AggregateExpr,
+    label: &str,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
     if label.is_empty() {
         return Err(EngineError::BadData(format!(
             "invalid label name {label:?}"
         )));
     }
-    let input = eval_vector(ctx, &agg.expr).await?;
+    let input = inputs.vector(AGG_INPUT, &agg.expr)?;
     let mut out: Vec<Series> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in &input {
@@ -900,7 +988,7 @@ async fn count_values(ctx: &Ctx<'_>, agg: &AggregateExpr, label: &str) -> Result
             *slot = Some(slot.unwrap_or(0.0) + 1.0);
         }
     }
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(out).into())
 }
 
 pub(crate) fn kahan_sum(v: &[f64]) -> f64 {
@@ -962,11 +1050,16 @@ fn scalar_fn(op: &str) -> Result<ScalarFn, EngineError> {
     })
 }
 
-async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
+/// A binary operator over its evaluated operands (left: 0, right: 1).
+pub(crate) fn binary(
+    ctx: &Ctx,
+    b: &BinaryExpr,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
     let op = b.op.to_string();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    let lhs = eval(ctx, &b.lhs).await?;
-    let rhs = eval(ctx, &b.rhs).await?;
+    let lhs = inputs.val(0, &b.lhs)?;
+    let rhs = inputs.val(1, &b.rhs)?;
     let comparison = is_comparison(b.op);
     match (lhs, rhs) {
         (Val::Scalar(l), Val::Scalar(r)) => {
@@ -980,19 +1073,19 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
                     v
                 });
             }
-            Ok(Val::Scalar(out))
+            Ok(Val::Scalar(out).into())
         }
         (Val::Vector(v), Val::Scalar(s)) => {
-            vector_scalar(ctx, &op, comparison, return_bool, v, &s, false).await
+            vector_scalar(ctx, &op, comparison, return_bool, v, s, false)
         }
         (Val::Scalar(s), Val::Vector(v)) => {
-            vector_scalar(ctx, &op, comparison, return_bool, v, &s, true).await
+            vector_scalar(ctx, &op, comparison, return_bool, v, s, true)
         }
         (Val::Vector(l), Val::Vector(r)) => {
             if matches!(op.as_str(), "and" | "or" | "unless") {
-                return Ok(Val::Vector(set_op(ctx, &op, b, l, r).await?));
+                return Ok(set_op(ctx, &op, b, l, r));
             }
-            vector_vector(ctx, &op, comparison, return_bool, b, l, r).await
+            vector_vector(ctx, &op, comparison, return_bool, b, l, r)
         }
         _ => Err(EngineError::BadData(format!(
             "binary operator {op} needs scalar or instant vector operands"
@@ -1000,17 +1093,16 @@ async fn binary(ctx: &Ctx<'_>, b: &BinaryExpr) -> Result<Val, EngineError> {
     }
 }
 
-async fn vector_scalar(
-    ctx: &Ctx<'_>,
+fn vector_scalar(
+    ctx: &Ctx,
     op: &str,
     comparison: bool,
     return_bool: bool,
     v: Vec<Series>,
-    s: &[f64],
+    s: Vec<f64>,
     scalar_left: bool,
-) -> Result<Val, EngineError> {
+) -> Result<Prepared, EngineError> {
     let op = scalar_fn(op)?;
-    let s = s.to_vec();
     let f: MapFn = Arc::new(move |x, step| {
         let (l, r) = if scalar_left {
             (s[step], x)
@@ -1028,7 +1120,7 @@ async fn vector_scalar(
         }
     });
     let drop_name = !comparison || return_bool;
-    Ok(Val::Vector(ctx.map(v, drop_name, f).await?))
+    Ok(ctx.map(v, drop_name, f))
 }
 
 /// The matching signature of a series under the operator's on/ignoring modifier.
@@ -1044,13 +1136,7 @@ fn signature(labels: &Labels, b: &BinaryExpr) -> Labels {
 
 /// `and`, `or`, `unless`: the series of one side kept at the steps where
 /// the other side has (or lacks) a series of the same signature.
-async fn set_op(
-    ctx: &Ctx<'_>,
-    op: &str,
-    b: &BinaryExpr,
-    l: Vec<Series>,
-    r: Vec<Series>,
-) -> Result<Vec<Series>, EngineError> {
+fn set_op(ctx: &Ctx, op: &str, b: &BinaryExpr, l: Vec<Series>, r: Vec<Series>) -> Prepared {
     let n = ctx.nsteps;
     // Per signature, the steps at which a side has any sample.
     let presence = |side: &[Series], masks: &mut Vec<Vec<bool>>| {
@@ -1088,20 +1174,24 @@ async fn set_op(
             l.into_iter().chain(r).collect()
         }
     };
-    let (meta, values) = split_series(series);
-    let kept = ctx.exec.mask(values, (masks, rules), n).await?;
-    Ok(join_series(meta, kept, false))
+    let (series, values) = split_series(series);
+    let source = MaskSteps {
+        values,
+        masks,
+        rules,
+    };
+    Prepared::new(Arc::new(source), Shape::series(series))
 }
 
-async fn vector_vector(
-    ctx: &Ctx<'_>,
+fn vector_vector(
+    ctx: &Ctx,
     op: &str,
     comparison: bool,
     return_bool: bool,
     b: &BinaryExpr,
     l: Vec<Series>,
     r: Vec<Series>,
-) -> Result<Val, EngineError> {
+) -> Result<Prepared, EngineError> {
     let card = b
         .modifier
         .as_ref()
@@ -1190,15 +1280,15 @@ async fn vector_vector(
         one_to_many,
         one_to_one,
     };
-    let values = (
-        many.into_iter().map(|s| s.vals).collect(),
-        one.into_iter().map(|s| s.vals).collect(),
-    );
-    let vals = ctx
-        .exec
-        .binary(values, (groups, outputs.len()), ctx.nsteps, op)
-        .await?;
-    Ok(Val::Vector(join_series(outputs, vals, false)))
+    let source = BinarySteps {
+        many: many.into_iter().map(|s| s.vals).collect(),
+        one: one.into_iter().map(|s| s.vals).collect(),
+        groups,
+        outputs: outputs.len(),
+        nsteps: ctx.nsteps,
+        op,
+    };
+    Ok(Prepared::new(Arc::new(source), Shape::series(outputs)))
 }
 
 #[cfg(test)]

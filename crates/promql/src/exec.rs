@@ -1,19 +1,26 @@
-//! PromQL's per-series and per-group stages as a DataFusion execution plan.
+//! PromQL operations as DataFusion execution plan nodes.
 //!
-//! A [`StepExec`] evaluates items at the query's steps and emits
-//! `(item, step, value)` rows. Its items are either selected series (their
-//! samples, merged from head and blocks by the querier), each step being the
-//! latest sample within the lookback delta (instant selectors) or a range
-//! function over the left-open window ending at the step; or aggregation
-//! groups, each step being the aggregate of the members' values there. The
-//! items are dealt across partitions, one per core, which DataFusion runs in
+//! The planner (`plan`) turns an expression into a tree of [`PromExec`]
+//! nodes, one per operation, whose children are its operands. Every node
+//! emits `(output, step, value)` rows: an output series, a step of the
+//! query, the value there. What the outputs are (their label sets, or a
+//! scalar) is only known once the node's inputs ran, so it travels beside
+//! the rows as the node's [`Shape`].
+//!
+//! A node runs once for all its partitions: it executes its children
+//! (concurrently) and reads their rows back as per-series step values, then
+//! prepares its items ([`StepSource`]): selected series, each step being the
+//! latest sample within the lookback delta or a range function over the
+//! left-open window ending there; aggregation groups; match groups of
+//! vector matching; series mapped or filtered value by value. The items
+//! are dealt across partitions, one per core, which DataFusion runs in
 //! parallel; each partition charges the rows it produces to the query's
 //! DataFusion memory pool, as the engine charges the samples it loads, so a
 //! query past its memory limit fails with a clear error instead of
 //! exhausting the process.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, Float64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -32,7 +39,9 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions, collect_partitioned,
 };
 use datafusion::prelude::SessionConfig;
+use futures::TryStreamExt;
 use strata_model::{Labels, Sample, SeriesSamples, is_stale_nan};
+use tokio::sync::OnceCell;
 
 use crate::EngineError;
 use crate::eval::window;
@@ -111,10 +120,32 @@ pub(crate) trait StepSource: Send + Sync + 'static {
 }
 
 /// Raw samples of selected series and the kernel each step applies to them.
-struct SeriesSteps {
-    samples: Vec<Vec<Sample>>,
-    times: Vec<i64>,
-    kernel: StepKernel,
+pub(crate) struct SeriesSteps {
+    pub(crate) samples: Vec<Vec<Sample>>,
+    pub(crate) times: Vec<i64>,
+    pub(crate) kernel: StepKernel,
+}
+
+impl SeriesSteps {
+    /// A node's result: `kernel` at `times` over each selected series,
+    /// their names marked for removal when `drop_name`.
+    pub(crate) fn prepared(
+        data: Vec<SeriesSamples>,
+        drop_name: bool,
+        times: Vec<i64>,
+        kernel: StepKernel,
+    ) -> Prepared {
+        let (series, samples): (Vec<(Labels, bool)>, Vec<Vec<Sample>>) = data
+            .into_iter()
+            .map(|s| ((s.labels, drop_name), s.samples))
+            .unzip();
+        let source = SeriesSteps {
+            samples,
+            times,
+            kernel,
+        };
+        Prepared::new(Arc::new(source), Shape::series(series))
+    }
 }
 
 impl StepSource for SeriesSteps {
@@ -146,11 +177,11 @@ impl StepSource for SeriesSteps {
 pub(crate) type GroupFn = Arc<dyn Fn(&mut Vec<f64>, usize) -> f64 + Send + Sync>;
 
 /// Per-step values of the input series and the members of each group.
-struct GroupSteps {
-    values: Vec<StepValues>,
-    groups: Vec<Vec<usize>>,
-    nsteps: usize,
-    f: GroupFn,
+pub(crate) struct GroupSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) groups: Vec<Vec<usize>>,
+    pub(crate) nsteps: usize,
+    pub(crate) f: GroupFn,
 }
 
 impl StepSource for GroupSteps {
@@ -186,9 +217,9 @@ pub(crate) type MapFn = Arc<dyn Fn(f64, usize) -> Option<f64> + Send + Sync>;
 
 /// Per-step values of series mapped one by one (instant-vector functions,
 /// vector-scalar operators).
-struct MapSteps {
-    values: Vec<StepValues>,
-    f: MapFn,
+pub(crate) struct MapSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) f: MapFn,
 }
 
 impl StepSource for MapSteps {
@@ -216,10 +247,10 @@ impl StepSource for MapSteps {
 pub(crate) type KeepRule = Option<(Option<usize>, bool)>;
 
 /// Series filtered step by step by presence masks (`and`, `or`, `unless`).
-struct MaskSteps {
-    values: Vec<StepValues>,
-    masks: Vec<Vec<bool>>,
-    rules: Vec<KeepRule>,
+pub(crate) struct MaskSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) masks: Vec<Vec<bool>>,
+    pub(crate) rules: Vec<KeepRule>,
 }
 
 impl StepSource for MaskSteps {
@@ -249,16 +280,16 @@ impl StepSource for MaskSteps {
 /// The `k` best members of each group at each step (`topk`: largest
 /// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
 /// input series.
-struct RankSteps {
-    values: Vec<StepValues>,
-    groups: Vec<Vec<usize>>,
-    ks: Vec<f64>,
-    largest: bool,
+pub(crate) struct RankSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) groups: Vec<Vec<usize>>,
+    pub(crate) ks: Vec<f64>,
+    pub(crate) largest: bool,
 }
 
 impl RankSteps {
     /// Members of group `g` selected at `step`, best first.
-    fn select(&self, g: usize, step: usize) -> Vec<(usize, f64)> {
+    pub(crate) fn select(&self, g: usize, step: usize) -> Vec<(usize, f64)> {
         let members = &self.groups[g];
         let k = self.ks.get(step).copied().unwrap_or(0.0);
         if k < 1.0 {
@@ -346,13 +377,13 @@ pub(crate) struct BinaryOp {
 }
 
 /// Vector matching, one match group per item.
-struct BinarySteps {
-    many: Vec<StepValues>,
-    one: Vec<StepValues>,
-    groups: Vec<MatchGroup>,
-    outputs: usize,
-    nsteps: usize,
-    op: BinaryOp,
+pub(crate) struct BinarySteps {
+    pub(crate) many: Vec<StepValues>,
+    pub(crate) one: Vec<StepValues>,
+    pub(crate) groups: Vec<MatchGroup>,
+    pub(crate) outputs: usize,
+    pub(crate) nsteps: usize,
+    pub(crate) op: BinaryOp,
 }
 
 impl StepSource for BinarySteps {
@@ -421,29 +452,259 @@ impl StepSource for BinarySteps {
     }
 }
 
-/// Evaluates every item of a [`StepSource`], the items dealt across partitions.
-pub(crate) struct StepExec {
-    source: Arc<dyn StepSource>,
+/// Per-step values stored ahead of time: a node whose result needed no
+/// per-item work (literals, `label_replace`, `absent`, ...) emits them.
+pub(crate) struct StoredSteps {
+    pub values: Vec<StepValues>,
+}
+
+impl StepSource for StoredSteps {
+    fn items(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        for (step, v) in self.values[i].iter().enumerate() {
+            if let Some(v) = v {
+                emit(i, step, *v);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("stored: series={}", self.values.len())
+    }
+}
+
+/// What the rows of a node mean.
+pub(crate) enum Shape {
+    /// Output `i` is series `i`: its labels and whether its metric name is
+    /// removed at the end of the query. `order`, for an instant `topk` or
+    /// `bottomk`, lists the selected outputs best first.
+    Vector {
+        series: Vec<(Labels, bool)>,
+        order: Option<Vec<usize>>,
+    },
+    /// Output 0 holds the scalar's value at every step.
+    Scalar,
+    /// No rows: a string literal.
+    String(String),
+    /// No rows: the raw samples of a range selector or subquery, the
+    /// result of an instant query.
+    Matrix(Vec<SeriesSamples>),
+}
+
+impl Shape {
+    /// Series in output order.
+    pub(crate) fn series(series: Vec<(Labels, bool)>) -> Self {
+        Shape::Vector {
+            series,
+            order: None,
+        }
+    }
+}
+
+/// A node's result, ready to be emitted: the items its partitions
+/// evaluate, and what their rows mean. Both are taken by the parent once
+/// it has read every partition, so the node's data is freed as soon as it
+/// is no longer needed rather than when the query ends.
+pub(crate) struct Prepared {
+    rows: Mutex<Option<Arc<dyn StepSource>>>,
+    shape: Mutex<Option<Shape>>,
+    outputs: usize,
+}
+
+impl Prepared {
+    /// Rows from `rows`, meaning `shape`.
+    pub(crate) fn new(rows: Arc<dyn StepSource>, shape: Shape) -> Self {
+        Self {
+            outputs: rows.outputs(),
+            rows: Mutex::new(Some(rows)),
+            shape: Mutex::new(Some(shape)),
+        }
+    }
+
+    fn rows(&self) -> Option<Arc<dyn StepSource>> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the shape and drops the items: the node's output has been read.
+    fn take(&self) -> Option<Shape> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shape.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The operation of a plan node: from the values of its operands (in
+/// operand position, `None` where the position has no child plan) to its
+/// result.
+#[async_trait::async_trait]
+pub(crate) trait Prepare: Send + Sync + 'static {
+    /// Computes the node's result from its operands.
+    async fn prepare(&self, operands: Operands) -> Result<Prepared, EngineError>;
+    /// Number of steps the node evaluates (its rows' step indexes).
+    fn steps(&self) -> usize;
+    /// The node's name in plan displays (`Aggregate`, `Select`, ...).
+    fn name(&self) -> &'static str;
+    /// One line for plan displays.
+    fn describe(&self) -> String;
+}
+
+/// The values of a node's operands, each taken once by position.
+pub(crate) struct Operands(Vec<Option<Operand>>);
+
+/// One operand's rows, as per-output step values, and their meaning.
+pub(crate) struct Operand {
+    pub values: Vec<Option<StepValues>>,
+    pub shape: Shape,
+    /// Steps the operand was evaluated at.
+    pub nsteps: usize,
+}
+
+impl Operands {
+    /// Operand `i`, if it has a child plan and was not taken yet.
+    pub(crate) fn take(&mut self, i: usize) -> Option<Operand> {
+        self.0.get_mut(i).and_then(Option::take)
+    }
+}
+
+/// A PromQL operation as a DataFusion execution plan node: the node runs
+/// its children, prepares its items from their output once, and its
+/// partitions evaluate the items dealt to them, emitting
+/// `(output, step, value)` rows.
+pub(crate) struct PromExec {
+    node: Arc<Node>,
     properties: Arc<PlanProperties>,
 }
 
-impl StepExec {
-    /// The plan over `source`, split into `partitions`.
-    pub(crate) fn new(source: Arc<dyn StepSource>, partitions: usize) -> Self {
+struct Node {
+    op: Arc<dyn Prepare>,
+    /// Child plan per operand position.
+    operands: Vec<Option<Arc<PromExec>>>,
+    /// The same children, as DataFusion sees them.
+    children: Vec<Arc<dyn ExecutionPlan>>,
+    /// The node's result, computed by whichever partition runs first.
+    prepared: OnceCell<Result<Arc<Prepared>, EngineError>>,
+    /// Memory limit of the query's pool, for error messages.
+    memory_limit: usize,
+}
+
+impl PromExec {
+    /// A node running `op` over `operands`, split into `partitions`.
+    pub(crate) fn new(
+        op: Arc<dyn Prepare>,
+        operands: Vec<Option<Arc<PromExec>>>,
+        partitions: usize,
+        memory_limit: usize,
+    ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(output_schema()),
             Partitioning::UnknownPartitioning(partitions.max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
+        let children = operands
+            .iter()
+            .flatten()
+            .map(|c| c.clone() as Arc<dyn ExecutionPlan>)
+            .collect();
         Self {
-            source,
+            node: Arc::new(Node {
+                op,
+                operands,
+                children,
+                prepared: OnceCell::new(),
+                memory_limit,
+            }),
             properties: Arc::new(properties),
         }
     }
 
     fn partitions(&self) -> usize {
         self.properties.partitioning.partition_count()
+    }
+
+    /// Runs the plan: every partition of this node, then its rows as per-output
+    /// step values and their meaning.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        task: Arc<TaskContext>,
+    ) -> Result<Operand, EngineError> {
+        let node = self.node.clone();
+        let nsteps = node.op.steps();
+        let parts = collect_partitioned(self, task)
+            .await
+            .map_err(|e| engine_error(e, node.memory_limit))?;
+        let prepared = match node.prepared.get() {
+            Some(Ok(p)) => p.clone(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(EngineError::Execution("a plan node did not run".into())),
+        };
+        let outputs = prepared.outputs;
+        let shape = prepared
+            .take()
+            .ok_or_else(|| EngineError::Execution("a plan node's output was read twice".into()))?;
+        let mut values: Vec<Option<StepValues>> = vec![None; outputs];
+        for batch in parts.iter().flatten() {
+            let column = |i: usize| batch.column(i).as_any();
+            let (Some(output), Some(steps), Some(vals)) = (
+                column(0).downcast_ref::<UInt32Array>(),
+                column(1).downcast_ref::<UInt32Array>(),
+                column(2).downcast_ref::<Float64Array>(),
+            ) else {
+                return Err(EngineError::Execution(
+                    "a plan node produced an unexpected batch".into(),
+                ));
+            };
+            for row in 0..batch.num_rows() {
+                let slot = values
+                    .get_mut(output.value(row) as usize)
+                    .ok_or_else(|| EngineError::Execution("row of an unknown output".into()))?
+                    .get_or_insert_with(|| vec![None; nsteps]);
+                let slot = slot
+                    .get_mut(steps.value(row) as usize)
+                    .ok_or_else(|| EngineError::Execution("row of an unknown step".into()))?;
+                if slot.is_some() {
+                    // Two items wrote the same output series at one step.
+                    return Err(EngineError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                *slot = Some(vals.value(row));
+            }
+        }
+        Ok(Operand {
+            values,
+            shape,
+            nsteps,
+        })
+    }
+}
+
+impl Node {
+    /// The node's result: its children run (concurrently), then its op.
+    async fn prepared(&self, task: &Arc<TaskContext>) -> Result<Arc<Prepared>, EngineError> {
+        self.prepared
+            .get_or_init(|| async {
+                let runs = self.operands.iter().map(|child| {
+                    let task = task.clone();
+                    async move {
+                        match child {
+                            Some(c) => c.clone().run(task).await.map(Some),
+                            None => Ok(None),
+                        }
+                    }
+                });
+                let operands = futures::future::try_join_all(runs).await?;
+                let prepared = self.op.prepare(Operands(operands)).await?;
+                if let Some(rows) = prepared.rows() {
+                    tracing::debug!(node = self.op.name(), items = %rows.describe(), "PromQL node prepared");
+                }
+                Ok(Arc::new(prepared))
+            })
+            .await
+            .clone()
     }
 }
 
@@ -456,21 +717,34 @@ fn output_schema() -> SchemaRef {
     ]))
 }
 
-impl fmt::Debug for StepExec {
+/// An engine error for a DataFusion error of the query's plans.
+pub(crate) fn engine_error(e: DataFusionError, memory_limit: usize) -> EngineError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => EngineError::TooMuchMemory(memory_limit),
+        DataFusionError::External(inner) => match inner.downcast_ref::<EngineError>() {
+            Some(e) => e.clone(),
+            None => EngineError::Execution(inner.to_string()),
+        },
+        DataFusionError::Execution(message) => EngineError::Execution(message.clone()),
+        root => EngineError::Execution(root.to_string()),
+    }
+}
+
+impl fmt::Debug for PromExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StepExec({})", self.source.describe())
+        write!(f, "{}({})", self.node.op.name(), self.node.op.describe())
     }
 }
 
-impl DisplayAs for StepExec {
+impl DisplayAs for PromExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StepExec: {}", self.source.describe())
+        write!(f, "{}: {}", self.node.op.name(), self.node.op.describe())
     }
 }
 
-impl ExecutionPlan for StepExec {
+impl ExecutionPlan for PromExec {
     fn name(&self) -> &'static str {
-        "StepExec"
+        self.node.op.name()
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -478,7 +752,7 @@ impl ExecutionPlan for StepExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        self.node.children.iter().collect()
     }
 
     fn apply_expressions(
@@ -490,10 +764,46 @@ impl ExecutionPlan for StepExec {
 
     fn replace_children(
         self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+        if children.len() != self.node.children.len() {
+            return Err(DataFusionError::Internal(format!(
+                "{} has {} children, got {}",
+                self.node.op.name(),
+                self.node.children.len(),
+                children.len()
+            )));
+        }
+        // Same positions, new plans; every child must be a PromQL node.
+        let mut replacements = children.into_iter();
+        let mut operands = Vec::with_capacity(self.node.operands.len());
+        for slot in &self.node.operands {
+            operands.push(match slot {
+                None => None,
+                Some(_) => {
+                    let child = replacements
+                        .next()
+                        .ok_or_else(|| DataFusionError::Internal("missing child plan".into()))?;
+                    let Some(prom) = child.downcast_ref::<PromExec>() else {
+                        return Err(DataFusionError::Internal(format!(
+                            "a PromQL node's child must be a PromQL node, got {}",
+                            child.name()
+                        )));
+                    };
+                    Some(Arc::new(PromExec {
+                        node: prom.node.clone(),
+                        properties: prom.properties.clone(),
+                    }))
+                }
+            });
+        }
+        Ok(Arc::new(PromExec::new(
+            self.node.op.clone(),
+            operands,
+            self.partitions(),
+            self.node.memory_limit,
+        )))
     }
 
     fn with_new_children(
@@ -514,21 +824,36 @@ impl ExecutionPlan for StepExec {
         let partitions = self.partitions();
         if partition >= partitions {
             return Err(DataFusionError::Internal(format!(
-                "StepExec has {partitions} partitions, asked for {partition}"
+                "{} has {partitions} partitions, asked for {partition}",
+                self.node.op.name()
             )));
         }
-        let reservation =
-            MemoryConsumer::new(format!("StepExec[{partition}]")).register(context.memory_pool());
-        let mut producer = StepRows {
-            source: self.source.clone(),
-            next: partition,
-            stride: partitions,
-            reservation,
-        };
-        let batches = futures::stream::iter(std::iter::from_fn(move || producer.next_batch()));
+        let node = self.node.clone();
+        let name = node.op.name();
+        let rows = futures::stream::once(async move {
+            let prepared = node
+                .prepared(&context)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let source = prepared.rows().ok_or_else(|| {
+                DataFusionError::Internal(format!("{name}'s output was already read"))
+            })?;
+            let reservation =
+                MemoryConsumer::new(format!("{name}[{partition}]")).register(context.memory_pool());
+            let mut producer = StepRows {
+                source,
+                next: partition,
+                stride: partitions,
+                reservation,
+            };
+            Ok::<_, DataFusionError>(futures::stream::iter(std::iter::from_fn(move || {
+                producer.next_batch()
+            })))
+        })
+        .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             output_schema(),
-            batches,
+            rows,
         )))
     }
 }
@@ -564,7 +889,7 @@ impl StepRows {
             }
             self.next += self.stride;
         }
-        // The batch is held until the query has read every partition.
+        // The batch is held until the parent has read every partition.
         if let Err(e) = self.reservation.try_grow(values.len() * 16) {
             return Some(Err(e));
         }
@@ -582,9 +907,9 @@ impl StepRows {
     }
 }
 
-/// One query's DataFusion context, shared by all its stages: a memory pool
-/// of its own (bounded when the engine sets a limit) and one partition per
-/// allowed core. Each method runs one stage as a [`StepExec`].
+/// One query's DataFusion context, shared by all its plan nodes: a memory
+/// pool of its own (bounded when the engine sets a limit) and one
+/// partition per allowed core.
 pub(crate) struct QueryExec {
     task: Arc<TaskContext>,
     memory_limit: usize,
@@ -618,205 +943,114 @@ impl QueryExec {
         self.task.memory_pool()
     }
 
+    /// The context plans of this query execute in.
+    pub(crate) fn task(&self) -> Arc<TaskContext> {
+        self.task.clone()
+    }
+
+    /// Partitions per node.
+    pub(crate) fn partitions(&self) -> usize {
+        self.task.session_config().target_partitions()
+    }
+
+    /// The memory limit, 0 for none.
+    pub(crate) fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
     /// Maps a DataFusion error of the query's plans to an engine error.
     pub(crate) fn error(&self, e: DataFusionError) -> EngineError {
-        match e.find_root() {
-            DataFusionError::ResourcesExhausted(_) => EngineError::TooMuchMemory(self.memory_limit),
-            DataFusionError::Execution(message) => EngineError::Execution(message.clone()),
-            root => EngineError::Execution(root.to_string()),
-        }
-    }
-
-    /// Runs `source`; per output series, its value at each of `nsteps`
-    /// steps, `None` for one without any.
-    async fn run(
-        &self,
-        source: Arc<dyn StepSource>,
-        nsteps: usize,
-    ) -> Result<Vec<Option<StepValues>>, EngineError> {
-        let (items, outputs) = (source.items(), source.outputs());
-        if items == 0 {
-            return Ok(vec![None; outputs]);
-        }
-        let partitions = self
-            .task
-            .session_config()
-            .target_partitions()
-            .clamp(1, items);
-        let plan = Arc::new(StepExec::new(source, partitions));
-        let parts = collect_partitioned(plan, self.task.clone())
-            .await
-            .map_err(|e| self.error(e))?;
-        let mut vals: Vec<Option<StepValues>> = vec![None; outputs];
-        for batch in parts.iter().flatten() {
-            let column = |i: usize| batch.column(i).as_any();
-            let (Some(item), Some(steps), Some(values)) = (
-                column(0).downcast_ref::<UInt32Array>(),
-                column(1).downcast_ref::<UInt32Array>(),
-                column(2).downcast_ref::<Float64Array>(),
-            ) else {
-                return Err(EngineError::Execution(
-                    "StepExec produced an unexpected batch".into(),
-                ));
-            };
-            for row in 0..batch.num_rows() {
-                let v = vals[item.value(row) as usize].get_or_insert_with(|| vec![None; nsteps]);
-                let slot = &mut v[steps.value(row) as usize];
-                if slot.is_some() {
-                    // Two items wrote the same output series at one step.
-                    return Err(EngineError::Execution(
-                        "vector cannot contain metrics with the same labelset".into(),
-                    ));
-                }
-                *slot = Some(values.value(row));
-            }
-        }
-        Ok(vals)
-    }
-
-    /// `kernel` at `times` over every series of `input`: in input order,
-    /// the series with at least one value and their value at each step.
-    pub(crate) async fn series(
-        &self,
-        input: Vec<SeriesSamples>,
-        times: Vec<i64>,
-        kernel: StepKernel,
-    ) -> Result<Vec<(Labels, StepValues)>, EngineError> {
-        let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
-            input.into_iter().map(|s| (s.labels, s.samples)).unzip();
-        let nsteps = times.len();
-        let source = SeriesSteps {
-            samples,
-            times,
-            kernel,
-        };
-        let vals = self.run(Arc::new(source), nsteps).await?;
-        Ok(labels
-            .into_iter()
-            .zip(vals)
-            .filter_map(|(l, v)| v.map(|v| (l, v)))
-            .collect())
-    }
-
-    /// The per-step `values` of the input series aggregated by `groups`
-    /// (member indexes): per group, `f` over its members' present values
-    /// at each step.
-    pub(crate) async fn aggregate(
-        &self,
-        values: Vec<StepValues>,
-        groups: Vec<Vec<usize>>,
-        nsteps: usize,
-        f: GroupFn,
-    ) -> Result<Vec<Option<StepValues>>, EngineError> {
-        let source = GroupSteps {
-            values,
-            groups,
-            nsteps,
-            f,
-        };
-        self.run(Arc::new(source), nsteps).await
-    }
-
-    /// `topk` (`largest`) or `bottomk` of the per-step `values` of the
-    /// input series within each of `groups`, `ks` the parameter per step:
-    /// per input series, its value at the steps where it was selected.
-    /// With one step, also the selected series in rank order (group by
-    /// group, best first), the order of an instant query's result.
-    pub(crate) async fn rank(
-        &self,
-        values: Vec<StepValues>,
-        groups: Vec<Vec<usize>>,
-        ks: Vec<f64>,
-        largest: bool,
-    ) -> Result<(Vec<Option<StepValues>>, Vec<usize>), EngineError> {
-        let nsteps = values.first().map_or(0, Vec::len);
-        let source = Arc::new(RankSteps {
-            values,
-            groups,
-            ks,
-            largest,
-        });
-        let order: Vec<usize> = if nsteps == 1 {
-            (0..source.groups.len())
-                .flat_map(|g| source.select(g, 0).into_iter().map(|(i, _)| i))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok((self.run(source, nsteps).await?, order))
-    }
-
-    /// `f` over every value of every series: per series, its mapped value
-    /// at each step.
-    pub(crate) async fn map(
-        &self,
-        values: Vec<StepValues>,
-        nsteps: usize,
-        f: MapFn,
-    ) -> Result<Vec<Option<StepValues>>, EngineError> {
-        self.run(Arc::new(MapSteps { values, f }), nsteps).await
-    }
-
-    /// A set operator's filtering: per series, the values its rule keeps.
-    pub(crate) async fn mask(
-        &self,
-        values: Vec<StepValues>,
-        (masks, rules): (Vec<Vec<bool>>, Vec<KeepRule>),
-        nsteps: usize,
-    ) -> Result<Vec<Option<StepValues>>, EngineError> {
-        let source = MaskSteps {
-            values,
-            masks,
-            rules,
-        };
-        self.run(Arc::new(source), nsteps).await
-    }
-
-    /// A binary operator between two vectors: per output series (as
-    /// numbered by the groups), its value at each step.
-    pub(crate) async fn binary(
-        &self,
-        (many, one): (Vec<StepValues>, Vec<StepValues>),
-        (groups, outputs): (Vec<MatchGroup>, usize),
-        nsteps: usize,
-        op: BinaryOp,
-    ) -> Result<Vec<Option<StepValues>>, EngineError> {
-        let source = BinarySteps {
-            many,
-            one,
-            groups,
-            outputs,
-            nsteps,
-            op,
-        };
-        self.run(Arc::new(source), nsteps).await
+        engine_error(e, self.memory_limit)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_model::Label;
+    use datafusion::physical_plan::displayable;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn exec(partitions: usize, memory_limit: usize) -> QueryExec {
-        QueryExec::new(memory_limit, partitions).expect("a runtime with default settings")
+    /// A node whose result is given; counts how often it is prepared.
+    struct Given {
+        result: Mutex<Option<Result<Prepared, EngineError>>>,
+        nsteps: usize,
+        prepared: Arc<AtomicUsize>,
     }
 
-    fn input(n: usize) -> Vec<SeriesSamples> {
+    #[async_trait::async_trait]
+    impl Prepare for Given {
+        async fn prepare(&self, _operands: Operands) -> Result<Prepared, EngineError> {
+            self.prepared.fetch_add(1, Ordering::SeqCst);
+            self.result
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| Err(EngineError::Execution("prepared twice".into())))
+        }
+        fn steps(&self) -> usize {
+            self.nsteps
+        }
+        fn name(&self) -> &'static str {
+            "Given"
+        }
+        fn describe(&self) -> String {
+            String::new()
+        }
+    }
+
+    fn given(
+        result: Result<Prepared, EngineError>,
+        nsteps: usize,
+    ) -> (Arc<Given>, Arc<AtomicUsize>) {
+        let prepared = Arc::new(AtomicUsize::new(0));
+        let node = Given {
+            result: Mutex::new(Some(result)),
+            nsteps,
+            prepared: prepared.clone(),
+        };
+        (Arc::new(node), prepared)
+    }
+
+    fn vector(source: impl StepSource, outputs: usize) -> Prepared {
+        let series = (0..outputs)
+            .map(|i| (Labels::from_pairs([("i", i.to_string().as_str())]), false))
+            .collect();
+        Prepared::new(Arc::new(source), Shape::series(series))
+    }
+
+    /// Runs a leaf node producing `source`'s rows on `partitions`.
+    async fn run(
+        source: impl StepSource,
+        nsteps: usize,
+        partitions: usize,
+        memory_limit: usize,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let outputs = source.outputs();
+        let (op, prepared) = given(Ok(vector(source, outputs)), nsteps);
+        let exec = QueryExec::new(memory_limit, partitions)?;
+        let node = Arc::new(PromExec::new(op, vec![], partitions, memory_limit));
+        let out = node.run(exec.task()).await?;
+        assert_eq!(
+            prepared.load(Ordering::SeqCst),
+            1,
+            "prepared once for all partitions"
+        );
+        Ok(out.values)
+    }
+
+    fn samples(n: usize) -> Vec<Vec<Sample>> {
         (0..n)
-            .map(|i| SeriesSamples {
-                labels: Labels::new(vec![Label::new("i", i.to_string())]),
+            .map(|i| {
                 // Series 3 has no sample in range.
-                samples: if i == 3 {
-                    vec![]
-                } else {
-                    (0..10)
-                        .map(|k| Sample {
-                            t: k * 10_000,
-                            v: (i * 100 + k as usize) as f64,
-                        })
-                        .collect()
-                },
+                if i == 3 {
+                    return vec![];
+                }
+                (0..10)
+                    .map(|k| Sample {
+                        t: k * 10_000,
+                        v: (i * 100 + k as usize) as f64,
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -835,19 +1069,25 @@ mod tests {
                 f: sum,
             },
         ] {
-            let one = exec(1, 0)
-                .series(input(7), times.clone(), kernel.clone())
+            let source = |kernel: StepKernel| SeriesSteps {
+                samples: samples(7),
+                times: times.clone(),
+                kernel,
+            };
+            let one = run(source(kernel.clone()), 12, 1, 0)
                 .await
                 .expect("one partition");
-            let four = exec(4, 0)
-                .series(input(7), times.clone(), kernel.clone())
+            let four = run(source(kernel.clone()), 12, 4, 0)
                 .await
                 .expect("four partitions");
             assert_eq!(one, four);
-            assert_eq!(one.len(), 6, "the empty series is dropped");
-            assert!(one.iter().all(|(l, _)| l.get("i") != Some("3")));
-            let (labels, v) = &one[0];
-            assert_eq!(labels.get("i"), Some("0"));
+            assert_eq!(
+                one.iter().flatten().count(),
+                6,
+                "the empty series has no values"
+            );
+            assert_eq!(one[3], None);
+            let v = one[0].as_ref().expect("series 0");
             match kernel {
                 // Latest sample at or before t, at most 20s old: at 115s
                 // the last one (90s) is 25s old.
@@ -879,12 +1119,13 @@ mod tests {
         let sum: GroupFn = Arc::new(|v: &mut Vec<f64>, _| v.iter().sum());
         let mut results = Vec::new();
         for partitions in [1, 2, 3] {
-            results.push(
-                exec(partitions, 0)
-                    .aggregate(values.clone(), groups.clone(), 3, sum.clone())
-                    .await
-                    .expect("aggregate"),
-            );
+            let source = GroupSteps {
+                values: values.clone(),
+                groups: groups.clone(),
+                nsteps: 3,
+                f: sum.clone(),
+            };
+            results.push(run(source, 3, partitions, 0).await.expect("aggregate"));
         }
         assert_eq!(
             results[0],
@@ -898,7 +1139,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn topk_selects_per_group_and_step_and_orders_instant_results() {
+    async fn topk_selects_per_group_and_step() {
         let values = vec![
             vec![Some(1.0), Some(9.0)],
             vec![Some(f64::NAN), Some(5.0)],
@@ -906,37 +1147,106 @@ mod tests {
             vec![Some(7.0), Some(0.0)],
         ];
         let groups = vec![vec![0, 1, 2], vec![3]];
-        let (vals, order) = exec(2, 0)
-            .rank(values.clone(), groups.clone(), vec![2.0, 2.0], true)
-            .await
-            .expect("topk");
+        let source = RankSteps {
+            values: values.clone(),
+            groups: groups.clone(),
+            ks: vec![2.0, 2.0],
+            largest: true,
+        };
+        let vals = run(source, 2, 2, 0).await.expect("topk");
         // NaN ranks last; series 2 is absent at step 1.
         assert_eq!(vals[0], Some(vec![Some(1.0), Some(9.0)]));
         assert_eq!(vals[1], Some(vec![None, Some(5.0)]));
         assert_eq!(vals[2], Some(vec![Some(3.0), None]));
         assert_eq!(vals[3], Some(vec![Some(7.0), Some(0.0)]));
-        assert!(order.is_empty(), "order only for one step");
-        let one_step: Vec<StepValues> = values.iter().map(|v| vec![v[0]]).collect();
-        let (vals, order) = exec(2, 0)
-            .rank(one_step, groups, vec![1.0], false)
-            .await
-            .expect("bottomk");
-        assert_eq!(order, vec![0, 3]);
-        assert_eq!(vals[1], None, "not selected");
+        let bottom = RankSteps {
+            values: values.iter().map(|v| vec![v[0]]).collect(),
+            groups,
+            ks: vec![1.0],
+            largest: false,
+        };
+        assert_eq!(bottom.select(0, 0), vec![(0, 1.0)]);
+        assert_eq!(bottom.select(1, 0), vec![(3, 7.0)]);
     }
 
     #[tokio::test]
     async fn memory_limit_fails_the_query_with_its_error() {
-        let times: Vec<i64> = (0..12).map(|k| k * 10_000).collect();
-        let kernel = StepKernel::Lookback {
-            lookback: 300_000,
-            timestamp: false,
+        let source = SeriesSteps {
+            samples: samples(50),
+            times: (0..12).map(|k| k * 10_000).collect(),
+            kernel: StepKernel::Lookback {
+                lookback: 300_000,
+                timestamp: false,
+            },
         };
-        let err = exec(2, 256)
-            .series(input(50), times, kernel)
-            .await
-            .expect_err("over the limit");
+        let err = run(source, 12, 2, 256).await.expect_err("over the limit");
         assert!(matches!(err, EngineError::TooMuchMemory(256)), "{err:?}");
         assert_eq!(err.http_status(), 422);
+    }
+
+    /// Doubles every value of its operand.
+    struct Double(usize);
+
+    #[async_trait::async_trait]
+    impl Prepare for Double {
+        async fn prepare(&self, mut operands: Operands) -> Result<Prepared, EngineError> {
+            let input = operands.take(0).expect("child ran");
+            let Shape::Vector { series, .. } = input.shape else {
+                return Err(EngineError::Execution("not a vector".into()));
+            };
+            let values = input
+                .values
+                .into_iter()
+                .map(|v| v.unwrap_or_default())
+                .collect();
+            let f: MapFn = Arc::new(|x, _| Some(x * 2.0));
+            Ok(Prepared::new(
+                Arc::new(MapSteps { values, f }),
+                Shape::series(series),
+            ))
+        }
+        fn steps(&self) -> usize {
+            self.0
+        }
+        fn name(&self) -> &'static str {
+            "Double"
+        }
+        fn describe(&self) -> String {
+            String::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parent_reads_its_childs_rows_and_labels_and_errors() {
+        let values = vec![vec![Some(1.0), None], vec![Some(3.0), Some(4.0)]];
+        let (leaf, _) = given(Ok(vector(StoredSteps { values }, 2)), 2);
+        let exec = QueryExec::new(0, 3).expect("context");
+        let child = Arc::new(PromExec::new(leaf, vec![], 3, 0));
+        let root = Arc::new(PromExec::new(Arc::new(Double(2)), vec![Some(child)], 3, 0));
+        assert_eq!(
+            displayable(root.as_ref()).indent(false).to_string(),
+            "Double: \n  Given: \n"
+        );
+        let out = root.run(exec.task()).await.expect("tree runs");
+        assert_eq!(
+            out.values,
+            vec![
+                Some(vec![Some(2.0), None]),
+                Some(vec![Some(6.0), Some(8.0)])
+            ]
+        );
+        let Shape::Vector { series, .. } = out.shape else {
+            panic!("a vector");
+        };
+        assert_eq!(series[1].0.get("i"), Some("1"));
+
+        // A child's error is the query's error, unchanged.
+        let (failing, _) = given(Err(EngineError::TooManySamples), 2);
+        let child = Arc::new(PromExec::new(failing, vec![], 3, 0));
+        let root = Arc::new(PromExec::new(Arc::new(Double(2)), vec![Some(child)], 3, 0));
+        let Err(err) = root.run(exec.task()).await else {
+            panic!("the child failed");
+        };
+        assert!(matches!(err, EngineError::TooManySamples), "{err:?}");
     }
 }

@@ -4,19 +4,22 @@
 use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
-use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, format_float};
+use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, format_float};
 
 use crate::EngineError;
 use crate::eval::{
-    Ctx, RangeInput, Series, Val, dedup_labelsets, eval, eval_scalar, eval_vector,
-    instant_selector_timestamps, kahan_inc, kahan_sum, mean, quantile, range_input,
-    selector_matchers, variance,
+    Ctx, Inputs, RangeInput, Series, Val, dedup_labelsets, instant_selector, kahan_inc, kahan_sum,
+    mean, quantile, range_input, selector_matchers, variance, window,
 };
-use crate::exec::StepKernel;
+use crate::exec::{Prepared, SeriesSteps, StepKernel};
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
 
 /// Evaluates a function call.
-pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
+pub(crate) async fn call(
+    ctx: &Ctx,
+    c: &Call,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
     let name = c.func.name;
     let args = &c.args.args;
     match name {
@@ -42,23 +45,22 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
         | "ts_of_max_over_time"
         | "ts_of_first_over_time"
         | "ts_of_last_over_time" => {
-            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
             let range = ra.range;
-            range_fn(ctx, ra, name, move |w, _, t| range_value(name, w, t, range)).await
+            range_fn(ctx, ra, name, move |w, _, t| range_value(name, w, t, range))
         }
         "quantile_over_time" => {
-            let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let q = inputs.scalar(0, arg(args, 0, name)?)?;
             ctx.check_quantile(&q);
-            let ra = range_input(ctx, arg(args, 1, name)?, name).await?;
+            let ra = range_input(ctx, (1, arg(args, 1, name)?), inputs, name).await?;
             range_fn(ctx, ra, name, move |w, step, _| {
                 let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Some(quantile(q[step], &mut v))
             })
-            .await
         }
         "predict_linear" => {
-            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
-            let d = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
+            let d = inputs.scalar(1, arg(args, 1, name)?)?;
             // The intercept is at the evaluation time, not the selector's
             // (`@`/`offset`-shifted) time.
             let (start, step_ms) = (ctx.start, ctx.step);
@@ -69,48 +71,53 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                 let (slope, intercept) = linear_regression(w, start + step as i64 * step_ms);
                 Some(intercept + slope * d[step])
             })
-            .await
         }
         "absent_over_time" => {
-            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
-            let selector = ra.selector.cloned();
-            let present = range_fn(ctx, ra, name, |_, _, _| Some(1.0)).await?;
-            match selector {
-                Some(vs) => absent(ctx, present, &Expr::VectorSelector(vs)),
-                None => absent(
-                    ctx,
-                    present,
-                    &Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 }),
-                ),
-            }
+            let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
+            // Present at a step where any series has a sample in its window.
+            let present = (0..ctx.nsteps)
+                .map(|i| {
+                    ra.series
+                        .iter()
+                        .any(|s| !window(&s.samples, ra.times[i], ra.range).is_empty())
+                })
+                .collect::<Vec<bool>>();
+            let present = Val::Vector(vec![Series::new(
+                Labels::default(),
+                present.into_iter().map(|p| p.then_some(1.0)).collect(),
+            )]);
+            let labelled_by = match ra.selector {
+                Some(vs) => Expr::VectorSelector(vs.clone()),
+                None => Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 }),
+            };
+            absent(ctx, present, &labelled_by).map(Into::into)
         }
         "absent" => {
-            let v = eval(ctx, arg(args, 0, name)?).await?;
-            absent(ctx, v, arg(args, 0, name)?)
+            let v = inputs.val(0, arg(args, 0, name)?)?;
+            absent(ctx, v, arg(args, 0, name)?).map(Into::into)
         }
         "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "sin"
         | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
         | "acosh" | "atanh" | "deg" | "rad" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
-            map_values(ctx, v, move |x, _| Some(math(name, x))).await
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
+            map_values(ctx, v, move |x, _| Some(math(name, x)))
         }
         "round" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
             let to = match args.get(1) {
-                Some(e) => eval_scalar(ctx, e).await?,
+                Some(e) => inputs.scalar(1, e)?,
                 None => vec![1.0; ctx.nsteps],
             };
             map_values(ctx, v, move |x, step| {
                 let inv = 1.0 / to[step];
                 Some((x * inv + 0.5).floor() / inv)
             })
-            .await
         }
         "clamp" | "clamp_min" | "clamp_max" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
-            let a = eval_scalar(ctx, arg(args, 1, name)?).await?;
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
+            let a = inputs.scalar(1, arg(args, 1, name)?)?;
             let b = match name {
-                "clamp" => eval_scalar(ctx, arg(args, 2, name)?).await?,
+                "clamp" => inputs.scalar(2, arg(args, 2, name)?)?,
                 _ => Vec::new(),
             };
             if name == "clamp" {
@@ -126,7 +133,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                         s
                     })
                     .collect();
-                return map_values(ctx, v, move |x, i| Some(x.max(a[i]).min(b[i]))).await;
+                return map_values(ctx, v, move |x, i| Some(x.max(a[i]).min(b[i])));
             }
             map_values(ctx, v, move |x, i| {
                 Some(if name == "clamp_min" {
@@ -135,31 +142,28 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     x.min(a[i])
                 })
             })
-            .await
         }
         "timestamp" => match arg(args, 0, name)? {
-            Expr::VectorSelector(vs) => {
-                Ok(Val::Vector(instant_selector_timestamps(ctx, vs).await?))
-            }
+            Expr::VectorSelector(vs) => instant_selector(ctx, vs, true).await,
             other => {
-                let v = eval_vector(ctx, other).await?;
+                let v = inputs.vector(0, other)?;
                 let times: Vec<f64> = (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect();
-                map_values(ctx, v, move |_, i| Some(times[i])).await
+                map_values(ctx, v, move |_, i| Some(times[i]))
             }
         },
-        "time" => Ok(Val::Scalar(
+        "time" => done(Val::Scalar(
             (0..ctx.nsteps).map(|i| ctx.ts(i) as f64 / 1000.0).collect(),
         )),
         "vector" => {
-            let s = eval_scalar(ctx, arg(args, 0, name)?).await?;
-            Ok(Val::Vector(vec![Series::new(
+            let s = inputs.scalar(0, arg(args, 0, name)?)?;
+            done(Val::Vector(vec![Series::new(
                 Labels::default(),
                 s.into_iter().map(Some).collect(),
             )]))
         }
         "scalar" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
-            Ok(Val::Scalar(
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
+            done(Val::Scalar(
                 (0..ctx.nsteps)
                     .map(|i| {
                         let mut present = v.iter().filter_map(|s| s.vals[i]);
@@ -172,7 +176,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             ))
         }
         "sort" | "sort_desc" => {
-            let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let mut v = inputs.vector(0, arg(args, 0, name)?)?;
             warn_sort_in_range_query(ctx);
             if ctx.nsteps == 1 {
                 let key = |s: &Series| s.vals[0].unwrap_or(f64::NAN);
@@ -187,10 +191,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     if name == "sort" { o } else { o.reverse() }
                 });
             }
-            Ok(Val::Vector(v))
+            done(Val::Vector(v))
         }
         "mad_over_time" => {
-            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
+            let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
             range_fn(ctx, ra, name, |w, _, _| {
                 let mut v = values(w);
                 if v.iter().any(|x| x.is_nan()) {
@@ -200,12 +204,11 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                 let mut dev: Vec<f64> = w.iter().map(|s| (s.v - median).abs()).collect();
                 Some(quantile(0.5, &mut dev))
             })
-            .await
         }
         "double_exponential_smoothing" | "holt_winters" => {
-            let ra = range_input(ctx, arg(args, 0, name)?, name).await?;
-            let sf = eval_scalar(ctx, arg(args, 1, name)?).await?;
-            let tf = eval_scalar(ctx, arg(args, 2, name)?).await?;
+            let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
+            let sf = inputs.scalar(1, arg(args, 1, name)?)?;
+            let tf = inputs.scalar(2, arg(args, 2, name)?)?;
             for (&s, &t) in sf.iter().zip(&tf) {
                 if s <= 0.0 || s >= 1.0 || s.is_nan() {
                     return Err(EngineError::Execution(format!(
@@ -221,10 +224,9 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
             range_fn(ctx, ra, name, move |w, step, _| {
                 double_exponential_smoothing(w, sf[step], tf[step])
             })
-            .await
         }
         "label_replace" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
             let dst = string_arg(args, 1, name)?;
             let replacement = string_arg(args, 2, name)?;
             let src = string_arg(args, 3, name)?;
@@ -254,10 +256,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     s
                 })
                 .collect();
-            Ok(Val::Vector(dedup_labelsets(out)?))
+            done(Val::Vector(dedup_labelsets(out)?))
         }
         "label_join" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
             let dst = string_arg(args, 1, name)?;
             let sep = string_arg(args, 2, name)?;
             let srcs: Vec<&str> = (3..args.len())
@@ -283,12 +285,12 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     s
                 })
                 .collect();
-            Ok(Val::Vector(dedup_labelsets(out)?))
+            done(Val::Vector(dedup_labelsets(out)?))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
             let v = match args.first() {
-                Some(e) => eval_vector(ctx, e).await?,
+                Some(e) => inputs.vector(0, e)?,
                 None => vec![Series::new(
                     Labels::default(),
                     (0..ctx.nsteps)
@@ -296,12 +298,12 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                         .collect(),
                 )],
             };
-            map_values(ctx, v, move |x, _| Some(date_part(name, x))).await
+            map_values(ctx, v, move |x, _| Some(date_part(name, x)))
         }
         "min_of" | "max_of" => {
-            let a = eval_scalar(ctx, arg(args, 0, name)?).await?;
-            let b = eval_scalar(ctx, arg(args, 1, name)?).await?;
-            Ok(Val::Scalar(
+            let a = inputs.scalar(0, arg(args, 0, name)?)?;
+            let b = inputs.scalar(1, arg(args, 1, name)?)?;
+            done(Val::Scalar(
                 a.iter()
                     .zip(&b)
                     .map(|(&x, &y)| {
@@ -316,7 +318,7 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     .collect(),
             ))
         }
-        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ctx.nsteps])),
+        "pi" => done(Val::Scalar(vec![std::f64::consts::PI; ctx.nsteps])),
         // The query's own step, range, start and end, in seconds, at any
         // subquery depth.
         "step" | "range" | "start" | "end" => {
@@ -327,10 +329,10 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                 _ => ctx.query_end,
             } as f64
                 / 1000.0;
-            Ok(Val::Scalar(vec![v; ctx.nsteps]))
+            done(Val::Scalar(vec![v; ctx.nsteps]))
         }
         "sort_by_label" | "sort_by_label_desc" => {
-            let mut v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let mut v = inputs.vector(0, arg(args, 0, name)?)?;
             warn_sort_in_range_query(ctx);
             let names: Vec<&str> = (1..args.len())
                 .map(|i| string_arg(args, i, name))
@@ -355,22 +357,23 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     }
                 });
             }
-            Ok(Val::Vector(v))
+            done(Val::Vector(v))
         }
         "histogram_quantile" => {
-            let q = eval_scalar(ctx, arg(args, 0, name)?).await?;
+            let q = inputs.scalar(0, arg(args, 0, name)?)?;
             ctx.check_quantile(&q);
-            let v = eval_vector(ctx, arg(args, 1, name)?).await?;
+            let v = inputs.vector(1, arg(args, 1, name)?)?;
             classic_histogram(ctx, v, |buckets, step, metric| {
                 quantile_noting_repairs(ctx, q[step], buckets, metric)
             })
+            .map(Into::into)
         }
         "histogram_quantiles" => {
-            let v = eval_vector(ctx, arg(args, 0, name)?).await?;
+            let v = inputs.vector(0, arg(args, 0, name)?)?;
             let label = string_arg(args, 1, name)?;
             let mut out = Vec::new();
             for i in 2..args.len() {
-                let q = eval_scalar(ctx, arg(args, i, name)?).await?;
+                let q = inputs.scalar(i, arg(args, i, name)?)?;
                 ctx.check_quantile(&q);
                 let Val::Vector(series) =
                     classic_histogram(ctx, v.clone(), |buckets, step, metric| {
@@ -384,29 +387,35 @@ pub(crate) async fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Val, EngineError> {
                     out.push(s);
                 }
             }
-            Ok(Val::Vector(out))
+            done(Val::Vector(out))
         }
         "histogram_fraction" => {
-            let lower = eval_scalar(ctx, arg(args, 0, name)?).await?;
-            let upper = eval_scalar(ctx, arg(args, 1, name)?).await?;
-            let v = eval_vector(ctx, arg(args, 2, name)?).await?;
+            let lower = inputs.scalar(0, arg(args, 0, name)?)?;
+            let upper = inputs.scalar(1, arg(args, 1, name)?)?;
+            let v = inputs.vector(2, arg(args, 2, name)?)?;
             classic_histogram(ctx, v, |buckets, step, _| {
                 bucket_fraction(lower[step], upper[step], buckets)
             })
+            .map(Into::into)
         }
         // Native-histogram functions ignore float samples.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            eval_vector(ctx, arg(args, 0, name)?).await?;
-            Ok(Val::Vector(Vec::new()))
+            inputs.vector(0, arg(args, 0, name)?)?;
+            done(Val::Vector(Vec::new()))
         }
         other => Err(EngineError::Unsupported(format!("function {other}()"))),
     }
 }
 
+/// A node result computed in full.
+fn done(v: Val) -> Result<Prepared, EngineError> {
+    Ok(v.into())
+}
+
 /// `bucket_quantile`, adding Prometheus's info when the buckets had to be
 /// made monotonic.
-fn quantile_noting_repairs(ctx: &Ctx<'_>, q: f64, buckets: Vec<Bucket>, metric: &str) -> f64 {
+fn quantile_noting_repairs(ctx: &Ctx, q: f64, buckets: Vec<Bucket>, metric: &str) -> f64 {
     let (v, forced) = bucket_quantile(q, buckets);
     if forced {
         ctx.info(format_args!(
@@ -416,7 +425,7 @@ fn quantile_noting_repairs(ctx: &Ctx<'_>, q: f64, buckets: Vec<Bucket>, metric: 
     v
 }
 
-fn warn_sort_in_range_query(ctx: &Ctx<'_>) {
+fn warn_sort_in_range_query(ctx: &Ctx) {
     if ctx.query_step != 0 {
         ctx.warn(
             "sort is ineffective for range queries since results are always ordered by labels",
@@ -441,14 +450,14 @@ fn string_arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a str, E
 /// Label names as Prometheus 3 accepts them: any non-empty UTF-8 string.
 /// Any non-empty UTF-8 name is valid (Prometheus 3); a literal whose byte
 /// escapes are not UTF-8 is not.
-fn valid_label_name(ctx: &Ctx<'_>, name: &str) -> bool {
+fn valid_label_name(ctx: &Ctx, name: &str) -> bool {
     !name.is_empty() && !ctx.invalid_utf8.contains(name)
 }
 
 /// Applies a classic-histogram estimate to every histogram at every step
 /// where it has at least one bucket value.
 fn classic_histogram(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     input: Vec<Series>,
     estimate: impl Fn(Vec<Bucket>, usize, &str) -> f64,
 ) -> Result<Val, EngineError> {
@@ -594,13 +603,14 @@ fn arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a Expr, EngineE
         .ok_or_else(|| EngineError::BadData(format!("missing argument {} of {f}()", i + 1)))
 }
 
-/// Applies `f(window, step, eval_time)` at every step of every series of a range selector.
-async fn range_fn(
-    ctx: &Ctx<'_>,
+/// Applies `f(window, step, eval_time)` at every step of every series of
+/// a range input: the node's items are the series.
+fn range_fn(
+    ctx: &Ctx,
     input: RangeInput<'_>,
     name: &str,
     f: impl Fn(&[Sample], usize, i64) -> Option<f64> + Send + Sync + 'static,
-) -> Result<Val, EngineError> {
+) -> Result<Prepared, EngineError> {
     let RangeInput {
         series: data,
         times,
@@ -608,33 +618,38 @@ async fn range_fn(
         ..
     } = input;
     ctx.charge(data.len() * ctx.nsteps)?;
+    if matches!(name, "rate" | "increase") {
+        note_non_counters(ctx, &data, &times, range);
+    }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let kernel = StepKernel::Window {
         range,
         f: Arc::new(f),
     };
-    let evaluated = ctx.exec.series(data, times, kernel).await?;
-    let mut out = Vec::with_capacity(evaluated.len());
-    for (labels, vals) in evaluated {
-        if matches!(name, "rate" | "increase") {
-            let metric = labels.metric_name();
-            if !metric.is_empty()
-                && !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|suffix| metric.ends_with(suffix))
-            {
-                ctx.info(format_args!(
-                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                ));
-            }
+    Ok(SeriesSteps::prepared(data, !keep_name, times, kernel))
+}
+
+/// Prometheus's info for `rate`/`increase` over a series whose name does
+/// not look like a counter's, when it has a result (two samples in a window).
+fn note_non_counters(ctx: &Ctx, data: &[SeriesSamples], times: &[i64], range: i64) {
+    for s in data {
+        let metric = s.labels.metric_name();
+        if metric.is_empty()
+            || ["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|suffix| metric.ends_with(suffix))
+        {
+            continue;
         }
-        out.push(Series {
-            labels,
-            vals,
-            drop_name: !keep_name,
-        });
+        if times
+            .iter()
+            .any(|&t| window(&s.samples, t, range).len() >= 2)
+        {
+            ctx.info(format_args!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+            ));
+        }
     }
-    Ok(Val::Vector(out))
 }
 
 fn range_value(name: &str, w: &[Sample], t: i64, range: i64) -> Option<f64> {
@@ -830,18 +845,18 @@ fn math(name: &str, x: f64) -> f64 {
     }
 }
 
-/// `f` over every value of `v` (on DataFusion), marking names for removal.
-async fn map_values(
-    ctx: &Ctx<'_>,
+/// `f` over every value of `v`, as the node's items, marking names for removal.
+fn map_values(
+    ctx: &Ctx,
     v: Vec<Series>,
     f: impl Fn(f64, usize) -> Option<f64> + Send + Sync + 'static,
-) -> Result<Val, EngineError> {
-    Ok(Val::Vector(ctx.map(v, true, Arc::new(f)).await?))
+) -> Result<Prepared, EngineError> {
+    Ok(ctx.map(v, true, Arc::new(f)))
 }
 
 /// `absent`: 1 at steps where the input has no sample, labelled with the
 /// equality matchers of a selector argument.
-fn absent(ctx: &Ctx<'_>, v: Val, e: &Expr) -> Result<Val, EngineError> {
+fn absent(ctx: &Ctx, v: Val, e: &Expr) -> Result<Val, EngineError> {
     let Val::Vector(series) = v else {
         return Err(EngineError::BadData(
             "absent() needs an instant vector".into(),

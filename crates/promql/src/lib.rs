@@ -1,11 +1,15 @@
-//! PromQL evaluation with Prometheus 3 semantics.
+//! PromQL evaluation with Prometheus 3 semantics, on DataFusion.
 //!
-//! Queries are parsed with `promql-parser` and evaluated over all steps of a
-//! range at once (an instant query is a range of one step): every vector-valued
-//! node produces, per output series, one optional value per step. Selectors
-//! read raw samples through [`Queryable`] (the querier merges head and Parquet
-//! blocks behind it), then lookback, staleness, `offset` and `@` are applied
-//! per step; range functions slide a left-open window over each series.
+//! Queries are parsed with `promql-parser` and planned into a tree of
+//! DataFusion execution plan nodes, one per operation (`plan`), which
+//! DataFusion runs, each node's items in parallel partitions within the
+//! query's own memory pool (`exec`). Every node is evaluated over all
+//! steps of a range at once (an instant query is a range of one step):
+//! every vector-valued node produces, per output series, one optional value
+//! per step. Selectors read raw samples through [`Queryable`] (the querier
+//! merges head and Parquet blocks behind it), then lookback, staleness,
+//! `offset` and `@` are applied per step; range functions slide a left-open
+//! window over each series (`eval`, `functions`).
 //!
 //! Features not implemented yet are refused with [`EngineError::Unsupported`]
 //! (HTTP 422) instead of being evaluated wrongly.
@@ -15,7 +19,9 @@ mod exec;
 mod functions;
 mod histogram;
 mod literals;
+mod plan;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -193,20 +199,20 @@ impl Engine {
     /// Evaluates `query` at time `t` (ms).
     pub async fn instant(
         &self,
-        q: &dyn Queryable,
+        q: Arc<dyn Queryable>,
         query: &str,
         t: i64,
     ) -> Result<QueryOutput, EngineError> {
         let expr = parse(query)?;
         let invalid = literals::invalid_utf8_literals(query);
-        let run = eval::run(&self.opts, q, (&expr, &invalid), t, t, 0, true);
+        let run = eval::run(&self.opts, q, (&expr, invalid), t, t, 0, true);
         tokio_timeout(self.opts.timeout, run).await
     }
 
     /// Evaluates `query` at every `step` from `start` to `end` (ms, inclusive).
     pub async fn range(
         &self,
-        q: &dyn Queryable,
+        q: Arc<dyn Queryable>,
         query: &str,
         start: i64,
         end: i64,
@@ -242,7 +248,7 @@ impl Engine {
             }
         }
         let invalid = literals::invalid_utf8_literals(query);
-        let run = eval::run(&self.opts, q, (&expr, &invalid), start, end, step, false);
+        let run = eval::run(&self.opts, q, (&expr, invalid), start, end, step, false);
         tokio_timeout(self.opts.timeout, run).await
     }
 }

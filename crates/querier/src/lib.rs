@@ -109,13 +109,14 @@ pub struct Querier {
     overrides: Arc<Overrides>,
 }
 
-struct TenantView<'a> {
-    querier: &'a Querier,
-    tenant: &'a str,
+/// One tenant's data, what a query's plan reads.
+struct TenantView {
+    querier: Arc<Querier>,
+    tenant: String,
 }
 
 #[async_trait]
-impl Queryable for TenantView<'_> {
+impl Queryable for TenantView {
     async fn select(
         &self,
         matchers: &[Matcher],
@@ -123,7 +124,7 @@ impl Queryable for TenantView<'_> {
         max_t: i64,
     ) -> Result<Vec<SeriesSamples>, EngineError> {
         self.querier
-            .select(self.tenant, matchers, min_t, max_t)
+            .select(&self.tenant, matchers, min_t, max_t)
             .await
     }
 }
@@ -370,24 +371,24 @@ impl Querier {
 
     /// Runs an instant query.
     pub async fn instant_query(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         query: &str,
         t: i64,
     ) -> Result<QueryOutput, EngineError> {
         let timer = std::time::Instant::now();
-        let view = TenantView {
-            querier: self,
-            tenant,
-        };
-        let r = self.engine.instant(&view, query, t).await;
+        let view = Arc::new(TenantView {
+            querier: self.clone(),
+            tenant: tenant.to_string(),
+        });
+        let r = self.engine.instant(view, query, t).await;
         observe("instant", &r, timer);
         r
     }
 
     /// Runs a range query.
     pub async fn range_query(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         query: &str,
         start: i64,
@@ -395,10 +396,10 @@ impl Querier {
         step: i64,
     ) -> Result<QueryOutput, EngineError> {
         let timer = std::time::Instant::now();
-        let view = TenantView {
-            querier: self,
-            tenant,
-        };
+        let view = Arc::new(TenantView {
+            querier: self.clone(),
+            tenant: tenant.to_string(),
+        });
         let limit = self.overrides.for_tenant(tenant).max_total_query_length;
         let length = std::time::Duration::from_millis(end.saturating_sub(start).max(0) as u64);
         if !limit.is_zero() && length > limit {
@@ -410,7 +411,7 @@ impl Querier {
             observe("range", &r, timer);
             return r;
         }
-        let r = self.engine.range(&view, query, start, end, step).await;
+        let r = self.engine.range(view, query, start, end, step).await;
         observe("range", &r, timer);
         r
     }

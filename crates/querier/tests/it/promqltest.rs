@@ -53,7 +53,7 @@ fn testdata_dir() -> PathBuf {
 struct Env {
     _dir: tempfile::TempDir,
     ingester: Arc<Ingester>,
-    querier: Querier,
+    querier: Arc<Querier>,
 }
 
 fn fresh_env() -> Env {
@@ -85,7 +85,7 @@ fn fresh_env() -> Env {
         "",
     )
     .expect("ingester pool");
-    let querier = Querier::new(
+    let querier = Arc::new(Querier::new(
         strata_ring::Ring::single("local"),
         Arc::new(pool),
         catalog,
@@ -93,7 +93,7 @@ fn fresh_env() -> Env {
         Arc::new(strata_limits::Overrides::new(
             strata_limits::Limits::default(),
         )),
-    );
+    ));
     Env {
         _dir: dir,
         ingester,
