@@ -402,16 +402,20 @@ async fn loki_clients_logql_blocks_and_restart() {
         j["data"],
         json!([{"app": "api", "endpoint": "/orders"}, {"app": "api", "endpoint": "/users"}])
     );
-    let mut p = range.to_vec();
-    p.push(("query", r#"{app="api"}"#.to_string()));
-    let (_, stats) = s.get_json("/loki/api/v1/index/stats", &p, None).await;
+    let mut stats_params = range.to_vec();
+    stats_params.push(("query", r#"{app="api"}"#.to_string()));
+    let (_, stats) = s
+        .get_json("/loki/api/v1/index/stats", &stats_params, None)
+        .await;
     let api_bytes: usize = all_api.iter().map(|x| x.2.len()).sum();
     assert_eq!(stats["streams"], 2);
     assert_eq!(stats["entries"], 13);
     assert_eq!(stats["bytes"], api_bytes);
-    let mut p = range.to_vec();
-    p.push(("query", r#"{app=~"api|web"}"#.to_string()));
-    let (_, vol) = s.get_json("/loki/api/v1/index/volume", &p, None).await;
+    let mut volume_params = range.to_vec();
+    volume_params.push(("query", r#"{app=~"api|web"}"#.to_string()));
+    let (_, vol) = s
+        .get_json("/loki/api/v1/index/volume", &volume_params, None)
+        .await;
     assert_eq!(vol["data"]["result"][0]["metric"], json!({"app": "api"}));
     assert_eq!(vol["data"]["result"][0]["value"][1], api_bytes.to_string());
     let mut p = range.to_vec();
@@ -462,6 +466,21 @@ async fn loki_clients_logql_blocks_and_restart() {
         newest
     );
     check_p95(instant(&s, p95, t).await);
+    // Statistics and volumes read entry sizes from blocks and head, an
+    // entry present in both counted once.
+    let (_, after) = s
+        .get_json("/loki/api/v1/index/stats", &stats_params, None)
+        .await;
+    assert_eq!(
+        (&after["streams"], &after["entries"], &after["bytes"]),
+        (&stats["streams"], &stats["entries"], &stats["bytes"]),
+        "{after}"
+    );
+    assert!(after["chunks"].as_u64().expect("chunks") >= 1, "{after}");
+    let (_, after) = s
+        .get_json("/loki/api/v1/index/volume", &volume_params, None)
+        .await;
+    assert_eq!(after["data"]["result"], vol["data"]["result"]);
 
     // kill -9: the WAL and the blocks hold every acknowledged entry.
     s.restart().await;

@@ -5,13 +5,13 @@
 //! DataFusion scans of the blocks; entries present in both (an identical
 //! timestamp and line) are returned once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use strata_ingester::grpc::{IngesterPool, LogSelect};
 use strata_limits::Overrides;
 use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection};
-use strata_model::logs::{Direction, LogEntry, LogStream};
+use strata_model::logs::{LogEntry, LogStream};
 use strata_model::{Labels, Matcher};
 use strata_ring::Ring;
 use strata_storage::BlockCatalog;
@@ -130,22 +130,18 @@ impl LogQuerier {
         let sel = &sel;
         // Head before the block list, as for metrics: an upload finishing in
         // between is still pending in this snapshot.
-        let select = LogSelect {
-            matchers: &sel.matchers,
-            filters: &sel.line_filters,
-            start_ns: sel.start_ns,
-            end_ns: sel.end_ns,
-            limit: sel.limit,
-        };
-        let select = &select;
         let head = self
-            .recent
-            .ask(
+            .head_entries(
                 tenant,
-                |c| async move { c.select_logs(tenant, select).await },
+                LogSelect {
+                    matchers: &sel.matchers,
+                    filters: &sel.line_filters,
+                    start_ns: sel.start_ns,
+                    end_ns: sel.end_ns,
+                    limit: sel.limit,
+                },
             )
-            .await
-            .map_err(strata_storage::StorageError::Unavailable)?;
+            .await?;
         let (min_ms, max_ms) = ms_range(sel.start_ns, sel.end_ns);
         let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
@@ -177,6 +173,23 @@ impl LogQuerier {
                 LogStream { labels, entries }
             })
             .collect())
+    }
+
+    /// The selection's entries in the heads of the ingesters owning the
+    /// tenant, one list per ingester that answered.
+    async fn head_entries(
+        &self,
+        tenant: &str,
+        select: LogSelect<'_>,
+    ) -> Result<Vec<Vec<LogStream>>, strata_storage::StorageError> {
+        let select = &select;
+        self.recent
+            .ask(
+                tenant,
+                |c| async move { c.select_logs(tenant, select).await },
+            )
+            .await
+            .map_err(strata_storage::StorageError::Unavailable)
     }
 
     /// Runs a LogQL query.
@@ -282,21 +295,106 @@ impl LogQuerier {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<IndexStats, strata_storage::StorageError> {
-        let streams = self
-            .select(tenant, &selection(matchers, start_ns, end_ns))
-            .await?;
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         let chunks = self.catalog.blocks(tenant, min_ms, max_ms).await?.len() as u64;
         let mut s = IndexStats {
-            streams: streams.len() as u64,
             chunks,
             ..IndexStats::default()
         };
-        for st in &streams {
-            s.entries += st.entries.len() as u64;
-            s.bytes += st.entries.iter().map(|e| e.line.len() as u64).sum::<u64>();
-        }
+        let mut streams: HashSet<Labels> = HashSet::new();
+        self.visit_entry_sizes(tenant, matchers, start_ns, end_ns, |labels, sizes| {
+            if !streams.contains(labels) {
+                streams.insert(labels.clone());
+            }
+            s.entries += sizes.len() as u64;
+            s.bytes += sizes.iter().map(|&(_, bytes)| bytes).sum::<u64>();
+        })
+        .await?;
+        s.streams = streams.len() as u64;
         Ok(s)
+    }
+
+    /// Calls `visit(stream labels, (ts, line bytes) of its entries)` for the
+    /// matching streams' entries in `[start_ns, end_ns)`, head and blocks,
+    /// each entry once (replicas share time and size). Sources are read one
+    /// group of overlapping time ranges at a time, sizes only, so memory
+    /// holds at most one group's `(ts, bytes)` pairs, never a line: a
+    /// stream may be visited once per group.
+    async fn visit_entry_sizes(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+        mut visit: impl FnMut(&Labels, &[(i64, u64)]),
+    ) -> Result<(), strata_storage::StorageError> {
+        let start_ns = start_ns.max(self.retention_floor_ns(tenant));
+        if start_ns >= end_ns {
+            return Ok(());
+        }
+        // Head before the block list, as in `select`.
+        let select = LogSelect {
+            matchers,
+            filters: &[],
+            start_ns,
+            end_ns,
+            limit: None,
+        };
+        let head = self.head_entries(tenant, select).await?;
+        let mut head_sizes: Vec<(Labels, Vec<(i64, u64)>)> = Vec::new();
+        let mut head_range = (i64::MAX, i64::MIN);
+        for s in head.into_iter().flatten() {
+            let sizes: Vec<(i64, u64)> = s
+                .entries
+                .iter()
+                .map(|e| (e.ts, e.line.len() as u64))
+                .collect();
+            for &(ts, _) in &sizes {
+                head_range = (head_range.0.min(ts), head_range.1.max(ts));
+            }
+            head_sizes.push((s.labels, sizes));
+        }
+        let (min_ms, max_ms) = ms_range(start_ns, end_ns);
+        let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
+        // Sources by time range (ns, inclusive): blocks, then the head.
+        let mut sources: Vec<(i64, i64, Option<usize>)> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (
+                    b.min_time.saturating_mul(NS_PER_MS),
+                    b.max_time.saturating_mul(NS_PER_MS),
+                    Some(i),
+                )
+            })
+            .collect();
+        if !head_sizes.is_empty() {
+            sources.push((head_range.0, head_range.1, None));
+        }
+        let mut head_sizes = Some(head_sizes);
+        for group in overlapping_groups(sources) {
+            let mut by_labels: HashMap<Labels, Vec<(i64, u64)>> = HashMap::new();
+            for source in group {
+                let got = match source {
+                    Some(i) => {
+                        self.catalog
+                            .reader()
+                            .select_log_sizes(tenant, &blocks[i], matchers, (start_ns, end_ns))
+                            .await?
+                    }
+                    None => head_sizes.take().unwrap_or_default(),
+                };
+                for (labels, sizes) in got {
+                    by_labels.entry(labels).or_default().extend(sizes);
+                }
+            }
+            for (labels, mut sizes) in by_labels {
+                sizes.sort_unstable();
+                sizes.dedup();
+                visit(&labels, &sizes);
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of matching streams in `[start_ns, end_ns)` grouped by
@@ -343,9 +441,6 @@ impl LogQuerier {
         step_ns: i64,
         limit: usize,
     ) -> Result<Vec<(Labels, VolumePoints)>, strata_storage::StorageError> {
-        let streams = self
-            .select(tenant, &selection(matchers, start_ns, end_ns))
-            .await?;
         let names: Vec<String> = if target_labels.is_empty() {
             let mut n: Vec<String> = matchers.iter().map(|m| m.name.clone()).collect();
             n.sort();
@@ -356,17 +451,16 @@ impl LogQuerier {
         };
         let step = step_ns.max(1);
         let mut groups: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
-        for s in &streams {
-            let g = groups
-                .entry(s.labels.filter_names(&names, true))
-                .or_default();
-            for e in &s.entries {
+        self.visit_entry_sizes(tenant, matchers, start_ns, end_ns, |labels, sizes| {
+            let g = groups.entry(labels.filter_names(&names, true)).or_default();
+            for &(ts, bytes) in sizes {
                 // The first step end at or after the entry.
-                let k = (e.ts - start_ns + step - 1).div_euclid(step).max(1);
+                let k = (ts - start_ns + step - 1).div_euclid(step).max(1);
                 let t = (start_ns + k * step).min(end_ns);
-                *g.entry(t).or_default() += e.line.len() as u64;
+                *g.entry(t).or_default() += bytes;
             }
-        }
+        })
+        .await?;
         let mut out: Vec<(Labels, VolumePoints, u64)> = groups
             .into_iter()
             .map(|(l, pts)| {
@@ -380,12 +474,39 @@ impl LogQuerier {
     }
 }
 
-fn selection(matchers: &[Matcher], start_ns: i64, end_ns: i64) -> Selection {
-    Selection {
-        matchers: matchers.to_vec(),
-        line_filters: Vec::new(),
-        start_ns,
-        end_ns,
-        limit: None::<(usize, Direction)>,
+/// Groups sources `(first, last, id)` whose time ranges overlap (touching
+/// counts), transitively: an entry's replicas are all in one group.
+fn overlapping_groups<T>(mut sources: Vec<(i64, i64, T)>) -> Vec<Vec<T>> {
+    sources.sort_by_key(|s| s.0);
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut group_end = i64::MIN;
+    for (first, last, id) in sources {
+        match groups.last_mut() {
+            Some(g) if first <= group_end => g.push(id),
+            _ => groups.push(vec![id]),
+        }
+        group_end = group_end.max(last);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlapping_groups;
+
+    #[test]
+    fn overlapping_and_touching_ranges_share_a_group() {
+        let groups = overlapping_groups(vec![
+            (20, 30, 'c'),
+            (0, 10, 'a'),
+            (10, 15, 'b'),
+            (5, 8, 'd'),
+            (40, 50, 'e'),
+            (31, 39, 'f'),
+        ]);
+        assert_eq!(
+            groups,
+            vec![vec!['a', 'd', 'b'], vec!['c'], vec!['f'], vec!['e']]
+        );
     }
 }

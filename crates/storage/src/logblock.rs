@@ -192,11 +192,10 @@ pub async fn upload_log_block(
     .await
 }
 
-/// Decodes the rows of an `entries.parquet` batch, calling `sink(stream_id, entry)`.
-pub fn batch_entries(
+/// The `stream_id`, `ts` and `line` columns of an `entries.parquet` batch.
+fn entry_columns(
     batch: &RecordBatch,
-    mut sink: impl FnMut(u32, LogEntry),
-) -> Result<(), StorageError> {
+) -> Result<(&UInt32Array, &Int64Array, StrCol<'_>), StorageError> {
     let col = |name: &'static str| {
         batch
             .column_by_name(name)
@@ -211,6 +210,15 @@ pub fn batch_entries(
         .downcast_ref::<Int64Array>()
         .ok_or(StorageError::Format("entries ts is not Int64"))?;
     let lines = StrCol::new(col("line")?)?;
+    Ok((ids, ts, lines))
+}
+
+/// Decodes the rows of an `entries.parquet` batch, calling `sink(stream_id, entry)`.
+pub fn batch_entries(
+    batch: &RecordBatch,
+    mut sink: impl FnMut(u32, LogEntry),
+) -> Result<(), StorageError> {
+    let (ids, ts, lines) = entry_columns(batch)?;
     let metadata = match batch.column_by_name("metadata") {
         Some(c) => Some(StrCol::new(c)?),
         None => None,
@@ -228,6 +236,20 @@ pub fn batch_entries(
                 metadata: md,
             },
         );
+    }
+    Ok(())
+}
+
+/// Calls `sink(stream_id, ts, line bytes)` for every row of an entries
+/// batch with `stream_id`, `ts` and `line` columns, without copying lines.
+pub fn batch_entry_sizes(
+    batch: &RecordBatch,
+    mut sink: impl FnMut(u32, i64, u64),
+) -> Result<(), StorageError> {
+    let (ids, ts, lines) = entry_columns(batch)?;
+    for row in 0..batch.num_rows() {
+        let bytes = lines.get(row).map_or(0, str::len) as u64;
+        sink(ids.value(row), ts.value(row), bytes);
     }
     Ok(())
 }

@@ -611,8 +611,8 @@ fn target_meta(target: &MergeTarget<'_>) -> BlockMeta {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
-    use strata_model::Label;
     use strata_model::logs::LogEntry;
+    use strata_model::{Label, MatchOp, Matcher};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::new(pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect())
@@ -836,6 +836,20 @@ mod tests {
                     vec![(1, "x".into(), Labels::default())]
                 ),
             ]
+        );
+        // Sizes only, for index statistics and volumes: the matching
+        // stream's entries in the range, oldest first.
+        let api = [Matcher::new(MatchOp::Equal, "app", "api")];
+        let sizes = reader
+            .select_log_sizes("t", &merged, &api, (2 * ms, 11 * ms))
+            .await
+            .expect("sizes");
+        assert_eq!(
+            sizes,
+            vec![(
+                app("api"),
+                vec![(2 * ms, 1), (2 * ms, 2), (3 * ms, 1), (10 * ms, 4)]
+            )]
         );
     }
 }

@@ -19,7 +19,7 @@ use datafusion::prelude::{
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use strata_model::{MatchOp, Matcher, Sample, SeriesSamples, merge_samples};
+use strata_model::{Labels, MatchOp, Matcher, Sample, SeriesSamples, merge_samples};
 use tokio::sync::RwLock;
 
 use crate::StorageError;
@@ -104,7 +104,7 @@ impl BlockReader {
         tenant: &str,
         meta: &BlockMeta,
         matchers: &[Matcher],
-    ) -> Result<Vec<(u32, strata_model::Labels)>, StorageError> {
+    ) -> Result<Vec<(u32, Labels)>, StorageError> {
         self.select_labelled(Signal::Logs, tenant, meta, matchers)
             .await
     }
@@ -232,10 +232,12 @@ impl BlockReader {
         end_ns: i64,
         limit: Option<(usize, Direction)>,
     ) -> Result<Vec<LogStream>, StorageError> {
-        let streams = self.select_streams(tenant, meta, matchers).await?;
-        if streams.is_empty() {
+        let Some((mut df, streams)) = self
+            .scan_entries(tenant, meta, matchers, line_filters, (start_ns, end_ns))
+            .await?
+        else {
             return Ok(Vec::new());
-        }
+        };
         let mut by_id: HashMap<u32, LogStream> = streams
             .into_iter()
             .map(|(id, labels)| {
@@ -248,34 +250,10 @@ impl BlockReader {
                 )
             })
             .collect();
-        let (lo, hi) = by_id
-            .keys()
-            .fold((u32::MAX, 0), |(lo, hi), &id| (lo.min(id), hi.max(id)));
-        let id_col = ident("stream_id");
-        let ts = ident("ts");
-        let mut filter = id_col
-            .clone()
-            .between(lit(lo), lit(hi))
-            .and(ts.clone().gt_eq(lit(start_ns)))
-            .and(ts.clone().lt(lit(end_ns)));
-        if (hi - lo + 1) as usize != by_id.len() {
-            filter = filter.and(id_col.in_list(by_id.keys().map(|&id| lit(id)).collect(), false));
-        }
-        for f in line_filters {
-            filter = filter.and(line_filter_expr(f, ident("line")));
-        }
-        let mut df = self
-            .ctx
-            .read_parquet(
-                Self::url(Signal::Logs, tenant, meta, "entries.parquet"),
-                ParquetReadOptions::default(),
-            )
-            .await?
-            .filter(filter)?;
         if let Some((n, dir)) = limit {
             let newest_first = dir == Direction::Backward;
             df = df
-                .sort(vec![ts.sort(!newest_first, false)])?
+                .sort(vec![ident("ts").sort(!newest_first, false)])?
                 .limit(0, Some(n))?;
         }
         let mut stream = df.execute_stream().await?;
@@ -295,6 +273,86 @@ impl BlockReader {
             s.entries.sort_by_key(|e| e.ts);
         }
         Ok(out)
+    }
+
+    /// `(ts, line bytes)` of the entries of the streams matching
+    /// `matchers` in `[start_ns, end_ns)`, per stream oldest first: what
+    /// index statistics and volumes need, without holding any line.
+    pub async fn select_log_sizes(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+        (start_ns, end_ns): (i64, i64),
+    ) -> Result<Vec<(Labels, Vec<(i64, u64)>)>, StorageError> {
+        let Some((df, streams)) = self
+            .scan_entries(tenant, meta, matchers, &[], (start_ns, end_ns))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut by_id: HashMap<u32, (Labels, Vec<(i64, u64)>)> = streams
+            .into_iter()
+            .map(|(id, labels)| (id, (labels, Vec::new())))
+            .collect();
+        let mut stream = df
+            .select_columns(&["stream_id", "ts", "line"])?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = stream.try_next().await? {
+            logblock::batch_entry_sizes(&batch, |id, ts, bytes| {
+                if let Some((_, sizes)) = by_id.get_mut(&id) {
+                    sizes.push((ts, bytes));
+                }
+            })?;
+        }
+        Ok(by_id
+            .into_values()
+            .filter(|(_, sizes)| !sizes.is_empty())
+            .collect())
+    }
+
+    /// The scan of a log block's entries of matching streams in the range
+    /// that pass the line filters, and those streams by id; `None` when no
+    /// stream matches.
+    async fn scan_entries(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+        line_filters: &[LineFilter],
+        (start_ns, end_ns): (i64, i64),
+    ) -> Result<Option<(datafusion::dataframe::DataFrame, Vec<(u32, Labels)>)>, StorageError> {
+        let streams = self.select_streams(tenant, meta, matchers).await?;
+        if streams.is_empty() {
+            return Ok(None);
+        }
+        let (lo, hi) = streams
+            .iter()
+            .fold((u32::MAX, 0), |(lo, hi), &(id, _)| (lo.min(id), hi.max(id)));
+        let id_col = ident("stream_id");
+        let ts = ident("ts");
+        let mut filter = id_col
+            .clone()
+            .between(lit(lo), lit(hi))
+            .and(ts.clone().gt_eq(lit(start_ns)))
+            .and(ts.lt(lit(end_ns)));
+        if (hi - lo + 1) as usize != streams.len() {
+            filter =
+                filter.and(id_col.in_list(streams.iter().map(|&(id, _)| lit(id)).collect(), false));
+        }
+        for f in line_filters {
+            filter = filter.and(line_filter_expr(f, ident("line")));
+        }
+        let df = self
+            .ctx
+            .read_parquet(
+                Self::url(Signal::Logs, tenant, meta, "entries.parquet"),
+                ParquetReadOptions::default(),
+            )
+            .await?
+            .filter(filter)?;
+        Ok(Some((df, streams)))
     }
 
     /// Lists the complete blocks (those with `meta.json`) of a tenant in
