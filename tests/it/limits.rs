@@ -329,3 +329,64 @@ async fn query_sample_and_memory_limits_fail_the_query_not_the_process() {
         assert_eq!(j["data"]["result"][0]["value"][1], "435");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_selections_answer_ranges_whose_samples_exceed_max_samples_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 1000 * 1000;
+    // One series sampled every second for 5 minutes: 300 samples, value = second.
+    let pts: Vec<(i64, f64)> = (0..300)
+        .map(|i| (now - 299_000 + i * 1000, i as f64))
+        .collect();
+    let end = now;
+    let start = now - 240_000;
+    let params = [
+        ("query", "max_over_time(hf[1m])".to_string()),
+        ("start", secs(start)),
+        ("end", secs(end)),
+        ("step", "60".to_string()),
+    ];
+    for (split, want_status) in [("1m", 200), ("0s", 422)] {
+        let data = dir.path().join(split);
+        std::fs::create_dir_all(&data).expect("data dir");
+        let split_flag = format!("-querier.selection-split-interval={split}");
+        let s = Strata::start(&data, &["-querier.max-samples=100", &split_flag]).await;
+        let (st, body) = s
+            .push(vec![series(&[("__name__", "hf")], &pts)], None)
+            .await;
+        assert_eq!(st, 200, "{body}");
+        let (status, j) = s.get_json("/api/v1/query_range", &params, None).await;
+        assert_eq!(status, want_status, "split {split}: {j}");
+        if want_status == 422 {
+            // All 240 samples of the range at once are over the limit.
+            assert_eq!(
+                j["error"],
+                "query processing would load too many samples into memory in query execution"
+            );
+            continue;
+        }
+        // Each step's window holds 60 samples (under the limit with the
+        // output): the maximum is the newest one's value.
+        let values: Vec<(f64, String)> = j["data"]["result"][0]["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_f64().expect("t"),
+                    p[1].as_str().expect("v").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(f64, String)> = (0..5)
+            .map(|k| {
+                let t = start + k * 60_000;
+                (
+                    t as f64 / 1000.0,
+                    ((t - (now - 299_000)) / 1000).to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(values, want, "{j}");
+    }
+}

@@ -446,7 +446,16 @@ async fn random_queries_match_a_real_prometheus() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let dir = tempfile::tempdir().unwrap();
-    let strata = Strata::start(dir.path(), &["-querier.default-evaluation-interval=1m"]).await;
+    // Selections split every 2 minutes: the 10-minute range queries read
+    // and evaluate their selectors in slices, as long ranges do.
+    let strata = Strata::start(
+        dir.path(),
+        &[
+            "-querier.default-evaluation-interval=1m",
+            "-querier.selection-split-interval=2m",
+        ],
+    )
+    .await;
     let prom_dir = dir.path().join("prometheus");
     std::fs::create_dir_all(&prom_dir).unwrap();
     let port = free_port();

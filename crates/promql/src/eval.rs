@@ -269,6 +269,14 @@ impl Ctx {
         Ok(())
     }
 
+    /// Releases what a selection held: `(samples, bytes)` from [`loaded_size`].
+    fn release(&self, (samples, bytes): (usize, usize)) {
+        self.samples.fetch_sub(samples, Ordering::Relaxed);
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = bytes.min(loaded.size());
+        loaded.shrink(bytes);
+    }
+
     /// Charges `bytes` of loaded data to the query's memory pool.
     fn charge_memory(&self, bytes: usize) -> Result<(), EngineError> {
         self.loaded
@@ -481,8 +489,11 @@ pub(crate) fn subquery_matrix(
 ) -> Result<Prepared, EngineError> {
     let ra = subquery_range(ctx, sq, inner)?;
     let t = ra.times[0];
+    let SeriesInput::Samples(series) = ra.input else {
+        return Err(EngineError::Execution("a subquery without samples".into()));
+    };
     Ok(Val::Matrix(
-        ra.series
+        series
             .into_iter()
             .map(|s| SeriesSamples {
                 samples: window(&s.samples, t, ra.range).to_vec(),
@@ -559,19 +570,148 @@ pub(crate) async fn select(
     // In label order, as Prometheus's storage returns series: what decides
     // ties in `topk`/`bottomk` and the order of instant results.
     out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-    ctx.charge(out.iter().map(|s| s.samples.len()).sum())?;
-    ctx.charge_memory(
-        out.iter()
-            .map(|s| {
-                s.samples.len() * std::mem::size_of::<Sample>()
-                    + s.labels
-                        .iter()
-                        .map(|l| l.name.len() + l.value.len() + 48)
-                        .sum::<usize>()
-            })
-            .sum(),
-    )?;
+    let (samples, bytes) = loaded_size(&out);
+    ctx.charge(samples)?;
+    ctx.charge_memory(bytes)?;
     Ok(out)
+}
+
+/// Samples and bytes (charged to the memory pool) that selected series hold.
+fn loaded_size(series: &[SeriesSamples]) -> (usize, usize) {
+    series.iter().fold((0, 0), |(samples, bytes), s| {
+        let labels: usize = s
+            .labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 48)
+            .sum();
+        (
+            samples + s.samples.len(),
+            bytes + s.samples.len() * std::mem::size_of::<Sample>() + labels,
+        )
+    })
+}
+
+/// [`select`], without stale markers when `drop_stale` (range selectors).
+async fn select_samples(
+    ctx: &Ctx,
+    vs: &VectorSelector,
+    (min_t, max_t): (i64, i64),
+    drop_stale: bool,
+) -> Result<Vec<SeriesSamples>, EngineError> {
+    let mut data = select(ctx, vs, min_t, max_t).await?;
+    if drop_stale {
+        for s in &mut data {
+            s.samples.retain(|x| !is_stale_nan(x.v));
+        }
+    }
+    Ok(data)
+}
+
+/// Where a node's series come from.
+pub(crate) enum SeriesInput<'e> {
+    /// A selector, read by the node (in time slices when its steps span
+    /// long); `range`: a range selector, whose stale markers are dropped.
+    Selector { vs: &'e VectorSelector, range: bool },
+    /// Samples already in memory (a subquery's).
+    Samples(Vec<SeriesSamples>),
+}
+
+/// Sees each batch of selected series with the times they are evaluated
+/// at (for annotations).
+pub(crate) type Inspect<'a> = &'a (dyn Fn(&[SeriesSamples], &[i64]) + Sync);
+
+/// `kernel` at `times` over every series of `input`, names marked for
+/// removal when `drop_name`.
+///
+/// A selector whose steps and window span longer than the engine's
+/// selection slice is read one slice of steps at a time: each slice's
+/// samples are selected, evaluated (as a plan of their own, on every
+/// partition) and released before the next slice is read, so a long range
+/// holds one slice's samples rather than all of them, and only the samples
+/// held at once count against `max_samples`.
+pub(crate) async fn evaluate_series(
+    ctx: &Ctx,
+    input: SeriesInput<'_>,
+    times: Vec<i64>,
+    kernel: StepKernel,
+    drop_name: bool,
+    inspect: Inspect<'_>,
+) -> Result<Prepared, EngineError> {
+    let reach = kernel.reach();
+    let (vs, drop_stale) = match input {
+        SeriesInput::Samples(data) => {
+            inspect(&data, &times);
+            ctx.charge(data.len() * times.len())?;
+            return Ok(SeriesSteps::prepared(data, drop_name, times, kernel));
+        }
+        SeriesInput::Selector { vs, range } => (vs, range),
+    };
+    let slices = time_slices(&times, reach, ctx.opts.selection_slice.as_millis() as i64);
+    if slices.len() == 1 {
+        let (lo, hi) = bounds(&times);
+        let data = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        inspect(&data, &times);
+        ctx.charge(data.len() * times.len())?;
+        return Ok(SeriesSteps::prepared(data, drop_name, times, kernel));
+    }
+    let nsteps = times.len();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut series: Vec<(Labels, StepValues)> = Vec::new();
+    for (a, b) in slices {
+        let part = &times[a..b];
+        let (lo, hi) = bounds(part);
+        let data = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        inspect(&data, part);
+        let loaded = loaded_size(&data);
+        let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
+            data.into_iter().map(|s| (s.labels, s.samples)).unzip();
+        let source = SeriesSteps {
+            samples,
+            times: part.to_vec(),
+            kernel: kernel.clone(),
+            first_step: a,
+        };
+        let values = ctx.exec.run_source(Arc::new(source), b - a).await?;
+        ctx.release(loaded);
+        for (labels, v) in labels.into_iter().zip(values) {
+            let Some(v) = v else { continue };
+            let i = match index.get(&labels) {
+                Some(&i) => i,
+                None => {
+                    ctx.charge(nsteps)?;
+                    index.insert(labels.clone(), series.len());
+                    series.push((labels, vec![None; nsteps]));
+                    series.len() - 1
+                }
+            };
+            series[i].1[a..b].copy_from_slice(&v);
+        }
+    }
+    // Label order, as a selection in one piece has.
+    series.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+    let (labels, values): (Vec<(Labels, bool)>, Vec<StepValues>) = series
+        .into_iter()
+        .map(|(labels, v)| ((labels, drop_name), v))
+        .unzip();
+    Ok(Prepared::new(
+        Arc::new(StoredSteps { values }),
+        Shape::series(labels),
+    ))
+}
+
+/// Consecutive step ranges `[a, b)` of `times` (evenly spaced) whose
+/// samples, `reach` back from each step, span at most `slice` ms; one range
+/// when everything fits (or `slice` is 0). A slice covers at least `reach`
+/// worth of steps, so overlapping windows read samples at most twice.
+fn time_slices(times: &[i64], reach: i64, slice: i64) -> Vec<(usize, usize)> {
+    let n = times.len();
+    let (lo, hi) = bounds(times);
+    if slice <= 0 || n <= 1 || hi - lo + reach <= slice {
+        return vec![(0, n)];
+    }
+    let step = ((hi - lo) / (n as i64 - 1)).max(1);
+    let per = ((slice - reach) / step + 1).max(reach / step).max(1) as usize;
+    (0..n).step_by(per).map(|a| (a, (a + per).min(n))).collect()
 }
 
 /// An instant selector: per series, the value of the latest sample within
@@ -583,17 +723,12 @@ pub(crate) async fn instant_selector(
     timestamp: bool,
 ) -> Result<Prepared, EngineError> {
     let times = selector_times(ctx, vs);
-    let lookback = ctx.opts.lookback_delta.as_millis() as i64;
-    let (lo, hi) = bounds(&times);
-    let data = select(ctx, vs, lo - lookback + 1, hi).await?;
-    if !timestamp {
-        ctx.charge(data.len() * ctx.nsteps)?;
-    }
     let kernel = StepKernel::Lookback {
-        lookback,
+        lookback: ctx.opts.lookback_delta.as_millis() as i64,
         timestamp,
     };
-    Ok(SeriesSteps::prepared(data, timestamp, times, kernel))
+    let input = SeriesInput::Selector { vs, range: false };
+    evaluate_series(ctx, input, times, kernel, timestamp, &|_, _| {}).await
 }
 
 fn bounds(times: &[i64]) -> (i64, i64) {
@@ -611,17 +746,14 @@ pub(crate) async fn fetch_range(
     let times = selector_times(ctx, &ms.vs);
     let range = ms.range.as_millis() as i64;
     let (lo, hi) = bounds(&times);
-    let mut data = select(ctx, &ms.vs, lo - range + 1, hi).await?;
-    for s in &mut data {
-        s.samples.retain(|x| !is_stale_nan(x.v));
-    }
+    let data = select_samples(ctx, &ms.vs, (lo - range + 1, hi), true).await?;
     Ok((data, times))
 }
 
-/// The input of a range function: samples per series, the window end at
-/// each step, and the window length. Comes from a range selector or a subquery.
+/// The input of a range function: its series, the window end at each
+/// step, and the window length. Comes from a range selector or a subquery.
 pub(crate) struct RangeInput<'e> {
-    pub series: Vec<SeriesSamples>,
+    pub input: SeriesInput<'e>,
     pub times: Vec<i64>,
     pub range: i64,
     /// The selector, when the input is a plain range selector (for `absent_over_time`).
@@ -641,15 +773,15 @@ pub(crate) async fn range_input<'e>(
         e = &p.expr;
     }
     match e {
-        Expr::MatrixSelector(ms) => {
-            let (series, times) = fetch_range(ctx, ms).await?;
-            Ok(RangeInput {
-                series,
-                times,
-                range: ms.range.as_millis() as i64,
-                selector: Some(&ms.vs),
-            })
-        }
+        Expr::MatrixSelector(ms) => Ok(RangeInput {
+            input: SeriesInput::Selector {
+                vs: &ms.vs,
+                range: true,
+            },
+            times: selector_times(ctx, &ms.vs),
+            range: ms.range.as_millis() as i64,
+            selector: Some(&ms.vs),
+        }),
         Expr::Subquery(sq) => subquery_range(ctx, sq, inputs.try_val(i)),
         other => Err(EngineError::BadData(format!(
             "expected a range vector as argument of {f}(), got {other}"
@@ -720,7 +852,7 @@ pub(crate) fn subquery_range(
         }
     };
     Ok(RangeInput {
-        series,
+        input: SeriesInput::Samples(series),
         times,
         range,
         selector: None,
@@ -1306,6 +1438,26 @@ mod tests {
         let w = window(&samples, 40, 20);
         assert_eq!(w.iter().map(|s| s.t).collect::<Vec<_>>(), vec![30, 40]);
         assert!(window(&samples, 5, 5).is_empty());
+    }
+
+    #[test]
+    fn long_selections_split_into_slices_of_at_least_one_window() {
+        let minute = 60_000;
+        let times: Vec<i64> = (0..60).map(|i| i * minute).collect();
+        // Everything fits, or splitting is off: one slice.
+        assert_eq!(
+            time_slices(&times, 5 * minute, 2 * 3_600_000),
+            vec![(0, 60)]
+        );
+        assert_eq!(time_slices(&times, 5 * minute, 0), vec![(0, 60)]);
+        // 20m slices with a 5m window: 16 steps each (15m of steps + 5m).
+        let slices = time_slices(&times, 5 * minute, 20 * minute);
+        assert_eq!(slices, vec![(0, 16), (16, 32), (32, 48), (48, 60)]);
+        // A window longer than the slice: slices of one window's worth.
+        let slices = time_slices(&times, 30 * minute, 20 * minute);
+        assert_eq!(slices, vec![(0, 30), (30, 60)]);
+        // `@` pins every step to one time: one slice.
+        assert_eq!(time_slices(&[7; 60], 5 * minute, minute), vec![(0, 60)]);
     }
 
     #[test]

@@ -66,7 +66,24 @@ pub(crate) enum StepKernel {
 }
 
 impl StepKernel {
-    fn eval(&self, samples: &[Sample], times: &[i64], mut emit: impl FnMut(usize, f64)) {
+    /// How far before a step its samples may lie: the lookback delta or
+    /// the window length.
+    pub(crate) fn reach(&self) -> i64 {
+        match self {
+            StepKernel::Lookback { lookback, .. } => *lookback,
+            StepKernel::Window { range, .. } => *range,
+        }
+    }
+
+    /// Evaluates `times` (steps `first_step..` of the node), emitting
+    /// `(index into times, value)`.
+    fn eval(
+        &self,
+        samples: &[Sample],
+        times: &[i64],
+        first_step: usize,
+        mut emit: impl FnMut(usize, f64),
+    ) {
         match self {
             StepKernel::Lookback {
                 lookback,
@@ -93,7 +110,7 @@ impl StepKernel {
                 for (i, &t) in times.iter().enumerate() {
                     let w = window(samples, t, *range);
                     if !w.is_empty()
-                        && let Some(v) = f(w, i, t)
+                        && let Some(v) = f(w, first_step + i, t)
                     {
                         emit(i, v);
                     }
@@ -124,6 +141,8 @@ pub(crate) struct SeriesSteps {
     pub(crate) samples: Vec<Vec<Sample>>,
     pub(crate) times: Vec<i64>,
     pub(crate) kernel: StepKernel,
+    /// The node step of `times[0]` (a slice of the node's steps starts later).
+    pub(crate) first_step: usize,
 }
 
 impl SeriesSteps {
@@ -143,6 +162,7 @@ impl SeriesSteps {
             samples,
             times,
             kernel,
+            first_step: 0,
         };
         Prepared::new(Arc::new(source), Shape::series(series))
     }
@@ -155,7 +175,9 @@ impl StepSource for SeriesSteps {
 
     fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
         self.kernel
-            .eval(&self.samples[i], &self.times, |step, v| emit(i, step, v));
+            .eval(&self.samples[i], &self.times, self.first_step, |step, v| {
+                emit(i, step, v)
+            });
         Ok(())
     }
 
@@ -962,6 +984,72 @@ impl QueryExec {
     pub(crate) fn error(&self, e: DataFusionError) -> EngineError {
         engine_error(e, self.memory_limit)
     }
+
+    /// Runs a node result's items as a one-node plan: per output, its values.
+    pub(crate) async fn run_prepared(
+        &self,
+        prepared: Prepared,
+        nsteps: usize,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        match prepared.rows() {
+            Some(rows) => self.run_source(rows, nsteps).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs `source`'s items as a one-node plan over `nsteps` steps: per
+    /// output, its values (a node evaluating part of its work ahead, e.g.
+    /// one time slice of a selection).
+    pub(crate) async fn run_source(
+        &self,
+        source: Arc<dyn StepSource>,
+        nsteps: usize,
+    ) -> Result<Vec<Option<StepValues>>, EngineError> {
+        let node = SourceNode {
+            source: Mutex::new(Some(source)),
+            nsteps,
+        };
+        let plan = PromExec::new(
+            Arc::new(node),
+            Vec::new(),
+            self.partitions(),
+            self.memory_limit,
+        );
+        Ok(Arc::new(plan).run(self.task()).await?.values)
+    }
+}
+
+/// A node whose items are given.
+struct SourceNode {
+    source: Mutex<Option<Arc<dyn StepSource>>>,
+    nsteps: usize,
+}
+
+#[async_trait::async_trait]
+impl Prepare for SourceNode {
+    async fn prepare(&self, _operands: Operands) -> Result<Prepared, EngineError> {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| EngineError::Execution("a source node ran twice".into()))?;
+        // Outputs are only numbered: the caller knows what they are.
+        let series = vec![(Labels::default(), false); source.outputs()];
+        Ok(Prepared::new(source, Shape::series(series)))
+    }
+
+    fn steps(&self) -> usize {
+        self.nsteps
+    }
+
+    fn name(&self) -> &'static str {
+        "Source"
+    }
+
+    fn describe(&self) -> String {
+        format!("steps={}", self.nsteps)
+    }
 }
 
 #[cfg(test)]
@@ -1073,6 +1161,7 @@ mod tests {
                 samples: samples(7),
                 times: times.clone(),
                 kernel,
+                first_step: 0,
             };
             let one = run(source(kernel.clone()), 12, 1, 0)
                 .await
@@ -1178,6 +1267,7 @@ mod tests {
                 lookback: 300_000,
                 timestamp: false,
             },
+            first_step: 0,
         };
         let err = run(source, 12, 2, 256).await.expect_err("over the limit");
         assert!(matches!(err, EngineError::TooMuchMemory(256)), "{err:?}");

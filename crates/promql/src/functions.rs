@@ -8,10 +8,10 @@ use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples,
 
 use crate::EngineError;
 use crate::eval::{
-    Ctx, Inputs, RangeInput, Series, Val, dedup_labelsets, instant_selector, kahan_inc, kahan_sum,
-    mean, quantile, range_input, selector_matchers, variance, window,
+    Ctx, Inputs, RangeInput, Series, Val, dedup_labelsets, evaluate_series, instant_selector,
+    kahan_inc, kahan_sum, mean, quantile, range_input, selector_matchers, variance, window,
 };
-use crate::exec::{Prepared, SeriesSteps, StepKernel};
+use crate::exec::{Prepared, StepKernel};
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
 
 /// Evaluates a function call.
@@ -47,7 +47,7 @@ pub(crate) async fn call(
         | "ts_of_last_over_time" => {
             let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
             let range = ra.range;
-            range_fn(ctx, ra, name, move |w, _, t| range_value(name, w, t, range))
+            range_fn(ctx, ra, name, move |w, _, t| range_value(name, w, t, range)).await
         }
         "quantile_over_time" => {
             let q = inputs.scalar(0, arg(args, 0, name)?)?;
@@ -57,6 +57,7 @@ pub(crate) async fn call(
                 let mut v: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Some(quantile(q[step], &mut v))
             })
+            .await
         }
         "predict_linear" => {
             let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
@@ -71,22 +72,27 @@ pub(crate) async fn call(
                 let (slope, intercept) = linear_regression(w, start + step as i64 * step_ms);
                 Some(intercept + slope * d[step])
             })
+            .await
         }
         "absent_over_time" => {
             let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
+            let selector = ra.selector;
             // Present at a step where any series has a sample in its window.
-            let present = (0..ctx.nsteps)
-                .map(|i| {
-                    ra.series
-                        .iter()
-                        .any(|s| !window(&s.samples, ra.times[i], ra.range).is_empty())
-                })
-                .collect::<Vec<bool>>();
+            let present = range_fn(ctx, ra, name, |_, _, _| Some(1.0)).await?;
+            let present = ctx.exec.run_prepared(present, ctx.nsteps).await?;
             let present = Val::Vector(vec![Series::new(
                 Labels::default(),
-                present.into_iter().map(|p| p.then_some(1.0)).collect(),
+                (0..ctx.nsteps)
+                    .map(|i| {
+                        present
+                            .iter()
+                            .flatten()
+                            .any(|v| v[i].is_some())
+                            .then_some(1.0)
+                    })
+                    .collect(),
             )]);
-            let labelled_by = match ra.selector {
+            let labelled_by = match selector {
                 Some(vs) => Expr::VectorSelector(vs.clone()),
                 None => Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 }),
             };
@@ -204,6 +210,7 @@ pub(crate) async fn call(
                 let mut dev: Vec<f64> = w.iter().map(|s| (s.v - median).abs()).collect();
                 Some(quantile(0.5, &mut dev))
             })
+            .await
         }
         "double_exponential_smoothing" | "holt_winters" => {
             let ra = range_input(ctx, (0, arg(args, 0, name)?), inputs, name).await?;
@@ -224,6 +231,7 @@ pub(crate) async fn call(
             range_fn(ctx, ra, name, move |w, step, _| {
                 double_exponential_smoothing(w, sf[step], tf[step])
             })
+            .await
         }
         "label_replace" => {
             let v = inputs.vector(0, arg(args, 0, name)?)?;
@@ -605,28 +613,30 @@ fn arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a Expr, EngineE
 
 /// Applies `f(window, step, eval_time)` at every step of every series of
 /// a range input: the node's items are the series.
-fn range_fn(
+async fn range_fn(
     ctx: &Ctx,
     input: RangeInput<'_>,
     name: &str,
     f: impl Fn(&[Sample], usize, i64) -> Option<f64> + Send + Sync + 'static,
 ) -> Result<Prepared, EngineError> {
     let RangeInput {
-        series: data,
+        input,
         times,
         range,
         ..
     } = input;
-    ctx.charge(data.len() * ctx.nsteps)?;
-    if matches!(name, "rate" | "increase") {
-        note_non_counters(ctx, &data, &times, range);
-    }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let kernel = StepKernel::Window {
         range,
         f: Arc::new(f),
     };
-    Ok(SeriesSteps::prepared(data, !keep_name, times, kernel))
+    let counters = matches!(name, "rate" | "increase");
+    let inspect = |data: &[SeriesSamples], times: &[i64]| {
+        if counters {
+            note_non_counters(ctx, data, times, range);
+        }
+    };
+    evaluate_series(ctx, input, times, kernel, !keep_name, &inspect).await
 }
 
 /// Prometheus's info for `rate`/`increase` over a series whose name does

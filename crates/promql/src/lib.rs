@@ -161,8 +161,11 @@ pub struct EngineOptions {
     /// Size of each query's DataFusion memory pool, bytes: the samples it
     /// loads and the rows its plans produce are charged to it (0: unlimited).
     pub max_memory_bytes: usize,
-    /// Partitions (cores) a query's per-series stage runs on.
+    /// Partitions (cores) each node of a query's plan runs on.
     pub parallelism: usize,
+    /// A selector whose steps and windows span longer is read and evaluated
+    /// one slice of this length at a time, holding one slice's samples (0: never).
+    pub selection_slice: Duration,
 }
 
 impl Default for EngineOptions {
@@ -175,6 +178,7 @@ impl Default for EngineOptions {
             default_subquery_step: Duration::from_secs(60),
             max_memory_bytes: 0,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            selection_slice: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -192,6 +192,8 @@ pub struct QuerierConfig {
     pub timeout: Duration,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub default_evaluation_interval: Duration,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub selection_split_interval: Duration,
 }
 
 impl Default for QuerierConfig {
@@ -202,6 +204,7 @@ impl Default for QuerierConfig {
             max_estimated_memory_consumption_per_query: 0,
             timeout: Duration::from_secs(120),
             default_evaluation_interval: Duration::from_secs(60),
+            selection_split_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -317,6 +320,7 @@ flags! {
     "querier.max-estimated-memory-consumption-per-query" => "querier.max_estimated_memory_consumption_per_query": "Size of each query's memory pool, bytes: the samples it loads and the rows its DataFusion plans produce are charged to it, and a query past it fails with an error (0: unlimited).",
     "querier.timeout" => "querier.timeout": "Longest time a query may run.",
     "querier.default-evaluation-interval" => "querier.default_evaluation_interval": "Step of subqueries written without one (`x[1h:]`), as Prometheus's global evaluation_interval.",
+    "querier.selection-split-interval" => "querier.selection_split_interval": "A selector whose query steps and windows span longer is read and evaluated one interval at a time, so a long range holds (and counts against -querier.max-samples) one interval's samples (0: never split).",
 }
 
 /// Errors loading configuration.

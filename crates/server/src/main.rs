@@ -415,6 +415,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         max_memory_bytes: cfg.querier.max_estimated_memory_consumption_per_query,
         timeout: cfg.querier.timeout,
         default_subquery_step: cfg.querier.default_evaluation_interval,
+        selection_slice: cfg.querier.selection_split_interval,
         ..EngineOptions::default()
     });
     let querier = Arc::new(Querier::new(

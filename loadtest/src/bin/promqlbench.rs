@@ -4,9 +4,11 @@
 //! (counters by job/instance/code and a classic latency histogram per
 //! instance, on 15s scrapes), then runs each benchmark query several times
 //! against each server, alternating, and prints p50/p90 latency per query
-//! and the Strata/Prometheus p50 ratio. Two windows: the most recent hour
-//! (in both servers' in-memory heads) and an older window that the servers
-//! have persisted (Strata: Parquet blocks; Prometheus: TSDB blocks).
+//! and the Strata/Prometheus p50 ratio. Three windows: the most recent hour
+//! (in both servers' in-memory heads), an older window that the servers
+//! have persisted (Strata: Parquet blocks; Prometheus: TSDB blocks), and the
+//! whole range from 70 minutes after the first sample (longer than Strata's
+//! 6h selection split interval when `--hours` is 7 or more).
 
 use std::time::{Duration, Instant};
 
@@ -216,6 +218,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             first + 3_600_000 + 600_000,
             first + 2 * 3_600_000 + 600_000,
         ),
+        // Past Strata's 6h selection split interval when --hours is 7 or more.
+        ("whole range", first + 3_600_000 + 600_000, end_recent),
     ];
     println!(
         "| window | query | series | Strata p50 | Strata p90 | Prometheus p50 | Prometheus p90 | p50 ratio |"

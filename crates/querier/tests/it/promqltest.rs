@@ -56,7 +56,7 @@ struct Env {
     querier: Arc<Querier>,
 }
 
-fn fresh_env() -> Env {
+fn fresh_env(opts: &EngineOptions) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = TsdbConfig {
         dir: dir.path().join("tsdb").to_string_lossy().into_owned(),
@@ -89,7 +89,7 @@ fn fresh_env() -> Env {
         strata_ring::Ring::single("local"),
         Arc::new(pool),
         catalog,
-        Engine::new(EngineOptions::default()),
+        Engine::new(opts.clone()),
         Arc::new(strata_limits::Overrides::new(
             strata_limits::Limits::default(),
         )),
@@ -575,11 +575,11 @@ fn selects_series(query: &str, labels: &Labels) -> bool {
     v.hit
 }
 
-async fn run_file(path: &Path) -> FileResult {
+async fn run_file(path: &Path, opts: &EngineOptions) -> FileResult {
     let text = std::fs::read_to_string(path).expect("read test file");
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut res = FileResult::default();
-    let mut env = fresh_env();
+    let mut env = fresh_env(opts);
     let mut i = 0;
     // A load that could not be parsed (native histograms) poisons the
     // following cases until the next `clear`: they are skipped.
@@ -600,7 +600,7 @@ async fn run_file(path: &Path) -> FileResult {
             i += 1;
         }
         if t == "clear" {
-            env = fresh_env();
+            env = fresh_env(opts);
             poisoned = false;
             histogram_series.clear();
         } else if let Some(rest) = t
@@ -682,6 +682,21 @@ async fn run_file(path: &Path) -> FileResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_conformance_files() {
+    run_conformance(&EngineOptions::default(), "").await;
+}
+
+/// The same files with every selection split into slices of a few steps
+/// (the smallest the engine makes: one window's worth), as long ranges are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_conformance_files_with_selections_split() {
+    let opts = EngineOptions {
+        selection_slice: std::time::Duration::from_millis(1),
+        ..EngineOptions::default()
+    };
+    run_conformance(&opts, " (selections split)").await;
+}
+
+async fn run_conformance(opts: &EngineOptions, variant: &str) {
     let dir = testdata_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("PromQL test data at {}: {e}", dir.display()))
@@ -702,9 +717,9 @@ async fn prometheus_conformance_files() {
             println!("promqltest {name}: skipped (experimental feature or native histograms)");
             continue;
         }
-        let r = run_file(f).await;
+        let r = run_file(f, opts).await;
         println!(
-            "promqltest {name}: {} passed, {} failed, {} skipped",
+            "promqltest{variant} {name}: {} passed, {} failed, {} skipped",
             r.passed,
             r.failed.len(),
             r.skipped
@@ -727,7 +742,7 @@ async fn prometheus_conformance_files() {
         }
     }
     println!(
-        "promqltest total: {} passed, {} failed, {} skipped",
+        "promqltest{variant} total: {} passed, {} failed, {} skipped",
         total.0, total.1, total.2
     );
     assert!(total.0 > 0, "no PromQL conformance case ran");
