@@ -743,3 +743,39 @@ async fn live_tail_over_websocket() {
     let extra = tokio::time::timeout(Duration::from_millis(2500), ws.next()).await;
     assert!(extra.is_err(), "unexpected message: {extra:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_stats_count_distinct_lines_at_one_time_and_repeats_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Strata::start(dir.path(), &[]).await;
+    let now = now_ms() * 1_000_000;
+    // Two different lines of the same length at one time, and a third line.
+    let entries: Entries = vec![
+        (now, "GET /a".to_string()),
+        (now, "GET /b".to_string()),
+        (now + 1_000_000, "x".to_string()),
+    ];
+    for _ in 0..2 {
+        // Pushed twice, as a client retry would: the repeat counts once.
+        let (st, body) = push(
+            &s,
+            proto_body(&[(r#"{app="twins"}"#, entries.clone())]),
+            "application/x-protobuf",
+            false,
+            None,
+        )
+        .await;
+        assert_eq!(st, 204, "{body}");
+    }
+    let params = [
+        ("query", r#"{app="twins"}"#.to_string()),
+        ("start", (now - 60 * S).to_string()),
+        ("end", (now + 60 * S).to_string()),
+    ];
+    let (_, stats) = s.get_json("/loki/api/v1/index/stats", &params, None).await;
+    assert_eq!(stats["streams"], 1, "{stats}");
+    assert_eq!(stats["entries"], 3, "{stats}");
+    assert_eq!(stats["bytes"], 13, "{stats}");
+    let (_, vol) = s.get_json("/loki/api/v1/index/volume", &params, None).await;
+    assert_eq!(vol["data"]["result"][0]["value"][1], "13", "{vol}");
+}

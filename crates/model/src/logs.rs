@@ -82,6 +82,27 @@ pub fn dedup_entries(entries: &mut Vec<LogEntry>) {
     *entries = out;
 }
 
+/// What index statistics and volumes need of an entry: its time, a hash
+/// of its line (so that replicas, same time and line, count once while
+/// distinct lines at one time do not merge) and the line's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntrySize {
+    pub ts: i64,
+    pub line_hash: u64,
+    pub bytes: u64,
+}
+
+impl EntrySize {
+    /// The size record of a line at `ts`.
+    pub fn of(ts: i64, line: &str) -> Self {
+        Self {
+            ts,
+            line_hash: twox_hash::XxHash3_64::oneshot(line.as_bytes()),
+            bytes: line.len() as u64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,12 +269,13 @@ impl Ctx {
         Ok(())
     }
 
-    /// Releases what a selection held: `(samples, bytes)` from [`loaded_size`].
+    /// Releases what a selection was charged: `(samples, bytes)` from [`select`].
     fn release(&self, (samples, bytes): (usize, usize)) {
         self.samples.fetch_sub(samples, Ordering::Relaxed);
-        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = bytes.min(loaded.size());
-        loaded.shrink(bytes);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shrink(bytes);
     }
 
     /// Charges `bytes` of loaded data to the query's memory pool.
@@ -350,6 +351,14 @@ fn split_series(series: Vec<Series>) -> SeriesParts {
         .into_iter()
         .map(|s| ((s.labels, s.drop_name), s.vals))
         .unzip()
+}
+
+/// `e` without the parentheses around it.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
 }
 
 /// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
@@ -546,13 +555,14 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     alts
 }
 
-/// Reads samples of the selector's series in `[min_t, max_t]`.
-pub(crate) async fn select(
+/// Reads samples of the selector's series in `[min_t, max_t]`, charging
+/// them to the query; also what was charged (`(samples, bytes)`).
+async fn select(
     ctx: &Ctx,
     vs: &VectorSelector,
     min_t: i64,
     max_t: i64,
-) -> Result<Vec<SeriesSamples>, EngineError> {
+) -> Result<(Vec<SeriesSamples>, (usize, usize)), EngineError> {
     let alts = selector_matchers(vs);
     let mut out: Vec<SeriesSamples> = Vec::new();
     for (i, matchers) in alts.iter().enumerate() {
@@ -573,7 +583,7 @@ pub(crate) async fn select(
     let (samples, bytes) = loaded_size(&out);
     ctx.charge(samples)?;
     ctx.charge_memory(bytes)?;
-    Ok(out)
+    Ok((out, (samples, bytes)))
 }
 
 /// Samples and bytes (charged to the memory pool) that selected series hold.
@@ -597,14 +607,14 @@ async fn select_samples(
     vs: &VectorSelector,
     (min_t, max_t): (i64, i64),
     drop_stale: bool,
-) -> Result<Vec<SeriesSamples>, EngineError> {
-    let mut data = select(ctx, vs, min_t, max_t).await?;
+) -> Result<(Vec<SeriesSamples>, (usize, usize)), EngineError> {
+    let (mut data, charged) = select(ctx, vs, min_t, max_t).await?;
     if drop_stale {
         for s in &mut data {
             s.samples.retain(|x| !is_stale_nan(x.v));
         }
     }
-    Ok(data)
+    Ok((data, charged))
 }
 
 /// Where a node's series come from.
@@ -626,9 +636,10 @@ pub(crate) type Inspect<'a> = &'a (dyn Fn(&[SeriesSamples], &[i64]) + Sync);
 /// A selector whose steps and window span longer than the engine's
 /// selection slice is read one slice of steps at a time: each slice's
 /// samples are selected, evaluated (as a plan of their own, on every
-/// partition) and released before the next slice is read, so a long range
-/// holds one slice's samples rather than all of them, and only the samples
-/// held at once count against `max_samples`.
+/// partition) and released (from `max_samples` and the memory pool) before
+/// the next slice is read, so a long range holds one slice's samples rather
+/// than all of them. Samples of a selection in one piece stay charged until
+/// the query ends.
 pub(crate) async fn evaluate_series(
     ctx: &Ctx,
     input: SeriesInput<'_>,
@@ -649,7 +660,7 @@ pub(crate) async fn evaluate_series(
     let slices = time_slices(&times, reach, ctx.opts.selection_slice.as_millis() as i64);
     if slices.len() == 1 {
         let (lo, hi) = bounds(&times);
-        let data = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        let (data, _) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
         inspect(&data, &times);
         ctx.charge(data.len() * times.len())?;
         return Ok(SeriesSteps::prepared(data, drop_name, times, kernel));
@@ -660,9 +671,8 @@ pub(crate) async fn evaluate_series(
     for (a, b) in slices {
         let part = &times[a..b];
         let (lo, hi) = bounds(part);
-        let data = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        let (data, loaded) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
         inspect(&data, part);
-        let loaded = loaded_size(&data);
         let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
             data.into_iter().map(|s| (s.labels, s.samples)).unzip();
         let source = SeriesSteps {
@@ -710,7 +720,8 @@ fn time_slices(times: &[i64], reach: i64, slice: i64) -> Vec<(usize, usize)> {
         return vec![(0, n)];
     }
     let step = ((hi - lo) / (n as i64 - 1)).max(1);
-    let per = ((slice - reach) / step + 1).max(reach / step).max(1) as usize;
+    let window_steps = (reach + step - 1) / step;
+    let per = ((slice - reach) / step + 1).max(window_steps).max(1) as usize;
     (0..n).step_by(per).map(|a| (a, (a + per).min(n))).collect()
 }
 
@@ -746,7 +757,7 @@ pub(crate) async fn fetch_range(
     let times = selector_times(ctx, &ms.vs);
     let range = ms.range.as_millis() as i64;
     let (lo, hi) = bounds(&times);
-    let data = select_samples(ctx, &ms.vs, (lo - range + 1, hi), true).await?;
+    let (data, _) = select_samples(ctx, &ms.vs, (lo - range + 1, hi), true).await?;
     Ok((data, times))
 }
 
@@ -765,14 +776,11 @@ pub(crate) struct RangeInput<'e> {
 /// (parentheses allowed around either).
 pub(crate) async fn range_input<'e>(
     ctx: &Ctx,
-    (i, mut e): (usize, &'e Expr),
+    (i, e): (usize, &'e Expr),
     inputs: &mut Inputs,
     f: &str,
 ) -> Result<RangeInput<'e>, EngineError> {
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
-    }
-    match e {
+    match unparen(e) {
         Expr::MatrixSelector(ms) => Ok(RangeInput {
             input: SeriesInput::Selector {
                 vs: &ms.vs,
@@ -981,11 +989,7 @@ pub(crate) fn aggregate(
     let param = match (&agg.param, op.as_str()) {
         (Some(p), "topk" | "bottomk" | "quantile") => Some(inputs.scalar(AGG_PARAM, p)?),
         (Some(p), "count_values") => {
-            let mut e = p.as_ref();
-            while let Expr::Paren(inner) = e {
-                e = &inner.expr;
-            }
-            let Expr::StringLiteral(label) = e else {
+            let Expr::StringLiteral(label) = unparen(p) else {
                 return Err(EngineError::BadData(format!(
                     "count_values needs a string parameter, got {p}"
                 )));

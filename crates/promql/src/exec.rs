@@ -445,6 +445,8 @@ impl StepSource for BinarySteps {
                     if op.one_to_many { "left" } else { "right" }
                 ));
             }
+            // Prometheus 3 reports an implicit many-to-one match even when a
+            // comparison would filter all but one pair out (operators.test).
             for (k, (m, mv)) in many.enumerate() {
                 if op.one_to_one && k > 0 {
                     return Err(format!(
@@ -610,6 +612,10 @@ struct Node {
     prepared: OnceCell<Result<Arc<Prepared>, EngineError>>,
     /// Memory limit of the query's pool, for error messages.
     memory_limit: usize,
+    /// What the node's output holds of the query's pool: its batches until
+    /// the parent has read them, then their decoded values, until the
+    /// query ends.
+    reservation: std::sync::OnceLock<Arc<Mutex<MemoryReservation>>>,
 }
 
 impl PromExec {
@@ -638,6 +644,7 @@ impl PromExec {
                 children,
                 prepared: OnceCell::new(),
                 memory_limit,
+                reservation: std::sync::OnceLock::new(),
             }),
             properties: Arc::new(properties),
         }
@@ -655,6 +662,7 @@ impl PromExec {
     ) -> Result<Operand, EngineError> {
         let node = self.node.clone();
         let nsteps = node.op.steps();
+        let pool = task.memory_pool().clone();
         let parts = collect_partitioned(self, task)
             .await
             .map_err(|e| engine_error(e, node.memory_limit))?;
@@ -668,7 +676,8 @@ impl PromExec {
             .take()
             .ok_or_else(|| EngineError::Execution("a plan node's output was read twice".into()))?;
         let mut values: Vec<Option<StepValues>> = vec![None; outputs];
-        for batch in parts.iter().flatten() {
+        // Each batch is dropped once decoded.
+        for batch in parts.into_iter().flatten() {
             let column = |i: usize| batch.column(i).as_any();
             let (Some(output), Some(steps), Some(vals)) = (
                 column(0).downcast_ref::<UInt32Array>(),
@@ -696,6 +705,13 @@ impl PromExec {
                 *slot = Some(vals.value(row));
             }
         }
+        // The batches' charge becomes the decoded values'.
+        let decoded = values.iter().flatten().count() * nsteps * std::mem::size_of::<Option<f64>>();
+        node.reservation(&pool)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_resize(decoded)
+            .map_err(|e| engine_error(e, node.memory_limit))?;
         Ok(Operand {
             values,
             shape,
@@ -705,6 +721,16 @@ impl PromExec {
 }
 
 impl Node {
+    /// The node's share of the query's memory pool.
+    fn reservation(&self, pool: &Arc<dyn MemoryPool>) -> Arc<Mutex<MemoryReservation>> {
+        self.reservation
+            .get_or_init(|| {
+                let consumer = MemoryConsumer::new(format!("PromQL {}", self.op.name()));
+                Arc::new(Mutex::new(consumer.register(pool)))
+            })
+            .clone()
+    }
+
     /// The node's result: its children run (concurrently), then its op.
     async fn prepared(&self, task: &Arc<TaskContext>) -> Result<Arc<Prepared>, EngineError> {
         self.prepared
@@ -860,8 +886,7 @@ impl ExecutionPlan for PromExec {
             let source = prepared.rows().ok_or_else(|| {
                 DataFusionError::Internal(format!("{name}'s output was already read"))
             })?;
-            let reservation =
-                MemoryConsumer::new(format!("{name}[{partition}]")).register(context.memory_pool());
+            let reservation = node.reservation(context.memory_pool());
             let mut producer = StepRows {
                 source,
                 next: partition,
@@ -885,7 +910,8 @@ struct StepRows {
     source: Arc<dyn StepSource>,
     next: usize,
     stride: usize,
-    reservation: MemoryReservation,
+    /// The node's reservation, shared by its partitions.
+    reservation: Arc<Mutex<MemoryReservation>>,
 }
 
 impl StepRows {
@@ -912,7 +938,12 @@ impl StepRows {
             self.next += self.stride;
         }
         // The batch is held until the parent has read every partition.
-        if let Err(e) = self.reservation.try_grow(values.len() * 16) {
+        let grown = self
+            .reservation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_grow(values.len() * 16);
+        if let Err(e) = grown {
             return Some(Err(e));
         }
         Some(
@@ -1272,6 +1303,70 @@ mod tests {
         let err = run(source, 12, 2, 256).await.expect_err("over the limit");
         assert!(matches!(err, EngineError::TooMuchMemory(256)), "{err:?}");
         assert_eq!(err.http_status(), 422);
+    }
+
+    #[tokio::test]
+    async fn implicit_many_to_one_fails_even_when_a_comparison_filters_pairs_out() {
+        // One-to-one `>`: two "many" series share a signature with one
+        // "one" series; only the first passes at step 0, yet Prometheus 3
+        // reports the many-to-one match; with group_left both are kept.
+        let source = |one_to_one: bool| BinarySteps {
+            many: vec![vec![Some(5.0), Some(5.0)], vec![Some(1.0), Some(4.0)]],
+            one: vec![vec![Some(2.0), Some(2.0)]],
+            groups: vec![MatchGroup {
+                sig: Labels::default(),
+                many: vec![0, 1],
+                one: vec![0],
+                outputs: vec![0, 1],
+            }],
+            outputs: 2,
+            nsteps: 2,
+            op: BinaryOp {
+                f: |l, r| (l, l > r),
+                comparison: true,
+                return_bool: false,
+                one_to_many: false,
+                one_to_one,
+            },
+        };
+        let mut emitted = Vec::new();
+        let err = source(true)
+            .eval(0, &mut |o, step, v| emitted.push((o, step, v)))
+            .expect_err("implicit many-to-one");
+        assert!(err.starts_with("multiple matches for labels"), "{err}");
+        let vals = run(source(false), 2, 2, 0)
+            .await
+            .expect("group_left allows both");
+        assert_eq!(vals[0], Some(vec![Some(5.0), Some(5.0)]));
+        assert_eq!(vals[1], Some(vec![None, Some(4.0)]));
+    }
+
+    #[tokio::test]
+    async fn decoded_values_are_charged_not_only_batches() {
+        // 50 series with one value each over 100 steps: 800 bytes of rows,
+        // 80,000 bytes once decoded into per-step values.
+        let values: Vec<StepValues> = (0..50)
+            .map(|i| {
+                let mut v = vec![None; 100];
+                v[0] = Some(i as f64);
+                v
+            })
+            .collect();
+        let err = run(
+            StoredSteps {
+                values: values.clone(),
+            },
+            100,
+            2,
+            4096,
+        )
+        .await
+        .expect_err("decoded values over the limit");
+        assert!(matches!(err, EngineError::TooMuchMemory(4096)), "{err:?}");
+        let ok = run(StoredSteps { values }, 100, 2, 100_000)
+            .await
+            .expect("within");
+        assert_eq!(ok.iter().flatten().count(), 50);
     }
 
     /// Doubles every value of its operand.

@@ -9,7 +9,8 @@ use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples,
 use crate::EngineError;
 use crate::eval::{
     Ctx, Inputs, RangeInput, Series, Val, dedup_labelsets, evaluate_series, instant_selector,
-    kahan_inc, kahan_sum, mean, quantile, range_input, selector_matchers, variance, window,
+    kahan_inc, kahan_sum, mean, quantile, range_input, selector_matchers, unparen, variance,
+    window,
 };
 use crate::exec::{Prepared, StepKernel};
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
@@ -149,7 +150,8 @@ pub(crate) async fn call(
                 })
             })
         }
-        "timestamp" => match arg(args, 0, name)? {
+        // Prometheus unwraps parentheses here: `timestamp((x))` is `timestamp(x)`.
+        "timestamp" => match unparen(arg(args, 0, name)?) {
             Expr::VectorSelector(vs) => instant_selector(ctx, vs, true).await,
             other => {
                 let v = inputs.vector(0, other)?;
@@ -442,11 +444,7 @@ fn warn_sort_in_range_query(ctx: &Ctx) {
 }
 
 fn string_arg<'a>(args: &'a [Box<Expr>], i: usize, f: &str) -> Result<&'a str, EngineError> {
-    let mut e = arg(args, i, f)?;
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
-    }
-    match e {
+    match unparen(arg(args, i, f)?) {
         Expr::StringLiteral(s) => Ok(s.val.as_str()),
         other => Err(EngineError::BadData(format!(
             "expected a string as argument {} of {f}(), got {other}",

@@ -19,7 +19,7 @@ use promql_parser::parser::{
 use promql_parser::util::duration::display_duration;
 
 use crate::EngineError;
-use crate::eval::{self, AGG_INPUT, AGG_PARAM, Ctx, Inputs, subquery_steps};
+use crate::eval::{self, AGG_INPUT, AGG_PARAM, Ctx, Inputs, subquery_steps, unparen};
 use crate::exec::{Operands, Prepare, Prepared, PromExec};
 use crate::functions;
 
@@ -94,13 +94,10 @@ pub(crate) fn display(root: &Arc<PromExec>) -> String {
 /// The child plan of a function's argument, if the argument is one
 /// (see the module docs).
 fn call_operand(ctx: &Ctx, call: &Call, arg: &Expr) -> Result<Option<Arc<PromExec>>, EngineError> {
+    let e = unparen(arg);
     // `timestamp(x)` reads the sample times of its selector itself.
-    if call.func.name == "timestamp" && matches!(arg, Expr::VectorSelector(_)) {
+    if call.func.name == "timestamp" && matches!(e, Expr::VectorSelector(_)) {
         return Ok(None);
-    }
-    let mut e = arg;
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
     }
     match e {
         Expr::StringLiteral(_) | Expr::MatrixSelector(_) => Ok(None),
@@ -208,10 +205,7 @@ impl Prepare for ExprNode {
 
 /// The range selector or subquery a function argument is, if it is one.
 fn range_arg(arg: &Expr) -> Option<&Expr> {
-    let mut e = arg;
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
-    }
+    let e = unparen(arg);
     matches!(e, Expr::MatrixSelector(_) | Expr::Subquery(_)).then_some(e)
 }
 

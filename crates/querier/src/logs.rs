@@ -11,7 +11,7 @@ use std::sync::Arc;
 use strata_ingester::grpc::{IngesterPool, LogSelect};
 use strata_limits::Overrides;
 use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection};
-use strata_model::logs::{LogEntry, LogStream};
+use strata_model::logs::{EntrySize, LogEntry, LogStream};
 use strata_model::{Labels, Matcher};
 use strata_ring::Ring;
 use strata_storage::BlockCatalog;
@@ -307,26 +307,27 @@ impl LogQuerier {
                 streams.insert(labels.clone());
             }
             s.entries += sizes.len() as u64;
-            s.bytes += sizes.iter().map(|&(_, bytes)| bytes).sum::<u64>();
+            s.bytes += sizes.iter().map(|e| e.bytes).sum::<u64>();
         })
         .await?;
         s.streams = streams.len() as u64;
         Ok(s)
     }
 
-    /// Calls `visit(stream labels, (ts, line bytes) of its entries)` for the
-    /// matching streams' entries in `[start_ns, end_ns)`, head and blocks,
-    /// each entry once (replicas share time and size). Sources are read one
-    /// group of overlapping time ranges at a time, sizes only, so memory
-    /// holds at most one group's `(ts, bytes)` pairs, never a line: a
-    /// stream may be visited once per group.
+    /// Calls `visit(stream labels, sizes of its entries)` for the matching
+    /// streams' entries in `[start_ns, end_ns)`, head and blocks, each entry
+    /// once (replicas share time and line). Blocks are read one group of
+    /// overlapping time ranges at a time, sizes only, so memory holds one
+    /// group's sizes and no block line; the head's entries (the most recent
+    /// block range, which the ingesters hold in memory anyway) arrive whole
+    /// and are reduced to sizes. A stream may be visited once per group.
     async fn visit_entry_sizes(
         &self,
         tenant: &str,
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
-        mut visit: impl FnMut(&Labels, &[(i64, u64)]),
+        mut visit: impl FnMut(&Labels, &[EntrySize]),
     ) -> Result<(), strata_storage::StorageError> {
         let start_ns = start_ns.max(self.retention_floor_ns(tenant));
         if start_ns >= end_ns {
@@ -341,29 +342,30 @@ impl LogQuerier {
             limit: None,
         };
         let head = self.head_entries(tenant, select).await?;
-        let mut head_sizes: Vec<(Labels, Vec<(i64, u64)>)> = Vec::new();
+        let mut head_sizes: Vec<(Labels, Vec<EntrySize>)> = Vec::new();
         let mut head_range = (i64::MAX, i64::MIN);
         for s in head.into_iter().flatten() {
-            let sizes: Vec<(i64, u64)> = s
+            let sizes: Vec<EntrySize> = s
                 .entries
                 .iter()
-                .map(|e| (e.ts, e.line.len() as u64))
+                .map(|e| EntrySize::of(e.ts, &e.line))
                 .collect();
-            for &(ts, _) in &sizes {
-                head_range = (head_range.0.min(ts), head_range.1.max(ts));
+            for e in &sizes {
+                head_range = (head_range.0.min(e.ts), head_range.1.max(e.ts));
             }
             head_sizes.push((s.labels, sizes));
         }
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
-        // Sources by time range (ns, inclusive): blocks, then the head.
+        // Sources by time range (ns, first and last included): blocks (whose
+        // max_time is exclusive), then the head.
         let mut sources: Vec<(i64, i64, Option<usize>)> = blocks
             .iter()
             .enumerate()
             .map(|(i, b)| {
                 (
                     b.min_time.saturating_mul(NS_PER_MS),
-                    b.max_time.saturating_mul(NS_PER_MS),
+                    b.max_time.saturating_mul(NS_PER_MS) - 1,
                     Some(i),
                 )
             })
@@ -373,7 +375,7 @@ impl LogQuerier {
         }
         let mut head_sizes = Some(head_sizes);
         for group in overlapping_groups(sources) {
-            let mut by_labels: HashMap<Labels, Vec<(i64, u64)>> = HashMap::new();
+            let mut by_labels: HashMap<Labels, Vec<EntrySize>> = HashMap::new();
             for source in group {
                 let got = match source {
                     Some(i) => {
@@ -453,11 +455,11 @@ impl LogQuerier {
         let mut groups: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
         self.visit_entry_sizes(tenant, matchers, start_ns, end_ns, |labels, sizes| {
             let g = groups.entry(labels.filter_names(&names, true)).or_default();
-            for &(ts, bytes) in sizes {
+            for e in sizes {
                 // The first step end at or after the entry.
-                let k = (ts - start_ns + step - 1).div_euclid(step).max(1);
+                let k = (e.ts - start_ns + step - 1).div_euclid(step).max(1);
                 let t = (start_ns + k * step).min(end_ns);
-                *g.entry(t).or_default() += bytes;
+                *g.entry(t).or_default() += e.bytes;
             }
         })
         .await?;

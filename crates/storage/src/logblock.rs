@@ -19,7 +19,7 @@ use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 use object_store::ObjectStore;
-use strata_model::logs::LogEntry;
+use strata_model::logs::{EntrySize, LogEntry};
 use strata_model::{Label, Labels};
 
 use crate::StorageError;
@@ -240,16 +240,16 @@ pub fn batch_entries(
     Ok(())
 }
 
-/// Calls `sink(stream_id, ts, line bytes)` for every row of an entries
-/// batch with `stream_id`, `ts` and `line` columns, without copying lines.
+/// Calls `sink(stream_id, size)` for every row of an entries batch with
+/// `stream_id`, `ts` and `line` columns, without copying lines.
 pub fn batch_entry_sizes(
     batch: &RecordBatch,
-    mut sink: impl FnMut(u32, i64, u64),
+    mut sink: impl FnMut(u32, EntrySize),
 ) -> Result<(), StorageError> {
     let (ids, ts, lines) = entry_columns(batch)?;
     for row in 0..batch.num_rows() {
-        let bytes = lines.get(row).map_or(0, str::len) as u64;
-        sink(ids.value(row), ts.value(row), bytes);
+        let line = lines.get(row).unwrap_or_default();
+        sink(ids.value(row), EntrySize::of(ts.value(row), line));
     }
     Ok(())
 }

@@ -844,11 +844,17 @@ mod tests {
             .select_log_sizes("t", &merged, &api, (2 * ms, 11 * ms))
             .await
             .expect("sizes");
+        use strata_model::logs::EntrySize;
         assert_eq!(
             sizes,
             vec![(
                 app("api"),
-                vec![(2 * ms, 1), (2 * ms, 2), (3 * ms, 1), (10 * ms, 4)]
+                vec![
+                    EntrySize::of(2 * ms, "b"),
+                    EntrySize::of(2 * ms, "b2"),
+                    EntrySize::of(3 * ms, "c"),
+                    EntrySize::of(10 * ms, "late"),
+                ]
             )]
         );
     }

@@ -26,7 +26,7 @@ use crate::StorageError;
 use crate::block::{self, BlockMeta, LABEL_COLUMN_PREFIX, Signal};
 use crate::logblock;
 use datafusion::logical_expr::expr::Like;
-use strata_model::logs::{Direction, LineFilter, LogStream};
+use strata_model::logs::{Direction, EntrySize, LineFilter, LogStream};
 
 const STORE_URL: &str = "strata://blocks/";
 const WARM_URL: &str = "strata-warm://blocks/";
@@ -275,23 +275,23 @@ impl BlockReader {
         Ok(out)
     }
 
-    /// `(ts, line bytes)` of the entries of the streams matching
-    /// `matchers` in `[start_ns, end_ns)`, per stream oldest first: what
-    /// index statistics and volumes need, without holding any line.
+    /// Sizes of the entries of the streams matching `matchers` in
+    /// `[start_ns, end_ns)`, per stream oldest first: what index statistics
+    /// and volumes need, without holding any line.
     pub async fn select_log_sizes(
         &self,
         tenant: &str,
         meta: &BlockMeta,
         matchers: &[Matcher],
         (start_ns, end_ns): (i64, i64),
-    ) -> Result<Vec<(Labels, Vec<(i64, u64)>)>, StorageError> {
+    ) -> Result<Vec<(Labels, Vec<EntrySize>)>, StorageError> {
         let Some((df, streams)) = self
             .scan_entries(tenant, meta, matchers, &[], (start_ns, end_ns))
             .await?
         else {
             return Ok(Vec::new());
         };
-        let mut by_id: HashMap<u32, (Labels, Vec<(i64, u64)>)> = streams
+        let mut by_id: HashMap<u32, (Labels, Vec<EntrySize>)> = streams
             .into_iter()
             .map(|(id, labels)| (id, (labels, Vec::new())))
             .collect();
@@ -300,9 +300,9 @@ impl BlockReader {
             .execute_stream()
             .await?;
         while let Some(batch) = stream.try_next().await? {
-            logblock::batch_entry_sizes(&batch, |id, ts, bytes| {
+            logblock::batch_entry_sizes(&batch, |id, size| {
                 if let Some((_, sizes)) = by_id.get_mut(&id) {
-                    sizes.push((ts, bytes));
+                    sizes.push(size);
                 }
             })?;
         }
