@@ -1381,6 +1381,24 @@ fn vector_vector(
         });
         groups[g].many.push(mi);
     }
+    // Signatures with several "one" series but no "many" series: two of
+    // them present at a step where the other side has any series is still
+    // Prometheus's many-to-many error.
+    for s in &one {
+        let sig = signature(&s.labels, b);
+        if let Some(candidates) = one_by_sig.get(&sig)
+            && candidates.len() > 1
+            && !group_of.contains_key(&sig)
+        {
+            group_of.insert(sig.clone(), groups.len());
+            groups.push(MatchGroup {
+                sig,
+                many: Vec::new(),
+                one: candidates.clone(),
+                outputs: Vec::new(),
+            });
+        }
+    }
     // The output series of every pair that can match: the "many" side's
     // labels (only the `on` labels for one-to-one), plus the `group_x`
     // labels copied from the "one" side.
@@ -1416,7 +1434,11 @@ fn vector_vector(
         one_to_many,
         one_to_one,
     };
+    let many_present = (0..ctx.nsteps)
+        .map(|step| many.iter().any(|s| s.vals[step].is_some()))
+        .collect();
     let source = BinarySteps {
+        many_present,
         many: many.into_iter().map(|s| s.vals).collect(),
         one: one.into_iter().map(|s| s.vals).collect(),
         groups,

@@ -400,6 +400,9 @@ pub(crate) struct BinaryOp {
 
 /// Vector matching, one match group per item.
 pub(crate) struct BinarySteps {
+    /// Per step, whether the "many" side has any series (Prometheus matches
+    /// nothing, and reports nothing, at a step where a side is empty).
+    pub(crate) many_present: Vec<bool>,
     pub(crate) many: Vec<StepValues>,
     pub(crate) one: Vec<StepValues>,
     pub(crate) groups: Vec<MatchGroup>,
@@ -421,15 +424,14 @@ impl StepSource for BinarySteps {
         let group = &self.groups[g];
         let op = &self.op;
         for step in 0..self.nsteps {
-            let mut many = group
+            if !self.many_present.get(step).copied().unwrap_or(false) {
+                continue;
+            }
+            let many = group
                 .many
                 .iter()
                 .enumerate()
-                .filter_map(|(m, &i)| self.many[i][step].map(|v| (m, v)))
-                .peekable();
-            if many.peek().is_none() {
-                continue;
-            }
+                .filter_map(|(m, &i)| self.many[i][step].map(|v| (m, v)));
             let mut present = group
                 .one
                 .iter()
@@ -1311,6 +1313,7 @@ mod tests {
         // "one" series; only the first passes at step 0, yet Prometheus 3
         // reports the many-to-one match; with group_left both are kept.
         let source = |one_to_one: bool| BinarySteps {
+            many_present: vec![true, true],
             many: vec![vec![Some(5.0), Some(5.0)], vec![Some(1.0), Some(4.0)]],
             one: vec![vec![Some(2.0), Some(2.0)]],
             groups: vec![MatchGroup {
@@ -1367,6 +1370,38 @@ mod tests {
             .await
             .expect("within");
         assert_eq!(ok.iter().flatten().count(), 50);
+    }
+
+    #[test]
+    fn one_side_duplicates_fail_only_where_the_other_side_has_series() {
+        // Signature "b" has two "one" series and no "many" series.
+        let steps = |many_present: Vec<bool>| BinarySteps {
+            many_present,
+            many: vec![vec![Some(1.0), None]],
+            one: vec![vec![Some(1.0); 2], vec![Some(2.0); 2], vec![Some(3.0); 2]],
+            groups: vec![MatchGroup {
+                sig: Labels::from_pairs([("sig", "b")]),
+                many: vec![],
+                one: vec![1, 2],
+                outputs: vec![],
+            }],
+            outputs: 0,
+            nsteps: 2,
+            op: BinaryOp {
+                f: |l, r| (l + r, true),
+                comparison: false,
+                return_bool: false,
+                one_to_many: false,
+                one_to_one: true,
+            },
+        };
+        let err = steps(vec![true, false])
+            .eval(0, &mut |_, _, _| {})
+            .expect_err("the left side has a series at step 0");
+        assert!(err.starts_with("found duplicate series"), "{err}");
+        steps(vec![false, false])
+            .eval(0, &mut |_, _, _| {})
+            .expect("an empty side matches nothing");
     }
 
     /// Doubles every value of its operand.
