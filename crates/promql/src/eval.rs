@@ -162,6 +162,23 @@ pub(crate) struct QueryState {
     pub invalid_utf8: HashSet<String>,
 }
 
+impl QueryState {
+    /// Samples the query holds now, as counted against `max_samples`.
+    #[cfg(test)]
+    pub(crate) fn samples_held(&self) -> usize {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Releases what a selection was charged: `(samples, bytes)` from [`select`].
+    fn release(&self, (samples, bytes): (usize, usize)) {
+        self.samples.fetch_sub(samples, Ordering::Relaxed);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shrink(bytes);
+    }
+}
+
 /// Where a plan node evaluates: its steps (the query's, or a subquery's)
 /// within the query.
 #[derive(Clone)]
@@ -267,15 +284,6 @@ impl Ctx {
             return Err(EngineError::TooManySamples);
         }
         Ok(())
-    }
-
-    /// Releases what a selection was charged: `(samples, bytes)` from [`select`].
-    fn release(&self, (samples, bytes): (usize, usize)) {
-        self.samples.fetch_sub(samples, Ordering::Relaxed);
-        self.loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .shrink(bytes);
     }
 
     /// Charges `bytes` of loaded data to the query's memory pool.
@@ -586,6 +594,18 @@ async fn select(
     Ok((out, (samples, bytes)))
 }
 
+/// What loading a selection was charged, released when dropped.
+struct Charge {
+    query: Arc<QueryState>,
+    loaded: (usize, usize),
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.query.release(self.loaded);
+    }
+}
+
 /// Samples and bytes (charged to the memory pool) that selected series hold.
 fn loaded_size(series: &[SeriesSamples]) -> (usize, usize) {
     series.iter().fold((0, 0), |(samples, bytes), s| {
@@ -638,8 +658,8 @@ pub(crate) type Inspect<'a> = &'a (dyn Fn(&[SeriesSamples], &[i64]) + Sync);
 /// samples are selected, evaluated (as a plan of their own, on every
 /// partition) and released (from `max_samples` and the memory pool) before
 /// the next slice is read, so a long range holds one slice's samples rather
-/// than all of them. Samples of a selection in one piece stay charged until
-/// the query ends.
+/// than all of them. A selection in one piece is released once the node's
+/// output has been read and its samples dropped.
 pub(crate) async fn evaluate_series(
     ctx: &Ctx,
     input: SeriesInput<'_>,
@@ -653,17 +673,32 @@ pub(crate) async fn evaluate_series(
         SeriesInput::Samples(data) => {
             inspect(&data, &times);
             ctx.charge(data.len() * times.len())?;
-            return Ok(SeriesSteps::prepared(data, drop_name, times, kernel));
+            return Ok(SeriesSteps::prepared(
+                data,
+                drop_name,
+                (times, kernel),
+                None,
+            ));
         }
         SeriesInput::Selector { vs, range } => (vs, range),
     };
     let slices = time_slices(&times, reach, ctx.opts.selection_slice.as_millis() as i64);
     if slices.len() == 1 {
         let (lo, hi) = bounds(&times);
-        let (data, _) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        let (data, loaded) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
         inspect(&data, &times);
         ctx.charge(data.len() * times.len())?;
-        return Ok(SeriesSteps::prepared(data, drop_name, times, kernel));
+        // Released once the node's output has been read and its samples dropped.
+        let charge = Charge {
+            query: ctx.query.clone(),
+            loaded,
+        };
+        return Ok(SeriesSteps::prepared(
+            data,
+            drop_name,
+            (times, kernel),
+            Some(Box::new(charge)),
+        ));
     }
     let nsteps = times.len();
     let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -680,9 +715,13 @@ pub(crate) async fn evaluate_series(
             times: part.to_vec(),
             kernel: kernel.clone(),
             first_step: a,
+            // Released when the slice's plan is done with the samples.
+            _charge: Some(Box::new(Charge {
+                query: ctx.query.clone(),
+                loaded,
+            })),
         };
         let values = ctx.exec.run_source(Arc::new(source), b - a).await?;
-        ctx.release(loaded);
         for (labels, v) in labels.into_iter().zip(values) {
             let Some(v) = v else { continue };
             let i = match index.get(&labels) {

@@ -143,16 +143,19 @@ pub(crate) struct SeriesSteps {
     pub(crate) kernel: StepKernel,
     /// The node step of `times[0]` (a slice of the node's steps starts later).
     pub(crate) first_step: usize,
+    /// Dropped with the samples: releases what loading them was charged.
+    pub(crate) _charge: Option<Box<dyn Send + Sync>>,
 }
 
 impl SeriesSteps {
     /// A node's result: `kernel` at `times` over each selected series,
-    /// their names marked for removal when `drop_name`.
+    /// their names marked for removal when `drop_name`; `charge` is
+    /// dropped with the samples.
     pub(crate) fn prepared(
         data: Vec<SeriesSamples>,
         drop_name: bool,
-        times: Vec<i64>,
-        kernel: StepKernel,
+        (times, kernel): (Vec<i64>, StepKernel),
+        charge: Option<Box<dyn Send + Sync>>,
     ) -> Prepared {
         let (series, samples): (Vec<(Labels, bool)>, Vec<Vec<Sample>>) = data
             .into_iter()
@@ -163,6 +166,7 @@ impl SeriesSteps {
             times,
             kernel,
             first_step: 0,
+            _charge: charge,
         };
         Prepared::new(Arc::new(source), Shape::series(series))
     }
@@ -1195,6 +1199,7 @@ mod tests {
                 times: times.clone(),
                 kernel,
                 first_step: 0,
+                _charge: None,
             };
             let one = run(source(kernel.clone()), 12, 1, 0)
                 .await
@@ -1301,6 +1306,7 @@ mod tests {
                 timestamp: false,
             },
             first_step: 0,
+            _charge: None,
         };
         let err = run(source, 12, 2, 256).await.expect_err("over the limit");
         assert!(matches!(err, EngineError::TooMuchMemory(256)), "{err:?}");

@@ -254,26 +254,17 @@ mod tests {
     use super::*;
     use crate::{EngineOptions, Queryable};
 
-    struct NoData;
-
-    #[async_trait]
-    impl Queryable for NoData {
-        async fn select(
-            &self,
-            _matchers: &[Matcher],
-            _min_t: i64,
-            _max_t: i64,
-        ) -> Result<Vec<SeriesSamples>, EngineError> {
-            Ok(Vec::new())
-        }
-    }
-
     fn plan_of(query: &str, (start, end, step): (i64, i64, i64)) -> Result<String, EngineError> {
         let opts = EngineOptions {
             parallelism: 2,
             ..EngineOptions::default()
         };
-        let ctx = Ctx::for_query(&opts, Arc::new(NoData), (start, end, step), HashSet::new())?;
+        let ctx = Ctx::for_query(
+            &opts,
+            Arc::new(Fixed(Vec::new())),
+            (start, end, step),
+            HashSet::new(),
+        )?;
         plan(&ctx, &crate::parse(query)?).map(|root| display(&root))
     }
 
@@ -312,6 +303,53 @@ Binary: +, steps=1
     Select: y, steps=1
 ";
         assert_eq!(plan, expected);
+    }
+
+    /// Answers every selection with the same series.
+    struct Fixed(Vec<SeriesSamples>);
+
+    #[async_trait]
+    impl Queryable for Fixed {
+        async fn select(
+            &self,
+            _matchers: &[Matcher],
+            _min_t: i64,
+            _max_t: i64,
+        ) -> Result<Vec<SeriesSamples>, EngineError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn loaded_samples_are_released_once_their_node_is_read() {
+        let data: Vec<SeriesSamples> = (0..3)
+            .map(|i| SeriesSamples {
+                labels: strata_model::Labels::from_pairs([
+                    ("__name__", "x"),
+                    ("i", &i.to_string()),
+                ]),
+                samples: (0..100)
+                    .map(|k| strata_model::Sample {
+                        t: k * 1000,
+                        v: k as f64,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let opts = EngineOptions::default();
+        let ctx = Ctx::for_query(
+            &opts,
+            Arc::new(Fixed(data)),
+            (99_000, 99_000, 0),
+            HashSet::new(),
+        )
+        .expect("context");
+        let root = plan(&ctx, &crate::parse("sum(x)").expect("parses")).expect("plans");
+        let out = root.run(ctx.exec.task()).await.expect("runs");
+        assert_eq!(out.values[0], Some(vec![Some(3.0 * 99.0)]));
+        // The 300 loaded samples are released; the selector's 3 output
+        // values stay counted.
+        assert_eq!(ctx.samples_held(), 3);
     }
 
     #[test]
