@@ -193,6 +193,29 @@ impl Cluster {
         lines
     }
 
+    /// `(entries, bytes)` of the test's log streams by `index/stats`
+    /// (replicas counted once; the ingesters answer with sizes only).
+    async fn log_stats(&self) -> (u64, u64) {
+        let j: Json = self
+            .client
+            .get(self.url("querier", "/loki/api/v1/index/stats"))
+            .query(&[
+                ("query", r#"{app="cluster-test"}"#.to_string()),
+                ("start", ((now_ms() - 3_600_000) * 1_000_000).to_string()),
+                ("end", ((now_ms() + 60_000) * 1_000_000).to_string()),
+            ])
+            .send()
+            .await
+            .expect("index stats")
+            .json()
+            .await
+            .expect("index stats json");
+        (
+            j["entries"].as_u64().unwrap_or_default(),
+            j["bytes"].as_u64().unwrap_or_default(),
+        )
+    }
+
     /// Every sample of the test series the querier returns, by series.
     async fn returned(&self) -> BTreeMap<String, BTreeSet<i64>> {
         let resp: Json = self
@@ -494,6 +517,8 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         lines,
         "every pushed log line is returned"
     );
+    let line_bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
+    assert_eq!(cluster.log_stats().await, (30, line_bytes), "index stats");
 
     // 2. Restart it: it replays its WAL (its head holds the series again)
     //    and rejoins as ACTIVE.
@@ -590,6 +615,11 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         cluster.log_lines().await,
         lines,
         "log lines after the restarts"
+    );
+    assert_eq!(
+        cluster.log_stats().await,
+        (30, line_bytes),
+        "index stats after the restarts"
     );
 
     let stopped = cluster.run("stop");

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream, line_matches};
+use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream, line_matches};
 use strata_model::{Labels, Matcher, matches_all};
 use strata_storage::{BlockCatalog, encode_log_block, upload_log_block};
 use strata_wal::{GroupSync, Wal};
@@ -403,6 +403,29 @@ impl LogIngester {
             .into_iter()
             .map(|(labels, entries)| LogStream { labels, entries })
             .collect()
+    }
+
+    /// Sizes of the entries in `[start_ns, end_ns)` of matching streams,
+    /// without copying a line.
+    pub fn select_sizes(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<(Labels, Vec<EntrySize>)> {
+        let mut by_labels: HashMap<Labels, Vec<EntrySize>> = HashMap::new();
+        self.visit(tenant, matchers, &mut |labels, entries| {
+            let lo = entries.partition_point(|e| e.ts < start_ns);
+            let hi = entries.partition_point(|e| e.ts < end_ns);
+            if lo < hi {
+                by_labels
+                    .entry(labels.clone())
+                    .or_default()
+                    .extend(entries[lo..hi].iter().map(|e| EntrySize::of(e.ts, &e.line)));
+            }
+        });
+        by_labels.into_iter().collect()
     }
 
     /// Label sets of matching streams with entries in `[start_ns, end_ns)`.

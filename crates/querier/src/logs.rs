@@ -316,11 +316,11 @@ impl LogQuerier {
 
     /// Calls `visit(stream labels, sizes of its entries)` for the matching
     /// streams' entries in `[start_ns, end_ns)`, head and blocks, each entry
-    /// once (replicas share time and line). Blocks are read one group of
-    /// overlapping time ranges at a time, sizes only, so memory holds one
-    /// group's sizes and no block line; the head's entries (the most recent
-    /// block range, which the ingesters hold in memory anyway) arrive whole
-    /// and are reduced to sizes. A stream may be visited once per group.
+    /// once (replicas share time and line). Only sizes are read: the
+    /// ingesters answer with sizes, and blocks are scanned for them one
+    /// group of overlapping time ranges at a time, so memory holds the
+    /// head's sizes and one group's, never a line. A stream may be visited
+    /// once per group.
     async fn visit_entry_sizes(
         &self,
         tenant: &str,
@@ -341,20 +341,23 @@ impl LogQuerier {
             end_ns,
             limit: None,
         };
-        let head = self.head_entries(tenant, select).await?;
-        let mut head_sizes: Vec<(Labels, Vec<EntrySize>)> = Vec::new();
-        let mut head_range = (i64::MAX, i64::MIN);
-        for s in head.into_iter().flatten() {
-            let sizes: Vec<EntrySize> = s
-                .entries
-                .iter()
-                .map(|e| EntrySize::of(e.ts, &e.line))
-                .collect();
-            for e in &sizes {
-                head_range = (head_range.0.min(e.ts), head_range.1.max(e.ts));
-            }
-            head_sizes.push((s.labels, sizes));
-        }
+        let select = &select;
+        let head_sizes: Vec<(Labels, Vec<EntrySize>)> = self
+            .recent
+            .ask(tenant, |c| async move {
+                c.select_log_sizes(tenant, select).await
+            })
+            .await
+            .map_err(strata_storage::StorageError::Unavailable)?
+            .into_iter()
+            .flatten()
+            .collect();
+        let head_range = head_sizes
+            .iter()
+            .flat_map(|(_, sizes)| sizes)
+            .fold((i64::MAX, i64::MIN), |(lo, hi), e| {
+                (lo.min(e.ts), hi.max(e.ts))
+            });
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         // Sources by time range (ns, first and last included): blocks (whose

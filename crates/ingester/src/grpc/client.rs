@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
+use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::{
-    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStreamsRequest, Matchers,
-    QueryRequest, SeriesRequest,
+    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStream as PLogStream,
+    LogStreamsRequest, Matchers, QueryRequest, SeriesRequest,
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
@@ -21,7 +21,7 @@ use tonic::{Request, Status};
 use super::rawpush::{self, EncodedSeries};
 use super::wire::{
     decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, rejections_from_proto,
-    samples_from_proto, stream_from_proto, stream_to_proto,
+    samples_from_proto, sizes_from_proto, stream_from_proto, stream_to_proto,
 };
 use super::{ClientError, MAX_MESSAGE_BYTES};
 use crate::logs::{LogIngester, LogPushOutcome};
@@ -94,6 +94,42 @@ pub struct RemoteIngester {
 impl RemoteIngester {
     fn status(&self, s: Status) -> ClientError {
         ClientError::from_status(&self.addr, s)
+    }
+
+    /// The streams of a `SelectLogs` answer (entry sizes only when
+    /// `sizes_only`) and the blocks it lists.
+    async fn select_logs(
+        &self,
+        tenant: &str,
+        sel: &LogSelect<'_>,
+        sizes_only: bool,
+    ) -> Result<(Vec<PLogStream>, Vec<BlockMeta>), ClientError> {
+        let (limit, backward) = match sel.limit {
+            Some((n, d)) => (n as u64, d == Direction::Backward),
+            None => (0, false),
+        };
+        let mut stream = self
+            .client()
+            .select_logs(LogSelectRequest {
+                tenant: tenant.to_string(),
+                start_ns: sel.start_ns,
+                end_ns: sel.end_ns,
+                matchers: matchers_to_proto(sel.matchers),
+                line_filters: filters_to_proto(sel.filters),
+                limit,
+                backward,
+                sizes_only,
+            })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        let mut streams = Vec::new();
+        let mut blocks = Vec::new();
+        while let Some(msg) = stream.message().await.map_err(|s| self.status(s))? {
+            blocks.extend(decode_blocks(&self.addr, &msg.recent_blocks)?);
+            streams.extend(msg.streams);
+        }
+        Ok((streams, blocks))
     }
 
     fn client(&self) -> GrpcClient<Channel> {
@@ -387,34 +423,37 @@ impl IngesterClient {
                 Vec::new(),
             )),
             Self::Remote(r) => {
-                let (limit, backward) = match sel.limit {
-                    Some((n, d)) => (n as u64, d == Direction::Backward),
-                    None => (0, false),
-                };
-                let mut stream = r
-                    .client()
-                    .select_logs(LogSelectRequest {
-                        tenant: tenant.to_string(),
-                        start_ns: sel.start_ns,
-                        end_ns: sel.end_ns,
-                        matchers: matchers_to_proto(sel.matchers),
-                        line_filters: filters_to_proto(sel.filters),
-                        limit,
-                        backward,
-                    })
-                    .await
-                    .map_err(|s| r.status(s))?
-                    .into_inner();
-                let mut streams = Vec::new();
-                let mut blocks = Vec::new();
-                while let Some(msg) = stream.message().await.map_err(|s| r.status(s))? {
-                    blocks.extend(decode_blocks(&r.addr, &msg.recent_blocks)?);
-                    streams.extend(msg.streams.into_iter().map(|s| {
+                let (streams, blocks) = r.select_logs(tenant, sel, false).await?;
+                let streams = streams
+                    .into_iter()
+                    .map(|s| {
                         let (labels, entries) = stream_from_proto(s);
                         LogStream { labels, entries }
-                    }));
-                }
+                    })
+                    .collect();
                 Ok((streams, blocks))
+            }
+        }
+    }
+
+    /// Sizes of a selection's entries in the head (its line filters and
+    /// limit ignored), without lines crossing the wire, and the log blocks
+    /// the bucket index may not list yet.
+    pub async fn select_log_sizes(
+        &self,
+        tenant: &str,
+        sel: &LogSelect<'_>,
+    ) -> Result<(Vec<(Labels, Vec<EntrySize>)>, Vec<BlockMeta>), ClientError> {
+        match self {
+            Self::Local(local) => Ok((
+                local
+                    .logs
+                    .select_sizes(tenant, sel.matchers, sel.start_ns, sel.end_ns),
+                Vec::new(),
+            )),
+            Self::Remote(r) => {
+                let (streams, blocks) = r.select_logs(tenant, sel, true).await?;
+                Ok((streams.into_iter().map(sizes_from_proto).collect(), blocks))
             }
         }
     }

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 
 use super::wire::{
     encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, rejections_to_proto,
-    samples_from_proto, series_to_proto, stream_from_proto, stream_to_proto,
+    samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
 };
 use super::{MAX_MESSAGE_BYTES, SERIES_PER_MESSAGE};
 use crate::logs::LogIngester;
@@ -291,6 +291,28 @@ impl IngesterRpc for IngesterService {
         });
         let ingester = self.logs()?;
         let tenant = req.tenant.clone();
+        // The head is read before the unindexed blocks are listed, so an
+        // upload finishing in between is in the list.
+        if req.sizes_only {
+            let sizes = tokio::task::spawn_blocking(move || {
+                ingester.select_sizes(&tenant, &matchers, req.start_ns, req.end_ns)
+            })
+            .await
+            .map_err(task_failed)?;
+            let recent = encode_blocks(&self.log_catalog.unindexed(&req.tenant).await);
+            return Ok(Response::new(chunked(
+                sizes,
+                recent,
+                |chunk| LogSelectResponse {
+                    streams: chunk
+                        .iter()
+                        .map(|(labels, sizes)| sizes_to_proto(labels, sizes))
+                        .collect(),
+                    recent_blocks: Vec::new(),
+                },
+                |m, r| m.recent_blocks = r,
+            )));
+        }
         let streams = tokio::task::spawn_blocking(move || {
             ingester.select(
                 &tenant,

@@ -2,7 +2,7 @@
 //! messages.
 
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
-use strata_model::logs::{LineFilter, LogEntry};
+use strata_model::logs::{EntrySize, LineFilter, LogEntry};
 use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
 use strata_proto::ingester::label_matcher::Type as MatcherType;
 use strata_proto::ingester::line_filter::Type as FilterType;
@@ -158,9 +158,39 @@ pub(super) fn stream_to_proto(labels: &Labels, entries: &[LogEntry]) -> PLogStre
                 timestamp_ns: e.ts,
                 line: e.line.clone(),
                 metadata: labels_to_proto(&e.metadata),
+                ..PLogEntry::default()
             })
             .collect(),
     }
+}
+
+/// A stream's entry sizes, for an answer to a `sizes_only` select.
+pub(super) fn sizes_to_proto(labels: &Labels, sizes: &[EntrySize]) -> PLogStream {
+    PLogStream {
+        labels: labels_to_proto(labels),
+        entries: sizes
+            .iter()
+            .map(|e| PLogEntry {
+                timestamp_ns: e.ts,
+                line_hash: e.line_hash,
+                line_bytes: e.bytes,
+                ..PLogEntry::default()
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn sizes_from_proto(s: PLogStream) -> (Labels, Vec<EntrySize>) {
+    let sizes = s
+        .entries
+        .into_iter()
+        .map(|e| EntrySize {
+            ts: e.timestamp_ns,
+            line_hash: e.line_hash,
+            bytes: e.line_bytes,
+        })
+        .collect();
+    (labels_from_proto(s.labels), sizes)
 }
 
 pub(super) fn stream_from_proto(s: PLogStream) -> (Labels, Vec<LogEntry>) {
