@@ -110,6 +110,20 @@ impl IngesterService {
     }
 }
 
+/// Runs a read of the head off the async workers, then lists the blocks
+/// the bucket index may not list yet, in this order: a block whose upload
+/// finishes in between (its data leaving the head) is then in the list.
+async fn read_head<T: Send + 'static>(
+    catalog: &BlockCatalog,
+    tenant: &str,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<(T, Vec<bytes::Bytes>), Status> {
+    let got = tokio::task::spawn_blocking(read)
+        .await
+        .map_err(task_failed)?;
+    Ok((got, encode_blocks(&catalog.unindexed(tenant).await)))
+}
+
 fn status_of(e: IngesterError) -> Status {
     match e {
         IngesterError::ShuttingDown => Status::unavailable(e.to_string()),
@@ -182,12 +196,10 @@ impl IngesterRpc for IngesterService {
         let matchers = matchers_from_proto(&req.matchers)?;
         let ingester = self.metrics()?;
         let tenant = req.tenant.clone();
-        let series = tokio::task::spawn_blocking(move || {
+        let (series, recent) = read_head(&self.catalog, &req.tenant, move || {
             ingester.select(&tenant, &matchers, req.start_ms, req.end_ms)
         })
-        .await
-        .map_err(task_failed)?;
-        let recent = encode_blocks(&self.catalog.unindexed(&req.tenant).await);
+        .await?;
         Ok(Response::new(chunked(
             series,
             recent,
@@ -291,15 +303,11 @@ impl IngesterRpc for IngesterService {
         });
         let ingester = self.logs()?;
         let tenant = req.tenant.clone();
-        // The head is read before the unindexed blocks are listed, so an
-        // upload finishing in between is in the list.
         if req.sizes_only {
-            let sizes = tokio::task::spawn_blocking(move || {
+            let (sizes, recent) = read_head(&self.log_catalog, &req.tenant, move || {
                 ingester.select_sizes(&tenant, &matchers, req.start_ns, req.end_ns)
             })
-            .await
-            .map_err(task_failed)?;
-            let recent = encode_blocks(&self.log_catalog.unindexed(&req.tenant).await);
+            .await?;
             return Ok(Response::new(chunked(
                 sizes,
                 recent,
@@ -313,7 +321,7 @@ impl IngesterRpc for IngesterService {
                 |m, r| m.recent_blocks = r,
             )));
         }
-        let streams = tokio::task::spawn_blocking(move || {
+        let (streams, recent) = read_head(&self.log_catalog, &req.tenant, move || {
             ingester.select(
                 &tenant,
                 &matchers,
@@ -323,9 +331,7 @@ impl IngesterRpc for IngesterService {
                 limit,
             )
         })
-        .await
-        .map_err(task_failed)?;
-        let recent = encode_blocks(&self.log_catalog.unindexed(&req.tenant).await);
+        .await?;
         Ok(Response::new(chunked(
             streams,
             recent,
@@ -348,11 +354,10 @@ impl IngesterRpc for IngesterService {
         let matchers = matchers_from_proto(&req.matchers)?;
         let ingester = self.logs()?;
         let tenant = req.tenant.clone();
-        let streams = tokio::task::spawn_blocking(move || {
+        let (streams, recent_blocks) = read_head(&self.log_catalog, &req.tenant, move || {
             ingester.streams(&tenant, &matchers, req.start_ns, req.end_ns)
         })
-        .await
-        .map_err(task_failed)?;
+        .await?;
         Ok(Response::new(LogStreamsResponse {
             streams: streams
                 .iter()
@@ -361,7 +366,7 @@ impl IngesterRpc for IngesterService {
                     entries: Vec::new(),
                 })
                 .collect(),
-            recent_blocks: encode_blocks(&self.log_catalog.unindexed(&req.tenant).await),
+            recent_blocks,
         }))
     }
 }
