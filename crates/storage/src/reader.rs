@@ -28,6 +28,21 @@ use crate::logblock;
 use datafusion::logical_expr::expr::Like;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogStream};
 
+/// A filter keeping rows whose `column` is one of `ids` (not empty): the
+/// id range prunes row groups by their statistics, the list is exact and
+/// only added when the ids are not contiguous.
+fn ids_filter(column: &str, ids: impl Iterator<Item = u32> + Clone) -> Expr {
+    let (lo, hi, n) = ids.clone().fold((u32::MAX, 0, 0usize), |(lo, hi, n), id| {
+        (lo.min(id), hi.max(id), n + 1)
+    });
+    let col = ident(column);
+    let range = col.clone().between(lit(lo), lit(hi));
+    if (u64::from(hi) - u64::from(lo) + 1) as usize == n {
+        return range;
+    }
+    range.and(col.in_list(ids.map(lit).collect(), false))
+}
+
 const STORE_URL: &str = "strata://blocks/";
 const WARM_URL: &str = "strata-warm://blocks/";
 
@@ -181,19 +196,9 @@ impl BlockReader {
                 )
             })
             .collect();
-        let (lo, hi) = by_id
-            .keys()
-            .fold((u32::MAX, 0), |(lo, hi), &id| (lo.min(id), hi.max(id)));
-        let id_col = ident("series_id");
-        // The id range prunes row groups by statistics; the list is exact.
-        let mut filter = id_col
-            .clone()
-            .between(lit(lo), lit(hi))
+        let filter = ids_filter("series_id", by_id.keys().copied())
             .and(ident("max_t").gt_eq(lit(min_t)))
             .and(ident("min_t").lt_eq(lit(max_t)));
-        if (hi - lo + 1) as usize != by_id.len() {
-            filter = filter.and(id_col.in_list(by_id.keys().map(|&id| lit(id)).collect(), false));
-        }
         let df = self
             .ctx
             .read_parquet(
@@ -327,20 +332,10 @@ impl BlockReader {
         if streams.is_empty() {
             return Ok(None);
         }
-        let (lo, hi) = streams
-            .iter()
-            .fold((u32::MAX, 0), |(lo, hi), &(id, _)| (lo.min(id), hi.max(id)));
-        let id_col = ident("stream_id");
         let ts = ident("ts");
-        let mut filter = id_col
-            .clone()
-            .between(lit(lo), lit(hi))
+        let mut filter = ids_filter("stream_id", streams.iter().map(|&(id, _)| id))
             .and(ts.clone().gt_eq(lit(start_ns)))
             .and(ts.lt(lit(end_ns)));
-        if (hi - lo + 1) as usize != streams.len() {
-            filter =
-                filter.and(id_col.in_list(streams.iter().map(|&(id, _)| lit(id)).collect(), false));
-        }
         for f in line_filters {
             filter = filter.and(line_filter_expr(f, ident("line")));
         }
