@@ -44,7 +44,6 @@ use strata_model::{Labels, Sample, SeriesSamples, is_stale_nan};
 use tokio::sync::OnceCell;
 
 use crate::EngineError;
-use crate::eval::window;
 
 /// An output series' value at each step, `None` where it has none.
 pub(crate) type StepValues = Vec<Option<f64>>;
@@ -89,8 +88,9 @@ impl StepKernel {
                 lookback,
                 timestamp,
             } => {
+                let mut idx = 0;
                 for (i, &t) in times.iter().enumerate() {
-                    let idx = samples.partition_point(|x| x.t <= t);
+                    idx = seek_after(samples, idx, t);
                     if let Some(last) = samples[..idx].last()
                         && last.t > t - lookback
                         && !is_stale_nan(last.v)
@@ -107,8 +107,12 @@ impl StepKernel {
                 }
             }
             StepKernel::Window { range, f } => {
+                let (mut lo, mut hi) = (0, 0);
                 for (i, &t) in times.iter().enumerate() {
-                    let w = window(samples, t, *range);
+                    // The left-open window (t - range, t].
+                    lo = seek_after(samples, lo, t - range);
+                    hi = seek_after(samples, hi.max(lo), t);
+                    let w = &samples[lo..hi];
                     if !w.is_empty()
                         && let Some(v) = f(w, first_step + i, t)
                     {
@@ -120,8 +124,26 @@ impl StepKernel {
     }
 }
 
+/// The index of the first of `samples` (time-ordered) after `t`, searched
+/// from `from` onwards: steps' times never decrease, so each step's search
+/// starts where the previous one ended and gallops forward, instead of
+/// searching the whole series again. A time before `from`'s sample (which
+/// steps never ask for) searches from the start.
+fn seek_after(samples: &[Sample], from: usize, t: i64) -> usize {
+    if from > 0 && samples.get(from - 1).is_none_or(|s| s.t > t) {
+        return samples.partition_point(|x| x.t <= t);
+    }
+    let mut bound = 1;
+    while from + bound < samples.len() && samples[from + bound - 1].t <= t {
+        bound *= 2;
+    }
+    let end = (from + bound).min(samples.len());
+    from + samples[from..end].partition_point(|x| x.t <= t)
+}
+
 /// Work items (series or aggregation groups), each producing values of
-/// output series at some of the query's steps: what a [`StepExec`] runs.
+/// output series at some of the query's steps: what a [`PromExec`] node's
+/// partitions evaluate.
 pub(crate) trait StepSource: Send + Sync + 'static {
     /// Number of work items (the unit dealt across partitions).
     fn items(&self) -> usize;
@@ -132,7 +154,7 @@ pub(crate) trait StepSource: Send + Sync + 'static {
     /// Evaluates item `i`, calling `emit(output, step, value)` for each
     /// value it produces; an error message fails the query.
     fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String>;
-    /// One line for plan displays.
+    /// One line for the node's debug log.
     fn describe(&self) -> String;
 }
 
@@ -764,11 +786,14 @@ impl Node {
 
 /// `(output, step, value)`: output series index, step index.
 fn output_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("output", DataType::UInt32, false),
-        Field::new("step", DataType::UInt32, false),
-        Field::new("value", DataType::Float64, false),
-    ]))
+    static SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("output", DataType::UInt32, false),
+            Field::new("step", DataType::UInt32, false),
+            Field::new("value", DataType::Float64, false),
+        ]))
+    });
+    SCHEMA.clone()
 }
 
 /// An engine error for a DataFusion error of the query's plans.
@@ -1178,6 +1203,24 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn seeking_forward_finds_what_a_full_search_finds() {
+        // Irregular times with repeats and gaps.
+        let samples: Vec<Sample> = [1, 2, 2, 5, 9, 9, 9, 20, 21, 40, 100]
+            .iter()
+            .map(|&t| Sample { t, v: 0.0 })
+            .collect();
+        let full = |t: i64| samples.partition_point(|x| x.t <= t);
+        let mut cursor = 0;
+        for t in -5..120 {
+            cursor = seek_after(&samples, cursor, t);
+            assert_eq!(cursor, full(t), "t={t}");
+        }
+        // A time before the cursor's (never asked by steps) searches again.
+        assert_eq!(seek_after(&samples, samples.len(), 3), full(3));
+        assert_eq!(seek_after(&[], 0, 3), 0);
     }
 
     #[tokio::test]
