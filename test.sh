@@ -18,12 +18,23 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Python test peers live in a virtual environment of their own (stock
+# Debian refuses system-wide pip); the tests find its python3 first on PATH.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "installing python3-venv" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+venv="$PWD/.venv"
+[ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+export PATH="$venv/bin:$PATH"
 if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
-  echo "installing moto[server] (S3-compatible test server)" >&2
+  echo "installing moto[server] (S3-compatible test server) into .venv" >&2
   python3 -m pip install -q 'moto[server]'
 fi
 if ! python3 -c 'import logging_loki' >/dev/null 2>&1; then
-  echo "installing python-logging-loki (a real Loki JSON push client)" >&2
+  echo "installing python-logging-loki (a real Loki JSON push client) into .venv" >&2
   python3 -m pip install -q python-logging-loki
 fi
 if ! command -v node >/dev/null 2>&1; then

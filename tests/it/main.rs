@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod compactor;
 mod durability;
+mod hostile;
 mod limits;
 mod logs;
 mod prometheus;

@@ -89,14 +89,17 @@ fn duration_param(p: &Params, key: &str) -> Result<Option<i64>, LokiError> {
     let Some(s) = p.get(key) else {
         return Ok(None);
     };
+    // Less than a nanosecond is zero (a step of 1e-10 would divide by it).
     if let Ok(f) = s.parse::<f64>() {
-        if f.is_finite() && f > 0.0 {
-            return Ok(Some((f * 1e9) as i64));
+        let ns = (f * 1e9).floor();
+        if ns >= 1.0 && ns < i64::MAX as f64 {
+            return Ok(Some(ns as i64));
         }
     } else if let Some(d) = strata_logql::parser::parse_duration(s)
         && !d.is_zero()
     {
-        return Ok(Some(d.as_nanos() as i64));
+        // parse_duration stops at i64::MAX ns.
+        return Ok(Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     }
     Err(bad_request(format!(
         "invalid {key} parameter: cannot parse {s:?} as a positive duration"
@@ -146,7 +149,7 @@ impl LokiRequest {
 fn range_params(p: &Params) -> Result<(i64, i64), LokiError> {
     let end = time_param(p, "end", now_ns())?;
     let since = duration_param(p, "since")?.unwrap_or(DEFAULT_SINCE_NS);
-    let start = time_param(p, "start", end - since)?;
+    let start = time_param(p, "start", end.saturating_sub(since))?;
     if end < start {
         return Err(bad_request(
             "invalid time range: the query's end must be after its start",
@@ -227,9 +230,13 @@ pub(crate) async fn push(State(state): State<Shared>, headers: HeaderMap, body: 
 /// `step` (default `(end - start) / 250`, at least 1 s), refusing more than
 /// 11,000 points per series as Loki does.
 fn step_param(p: &Params, start: i64, end: i64) -> Result<i64, LokiError> {
-    let default_step = ((end - start) / 250 / NS_PER_SEC).max(1) * NS_PER_SEC;
+    // The range may span all of i64: i128 cannot overflow here.
+    let range = i128::from(end) - i128::from(start);
+    let default_step = i64::try_from((range / 250 / i128::from(NS_PER_SEC)).max(1))
+        .unwrap_or(i64::MAX / NS_PER_SEC)
+        * NS_PER_SEC;
     let step = duration_param(p, "step")?.unwrap_or(default_step);
-    if (end - start) / step > 11_000 {
+    if range / i128::from(step) > 11_000 {
         return Err(bad_request(
             "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
         ));

@@ -78,7 +78,11 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
         }
         let secs = f.trunc();
         let ms = ((f - secs) * 1000.0).round();
-        return Some(secs as i64 * 1000 + ms as i64);
+        // Past what an i64 of ms holds is no timestamp (the cast would saturate).
+        if secs.abs() >= 9.2e15 {
+            return None;
+        }
+        return (secs as i64).checked_mul(1000)?.checked_add(ms as i64);
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
@@ -102,6 +106,9 @@ mod tests {
             Some(1_435_781_451_781)
         );
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("1e300"), None);
+        assert_eq!(parse_time("-9.3e15"), None);
+        assert_eq!(parse_time("-9.1e15"), Some(-9_100_000_000_000_000_000));
     }
 
     #[test]

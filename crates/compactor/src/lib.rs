@@ -223,7 +223,7 @@ impl Compactor {
         let owned: Vec<String> = listed
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
+            .filter_map(strata_storage::block::tenant_of_listing)
             .filter(|t| self.shard.as_ref().is_none_or(|s| s.owns(&members, t)))
             .collect();
         TENANTS_OWNED.set(owned.len() as i64);

@@ -51,6 +51,9 @@ pub enum PushError {
     Protobuf(String),
     #[error("{0}")]
     Decode(String),
+    /// A body this server cannot read (415, so the sender can fall back).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("storage error: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -79,6 +82,7 @@ impl PushError {
         match self {
             Self::TooLarge { .. } => 413,
             Self::Snappy(_) | Self::Protobuf(_) | Self::Decode(_) => 400,
+            Self::UnsupportedMediaType(_) => 415,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
             Self::RateLimited { .. } | Self::LogRateLimited { .. } => 429,
@@ -164,6 +168,51 @@ pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(logs::RECEIVED_LOG_BYTES.clone()))?;
     registry.register(Box::new(logs::DISCARDED_LOG_BYTES.clone()))?;
     Ok(())
+}
+
+/// The remote-write protobuf message this server reads.
+const REMOTE_WRITE_V1: &str = "prometheus.WriteRequest";
+
+/// Checks a remote-write request's `Content-Type` and `Content-Encoding`
+/// as Prometheus's receiver does: `application/x-protobuf` (the default
+/// when absent) carrying `proto=prometheus.WriteRequest` (1.0, the default
+/// when no `proto` is given), snappy-compressed. Anything else is 415, so
+/// a 2.0 sender falls back to 1.0 instead of having its data dropped.
+pub fn check_remote_write_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), PushError> {
+    let content_type = content_type.map_or("application/x-protobuf", str::trim);
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if media != "application/x-protobuf" {
+        return Err(PushError::UnsupportedMediaType(format!(
+            "expected application/x-protobuf as the first (media) part, got {content_type} content-type"
+        )));
+    }
+    let mut proto = REMOTE_WRITE_V1;
+    for param in parts {
+        let Some((key, value)) = param.split_once('=') else {
+            return Err(PushError::UnsupportedMediaType(format!(
+                "as per https://www.rfc-editor.org/rfc/rfc9110#parameter expected parameters to be key-values, got {param} in {content_type} content-type"
+            )));
+        };
+        if key.trim() == "proto" {
+            proto = value.trim();
+            break;
+        }
+    }
+    if proto != REMOTE_WRITE_V1 {
+        return Err(PushError::UnsupportedMediaType(format!(
+            "{proto} protobuf message is not accepted by this server; accepted [{REMOTE_WRITE_V1}]"
+        )));
+    }
+    match content_encoding.map(str::trim) {
+        None | Some("") | Some("snappy") => Ok(()),
+        Some(other) => Err(PushError::UnsupportedMediaType(format!(
+            "{other} encoding (compression) is not accepted by this server; only snappy is acceptable"
+        ))),
+    }
 }
 
 /// Decompresses (snappy block format) and decodes a remote-write body.
@@ -496,6 +545,42 @@ impl Distributor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn remote_write_content_types_as_prometheus() {
+        let ok = |ct: Option<&str>, enc: Option<&str>| check_remote_write_headers(ct, enc);
+        assert!(ok(None, None).is_ok());
+        assert!(ok(Some("application/x-protobuf"), Some("snappy")).is_ok());
+        assert!(
+            ok(
+                Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+                Some("snappy")
+            )
+            .is_ok()
+        );
+        let v2 = ok(
+            Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+            Some("snappy"),
+        )
+        .unwrap_err();
+        assert_eq!(v2.status(), 415);
+        assert!(
+            v2.to_string()
+                .contains("io.prometheus.write.v2.Request protobuf message is not accepted"),
+            "{v2}"
+        );
+        assert_eq!(
+            ok(Some("application/json"), None).unwrap_err().status(),
+            415
+        );
+        assert_eq!(
+            ok(Some("application/x-protobuf;proto"), None)
+                .unwrap_err()
+                .status(),
+            415
+        );
+        assert_eq!(ok(None, Some("gzip")).unwrap_err().status(), 415);
+    }
+
     use super::*;
     use strata_proto::prometheus::Label as PLabel;
 

@@ -271,28 +271,14 @@ impl Distributor {
         now_ns: i64,
     ) -> Result<LogPushResult, PushError> {
         let limits = self.overrides.for_tenant(tenant);
+        // Structured metadata costs what lines cost (Loki's entry size).
         let total_bytes: usize = streams
             .iter()
-            .flat_map(|s| s.entries.iter().map(|e| e.line.len()))
+            .flat_map(|s| s.entries.iter().map(LogEntry::total_size))
             .sum();
         RECEIVED_LOG_BYTES
             .with_label_values(&[tenant])
             .inc_by(total_bytes as u64);
-        let rate = limits.ingestion_rate_mb * 1024.0 * 1024.0;
-        let burst = (limits.ingestion_burst_size_mb * 1024.0 * 1024.0) as usize;
-        if !self
-            .log_rate_limiter
-            .allow(tenant, total_bytes, rate, burst)
-        {
-            DISCARDED_LOG_BYTES
-                .with_label_values(&["rate_limited", tenant])
-                .inc_by(total_bytes as u64);
-            return Err(PushError::LogRateLimited {
-                rate_mb: limits.ingestion_rate_mb,
-                burst_mb: limits.ingestion_burst_size_mb,
-                bytes: total_bytes,
-            });
-        }
         let mut result = LogPushResult::default();
         let reject = |result: &mut LogPushResult,
                       reason: &'static str,
@@ -317,7 +303,7 @@ impl Distributor {
         let mut valid: Vec<(Labels, Vec<LogEntry>)> = Vec::with_capacity(streams.len());
         let mut texts: Vec<String> = Vec::with_capacity(streams.len());
         for s in streams {
-            let bytes: usize = s.entries.iter().map(|e| e.line.len()).sum();
+            let bytes: usize = s.entries.iter().map(LogEntry::total_size).sum();
             let n = s.entries.len();
             let labels = match validate_stream_labels(&s.labels, &limits) {
                 Ok(l) => l,
@@ -338,6 +324,8 @@ impl Distributor {
                             e.line.len()
                         ),
                     ))
+                } else if let Some(problem) = check_structured_metadata(&e, &s.labels, &limits) {
+                    Some(problem)
                 } else if e.ts < oldest {
                     Some((
                         "greater_than_max_sample_age",
@@ -361,7 +349,7 @@ impl Distributor {
                     None
                 };
                 match problem {
-                    Some((reason, msg)) => reject(&mut result, reason, msg, 1, e.line.len()),
+                    Some((reason, msg)) => reject(&mut result, reason, msg, 1, e.total_size()),
                     None => keep.push(e),
                 }
             }
@@ -372,6 +360,26 @@ impl Distributor {
         }
         if valid.is_empty() {
             return Ok(result);
+        }
+        // As Loki: the rate limit counts what passed validation.
+        let valid_bytes: usize = valid
+            .iter()
+            .flat_map(|(_, entries)| entries.iter().map(LogEntry::total_size))
+            .sum();
+        let rate = limits.ingestion_rate_mb * 1024.0 * 1024.0;
+        let burst = (limits.ingestion_burst_size_mb * 1024.0 * 1024.0) as usize;
+        if !self
+            .log_rate_limiter
+            .allow(tenant, valid_bytes, rate, burst)
+        {
+            DISCARDED_LOG_BYTES
+                .with_label_values(&["rate_limited", tenant])
+                .inc_by(valid_bytes as u64);
+            return Err(PushError::LogRateLimited {
+                rate_mb: limits.ingestion_rate_mb,
+                burst_mb: limits.ingestion_burst_size_mb,
+                bytes: valid_bytes,
+            });
         }
         let max_streams = match (
             self.ingester_share(limits.max_global_streams_per_user),
@@ -428,6 +436,43 @@ fn fmt_ns(ns: i64) -> String {
     )
     .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     .unwrap_or_else(|| ns.to_string())
+}
+
+/// Loki's structured metadata checks: size and count limits, and names that
+/// a query can address.
+fn check_structured_metadata(
+    e: &LogEntry,
+    stream: &str,
+    limits: &strata_limits::Limits,
+) -> Option<(&'static str, String)> {
+    let (size, count) = (e.metadata_size(), e.metadata.len());
+    if limits.max_structured_metadata_size > 0 && size > limits.max_structured_metadata_size {
+        return Some((
+            "structured_metadata_too_large",
+            format!(
+                "stream '{stream}' has structured metadata too large: '{size}' bytes, limit: '{}' bytes. Please see `limits_config.max_structured_metadata_size` or contact your Loki administrator to increase it.",
+                limits.max_structured_metadata_size
+            ),
+        ));
+    }
+    if limits.max_structured_metadata_entries_count > 0
+        && count > limits.max_structured_metadata_entries_count
+    {
+        return Some((
+            "structured_metadata_too_many",
+            format!(
+                "stream '{stream}' has too many structured metadata labels: '{count}', limit: '{}'. Please see `limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to increase it.",
+                limits.max_structured_metadata_entries_count
+            ),
+        ));
+    }
+    if e.metadata.iter().any(|l| l.name.is_empty()) {
+        return Some((
+            "invalid_structured_metadata",
+            format!("stream '{stream}' has a structured metadata entry with an empty name"),
+        ));
+    }
+    None
 }
 
 /// Parses and checks a stream's labels against the tenant's limits.

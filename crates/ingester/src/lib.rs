@@ -15,6 +15,7 @@ mod head;
 pub mod logs;
 mod metrics;
 pub mod shipped;
+mod stream_entries;
 pub mod walrec;
 
 use std::collections::HashMap;

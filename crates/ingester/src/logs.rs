@@ -9,7 +9,7 @@
 //! The log WAL lives in `<tsdb dir>/logs-wal`, apart from the metrics WAL, so
 //! each signal truncates on its own schedule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +21,7 @@ use strata_model::{Labels, Matcher, matches_all};
 use strata_storage::{BlockCatalog, encode_log_block, upload_log_block};
 use strata_wal::{GroupSync, Wal};
 
+use crate::stream_entries;
 use crate::{
     IngesterError, Rejected, TsdbConfig, encode_with_retry, every, metrics, now_ms, split_by_range,
     upload_with_retry, wal_options, walrec,
@@ -155,10 +156,7 @@ impl LogIngester {
                             max_ns = max_ns.max(e.ts);
                         }
                         let (stream, _) = stream_for(&head, labels);
-                        let mut held = stream.entries.lock();
-                        for e in entries {
-                            insert_entry(&mut held, e);
-                        }
+                        stream_entries::add(&mut stream.entries.lock(), entries);
                     }
                 }
                 Ok(_) => tracing::warn!("metrics record in the log WAL; skipped"),
@@ -233,18 +231,19 @@ impl LogIngester {
         let mut accepted: Vec<(Labels, Vec<LogEntry>)> = Vec::with_capacity(batch.len());
         {
             let streams = head.streams.read();
-            let mut new_streams = 0usize;
+            // Streams this batch creates (a set: a batch may name thousands).
+            let mut new_streams: HashSet<Labels> = HashSet::new();
             for (i, (labels, mut entries)) in batch.into_iter().enumerate() {
                 if entries.is_empty() {
                     continue;
                 }
                 entries.sort_by_key(|e| e.ts);
                 let existing = streams.get(&labels);
-                let already_new = accepted.iter().any(|(l, _)| *l == labels);
+                let already_new = existing.is_none() && new_streams.contains(&labels);
                 if existing.is_none()
                     && !already_new
                     && max_streams > 0
-                    && streams.len() + new_streams >= max_streams
+                    && streams.len() + new_streams.len() >= max_streams
                 {
                     let reason = LogRejectReason::StreamLimit;
                     metrics::LOG_ENTRIES_REJECTED
@@ -259,9 +258,11 @@ impl LogIngester {
                     continue;
                 }
                 if existing.is_none() && !already_new {
-                    new_streams += 1;
+                    new_streams.insert(labels.clone());
                 }
                 let held = existing.map(|s| s.entries.lock());
+                let stored: &[LogEntry] = held.as_deref().map_or(&[], |h| h.as_slice());
+                let mut dups = strata_model::logs::Duplicates::new();
                 let mut newest = held
                     .as_ref()
                     .and_then(|h| h.last().map(|e| e.ts))
@@ -278,9 +279,7 @@ impl LogIngester {
                     };
                     match verdict {
                         Ok(()) => {
-                            let dup = held.as_ref().is_some_and(|h| has_entry(h, &e))
-                                || has_entry(&keep, &e);
-                            if !dup {
+                            if !dups.check(stored, &keep, &e) {
                                 newest = newest.max(e.ts);
                                 keep.push(e);
                             }
@@ -315,12 +314,12 @@ impl LogIngester {
         for (labels, entries) in accepted {
             let (stream, new) = stream_for(&head, labels);
             created += i64::from(new);
-            let mut held = stream.entries.lock();
-            for e in entries {
+            for e in &entries {
                 bytes += e.line.len();
                 max_ts = max_ts.max(e.ts);
-                insert_entry(&mut held, e);
             }
+            // Checked for duplicates above, under the same WAL lock.
+            stream_entries::merge(&mut stream.entries.lock(), entries);
         }
         self.head_max_ns.fetch_max(max_ts, Ordering::Relaxed);
         drop(ws);
@@ -393,10 +392,7 @@ impl LogIngester {
                 None => window.iter().filter(pass).cloned().collect(),
             };
             if !picked.is_empty() {
-                let out = by_labels.entry(labels.clone()).or_default();
-                for e in picked {
-                    insert_entry(out, e);
-                }
+                stream_entries::add(by_labels.entry(labels.clone()).or_default(), picked);
             }
         });
         by_labels
@@ -626,29 +622,6 @@ fn stream_for(head: &TenantLogs, labels: Labels) -> (Arc<MemStream>, bool) {
     });
     streams.insert(labels, s.clone());
     (s, true)
-}
-
-/// Inserts keeping time order; entries with equal timestamps keep arrival
-/// order, and an identical entry (same time and line) is not added twice.
-fn insert_entry(entries: &mut Vec<LogEntry>, e: LogEntry) {
-    if entries.last().is_none_or(|l| l.ts < e.ts) {
-        entries.push(e);
-        return;
-    }
-    if has_entry(entries, &e) {
-        return;
-    }
-    let at = entries.partition_point(|x| x.ts <= e.ts);
-    entries.insert(at, e);
-}
-
-/// True when `entries` (time-ordered) holds an entry with `e`'s time and line.
-fn has_entry(entries: &[LogEntry], e: &LogEntry) -> bool {
-    let lo = entries.partition_point(|x| x.ts < e.ts);
-    entries[lo..]
-        .iter()
-        .take_while(|x| x.ts == e.ts)
-        .any(|x| x.line == e.line)
 }
 
 #[cfg(test)]

@@ -55,6 +55,12 @@ pub struct Limits {
     pub ingestion_burst_size_mb: f64,
     /// Longest log line accepted, in bytes (0: unlimited).
     pub max_line_size: usize,
+    /// Largest structured metadata of one log entry, names plus values in
+    /// bytes (0: unlimited), as Loki's `max_structured_metadata_size`.
+    pub max_structured_metadata_size: usize,
+    /// Most structured metadata pairs on one log entry (0: unlimited), as
+    /// Loki's `max_structured_metadata_entries_count`.
+    pub max_structured_metadata_entries_count: usize,
     /// Most active log streams of the tenant across the cluster (0: unlimited).
     pub max_global_streams_per_user: usize,
     /// Most active log streams of the tenant in one ingester (0: unlimited),
@@ -95,6 +101,8 @@ impl Default for Limits {
             ingestion_rate_mb: 4.0,
             ingestion_burst_size_mb: 6.0,
             max_line_size: 256 * 1024,
+            max_structured_metadata_size: 64 * 1024,
+            max_structured_metadata_entries_count: 128,
             max_global_streams_per_user: 5000,
             max_streams_per_user: 0,
             reject_old_samples: true,

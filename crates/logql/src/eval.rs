@@ -47,6 +47,10 @@ pub enum EvalError {
     Storage(String),
 }
 
+/// Most steps of a range query: Loki's 11,000 points per series, plus the
+/// first.
+pub const MAX_STEPS: usize = 11_001;
+
 /// Time range and shape of a query.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryParams {
@@ -104,13 +108,17 @@ pub async fn evaluate<S: LogSource>(
             let steps: Vec<i64> = if p.instant || p.step_ns <= 0 {
                 vec![p.end_ns]
             } else {
-                let mut v = Vec::new();
-                let mut t = p.start_ns;
-                while t <= p.end_ns {
-                    v.push(t);
-                    t += p.step_ns;
+                // Counted (without overflow) before anything is allocated.
+                let n = (i128::from(p.end_ns) - i128::from(p.start_ns)) / i128::from(p.step_ns) + 1;
+                if n > MAX_STEPS as i128 {
+                    return Err(EvalError::BadQuery(format!(
+                        "exceeded maximum resolution of {} points per time series ({n} steps). Try increasing the value of the step parameter",
+                        MAX_STEPS - 1
+                    )));
                 }
-                v
+                // Each step is at most `end`, but `i * step` alone may not fit.
+                let (start, step) = (i128::from(p.start_ns), i128::from(p.step_ns));
+                (0..n.max(0)).map(|i| (start + i * step) as i64).collect()
             };
             let value = eval_metric(source, m, &steps, &mut stats).await?;
             let result = match value {
@@ -320,8 +328,10 @@ async fn range_agg<S: LogSource>(
     steps: &[i64],
     stats: &mut QueryStats,
 ) -> Result<Vec<Vec<(Labels, f64)>>, EvalError> {
-    let range_ns = range.range.as_nanos() as i64;
-    let offset_ns = range.offset.as_nanos() as i64;
+    // Durations stop at i64::MAX ns (the parser's limit); windows saturate
+    // rather than wrap near the ends of time.
+    let range_ns = i64::try_from(range.range.as_nanos()).unwrap_or(i64::MAX);
+    let offset_ns = i64::try_from(range.offset.as_nanos()).unwrap_or(i64::MAX);
     let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
         return Ok(Vec::new());
     };
@@ -330,8 +340,11 @@ async fn range_agg<S: LogSource>(
         .select(Selection {
             matchers: range.log.matchers.clone(),
             line_filters: range.log.leading_line_filters(),
-            start_ns: first - offset_ns - range_ns + 1,
-            end_ns: last - offset_ns + 1,
+            start_ns: first
+                .saturating_sub(offset_ns)
+                .saturating_sub(range_ns)
+                .saturating_add(1),
+            end_ns: last.saturating_sub(offset_ns).saturating_add(1),
             limit: None,
         })
         .await?;
@@ -364,8 +377,8 @@ async fn range_agg<S: LogSource>(
     }
     let mut out = Vec::with_capacity(steps.len());
     for &t in steps {
-        let end = t - offset_ns;
-        let start = end - range_ns;
+        let end = t.saturating_sub(offset_ns);
+        let start = end.saturating_sub(range_ns);
         let mut vec = Vec::new();
         let mut any = false;
         for (labels, pts) in &series {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use regex::Regex;
 use strata_model::logs::LineFilter;
+use strata_model::nesting::{DepthMeter, MAX_QUERY_DEPTH};
 use strata_model::{Label, Labels, MatchOp, Matcher};
 
 use crate::ast::*;
@@ -142,6 +143,37 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
     Ok(out)
 }
 
+/// Refuses a query whose syntax tree could be deeper than
+/// [`MAX_QUERY_DEPTH`] before it is parsed (the parser, the evaluator and
+/// dropping the tree all recurse). Stream selectors are flat lists; every
+/// other `,` may chain label filters, so it counts as an operator.
+fn check_depth(src: &str, toks: &[(Tok, usize)]) -> Result<(), ParseError> {
+    let mut m = DepthMeter::new(MAX_QUERY_DEPTH);
+    let mut in_selector = false;
+    for (tok, pos) in toks {
+        let metered = match tok {
+            Tok::Punct("{") => {
+                in_selector = true;
+                Ok(())
+            }
+            Tok::Punct("}") => {
+                in_selector = false;
+                Ok(())
+            }
+            _ if in_selector => Ok(()),
+            Tok::Punct("(") => m.open(),
+            Tok::Punct(")") => m.close(),
+            Tok::Punct(p) if binop(tok).is_some() || *p == "," => m.operator(),
+            Tok::Ident(w) if matches!(w.as_str(), "and" | "or" | "unless") => m.operator(),
+            _ => Ok(()),
+        };
+        metered.map_err(|e| err_at(src, *pos, &e.to_string()))?;
+    }
+    m.finish()
+        .map(|_| ())
+        .map_err(|e| err_at(src, src.len(), &e.to_string()))
+}
+
 fn err_at(src: &str, pos: usize, msg: &str) -> ParseError {
     let before = &src[..pos.min(src.len())];
     let line = before.matches('\n').count() + 1;
@@ -190,7 +222,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         total += n * unit;
         rest = &rest[u_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    // Go's time.ParseDuration stops at an int64 of nanoseconds (~292 years).
+    Duration::try_from_secs_f64(total)
+        .ok()
+        .filter(|d| d.as_nanos() <= i64::MAX as u128)
 }
 
 /// Parses a humanized byte size: `100`, `10KB` (1000), `1.5KiB` (1024), `2MB`.
@@ -226,11 +261,9 @@ struct Parser<'a> {
 
 /// Parses a LogQL query.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
-    let mut p = Parser {
-        src,
-        toks: lex(src)?,
-        pos: 0,
-    };
+    let toks = lex(src)?;
+    check_depth(src, &toks)?;
+    let mut p = Parser { src, toks, pos: 0 };
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
         return Err(p.unexpected("end of query"));
@@ -1321,11 +1354,41 @@ mod tests {
     }
 
     #[test]
+    fn deep_queries_are_refused_before_parsing() {
+        let deep = |q: String| {
+            let e = parse(&q).expect_err("too deep");
+            assert!(e.message.contains("nested too deeply"), "{e}");
+        };
+        let m = r#"count_over_time({a="b"}[1m])"#;
+        deep(format!("{}{m}{}", "(".repeat(50_000), ")".repeat(50_000)));
+        deep(format!("{}{m}", "-".repeat(100_000)));
+        deep(vec![m; 100_000].join(" + "));
+        deep(format!(
+            r#"{{a="b"}} | {}"#,
+            vec![r#"x="1""#; 1000].join(" and ")
+        ));
+        deep(format!(
+            r#"{{a="b"}} | {}"#,
+            vec![r#"x="1""#; 1000].join(", ")
+        ));
+        // Wide selectors and ordinary nesting are fine.
+        let wide: Vec<String> = (0..500).map(|i| format!("l{i}=\"v\"")).collect();
+        parse(&format!("{{{}}}", wide.join(", "))).expect("wide selector");
+        parse(&format!("{}{m}{}", "(".repeat(100), ")".repeat(100))).expect("100 parens");
+        parse(&vec![m; 100].join(" + ")).expect("100 terms");
+    }
+
+    #[test]
     fn durations_and_bytes() {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5x"), None);
+        // Past an int64 of nanoseconds, as Go's time.ParseDuration.
+        assert_eq!(parse_duration("1000000000000y"), None);
+        assert_eq!(parse_duration("1e400s"), None);
+        assert!(parse_duration("292y").is_some());
+        assert!(parse(r#"count_over_time({a="b"}[1000000000000y])"#).is_err());
         assert_eq!(parse_bytes("10KB"), Some(10_000.0));
         assert_eq!(parse_bytes("1KiB"), Some(1024.0));
         assert_eq!(parse_bytes("42"), Some(42.0));

@@ -17,6 +17,8 @@ use crate::template::Context;
 
 /// `__error__`: set when a stage fails on an entry.
 pub const ERROR_LABEL: &str = "__error__";
+/// Loki's `__error__` value for a `line_format`/`label_format` that failed.
+const TEMPLATE_ERROR: &str = "TemplateFormatErr";
 const ERROR_DETAILS_LABEL: &str = "__error_details__";
 
 /// The working label set of an entry as it goes through the pipeline.
@@ -153,11 +155,15 @@ pub fn process(stages: &[Stage], stream: &Labels, entry: &LogEntry) -> Option<(S
             }
             Stage::LineFormat(t) => {
                 let lookup = |n: &str| labels.get(n).map(str::to_string);
-                line = t.render(&Context {
+                let rendered = t.render(&Context {
                     label: &lookup,
                     line: &line,
                     ts: entry.ts,
                 });
+                match rendered {
+                    Ok(l) => line = l,
+                    Err(e) => labels.set_error(TEMPLATE_ERROR, e.to_string()),
+                }
             }
             Stage::LabelFormat(formats) => {
                 let before = labels.clone();
@@ -175,7 +181,10 @@ pub fn process(stages: &[Stage], stream: &Labels, entry: &LogEntry) -> Option<(S
                                 line: &line,
                                 ts: entry.ts,
                             });
-                            labels.set(dst, v);
+                            match v {
+                                Ok(v) => labels.set(dst, v),
+                                Err(e) => labels.set_error(TEMPLATE_ERROR, e.to_string()),
+                            }
                         }
                     }
                 }

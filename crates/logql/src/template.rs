@@ -7,9 +7,45 @@
 //! `trimSpace`, `trimPrefix`, `trimSuffix`, `replace`, `regexReplaceAll`,
 //! `default`, `printf`, `len`, `contains`, `hasPrefix`, `hasSuffix`,
 //! `alignLeft`, `alignRight`, `unixEpoch`. Templates are checked at parse
-//! time, so a query never fails halfway over a template.
+//! time, so a query never fails halfway over a template's syntax.
+//!
+//! A rendering never grows past [`MAX_OUTPUT_BYTES`]: sizes that come from
+//! the query (`alignLeft 1000000000000`, a `replace` or `regexReplaceAll`
+//! that multiplies the text, chained) are checked before the text is built,
+//! and such an entry gets Loki's `TemplateFormatErr` instead.
 
 use regex::Regex;
+
+/// Largest text one template rendering (and each step of it) may produce.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// A rendering that would pass [`MAX_OUTPUT_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The function that would have produced it.
+    pub func: String,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "template function {} would produce more than {} bytes",
+            self.func, MAX_OUTPUT_BYTES
+        )
+    }
+}
+
+/// Refuses `size` bytes of output from `func`.
+fn within_budget(func: &str, size: usize) -> Result<(), TooLarge> {
+    if size > MAX_OUTPUT_BYTES {
+        Err(TooLarge {
+            func: func.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
 
 /// What a template reads.
 pub struct Context<'a> {
@@ -120,22 +156,27 @@ impl Template {
         Ok(Self { parts })
     }
 
-    /// Renders the template.
-    pub fn render(&self, ctx: &Context<'_>) -> String {
+    /// Renders the template, refusing output past [`MAX_OUTPUT_BYTES`].
+    pub fn render(&self, ctx: &Context<'_>) -> Result<String, TooLarge> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
-                Part::Text(t) => out.push_str(t),
+                Part::Text(t) => {
+                    within_budget("output", out.len() + t.len())?;
+                    out.push_str(t);
+                }
                 Part::Action(calls) => {
                     let mut piped: Option<String> = None;
                     for c in calls {
-                        piped = Some(call(c, piped.take(), ctx));
+                        piped = Some(call(c, piped.take(), ctx)?);
                     }
-                    out.push_str(&piped.unwrap_or_default());
+                    let v = piped.unwrap_or_default();
+                    within_budget("output", out.len() + v.len())?;
+                    out.push_str(&v);
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -293,9 +334,9 @@ fn term_value(t: &Term, ctx: &Context<'_>) -> String {
     }
 }
 
-fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> String {
+fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> Result<String, TooLarge> {
     let (name, terms) = match c {
-        Call::Term(t) => return term_value(t, ctx),
+        Call::Term(t) => return Ok(term_value(t, ctx)),
         Call::Func(n, t) => (n.as_str(), t),
     };
     let mut args: Vec<String> = terms.iter().map(|t| term_value(t, ctx)).collect();
@@ -304,7 +345,14 @@ fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> String {
     }
     let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let b = |v: bool| if v { "true" } else { "false" }.to_string();
+    // Only these functions make more text than they are given: case
+    // mapping (up to three times the bytes), padding, replacing, printf.
     match name {
+        "ToUpper" | "upper" | "ToLower" | "lower" | "title" => within_budget(name, a(0).len() * 3)?,
+        "printf" => within_budget(name, args.iter().map(String::len).sum())?,
+        _ => {}
+    }
+    Ok(match name {
         "ToUpper" | "upper" => a(0).to_uppercase(),
         "ToLower" | "lower" => a(0).to_lowercase(),
         "title" => a(0)
@@ -321,9 +369,19 @@ fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> String {
         "trim" | "trimSpace" => a(0).trim().to_string(),
         "trimPrefix" => a(1).strip_prefix(a(0)).unwrap_or(a(1)).to_string(),
         "trimSuffix" => a(1).strip_suffix(a(0)).unwrap_or(a(1)).to_string(),
-        "replace" => a(2).replace(a(0), a(1)),
+        "replace" => {
+            let (from, to, text) = (a(0), a(1), a(2));
+            if !from.is_empty() && to.len() > from.len() {
+                let n = text.matches(from).count();
+                within_budget(name, text.len() + n * (to.len() - from.len()))?;
+            } else if from.is_empty() {
+                // Go inserts `to` before every character and at the end.
+                within_budget(name, text.len() + (text.chars().count() + 1) * to.len())?;
+            }
+            text.replace(from, to)
+        }
         "regexReplaceAll" => match terms.first() {
-            Some(Term::Regex(re, _)) => re.replace_all(a(1), a(2)).into_owned(),
+            Some(Term::Regex(re, _)) => regex_replace_all(re, a(2), a(1))?,
             _ => a(1).to_string(),
         },
         "default" => {
@@ -339,6 +397,7 @@ fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> String {
         "hasSuffix" => b(a(1).ends_with(a(0))),
         "alignLeft" | "alignRight" => {
             let n: usize = a(0).parse().unwrap_or(0);
+            within_budget(name, n)?;
             let s: String = a(1).chars().take(n).collect();
             let pad = " ".repeat(n.saturating_sub(s.chars().count()));
             if name == "alignLeft" {
@@ -353,7 +412,33 @@ fn call(c: &Call, piped: Option<String>, ctx: &Context<'_>) -> String {
             .unwrap_or_default(),
         "printf" => printf(a(0), &args[1.min(args.len())..]),
         _ => String::new(),
+    })
+}
+
+/// `re.replace_all(text, replacement)`, each expansion checked against the
+/// budget before it is written (`$0$0$0...` multiplies the text).
+fn regex_replace_all(re: &Regex, replacement: &str, text: &str) -> Result<String, TooLarge> {
+    let refs = replacement.matches('$').count();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for caps in re.captures_iter(text) {
+        let Some(m) = caps.get(0) else { continue };
+        out.push_str(&text[last..m.start()]);
+        // A group is at most the whole text: a bound without expanding.
+        let most = replacement.len() + refs * text.len();
+        if out.len() + most > MAX_OUTPUT_BYTES {
+            let mut expanded = String::new();
+            caps.expand(replacement, &mut expanded);
+            within_budget("regexReplaceAll", out.len() + expanded.len())?;
+            out.push_str(&expanded);
+        } else {
+            caps.expand(replacement, &mut out);
+        }
+        within_budget("regexReplaceAll", out.len() + text.len() - m.end())?;
+        last = m.end();
     }
+    out.push_str(&text[last..]);
+    Ok(out)
 }
 
 /// `printf` with `%s`, `%v`, `%d` and `%%`.
@@ -392,11 +477,45 @@ mod tests {
                 .find(|(k, _)| *k == n)
                 .map(|(_, v)| v.to_string())
         };
-        Template::parse(t).unwrap().render(&Context {
-            label: &f,
-            line,
-            ts: 1_700_000_000_123_000_000,
-        })
+        Template::parse(t)
+            .unwrap()
+            .render(&Context {
+                label: &f,
+                line,
+                ts: 1_700_000_000_123_000_000,
+            })
+            .unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    #[test]
+    fn sizes_from_the_query_are_bounded_before_allocating() {
+        let l = [("app", "api")];
+        let too_large = |t: &str| {
+            let out = render(t, &l, "aaaa");
+            assert!(
+                out.starts_with("error: template function"),
+                "{t}: {out:.80}"
+            );
+        };
+        too_large("{{ alignLeft 1000000000000 .app }}");
+        too_large("{{ alignRight 1048577 .app }}");
+        let doubling = r#" | replace "a" "aaaaaaaaaaaaaaaa""#.repeat(8);
+        too_large(&format!("{{{{ __line__{doubling} }}}}"));
+        too_large(&format!(
+            r#"{{{{ regexReplaceAll "a" __line__ "{}" }}}}"#,
+            "$0".repeat(300_000)
+        ));
+        too_large(&"{{ alignLeft 600000 .app }}".repeat(2));
+        // Within the budget everything still works.
+        assert_eq!(render("{{ alignLeft 5 .app }}|", &l, ""), "api  |");
+        assert_eq!(
+            render(
+                r#"{{ regexReplaceAll "(a)" __line__ "<$1>" | replace "a" "bb" }}"#,
+                &l,
+                "xa"
+            ),
+            "x<bb>"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
 pub mod logs;
+pub mod nesting;
 
 use std::fmt;
 use std::hash::Hash;

@@ -370,15 +370,22 @@ pub(crate) fn unparen(mut e: &Expr) -> &Expr {
 }
 
 /// Parses a duration parameter (`5m`, or a float number of seconds) into ms.
+/// Longer than [`crate::MAX_DURATION_MS`] is refused.
 pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
-    if let Ok(secs) = s.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs * 1000.0).round() as i64);
+    let invalid = || EngineError::BadData(format!("cannot parse {s:?} to a valid duration"));
+    let ms = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => (secs * 1000.0).round(),
+        Ok(_) => return Err(invalid()),
+        Err(_) => promql_parser::util::duration::parse_duration(s)
+            .map_err(|_| invalid())?
+            .as_millis() as f64,
+    };
+    if ms.abs() > crate::MAX_DURATION_MS as f64 {
+        return Err(EngineError::BadData(format!(
+            "duration {s:?} is longer than the supported 10,000 years"
+        )));
     }
-    promql_parser::util::duration::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|_| EngineError::BadData(format!("cannot parse {s:?} to a valid duration")))
+    Ok(ms as i64)
 }
 
 /// Plans `expr` for every step, runs the plan on DataFusion and converts
@@ -533,10 +540,7 @@ fn at_ms(ctx: &Ctx, at: &Option<AtModifier>) -> Option<i64> {
     match at {
         Some(AtModifier::Start) => Some(ctx.query_start),
         Some(AtModifier::End) => Some(ctx.query_end),
-        Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => d.as_millis() as i64,
-            Err(e) => -(e.duration().as_millis() as i64),
-        }),
+        Some(AtModifier::At(t)) => Some(crate::bounds::system_time_ms(*t)),
         None => None,
     }
 }
@@ -864,6 +868,19 @@ pub(crate) fn subquery_steps(
     let mut start = step * first.div_euclid(step);
     if start <= first {
         start += step;
+    }
+    // Times and durations were range-checked, so this cannot overflow; the
+    // count is refused before any step is allocated.
+    let steps = if hi < start {
+        0
+    } else {
+        (hi - start) / step + 1
+    };
+    let limit = ctx.opts.max_subquery_steps;
+    if steps > limit as i64 {
+        return Err(EngineError::Execution(format!(
+            "subquery {sq} would evaluate its inner expression at {steps} steps, more than the limit of {limit} (-querier.max-subquery-steps): use a larger subquery step or a shorter range"
+        )));
     }
     Ok((ctx.sub(start, hi, step), times, range))
 }

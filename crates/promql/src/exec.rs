@@ -704,6 +704,8 @@ impl PromExec {
             .take()
             .ok_or_else(|| EngineError::Execution("a plan node's output was read twice".into()))?;
         let mut values: Vec<Option<StepValues>> = vec![None; outputs];
+        let reservation = node.reservation(&pool);
+        let step_values_size = nsteps * std::mem::size_of::<Option<f64>>();
         // Each batch is dropped once decoded.
         for batch in parts.into_iter().flatten() {
             let column = |i: usize| batch.column(i).as_any();
@@ -719,8 +721,17 @@ impl PromExec {
             for row in 0..batch.num_rows() {
                 let slot = values
                     .get_mut(output.value(row) as usize)
-                    .ok_or_else(|| EngineError::Execution("row of an unknown output".into()))?
-                    .get_or_insert_with(|| vec![None; nsteps]);
+                    .ok_or_else(|| EngineError::Execution("row of an unknown output".into()))?;
+                if slot.is_none() {
+                    // Charged before it is allocated: a sparse series costs
+                    // every step.
+                    reservation
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .try_grow(step_values_size)
+                        .map_err(|e| engine_error(e, node.memory_limit))?;
+                }
+                let slot = slot.get_or_insert_with(|| vec![None; nsteps]);
                 let slot = slot
                     .get_mut(steps.value(row) as usize)
                     .ok_or_else(|| EngineError::Execution("row of an unknown step".into()))?;
@@ -734,8 +745,8 @@ impl PromExec {
             }
         }
         // The batches' charge becomes the decoded values'.
-        let decoded = values.iter().flatten().count() * nsteps * std::mem::size_of::<Option<f64>>();
-        node.reservation(&pool)
+        let decoded = values.iter().flatten().count() * step_values_size;
+        reservation
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .try_resize(decoded)

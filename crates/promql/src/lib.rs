@@ -14,6 +14,7 @@
 //! Features not implemented yet are refused with [`EngineError::Unsupported`]
 //! (HTTP 422) instead of being evaluated wrongly.
 
+mod bounds;
 mod eval;
 mod exec;
 mod functions;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use strata_model::{Labels, Matcher, SeriesSamples};
 
+pub use bounds::{MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS, check_time};
 pub use eval::parse_duration_param;
 
 /// Read access to stored series for one tenant.
@@ -155,6 +157,9 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Most points (steps) a range query may return per series.
     pub max_points_per_series: usize,
+    /// Most steps a subquery's inner expression may be evaluated at
+    /// (VictoriaMetrics's `-search.maxPointsSubqueryPerTimeseries`).
+    pub max_subquery_steps: usize,
     /// Step of a subquery written without one (`x[1h:]`): Prometheus uses
     /// its global evaluation interval, 1m by default.
     pub default_subquery_step: Duration,
@@ -175,6 +180,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             max_points_per_series: 11_000,
+            max_subquery_steps: 100_000,
             default_subquery_step: Duration::from_secs(60),
             max_memory_bytes: 0,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -207,6 +213,7 @@ impl Engine {
         query: &str,
         t: i64,
     ) -> Result<QueryOutput, EngineError> {
+        check_time("evaluation time", t)?;
         let expr = parse(query)?;
         let invalid = literals::invalid_utf8_literals(query);
         let run = eval::run(&self.opts, q, (&expr, invalid), t, t, 0, true);
@@ -227,11 +234,14 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        check_time("start time", start)?;
+        check_time("end time", end)?;
         if end < start {
             return Err(EngineError::BadData(
                 "end timestamp must not be before start time".into(),
             ));
         }
+        // Both times are in range, so the difference cannot overflow.
         if (end - start) / step >= self.opts.max_points_per_series as i64 {
             return Err(EngineError::BadData(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
@@ -268,14 +278,15 @@ async fn tokio_timeout<F: std::future::Future<Output = Result<QueryOutput, Engin
 }
 
 /// Parses a PromQL expression, mapping parser errors to `bad_data`.
+/// Queries nested deeper than [`strata_model::nesting::MAX_QUERY_DEPTH`] and
+/// durations or times out of range are refused before anything is allocated.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, EngineError> {
-    promql_parser::parser::parse(query)
-        .map_err(|e| EngineError::BadData(format!("invalid parameter \"query\": {e}")))
+    bounds::parse_checked(query)
 }
 
 /// Parses a series selector (`match[]` parameter) into matcher alternatives.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, EngineError> {
-    match promql_parser::parser::parse(s) {
+    match bounds::parse_checked(s) {
         Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
             let mut alts = strata_model::selector_alternatives(&vs.matchers);
             if let Some(name) = &vs.name {
@@ -299,8 +310,9 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, EngineError> {
         Ok(_) => Err(EngineError::BadData(format!(
             "invalid parameter \"match[]\": {s:?} is not a series selector"
         ))),
-        Err(e) => Err(EngineError::BadData(format!(
-            "invalid parameter \"match[]\": {e}"
+        Err(e) => Err(EngineError::BadData(e.to_string().replace(
+            "invalid parameter \"query\"",
+            "invalid parameter \"match[]\"",
         ))),
     }
 }

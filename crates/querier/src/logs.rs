@@ -414,7 +414,7 @@ impl LogQuerier {
         end_ns: i64,
         limit: usize,
     ) -> Result<Vec<(Labels, u64)>, strata_storage::StorageError> {
-        let span = (end_ns - start_ns).max(1);
+        let span = end_ns.saturating_sub(start_ns).max(1);
         let groups = self
             .volume_range(
                 tenant,
@@ -459,9 +459,11 @@ impl LogQuerier {
         self.visit_entry_sizes(tenant, matchers, start_ns, end_ns, |labels, sizes| {
             let g = groups.entry(labels.filter_names(&names, true)).or_default();
             for e in sizes {
-                // The first step end at or after the entry.
-                let k = (e.ts - start_ns + step - 1).div_euclid(step).max(1);
-                let t = (start_ns + k * step).min(end_ns);
+                // The first step end at or after the entry (in i128: the
+                // range may span all of i64).
+                let (ts, start, step) = (i128::from(e.ts), i128::from(start_ns), i128::from(step));
+                let k = (ts - start + step - 1).div_euclid(step).max(1);
+                let t = (start + k * step).min(i128::from(end_ns)) as i64;
                 *g.entry(t).or_default() += e.bytes;
             }
         })

@@ -17,11 +17,12 @@ pub mod rules;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
@@ -167,9 +168,21 @@ static EVALUATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+static EVALUATION_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ruler_evaluation_failures_total",
+            "Rule evaluations that failed (query error, limit, write error or a fault caught), per tenant.",
+        ),
+        &["tenant"],
+    )
+    .expect("valid metric")
+});
+
 /// Registers the ruler's metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(EVALUATIONS.clone()))?;
+    r.register(Box::new(EVALUATION_FAILURES.clone()))?;
     notifier::register_metrics(r)
 }
 
@@ -478,7 +491,9 @@ impl Ruler {
             .map_err(|e| RulerError::Store(e.to_string()))?;
         let mut out = Vec::new();
         for p in listed.common_prefixes {
-            let tenant = p.to_string();
+            let Some(tenant) = strata_storage::block::tenant_of_listing(&p) else {
+                continue;
+            };
             for lang in [RuleLang::PromQL, RuleLang::LogQL] {
                 let rules = StorePath::from(format!("{tenant}/{}", lang.dir()));
                 let has = self
@@ -621,7 +636,22 @@ impl Ruler {
             for (g, ts) in due {
                 let this = self.clone();
                 tokio::spawn(async move {
-                    this.evaluate_group(&g, ts).await;
+                    // A fault in one group's evaluation fails that
+                    // evaluation; the group runs again at its next interval.
+                    let run = AssertUnwindSafe(this.evaluate_group(&g, ts)).catch_unwind();
+                    if run.await.is_err() {
+                        tracing::error!(
+                            tenant = g.tenant,
+                            group = g.group.source.name,
+                            "rule group evaluation panicked; counted as failed"
+                        );
+                        EVALUATION_FAILURES
+                            .with_label_values(&[g.tenant.as_str()])
+                            .inc();
+                        EVALUATIONS
+                            .with_label_values(&[g.tenant.as_str(), "failed"])
+                            .inc();
+                    }
                     g.running.store(false, Ordering::Release);
                 });
             }
@@ -645,6 +675,9 @@ impl Ruler {
                 }
                 Err(e) => {
                     failed = true;
+                    EVALUATION_FAILURES
+                        .with_label_values(&[g.tenant.as_str()])
+                        .inc();
                     tracing::warn!(tenant = g.tenant, group = g.group.source.name, rule = rule.name(), error = %e, "rule evaluation failed");
                     st.health = "err";
                     st.last_error = Some(e);

@@ -64,7 +64,11 @@ impl RuleLang {
     /// Checks that `expr` is a query rules can evaluate.
     fn check(self, expr: &str) -> Result<(), String> {
         match self {
-            RuleLang::PromQL => promql_parser::parser::parse(expr).map(|_| ()),
+            // The query API's own checks (nesting depth, durations and times
+            // in range), so a saved rule can always be evaluated safely.
+            RuleLang::PromQL => strata_promql::parse(expr)
+                .map(|_| ())
+                .map_err(|e| e.to_string().replace("invalid parameter \"query\": ", "")),
             RuleLang::LogQL => match strata_logql::parse(expr) {
                 Ok(strata_logql::Expr::Metric(_)) => Ok(()),
                 Ok(strata_logql::Expr::Log(_)) => Err(

@@ -311,6 +311,9 @@ fn humanize_duration(v: f64) -> String {
     out
 }
 
+/// Largest `printf` precision a template may ask for.
+const MAX_PRECISION: usize = 100;
+
 fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
     let mut out = String::new();
     let mut it = fmt.chars().peekable();
@@ -333,9 +336,18 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
             continue;
         }
         let verb = spec.chars().last().unwrap_or('v');
-        let prec: Option<usize> = spec
+        let prec_text = spec
             .split_once('.')
-            .and_then(|(_, p)| p[..p.len().saturating_sub(1)].parse().ok());
+            .map(|(_, p)| &p[..p.len().saturating_sub(1)])
+            .filter(|p| !p.is_empty());
+        let prec: Option<usize> = prec_text.and_then(|p| p.parse().ok());
+        // The precision comes from the rule: bound it before formatting
+        // (a float has no more than 17 significant digits to show anyway).
+        if prec_text.is_some() && prec.is_none_or(|p| p > MAX_PRECISION) {
+            return Err(format!(
+                "printf: precision of %{spec} is more than {MAX_PRECISION}"
+            ));
+        }
         let arg = next_arg
             .next()
             .ok_or_else(|| format!("printf: missing argument for %{spec}"))?;
@@ -413,6 +425,10 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do() {
         assert!(check("{{ range $labels }}x{{ end }}").is_err());
+        // A precision from the rule is bounded before anything is formatted.
+        let e = check("{{ printf \"%.1000000000f\" $value }}").unwrap_err();
+        assert!(e.contains("precision"), "{e}");
+        assert!(check("{{ printf \"%.100000000000000000000000g\" $value }}").is_err());
         assert!(check("{{ $labels.job ").is_err());
         assert!(check("{{ query \"up\" }}").is_err());
         assert!(check("plain text").is_ok());

@@ -187,6 +187,7 @@ pub struct QuerierConfig {
     #[serde(with = "strata_ingester::humantime_serde")]
     pub lookback_delta: Duration,
     pub max_samples: usize,
+    pub max_subquery_steps: usize,
     pub max_estimated_memory_consumption_per_query: usize,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub timeout: Duration,
@@ -201,6 +202,7 @@ impl Default for QuerierConfig {
         Self {
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
+            max_subquery_steps: 100_000,
             max_estimated_memory_consumption_per_query: 0,
             timeout: Duration::from_secs(120),
             default_evaluation_interval: Duration::from_secs(60),
@@ -247,6 +249,8 @@ flags! {
     "distributor.ingestion-rate-limit-mb" => "limits.ingestion_rate_mb": "Log bytes per second a tenant may push, in MiB (0: unlimited); over it, pushes get 429.",
     "distributor.ingestion-burst-size-mb" => "limits.ingestion_burst_size_mb": "Log bytes a tenant may push at once above its rate, in MiB.",
     "distributor.max-line-size" => "limits.max_line_size": "Longest log line accepted, in bytes (0: unlimited); longer lines get 400.",
+    "limits.max-structured-metadata-size" => "limits.max_structured_metadata_size": "Largest structured metadata of one log entry, names plus values in bytes (0: unlimited); larger entries get 400. Counted with the line against -distributor.ingestion-rate-limit-mb.",
+    "limits.max-structured-metadata-entries-count" => "limits.max_structured_metadata_entries_count": "Most structured metadata pairs on one log entry (0: unlimited); more get 400.",
     "ingester.max-global-streams-per-user" => "limits.max_global_streams_per_user": "Most active log streams per tenant (0: unlimited); entries of new streams beyond it get 429.",
     "ingester.max-streams-per-user" => "limits.max_streams_per_user": "Most active log streams per tenant in one ingester (0: unlimited); the stricter of this and the global limit applies.",
     "validation.reject-old-samples" => "limits.reject_old_samples": "Refuse log entries older than -validation.reject-old-samples.max-age.",
@@ -317,6 +321,7 @@ flags! {
     "distributor.remote-timeout" => "ingester_client.remote_timeout": "Longest time a push to one ingester may take.",
     "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
+    "querier.max-subquery-steps" => "querier.max_subquery_steps": "Most steps a subquery's inner expression may be evaluated at (its range plus the query's, over its step); more is refused before evaluation starts.",
     "querier.max-estimated-memory-consumption-per-query" => "querier.max_estimated_memory_consumption_per_query": "Size of each query's memory pool, bytes: the samples it loads and the rows its DataFusion plans produce are charged to it, and a query past it fails with an error (0: unlimited).",
     "querier.timeout" => "querier.timeout": "Longest time a query may run.",
     "querier.default-evaluation-interval" => "querier.default_evaluation_interval": "Step of subqueries written without one (`x[1h:]`), as Prometheus's global evaluation_interval.",

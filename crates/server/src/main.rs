@@ -48,6 +48,10 @@ fn main() -> std::process::ExitCode {
     init_logging(&cfg);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Queries are bounded in depth (strata_model::nesting), and their
+        // evaluation recurses once per level: 8 MiB (virtual, touched only
+        // as used) leaves a wide margin over the deepest allowed query.
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(rt) => rt,
@@ -412,6 +416,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let engine = Engine::new(EngineOptions {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
+        max_subquery_steps: cfg.querier.max_subquery_steps,
         max_memory_bytes: cfg.querier.max_estimated_memory_consumption_per_query,
         timeout: cfg.querier.timeout,
         default_subquery_step: cfg.querier.default_evaluation_interval,

@@ -123,6 +123,18 @@ pub fn signal_prefix(signal: Signal, tenant: &str) -> ObjectPath {
     ObjectPath::from(format!("{tenant}/{}", signal.dir()))
 }
 
+/// The tenant whose top-level directory a bucket listing returned.
+/// object_store percent-encodes characters it does not allow in a path
+/// segment (`*`, which tenant IDs may contain), so the listed name is
+/// decoded back; `None` when it is no tenant ID.
+pub fn tenant_of_listing(prefix: &ObjectPath) -> Option<String> {
+    let encoded = prefix.filename()?;
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .ok()
+        .map(|t| t.into_owned())
+}
+
 /// Object-store path of one file of a block.
 pub fn block_file(signal: Signal, tenant: &str, ulid: &str, file: &str) -> ObjectPath {
     ObjectPath::from(format!("{tenant}/{}/{ulid}/{file}", signal.dir()))
@@ -505,6 +517,20 @@ impl BinCol<'_> {
         match self {
             BinCol::Binary(a) => a.value(row),
             BinCol::View(a) => a.value(row),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_with_encoded_characters_list_back_as_themselves() {
+        for tenant in ["team-a", "a*b", "x.y_z!(1)'"] {
+            let dir = signal_prefix(Signal::Metrics, tenant);
+            let root = ObjectPath::from_iter(dir.parts().take(1));
+            assert_eq!(tenant_of_listing(&root).as_deref(), Some(tenant), "{dir}");
         }
     }
 }

@@ -7,7 +7,9 @@
 //! files are streamed to the object store (multipart above a few MB).
 
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -566,17 +568,41 @@ pub async fn merge_log_blocks(
 struct SeenLines {
     lines: Vec<String>,
     used: usize,
+    /// Slots by line hash, once a timestamp has more than a few lines: a
+    /// block may hold many distinct lines at one time, and comparing each
+    /// with all the others would be quadratic.
+    index: HashMap<u64, Vec<usize>>,
+    hasher: RandomState,
 }
+
+/// Lines at one timestamp compared one by one before hashing pays off.
+const SEEN_LINES_LINEAR: usize = 16;
 
 impl SeenLines {
     fn clear(&mut self) {
         self.used = 0;
+        self.index.clear();
     }
 
     /// Records `line`; false if it was already there.
     fn insert(&mut self, line: &str) -> bool {
-        if self.lines[..self.used].iter().any(|l| l == line) {
-            return false;
+        if self.used < SEEN_LINES_LINEAR {
+            if self.lines[..self.used].iter().any(|l| l == line) {
+                return false;
+            }
+        } else {
+            if self.index.is_empty() {
+                for (i, l) in self.lines[..self.used].iter().enumerate() {
+                    let h = self.hasher.hash_one(l.as_str());
+                    self.index.entry(h).or_default().push(i);
+                }
+            }
+            let h = self.hasher.hash_one(line);
+            let same = self.index.entry(h).or_default();
+            if same.iter().any(|&i| self.lines[i] == line) {
+                return false;
+            }
+            same.push(self.used);
         }
         match self.lines.get_mut(self.used) {
             Some(slot) => {
@@ -736,6 +762,20 @@ mod tests {
             got.iter()
                 .all(|(_, s)| s.len() == 240 && s.last().is_some_and(|l| l.t < 3_600_000))
         );
+    }
+
+    #[test]
+    fn many_distinct_lines_at_one_time_merge_in_linear_time() {
+        let mut seen = SeenLines::default();
+        for round in 0..2 {
+            seen.clear();
+            for i in 0..200_000 {
+                // Every line is new on the first pass, a repeat on the second
+                // within the same timestamp (seen is not cleared between them).
+                assert!(seen.insert(&format!("line {i}")), "round {round}, line {i}");
+                assert!(!seen.insert(&format!("line {i}")));
+            }
+        }
     }
 
     #[tokio::test]
