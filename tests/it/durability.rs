@@ -69,6 +69,70 @@ async fn acknowledged_samples_survive_kill9() {
 }
 
 #[tokio::test]
+async fn corrupt_wal_segment_is_set_aside_and_later_samples_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments: the 50 pushes below span many of them.
+    let mut s = Strata::start(
+        dir.path(),
+        &["-blocks-storage.tsdb.wal-segment-size-bytes=2048"],
+    )
+    .await;
+    let t0 = now_ms() - 120_000;
+    for round in 0..50i64 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| {
+                let name = format!("s{i:02}");
+                series(
+                    &[("__name__", "wal_metric"), ("series", name.as_str())],
+                    &[(t0 + round * 1000, round as f64)],
+                )
+            })
+            .collect();
+        let (st, body) = s.push(batch, None).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    s.kill9();
+    let wal = dir.path().join("tsdb/wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    segments.sort();
+    assert!(
+        segments.len() >= 4,
+        "want several segments, got {segments:?}"
+    );
+    // A bad block in the middle of the second segment.
+    let damaged = segments[1].clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    s.restart().await;
+    // What the later segments hold is back: the newest samples of every
+    // series (before, replay stopped at the damage and deleted the rest).
+    let got = s.raw_samples("wal_metric", "10m", t0 + 60_000).await;
+    assert_eq!(got.len(), 10, "every series is back");
+    for (labels, samples) in &got {
+        assert_eq!(samples.last(), Some(&(t0 + 49_000, 49.0)), "{labels}");
+        assert!(
+            samples.len() >= 25,
+            "{labels}: only {} samples",
+            samples.len()
+        );
+    }
+    assert_eq!(s.self_metric("strata_wal_corruptions_total").await, 1.0);
+    let aside = wal.join("corrupt").join(damaged.file_name().unwrap());
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        bytes,
+        "the damaged segment is kept for inspection"
+    );
+    assert!(s.log().contains("WAL segment has a corrupt record"));
+}
+
+#[tokio::test]
 async fn samples_moved_to_blocks_read_back_identically() {
     let dir = tempfile::tempdir().unwrap();
     let args = [

@@ -237,10 +237,14 @@ impl Ingester {
             records = stats.records,
             bytes = stats.bytes,
             truncated_bytes = stats.truncated_bytes,
+            corrupt_segments = stats.corrupt_segments.len(),
             series = refs.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "WAL replayed"
         );
+        metrics::WAL_CORRUPTIONS
+            .with_label_values(&["metrics"])
+            .inc_by(stats.corrupt_segments.len() as u64);
         let ing = Self {
             cfg,
             wal_sync: wal.group_sync(),

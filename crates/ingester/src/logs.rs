@@ -184,9 +184,14 @@ impl LogIngester {
         tracing::info!(
             segments = stats.segments,
             records = stats.records,
+            truncated_bytes = stats.truncated_bytes,
+            corrupt_segments = stats.corrupt_segments.len(),
             streams = ing.num_streams(),
             "log WAL replayed"
         );
+        metrics::WAL_CORRUPTIONS
+            .with_label_values(&["logs"])
+            .inc_by(stats.corrupt_segments.len() as u64);
         metrics::LOG_STREAMS.set(ing.num_streams() as i64);
         Ok(ing)
     }

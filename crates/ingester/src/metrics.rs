@@ -35,6 +35,16 @@ pub(crate) static WAL_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("valid metric definition")
 });
+pub(crate) static WAL_CORRUPTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_wal_corruptions_total",
+            "WAL segments found with a corrupt record before the newest one at replay (copied to <wal dir>/corrupt/), by WAL.",
+        ),
+        &["wal"],
+    )
+    .expect("valid metric definition")
+});
 pub(crate) static HEAD_SERIES: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new(
         "strata_ingester_head_series",
@@ -91,6 +101,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(SAMPLES_REJECTED.clone()))?;
     registry.register(Box::new(WAL_BYTES.clone()))?;
     registry.register(Box::new(WAL_SIZE.clone()))?;
+    registry.register(Box::new(WAL_CORRUPTIONS.clone()))?;
     registry.register(Box::new(HEAD_SERIES.clone()))?;
     registry.register(Box::new(BLOCKS_UPLOADED.clone()))?;
     registry.register(Box::new(BLOCK_BYTES_UPLOADED.clone()))?;

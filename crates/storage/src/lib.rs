@@ -8,6 +8,7 @@ pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod crashpoint;
+pub mod durable_fs;
 pub mod logblock;
 pub mod merge;
 pub mod reader;

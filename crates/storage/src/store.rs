@@ -1,14 +1,15 @@
 //! Object-store backends selected by configuration: a local directory (the
-//! default, `./data/blocks`) or any S3-compatible service (AWS S3, MinIO).
+//! default, `./data/blocks`, written durably: see [`crate::durable_fs`]) or
+//! any S3-compatible service (AWS S3, MinIO).
 
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use serde::{Deserialize, Serialize};
 
 use crate::StorageError;
+use crate::durable_fs::DurableLocalFs;
 
 /// Where blocks live, in Mimir's `blocks_storage` shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,9 +71,12 @@ pub fn build_store(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>, StorageErr
                     cfg.filesystem.dir
                 ))
             })?;
-            let fs = LocalFileSystem::new_with_prefix(&cfg.filesystem.dir).map_err(|e| {
-                StorageError::Config(format!("blocks directory {}: {e}", cfg.filesystem.dir))
-            })?;
+            // Durable: a block must survive power loss once the ingester
+            // deletes the WAL segments it came from.
+            let fs =
+                DurableLocalFs::new(std::path::Path::new(&cfg.filesystem.dir)).map_err(|e| {
+                    StorageError::Config(format!("blocks directory {}: {e}", cfg.filesystem.dir))
+                })?;
             Ok(Arc::new(fs))
         }
         "s3" => {

@@ -3,10 +3,22 @@
 //!
 //! The ingester appends every accepted write here (and, by default, fsyncs it)
 //! before acknowledging it, and replays the log on start. Record framing is
-//! `[len: u32 LE][crc32c(payload): u32 LE][payload]`. A torn or corrupt record
-//! (a crash mid-write, a bad disk block) ends the readable log: replay stops
-//! there, truncates that segment at the last good record, removes any later
-//! segments, and logs a warning instead of failing start-up.
+//! `[len: u32 LE][crc32c(payload): u32 LE][payload]`.
+//!
+//! A torn or corrupt record is handled by where it is. In the newest
+//! segment it is the torn tail of a write a crash interrupted (never
+//! acknowledged): replay truncates the segment at the last good record and
+//! appends continue there. In an older segment it is damage (a bad disk
+//! block): the records before it are replayed, the damaged segment is
+//! copied aside to `<dir>/corrupt/` for inspection and cut back to those
+//! records, an error is logged, and replay goes on with the later
+//! segments, whose acknowledged records are kept.
+//!
+//! A failed fsync marks the log failed: the kernel may have dropped the
+//! dirty pages, so nothing written afterwards may be acknowledged until a
+//! restart replays what is really on disk. Under the `Interval` policy a
+//! timer thread fsyncs pending writes every interval, so the last writes
+//! before a quiet period do not wait for the next append.
 //!
 //! Segments are named by a zero-padded sequence number. [`Wal::rotate`] starts a
 //! new segment and returns its number, and [`Wal::remove_before`] deletes
@@ -84,6 +96,8 @@ pub struct ReplayStats {
     pub bytes: u64,
     /// Bytes dropped from a torn or corrupt tail (0 on a clean log).
     pub truncated_bytes: u64,
+    /// Copies of older segments that held a corrupt record, in `<dir>/corrupt/`.
+    pub corrupt_segments: Vec<PathBuf>,
 }
 
 /// An open write-ahead log positioned at the end of its newest segment.
@@ -171,6 +185,18 @@ impl GroupSync {
         }
     }
 
+    /// fsyncs whatever was written and not yet synced (the interval
+    /// policy's timer).
+    pub fn sync_pending(&self) -> Result<(), WalError> {
+        let end = self.lock().written;
+        self.wait_durable(SyncTicket { end })
+    }
+
+    /// True once an fsync failed: the log accepts no more writes.
+    pub fn is_failed(&self) -> bool {
+        self.failed()
+    }
+
     fn set_file(&self, file: Arc<File>, path: PathBuf) {
         let mut st = self.lock();
         st.file = file;
@@ -213,6 +239,26 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(out)
 }
 
+/// Copies a damaged segment to `<dir>/corrupt/`, durably.
+fn copy_aside(dir: &Path, segment: &Path) -> Result<PathBuf, WalError> {
+    let corrupt = dir.join("corrupt");
+    fs::create_dir_all(&corrupt).map_err(io_err(&corrupt))?;
+    let name = segment.file_name().unwrap_or_default();
+    let mut to = corrupt.join(name);
+    let mut n = 1;
+    while to.exists() {
+        to = corrupt.join(format!("{}.{n}", name.to_string_lossy()));
+        n += 1;
+    }
+    fs::copy(segment, &to).map_err(io_err(segment))?;
+    File::open(&to)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&to))?;
+    sync_dir(&corrupt)?;
+    sync_dir(dir)?;
+    Ok(to)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -238,29 +284,35 @@ impl Wal {
             let (good_len, file_len) = replay_segment(&path, &mut stats, &mut on_record)?;
             stats.segments += 1;
             last_good = Some((seg, good_len));
-            if good_len < file_len {
-                stats.truncated_bytes += file_len - good_len;
+            if good_len == file_len {
+                continue;
+            }
+            stats.truncated_bytes += file_len - good_len;
+            if i + 1 < segments.len() {
+                // Damage in the middle of the log: keep a copy, and what follows.
+                let aside = copy_aside(&dir, &path)?;
+                tracing::error!(
+                    segment = %path.display(),
+                    copied_to = %aside.display(),
+                    good_len,
+                    file_len,
+                    "WAL segment has a corrupt record: replayed the records before it, kept a copy of the segment, cut it back to them and went on with the later segments"
+                );
+                stats.corrupt_segments.push(aside);
+            } else {
                 tracing::warn!(
                     segment = %path.display(),
                     good_len,
                     file_len,
-                    "WAL segment has a torn or corrupt tail; truncating it and dropping later segments"
+                    "newest WAL segment has a torn tail (a write a crash interrupted); truncating it"
                 );
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                f.set_len(good_len).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
-                for &later in &segments[i + 1..] {
-                    let lp = segment_path(&dir, later);
-                    if let Ok(m) = fs::metadata(&lp) {
-                        stats.truncated_bytes += m.len();
-                    }
-                    fs::remove_file(&lp).map_err(io_err(&lp))?;
-                }
-                break;
             }
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.set_len(good_len).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
         }
         let (segment, segment_len) = last_good.unwrap_or((1, 0));
         let path = segment_path(&dir, segment);
@@ -284,6 +336,9 @@ impl Wal {
             }),
             syncing: Mutex::new(()),
         });
+        if let FsyncPolicy::Interval(every) = opts.fsync {
+            spawn_interval_sync(Arc::downgrade(&group), every);
+        }
         Ok((
             Self {
                 dir,
@@ -375,11 +430,18 @@ impl Wal {
         self.group.clone()
     }
 
-    /// Forces appended records to stable storage.
+    /// Forces appended records to stable storage. A failure marks the log
+    /// failed (see the module docs).
     pub fn sync(&mut self) -> Result<(), WalError> {
+        if self.group.failed() {
+            return Err(WalError::Poisoned);
+        }
         if self.dirty {
             let path = segment_path(&self.dir, self.segment);
-            self.file.sync_data().map_err(io_err(&path))?;
+            if let Err(source) = self.file.sync_data() {
+                self.group.lock().failed = true;
+                return Err(WalError::Io { path, source });
+            }
             self.dirty = false;
         }
         self.group.mark_synced(self.bytes_written);
@@ -442,6 +504,31 @@ impl Wal {
             .filter_map(|n| fs::metadata(segment_path(&self.dir, n)).ok())
             .map(|m| m.len())
             .sum()
+    }
+}
+
+/// The interval policy's own timer: fsyncs pending writes every `every`
+/// until the log is dropped, so writes followed by silence are durable
+/// within one interval. A failure is logged (and has marked the log failed).
+fn spawn_interval_sync(group: std::sync::Weak<GroupSync>, every: Duration) {
+    let every = every.max(Duration::from_millis(1));
+    let spawned = std::thread::Builder::new()
+        .name("wal-interval-fsync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(g) = group.upgrade() else { return };
+                if g.is_failed() {
+                    return;
+                }
+                if let Err(e) = g.sync_pending() {
+                    tracing::error!(error = %e, "periodic WAL fsync failed; the WAL accepts no more writes until a restart");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the WAL's interval fsync timer; writes are synced on append only");
     }
 }
 
@@ -553,23 +640,87 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_record_stops_replay_and_drops_later_segments() {
+    fn corrupt_older_segment_is_copied_aside_and_later_segments_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _, _) = collect(dir.path(), WalOptions::default());
         wal.append(b"good").unwrap();
         wal.append(b"flipped").unwrap();
+        wal.append(b"lost with its segment's tail").unwrap();
         wal.rotate().unwrap();
         wal.append(b"later").unwrap();
+        wal.rotate().unwrap();
+        wal.append(b"latest").unwrap();
         drop(wal);
+        // A bad block in the middle of segment 1: "flipped" fails its CRC.
         let seg = segment_path(dir.path(), 1);
         let mut bytes = fs::read(&seg).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        let at = HEADER_LEN + 4 + HEADER_LEN + 2;
+        bytes[at] ^= 0xff;
         fs::write(&seg, &bytes).unwrap();
+        let (mut wal, got, stats) = collect(dir.path(), WalOptions::default());
+        assert_eq!(
+            got,
+            vec![b"good".to_vec(), b"later".to_vec(), b"latest".to_vec()]
+        );
+        assert_eq!(
+            stats.corrupt_segments,
+            vec![dir.path().join("corrupt/00000001")]
+        );
+        assert_eq!(
+            fs::read(dir.path().join("corrupt/00000001")).unwrap(),
+            bytes
+        );
+        // Appends continue in the newest segment, and every kept record
+        // replays again, the damaged segment's good prefix included.
+        assert_eq!(wal.current_segment(), 3);
+        wal.append(b"after").unwrap();
+        drop(wal);
         let (_, got, stats) = collect(dir.path(), WalOptions::default());
-        assert_eq!(got, vec![b"good".to_vec()]);
-        assert!(stats.truncated_bytes > 0);
-        assert!(!segment_path(dir.path(), 2).exists());
+        assert_eq!(
+            got,
+            vec![
+                b"good".to_vec(),
+                b"later".to_vec(),
+                b"latest".to_vec(),
+                b"after".to_vec()
+            ]
+        );
+        assert!(stats.corrupt_segments.is_empty());
+        assert_eq!(stats.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn interval_policy_syncs_on_its_own_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: 4096,
+            fsync: FsyncPolicy::Interval(Duration::from_millis(20)),
+        };
+        let (mut wal, _, _) = collect(dir.path(), opts);
+        let group = wal.group_sync();
+        wal.append(b"x").unwrap();
+        // No further append: the timer alone must make it durable.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = group.lock();
+            if st.synced >= st.written && st.written > 0 {
+                break;
+            }
+            drop(st);
+            assert!(Instant::now() < deadline, "pending write never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn failed_sync_marks_the_log_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _, _) = collect(dir.path(), WalOptions::default());
+        wal.append(b"x").unwrap();
+        // Simulate what a failed fsync leaves behind.
+        wal.group_sync().lock().failed = true;
+        assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
+        assert!(matches!(wal.append(b"y"), Err(WalError::Poisoned)));
     }
 
     #[test]
