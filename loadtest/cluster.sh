@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bench_setup
 
 export STRATA_BIN=$PWD/target/release/strata HTTP_PORT=$(port) GRPC_PORT=$(port)
-export STRATA_ARGS="-log.level=warn -auth.multitenancy-enabled=true"
+export STRATA_ARGS="-log.level=warn -auth.multitenancy-enabled=true $BENCH_LIMITS"
 trap 'deploy/local/cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 deploy/local/cluster.sh start "$work/cluster" >/dev/null
 

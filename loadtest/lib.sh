@@ -1,4 +1,10 @@
 # Shared by the benchmark scripts: free loopback ports and readiness waits.
+# Benchmarks measure ingestion and queries at full speed, not the per-tenant
+# and per-process admission limits that are on by default: they go off here.
+BENCH_LIMITS="-distributor.ingestion-rate-limit=0 -ingester.max-global-series-per-user=0
+  -distributor.instance-limits.max-inflight-push-requests=0
+  -distributor.instance-limits.max-inflight-push-requests-bytes=0
+  -querier.max-fetched-series-per-query=0"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; exit 1; }
 # Builds the release binaries (unless NO_BUILD=1: use the ones in

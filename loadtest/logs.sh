@@ -15,7 +15,7 @@ start_strata() {
     -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
     -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
     -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \
-    -log.level=warn 2>>"$work/strata.log" &
+    -log.level=warn $BENCH_LIMITS 2>>"$work/strata.log" &
   wait_ready "http://127.0.0.1:$sp/ready"
 }
 start_strata

@@ -10,7 +10,7 @@ bench_setup
 sp=$(port)
 ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
   -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -log.level=warn 2>"$work/strata.log" &
+  -log.level=warn $BENCH_LIMITS 2>"$work/strata.log" &
 wait_ready "http://127.0.0.1:$sp/ready"
 echo "== strata (WAL fsync per request)"
 ./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" "$@"

@@ -17,7 +17,7 @@ start() { # binary dir http-port
   "$1" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$3" -server.grpc-listen-port="$(port)" \
     -blocks-storage.tsdb.dir="$2/tsdb" -blocks-storage.filesystem.dir="$2/blocks" \
     -ingester.ring.tokens-file-path="$2/tokens" -ring.raft.dir="$2/raft" \
-    -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn 2>"$2.log" &
+    -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn $BENCH_LIMITS 2>"$2.log" &
 }
 a=$(port) b=$(port)
 start "$new" "$work/new" "$a"

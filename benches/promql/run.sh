@@ -11,7 +11,7 @@ bench_setup
 sp=$(port)
 ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
   -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn ${STRATA_ARGS:-} 2>"$work/strata.log" &
+  -blocks-storage.tsdb.head-compaction-interval=10s -log.level=warn $BENCH_LIMITS ${STRATA_ARGS:-} 2>"$work/strata.log" &
 wait_ready "http://127.0.0.1:$sp/ready"
 
 pp=$(port)

@@ -2,6 +2,7 @@
 //! Prometheus as remote-write client and PromQL reference, real Loki push
 //! clients (python-logging-loki, winston-loki).
 
+mod admission;
 mod cluster;
 mod common;
 mod compactor;

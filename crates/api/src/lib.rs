@@ -5,6 +5,7 @@
 //! data source; plus
 //! `/ready`, `/health` and `/metrics`.
 
+pub mod admission;
 mod loki;
 mod params;
 mod render;
@@ -57,7 +58,8 @@ static REQUEST_PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Registers the API's metrics with `registry`.
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(REQUEST_SECONDS.clone()))?;
-    registry.register(Box::new(REQUEST_PANICS.clone()))
+    registry.register(Box::new(REQUEST_PANICS.clone()))?;
+    admission::register_metrics(registry)
 }
 
 /// The answer to a request whose handler panicked: a safety net (every
@@ -87,6 +89,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The ruler, when this process runs one.
     pub ruler: Option<Arc<strata_ruler::Ruler>>,
+    /// Process-wide push and query admission limits.
+    pub admission: Arc<admission::Admission>,
 }
 
 type Shared = Arc<AppState>;
@@ -94,12 +98,18 @@ type Shared = Arc<AppState>;
 /// Builds the router with every route.
 pub fn router(state: Shared) -> Router {
     let limit = state.max_recv_msg_size;
-    let prom = Router::new()
+    let admission = state.admission.clone();
+    let limit_queries =
+        || middleware::from_fn_with_state(admission.clone(), admission::limit_queries);
+    let prom_queries = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route_layer(limit_queries());
+    let prom = Router::new()
+        .merge(prom_queries)
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
@@ -108,16 +118,16 @@ pub fn router(state: Shared) -> Router {
             "/config/v1/rules",
             rules::config_routes(strata_ruler::RuleLang::PromQL),
         );
-    Router::new()
+    let pushes = Router::new()
         .route("/api/v1/push", post(push))
-        // The same rules API manages LogQL groups under Loki's path.
-        .nest(
-            "/loki/api/v1/rules",
-            rules::config_routes(strata_ruler::RuleLang::LogQL),
-        )
         .route("/api/v1/write", post(push))
         .route("/loki/api/v1/push", post(loki::push))
         .route("/api/prom/push", post(loki::push))
+        .route_layer(middleware::from_fn_with_state(
+            admission.clone(),
+            admission::limit_pushes,
+        ));
+    let loki_queries = Router::new()
         .route("/loki/api/v1/query", get(loki::query).post(loki::query))
         .route(
             "/loki/api/v1/query_range",
@@ -130,7 +140,6 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/stats",
             get(loki::index_stats).post(loki::index_stats),
         )
-        .route("/loki/api/v1/tail", get(loki::tail))
         .route(
             "/loki/api/v1/index/volume",
             get(loki::volume).post(loki::volume),
@@ -139,6 +148,16 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/volume_range",
             get(loki::volume_range).post(loki::volume_range),
         )
+        .route_layer(limit_queries());
+    Router::new()
+        .merge(pushes)
+        .merge(loki_queries)
+        // The same rules API manages LogQL groups under Loki's path.
+        .nest(
+            "/loki/api/v1/rules",
+            rules::config_routes(strata_ruler::RuleLang::LogQL),
+        )
+        .route("/loki/api/v1/tail", get(loki::tail))
         .merge(prom.clone())
         .nest("/prometheus", prom)
         .route("/ready", get(ready))

@@ -183,6 +183,7 @@ fn query_error(e: LogQueryError) -> LokiError {
     match &e {
         LogQueryError::Parse(_) | LogQueryError::BadRequest(_) => bad_request(e.to_string()),
         LogQueryError::Limit(_) => bad_request(e.to_string()),
+        LogQueryError::Timeout(_) => text_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         LogQueryError::Internal(_) => {
             tracing::error!(error = %e, "log query failed");
             text_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -428,8 +429,20 @@ pub(crate) async fn tail(ws: WebSocketUpgrade, r: LokiRequest) -> Result<Respons
                 ))
             })?,
     };
-    let start = time_param(&r.p, "start", now_ns() - DEFAULT_SINCE_NS)?;
+    let start = time_param(&r.p, "start", now_ns().saturating_sub(DEFAULT_SINCE_NS))?;
+    let max_tails = r
+        .state
+        .log_querier
+        .limits(&r.tenant)
+        .max_concurrent_tail_requests;
+    let slot = r
+        .state
+        .admission
+        .tail_slot(&r.tenant, max_tails)
+        .map_err(|e| text_error(StatusCode::TOO_MANY_REQUESTS, e))?;
     Ok(ws.on_upgrade(move |socket| async move {
+        // The slot is held for as long as the tail runs.
+        let _slot = slot;
         if let Err(e) = tail_loop(socket, &r, &query, start, delay * NS_PER_SEC, limit).await {
             tracing::debug!(tenant = r.tenant, error = %e, "tail ended");
         }

@@ -30,12 +30,36 @@ pub use strata_limits::Limits;
 pub struct DistributorConfig {
     /// Largest accepted request body, compressed or decompressed, in bytes.
     pub max_recv_msg_size: usize,
+    /// Limits of this process, whatever the tenant (Mimir's instance limits).
+    pub instance_limits: InstanceLimits,
 }
 
 impl Default for DistributorConfig {
     fn default() -> Self {
         Self {
             max_recv_msg_size: 100 << 20,
+            instance_limits: InstanceLimits::default(),
+        }
+    }
+}
+
+/// What one distributor process accepts at once (0: no limit).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct InstanceLimits {
+    /// Push requests being handled at once.
+    pub max_inflight_push_requests: usize,
+    /// Bytes (request bodies) of the push requests being handled at once.
+    pub max_inflight_push_requests_bytes: usize,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        Self {
+            // Mimir's default request count; bytes bounded too (Mimir: 0),
+            // to ten of the largest bodies a push may have.
+            max_inflight_push_requests: 2000,
+            max_inflight_push_requests_bytes: 1 << 30,
         }
     }
 }

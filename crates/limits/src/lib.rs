@@ -49,6 +49,16 @@ pub struct Limits {
     /// Longest time range (end - start) of one range query (0: unlimited).
     #[serde(with = "humantime_serde")]
     pub max_total_query_length: Duration,
+    /// Longest time range of one log query (0: unlimited), Loki's
+    /// `max_query_length`: log queries read lines, not samples.
+    #[serde(with = "humantime_serde")]
+    pub max_query_length: Duration,
+    /// Most series one selection of a PromQL query, or one series-API
+    /// request, may fetch (0: unlimited), Mimir's `max_fetched_series_per_query`.
+    pub max_fetched_series_per_query: usize,
+    /// Most live tails (`/loki/api/v1/tail`) a tenant may hold open at once
+    /// (0: unlimited), Loki's `max_concurrent_tail_requests`.
+    pub max_concurrent_tail_requests: usize,
     /// Log bytes per second the tenant may push, in MiB (0: unlimited), as Loki's `ingestion_rate_mb`.
     pub ingestion_rate_mb: f64,
     /// Log bytes the tenant may push at once above the rate, in MiB.
@@ -93,11 +103,16 @@ impl Default for Limits {
             max_label_value_length: 2048,
             max_label_names_per_series: 30,
             creation_grace_period: Duration::from_secs(600),
-            ingestion_rate: 0.0,
-            ingestion_burst_size: 200_000,
-            max_global_series_per_user: 0,
+            // Ten times Mimir's defaults (10,000/s, 200,000 burst, 150,000
+            // series): one large Prometheus fits, a runaway does not.
+            ingestion_rate: 100_000.0,
+            ingestion_burst_size: 1_000_000,
+            max_global_series_per_user: 1_500_000,
             out_of_order_time_window: Duration::ZERO,
             max_total_query_length: Duration::ZERO,
+            max_query_length: Duration::from_secs(721 * 3600),
+            max_fetched_series_per_query: 500_000,
+            max_concurrent_tail_requests: 10,
             ingestion_rate_mb: 4.0,
             ingestion_burst_size_mb: 6.0,
             max_line_size: 256 * 1024,
@@ -393,7 +408,10 @@ mod tests {
         assert_eq!(o.for_tenant("a").ingestion_rate, 10.0);
         // An empty file removes every override.
         o.apply_runtime_config("").unwrap();
-        assert_eq!(o.for_tenant("a").ingestion_rate, 0.0);
+        assert_eq!(
+            o.for_tenant("a").ingestion_rate,
+            Limits::default().ingestion_rate
+        );
     }
 
     #[test]

@@ -234,12 +234,15 @@ impl Querier {
             for s in got {
                 merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
             }
+            // Checked as blocks add series, not only once all are loaded.
+            self.check_fetched_series(tenant, by_labels.len())?;
         }
         // Head last: after the head handed data to a block, the block wins
         // on identical timestamps (they hold the same samples).
         for s in head.into_iter().flatten() {
             merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
         }
+        self.check_fetched_series(tenant, by_labels.len())?;
         Ok(by_labels
             .into_iter()
             .map(|(labels, samples)| SeriesSamples { labels, samples })
@@ -310,6 +313,20 @@ impl Querier {
         Ok((series, values))
     }
 
+    /// Refuses a query past the tenant's `max_fetched_series_per_query`.
+    fn check_fetched_series(&self, tenant: &str, n: usize) -> Result<(), EngineError> {
+        let limit = self
+            .overrides
+            .for_tenant(tenant)
+            .max_fetched_series_per_query;
+        if limit > 0 && n > limit {
+            return Err(EngineError::Execution(format!(
+                "the query exceeded the maximum number of series (limit: {limit} series); narrow the selector or ask for a higher max_fetched_series_per_query"
+            )));
+        }
+        Ok(())
+    }
+
     /// Label sets of series matching any of the matcher alternatives.
     pub async fn series(
         &self,
@@ -321,6 +338,7 @@ impl Querier {
         let (series, _) = self
             .metadata(tenant, Metadata::Series, alternatives, min_t, max_t)
             .await?;
+        self.check_fetched_series(tenant, series.len())?;
         Ok(series.into_iter().collect())
     }
 

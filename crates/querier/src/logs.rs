@@ -24,6 +24,8 @@ pub struct LogQuerier {
     recent: crate::RecentData,
     catalog: Arc<BlockCatalog>,
     overrides: Arc<Overrides>,
+    /// Longest time a query may run (`-querier.timeout`).
+    timeout: std::time::Duration,
 }
 
 /// Errors of log queries, mapped to HTTP statuses by the API.
@@ -37,6 +39,8 @@ pub enum LogQueryError {
     Limit(String),
     #[error("{0}")]
     Internal(String),
+    #[error("query timed out after {0:?} (-querier.timeout)")]
+    Timeout(std::time::Duration),
 }
 
 impl From<EvalError> for LogQueryError {
@@ -99,7 +103,14 @@ impl LogQuerier {
             },
             catalog,
             overrides,
+            timeout: std::time::Duration::from_secs(120),
         }
+    }
+
+    /// Sets the longest time a query may run.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Oldest entry time (ns) the tenant's log retention lets queries see.
@@ -211,18 +222,25 @@ impl LogQuerier {
             )));
         }
         let length = params.end_ns.saturating_sub(params.start_ns);
-        let max_len = limits.max_total_query_length.as_nanos() as i64;
-        if max_len > 0 && length > max_len {
-            return Err(LogQueryError::BadRequest(format!(
-                "the query time range exceeds the limit (query length: {}, limit: {})",
-                humantime::format_duration(std::time::Duration::from_nanos(length.max(0) as u64)),
-                humantime::format_duration(limits.max_total_query_length)
-            )));
+        // Loki's per-query limit, and the range-query limit shared with PromQL.
+        for limit in [limits.max_query_length, limits.max_total_query_length] {
+            let max_len = i64::try_from(limit.as_nanos()).unwrap_or(i64::MAX);
+            if max_len > 0 && length > max_len {
+                return Err(LogQueryError::BadRequest(format!(
+                    "the query time range exceeds the limit (query length: {}, limit: {})",
+                    humantime::format_duration(std::time::Duration::from_nanos(
+                        length.max(0) as u64
+                    )),
+                    humantime::format_duration(limit)
+                )));
+            }
         }
         let source = TenantSource { q: self, tenant };
-        Ok(strata_logql::evaluate(&source, &expr, params)
-            .instrument(span)
-            .await?)
+        let run = strata_logql::evaluate(&source, &expr, params).instrument(span);
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(LogQueryError::Timeout(self.timeout)),
+        }
     }
 
     /// Label sets of streams matching `matchers` (all streams when empty)

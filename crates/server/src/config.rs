@@ -85,6 +85,14 @@ pub struct ServerConfig {
     pub grpc_listen_port: u16,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
+    /// Longest time to read a request's body.
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub http_server_read_timeout: Duration,
+    /// Longest time a connection may take to send a request's headers,
+    /// counted from when it is ready for one (so an idle kept-alive
+    /// connection is closed after it, too).
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub http_server_idle_timeout: Duration,
     pub log_level: String,
     pub log_format: String,
 }
@@ -97,6 +105,8 @@ impl Default for ServerConfig {
             grpc_listen_address: String::new(),
             grpc_listen_port: 9095,
             graceful_shutdown_timeout: Duration::from_secs(30),
+            http_server_read_timeout: Duration::from_secs(30),
+            http_server_idle_timeout: Duration::from_secs(120),
             log_level: "info".into(),
             log_format: "logfmt".into(),
         }
@@ -189,6 +199,10 @@ pub struct QuerierConfig {
     pub max_samples: usize,
     pub max_subquery_steps: usize,
     pub max_estimated_memory_consumption_per_query: usize,
+    /// Queries run at once by this process; more wait for a slot.
+    pub max_concurrent: usize,
+    /// Queries of one tenant running or waiting at once.
+    pub max_outstanding_requests_per_tenant: usize,
     #[serde(with = "strata_ingester::humantime_serde")]
     pub timeout: Duration,
     #[serde(with = "strata_ingester::humantime_serde")]
@@ -203,7 +217,11 @@ impl Default for QuerierConfig {
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
             max_subquery_steps: 100_000,
-            max_estimated_memory_consumption_per_query: 0,
+            // Off in Mimir; on here: max-samples counts the samples a query
+            // loads, this also bounds the step values its plan produces.
+            max_estimated_memory_consumption_per_query: 2 << 30,
+            max_concurrent: 20,
+            max_outstanding_requests_per_tenant: 100,
             timeout: Duration::from_secs(120),
             default_evaluation_interval: Duration::from_secs(60),
             selection_split_interval: Duration::from_secs(6 * 3600),
@@ -233,9 +251,13 @@ flags! {
     "server.grpc-listen-address" => "server.grpc_listen_address": "gRPC listen address, used by distributed mode.",
     "server.grpc-listen-port" => "server.grpc_listen_port": "gRPC listen port, used by distributed mode.",
     "server.graceful-shutdown-timeout" => "server.graceful_shutdown_timeout": "Time to finish in-flight requests on SIGTERM.",
+    "server.http-server-read-timeout" => "server.http_server_read_timeout": "Longest time to read a request's body; a slower body fails the request (400).",
+    "server.http-server-idle-timeout" => "server.http_server_idle_timeout": "Longest time a connection may take to send a request's headers, counted from when it is ready for the next request (idle kept-alive connections are closed after it).",
     "log.level" => "server.log_level": "Log level: debug, info, warn, error.",
     "log.format" => "server.log_format": "Log format: logfmt or json.",
     "distributor.max-recv-msg-size" => "distributor.max_recv_msg_size": "Largest remote-write request body (compressed or not) in bytes; larger gets 413.",
+    "distributor.instance-limits.max-inflight-push-requests" => "distributor.instance_limits.max_inflight_push_requests": "Push requests (remote write, Loki push) this process handles at once (0: unlimited); more get 503 with Retry-After.",
+    "distributor.instance-limits.max-inflight-push-requests-bytes" => "distributor.instance_limits.max_inflight_push_requests_bytes": "Bytes of push request bodies (by Content-Length) this process handles at once (0: unlimited); more get 503 with Retry-After.",
     "ingester.max-chunk-age" => "ingester.max_chunk_age": "Log entries are accepted up to half of this behind their stream's newest entry (Loki's unordered-writes window).",
     "validation.max-length-label-name" => "limits.max_label_name_length": "Longest label name accepted.",
     "validation.max-length-label-value" => "limits.max_label_value_length": "Longest label value accepted.",
@@ -246,6 +268,9 @@ flags! {
     "distributor.ingestion-burst-size" => "limits.ingestion_burst_size": "Samples a tenant may push at once above its ingestion rate.",
     "ingester.max-global-series-per-user" => "limits.max_global_series_per_user": "Most active series per tenant (0: unlimited); samples of new series beyond it are rejected.",
     "query-frontend.max-total-query-length" => "limits.max_total_query_length": "Longest time range of one range query (0: unlimited).",
+    "store.max-query-length" => "limits.max_query_length": "Longest time range of one log query (0: unlimited), Loki's max_query_length; longer gets 400.",
+    "querier.max-fetched-series-per-query" => "limits.max_fetched_series_per_query": "Most series one PromQL selection or series-API request may fetch (0: unlimited); more gets 422.",
+    "querier.max-concurrent-tail-requests" => "limits.max_concurrent_tail_requests": "Most live tails a tenant may hold open at once (0: unlimited); more get 429.",
     "distributor.ingestion-rate-limit-mb" => "limits.ingestion_rate_mb": "Log bytes per second a tenant may push, in MiB (0: unlimited); over it, pushes get 429.",
     "distributor.ingestion-burst-size-mb" => "limits.ingestion_burst_size_mb": "Log bytes a tenant may push at once above its rate, in MiB.",
     "distributor.max-line-size" => "limits.max_line_size": "Longest log line accepted, in bytes (0: unlimited); longer lines get 400.",
@@ -323,7 +348,9 @@ flags! {
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
     "querier.max-subquery-steps" => "querier.max_subquery_steps": "Most steps a subquery's inner expression may be evaluated at (its range plus the query's, over its step); more is refused before evaluation starts.",
     "querier.max-estimated-memory-consumption-per-query" => "querier.max_estimated_memory_consumption_per_query": "Size of each query's memory pool, bytes: the samples it loads and the rows its DataFusion plans produce are charged to it, and a query past it fails with an error (0: unlimited).",
-    "querier.timeout" => "querier.timeout": "Longest time a query may run.",
+    "querier.timeout" => "querier.timeout": "Longest time a query (PromQL or LogQL) may run, and wait for a query slot.",
+    "querier.max-concurrent" => "querier.max_concurrent": "Queries (PromQL, LogQL, series and label APIs) this process runs at once; more wait for a slot up to -querier.timeout, then get 503.",
+    "querier.max-outstanding-requests-per-tenant" => "querier.max_outstanding_requests_per_tenant": "Queries of one tenant running or waiting at once in this process (0: unlimited); more get 429.",
     "querier.default-evaluation-interval" => "querier.default_evaluation_interval": "Step of subqueries written without one (`x[1h:]`), as Prometheus's global evaluation_interval.",
     "querier.selection-split-interval" => "querier.selection_split_interval": "A selector whose query steps and windows span longer is read and evaluated one interval at a time, so a long range holds (and counts against -querier.max-samples) one interval's samples (0: never split).",
 }

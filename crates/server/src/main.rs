@@ -2,6 +2,7 @@
 //! it runs every role in one process on `./data` (`-target=all`).
 
 mod config;
+mod http_server;
 mod ring_page;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use axum::routing::get;
 use config::{Command, Config};
 use prometheus::Registry;
 use strata_api::AppState;
+use strata_api::admission::{Admission, AdmissionConfig};
 use strata_distributor::Distributor;
 use strata_ingester::Ingester;
 use strata_ingester::grpc::{IngesterPool, IngesterService, ServedIngesters};
@@ -407,12 +409,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ring.clone(),
         pool.clone(),
     ));
-    let log_querier = Arc::new(LogQuerier::new(
-        ring.clone(),
-        pool.clone(),
-        log_catalog.clone(),
-        overrides.clone(),
-    ));
+    let log_querier = Arc::new(
+        LogQuerier::new(
+            ring.clone(),
+            pool.clone(),
+            log_catalog.clone(),
+            overrides.clone(),
+        )
+        .with_timeout(cfg.querier.timeout),
+    );
     let engine = Engine::new(EngineOptions {
         lookback_delta: cfg.querier.lookback_delta,
         max_samples: cfg.querier.max_samples,
@@ -455,6 +460,16 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         multitenancy_enabled: cfg.multitenancy_enabled,
         max_recv_msg_size: cfg.distributor.max_recv_msg_size,
         ready: ready.clone(),
+        admission: Admission::new(AdmissionConfig {
+            max_inflight_push_requests: cfg.distributor.instance_limits.max_inflight_push_requests,
+            max_inflight_push_requests_bytes: cfg
+                .distributor
+                .instance_limits
+                .max_inflight_push_requests_bytes,
+            max_concurrent_queries: cfg.querier.max_concurrent,
+            max_outstanding_requests_per_tenant: cfg.querier.max_outstanding_requests_per_tenant,
+            query_queue_timeout: cfg.querier.timeout,
+        }),
     });
     let shown = serde_yaml::to_string(&redacted(&cfg)).unwrap_or_default();
     let app = strata_api::router(state)
@@ -504,9 +519,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     ready.store(true, Ordering::Release);
     tracing::info!(%addr, grpc = %grpc_addr, instance = %instance_id, target = %cfg.target, "strata is ready");
 
-    let stop = shutdown_signal();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
-    server.await?;
+    let timeouts = http_server::HttpTimeouts {
+        read: cfg.server.http_server_read_timeout,
+        idle: cfg.server.http_server_idle_timeout,
+    };
+    http_server::serve(listener, app, timeouts, shutdown_signal()).await;
 
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
