@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod compactor;
 mod durability;
+mod fuzz;
 mod hostile;
 mod limits;
 mod logs;
