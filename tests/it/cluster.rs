@@ -656,7 +656,7 @@ impl QueryAt {
 /// Starts one process per target, all Raft voters of one ring (so any one
 /// of them may die), each with its own directory but one shared bucket
 /// (rules and blocks), instance ids p0, p1, ...
-async fn start_voters(
+pub(crate) async fn start_voters(
     tmp: &Path,
     targets: &[&str],
     extra_args: &[&str],

@@ -40,16 +40,21 @@ pub struct Strata {
 impl Strata {
     /// Starts strata with data under `dir` and waits until it is ready.
     pub async fn start(dir: &Path, extra_args: &[&str]) -> Strata {
-        let mut s = Strata {
+        let mut s = Strata::prepare(dir, extra_args);
+        s.spawn().await;
+        s
+    }
+
+    /// A process to be started with [`Strata::launch`], on a free port.
+    pub fn prepare(dir: &Path, extra_args: &[&str]) -> Strata {
+        Strata {
             port: free_port(),
             dir: dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             child: None,
             client: reqwest::Client::new(),
-        };
-        s.spawn().await;
-        s
+        }
     }
 
     async fn spawn(&mut self) {

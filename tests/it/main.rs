@@ -15,4 +15,5 @@ mod prometheus;
 mod promql_random;
 mod ruler;
 mod s3;
+mod security;
 mod write_read;

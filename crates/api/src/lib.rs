@@ -6,6 +6,7 @@
 //! `/ready`, `/health` and `/metrics`.
 
 pub mod admission;
+pub mod auth;
 mod loki;
 mod params;
 mod render;
@@ -59,7 +60,8 @@ static REQUEST_PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(REQUEST_SECONDS.clone()))?;
     registry.register(Box::new(REQUEST_PANICS.clone()))?;
-    admission::register_metrics(registry)
+    admission::register_metrics(registry)?;
+    auth::register_metrics(registry)
 }
 
 /// The answer to a request whose handler panicked: a safety net (every

@@ -116,7 +116,11 @@ pub fn decode_loki_push(
                         .map(|e| {
                             let ts = e
                                 .timestamp
-                                .map(|t| t.seconds.saturating_mul(1_000_000_000) + t.nanos as i64)
+                                .map(|t| {
+                                    t.seconds
+                                        .saturating_mul(1_000_000_000)
+                                        .saturating_add(i64::from(t.nanos))
+                                })
                                 .unwrap_or(0);
                             LogEntry {
                                 ts,

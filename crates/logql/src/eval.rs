@@ -369,6 +369,9 @@ async fn range_agg<S: LogSource>(
             if let Some(g) = grouping {
                 out_labels = group_labels(&out_labels, g);
             }
+            // As Loki's range aggregation: a sample still carrying an
+            // error fails the query, whatever aggregates it afterwards.
+            check_errors(std::iter::once(&out_labels))?;
             series.entry(out_labels).or_default().push((e.ts, value));
         }
     }
@@ -1059,5 +1062,23 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("JSONParserErr"), "{e}");
+        // Also under a vector aggregation that drops the label, as in Loki:
+        // the range aggregation fails.
+        let e = evaluate(
+            &data(),
+            &parse(r#"sum(count_over_time({app="api"} | json [1m]))"#).unwrap(),
+            &params(60, 60, 0),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("pipeline error"), "{e}");
+        // Filtering the errors out is the way to skip them.
+        evaluate(
+            &data(),
+            &parse(r#"sum(count_over_time({app="api"} | json | __error__="" [1m]))"#).unwrap(),
+            &params(60, 60, 0),
+        )
+        .await
+        .expect("errors filtered");
     }
 }

@@ -225,6 +225,58 @@ fn check_expr(expr: &Expr) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Refuses, without evaluating it, an expression whose subqueries would
+/// take more than `max_steps` steps when evaluated at one instant (a rule):
+/// each subquery spans its own range plus the ranges of the subqueries
+/// around it, at its step (`default_step` when it names none).
+pub fn check_instant_subqueries(
+    query: &str,
+    max_steps: usize,
+    default_step: Duration,
+) -> Result<(), EngineError> {
+    let expr = parse_checked(query)?;
+    walk_subqueries(
+        &expr,
+        0,
+        max_steps as i64,
+        duration_ms("step", default_step)?,
+    )
+}
+
+fn walk_subqueries(e: &Expr, span: i64, max: i64, default_step: i64) -> Result<(), EngineError> {
+    let walk = |e: &Expr| walk_subqueries(e, span, max, default_step);
+    match e {
+        Expr::Subquery(sq) => {
+            let range = duration_ms("subquery range", sq.range)?;
+            let step = match sq.step {
+                Some(s) => duration_ms("subquery step", s)?,
+                None => default_step,
+            }
+            .max(1);
+            let inner = span + range;
+            let steps = inner / step + 1;
+            if steps > max {
+                return Err(EngineError::Execution(format!(
+                    "subquery {sq} would evaluate its inner expression at {steps} steps, more than the limit of {max} (-querier.max-subquery-steps): use a larger subquery step or a shorter range"
+                )));
+            }
+            walk_subqueries(&sq.expr, inner, max, default_step)
+        }
+        Expr::Aggregate(a) => {
+            walk(&a.expr)?;
+            a.param.as_deref().map_or(Ok(()), walk)
+        }
+        Expr::Unary(u) => walk(&u.expr),
+        Expr::Binary(b) => {
+            walk(&b.lhs)?;
+            walk(&b.rhs)
+        }
+        Expr::Paren(p) => walk(&p.expr),
+        Expr::Call(c) => c.args.args.iter().try_for_each(|a| walk(a)),
+        _ => Ok(()),
+    }
+}
+
 fn check_modifiers(offset: &Option<Offset>, at: &Option<AtModifier>) -> Result<(), EngineError> {
     if let Some(Offset::Pos(d) | Offset::Neg(d)) = offset {
         duration_ms("offset", *d)?;
@@ -297,5 +349,22 @@ mod tests {
         assert!(err("rate(up[5m] @ -1e11)").contains("outside the supported range"));
         assert!(err("up[5m:20000y]").contains("10,000 years"));
         parse_checked("up[9000y] @ 0 offset 9999y").expect("in range");
+    }
+
+    #[test]
+    fn subquery_steps_of_a_rule_are_checked_statically() {
+        let m = Duration::from_secs(60);
+        check_instant_subqueries("max_over_time(rate(x[5m])[1d:1m])", 100_000, m)
+            .expect("1,441 steps");
+        let e =
+            check_instant_subqueries("max_over_time(vector(1)[100y:1ms])", 100_000, m).unwrap_err();
+        assert!(e.to_string().contains("-querier.max-subquery-steps"), "{e}");
+        // The inner subquery spans both ranges: 2 days at 1s.
+        assert!(
+            check_instant_subqueries("max_over_time(max_over_time(x[1d:1s])[1d:1s])", 100_000, m)
+                .is_err()
+        );
+        // Without a step, the default step applies.
+        assert!(check_instant_subqueries("max_over_time(x[10y:])", 100_000, m).is_err());
     }
 }

@@ -376,9 +376,7 @@ pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
     let ms = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() => (secs * 1000.0).round(),
         Ok(_) => return Err(invalid()),
-        Err(_) => promql_parser::util::duration::parse_duration(s)
-            .map_err(|_| invalid())?
-            .as_millis() as f64,
+        Err(_) => parse_duration(s).map_err(|_| invalid())?.as_millis() as f64,
     };
     if ms.abs() > crate::MAX_DURATION_MS as f64 {
         return Err(EngineError::BadData(format!(
@@ -386,6 +384,25 @@ pub fn parse_duration_param(s: &str) -> Result<i64, EngineError> {
         )));
     }
     Ok(ms as i64)
+}
+
+/// A Prometheus duration (`5m`, `1h30m`, or float seconds), at most 10,000
+/// years. promql-parser's own function panics on a negative or huge float
+/// (Duration::from_secs_f64), so floats are checked here first.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("{s:?} is not a non-negative duration"));
+        }
+        if secs * 1000.0 > crate::MAX_DURATION_MS as f64 {
+            return Err(format!(
+                "duration {s:?} is longer than the supported 10,000 years"
+            ));
+        }
+    }
+    let d = promql_parser::util::duration::parse_duration(s)?;
+    crate::bounds::duration_ms("duration", d).map_err(|e| e.to_string())?;
+    Ok(d)
 }
 
 /// Plans `expr` for every step, runs the plan on DataFusion and converts
@@ -1508,6 +1525,23 @@ fn vector_vector(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_never_panic() {
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        // promql-parser panics on these (found by fuzzing the ruler).
+        for bad in ["-1", "-0.5", "1e20", "1e400", "NaN", "inf", "20000y"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration_param("-1e400").is_err());
+    }
 
     #[test]
     fn windows_are_left_open() {

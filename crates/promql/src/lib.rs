@@ -28,8 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use strata_model::{Labels, Matcher, SeriesSamples};
 
-pub use bounds::{MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS, check_time};
-pub use eval::parse_duration_param;
+pub use bounds::{MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS, check_instant_subqueries, check_time};
+pub use eval::{parse_duration, parse_duration_param};
 
 /// Read access to stored series for one tenant.
 #[async_trait]

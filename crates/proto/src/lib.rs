@@ -1,5 +1,6 @@
 //! Wire types shared between Strata roles and its clients, generated from `proto/` with prost,
-//! and the gRPC services between roles, generated with tonic.
+//! the gRPC services between roles, generated with tonic, and how roles
+//! connect to each other ([`transport`]: endpoints, mutual TLS).
 
 /// Prometheus remote-write 1.0 messages (`prometheus.WriteRequest` and friends).
 pub mod prometheus {
@@ -25,3 +26,5 @@ pub mod strata {
 }
 
 pub use strata::{ingester, ring};
+
+pub mod transport;

@@ -408,6 +408,18 @@ impl Ruler {
         yaml: &str,
     ) -> Result<(), RulerError> {
         let compiled = rules::parse_group(lang, namespace, yaml, self.cfg.evaluation_interval)?;
+        if lang == RuleLang::PromQL {
+            // Refused now rather than failing at every evaluation.
+            let opts = self.querier.engine().options();
+            for rule in &compiled.rules {
+                strata_promql::check_instant_subqueries(
+                    &rule.source.expr,
+                    opts.max_subquery_steps,
+                    opts.default_subquery_step,
+                )
+                .map_err(|e| RulerError::Invalid(format!("rule {:?}: {e}", rule.name())))?;
+            }
+        }
         let limits = self.overrides.for_tenant(tenant);
         let max_rules = limits.ruler_max_rules_per_rule_group;
         if max_rules > 0 && compiled.rules.len() > max_rules {

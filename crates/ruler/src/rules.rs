@@ -124,7 +124,7 @@ fn duration(
     match v {
         None => Ok(default),
         Some(s) if s == "0" => Ok(Duration::ZERO),
-        Some(s) => promql_parser::util::duration::parse_duration(s)
+        Some(s) => strata_promql::parse_duration(s)
             .map_err(|e| RulerError::Invalid(format!("{at}: invalid {field} {s:?}: {e}"))),
     }
 }

@@ -336,9 +336,11 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
             continue;
         }
         let verb = spec.chars().last().unwrap_or('v');
+        // The text between `.` and the verb (the spec's last character,
+        // which may be any character, of any width).
         let prec_text = spec
             .split_once('.')
-            .map(|(_, p)| &p[..p.len().saturating_sub(1)])
+            .map(|(_, p)| &p[..p.char_indices().last().map_or(0, |(i, _)| i)])
             .filter(|p| !p.is_empty());
         let prec: Option<usize> = prec_text.and_then(|p| p.parse().ok());
         // The precision comes from the rule: bound it before formatting
@@ -426,6 +428,8 @@ mod tests {
     fn refuses_what_it_cannot_do() {
         assert!(check("{{ range $labels }}x{{ end }}").is_err());
         // A precision from the rule is bounded before anything is formatted.
+        // A multi-byte character where the verb should be (found by fuzzing).
+        assert!(check("{{ printf \"%.2\u{fffd}\" $value }}").is_err());
         let e = check("{{ printf \"%.1000000000f\" $value }}").unwrap_err();
         assert!(e.contains("precision"), "{e}");
         assert!(check("{{ printf \"%.100000000000000000000000g\" $value }}").is_err());

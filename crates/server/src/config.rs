@@ -24,6 +24,7 @@ pub struct Config {
     pub target: String,
     /// Require `X-Scope-OrgID` on every request.
     pub multitenancy_enabled: bool,
+    pub auth: AuthConfig,
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
@@ -47,6 +48,9 @@ pub struct IngesterClientConfig {
     /// Longest time a push to one ingester may take.
     #[serde(with = "strata_ingester::humantime_serde")]
     pub remote_timeout: Duration,
+    /// TLS of every gRPC connection this process opens to another role.
+    #[serde(flatten)]
+    pub tls: strata_proto::transport::ClientTls,
 }
 
 impl Default for IngesterClientConfig {
@@ -54,6 +58,26 @@ impl Default for IngesterClientConfig {
         Self {
             grpc_compression: String::new(),
             remote_timeout: Duration::from_secs(2),
+            tls: Default::default(),
+        }
+    }
+}
+
+/// Opt-in HTTP authentication (see strata_api::auth).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// YAML file of accepted tokens (hashed); empty: no authentication.
+    pub tokens_file: String,
+    #[serde(with = "strata_ingester::humantime_serde")]
+    pub tokens_reload_period: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            tokens_file: String::new(),
+            tokens_reload_period: Duration::from_secs(10),
         }
     }
 }
@@ -95,6 +119,8 @@ pub struct ServerConfig {
     pub http_server_idle_timeout: Duration,
     pub log_level: String,
     pub log_format: String,
+    /// TLS of the gRPC server (between roles).
+    pub grpc_tls: strata_proto::transport::ServerTls,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +135,7 @@ impl Default for ServerConfig {
             http_server_idle_timeout: Duration::from_secs(120),
             log_level: "info".into(),
             log_format: "logfmt".into(),
+            grpc_tls: Default::default(),
         }
     }
 }
@@ -246,11 +273,17 @@ macro_rules! flags {
 flags! {
     "target" => "target": "Comma-separated list of roles to run; `all` runs every role in one process.",
     "auth.multitenancy-enabled" => "multitenancy_enabled": "Require the X-Scope-OrgID header; when false every request uses tenant `anonymous`.",
+    "auth.tokens-file" => "auth.tokens_file": "YAML file of accepted HTTP tokens, by SHA-256, each scoped to tenants and to read, write, rules or admin (see docs/security.md); empty: no authentication.",
+    "auth.tokens-reload-period" => "auth.tokens_reload_period": "How often the tokens file is re-read; a file that does not parse keeps the previous tokens.",
     "server.http-listen-address" => "server.http_listen_address": "HTTP listen address (empty: all interfaces).",
     "server.http-listen-port" => "server.http_listen_port": "HTTP listen port.",
     "server.grpc-listen-address" => "server.grpc_listen_address": "gRPC listen address, used by distributed mode.",
     "server.grpc-listen-port" => "server.grpc_listen_port": "gRPC listen port, used by distributed mode.",
     "server.graceful-shutdown-timeout" => "server.graceful_shutdown_timeout": "Time to finish in-flight requests on SIGTERM.",
+    "server.grpc-tls-cert-path" => "server.grpc_tls.cert_path": "PEM certificate of the gRPC server (between roles); with the key, the server speaks TLS.",
+    "server.grpc-tls-key-path" => "server.grpc_tls.key_path": "PEM private key of the gRPC server's certificate.",
+    "server.grpc-tls-ca-path" => "server.grpc_tls.client_ca_path": "PEM CA that must have signed the certificate every gRPC client presents.",
+    "server.grpc-tls-client-auth" => "server.grpc_tls.client_auth": "RequireAndVerifyClientCert (default with TLS on) or NoClientCert.",
     "server.http-server-read-timeout" => "server.http_server_read_timeout": "Longest time to read a request's body; a slower body fails the request (400).",
     "server.http-server-idle-timeout" => "server.http_server_idle_timeout": "Longest time a connection may take to send a request's headers, counted from when it is ready for the next request (idle kept-alive connections are closed after it).",
     "log.level" => "server.log_level": "Log level: debug, info, warn, error.",
@@ -344,6 +377,11 @@ flags! {
     "ring.raft.heartbeat-interval" => "ring.raft.heartbeat_interval": "Raft leader heartbeat interval; a new leader is elected after 4-8 missed heartbeats.",
     "ingester.client.grpc-compression" => "ingester_client.grpc_compression": "Compression of requests to ingesters in other processes: empty (none) or zstd.",
     "distributor.remote-timeout" => "ingester_client.remote_timeout": "Longest time a push to one ingester may take.",
+    "ingester.client.tls-enabled" => "ingester_client.tls_enabled": "Use TLS for every gRPC connection to another role (ingesters, ring, Raft peers).",
+    "ingester.client.tls-cert-path" => "ingester_client.tls_cert_path": "PEM client certificate presented to other roles' gRPC servers.",
+    "ingester.client.tls-key-path" => "ingester_client.tls_key_path": "PEM private key of the client certificate.",
+    "ingester.client.tls-ca-path" => "ingester_client.tls_ca_path": "PEM CA that signed the other roles' server certificates.",
+    "ingester.client.tls-server-name" => "ingester_client.tls_server_name": "Name the servers' certificates must carry (default: the host dialed).",
     "querier.lookback-delta" => "querier.lookback_delta": "How far back an instant selector looks for the latest sample.",
     "querier.max-samples" => "querier.max_samples": "Most samples a single query may load into memory.",
     "querier.max-subquery-steps" => "querier.max_subquery_steps": "Most steps a subquery's inner expression may be evaluated at (its range plus the query's, over its step); more is refused before evaluation starts.",
@@ -565,6 +603,7 @@ impl Default for Config {
         Self {
             target: "all".into(),
             multitenancy_enabled: false,
+            auth: AuthConfig::default(),
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
             ingester: IngesterConfig::default(),

@@ -194,6 +194,19 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_compactor::register_metrics(&registry)?;
     strata_storage::cache::register_metrics(&registry)?;
 
+    // Before any connection to another role is made.
+    strata_proto::transport::set_client_tls(&cfg.ingester_client.tls)?;
+    let grpc_tls = strata_proto::transport::server_tls(&cfg.server.grpc_tls)?;
+    let authenticator = if cfg.auth.tokens_file.is_empty() {
+        None
+    } else {
+        Some(strata_api::auth::Authenticator::watch_file(
+            cfg.auth.tokens_file.clone().into(),
+            cfg.auth.tokens_reload_period,
+            cfg.multitenancy_enabled,
+        )?)
+    };
+
     let overrides = Arc::new(strata_limits::Overrides::new(cfg.limits.clone()));
     if !cfg.runtime_config.file.is_empty() {
         overrides.watch_file(
@@ -314,8 +327,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     // process can register; the ingester service answers UNAVAILABLE
     // until the WAL is replayed (no distributor routes to a JOINING one).
     let served = Arc::new(ServedIngesters::default());
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = grpc_tls {
+        builder = builder.tls_config(tls)?;
+    }
     let mut grpc =
-        tonic::transport::Server::builder().add_optional_service(roles.ingester.then(|| {
+        builder.add_optional_service(roles.ingester.then(|| {
             IngesterService::server(served.clone(), catalog.clone(), log_catalog.clone())
         }));
     if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
@@ -481,6 +498,14 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             }),
         )
         .merge(ring_page::router(ring.clone()));
+    // Outermost: nothing is served to an unauthenticated request.
+    let app = match authenticator {
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(
+            auth,
+            strata_api::auth::authenticate,
+        )),
+        None => app,
+    };
 
     let mut cutters = Vec::new();
     if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {

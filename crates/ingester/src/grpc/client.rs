@@ -551,14 +551,14 @@ impl IngesterPool {
         {
             return Ok(c.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ClientError::Failed {
-                addr: addr.to_string(),
-                message: format!("bad address: {e}"),
-            })?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(self.timeout)
-            .tcp_nodelay(true);
+        // With the process's gRPC client TLS, when set.
+        let endpoint =
+            strata_proto::transport::endpoint(addr, Duration::from_secs(2), self.timeout).map_err(
+                |message| ClientError::Failed {
+                    addr: addr.to_string(),
+                    message,
+                },
+            )?;
         let channel = endpoint.connect_lazy();
         let mut client = GrpcClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

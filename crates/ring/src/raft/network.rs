@@ -27,12 +27,10 @@ use crate::RingError;
 use crate::desc::RingCommand;
 
 /// A lazily connected channel to `addr` (`host:port`), reconnecting as needed.
+/// With the process's gRPC client TLS, when set (strata_proto::transport).
 pub fn channel(addr: &str, timeout: Duration) -> Result<Channel, RingError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| RingError::Config(format!("bad gRPC address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .tcp_nodelay(true);
+    let endpoint = strata_proto::transport::endpoint(addr, Duration::from_secs(2), timeout)
+        .map_err(RingError::Config)?;
     Ok(endpoint.connect_lazy())
 }
 
