@@ -6,24 +6,25 @@
 # inputs per second, overflows unchecked). Findings are saved to
 # tests/fuzz-corpus/<target>/ (replayed by every test run from then on);
 # each target's figures go to target/fuzz/<target>/report and are printed.
-# Usage: loadtest/fuzz.sh [--minutes N (30)] [--target NAME] [--seed S] [--release]
+# Usage: loadtest/fuzz.sh [--minutes N (30)] [--target NAME] [--seed S] [--release] [--jobs J (1): targets at once]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=30 target="" seed="" profile=""
+minutes=30 target="" seed="" profile="" jobs=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --release) profile=--release; shift ;;
-    *) echo "usage: $0 [--minutes N] [--target NAME] [--seed S] [--release]" >&2; exit 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    *) echo "usage: $0 [--minutes N] [--target NAME] [--seed S] [--release] [--jobs J]" >&2; exit 2 ;;
   esac
 done
 export STRATA_FUZZ_SECONDS=$((minutes * 60))
 [[ -n $seed ]] && export STRATA_FUZZ_SEED=$seed
 rm -f target/fuzz/*/report
 status=0
-cargo test $profile -p strata --test it "fuzz::fuzz_${target}" -- --test-threads=1 || status=$?
+cargo test $profile -p strata --test it "fuzz::fuzz_${target}" -- --test-threads="$jobs" || status=$?
 echo "== fuzz figures (${minutes} min per target)"
 cat target/fuzz/*/report 2>/dev/null || echo "no reports written"
 exit $status

@@ -507,6 +507,50 @@ async fn metrics(State(state): State<Shared>) -> Response {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_panicking_handler_costs_its_request_a_500_not_the_process() {
+        use tower::ServiceExt;
+        async fn boom() -> &'static str {
+            panic!("index out of bounds")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "ok" }))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let before = REQUEST_PANICS.get();
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("\"errorType\":\"internal\"") && text.contains("index out of bounds"),
+            "{text}"
+        );
+        assert_eq!(REQUEST_PANICS.get(), before + 1);
+        // The next request is served.
+        let resp = app
+            .oneshot(
+                Request::builder()
+                    .uri("/fine")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
     #[test]
     fn tenant_rules() {
         assert!(validate_tenant("team-a_1.prod").is_ok());
