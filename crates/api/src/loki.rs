@@ -563,16 +563,31 @@ fn storage_error(e: strata_storage::StorageError) -> LokiError {
     text_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// Runs a metadata read within the query timeout (`-querier.timeout`), as
+/// log queries are: a request may name many selectors or a long range.
+async fn bounded<T>(
+    r: &LokiRequest,
+    read: impl std::future::Future<Output = Result<T, strata_storage::StorageError>>,
+) -> Result<T, LokiError> {
+    let timeout = r.state.log_querier.timeout();
+    match tokio::time::timeout(timeout, read).await {
+        Ok(result) => result.map_err(storage_error),
+        Err(_) => Err(text_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("query timed out after {timeout:?} (-querier.timeout)"),
+        )),
+    }
+}
+
 /// `GET /loki/api/v1/labels`.
 pub(crate) async fn labels(r: LokiRequest) -> Result<Response, LokiError> {
     let (start, end) = range_params(&r.p)?;
     let m = selector(r.p.get("query"))?;
-    let names = r
-        .state
-        .log_querier
-        .label_names(&r.tenant, &m, start, end)
-        .await
-        .map_err(storage_error)?;
+    let names = bounded(
+        &r,
+        r.state.log_querier.label_names(&r.tenant, &m, start, end),
+    )
+    .await?;
     Ok(success(names))
 }
 
@@ -583,12 +598,13 @@ pub(crate) async fn label_values(
 ) -> Result<Response, LokiError> {
     let (start, end) = range_params(&r.p)?;
     let m = selector(r.p.get("query"))?;
-    let values = r
-        .state
-        .log_querier
-        .label_values(&r.tenant, &name, &m, start, end)
-        .await
-        .map_err(storage_error)?;
+    let values = bounded(
+        &r,
+        r.state
+            .log_querier
+            .label_values(&r.tenant, &name, &m, start, end),
+    )
+    .await?;
     Ok(success(values))
 }
 
@@ -602,17 +618,23 @@ pub(crate) async fn series(r: LokiRequest) -> Result<Response, LokiError> {
             "at least one match[] stream selector is required",
         ));
     }
-    let mut all = std::collections::BTreeSet::new();
-    for s in selectors {
-        let m = selector(Some(s))?;
-        all.extend(
-            r.state
-                .log_querier
-                .streams(&r.tenant, &m, start, end)
-                .await
-                .map_err(storage_error)?,
-        );
-    }
+    let matchers = selectors
+        .into_iter()
+        .map(|s| selector(Some(s)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let read = async {
+        let mut all = std::collections::BTreeSet::new();
+        for m in &matchers {
+            all.extend(
+                r.state
+                    .log_querier
+                    .streams(&r.tenant, m, start, end)
+                    .await?,
+            );
+        }
+        Ok(all)
+    };
+    let all = bounded(&r, read).await?;
     let data: Vec<serde_json::Value> = all.iter().map(crate::render::labels).collect();
     Ok(success(data))
 }
@@ -621,12 +643,11 @@ pub(crate) async fn series(r: LokiRequest) -> Result<Response, LokiError> {
 pub(crate) async fn index_stats(r: LokiRequest) -> Result<Response, LokiError> {
     let (start, end) = range_params(&r.p)?;
     let m = selector(Some(&r.query()?))?;
-    let s = r
-        .state
-        .log_querier
-        .index_stats(&r.tenant, &m, start, end)
-        .await
-        .map_err(storage_error)?;
+    let s = bounded(
+        &r,
+        r.state.log_querier.index_stats(&r.tenant, &m, start, end),
+    )
+    .await?;
     Ok(axum::Json(
         json!({"streams": s.streams, "chunks": s.chunks, "entries": s.entries, "bytes": s.bytes}),
     )
@@ -649,12 +670,13 @@ pub(crate) async fn volume(r: LokiRequest) -> Result<Response, LokiError> {
     let (start, end) = range_params(&r.p)?;
     let m = selector(Some(&r.query()?))?;
     let (limit, _) = common_params(&r.p)?;
-    let groups = r
-        .state
-        .log_querier
-        .volume(&r.tenant, &m, &target_labels(&r.p), start, end, limit)
-        .await
-        .map_err(storage_error)?;
+    let groups = bounded(
+        &r,
+        r.state
+            .log_querier
+            .volume(&r.tenant, &m, &target_labels(&r.p), start, end, limit),
+    )
+    .await?;
     let mut b = Vec::new();
     b.extend_from_slice(br#"{"status":"success","data":{"resultType":"vector","result":"#);
     let t = end.div_euclid(1_000_000);
@@ -672,12 +694,19 @@ pub(crate) async fn volume_range(r: LokiRequest) -> Result<Response, LokiError> 
     let m = selector(Some(&r.query()?))?;
     let (limit, _) = common_params(&r.p)?;
     let step = step_param(&r.p, start, end)?;
-    let groups = r
-        .state
-        .log_querier
-        .volume_range(&r.tenant, &m, &target_labels(&r.p), start, end, step, limit)
-        .await
-        .map_err(storage_error)?;
+    let groups = bounded(
+        &r,
+        r.state.log_querier.volume_range(
+            &r.tenant,
+            &m,
+            &target_labels(&r.p),
+            start,
+            end,
+            step,
+            limit,
+        ),
+    )
+    .await?;
     let mut b = Vec::new();
     b.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":"#);
     write_list(&mut b, &groups, |b, (l, pts)| {

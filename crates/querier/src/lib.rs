@@ -261,6 +261,22 @@ impl Querier {
         min_t: i64,
         max_t: i64,
     ) -> Result<(BTreeSet<Labels>, BTreeSet<String>), EngineError> {
+        // Bounded like queries: a request may name many selectors.
+        let timeout = self.engine.options().timeout;
+        let read = self.read_metadata(tenant, what, alternatives, min_t, max_t);
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or(Err(EngineError::Timeout("series metadata")))
+    }
+
+    async fn read_metadata(
+        &self,
+        tenant: &str,
+        what: Metadata<'_>,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<(BTreeSet<Labels>, BTreeSet<String>), EngineError> {
         let mut series: BTreeSet<Labels> = BTreeSet::new();
         let mut values: BTreeSet<String> = BTreeSet::new();
         let min_t = min_t.max(self.retention_floor(tenant));

@@ -113,6 +113,11 @@ impl LogQuerier {
         self
     }
 
+    /// The longest time a query may run.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
     /// Oldest entry time (ns) the tenant's log retention lets queries see.
     fn retention_floor_ns(&self, tenant: &str) -> i64 {
         strata_limits::Limits::retention_floor_ms(
