@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
+# mimalloc and zstd compile C code: a C compiler and libc headers.
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then

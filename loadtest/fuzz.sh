@@ -24,7 +24,7 @@ export STRATA_FUZZ_SECONDS=$((minutes * 60))
 [[ -n $seed ]] && export STRATA_FUZZ_SEED=$seed
 rm -f target/fuzz/*/report
 status=0
-cargo test $profile -p strata --test it "fuzz::fuzz_${target}" -- --test-threads="$jobs" || status=$?
+cargo test $profile -p strata --test it "fuzz::fuzz_${target}" -- --test-threads="$jobs" --nocapture || status=$?
 echo "== fuzz figures (${minutes} min per target)"
 cat target/fuzz/*/report 2>/dev/null || echo "no reports written"
 exit $status

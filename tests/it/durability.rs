@@ -403,3 +403,101 @@ async fn backfill_hours_old_is_accepted_and_cut_as_it_advances() {
     let got = s.raw_samples("backfilled", "3h", end).await;
     assert_eq!(got[0].1, expected, "after kill -9");
 }
+
+/// A process replaying a long WAL answers `/health` at once and `/ready`
+/// (503, saying how far the replay got) until the replay is done; then the
+/// replayed samples are there.
+#[tokio::test]
+async fn long_wal_replay_answers_health_at_once_and_ready_after() {
+    use strata_ingester::walrec;
+    use strata_model::{Labels, Sample};
+    let dir = tempfile::tempdir().unwrap();
+    // A WAL of 20,000 series x 240 samples, written as the ingester writes it.
+    let t0 = now_ms() - 3_600_000;
+    let wal_dir = dir.path().join("tsdb/wal");
+    let (mut wal, _) =
+        strata_wal::Wal::open(&wal_dir, strata_wal::WalOptions::default(), |_| {}).unwrap();
+    let mut buf = Vec::new();
+    for chunk in 0..20u64 {
+        let labels: Vec<Labels> = (0..1000)
+            .map(|i| {
+                let id = (chunk * 1000 + i).to_string();
+                Labels::from_pairs([("__name__", "replayed"), ("id", id.as_str())])
+            })
+            .collect();
+        buf.clear();
+        walrec::encode_series(
+            &mut buf,
+            "anonymous",
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (chunk * 1000 + i as u64 + 1, l)),
+        );
+        wal.append(&buf).unwrap();
+        let samples: Vec<Sample> = (0..240)
+            .map(|k| Sample {
+                t: t0 + k * 15_000,
+                v: k as f64,
+            })
+            .collect();
+        buf.clear();
+        walrec::encode_samples(
+            &mut buf,
+            (0..1000u32).map(|i| (chunk * 1000 + u64::from(i) + 1, samples.as_slice())),
+        );
+        wal.append(&buf).unwrap();
+    }
+    drop(wal);
+    let mut s = Strata::prepare(dir.path(), &[]);
+    s.launch();
+    // /health answers while /ready says the replay is under way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (mut healthy_while_replaying, mut phases) = (false, Vec::new());
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready; log:\n{}",
+            s.log()
+        );
+        let health = s
+            .client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        let ready = match s.client.get(s.url("/ready")).send().await {
+            Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+            Err(_) => None,
+        };
+        match (health, ready) {
+            (Ok(200), Some((200, _))) => break,
+            (Ok(200), Some((503, text))) => {
+                if text.contains("replaying the metrics WAL") {
+                    healthy_while_replaying = true;
+                }
+                if phases.last() != Some(&text) {
+                    phases.push(text);
+                }
+            }
+            _ => {} // the port is not bound yet
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        healthy_while_replaying,
+        "no /ready answer during the replay; saw {phases:?}"
+    );
+    assert!(
+        phases.iter().all(|p| p.starts_with("not ready: ")),
+        "{phases:?}"
+    );
+    assert_eq!(
+        s.self_metric("strata_ingester_wal_replay_progress_ratio")
+            .await,
+        2.0,
+        "metrics and logs WALs at 1 each"
+    );
+    let got = s.query("count(replayed)", t0 + 3_000_000).await;
+    assert_eq!(got["result"][0]["value"][1], "20000", "{got}");
+}

@@ -11,8 +11,8 @@ mod loki;
 mod params;
 mod render;
 mod rules;
+pub mod startup;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -87,8 +87,8 @@ pub struct AppState {
     pub registry: Registry,
     pub multitenancy_enabled: bool,
     pub max_recv_msg_size: usize,
-    /// Set once start-up (WAL replay) finished; cleared on shutdown.
-    pub ready: Arc<AtomicBool>,
+    /// Ready once start-up (ring join, WAL replay) finished; not on shutdown.
+    pub ready: Arc<startup::Startup>,
     /// The ruler, when this process runs one.
     pub ruler: Option<Arc<strata_ruler::Ruler>>,
     /// Process-wide push and query admission limits.
@@ -483,21 +483,31 @@ async fn metadata() -> Response {
 }
 
 async fn ready(State(state): State<Shared>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+    ready_response(&state.ready)
+}
+
+/// `/ready`: 200 once the process serves, else 503 saying what it waits for.
+pub fn ready_response(startup: &startup::Startup) -> Response {
+    if startup.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: starting or stopping",
+            format!("not ready: {}", startup.phase()),
         )
             .into_response()
     }
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
+    metrics_response(&state.registry)
+}
+
+/// `/metrics`: every metric of `registry` in Prometheus's text format.
+pub fn metrics_response(registry: &Registry) -> Response {
     let mut buf = Vec::new();
     let enc = TextEncoder::new();
-    if let Err(e) = enc.encode(&state.registry.gather(), &mut buf) {
+    if let Err(e) = enc.encode(&registry.gather(), &mut buf) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()

@@ -209,25 +209,88 @@ struct WalState {
     closed: bool,
 }
 
+/// Makes a WAL replay visible while it runs: a log line at least every
+/// few seconds (segments, records, percent), the
+/// `strata_ingester_wal_replay_*` gauges, and a text for the process's
+/// `/ready` answer.
+pub struct ReplayReporter<'a> {
+    wal: &'static str,
+    report: &'a (dyn Fn(String) + Sync),
+    last_log: std::time::Instant,
+}
+
+impl<'a> ReplayReporter<'a> {
+    /// A reporter of the WAL named `wal` ("metrics" or "logs").
+    pub fn new(wal: &'static str, report: &'a (dyn Fn(String) + Sync)) -> Self {
+        Self {
+            wal,
+            report,
+            last_log: std::time::Instant::now(),
+        }
+    }
+
+    /// Records one step of the replay.
+    pub fn progress(&mut self, p: &strata_wal::ReplayProgress) {
+        let percent = p.ratio() * 100.0;
+        metrics::WAL_REPLAY_PROGRESS
+            .with_label_values(&[self.wal])
+            .set(p.ratio());
+        metrics::WAL_REPLAY_RECORDS
+            .with_label_values(&[self.wal])
+            .set(i64::try_from(p.records).unwrap_or(i64::MAX));
+        let text = format!(
+            "replaying the {} WAL: segment {} of {}, {} records, {percent:.0}%",
+            self.wal, p.segments_done, p.segments, p.records
+        );
+        if self.last_log.elapsed() >= std::time::Duration::from_secs(5) {
+            tracing::info!(
+                wal = self.wal,
+                segments_done = p.segments_done,
+                segments = p.segments,
+                records = p.records,
+                percent = format_args!("{percent:.1}"),
+                "WAL replay progress"
+            );
+            self.last_log = std::time::Instant::now();
+        }
+        (self.report)(text);
+    }
+}
+
 impl Ingester {
     /// Opens the WAL under `cfg.dir`, replays it into the head and returns a
     /// ready ingester.
     pub fn open(cfg: TsdbConfig) -> Result<Self, IngesterError> {
+        Self::open_reporting(cfg, &|_| {})
+    }
+
+    /// [`Ingester::open`], telling `report` how the WAL replay goes (see
+    /// [`ReplayReporter`]).
+    pub fn open_reporting(
+        cfg: TsdbConfig,
+        report: &(dyn Fn(String) + Sync),
+    ) -> Result<Self, IngesterError> {
         let opts = wal_options(&cfg)?;
         let tenants: RwLock<HashMap<String, Arc<TenantHead>>> = RwLock::new(HashMap::new());
         let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut decode_err = None;
         let wal_dir = PathBuf::from(&cfg.dir).join("wal");
         let started = std::time::Instant::now();
-        let (wal, stats) = Wal::open(&wal_dir, opts, |payload| {
-            if decode_err.is_some() {
-                return;
-            }
-            match walrec::decode(payload) {
-                Ok(rec) => replay_record(&tenants, rec, &mut refs),
-                Err(e) => decode_err = Some(e),
-            }
-        })?;
+        let mut reporter = ReplayReporter::new("metrics", report);
+        let (wal, stats) = Wal::open_reporting(
+            &wal_dir,
+            opts,
+            |payload| {
+                if decode_err.is_some() {
+                    return;
+                }
+                match walrec::decode(payload) {
+                    Ok(rec) => replay_record(&tenants, rec, &mut refs),
+                    Err(e) => decode_err = Some(e),
+                }
+            },
+            |p| reporter.progress(p),
+        )?;
         if let Some(e) = decode_err {
             return Err(e.into());
         }

@@ -135,12 +135,22 @@ impl LogIngester {
 
     /// Opens the log WAL under `<cfg.dir>/logs-wal` and replays it.
     pub fn open(cfg: &TsdbConfig, max_chunk_age: Duration) -> Result<Self, IngesterError> {
+        Self::open_reporting(cfg, max_chunk_age, &|_| {})
+    }
+
+    /// [`LogIngester::open`], telling `report` how the WAL replay goes.
+    pub fn open_reporting(
+        cfg: &TsdbConfig,
+        max_chunk_age: Duration,
+        report: &(dyn Fn(String) + Sync),
+    ) -> Result<Self, IngesterError> {
         let opts = wal_options(cfg)?;
         let tenants: RwLock<HashMap<String, Arc<TenantLogs>>> = RwLock::new(HashMap::new());
         let mut decode_err = None;
         let mut max_ns = i64::MIN;
         let dir = PathBuf::from(&cfg.dir).join("logs-wal");
-        let (wal, stats) = Wal::open(&dir, opts, |payload| {
+        let mut reporter = crate::ReplayReporter::new("logs", report);
+        let replay = |payload: &[u8]| {
             if decode_err.is_some() {
                 return;
             }
@@ -162,7 +172,8 @@ impl LogIngester {
                 Ok(_) => tracing::warn!("metrics record in the log WAL; skipped"),
                 Err(e) => decode_err = Some(e),
             }
-        })?;
+        };
+        let (wal, stats) = Wal::open_reporting(&dir, opts, replay, |p| reporter.progress(p))?;
         if let Some(e) = decode_err {
             return Err(e.into());
         }

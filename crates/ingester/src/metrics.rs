@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 macro_rules! counter {
     ($name:literal, $help:literal) => {
@@ -40,6 +40,26 @@ pub(crate) static WAL_CORRUPTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         Opts::new(
             "strata_wal_corruptions_total",
             "WAL segments found with a corrupt record before the newest one at replay (copied to <wal dir>/corrupt/), by WAL.",
+        ),
+        &["wal"],
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static WAL_REPLAY_PROGRESS: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    prometheus::GaugeVec::new(
+        Opts::new(
+            "strata_ingester_wal_replay_progress_ratio",
+            "How much of the WAL (by bytes) the last start-up replayed, from 0 to 1, by WAL.",
+        ),
+        &["wal"],
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static WAL_REPLAY_RECORDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "strata_ingester_wal_replay_records",
+            "Records the last start-up's WAL replay has read so far, by WAL.",
         ),
         &["wal"],
     )
@@ -102,6 +122,8 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(WAL_BYTES.clone()))?;
     registry.register(Box::new(WAL_SIZE.clone()))?;
     registry.register(Box::new(WAL_CORRUPTIONS.clone()))?;
+    registry.register(Box::new(WAL_REPLAY_PROGRESS.clone()))?;
+    registry.register(Box::new(WAL_REPLAY_RECORDS.clone()))?;
     registry.register(Box::new(HEAD_SERIES.clone()))?;
     registry.register(Box::new(BLOCKS_UPLOADED.clone()))?;
     registry.register(Box::new(BLOCK_BYTES_UPLOADED.clone()))?;

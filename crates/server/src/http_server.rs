@@ -9,19 +9,56 @@
 //! - `-server.http-server-read-timeout`: reading a request's body may take
 //!   this long; a slower body fails its request.
 //!
+//! The port is bound and served from a process's first second ([`starting`]):
+//! probes get answers during a long WAL replay or ring join.
+//!
 //! On shutdown the listener closes, in-flight requests finish, and kept-alive
 //! connections are told to close, as `axum::serve` does.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use prometheus::Registry;
+use strata_api::startup::Startup;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// The router of a process still starting: `/health` answers at once,
+/// `/ready` says what start-up waits for, `/metrics` serves the metrics
+/// registered so far; once `app` is set every request goes to it.
+pub fn starting(startup: Arc<Startup>, registry: Registry, app: Arc<OnceLock<Router>>) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let (startup, registry, app) = (startup.clone(), registry.clone(), app.clone());
+        async move {
+            if let Some(app) = app.get() {
+                return match app.clone().oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                };
+            }
+            match req.uri().path() {
+                "/health" => "OK".into_response(),
+                "/ready" => strata_api::ready_response(&startup),
+                "/metrics" => strata_api::metrics_response(&registry),
+                _ => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("strata is starting: {}", startup.phase()),
+                )
+                    .into_response(),
+            }
+        }
+    })
+}
 
 /// Timeouts of the HTTP server.
 #[derive(Debug, Clone, Copy)]

@@ -7,13 +7,13 @@ mod ring_page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::routing::get;
 use config::{Command, Config};
 use prometheus::Registry;
 use strata_api::AppState;
 use strata_api::admission::{Admission, AdmissionConfig};
+use strata_api::startup::Startup;
 use strata_distributor::Distributor;
 use strata_ingester::Ingester;
 use strata_ingester::grpc::{IngesterPool, IngesterService, ServedIngesters};
@@ -194,6 +194,29 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_compactor::register_metrics(&registry)?;
     strata_storage::cache::register_metrics(&registry)?;
 
+    // The HTTP port answers from the first second: /health at once, /ready
+    // with what start-up waits for, everything else once it is built.
+    let startup = Arc::new(Startup::new("starting"));
+    let listener = bind(
+        &cfg.server.http_listen_address,
+        cfg.server.http_listen_port,
+        "HTTP",
+    )
+    .await?;
+    let addr = listener.local_addr()?;
+    let full_app: Arc<std::sync::OnceLock<axum::Router>> = Arc::new(std::sync::OnceLock::new());
+    let timeouts = http_server::HttpTimeouts {
+        read: cfg.server.http_server_read_timeout,
+        idle: cfg.server.http_server_idle_timeout,
+    };
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        http_server::starting(startup.clone(), registry.clone(), full_app.clone()),
+        timeouts,
+        shutdown_signal(),
+    ));
+    tracing::info!(%addr, "HTTP port open; starting");
+
     // Before any connection to another role is made.
     strata_proto::transport::set_client_tls(&cfg.ingester_client.tls)?;
     let grpc_tls = strata_proto::transport::server_tls(&cfg.server.grpc_tls)?;
@@ -298,6 +321,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     };
     let ring = match voter_id {
         Some(id) => {
+            startup.set_phase("starting this process's Raft voter of the ring");
             let (node, desc) = RaftNode::start(VoterConfig {
                 dir: cfg.ring.raft.dir.clone().into(),
                 peers: ring_cfg.raft.peers.clone(),
@@ -359,6 +383,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         state,
     };
     let register_wait = std::time::Duration::from_secs(300);
+    startup.set_phase(format!(
+        "joining the ring (waiting for the Raft group of {:?})",
+        cfg.ring.raft.peers
+    ));
     let lifecycler = Lifecycler::register(
         ring.clone(),
         registration(
@@ -380,12 +408,19 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         tsdb.out_of_order_time_window = cfg.limits.out_of_order_time_window;
         let log_tsdb = tsdb.clone();
         let max_chunk_age = cfg.ingester.max_chunk_age;
+        let report = {
+            let startup = startup.clone();
+            move |text: String| startup.set_phase(text)
+        };
+        let report_logs = report.clone();
         ingester = Some(Arc::new(
-            tokio::task::spawn_blocking(move || Ingester::open(tsdb)).await??,
+            tokio::task::spawn_blocking(move || Ingester::open_reporting(tsdb, &report)).await??,
         ));
         log_ingester = Some(Arc::new(
-            tokio::task::spawn_blocking(move || LogIngester::open(&log_tsdb, max_chunk_age))
-                .await??,
+            tokio::task::spawn_blocking(move || {
+                LogIngester::open_reporting(&log_tsdb, max_chunk_age, &report_logs)
+            })
+            .await??,
         ));
     }
     if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {
@@ -399,6 +434,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         let _ = served.logs.set(log_ing.clone());
         lifecycler.set_state(InstanceState::Active).await?;
     }
+    startup.set_phase("waiting for this instance to show in the local view of the ring");
     if !lifecycler
         .wait_visible(std::time::Duration::from_secs(30))
         .await
@@ -467,7 +503,6 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             )),
         )
     });
-    let ready = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
         ruler: ruler.clone(),
         distributor,
@@ -476,7 +511,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         registry,
         multitenancy_enabled: cfg.multitenancy_enabled,
         max_recv_msg_size: cfg.distributor.max_recv_msg_size,
-        ready: ready.clone(),
+        ready: startup.clone(),
         admission: Admission::new(AdmissionConfig {
             max_inflight_push_requests: cfg.distributor.instance_limits.max_inflight_push_requests,
             max_inflight_push_requests_bytes: cfg
@@ -525,15 +560,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         tokio::spawn(r.clone().run(shutdown_rx.clone()));
     }
 
-    let listener = bind(
-        &cfg.server.http_listen_address,
-        cfg.server.http_listen_port,
-        "HTTP",
-    )
-    .await?;
-    let addr = listener.local_addr()?;
     // Queriers read the bucket index; rebuild it before serving so blocks
     // uploaded by an earlier run (whose WAL is gone) are visible at once.
+    startup.set_phase("writing the bucket indexes");
     if roles.compactor
         && let Err(e) = compactor
             .write_bucket_indexes(strata_ingester::now_ms())
@@ -541,17 +570,19 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     {
         tracing::warn!(error = %e, "writing bucket indexes at start-up failed; queriers list the bucket");
     }
-    ready.store(true, Ordering::Release);
+    // Every route is installed before /ready says so.
+    let _ = full_app.set(app);
+    startup.set_phase("serving");
+    startup.set_ready(true);
     tracing::info!(%addr, grpc = %grpc_addr, instance = %instance_id, target = %cfg.target, "strata is ready");
 
-    let timeouts = http_server::HttpTimeouts {
-        read: cfg.server.http_server_read_timeout,
-        idle: cfg.server.http_server_idle_timeout,
-    };
-    http_server::serve(listener, app, timeouts, shutdown_signal()).await;
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the HTTP server stopped with an error");
+    }
 
     tracing::info!("shutting down");
-    ready.store(false, Ordering::Release);
+    startup.set_phase("shutting down");
+    startup.set_ready(false);
     if let (Some(ing), Some(log_ing)) = (&ingester, &log_ingester) {
         // LEAVING: no new writes routed here; reads still are, while the
         // head is flushed to blocks. Then LEFT.

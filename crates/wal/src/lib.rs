@@ -100,6 +100,29 @@ pub struct ReplayStats {
     pub corrupt_segments: Vec<PathBuf>,
 }
 
+/// How far a replay has got, reported after each segment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayProgress {
+    /// Segments replayed so far, of `segments`.
+    pub segments_done: usize,
+    pub segments: usize,
+    /// Bytes of segment files replayed so far, of `bytes_total`.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub records: u64,
+}
+
+impl ReplayProgress {
+    /// Done, from 0 to 1 (by bytes).
+    pub fn ratio(&self) -> f64 {
+        if self.bytes_total == 0 {
+            1.0
+        } else {
+            self.bytes_done as f64 / self.bytes_total as f64
+        }
+    }
+}
+
 /// An open write-ahead log positioned at the end of its newest segment.
 pub struct Wal {
     dir: PathBuf,
@@ -272,17 +295,42 @@ impl Wal {
     pub fn open(
         dir: impl AsRef<Path>,
         opts: WalOptions,
+        on_record: impl FnMut(&[u8]),
+    ) -> Result<(Self, ReplayStats), WalError> {
+        Self::open_reporting(dir, opts, on_record, |_| {})
+    }
+
+    /// [`Wal::open`], calling `on_progress` before the first segment and
+    /// after each one (a long replay is visible while it runs).
+    pub fn open_reporting(
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
         mut on_record: impl FnMut(&[u8]),
+        mut on_progress: impl FnMut(&ReplayProgress),
     ) -> Result<(Self, ReplayStats), WalError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let segments = list_segments(&dir)?;
         let mut stats = ReplayStats::default();
+        let mut progress = ReplayProgress {
+            segments: segments.len(),
+            bytes_total: segments
+                .iter()
+                .filter_map(|&n| fs::metadata(segment_path(&dir, n)).ok())
+                .map(|m| m.len())
+                .sum(),
+            ..ReplayProgress::default()
+        };
+        on_progress(&progress);
         let mut last_good: Option<(u64, u64)> = None;
         for (i, &seg) in segments.iter().enumerate() {
             let path = segment_path(&dir, seg);
             let (good_len, file_len) = replay_segment(&path, &mut stats, &mut on_record)?;
             stats.segments += 1;
+            progress.segments_done = i + 1;
+            progress.bytes_done = (progress.bytes_done + file_len).min(progress.bytes_total);
+            progress.records = stats.records;
+            on_progress(&progress);
             last_good = Some((seg, good_len));
             if good_len == file_len {
                 continue;
@@ -613,6 +661,30 @@ mod tests {
         let (_, got, stats) = collect(dir.path(), opts);
         assert_eq!(got, records);
         assert_eq!(stats.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn replay_reports_progress_per_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: 64,
+            fsync: FsyncPolicy::Always,
+        };
+        let (mut wal, _, _) = collect(dir.path(), opts.clone());
+        for i in 0..20u8 {
+            wal.append(&[i; 40]).unwrap();
+        }
+        drop(wal);
+        let mut seen = Vec::new();
+        Wal::open_reporting(dir.path(), opts, |_| {}, |p| seen.push(p.clone())).unwrap();
+        assert!(seen.len() > 2, "{seen:?}");
+        assert_eq!(seen[0].segments_done, 0);
+        assert_eq!(seen[0].ratio(), 0.0);
+        let last = seen.last().unwrap();
+        assert_eq!(last.segments_done, last.segments);
+        assert_eq!(last.records, 20);
+        assert_eq!(last.ratio(), 1.0);
+        assert!(seen.windows(2).all(|w| w[0].bytes_done <= w[1].bytes_done));
     }
 
     #[test]
