@@ -33,8 +33,9 @@ use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// One input's run: Ok, or what went wrong (a panic's message, a hang).
-type Outcome = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// One input's run: whether the target accepted it (decoded, parsed); a
+/// panic or a hang is a finding.
+type Outcome = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// A fuzz target: seed inputs, tokens worth inserting, and the code under test.
 pub struct Target {
@@ -68,6 +69,9 @@ const EXTREMES: &[&str] = &[
     "99999999999999999999",
 ];
 
+/// Accepted mutants kept as bases for further mutation.
+const POOL: usize = 2000;
+
 /// How long one input may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(20);
 
@@ -75,6 +79,8 @@ const HANG: Duration = Duration::from_secs(20);
 #[derive(Debug, Default)]
 pub struct Report {
     pub executions: u64,
+    /// Inputs the target accepted (got past its decoder or parser).
+    pub accepted: u64,
     pub corpus_replayed: usize,
     pub findings: Vec<String>,
 }
@@ -93,7 +99,13 @@ fn work_dir(target: &str) -> PathBuf {
 
 /// Mutates `input` a few times.
 fn mutate(rng: &mut StdRng, input: &mut Vec<u8>, t: &Target) {
-    for _ in 0..rng.random_range(1..=6) {
+    // Mostly one or two edits, so that many mutants stay close enough to
+    // valid to get past the decoder and reach the code behind it.
+    let mut edits = 1;
+    while edits < 6 && rng.random_bool(0.4) {
+        edits += 1;
+    }
+    for _ in 0..edits {
         let len = input.len();
         match rng.random_range(0..9) {
             0 if len > 0 => {
@@ -161,8 +173,8 @@ fn mutate(rng: &mut StdRng, input: &mut Vec<u8>, t: &Target) {
     input.truncate(t.max_len);
 }
 
-/// Runs one input, catching panics and hangs.
-async fn run_one(t: &Target, input: Vec<u8>) -> Result<(), String> {
+/// Runs one input, catching panics and hangs; Ok(accepted).
+async fn run_one(t: &Target, input: Vec<u8>) -> Result<bool, String> {
     let dir = work_dir(t.name);
     // Best effort: a failure to record it only loses the abort breadcrumb.
     let _ = std::fs::create_dir_all(&dir);
@@ -170,7 +182,7 @@ async fn run_one(t: &Target, input: Vec<u8>) -> Result<(), String> {
     // On a worker thread, whose stack is the server's.
     let run = tokio::spawn(AssertUnwindSafe((t.run)(input)).catch_unwind());
     match tokio::time::timeout(HANG, run).await {
-        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Ok(accepted))) => Ok(accepted),
         Ok(Ok(Err(panic))) => Err(panic
             .downcast_ref::<String>()
             .cloned()
@@ -211,12 +223,29 @@ pub async fn fuzz(t: &Target, budget: Budget, seed: u64) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let mut n = 0u64;
+    // Accepted mutants become bases too (without coverage feedback, what
+    // got past the parser is the best guess of what reaches deeper).
+    let mut pool: Vec<Vec<u8>> = Vec::new();
     while budget.more(n, started) && !t.seeds.is_empty() {
         n += 1;
-        let mut input = t.seeds[rng.random_range(0..t.seeds.len())].clone();
+        let mut input = if !pool.is_empty() && rng.random_bool(0.5) {
+            pool[rng.random_range(0..pool.len())].clone()
+        } else {
+            t.seeds[rng.random_range(0..t.seeds.len())].clone()
+        };
         mutate(&mut rng, &mut input, t);
         report.executions += 1;
-        if let Err(e) = run_one(t, input.clone()).await {
+        let outcome = run_one(t, input.clone()).await;
+        if outcome == Ok(true) {
+            report.accepted += 1;
+            if pool.len() < POOL {
+                pool.push(input.clone());
+            } else {
+                let i = rng.random_range(0..POOL);
+                pool[i] = input.clone();
+            }
+        }
+        if let Err(e) = outcome {
             let _ = std::fs::create_dir_all(&saved);
             let file = saved.join(format!("finding-{seed}-{n}"));
             let _ = std::fs::write(&file, &input);
@@ -272,10 +301,11 @@ async fn check(target: Target) {
     let started = Instant::now();
     let report = fuzz(&target, budget, seed).await;
     let line = format!(
-        "{}: {} executions in {:.1}s ({} saved findings replayed), seed {seed}, {} findings",
+        "{}: {} executions in {:.1}s, {} mutated inputs accepted by the decoder or parser ({} saved findings replayed), seed {seed}, {} findings",
         target.name,
         report.executions,
         started.elapsed().as_secs_f64(),
+        report.accepted,
         report.corpus_replayed,
         report.findings.len()
     );

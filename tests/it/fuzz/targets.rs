@@ -57,12 +57,14 @@ pub fn remote_write() -> Target {
                         .unwrap_or_default(),
                     None => input,
                 };
-                if let Ok(req) = strata_distributor::decode_remote_write(&body, 1 << 20) {
-                    let limits = strata_limits::Limits::default();
-                    for ts in &req.timeseries {
-                        let _ = strata_distributor::validate_labels(&ts.labels, &limits);
-                    }
+                let Ok(req) = strata_distributor::decode_remote_write(&body, 1 << 20) else {
+                    return false;
+                };
+                let limits = strata_limits::Limits::default();
+                for ts in &req.timeseries {
+                    let _ = strata_distributor::validate_labels(&ts.labels, &limits);
                 }
+                true
             })
         },
     }
@@ -136,7 +138,7 @@ pub fn loki_push() -> Target {
                     }
                     _ => (PushFormat::Json, body, false),
                 };
-                let _ = decode_loki_push(&body, format, gzip, 1 << 20);
+                decode_loki_push(&body, format, gzip, 1 << 20).is_ok()
             })
         },
     }
@@ -295,8 +297,9 @@ pub fn promql() -> Target {
                 let q = text(&input);
                 let (engine, data) = &*PROMQL;
                 let t = T0 + 30 * 60_000;
-                let _ = engine.instant(data.clone(), &q, t).await;
-                let _ = engine.range(data.clone(), &q, T0, t, 60_000).await;
+                let instant = engine.instant(data.clone(), &q, t).await;
+                let range = engine.range(data.clone(), &q, T0, t, 60_000).await;
+                instant.is_ok() || range.is_ok()
             }) as Outcome
         },
     }
@@ -413,7 +416,7 @@ pub fn logql() -> Target {
             Box::pin(async move {
                 let q = text(&input);
                 let Ok(expr) = strata_logql::parse(&q) else {
-                    return;
+                    return false;
                 };
                 let t0 = T0 * 1_000_000;
                 let end = t0 + 1000 * 1_000_000_000;
@@ -427,13 +430,14 @@ pub fn logql() -> Target {
                     max_series: 500,
                 };
                 let source = LOGS.clone();
-                let _ = strata_logql::evaluate(source.as_ref(), &expr, &base).await;
+                let range = strata_logql::evaluate(source.as_ref(), &expr, &base).await;
                 let instant = strata_logql::QueryParams {
                     start_ns: end,
                     instant: true,
                     ..base
                 };
-                let _ = strata_logql::evaluate(source.as_ref(), &expr, &instant).await;
+                let instant = strata_logql::evaluate(source.as_ref(), &expr, &instant).await;
+                range.is_ok() || instant.is_ok()
             })
         },
     }
@@ -503,17 +507,20 @@ pub fn wal_replay() -> Target {
                 } else {
                     body
                 };
-                let Ok(dir) = tempfile::tempdir() else { return };
+                let Ok(dir) = tempfile::tempdir() else {
+                    return false;
+                };
                 // Split across two segment files: damage in the older one is
                 // handled differently from the newest one's torn tail.
                 let cut = segment.len() / 2;
                 let _ = std::fs::write(dir.path().join("00000001"), &segment[..cut]);
                 let _ = std::fs::write(dir.path().join("00000002"), &segment[cut..]);
+                let mut decoded = 0usize;
                 let opened = strata_wal::Wal::open(
                     dir.path(),
                     strata_wal::WalOptions::default(),
                     |payload| {
-                        let _ = walrec::decode(payload);
+                        decoded += usize::from(walrec::decode(payload).is_ok());
                     },
                 );
                 if let Ok((mut wal, _)) = opened {
@@ -523,6 +530,7 @@ pub fn wal_replay() -> Target {
                 if mode == b'R' {
                     let _ = walrec::decode(&segment[8.min(segment.len())..]);
                 }
+                decoded > 0
             })
         },
     }
@@ -563,10 +571,9 @@ pub fn rule_groups() -> Target {
                 let (lang, yaml) = match input.split_first() {
                     Some((b'L', rest)) => (strata_ruler::RuleLang::LogQL, text(rest)),
                     Some((_, rest)) => (strata_ruler::RuleLang::PromQL, text(rest)),
-                    None => return,
+                    None => return false,
                 };
-                let _ =
-                    strata_ruler::rules::parse_group(lang, "ns", &yaml, Duration::from_secs(60));
+                strata_ruler::rules::parse_group(lang, "ns", &yaml, Duration::from_secs(60)).is_ok()
             })
         },
     }
@@ -600,9 +607,11 @@ pub fn runtime_config() -> Target {
         run: |input| {
             Box::pin(async move {
                 let overrides = strata_limits::Overrides::new(strata_limits::Limits::default());
-                if overrides.apply_runtime_config(&text(&input)).is_ok() {
-                    let _ = overrides.for_tenant("team-a");
+                if overrides.apply_runtime_config(&text(&input)).is_err() {
+                    return false;
                 }
+                let _ = overrides.for_tenant("team-a");
+                true
             })
         },
     }
