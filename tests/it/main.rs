@@ -8,6 +8,7 @@ mod common;
 mod compactor;
 mod durability;
 mod fuzz;
+mod helm;
 mod hostile;
 mod limits;
 mod logs;

