@@ -626,6 +626,180 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
     assert!(stopped.contains("stopped"), "{stopped}");
 }
 
+/// A child process that a failed test does not leave behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Raft group as `via` sees it (`/ring/raft`): voters' addresses and ids.
+async fn raft_voters(cluster: &Cluster, via: &str) -> Option<BTreeMap<String, u64>> {
+    let j: Json = cluster
+        .client
+        .get(cluster.url(via, "/ring/raft"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        j["voters"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| Some((v[1].as_str()?.to_string(), v[0].as_u64()?)))
+            .collect(),
+    )
+}
+
+async fn wait_voters(cluster: &Cluster, what: &str, f: impl Fn(&BTreeMap<String, u64>) -> bool) {
+    for _ in 0..600 {
+        if let Some(v) = raft_voters(cluster, "distributor-1").await
+            && f(&v)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what}: voters are {:?}",
+        raft_voters(cluster, "distributor-1").await
+    );
+}
+
+/// The ring's Raft group changes while remote_write goes on: two more
+/// voters join through the seeds (3 -> 5), two are removed (5 -> 3), and a
+/// voter killed with -9 whose Raft directory is wiped comes back as a new
+/// member in its old place. No write fails and every acknowledged sample
+/// is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster {
+        dir: tmp.path().to_path_buf(),
+        http: free_port(),
+        grpc: free_port(),
+        client: reqwest::Client::new(),
+    };
+    cluster.run("start");
+    let addr = |ip: &str| format!("{ip}:{}", cluster.grpc);
+    let seeds = ["127.0.0.11", "127.0.0.12", "127.0.0.13"].map(addr);
+    wait_voters(&cluster, "the three seed voters", |v| {
+        v.len() == 3 && seeds.iter().all(|s| v.contains_key(s))
+    })
+    .await;
+    let writer = Writer::start(&cluster);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Grow: two queriers that are voters by flag, not by the seed list.
+    let mut extra = Vec::new();
+    for (name, ip) in [("voter-4", "127.0.0.14"), ("voter-5", "127.0.0.15")] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log = std::fs::File::create(dir.join("log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .current_dir(&dir)
+            .args([
+                "-target=querier".to_string(),
+                format!("-server.http-listen-address={ip}"),
+                format!("-server.http-listen-port={}", cluster.http),
+                format!("-server.grpc-listen-address={ip}"),
+                format!("-server.grpc-listen-port={}", cluster.grpc),
+                format!("-ring.instance-id={name}"),
+                format!("-ring.raft.peers={}", seeds.join(",")),
+                "-ring.raft.voter=true".to_string(),
+                format!("-ring.raft.dir={}", dir.join("ring").display()),
+                format!(
+                    "-blocks-storage.filesystem.dir={}",
+                    tmp.path().join("blocks").display()
+                ),
+                "-ring.heartbeat-period=1s".to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn voter");
+        extra.push((KillOnDrop(child), addr(ip), dir));
+    }
+    wait_voters(&cluster, "five voters", |v| v.len() == 5).await;
+
+    // Shrink: remove both through the ring's admin endpoint, then stop them.
+    for (child, voter, _) in &mut extra {
+        let r = cluster
+            .client
+            .post(cluster.url("distributor-2", "/ring/raft"))
+            .form(&[("remove", voter.as_str())])
+            .send()
+            .await
+            .expect("remove voter");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+    }
+    wait_voters(&cluster, "three voters after the shrink", |v| {
+        v.len() == 3 && seeds.iter().all(|s| v.contains_key(s))
+    })
+    .await;
+    let gone = cluster
+        .client
+        .post(cluster.url("distributor-2", "/ring/raft"))
+        .form(&[("remove", extra[0].1.as_str())])
+        .send()
+        .await
+        .expect("remove again");
+    assert_eq!(gone.status(), 404, "removing a voter that is not there");
+
+    // A voter loses its disk: kill -9, wipe its Raft directory, restart.
+    let before = raft_voters(&cluster, "distributor-1")
+        .await
+        .expect("voters");
+    let compactor = addr("127.0.0.13");
+    cluster.signal("compactor", "KILL");
+    cluster.wait_exit("compactor").await;
+    std::fs::remove_dir_all(tmp.path().join("compactor/ring")).expect("wipe the Raft directory");
+    cluster.run("start");
+    wait_voters(&cluster, "the wiped voter back as a new member", |v| {
+        v.len() == 3
+            && v.get(&compactor)
+                .is_some_and(|id| Some(id) != before.get(&compactor))
+    })
+    .await;
+    // It has the whole ring again.
+    let ring = cluster
+        .ring("compactor")
+        .await
+        .expect("ring from the rejoined voter");
+    assert!(
+        ring["instances"].as_array().is_some_and(|a| a.len() >= 8),
+        "{ring}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writer.pause().await;
+    writer.stop.store(true, Ordering::SeqCst);
+    let pushes = writer.pushes();
+    let failed: Vec<_> = pushes
+        .iter()
+        .filter(|p| !(200..300).contains(&p.status))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "writes failed while the group changed: {failed:?}"
+    );
+    assert!(
+        pushes.len() > 50,
+        "the writer kept writing: {}",
+        pushes.len()
+    );
+    assert_returned(&cluster.returned().await, &pushes, true);
+    cluster.run("stop");
+}
+
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")

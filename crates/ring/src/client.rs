@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_proto::ring::ring_client::RingClient as RingGrpcClient;
-use strata_proto::ring::{UpdateRequest, WatchRequest};
+use strata_proto::ring::{RemoveVoterRequest, StatusRequest, UpdateRequest, WatchRequest};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -25,7 +25,11 @@ use crate::{RingConfig, RingError};
 pub struct Ring {
     desc: watch::Receiver<Arc<RingDesc>>,
     voter: Option<Arc<RaftNode>>,
-    members: Vec<String>,
+    /// `-ring.raft.peers`: addresses and `dns+` names of voters.
+    seeds: Vec<String>,
+    /// Voters' addresses as the last ring received from a voter listed them
+    /// (voters that joined after the seeds were written).
+    learned_voters: Mutex<Vec<String>>,
     config: RingConfig,
     ingesters: Mutex<Option<(Arc<RingDesc>, Arc<RingView>)>>,
     /// Channels to the voters, reused across updates.
@@ -42,7 +46,8 @@ impl Ring {
         Arc::new(Self {
             desc,
             voter: Some(node),
-            members: config.raft.peers.clone(),
+            seeds: config.raft.peers.clone(),
+            learned_voters: Mutex::default(),
             config,
             ingesters: Mutex::new(None),
             channels: Mutex::default(),
@@ -60,17 +65,13 @@ impl Ring {
         let ring = Arc::new(Self {
             desc: rx,
             voter: None,
-            members: config.raft.peers.clone(),
+            seeds: config.raft.peers.clone(),
+            learned_voters: Mutex::default(),
             config,
             ingesters: Mutex::new(None),
             channels: Mutex::default(),
         });
-        tokio::spawn(watch_members(
-            ring.members.clone(),
-            instance_id,
-            tx,
-            shutdown,
-        ));
+        tokio::spawn(watch_members(ring.clone(), instance_id, tx, shutdown));
         ring
     }
 
@@ -94,7 +95,8 @@ impl Ring {
         Arc::new(Self {
             desc: rx,
             voter: None,
-            members: Vec::new(),
+            seeds: Vec::new(),
+            learned_voters: Mutex::default(),
             config: RingConfig::default(),
             ingesters: Mutex::new(None),
             channels: Mutex::default(),
@@ -150,6 +152,89 @@ impl Ring {
         Ok(c)
     }
 
+    /// Voters to reach: the seeds (DNS names resolved now), then the voters
+    /// the last ring listed.
+    async fn candidates(&self) -> Vec<String> {
+        let mut out = crate::discovery::resolve(&self.seeds).await;
+        for v in self.learned_voters.lock().iter() {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        out
+    }
+
+    /// The Raft group's membership, from the local voter or any voter.
+    pub async fn group_status(&self) -> Result<crate::raft::GroupStatus, RingError> {
+        if let Some(v) = &self.voter {
+            return Ok(v.status());
+        }
+        let mut last = None;
+        for addr in self.candidates().await {
+            let reply = match self.channel(&addr) {
+                Ok(ch) => RingGrpcClient::new(ch)
+                    .status(StatusRequest {})
+                    .await
+                    .map_err(|s| RingError::Rpc {
+                        addr: addr.clone(),
+                        message: s.message().to_string(),
+                    }),
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    return Ok(crate::raft::GroupStatus {
+                        node_id: r.node_id,
+                        initialized: r.initialized,
+                        voter: true,
+                        leader_addr: Some(r.leader_addr).filter(|a| !a.is_empty()),
+                        voters: r.voters.into_iter().map(|a| (0, a)).collect(),
+                        learners: Vec::new(),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RingError::Unreachable(self.seeds.join(","))))
+    }
+
+    /// Removes the voter at `addr` from the Raft group (through the local
+    /// voter, or any voter), e.g. before its pod is deleted for good.
+    pub async fn remove_voter(&self, addr: &str) -> Result<(), RingError> {
+        if let Some(v) = &self.voter {
+            return v.remove_voter(addr).await;
+        }
+        let mut last = None;
+        for member in self.candidates().await {
+            let result = match self.channel(&member) {
+                Ok(ch) => RingGrpcClient::new(ch)
+                    .remove_voter(RemoveVoterRequest {
+                        addr: addr.to_string(),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| match s.code() {
+                        tonic::Code::NotFound => RingError::NotAMember(addr.to_string()),
+                        tonic::Code::FailedPrecondition => {
+                            RingError::Config(s.message().to_string())
+                        }
+                        _ => RingError::Rpc {
+                            addr: member.clone(),
+                            message: s.message().to_string(),
+                        },
+                    }),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e @ (RingError::NotAMember(_) | RingError::Config(_))) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RingError::Unreachable(self.seeds.join(","))))
+    }
+
     /// Commits `cmd` to the ring: through the local voter, or any voter.
     pub async fn update(&self, cmd: RingCommand) -> Result<(), RingError> {
         if let Some(v) = &self.voter {
@@ -157,7 +242,7 @@ impl Ring {
         }
         let command = serde_json::to_vec(&cmd).map_err(|e| RingError::Codec(e.to_string()))?;
         let mut last = None;
-        for addr in &self.members {
+        for addr in &self.candidates().await {
             let result = match self.channel(addr) {
                 Ok(ch) => RingGrpcClient::new(ch)
                     .update(UpdateRequest {
@@ -176,21 +261,26 @@ impl Ring {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| RingError::Unreachable(self.members.join(","))))
+        Err(last.unwrap_or_else(|| RingError::Unreachable(self.seeds.join(","))))
     }
 }
 
 /// Follows the ring from the first voter that answers, forever.
 async fn watch_members(
-    members: Vec<String>,
+    ring: Arc<Ring>,
     instance_id: String,
     tx: watch::Sender<Arc<RingDesc>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next = 0usize;
     loop {
-        if members.is_empty() || *shutdown.borrow() {
+        if ring.seeds.is_empty() || *shutdown.borrow() {
             return;
+        }
+        let members = ring.candidates().await;
+        if members.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         }
         let addr = &members[next % members.len()];
         next += 1;
@@ -213,6 +303,9 @@ async fn watch_members(
                 match msg {
                     Ok(Some(state)) => match serde_json::from_slice::<RingDesc>(&state.desc) {
                         Ok(d) => {
+                            if !state.voters.is_empty() {
+                                *ring.learned_voters.lock() = state.voters;
+                            }
                             tx.send_replace(Arc::new(d));
                         }
                         Err(e) => return Err(RingError::Codec(e.to_string())),

@@ -1,13 +1,15 @@
 //! The ring: which Strata processes exist, what they run, where they listen
 //! and which tokens (shares of the series hash space) each ingester owns.
 //! It is a small state machine replicated with Raft (openraft) among the
-//! voters named by `-ring.raft.peers`; every other process watches it over
-//! gRPC and keeps a local copy. Distributors pick a series' replicas from
+//! group's voters, which join and leave the group at run time (found
+//! through `-ring.raft.peers`: addresses or DNS names); every other process
+//! watches it over gRPC and keeps a local copy. Distributors pick a series' replicas from
 //! it, queriers the ingesters to ask; each process registers itself and
 //! heartbeats through it.
 
 pub mod client;
 pub mod desc;
+pub mod discovery;
 pub mod lifecycle;
 pub mod page;
 pub mod raft;
@@ -55,6 +57,9 @@ pub enum RingError {
     /// A message could not be encoded or decoded.
     #[error("ring message encoding: {0}")]
     Codec(String),
+    /// No voter of the Raft group has this address.
+    #[error("no voter of the ring's Raft group is at {0}")]
+    NotAMember(String),
     /// No ring member could be reached.
     #[error("no ring member reachable (tried {0})")]
     Unreachable(String),
@@ -94,11 +99,16 @@ pub struct RingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftSettings {
-    /// gRPC addresses (`host:port`) of the ring's voters, the same list on
-    /// every process; empty runs a one-voter ring in this process. A YAML
-    /// list, or `host:port,host:port` on the command line.
+    /// Where the ring's Raft group is found: gRPC `host:port` addresses, or
+    /// `dns+host:port` names standing for every address they resolve to.
+    /// A process whose advertised address is listed is a voter; the first
+    /// entry starts the group when none exists. Empty runs a one-voter ring
+    /// in this process. A YAML list, or comma-separated on the command line.
     #[serde(with = "string_list")]
     pub peers: Vec<String>,
+    /// Makes this process a voter even when its address is not in `peers`:
+    /// it joins the group through them.
+    pub voter: bool,
     /// Directory of the Raft log, vote and snapshots.
     pub dir: String,
     /// Leader heartbeat interval; elections start after 4-8 missed ones.
@@ -127,6 +137,7 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             peers: Vec::new(),
+            voter: false,
             dir: "./data/ring".into(),
             heartbeat_interval: Duration::from_millis(250),
         }

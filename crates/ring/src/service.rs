@@ -10,13 +10,14 @@ use serde::de::DeserializeOwned;
 use strata_proto::ring::raft_server::{Raft, RaftServer};
 use strata_proto::ring::ring_server::{Ring as RingRpc, RingServer};
 use strata_proto::ring::{
-    RaftReply, RaftRequest, RingState, UpdateReply, UpdateRequest, WatchRequest,
+    JoinReply, JoinRequest, RaftReply, RaftRequest, RemoveVoterReply, RemoveVoterRequest,
+    RingState, StatusReply, StatusRequest, UpdateReply, UpdateRequest, WatchRequest,
 };
 use tonic::{Request, Response, Status};
 
-use crate::Ring;
 use crate::desc::RingCommand;
 use crate::raft::RaftNode;
+use crate::{Ring, RingError};
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(bytes)
@@ -44,18 +45,33 @@ pub struct RaftService {
     node: Arc<RaftNode>,
 }
 
+impl RaftService {
+    /// The message's payload, when it is meant for this node.
+    fn payload<T: DeserializeOwned>(&self, req: Request<RaftRequest>) -> Result<T, Status> {
+        let req = req.into_inner();
+        if req.target != 0 && req.target != self.node.id() {
+            return Err(Status::failed_precondition(format!(
+                "this is ring voter {}, not {} (a new incarnation at the same address)",
+                self.node.id(),
+                req.target
+            )));
+        }
+        decode(&req.payload)
+    }
+}
+
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn append_entries(
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode(&req.into_inner().payload)?;
+        let rpc = self.payload(req)?;
         reply(self.node.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode(&req.into_inner().payload)?;
+        let rpc = self.payload(req)?;
         reply(self.node.raft().vote(rpc).await)
     }
 
@@ -63,14 +79,23 @@ impl Raft for RaftService {
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode(&req.into_inner().payload)?;
+        let rpc = self.payload(req)?;
         reply(self.node.raft().install_snapshot(rpc).await)
     }
 }
 
-/// Serves ring updates and watches.
+/// Serves ring updates, watches and the Raft group's membership.
 pub struct RingService {
     ring: Arc<Ring>,
+    node: Arc<RaftNode>,
+}
+
+fn membership_status(e: RingError) -> Status {
+    match e {
+        RingError::NotAMember(addr) => Status::not_found(addr),
+        RingError::Config(m) => Status::failed_precondition(m),
+        e => Status::unavailable(e.to_string()),
+    }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<RingState, Status>> + Send>>;
@@ -92,17 +117,59 @@ impl RingRpc for RingService {
         let who = req.into_inner().instance_id;
         tracing::debug!(instance = %who, "ring watcher connected");
         let rx = self.ring.subscribe();
-        let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
-            if !first && rx.changed().await.is_err() {
-                return None;
+        let node = self.node.clone();
+        let stream = futures::stream::unfold((rx, true), move |(mut rx, first)| {
+            let node = node.clone();
+            async move {
+                if !first && rx.changed().await.is_err() {
+                    return None;
+                }
+                let desc = rx.borrow_and_update().clone();
+                let item = serde_json::to_vec(&*desc)
+                    .map(|b| RingState {
+                        desc: b.into(),
+                        voters: node.voter_addrs(),
+                    })
+                    .map_err(|e| Status::internal(format!("encoding ring: {e}")));
+                Some((item, (rx, false)))
             }
-            let desc = rx.borrow_and_update().clone();
-            let item = serde_json::to_vec(&*desc)
-                .map(|b| RingState { desc: b.into() })
-                .map_err(|e| Status::internal(format!("encoding ring: {e}")));
-            Some((item, (rx, false)))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        let req = req.into_inner();
+        if req.addr.is_empty() || req.node_id == 0 {
+            return Err(Status::invalid_argument(
+                "join needs a node id and an address",
+            ));
+        }
+        self.node
+            .join(req.node_id, &req.addr)
+            .await
+            .map_err(membership_status)?;
+        Ok(Response::new(JoinReply {}))
+    }
+
+    async fn remove_voter(
+        &self,
+        req: Request<RemoveVoterRequest>,
+    ) -> Result<Response<RemoveVoterReply>, Status> {
+        self.node
+            .remove_voter(&req.into_inner().addr)
+            .await
+            .map_err(membership_status)?;
+        Ok(Response::new(RemoveVoterReply {}))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let s = self.node.status();
+        Ok(Response::new(StatusReply {
+            node_id: s.node_id,
+            initialized: s.initialized,
+            leader_addr: s.leader_addr.unwrap_or_default(),
+            voters: s.voters.into_iter().map(|(_, a)| a).collect(),
+        }))
     }
 }
 
@@ -111,7 +178,10 @@ impl RingRpc for RingService {
 pub fn services(ring: &Arc<Ring>) -> Option<(RaftServer<RaftService>, RingServer<RingService>)> {
     let node = ring.voter()?.clone();
     Some((
-        RaftServer::new(RaftService { node }),
-        RingServer::new(RingService { ring: ring.clone() }),
+        RaftServer::new(RaftService { node: node.clone() }),
+        RingServer::new(RingService {
+            ring: ring.clone(),
+            node,
+        }),
     ))
 }

@@ -301,8 +301,8 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     // The ring: a voter of the Raft group when this process's gRPC address
-    // is in -ring.raft.peers (or the only voter when the list is empty),
-    // otherwise a watcher of the voters.
+    // is in -ring.raft.peers or -ring.raft.voter is set (or the only voter
+    // when the list is empty), otherwise a watcher of the voters.
     let distributed = !cfg.ring.raft.peers.is_empty();
     let grpc_addr = advertised(
         &cfg.ring.instance_addr,
@@ -320,30 +320,24 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         cfg.ring.instance_id.clone()
     };
     let mut ring_cfg = cfg.ring.clone();
-    let voter_id = if distributed {
-        ring_cfg
-            .raft
-            .peers
-            .iter()
-            .position(|p| *p == grpc_addr)
-            .map(|i| i as u64 + 1)
-    } else {
+    if !distributed {
         ring_cfg.raft.peers = vec![grpc_addr.clone()];
-        Some(1)
-    };
-    let ring = match voter_id {
-        Some(id) => {
+    }
+    let voter = !distributed || cfg.ring.raft.voter || ring_cfg.raft.peers.contains(&grpc_addr);
+    let ring = match voter {
+        true => {
             startup.set_phase("starting this process's Raft voter of the ring");
             let (node, desc) = RaftNode::start(VoterConfig {
                 dir: cfg.ring.raft.dir.clone().into(),
-                peers: ring_cfg.raft.peers.clone(),
-                id,
+                addr: grpc_addr.clone(),
+                seeds: ring_cfg.raft.peers.clone(),
+                bootstrap: ring_cfg.raft.peers.first() == Some(&grpc_addr),
                 heartbeat_interval: cfg.ring.raft.heartbeat_interval,
             })
             .await?;
             Ring::from_voter(node, desc, ring_cfg)
         }
-        None => Ring::watching(ring_cfg, instance_id.clone(), shutdown_rx.clone()),
+        false => Ring::watching(ring_cfg, instance_id.clone(), shutdown_rx.clone()),
     };
     // Only a cluster needs the gRPC server; a lone `all` process keeps to
     // its HTTP port, so several can run side by side.

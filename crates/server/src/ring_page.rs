@@ -1,5 +1,8 @@
 //! `/ring`: the ring status page (HTML for people, JSON with
-//! `Accept: application/json` or `?format=json`) and its "forget" form.
+//! `Accept: application/json` or `?format=json`) and its "forget" form;
+//! `/ring/raft`: the Raft group's voters and learners (JSON), and the
+//! removal of a voter (`POST remove=<gRPC address>`) before its process is
+//! retired for good.
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 use strata_ring::{Ring, RingCommand, page};
+use tracing::Instrument;
 
 #[derive(Deserialize)]
 struct Format {
@@ -21,10 +25,16 @@ struct ForgetForm {
     forget: String,
 }
 
+#[derive(Deserialize)]
+struct RemoveVoterForm {
+    remove: String,
+}
+
 /// Routes of the ring page.
 pub fn router(ring: Arc<Ring>) -> Router {
     Router::new()
         .route("/ring", get(show).post(forget))
+        .route("/ring/raft", get(raft_status).post(remove_voter))
         .with_state(ring)
 }
 
@@ -36,10 +46,7 @@ async fn show(
     let _span = tracing::debug_span!("ring_page").entered();
     let timeout = ring.config().heartbeat_timeout.as_millis() as i64;
     let rows = page::rows(&ring.desc(), strata_ring::now_ms(), timeout);
-    let leader = ring
-        .voter()
-        .and_then(|v| v.leader())
-        .and_then(|id| ring.config().raft.peers.get(id as usize - 1).cloned());
+    let leader = ring.voter().and_then(|v| v.status().leader_addr);
     let wants_json = q.format.as_deref() == Some("json")
         || headers
             .get(header::ACCEPT)
@@ -66,6 +73,41 @@ async fn forget(State(ring): State<Arc<Ring>>, Form(f): Form<ForgetForm>) -> Res
         Ok(()) => {
             tracing::info!(instance = %f.forget, "instance forgotten from the ring");
             (StatusCode::SEE_OTHER, [(header::LOCATION, "/ring")]).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn raft_status(State(ring): State<Arc<Ring>>) -> Response {
+    let status = ring
+        .group_status()
+        .instrument(tracing::debug_span!("ring_raft_status"))
+        .await;
+    match status {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn remove_voter(State(ring): State<Arc<Ring>>, Form(f): Form<RemoveVoterForm>) -> Response {
+    let removed = ring
+        .remove_voter(&f.remove)
+        .instrument(tracing::info_span!("ring_remove_voter", voter = %f.remove))
+        .await;
+    match removed {
+        Ok(()) => {
+            tracing::info!(voter = %f.remove, "voter removed from the ring's Raft group");
+            (
+                StatusCode::OK,
+                format!("removed {} from the Raft group\n", f.remove),
+            )
+                .into_response()
+        }
+        Err(e @ strata_ring::RingError::NotAMember(_)) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
+        Err(e @ strata_ring::RingError::Config(_)) => {
+            (StatusCode::CONFLICT, e.to_string()).into_response()
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }

@@ -33,16 +33,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%d.%s.%s.svc.cluster.local:%d" .name (int .index) .headless .ctx.Release.Namespace (int .ctx.Values.ports.grpc) -}}
 {{- end -}}
 
-{{/* The ring's Raft voters: the compactor pods (distributed mode). */}}
+{{/*
+Where the ring's Raft group is found: the first compactor pod by name (it
+starts the group on the first install) and every compactor pod through the
+headless Service's DNS records. Compactors are voters by flag, so scaling
+their StatefulSet changes no configuration: new pods join the group.
+*/}}
 {{- define "strata.raftPeers" -}}
-{{- $ctx := . -}}
 {{- $name := printf "%s-compactor" (include "strata.fullname" .) -}}
 {{- $headless := include "strata.headless" (dict "ctx" . "component" "compactor") -}}
-{{- $peers := list -}}
-{{- range $i := until (int .Values.compactor.replicas) -}}
-{{- $peers = append $peers (include "strata.podAddr" (dict "ctx" $ctx "name" $name "headless" $headless "index" $i)) -}}
-{{- end -}}
-{{- toJson $peers -}}
+{{- $first := include "strata.podAddr" (dict "ctx" . "name" $name "headless" $headless "index" 0) -}}
+{{- $all := printf "dns+%s.%s.svc.cluster.local:%d" $headless .Release.Namespace (int .Values.ports.grpc) -}}
+{{- toJson (list $first $all) -}}
 {{- end -}}
 
 {{/* Strata's configuration file (its own YAML layout), structuredConfig merged last. */}}
@@ -93,6 +95,9 @@ The strata container of one role: (dict "ctx" $ "component" "ingester" "target" 
     - -config.file=/etc/strata/config/strata.yaml
     - -ring.instance-id=$(POD_NAME)
     - -ring.instance-addr={{ .instanceAddr }}
+    {{- if .voter }}
+    - -ring.raft.voter=true
+    {{- end }}
     {{- if .zone }}
     - -ring.instance-availability-zone={{ .zone }}
     {{- end }}

@@ -19,7 +19,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strata_proto::ring::raft_client::RaftClient;
 use strata_proto::ring::ring_client::RingClient as RingGrpcClient;
-use strata_proto::ring::{RaftReply, RaftRequest, UpdateRequest};
+use strata_proto::ring::{
+    JoinRequest, RaftReply, RaftRequest, RemoveVoterRequest, StatusReply, StatusRequest,
+    UpdateRequest,
+};
 use tonic::transport::Channel;
 
 use super::{NodeId, TypeConfig};
@@ -64,6 +67,60 @@ impl GrpcNetwork {
                 message: s.message().to_string(),
             })?;
         Ok(())
+    }
+}
+
+impl GrpcNetwork {
+    /// Asks the voter at `addr` to add voter `id` at `joiner` to the group.
+    pub async fn forward_join(
+        &self,
+        addr: &str,
+        id: NodeId,
+        joiner: &str,
+    ) -> Result<(), RingError> {
+        let mut request = tonic::Request::new(JoinRequest {
+            node_id: id,
+            addr: joiner.to_string(),
+        });
+        // Joining waits for the learner to catch up.
+        request.set_timeout(Duration::from_secs(60));
+        RingGrpcClient::new(self.channel(addr)?)
+            .join(request)
+            .await
+            .map_err(|s| rpc_error(addr, s))?;
+        Ok(())
+    }
+
+    /// Asks the voter at `addr` to remove the voter at `gone` from the group.
+    pub async fn forward_remove(&self, addr: &str, gone: &str) -> Result<(), RingError> {
+        RingGrpcClient::new(self.channel(addr)?)
+            .remove_voter(RemoveVoterRequest {
+                addr: gone.to_string(),
+            })
+            .await
+            .map_err(|s| rpc_error(addr, s))?;
+        Ok(())
+    }
+
+    /// The group as the voter at `addr` sees it.
+    pub async fn status(&self, addr: &str) -> Result<StatusReply, RingError> {
+        let mut request = tonic::Request::new(StatusRequest {});
+        request.set_timeout(Duration::from_secs(2));
+        Ok(RingGrpcClient::new(self.channel(addr)?)
+            .status(request)
+            .await
+            .map_err(|s| rpc_error(addr, s))?
+            .into_inner())
+    }
+}
+
+fn rpc_error(addr: &str, s: tonic::Status) -> RingError {
+    if s.code() == tonic::Code::NotFound {
+        return RingError::NotAMember(s.message().to_string());
+    }
+    RingError::Rpc {
+        addr: addr.to_string(),
+        message: s.message().to_string(),
     }
 }
 
@@ -114,6 +171,7 @@ impl PeerClient {
         let mut client = RaftClient::new(channel);
         let mut request = tonic::Request::new(RaftRequest {
             payload: payload.into(),
+            target: self.target,
         });
         request.set_timeout(option.hard_ttl());
         let reply: Result<tonic::Response<RaftReply>, tonic::Status> = match kind {
@@ -124,7 +182,12 @@ impl PeerClient {
         let reply = reply
             .map_err(|s| {
                 let e = TransportError(format!("{kind} to {}: {}", self.addr, s.message()));
-                if s.code() == tonic::Code::Unavailable {
+                // FailedPrecondition: another incarnation answers at the
+                // address; to Raft, the member it meant is unreachable.
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::FailedPrecondition
+                ) {
                     RPCError::Unreachable(Unreachable::new(&e))
                 } else {
                     RPCError::Network(NetworkError::new(&e))
