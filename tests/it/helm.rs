@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_yaml::Value as Yaml;
 
-fn chart() -> PathBuf {
+pub(crate) fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/strata")
 }
 
@@ -43,7 +43,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
 }
 
 /// Renders the chart with `args`; returns the manifests.
-fn render(args: &[&str]) -> Result<Vec<Yaml>, String> {
+pub(crate) fn render(args: &[&str]) -> Result<Vec<Yaml>, String> {
     let (ok, text) = run(Command::new(helm())
         .arg("template")
         .arg("t")

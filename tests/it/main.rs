@@ -3,6 +3,7 @@
 //! clients (python-logging-loki, winston-loki).
 
 mod admission;
+mod chart_runs;
 mod cluster;
 mod common;
 mod compactor;
