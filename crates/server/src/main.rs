@@ -650,8 +650,14 @@ async fn serve_grpc(
 fn redacted(cfg: &Config) -> Config {
     let mut c = cfg.clone();
     for store in [&mut c.blocks_storage.store, &mut c.blocks_storage.warm] {
-        if !store.s3.secret_access_key.is_empty() {
-            store.s3.secret_access_key = "********".into();
+        for secret in [
+            &mut store.s3.secret_access_key,
+            &mut store.gcs.service_account,
+            &mut store.azure.account_key,
+        ] {
+            if !secret.is_empty() {
+                *secret = "********".into();
+            }
         }
     }
     c

@@ -61,6 +61,11 @@ their StatefulSet changes no configuration: new pods join the group.
       "bucket_name" .Values.blocksStorage.s3.bucketName
       "region" .Values.blocksStorage.s3.region
       "insecure" (or .Values.blocksStorage.s3.insecure .Values.minio.enabled))
+    "gcs" (dict "bucket_name" .Values.blocksStorage.gcs.bucketName)
+    "azure" (dict
+      "account_name" .Values.blocksStorage.azure.accountName
+      "container_name" .Values.blocksStorage.azure.containerName
+      "endpoint_suffix" .Values.blocksStorage.azure.endpointSuffix)
     "tsdb" (dict "dir" "/data/tsdb")
     "warm_cache" (dict "dir" "/data/cache"))
   "ring" (dict
@@ -112,10 +117,10 @@ The strata container of one role: (dict "ctx" $ "component" "ingester" "target" 
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
     - name: POD_IP
       valueFrom: {fieldRef: {fieldPath: status.podIP}}
-  {{- if or $v.blocksStorage.s3.credentialsSecret $v.minio.enabled }}
+  {{- with include "strata.storageSecret" .ctx }}
   envFrom:
     - secretRef:
-        name: {{ ternary (printf "%s-minio" (include "strata.fullname" .ctx)) $v.blocksStorage.s3.credentialsSecret $v.minio.enabled }}
+        name: {{ . }}
   {{- end }}
   ports:
     - {name: http, containerPort: {{ $v.ports.http }}}
@@ -165,6 +170,7 @@ The strata container of one role: (dict "ctx" $ "component" "ingester" "target" 
 {{/* Pod spec parts shared by every role: (dict "ctx" $ "component" "x"). */}}
 {{- define "strata.podCommon" -}}
 {{- $v := .ctx.Values -}}
+serviceAccountName: {{ include "strata.serviceAccountName" .ctx }}
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
 {{- with $v.imagePullSecrets }}
@@ -196,11 +202,29 @@ checksum/config: {{ include "strata.config" . | sha256sum }}
 {{- end }}
 {{- end -}}
 
+{{- define "strata.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "strata.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the object store's credentials, if any. */}}
+{{- define "strata.storageSecret" -}}
+{{- $b := .Values.blocksStorage -}}
+{{- if and .Values.minio.enabled (eq $b.backend "s3") -}}
+{{- printf "%s-minio" (include "strata.fullname" .) -}}
+{{- else if has $b.backend (list "s3" "gcs" "azure") -}}
+{{- (get $b $b.backend).credentialsSecret -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Refuses values that cannot work, with the reason. */}}
 {{- define "strata.validate" -}}
 {{- if eq .Values.deploymentMode "distributed" -}}
 {{- if eq .Values.blocksStorage.backend "filesystem" -}}
-{{- fail "deploymentMode=distributed needs a bucket every role reaches: set blocksStorage.backend=s3 (or minio.enabled=true), or use deploymentMode=monolithic" -}}
+{{- fail "deploymentMode=distributed needs a bucket every role reaches: set blocksStorage.backend=s3, gcs or azure (or minio.enabled=true), or use deploymentMode=monolithic" -}}
 {{- end -}}
 {{- $ingesters := mul (int .Values.ingester.replicas) (max 1 (len .Values.zones)) -}}
 {{- if lt (int $ingesters) (int .Values.ingester.replicationFactor) -}}
@@ -214,6 +238,12 @@ checksum/config: {{ include "strata.config" . | sha256sum }}
 {{- end -}}
 {{- if and (eq .Values.blocksStorage.backend "s3") (not .Values.minio.enabled) (not .Values.blocksStorage.s3.bucketName) -}}
 {{- fail "blocksStorage.s3.bucketName is required" -}}
+{{- end -}}
+{{- if and (eq .Values.blocksStorage.backend "gcs") (not .Values.blocksStorage.gcs.bucketName) -}}
+{{- fail "blocksStorage.gcs.bucketName is required with backend gcs" -}}
+{{- end -}}
+{{- if and (eq .Values.blocksStorage.backend "azure") (not (and .Values.blocksStorage.azure.accountName .Values.blocksStorage.azure.containerName)) -}}
+{{- fail "blocksStorage.azure.accountName and containerName are required with backend azure" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
