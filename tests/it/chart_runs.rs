@@ -16,7 +16,8 @@
 //! writes to the distributor Service; its samples come back through the
 //! querier. Then the compactor StatefulSet (the Raft voters) is rendered
 //! with 3 replicas: the configuration is unchanged, the new pods join the
-//! group by themselves, and one is removed again.
+//! group by themselves, and one is removed again. Every metric the chart's
+//! alert rules read is exported by the running pods.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -431,6 +432,25 @@ async fn the_small_distributed_preset_runs_and_its_voters_scale() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+
+    // Every metric the chart's alert rules read is exported by some pod.
+    let mut exported = String::new();
+    for pod in &pods {
+        let url = format!("http://{}:{http_port}/metrics", pod.ip);
+        if let Ok(r) = client.get(&url).send().await {
+            exported.push_str(&r.text().await.unwrap_or_default());
+        }
+    }
+    for (alert, expr) in crate::helm::chart_alerts() {
+        for name in crate::helm::metric_names(&expr) {
+            assert!(
+                exported
+                    .lines()
+                    .any(|l| l.starts_with(&name) && l[name.len()..].starts_with([' ', '{'])),
+                "{alert} reads {name}, which no pod exports"
+            );
+        }
+    }
 
     // One voter, the small preset's; the group's one seed is its name.
     assert_eq!(voters(&client, &distributor).await.len(), 1);

@@ -727,6 +727,33 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
         extra.push((KillOnDrop(child), addr(ip), dir));
     }
     wait_voters(&cluster, "five voters", |v| v.len() == 5).await;
+    // The ring's metrics say so too: five voters, one leader among them.
+    let metric = |name: &'static str, via: &'static str| {
+        let url = cluster.url(via, "/metrics");
+        let client = cluster.client.clone();
+        async move { crate::common::Strata::metric_at(&client, &url, name).await }
+    };
+    assert_eq!(
+        metric("strata_ring_raft_voters", "distributor-1").await,
+        5.0
+    );
+    let mut leaders = 0.0;
+    for via in ["distributor-1", "distributor-2", "compactor"] {
+        leaders += metric("strata_ring_raft_is_leader", via).await;
+    }
+    for v in ["127.0.0.14", "127.0.0.15"] {
+        leaders += crate::common::Strata::metric_at(
+            &cluster.client,
+            &format!("http://{v}:{}/metrics", cluster.http),
+            "strata_ring_raft_is_leader",
+        )
+        .await;
+    }
+    assert_eq!(leaders, 1.0, "exactly one voter leads");
+    assert!(
+        metric("strata_ring_members", "querier").await >= 8.0,
+        "the querier's ring metrics count every member"
+    );
 
     // Shrink: remove both through the ring's admin endpoint, then stop them.
     for (child, voter, _) in &mut extra {

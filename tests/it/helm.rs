@@ -299,3 +299,65 @@ fn values_that_cannot_work_are_refused_with_the_reason() {
         assert!(e.contains(reason), "{args:?}: {e}");
     }
 }
+
+/// The alert rules the chart installs as a PrometheusRule (rendered as if
+/// the Prometheus Operator's CRDs existed): (alert name, expression).
+pub(crate) fn chart_alerts() -> Vec<(String, String)> {
+    let rendered = render(&[
+        "--api-versions",
+        "monitoring.coreos.com/v1/PrometheusRule",
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+    ])
+    .expect("render with the operator's CRDs");
+    find(&rendered, "ServiceMonitor", "t-strata");
+    let rule = find(&rendered, "PrometheusRule", "t-strata");
+    rule["spec"]["groups"]
+        .as_sequence()
+        .expect("rule groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap_or_default().to_string(),
+                r["expr"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `strata_*` metric names an expression reads.
+pub(crate) fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("strata_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+#[test]
+fn the_charts_alerts_parse_with_strata_and_are_absent_without_the_operator() {
+    let alerts = chart_alerts();
+    assert!(alerts.len() >= 5, "{alerts:?}");
+    for (alert, expr) in &alerts {
+        assert!(alert.starts_with("Strata"), "{alert}");
+        strata_promql::parse(expr).unwrap_or_else(|e| panic!("{alert}: {expr}: {e}"));
+        assert!(
+            !metric_names(expr).is_empty(),
+            "{alert} reads Strata's metrics"
+        );
+    }
+    // Without the CRDs (plain `helm template`), neither is rendered.
+    let plain = render(&[]).expect("render");
+    assert!(
+        !plain
+            .iter()
+            .any(|m| m["kind"] == "PrometheusRule" || m["kind"] == "ServiceMonitor")
+    );
+}

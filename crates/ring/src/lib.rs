@@ -11,6 +11,7 @@ pub mod client;
 pub mod desc;
 pub mod discovery;
 pub mod lifecycle;
+pub mod metrics;
 pub mod page;
 pub mod raft;
 pub mod replication;

@@ -339,6 +339,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         }
         false => Ring::watching(ring_cfg, instance_id.clone(), shutdown_rx.clone()),
     };
+    registry.register(Box::new(strata_ring::metrics::RingCollector::new(
+        ring.clone(),
+    )?))?;
     // Only a cluster needs the gRPC server; a lone `all` process keeps to
     // its HTTP port, so several can run side by side.
     let grpc_listener = if distributed || !(roles.distributor && roles.ingester && roles.querier) {
