@@ -325,7 +325,7 @@ async fn query(
     let Some(expr) = p.get("query") else {
         return bad_data("invalid parameter \"query\": query is empty".into());
     };
-    let t = match p.time("time", strata_ingester::now_ms()) {
+    let t = match p.time("time", strata_model::now_ms()) {
         Ok(t) => t,
         Err(e) => return bad_data(e),
     };

@@ -51,7 +51,7 @@ fn bad_request(msg: impl Into<String>) -> LokiError {
 }
 
 fn now_ns() -> i64 {
-    strata_ingester::now_ms().saturating_mul(1_000_000)
+    strata_model::now_ms().saturating_mul(1_000_000)
 }
 
 /// Loki's timestamp formats: RFC 3339, float seconds, or an integer that is

@@ -15,8 +15,7 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use strata_ingester::PushLimits;
-use strata_ingester::grpc::{EncodedSeries, IngesterPool};
+use strata_ingester_client::{EncodedSeries, IngesterPool, PushLimits};
 use strata_limits::{Overrides, RateLimiter};
 use strata_model::{Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
@@ -443,7 +442,7 @@ impl Distributor {
                 samples: total,
             });
         }
-        let now = strata_ingester::now_ms();
+        let now = strata_model::now_ms();
         let max_t = now + limits.creation_grace_period.as_millis() as i64;
         let mut result = PushResult::default();
         let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(req.timeseries.len());

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounterVec, Opts};
 use prost::Message;
 use serde::Deserialize;
-use strata_ingester::logs::LogPushOutcome;
+use strata_ingester_client::LogPushOutcome;
 use strata_model::logs::LogEntry;
 use strata_model::{Label, Labels};
 use strata_proto::loki::PushRequest;
@@ -414,15 +414,15 @@ impl Distributor {
         for r in outcome.rejected {
             let labels = texts.get(r.index).map(String::as_str).unwrap_or("");
             let msg = match r.reason {
-                strata_ingester::logs::LogRejectReason::StreamLimit => format!(
+                strata_ingester_client::LogRejectReason::StreamLimit => format!(
                     "Maximum active stream limit exceeded ({} streams) when adding stream '{labels}'; reduce the number of streams or ask for a higher max_global_streams_per_user",
                     max_streams
                 ),
-                strata_ingester::logs::LogRejectReason::TooFarBehind => format!(
+                strata_ingester_client::LogRejectReason::TooFarBehind => format!(
                     "entry too far behind: entry with timestamp {} for stream '{labels}' is older than the stream's newest entry minus the out-of-order window",
                     fmt_ns(r.first_timestamp)
                 ),
-                strata_ingester::logs::LogRejectReason::OutOfBounds => format!(
+                strata_ingester_client::LogRejectReason::OutOfBounds => format!(
                     "entry out of bounds: entry with timestamp {} for stream '{labels}' belongs to a time range already written to a block",
                     fmt_ns(r.first_timestamp)
                 ),

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use strata_ingester::Rejected;
-use strata_ingester::grpc::{ClientError, IngesterClient};
+use strata_ingester_client::{ClientError, IngesterClient, Rejected};
 use strata_model::Labels;
 use strata_ring::shard_key;
 

@@ -32,6 +32,10 @@ use strata_storage::{BlockCatalog, encode_block, upload_block};
 use strata_wal::{FsyncPolicy, GroupSync, Wal, WalError, WalOptions};
 
 pub use metrics::register as register_metrics;
+pub use strata_ingester_client::{
+    PushLimits, PushOutcome, ReasonName, RejectReason, Rejected, RejectedSeries,
+};
+pub use strata_model::now_ms;
 
 /// Ingester and head settings, in Mimir's `blocks_storage.tsdb` shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,103 +94,6 @@ pub enum IngesterError {
     Task(String),
     #[error("ingester is shutting down")]
     ShuttingDown,
-}
-
-/// Why a sample was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Older than the series' newest sample beyond the out-of-order window.
-    OutOfOrder,
-    /// Older than the head's range: its block was already cut.
-    OutOfBounds,
-    /// Same timestamp as a stored sample with a different value.
-    DuplicateTimestamp,
-    /// A new series beyond the tenant's `max_global_series_per_user`.
-    SeriesLimit,
-}
-
-impl RejectReason {
-    /// Metric label / API wording, as Prometheus and Mimir name these.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutOfOrder => "sample-out-of-order",
-            Self::OutOfBounds => "sample-out-of-bounds",
-            Self::DuplicateTimestamp => "sample-duplicate-timestamp",
-            Self::SeriesLimit => "per_user_series_limit",
-        }
-    }
-}
-
-/// Rejection reasons by name, as they cross the wire between processes.
-pub trait ReasonName: Copy + Sized {
-    /// The reason's name.
-    fn name(self) -> &'static str;
-    /// The reason called `name`.
-    fn from_name(name: &str) -> Option<Self>;
-}
-
-impl ReasonName for RejectReason {
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        [
-            Self::OutOfOrder,
-            Self::OutOfBounds,
-            Self::DuplicateTimestamp,
-            Self::SeriesLimit,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == name)
-    }
-}
-
-/// A pushed series' (or stream's) items not accepted, with the reason for the first one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected<R> {
-    /// Position of the series or stream in the pushed batch.
-    pub index: usize,
-    pub reason: R,
-    pub count: usize,
-    /// Timestamp of the first rejected item (ms for samples, ns for log entries).
-    pub first_timestamp: i64,
-}
-
-impl<R> Rejected<R> {
-    /// Counts one more rejected item in `slot`, keeping the first one's reason and time.
-    pub(crate) fn note(slot: &mut Option<Self>, index: usize, reason: R, t: i64) {
-        match slot {
-            Some(r) => r.count += 1,
-            None => {
-                *slot = Some(Rejected {
-                    index,
-                    reason,
-                    count: 1,
-                    first_timestamp: t,
-                })
-            }
-        }
-    }
-}
-
-/// A series' samples not accepted.
-pub type RejectedSeries = Rejected<RejectReason>;
-
-/// Outcome of a push: how many samples are now durable, and what was refused.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct PushOutcome {
-    pub accepted: usize,
-    pub rejected: Vec<RejectedSeries>,
-}
-
-/// The tenant limits a push is checked against.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PushLimits {
-    /// The tenant's out-of-order window.
-    pub out_of_order_time_window: Duration,
-    /// Most series in the tenant's head; 0 is unlimited.
-    pub max_series: usize,
 }
 
 /// The ingester.
@@ -961,12 +868,4 @@ fn replay_record(
             }
         }
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

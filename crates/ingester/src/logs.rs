@@ -26,52 +26,9 @@ use crate::{
     IngesterError, Rejected, TsdbConfig, encode_with_retry, every, metrics, now_ms, split_by_range,
     upload_with_retry, wal_options, walrec,
 };
+pub use strata_ingester_client::{LogPushOutcome, LogRejectReason, RejectedStream};
 
 const NS_PER_MS: i64 = 1_000_000;
-
-/// Why log entries were not accepted, worded as Loki's discarded-samples reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LogRejectReason {
-    /// More than `max_chunk_age / 2` behind the stream's newest entry.
-    TooFarBehind,
-    /// Older than the head's range: its block was already cut.
-    OutOfBounds,
-    /// A new stream beyond the tenant's `max_global_streams_per_user`.
-    StreamLimit,
-}
-
-impl LogRejectReason {
-    /// Metric label / API wording.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TooFarBehind => "too_far_behind",
-            Self::OutOfBounds => "out_of_bounds",
-            Self::StreamLimit => "stream_limit",
-        }
-    }
-}
-
-impl crate::ReasonName for LogRejectReason {
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        [Self::TooFarBehind, Self::OutOfBounds, Self::StreamLimit]
-            .into_iter()
-            .find(|r| r.as_str() == name)
-    }
-}
-
-/// A stream's entries not accepted.
-pub type RejectedStream = Rejected<LogRejectReason>;
-
-/// Outcome of a log push.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct LogPushOutcome {
-    pub accepted: usize,
-    pub rejected: Vec<RejectedStream>,
-}
 
 /// One stream in the log head.
 struct MemStream {

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
-use strata_ingester::grpc::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
+use strata_ingester_client::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
 use strata_limits::Overrides;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
@@ -185,7 +185,7 @@ impl Querier {
             self.overrides
                 .for_tenant(tenant)
                 .compactor_blocks_retention_period,
-            strata_ingester::now_ms(),
+            strata_model::now_ms(),
         )
     }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use strata_ingester::grpc::{IngesterPool, LogSelect};
+use strata_ingester_client::{IngesterPool, LogSelect};
 use strata_limits::Overrides;
 use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection};
 use strata_model::logs::{EntrySize, LogEntry, LogStream};
@@ -122,7 +122,7 @@ impl LogQuerier {
     fn retention_floor_ns(&self, tenant: &str) -> i64 {
         strata_limits::Limits::retention_floor_ms(
             self.overrides.for_tenant(tenant).logs_retention_period,
-            strata_ingester::now_ms(),
+            strata_model::now_ms(),
         )
         .saturating_mul(NS_PER_MS)
     }

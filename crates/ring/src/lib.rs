@@ -187,10 +187,4 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "strata".into())
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use strata_model::now_ms;

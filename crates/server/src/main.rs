@@ -456,10 +456,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let pool = Arc::new(
         IngesterPool::new(
-            ingester
-                .clone()
-                .zip(log_ingester.clone())
-                .map(|(m, l)| (instance_id.clone(), m, l)),
+            ingester.clone().zip(log_ingester.clone()).map(|(m, l)| {
+                (
+                    instance_id.clone(),
+                    strata_ingester::grpc::Local::shared(m, l),
+                )
+            }),
             cfg.querier.timeout,
             cfg.ingester_client.remote_timeout,
             &cfg.ingester_client.grpc_compression,

@@ -22,13 +22,13 @@ use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-use super::wire::{
+use crate::logs::LogIngester;
+use crate::{Ingester, IngesterError, PushLimits};
+use strata_ingester_client::wire::{
     encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, rejections_to_proto,
     samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
 };
-use super::{MAX_MESSAGE_BYTES, SERIES_PER_MESSAGE};
-use crate::logs::LogIngester;
-use crate::{Ingester, IngesterError, PushLimits};
+use strata_ingester_client::{MAX_MESSAGE_BYTES, SERIES_PER_MESSAGE};
 
 /// The ingesters this process serves: set once their WALs are replayed.
 #[derive(Default)]
@@ -362,7 +362,7 @@ impl IngesterRpc for IngesterService {
             streams: streams
                 .iter()
                 .map(|l| PLogStream {
-                    labels: super::wire::labels_to_proto(l),
+                    labels: strata_ingester_client::wire::labels_to_proto(l),
                     entries: Vec::new(),
                 })
                 .collect(),

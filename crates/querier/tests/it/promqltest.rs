@@ -79,7 +79,10 @@ fn fresh_env(opts: &EngineOptions) -> Env {
             .expect("open log ingester"),
     );
     let pool = strata_ingester::grpc::IngesterPool::new(
-        Some(("local".into(), ingester.clone(), logs)),
+        Some((
+            "local".into(),
+            strata_ingester::grpc::Local::shared(ingester.clone(), logs),
+        )),
         std::time::Duration::from_secs(60),
         std::time::Duration::from_secs(60),
         "",

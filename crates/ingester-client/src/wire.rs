@@ -13,8 +13,8 @@ use strata_proto::prometheus::{Label as PLabel, Sample as PSample, TimeSeries};
 use strata_storage::BlockMeta;
 use tonic::Status;
 
-use super::ClientError;
-use crate::{ReasonName, Rejected};
+use crate::ClientError;
+use crate::outcome::{ReasonName, Rejected};
 
 /// Matchers as the wire carries them.
 pub fn matchers_to_proto(matchers: &[Matcher]) -> Vec<LabelMatcher> {
@@ -59,7 +59,7 @@ pub fn matchers_from_proto(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>, St
         .collect()
 }
 
-pub(super) fn filters_to_proto(filters: &[LineFilter]) -> Vec<PFilter> {
+pub fn filters_to_proto(filters: &[LineFilter]) -> Vec<PFilter> {
     filters
         .iter()
         .map(|f| {
@@ -81,7 +81,7 @@ pub(super) fn filters_to_proto(filters: &[LineFilter]) -> Vec<PFilter> {
         .collect()
 }
 
-pub(super) fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>, Status> {
+pub fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>, Status> {
     let regex = |p: &str| {
         regex::Regex::new(p)
             .map_err(|e| Status::invalid_argument(format!("bad line filter regex {p:?}: {e}")))
@@ -106,7 +106,7 @@ pub(super) fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>,
         .collect()
 }
 
-pub(super) fn labels_to_proto(labels: &Labels) -> Vec<PLabel> {
+pub fn labels_to_proto(labels: &Labels) -> Vec<PLabel> {
     labels
         .iter()
         .map(|l| PLabel {
@@ -116,7 +116,7 @@ pub(super) fn labels_to_proto(labels: &Labels) -> Vec<PLabel> {
         .collect()
 }
 
-pub(super) fn labels_from_proto(labels: Vec<PLabel>) -> Labels {
+pub fn labels_from_proto(labels: Vec<PLabel>) -> Labels {
     Labels::new(
         labels
             .into_iter()
@@ -125,7 +125,7 @@ pub(super) fn labels_from_proto(labels: Vec<PLabel>) -> Labels {
     )
 }
 
-pub(super) fn series_to_proto(labels: &Labels, samples: &[Sample]) -> TimeSeries {
+pub fn series_to_proto(labels: &Labels, samples: &[Sample]) -> TimeSeries {
     TimeSeries {
         labels: labels_to_proto(labels),
         samples: samples
@@ -139,7 +139,7 @@ pub(super) fn series_to_proto(labels: &Labels, samples: &[Sample]) -> TimeSeries
     }
 }
 
-pub(super) fn samples_from_proto(samples: &[PSample]) -> Vec<Sample> {
+pub fn samples_from_proto(samples: &[PSample]) -> Vec<Sample> {
     samples
         .iter()
         .map(|s| Sample {
@@ -149,7 +149,7 @@ pub(super) fn samples_from_proto(samples: &[PSample]) -> Vec<Sample> {
         .collect()
 }
 
-pub(super) fn stream_to_proto(labels: &Labels, entries: &[LogEntry]) -> PLogStream {
+pub fn stream_to_proto(labels: &Labels, entries: &[LogEntry]) -> PLogStream {
     PLogStream {
         labels: labels_to_proto(labels),
         entries: entries
@@ -165,7 +165,7 @@ pub(super) fn stream_to_proto(labels: &Labels, entries: &[LogEntry]) -> PLogStre
 }
 
 /// A stream's entry sizes, for an answer to a `sizes_only` select.
-pub(super) fn sizes_to_proto(labels: &Labels, sizes: &[EntrySize]) -> PLogStream {
+pub fn sizes_to_proto(labels: &Labels, sizes: &[EntrySize]) -> PLogStream {
     PLogStream {
         labels: labels_to_proto(labels),
         entries: sizes
@@ -180,7 +180,7 @@ pub(super) fn sizes_to_proto(labels: &Labels, sizes: &[EntrySize]) -> PLogStream
     }
 }
 
-pub(super) fn sizes_from_proto(s: PLogStream) -> (Labels, Vec<EntrySize>) {
+pub fn sizes_from_proto(s: PLogStream) -> (Labels, Vec<EntrySize>) {
     let sizes = s
         .entries
         .into_iter()
@@ -193,7 +193,7 @@ pub(super) fn sizes_from_proto(s: PLogStream) -> (Labels, Vec<EntrySize>) {
     (labels_from_proto(s.labels), sizes)
 }
 
-pub(super) fn stream_from_proto(s: PLogStream) -> (Labels, Vec<LogEntry>) {
+pub fn stream_from_proto(s: PLogStream) -> (Labels, Vec<LogEntry>) {
     let entries = s
         .entries
         .into_iter()
@@ -206,7 +206,7 @@ pub(super) fn stream_from_proto(s: PLogStream) -> (Labels, Vec<LogEntry>) {
     (labels_from_proto(s.labels), entries)
 }
 
-pub(super) fn rejections_to_proto<R: ReasonName>(rejected: Vec<Rejected<R>>) -> Vec<Rejection> {
+pub fn rejections_to_proto<R: ReasonName>(rejected: Vec<Rejected<R>>) -> Vec<Rejection> {
     rejected
         .into_iter()
         .map(|r| Rejection {
@@ -219,7 +219,7 @@ pub(super) fn rejections_to_proto<R: ReasonName>(rejected: Vec<Rejected<R>>) -> 
 }
 
 /// Rejections of a sub-batch, their positions mapped back through `indexes`.
-pub(super) fn rejections_from_proto<R: ReasonName>(
+pub fn rejections_from_proto<R: ReasonName>(
     rejected: Vec<Rejection>,
     indexes: &[u32],
 ) -> Vec<Rejected<R>> {
@@ -236,7 +236,7 @@ pub(super) fn rejections_from_proto<R: ReasonName>(
         .collect()
 }
 
-pub(super) fn encode_blocks(blocks: &[BlockMeta]) -> Vec<bytes::Bytes> {
+pub fn encode_blocks(blocks: &[BlockMeta]) -> Vec<bytes::Bytes> {
     blocks
         .iter()
         .filter_map(|b| serde_json::to_vec(b).ok())
@@ -244,10 +244,7 @@ pub(super) fn encode_blocks(blocks: &[BlockMeta]) -> Vec<bytes::Bytes> {
         .collect()
 }
 
-pub(super) fn decode_blocks(
-    addr: &str,
-    blocks: &[bytes::Bytes],
-) -> Result<Vec<BlockMeta>, ClientError> {
+pub fn decode_blocks(addr: &str, blocks: &[bytes::Bytes]) -> Result<Vec<BlockMeta>, ClientError> {
     blocks
         .iter()
         .map(|b| {

@@ -15,9 +15,9 @@ use strata_proto::ingester::PushResponse;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use super::wire::series_to_proto;
-use crate::PushLimits;
-use crate::grpc::SharedBatch;
+use crate::client::SharedBatch;
+use crate::outcome::PushLimits;
+use crate::wire::series_to_proto;
 
 /// The encodings of a batch's series, made once for all its replicas.
 #[derive(Default)]

@@ -18,14 +18,13 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use super::rawpush::{self, EncodedSeries};
-use super::wire::{
+use crate::outcome::{LogPushOutcome, PushLimits, PushOutcome, Rejected};
+use crate::rawpush::{self, EncodedSeries};
+use crate::wire::{
     decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, rejections_from_proto,
     samples_from_proto, sizes_from_proto, stream_from_proto, stream_to_proto,
 };
-use super::{ClientError, MAX_MESSAGE_BYTES};
-use crate::logs::{LogIngester, LogPushOutcome};
-use crate::{Ingester, PushLimits, PushOutcome, Rejected};
+use crate::{ClientError, LocalIngesters, MAX_MESSAGE_BYTES};
 
 /// A pushed batch of series shared by all replicas' requests.
 pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
@@ -67,17 +66,11 @@ pub enum MetadataAnswer {
     Values(Vec<String>),
 }
 
-/// The ingesters of this process, called directly.
-pub struct LocalIngesters {
-    metrics: Arc<Ingester>,
-    logs: Arc<LogIngester>,
-}
-
 /// How a distributor or querier reaches one ingester.
 #[derive(Clone)]
 pub enum IngesterClient {
     /// The ingesters of this process.
-    Local(Arc<LocalIngesters>),
+    Local(Arc<dyn LocalIngesters>),
     /// An ingester in another process.
     Remote(Arc<RemoteIngester>),
 }
@@ -171,7 +164,7 @@ impl IngesterClient {
     ) -> Result<PushOutcome, ClientError> {
         match self {
             Self::Local(local) => {
-                let ingester = local.metrics.clone();
+                let ingester = local.clone();
                 let tenant = tenant.to_string();
                 let batch = batch.clone();
                 let sub = subset(&batch, indexes);
@@ -181,8 +174,7 @@ impl IngesterClient {
                     None => ingester.push(&tenant, &batch, limits),
                 })
                 .await
-                .map_err(ClientError::task)?
-                .map_err(ClientError::local)?;
+                .map_err(ClientError::task)??;
                 remap(&mut outcome.rejected, indexes, whole);
                 Ok(outcome)
             }
@@ -225,17 +217,16 @@ impl IngesterClient {
     ) -> Result<LogPushOutcome, ClientError> {
         match self {
             Self::Local(local) => {
-                let ingester = local.logs.clone();
+                let ingester = local.clone();
                 let tenant = tenant.to_string();
                 let sub = subset(batch, indexes);
                 let whole = sub.is_none();
                 let streams = sub.unwrap_or_else(|| batch.as_ref().clone());
                 let mut outcome = tokio::task::spawn_blocking(move || {
-                    ingester.push(&tenant, streams, max_streams)
+                    ingester.push_logs(&tenant, streams, max_streams)
                 })
                 .await
-                .map_err(ClientError::task)?
-                .map_err(ClientError::local)?;
+                .map_err(ClientError::task)??;
                 remap(&mut outcome.rejected, indexes, whole);
                 Ok(outcome)
             }
@@ -276,10 +267,7 @@ impl IngesterClient {
     ) -> Result<(Vec<SeriesSamples>, Vec<BlockMeta>), ClientError> {
         match self {
             // The querier shares this process's catalog, uploads included.
-            Self::Local(local) => Ok((
-                local.metrics.select(tenant, matchers, min_t, max_t),
-                Vec::new(),
-            )),
+            Self::Local(local) => Ok((local.select(tenant, matchers, min_t, max_t), Vec::new())),
             Self::Remote(r) => {
                 let mut stream = r
                     .client()
@@ -324,7 +312,7 @@ impl IngesterClient {
             Self::Local(local) => {
                 let series: BTreeSet<Labels> = alternatives
                     .iter()
-                    .flat_map(|m| local.metrics.series(tenant, m, min_t, max_t))
+                    .flat_map(|m| local.series(tenant, m, min_t, max_t))
                     .collect();
                 let answer = match what {
                     Metadata::Series => MetadataAnswer::Series(series.into_iter().collect()),
@@ -412,7 +400,7 @@ impl IngesterClient {
     ) -> Result<(Vec<LogStream>, Vec<BlockMeta>), ClientError> {
         match self {
             Self::Local(local) => Ok((
-                local.logs.select(
+                local.select_logs(
                     tenant,
                     sel.matchers,
                     sel.filters,
@@ -446,9 +434,7 @@ impl IngesterClient {
     ) -> Result<(Vec<(Labels, Vec<EntrySize>)>, Vec<BlockMeta>), ClientError> {
         match self {
             Self::Local(local) => Ok((
-                local
-                    .logs
-                    .select_sizes(tenant, sel.matchers, sel.start_ns, sel.end_ns),
+                local.select_log_sizes(tenant, sel.matchers, sel.start_ns, sel.end_ns),
                 Vec::new(),
             )),
             Self::Remote(r) => {
@@ -468,7 +454,7 @@ impl IngesterClient {
     ) -> Result<(Vec<Labels>, Vec<BlockMeta>), ClientError> {
         match self {
             Self::Local(local) => Ok((
-                local.logs.streams(tenant, matchers, start_ns, end_ns),
+                local.log_streams(tenant, matchers, start_ns, end_ns),
                 Vec::new(),
             )),
             Self::Remote(r) => {
@@ -510,7 +496,7 @@ impl IngesterPool {
     /// Reads may take `timeout`, pushes `push_timeout`; `compression` is
     /// `""` or `"zstd"`.
     pub fn new(
-        local: Option<(String, Arc<Ingester>, Arc<LogIngester>)>,
+        local: Option<(String, Arc<dyn LocalIngesters>)>,
         timeout: Duration,
         push_timeout: Duration,
         compression: &str,
@@ -525,12 +511,7 @@ impl IngesterPool {
             }
         };
         Ok(Self {
-            local: local.map(|(id, metrics, logs)| {
-                (
-                    id,
-                    IngesterClient::Local(Arc::new(LocalIngesters { metrics, logs })),
-                )
-            }),
+            local: local.map(|(id, ingesters)| (id, IngesterClient::Local(ingesters))),
             remote: Mutex::new(HashMap::new()),
             timeout,
             push_timeout,
