@@ -240,16 +240,27 @@ fn pod_log(root: &Path, pod: &str) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
+async fn poll_until<F, Fut>(secs: u64, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    false
+}
+
+async fn wait_until<F, Fut>(what: &str, secs: u64, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(poll_until(secs, f).await, "timed out waiting for {what}");
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Json> {
@@ -359,16 +370,10 @@ async fn the_small_distributed_preset_runs_and_its_voters_scale() {
     for pod in &pods {
         let url = format!("http://{}:{http_port}/ready", pod.ip);
         let c = client.clone();
-        let ready = async {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline {
-                if c.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            false
-        }
+        let ready = poll_until(120, || {
+            let (c, url) = (c.clone(), url.clone());
+            async move { c.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
         .await;
         assert!(
             ready,
@@ -498,16 +503,10 @@ async fn the_small_distributed_preset_runs_and_its_voters_scale() {
     }
     let c = client.clone();
     let d = distributor.clone();
-    let three = async {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if voters(&c, &d).await.len() == 3 {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        false
-    }
+    let three = poll_until(120, || {
+        let (c, d) = (c.clone(), d.clone());
+        async move { voters(&c, &d).await.len() == 3 }
+    })
     .await;
     assert!(
         three,

@@ -43,6 +43,16 @@ fn ip_of(name: &str) -> &'static str {
 }
 
 impl Cluster {
+    /// A cluster (not started) with its processes' directories under `dir`.
+    fn in_dir(dir: &Path) -> Cluster {
+        Cluster {
+            dir: dir.to_path_buf(),
+            http: free_port(),
+            grpc: free_port(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     fn run(&self, cmd: &str) -> String {
         let out = Command::new("bash")
             .arg(script())
@@ -410,6 +420,20 @@ fn assert_returned(returned: &BTreeMap<String, BTreeSet<i64>>, pushes: &[Push], 
     }
 }
 
+/// No push failed, and there were enough of them to mean something.
+fn assert_all_succeeded(pushes: &[Push], when: &str) {
+    let failed: Vec<_> = pushes
+        .iter()
+        .filter(|p| !(200..300).contains(&p.status))
+        .collect();
+    assert!(failed.is_empty(), "writes failed {when}: {failed:?}");
+    assert!(
+        pushes.len() > 50,
+        "the writer kept writing: {}",
+        pushes.len()
+    );
+}
+
 async fn wait_writes_succeed(w: &Writer, what: &str) {
     for _ in 0..300 {
         let p = w.pushes();
@@ -429,12 +453,7 @@ async fn wait_writes_succeed(w: &Writer, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_writes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster {
-        dir: tmp.path().to_path_buf(),
-        http: free_port(),
-        grpc: free_port(),
-        client: reqwest::Client::new(),
-    };
+    let cluster = Cluster::in_dir(tmp.path());
     let started = cluster.run("start");
     assert!(
         started.contains("/api/v1/push"),
@@ -466,19 +485,7 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
     tokio::time::sleep(Duration::from_secs(4)).await;
     writer.pause().await;
     let pushes = writer.pushes();
-    let failed: Vec<_> = pushes
-        .iter()
-        .filter(|p| p.status != 200 && p.status != 204)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "writes failed with one ingester down: {failed:?}"
-    );
-    assert!(
-        pushes.len() > 50,
-        "the writer kept writing: {}",
-        pushes.len()
-    );
+    assert_all_succeeded(&pushes, "with one ingester down");
     assert_returned(&cluster.returned().await, &pushes, true);
     // Label names and values come from the ingesters' own answers.
     let values: Json = cluster
@@ -680,12 +687,7 @@ async fn wait_voters(cluster: &Cluster, what: &str, f: impl Fn(&BTreeMap<String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster {
-        dir: tmp.path().to_path_buf(),
-        http: free_port(),
-        grpc: free_port(),
-        client: reqwest::Client::new(),
-    };
+    let cluster = Cluster::in_dir(tmp.path());
     cluster.run("start");
     let addr = |ip: &str| format!("{ip}:{}", cluster.grpc);
     let seeds = ["127.0.0.11", "127.0.0.12", "127.0.0.13"].map(addr);
@@ -810,19 +812,7 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
     writer.pause().await;
     writer.stop.store(true, Ordering::SeqCst);
     let pushes = writer.pushes();
-    let failed: Vec<_> = pushes
-        .iter()
-        .filter(|p| !(200..300).contains(&p.status))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "writes failed while the group changed: {failed:?}"
-    );
-    assert!(
-        pushes.len() > 50,
-        "the writer kept writing: {}",
-        pushes.len()
-    );
+    assert_all_succeeded(&pushes, "while the group changed");
     assert_returned(&cluster.returned().await, &pushes, true);
     cluster.run("stop");
 }

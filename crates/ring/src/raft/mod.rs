@@ -560,13 +560,8 @@ mod tests {
         panic!("update never committed");
     }
 
-    fn voter_addrs(v: &Voter) -> BTreeSet<String> {
-        v.node().voter_addrs().into_iter().collect()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_voters_form_a_group_survive_leader_loss_and_restart() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Three bound listeners and their addresses: a group's peer list.
+    async fn three_listeners() -> (Vec<String>, Vec<tokio::net::TcpListener>) {
         let mut listeners = Vec::new();
         let mut peers = Vec::new();
         for _ in 0..3 {
@@ -574,6 +569,17 @@ mod tests {
             peers.push(a);
             listeners.push(l);
         }
+        (peers, listeners)
+    }
+
+    fn voter_addrs(v: &Voter) -> BTreeSet<String> {
+        v.node().voter_addrs().into_iter().collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_voters_form_a_group_survive_leader_loss_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peers, listeners) = three_listeners().await;
         let mut voters = Vec::new();
         for l in listeners {
             voters.push(Some(start_voter(dir.path(), &peers, l).await));
@@ -714,13 +720,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bootstrap_voter_whose_disk_was_lost_rejoins_instead_of_starting_a_second_group() {
         let dir = tempfile::tempdir().unwrap();
-        let mut listeners = Vec::new();
-        let mut peers = Vec::new();
-        for _ in 0..3 {
-            let (l, a) = listener().await;
-            peers.push(a);
-            listeners.push(l);
-        }
+        let (peers, listeners) = three_listeners().await;
         let mut voters = Vec::new();
         for l in listeners {
             voters.push(start_voter(dir.path(), &peers, l).await);
