@@ -1117,10 +1117,18 @@ async fn compactors_split_tenants_and_take_over_a_dead_compactors() {
             .any(|l| l.contains("blocks compacted") && (l.contains(&field) || l.contains(&bare)))
     };
     for t in &tenants {
-        let by: Vec<usize> = [1, 2]
-            .into_iter()
-            .filter(|i| compacted_by(&procs[*i], t))
-            .collect();
+        // The log line follows the block's upload: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let by = loop {
+            let by: Vec<usize> = [1, 2]
+                .into_iter()
+                .filter(|i| compacted_by(&procs[*i], t))
+                .collect();
+            if !by.is_empty() || Instant::now() > deadline {
+                break by;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(by.len(), 1, "{t} compacted by compactors {by:?}");
     }
 
