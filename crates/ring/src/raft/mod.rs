@@ -128,8 +128,19 @@ impl RaftNode {
             membership: tokio::sync::Mutex::new(()),
             joiner: parking_lot::Mutex::new(None),
         });
-        if node.initialized() {
+        // Asked of Raft's core: the metrics may not show the stored
+        // membership yet right after start.
+        let resumed = node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| RingError::Raft(e.to_string()))?;
+        if resumed {
             tracing::info!(id, addr = %cfg.addr, "ring voter resumed from its Raft directory");
+            // Removed while it was away (a StatefulSet scaled down, then
+            // up again with the old volume): ask to be let back in.
+            let rejoin = tokio::spawn(rejoin_if_removed(node.clone(), cfg));
+            *node.joiner.lock() = Some(rejoin);
         } else if cfg.bootstrap
             && discovery::resolve(&cfg.seeds)
                 .await
@@ -269,14 +280,20 @@ impl RaftNode {
             .wait(Some(CATCH_UP_WAIT))
             .metrics(
                 |m| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&id).cloned().flatten())
-                        .is_some_and(|matched| matched.index >= since)
+                    // Leadership lost meanwhile (e.g. a returning voter
+                    // answered with a newer term): the joiner asks again.
+                    m.current_leader != Some(self.id)
+                        || m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&id).cloned().flatten())
+                            .is_some_and(|matched| matched.index >= since)
                 },
                 "joining learner catches up",
             )
             .await;
+        if !self.is_leader() {
+            return Err(RingError::NoLeader);
+        }
         if caught_up.is_err() {
             return Err(RingError::Raft(format!(
                 "voter {id} at {addr} is still catching up; retry"
@@ -391,6 +408,57 @@ fn node_id(cfg: &VoterConfig) -> std::io::Result<NodeId> {
     };
     store::write_atomic(&path, id.to_string().as_bytes())?;
     Ok(id)
+}
+
+/// How long a voter resumed from its directory keeps asking whether the
+/// group still counts it, when no peer answers.
+const REJOIN_WAIT: Duration = Duration::from_secs(300);
+
+/// A voter resumed from its Raft directory checks, once, that the group
+/// still lists it as a voter (its own copy of the membership may be stale:
+/// it could have been removed while it was down) and asks to join again
+/// if not. Until a peer confirms it, it does not start elections: a removed
+/// voter that still believes in its old membership would otherwise raise
+/// its term again and again and unseat the leader. Once: an operator
+/// removing a running voter is not undone.
+async fn rejoin_if_removed(node: Arc<RaftNode>, cfg: VoterConfig) {
+    let elections = node.raft.runtime_config();
+    elections.elect(false);
+    let deadline = tokio::time::Instant::now() + REJOIN_WAIT;
+    'ask: while tokio::time::Instant::now() < deadline {
+        // The only voter it knows of is itself: nobody else can confirm.
+        let local = node.status();
+        if local.voters.len() == 1 && local.voter {
+            break;
+        }
+        let peers = discovery::resolve(&cfg.seeds).await;
+        let others: Vec<String> = peers.into_iter().filter(|p| *p != cfg.addr).collect();
+        if others.is_empty() {
+            break;
+        }
+        for peer in &others {
+            match node.network.status(peer).await {
+                Ok(s) if s.node_id == node.id => {}
+                // A peer's membership lists this voter: nothing to do.
+                Ok(s) if s.initialized && s.voters.contains(&cfg.addr) => break 'ask,
+                Ok(s) if s.initialized && !s.leader_addr.is_empty() => {
+                    tracing::warn!(id = node.id, addr = %cfg.addr, "this voter is no longer in the ring's Raft group; asking to join again");
+                    match node.network.forward_join(peer, node.id, &cfg.addr).await {
+                        Ok(()) => {
+                            tracing::info!(id = node.id, through = %peer, "rejoined the ring's Raft group");
+                            break 'ask;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rejoining the ring's Raft group failed; retrying")
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    elections.elect(true);
 }
 
 /// What a fresh voter does until it belongs to a group: ask every peer
@@ -712,6 +780,47 @@ mod tests {
             })
             .await;
         }
+        for v in voters.into_iter().chain([back]) {
+            v.stop().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_voter_removed_while_away_rejoins_with_its_old_directory() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("strata_ring=debug,openraft=info")
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let (peers, listeners) = three_listeners().await;
+        let mut voters = Vec::new();
+        for l in listeners {
+            voters.push(start_voter(dir.path(), &peers, l).await);
+        }
+        let all: BTreeSet<String> = peers.iter().cloned().collect();
+        for v in &voters {
+            eventually("three voters", || voter_addrs(v) == all).await;
+        }
+        // Scaled down: removed, then stopped, its directory kept.
+        let away = voters.pop().unwrap();
+        let (addr, id) = (away.addr.clone(), away.node().id());
+        voters[0].ring.remove_voter(&addr).await.unwrap();
+        away.stop().await;
+        eventually("two voters", || voter_addrs(&voters[0]).len() == 2).await;
+        update_retrying(
+            &voters[0].ring,
+            RingCommand::Register(instance("meanwhile")),
+        )
+        .await;
+        // Scaled up again with the old volume: back as a voter, same id.
+        let l = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        let back = start_voter(dir.path(), &peers, l).await;
+        assert_eq!(back.node().id(), id);
+        eventually("back in the group", || voter_addrs(&voters[0]) == all).await;
+        eventually("caught up", || {
+            back.ring.desc().instances.contains_key("meanwhile")
+        })
+        .await;
         for v in voters.into_iter().chain([back]) {
             v.stop().await;
         }
