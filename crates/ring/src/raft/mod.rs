@@ -628,8 +628,9 @@ mod tests {
         panic!("update never committed");
     }
 
-    /// Three bound listeners and their addresses: a group's peer list.
-    async fn three_listeners() -> (Vec<String>, Vec<tokio::net::TcpListener>) {
+    /// Three voters listing each other as peers, once all three vote: the
+    /// peer list, the same as a set, and the voters in peer order.
+    async fn three_voters(dir: &std::path::Path) -> (Vec<String>, BTreeSet<String>, Vec<Voter>) {
         let mut listeners = Vec::new();
         let mut peers = Vec::new();
         for _ in 0..3 {
@@ -637,7 +638,16 @@ mod tests {
             peers.push(a);
             listeners.push(l);
         }
-        (peers, listeners)
+        let mut voters = Vec::new();
+        for l in listeners {
+            voters.push(start_voter(dir, &peers, l).await);
+        }
+        // The first peer starts the group; the others join it as voters.
+        let all: BTreeSet<String> = peers.iter().cloned().collect();
+        for v in &voters {
+            eventually("three voters", || voter_addrs(v) == all).await;
+        }
+        (peers, all, voters)
     }
 
     fn voter_addrs(v: &Voter) -> BTreeSet<String> {
@@ -647,16 +657,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_voters_form_a_group_survive_leader_loss_and_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (peers, listeners) = three_listeners().await;
-        let mut voters = Vec::new();
-        for l in listeners {
-            voters.push(Some(start_voter(dir.path(), &peers, l).await));
-        }
-        // The first peer starts the group; the others join it as voters.
-        let all: BTreeSet<String> = peers.iter().cloned().collect();
-        for v in voters.iter().flatten() {
-            eventually("three voters", || voter_addrs(v) == all).await;
-        }
+        let (peers, all, voters) = three_voters(dir.path()).await;
+        let mut voters: Vec<Option<Voter>> = voters.into_iter().map(Some).collect();
         // An update through a follower is forwarded to the leader and
         // reaches every voter's state machine.
         let follower = voters
@@ -792,15 +794,7 @@ mod tests {
             .with_env_filter("strata_ring=debug,openraft=info")
             .try_init();
         let dir = tempfile::tempdir().unwrap();
-        let (peers, listeners) = three_listeners().await;
-        let mut voters = Vec::new();
-        for l in listeners {
-            voters.push(start_voter(dir.path(), &peers, l).await);
-        }
-        let all: BTreeSet<String> = peers.iter().cloned().collect();
-        for v in &voters {
-            eventually("three voters", || voter_addrs(v) == all).await;
-        }
+        let (peers, all, mut voters) = three_voters(dir.path()).await;
         // Scaled down: removed, then stopped, its directory kept.
         let away = voters.pop().unwrap();
         let (addr, id) = (away.addr.clone(), away.node().id());
@@ -829,15 +823,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bootstrap_voter_whose_disk_was_lost_rejoins_instead_of_starting_a_second_group() {
         let dir = tempfile::tempdir().unwrap();
-        let (peers, listeners) = three_listeners().await;
-        let mut voters = Vec::new();
-        for l in listeners {
-            voters.push(start_voter(dir.path(), &peers, l).await);
-        }
-        let all: BTreeSet<String> = peers.iter().cloned().collect();
-        for v in &voters {
-            eventually("three voters", || voter_addrs(v) == all).await;
-        }
+        let (peers, all, mut voters) = three_voters(dir.path()).await;
         update_retrying(&voters[2].ring, RingCommand::Register(instance("before"))).await;
         let first = voters.remove(0);
         first.stop().await;
