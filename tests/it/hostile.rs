@@ -615,3 +615,65 @@ async fn tenant_ids_with_a_star_are_compacted_and_their_rules_run() {
         recorded = body.contains("\"42\"");
     }
 }
+
+/// The Raft membership endpoint takes only what it can use: unknown or
+/// oversized addresses are 404, a form without `remove` is a 4xx, the last
+/// voter is kept (409), and the group still answers afterwards.
+#[tokio::test]
+async fn hostile_ring_membership_requests_cost_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &[]).await;
+    let remove = |addr: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .client
+                .post(s.url("/ring/raft"))
+                .form(&[("remove", addr)])
+                .send()
+                .await
+                .expect("request reaches the server");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let group: Json = s
+        .client
+        .get(s.url("/ring/raft"))
+        .send()
+        .await
+        .expect("raft status")
+        .json()
+        .await
+        .expect("json");
+    let voters = group["voters"].as_array().expect("voters").clone();
+    assert_eq!(voters.len(), 1, "{group}");
+    let own = voters[0][1].as_str().expect("address").to_string();
+    for addr in ["".to_string(), "x".repeat(1 << 20), "127.0.0.1:1".into()] {
+        let (status, body) = remove(addr).await;
+        assert_alive(&s, "removing an unknown voter").await;
+        assert_eq!(status, 404, "{}", &body[..body.len().min(200)]);
+    }
+    let (status, body) = remove(own).await;
+    assert_eq!(status, 409, "the last voter stays: {body}");
+    let r = s
+        .client
+        .post(s.url("/ring/raft"))
+        .body("nothing=here")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .expect("request");
+    assert!((400..500).contains(&r.status().as_u16()), "{}", r.status());
+    assert_alive(&s, "a form without remove").await;
+    let after: Json = s
+        .client
+        .get(s.url("/ring/raft"))
+        .send()
+        .await
+        .expect("raft status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["voters"], group["voters"]);
+    assert!(after["leader_addr"].is_string(), "{after}");
+}

@@ -90,6 +90,15 @@ pub struct RingService {
     node: Arc<RaftNode>,
 }
 
+/// A `host:port` a member could be reached at: bounded, since it is
+/// stored in the membership every voter keeps.
+fn is_peer_address(addr: &str) -> bool {
+    addr.len() <= 255
+        && addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 fn membership_status(e: RingError) -> Status {
     match e {
         RingError::NotAMember(addr) => Status::not_found(addr),
@@ -139,9 +148,9 @@ impl RingRpc for RingService {
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let req = req.into_inner();
-        if req.addr.is_empty() || req.node_id == 0 {
+        if req.node_id == 0 || !is_peer_address(&req.addr) {
             return Err(Status::invalid_argument(
-                "join needs a node id and an address",
+                "join needs a node id and a host:port address of at most 255 bytes",
             ));
         }
         self.node

@@ -352,11 +352,27 @@ impl RaftNode {
                 "{addr} is the group's last voter; it cannot be removed"
             )));
         }
-        self.raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
-            .await
-            .map_err(|e| self.write_error(e))?;
-        tracing::info!(addr, ids = ?gone, "voter removed from the ring's Raft group");
+        // Voters leave the voter set; a learner (a join still catching up)
+        // is not a voter, so it leaves the node list instead.
+        let learners: BTreeSet<NodeId> = status
+            .learners
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| gone.contains(id))
+            .collect();
+        if gone.len() > learners.len() {
+            self.raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
+        if !learners.is_empty() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(learners), false)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
+        tracing::info!(addr, ids = ?gone, "removed from the ring's Raft group");
         Ok(())
     }
 
@@ -816,6 +832,48 @@ mod tests {
         })
         .await;
         for v in voters.into_iter().chain([back]) {
+            v.stop().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unusable_joins_are_refused_and_a_stuck_learner_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, all, voters) = three_voters(dir.path()).await;
+        let network = network::GrpcNetwork::default();
+        let huge = format!("{}:9095", "h".repeat(1 << 20));
+        for (id, addr) in [
+            (7, ""),
+            (7, "no-port"),
+            (7, "host:99999"),
+            (7, ":9095"),
+            (0, "host:9095"),
+            (7, huge.as_str()),
+        ] {
+            let refused = network.forward_join(&voters[1].addr, id, addr).await;
+            assert!(refused.is_err(), "join {id} at {:.40} was taken", addr);
+        }
+        let status = voters[0].node().status();
+        assert_eq!(voter_addrs(&voters[0]), all);
+        assert!(status.learners.is_empty(), "{status:?}");
+
+        // A join that never catches up (nothing answers at its address)
+        // stays a learner; removing its address removes it.
+        let leader = voters.iter().find(|v| v.node().is_leader()).unwrap();
+        leader
+            .node()
+            .raft()
+            .add_learner(42, BasicNode::new("127.0.0.1:1"), false)
+            .await
+            .unwrap();
+        eventually("a learner", || !leader.node().status().learners.is_empty()).await;
+        voters[2].ring.remove_voter("127.0.0.1:1").await.unwrap();
+        eventually("the learner removed", || {
+            leader.node().status().learners.is_empty()
+        })
+        .await;
+        assert_eq!(voter_addrs(leader), all);
+        for v in voters {
             v.stop().await;
         }
     }
