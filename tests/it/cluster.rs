@@ -752,6 +752,11 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
         .await;
     }
     assert_eq!(leaders, 1.0, "exactly one voter leads");
+    // A process that is not a voter shows the same group, ids included.
+    assert_eq!(
+        raft_voters(&cluster, "querier").await,
+        raft_voters(&cluster, "distributor-1").await
+    );
     assert!(
         metric("strata_ring_members", "querier").await >= 8.0,
         "the querier's ring metrics count every member"

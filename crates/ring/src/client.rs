@@ -187,10 +187,10 @@ impl Ring {
                     return Ok(crate::raft::GroupStatus {
                         node_id: r.node_id,
                         initialized: r.initialized,
-                        voter: true,
+                        voter: r.voter_ids.contains(&r.node_id),
                         leader_addr: Some(r.leader_addr).filter(|a| !a.is_empty()),
-                        voters: r.voters.into_iter().map(|a| (0, a)).collect(),
-                        learners: Vec::new(),
+                        voters: r.voter_ids.into_iter().zip(r.voters).collect(),
+                        learners: r.learner_ids.into_iter().zip(r.learners).collect(),
                     });
                 }
                 Err(e) => last = Some(e),

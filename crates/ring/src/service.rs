@@ -173,11 +173,16 @@ impl RingRpc for RingService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let s = self.node.status();
+        let (voter_ids, voters) = s.voters.into_iter().unzip();
+        let (learner_ids, learners) = s.learners.into_iter().unzip();
         Ok(Response::new(StatusReply {
             node_id: s.node_id,
             initialized: s.initialized,
             leader_addr: s.leader_addr.unwrap_or_default(),
-            voters: s.voters.into_iter().map(|(_, a)| a).collect(),
+            voters,
+            voter_ids,
+            learners,
+            learner_ids,
         }))
     }
 }
