@@ -24,14 +24,23 @@ pub(crate) static SAMPLES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric definition")
 });
-pub(crate) static WAL_BYTES: LazyLock<IntCounter> = counter!(
-    "strata_ingester_wal_written_bytes_total",
-    "Bytes appended to the write-ahead log."
-);
-pub(crate) static WAL_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
-    IntGauge::new(
-        "strata_ingester_wal_size_bytes",
-        "Size of the WAL on disk after the last truncation.",
+pub(crate) static WAL_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ingester_wal_written_bytes_total",
+            "Bytes appended to the write-ahead log, by WAL.",
+        ),
+        &["wal"],
+    )
+    .expect("valid metric definition")
+});
+pub(crate) static WAL_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "strata_ingester_wal_size_bytes",
+            "Size of the WAL on disk at start-up and after the last truncation, by WAL.",
+        ),
+        &["wal"],
     )
     .expect("valid metric definition")
 });

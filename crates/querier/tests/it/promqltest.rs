@@ -75,7 +75,7 @@ fn fresh_env(opts: &EngineOptions) -> Env {
         std::time::Duration::from_secs(3600),
     ));
     let logs = Arc::new(
-        strata_ingester::logs::LogIngester::open(&cfg, std::time::Duration::from_secs(7200))
+        strata_ingester::LogIngester::open(&cfg, std::time::Duration::from_secs(7200))
             .expect("open log ingester"),
     );
     let pool = strata_ingester::grpc::IngesterPool::new(

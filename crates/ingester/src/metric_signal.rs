@@ -1,0 +1,541 @@
+//! Metrics as a [`Signal`] of the head: float samples in series with
+//! compressed chunks ([`crate::series`]), millisecond timestamps, WAL series
+//! records that introduce refs and sample records that use them (as
+//! Prometheus TSDB), Parquet metric blocks.
+//!
+//! A sample is accepted when it is newer than its series' last one, or
+//! within the tenant's out-of-order window behind it (kept in a sorted
+//! side buffer), and not older than the last cut. The same value at the same
+//! timestamp is a retried push and is dropped without error.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use object_store::ObjectStore;
+use parking_lot::Mutex;
+use strata_model::{Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
+use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload_block};
+
+use crate::head::{Head, TenantHead};
+use crate::series::{HeadIndex, MemSeries, SeriesData};
+use crate::signal::{Applied, Cut, Signal, SignalMetrics, WalAppend};
+use crate::{
+    IngesterError, PushLimits, PushOutcome, RejectReason, Rejected, RejectedSeries, TsdbConfig,
+    metrics, walrec,
+};
+
+/// The metric ingester.
+pub type Ingester = Head<MetricSignal>;
+
+/// Metrics in the head (see the module documentation).
+pub struct MetricSignal {
+    /// Next series ref; refs are unique per ingester across tenants.
+    next_ref: AtomicU64,
+    /// The process-wide out-of-order window (ms) the head keeps before cutting.
+    ooo_window_ms: i64,
+}
+
+/// What a metric push accepted.
+pub struct AcceptedSamples {
+    /// Series the push creates that received samples: logged and indexed.
+    new_series: Vec<Arc<MemSeries>>,
+    /// Per series: in-order samples, and out-of-order ones (time-ordered).
+    samples: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)>,
+}
+
+impl Signal for MetricSignal {
+    const NAME: &'static str = "metrics";
+    const WAL_DIR: &'static str = "wal";
+    const SHIPPED_FILE: &'static str = "shipped.json";
+    const UNITS_PER_MS: i64 = 1;
+
+    type Item = Sample;
+    type Index = HeadIndex;
+    type Batch<'a> = &'a [(Labels, Vec<Sample>)];
+    type Limits = PushLimits;
+    type Outcome = PushOutcome;
+    type Accepted = AcceptedSamples;
+    type Replay = HashMap<u64, Arc<MemSeries>>;
+    type Block = EncodedBlock;
+
+    fn time(item: &Sample) -> i64 {
+        item.t
+    }
+
+    fn metrics() -> SignalMetrics {
+        SignalMetrics {
+            appended: &metrics::SAMPLES_APPENDED,
+            rejected: &metrics::SAMPLES_REJECTED,
+            series: &metrics::HEAD_SERIES,
+            blocks_uploaded: &metrics::BLOCKS_UPLOADED,
+        }
+    }
+
+    fn window(&self) -> i64 {
+        self.ooo_window_ms
+    }
+
+    fn check(
+        &self,
+        head: &TenantHead<Self>,
+        batch: &[(Labels, Vec<Sample>)],
+        limits: &PushLimits,
+        min_valid: i64,
+    ) -> (PushOutcome, Option<AcceptedSamples>) {
+        // Samples older than the head's cut boundary are refused as out of
+        // bounds whatever the tenant's window; the head keeps the
+        // process-wide window (the limits default) before cutting.
+        let ooo_window = limits.out_of_order_time_window.as_millis() as i64;
+        let mut outcome = PushOutcome::default();
+        let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
+        let mut new_by_labels: HashMap<&Labels, usize> = HashMap::new();
+        let mut accepted: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)> = Vec::new();
+        let mut pos_of_series: HashMap<u64, usize> = HashMap::new();
+        let idx = head.index.read();
+        for (i, (labels, samples)) in batch.iter().enumerate() {
+            let Some(first) = samples.first() else {
+                continue;
+            };
+            let series = match idx.get(labels, labels.hash64()) {
+                Some(s) => s.clone(),
+                None => match new_by_labels.get(labels) {
+                    Some(&k) => new_series[k].clone(),
+                    None if limits.max_series > 0
+                        && idx.series.len() + new_series.len() >= limits.max_series =>
+                    {
+                        metrics::SAMPLES_REJECTED
+                            .with_label_values(&[RejectReason::SeriesLimit.as_str()])
+                            .inc_by(samples.len() as u64);
+                        outcome.rejected.push(RejectedSeries {
+                            index: i,
+                            reason: RejectReason::SeriesLimit,
+                            count: samples.len(),
+                            first_timestamp: first.t,
+                        });
+                        continue;
+                    }
+                    None => {
+                        let s = Arc::new(MemSeries {
+                            r#ref: self.next_ref.fetch_add(1, Ordering::Relaxed),
+                            labels: labels.clone(),
+                            data: Mutex::new(SeriesData::default()),
+                        });
+                        new_by_labels.insert(labels, new_series.len());
+                        new_series.push(s.clone());
+                        s
+                    }
+                },
+            };
+            let slot = *pos_of_series.entry(series.r#ref).or_insert_with(|| {
+                accepted.push((series.clone(), Vec::new(), Vec::new()));
+                accepted.len() - 1
+            });
+            let (_, in_order, ooo) = &mut accepted[slot];
+            let d = series.data.lock();
+            let mut last = in_order.last().copied().or(d.last());
+            let mut rejected: Option<RejectedSeries> = None;
+            for s in samples {
+                let verdict = if s.t < min_valid {
+                    Err(RejectReason::OutOfBounds)
+                } else {
+                    match last {
+                        None => Ok(true),
+                        Some(l) if s.t > l.t => Ok(true),
+                        Some(l) if s.t == l.t => {
+                            if l.v.to_bits() == s.v.to_bits() {
+                                continue;
+                            }
+                            Err(RejectReason::DuplicateTimestamp)
+                        }
+                        Some(l) if ooo_window > 0 && s.t >= l.t - ooo_window => {
+                            let existing = ooo
+                                .iter()
+                                .find(|x| x.t == s.t)
+                                .map(|x| x.v)
+                                .or_else(|| d.ooo_at(s.t));
+                            match existing {
+                                Some(v) if v.to_bits() == s.v.to_bits() => continue,
+                                Some(_) => Err(RejectReason::DuplicateTimestamp),
+                                None => Ok(false),
+                            }
+                        }
+                        Some(_) => Err(RejectReason::OutOfOrder),
+                    }
+                };
+                match verdict {
+                    Ok(true) => {
+                        in_order.push(*s);
+                        last = Some(*s);
+                        outcome.accepted += 1;
+                    }
+                    Ok(false) => {
+                        ooo.push(*s);
+                        outcome.accepted += 1;
+                    }
+                    Err(reason) => {
+                        metrics::SAMPLES_REJECTED
+                            .with_label_values(&[reason.as_str()])
+                            .inc();
+                        Rejected::note(&mut rejected, i, reason, s.t);
+                    }
+                }
+            }
+            outcome.rejected.extend(rejected);
+        }
+        accepted.retain(|(_, a, b)| !a.is_empty() || !b.is_empty());
+        if accepted.is_empty() {
+            return (outcome, None);
+        }
+        for (_, _, ooo) in accepted.iter_mut() {
+            ooo.sort_by_key(|s| s.t);
+        }
+        let accepted_refs: HashSet<u64> = accepted.iter().map(|(s, _, _)| s.r#ref).collect();
+        new_series.retain(|s| accepted_refs.contains(&s.r#ref));
+        (
+            outcome,
+            Some(AcceptedSamples {
+                new_series,
+                samples: accepted,
+            }),
+        )
+    }
+
+    fn log(&self, tenant: &str, accepted: &AcceptedSamples, buf: &mut Vec<u8>) -> Vec<usize> {
+        let mut ends = Vec::with_capacity(2);
+        if !accepted.new_series.is_empty() {
+            walrec::encode_series(
+                buf,
+                tenant,
+                accepted.new_series.iter().map(|s| (s.r#ref, &s.labels)),
+            );
+            ends.push(buf.len());
+        }
+        // Out-of-order samples are rare: merge (and copy) only for series that have them.
+        let merged: Vec<Option<Vec<Sample>>> = accepted
+            .samples
+            .iter()
+            .map(|(_, a, b)| {
+                (!b.is_empty()).then(|| {
+                    let mut all = a.clone();
+                    merge_samples(&mut all, b);
+                    all
+                })
+            })
+            .collect();
+        walrec::encode_samples(
+            buf,
+            accepted
+                .samples
+                .iter()
+                .zip(&merged)
+                .map(|((s, a, _), m)| (s.r#ref, m.as_deref().unwrap_or(a.as_slice()))),
+        );
+        ends.push(buf.len());
+        ends
+    }
+
+    fn apply(&self, head: &TenantHead<Self>, accepted: AcceptedSamples) -> Applied {
+        let created = accepted.new_series.len();
+        if created > 0 {
+            let mut idx = head.index.write();
+            for s in accepted.new_series {
+                idx.insert(s);
+            }
+        }
+        let mut max_time = i64::MIN;
+        for (s, in_order, ooo) in accepted.samples {
+            if let Some(l) = in_order.last() {
+                max_time = max_time.max(l.t);
+            }
+            let mut d = s.data.lock();
+            for x in in_order {
+                d.append(x);
+            }
+            for x in ooo {
+                d.insert_ooo(x);
+            }
+        }
+        Applied { max_time, created }
+    }
+
+    fn accepted(outcome: &PushOutcome) -> usize {
+        outcome.accepted
+    }
+
+    fn replay(
+        &self,
+        refs: &mut HashMap<u64, Arc<MemSeries>>,
+        record: walrec::Record,
+        tenant: &dyn Fn(String) -> Arc<TenantHead<Self>>,
+    ) {
+        match record {
+            walrec::Record::Series {
+                tenant: name,
+                series,
+            } => {
+                let head = tenant(name);
+                let mut idx = head.index.write();
+                for (r, labels) in series {
+                    if refs.contains_key(&r) {
+                        continue;
+                    }
+                    let hash = labels.hash64();
+                    let s = match idx.get(&labels, hash) {
+                        Some(existing) => existing.clone(),
+                        None => {
+                            let s = Arc::new(MemSeries {
+                                r#ref: r,
+                                labels,
+                                data: Mutex::new(SeriesData::default()),
+                            });
+                            idx.insert(s.clone());
+                            s
+                        }
+                    };
+                    refs.insert(r, s);
+                }
+            }
+            walrec::Record::LogEntries { tenant, .. } => {
+                tracing::warn!(tenant, "log entries in the metrics WAL; skipped");
+            }
+            walrec::Record::Samples(entries) => {
+                for (r, samples) in entries {
+                    let Some(s) = refs.get(&r) else {
+                        tracing::warn!(series_ref = r, "WAL samples for unknown series; skipped");
+                        continue;
+                    };
+                    let mut d = s.data.lock();
+                    for smp in samples {
+                        match d.last() {
+                            None => d.append(smp),
+                            Some(l) if smp.t > l.t => d.append(smp),
+                            Some(l) if smp.t == l.t => {}
+                            Some(_) => {
+                                if d.ooo_at(smp.t).is_none() {
+                                    d.insert_ooo(smp);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn replayed(&self, refs: HashMap<u64, Arc<MemSeries>>) {
+        let max_ref = refs.keys().max().copied().unwrap_or(0);
+        self.next_ref.store(max_ref + 1, Ordering::Relaxed);
+    }
+
+    fn len(index: &HeadIndex) -> usize {
+        index.series.len()
+    }
+
+    fn newest(index: &HeadIndex) -> Option<i64> {
+        index
+            .series
+            .values()
+            .filter_map(|s| s.data.lock().last().map(|x| x.t))
+            .max()
+    }
+
+    fn any_before(index: &HeadIndex, boundary: i64) -> bool {
+        index
+            .series
+            .values()
+            .any(|s| s.data.lock().min_t().is_some_and(|t| t < boundary))
+    }
+
+    fn relog_kept(
+        tenant: &str,
+        index: &HeadIndex,
+        boundary: i64,
+        buf: &mut Vec<u8>,
+        append: &mut WalAppend<'_>,
+    ) -> Result<(), strata_wal::WalError> {
+        let mut all: Vec<&Arc<MemSeries>> = index.series.values().collect();
+        all.sort_by_key(|s| s.r#ref);
+        let mut keep_entries: Vec<(u64, Vec<Sample>)> = Vec::new();
+        let mut keep_series: Vec<&Arc<MemSeries>> = Vec::new();
+        for s in all {
+            let mut rest = Vec::new();
+            s.data.lock().samples_in(boundary, i64::MAX, &mut rest);
+            if !rest.is_empty() {
+                keep_entries.push((s.r#ref, rest));
+                keep_series.push(s);
+            }
+        }
+        if keep_series.is_empty() {
+            return Ok(());
+        }
+        buf.clear();
+        walrec::encode_series(
+            buf,
+            tenant,
+            keep_series.iter().map(|s| (s.r#ref, &s.labels)),
+        );
+        let split = buf.len();
+        walrec::encode_samples(buf, keep_entries.iter().map(|(r, s)| (*r, s.as_slice())));
+        append(&[&buf[..split], &buf[split..]])
+    }
+
+    fn take_before(index: &mut HeadIndex, boundary: i64) -> Cut<Sample> {
+        let mut cut = Vec::new();
+        for s in index.series.values() {
+            let old = s.data.lock().take_before(boundary);
+            if !old.is_empty() {
+                cut.push((s.labels.clone(), old));
+            }
+        }
+        index.remove_empty();
+        cut
+    }
+
+    fn encode(items: &Cut<Sample>, min_ms: i64, max_ms: i64) -> Result<EncodedBlock, StorageError> {
+        encode_block(items.clone(), min_ms, max_ms)
+    }
+
+    fn upload(
+        store: &dyn ObjectStore,
+        tenant: &str,
+        block: &EncodedBlock,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        upload_block(store, tenant, block)
+    }
+
+    fn meta(block: &EncodedBlock) -> &BlockMeta {
+        &block.meta
+    }
+}
+
+impl Head<MetricSignal> {
+    /// Opens the metrics WAL under `cfg.dir`, replays it into the head and
+    /// returns a ready ingester.
+    pub fn open(cfg: TsdbConfig) -> Result<Self, IngesterError> {
+        Self::open_reporting(cfg, &|_| {})
+    }
+
+    /// [`Ingester::open`], telling `report` how the WAL replay goes.
+    pub fn open_reporting(
+        cfg: TsdbConfig,
+        report: &(dyn Fn(String) + Sync),
+    ) -> Result<Self, IngesterError> {
+        let signal = MetricSignal {
+            next_ref: AtomicU64::new(1),
+            ooo_window_ms: cfg.out_of_order_time_window.as_millis() as i64,
+        };
+        Head::open_with(signal, &cfg, report)
+    }
+
+    /// Samples in `[min_t, max_t]` of the tenant's series matching
+    /// `matchers`, from the head and from cuts still uploading.
+    pub fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<SeriesSamples> {
+        let by_labels = self.read_tenant(tenant, |pending, idx| {
+            let mut out: HashMap<Labels, Vec<Sample>> = HashMap::new();
+            for r in idx.matching(matchers) {
+                let s = &idx.series[&r];
+                let mut samples = Vec::new();
+                s.data.lock().samples_in(min_t, max_t, &mut samples);
+                if !samples.is_empty() {
+                    out.insert(s.labels.clone(), samples);
+                }
+            }
+            for cut in pending {
+                for (labels, samples) in cut.iter() {
+                    if !matches_all(matchers, labels) {
+                        continue;
+                    }
+                    let lo = samples.partition_point(|s| s.t < min_t);
+                    let hi = samples.partition_point(|s| s.t <= max_t);
+                    if lo < hi {
+                        merge_samples(out.entry(labels.clone()).or_default(), &samples[lo..hi]);
+                    }
+                }
+            }
+            out
+        });
+        by_labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(labels, samples)| SeriesSamples { labels, samples })
+            .collect()
+    }
+
+    /// Label sets of the tenant's matching series with samples in `[min_t, max_t]`.
+    pub fn series(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<Labels> {
+        self.select(tenant, matchers, min_t, max_t)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path) -> TsdbConfig {
+        TsdbConfig {
+            dir: dir.to_string_lossy().into_owned(),
+            block_ranges_period: std::time::Duration::from_secs(3600),
+            ..TsdbConfig::default()
+        }
+    }
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn a_cut_awaiting_upload_is_read_once_and_bounds_later_pushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = Ingester::open(cfg(dir.path())).unwrap();
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let samples: Vec<Sample> = (0..6)
+            .map(|i| Sample {
+                t: i * H / 2,
+                v: i as f64,
+            })
+            .collect();
+        let out = ing
+            .push(
+                "t",
+                &[(labels.clone(), samples.clone())],
+                PushLimits::default(),
+            )
+            .unwrap();
+        assert_eq!(out.accepted, 6);
+        // Frozen but not uploaded: half the samples sit in a pending cut.
+        let (_, cuts) = ing.freeze_before(H + H / 2).unwrap().expect("a cut");
+        assert_eq!(cuts.len(), 1);
+        assert_eq!(cuts[0].2[0].1.len(), 3);
+        let got = ing.select("t", &[], i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].samples, samples,
+            "each sample once, head and cut merged"
+        );
+        // Older than the cut: out of bounds; newer: accepted.
+        let late = Sample { t: H, v: 9.0 };
+        let out = ing
+            .push("t", &[(labels.clone(), vec![late])], PushLimits::default())
+            .unwrap();
+        assert_eq!(out.rejected[0].reason, RejectReason::OutOfBounds);
+        drop(ing);
+        // A crash before the upload: the old WAL segments still hold the
+        // cut, and the re-logged part replays without doubling anything.
+        let ing = Ingester::open(cfg(dir.path())).unwrap();
+        assert_eq!(ing.select("t", &[], i64::MIN, i64::MAX)[0].samples, samples);
+    }
+}

@@ -1,0 +1,294 @@
+//! The metric head of one tenant: series with compressed chunks, an index
+//! from label hashes to series, and postings (label name -> value -> series
+//! refs) that resolve label matchers without scanning every series.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strata_model::{Labels, Matcher, Sample, matches_all, merge_samples};
+use strata_storage::chunk::XorChunk;
+
+/// Samples per head chunk before a new one is started (as Prometheus).
+const HEAD_CHUNK_SAMPLES: usize = 120;
+
+/// One series' samples: in-order chunks plus a sorted out-of-order buffer.
+#[derive(Default)]
+pub struct SeriesData {
+    chunks: Vec<XorChunk>,
+    last: Option<Sample>,
+    ooo: Vec<Sample>,
+}
+
+impl SeriesData {
+    /// Last in-order sample.
+    pub fn last(&self) -> Option<Sample> {
+        self.last
+    }
+
+    /// Value stored in the out-of-order buffer at `t`, if any.
+    pub fn ooo_at(&self, t: i64) -> Option<f64> {
+        self.ooo
+            .binary_search_by_key(&t, |s| s.t)
+            .ok()
+            .map(|i| self.ooo[i].v)
+    }
+
+    /// Appends a sample newer than [`Self::last`].
+    pub fn append(&mut self, s: Sample) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < HEAD_CHUNK_SAMPLES => c.append(s.t, s.v),
+            _ => {
+                let mut c = XorChunk::new();
+                c.append(s.t, s.v);
+                self.chunks.push(c);
+            }
+        }
+        self.last = Some(s);
+    }
+
+    /// Inserts an out-of-order sample (replacing one at the same timestamp).
+    pub fn insert_ooo(&mut self, s: Sample) {
+        match self.ooo.binary_search_by_key(&s.t, |x| x.t) {
+            Ok(i) => self.ooo[i] = s,
+            Err(i) => self.ooo.insert(i, s),
+        }
+    }
+
+    /// Appends samples in `[min_t, max_t]`, time-ordered and de-duplicated, to `out`.
+    pub fn samples_in(&self, min_t: i64, max_t: i64, out: &mut Vec<Sample>) {
+        for c in &self.chunks {
+            c.samples_in(min_t, max_t, out);
+        }
+        if !self.ooo.is_empty() {
+            let lo = self.ooo.partition_point(|s| s.t < min_t);
+            let hi = self.ooo.partition_point(|s| s.t <= max_t);
+            merge_samples(out, &self.ooo[lo..hi]);
+        }
+    }
+
+    /// Removes and returns every sample before `boundary`; the rest is re-encoded.
+    pub fn take_before(&mut self, boundary: i64) -> Vec<Sample> {
+        let mut all = Vec::new();
+        self.samples_in(i64::MIN, i64::MAX, &mut all);
+        let split = all.partition_point(|s| s.t < boundary);
+        let kept = all.split_off(split);
+        self.chunks.clear();
+        self.ooo.clear();
+        let last = self.last;
+        self.last = None;
+        for s in &kept {
+            self.append(*s);
+        }
+        // Keep the last in-order sample for duplicate/order checks even when
+        // it moved to a block: later samples must still be newer.
+        if self.last.is_none() {
+            self.last = last.filter(|l| l.t >= boundary);
+        }
+        all
+    }
+
+    /// Oldest timestamp held, if any.
+    pub fn min_t(&self) -> Option<i64> {
+        let c = self.chunks.first().map(|c| c.min_t());
+        let o = self.ooo.first().map(|s| s.t);
+        match (c, o) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True when no samples are held.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.ooo.is_empty()
+    }
+}
+
+/// A series in the head.
+pub struct MemSeries {
+    pub r#ref: u64,
+    pub labels: Labels,
+    pub data: Mutex<SeriesData>,
+}
+
+/// Hasher for keys that already are good hashes (label-set hashes): the
+/// write path looks up every incoming series here, so no second hashing.
+#[derive(Default)]
+pub(crate) struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByHash = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThroughHasher>>;
+
+/// Series index of one tenant.
+#[derive(Default)]
+pub struct HeadIndex {
+    /// Label-set hash -> series (a Vec for the rare hash collision).
+    by_hash: ByHash,
+    pub series: HashMap<u64, Arc<MemSeries>, rustc_hash::FxBuildHasher>,
+    postings: HashMap<String, HashMap<String, Vec<u64>>>,
+}
+
+impl HeadIndex {
+    /// The series with exactly these labels.
+    pub fn get(&self, labels: &Labels, hash: u64) -> Option<&Arc<MemSeries>> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels == *labels)
+    }
+
+    /// Adds a series; refs must be added in increasing order.
+    pub fn insert(&mut self, s: Arc<MemSeries>) {
+        let r = s.r#ref;
+        self.by_hash
+            .entry(s.labels.hash64())
+            .or_default()
+            .push(s.clone());
+        for l in &s.labels {
+            self.postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .push(r);
+        }
+        self.series.insert(r, s);
+    }
+
+    /// Drops series that hold no samples (after a block cut) and rebuilds postings.
+    pub fn remove_empty(&mut self) -> usize {
+        let before = self.series.len();
+        self.series.retain(|_, s| !s.data.lock().is_empty());
+        let removed = before - self.series.len();
+        if removed > 0 {
+            let mut all: Vec<Arc<MemSeries>> = self.series.values().cloned().collect();
+            all.sort_by_key(|s| s.r#ref);
+            *self = HeadIndex::default();
+            for s in all {
+                self.insert(s);
+            }
+        }
+        removed
+    }
+
+    /// Refs of series matching all matchers, sorted.
+    pub fn matching(&self, matchers: &[Matcher]) -> Vec<u64> {
+        let mut candidates: Option<Vec<u64>> = None;
+        for m in matchers.iter().filter(|m| !m.is_match("")) {
+            let Some(values) = self.postings.get(&m.name) else {
+                return Vec::new();
+            };
+            let mut set: Vec<u64> = match &m.op {
+                strata_model::MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
+                _ => {
+                    let mut v: Vec<u64> = values
+                        .iter()
+                        .filter(|(val, _)| m.is_match(val))
+                        .flat_map(|(_, refs)| refs.iter().copied())
+                        .collect();
+                    v.sort_unstable();
+                    v
+                }
+            };
+            candidates = Some(match candidates {
+                None => set,
+                Some(c) => {
+                    set.retain(|r| c.binary_search(r).is_ok());
+                    set
+                }
+            });
+        }
+        let mut refs = candidates.unwrap_or_else(|| {
+            let mut all: Vec<u64> = self.series.keys().copied().collect();
+            all.sort_unstable();
+            all
+        });
+        refs.retain(|r| {
+            self.series
+                .get(r)
+                .is_some_and(|s| matches_all(matchers, &s.labels))
+        });
+        refs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_model::MatchOp;
+
+    fn mk(r: u64, pairs: &[(&str, &str)]) -> Arc<MemSeries> {
+        Arc::new(MemSeries {
+            r#ref: r,
+            labels: Labels::from_pairs(pairs.iter().copied()),
+            data: Mutex::new(SeriesData::default()),
+        })
+    }
+
+    #[test]
+    fn postings_resolve_all_matcher_kinds() {
+        let mut idx = HeadIndex::default();
+        idx.insert(mk(1, &[("__name__", "up"), ("job", "a")]));
+        idx.insert(mk(2, &[("__name__", "up"), ("job", "b")]));
+        idx.insert(mk(3, &[("__name__", "up")]));
+        idx.insert(mk(4, &[("__name__", "down"), ("job", "a")]));
+        let eq = |n: &str, v: &str| Matcher::new(MatchOp::Equal, n, v);
+        assert_eq!(idx.matching(&[eq("__name__", "up")]), vec![1, 2, 3]);
+        assert_eq!(
+            idx.matching(&[eq("__name__", "up"), eq("job", "a")]),
+            vec![1]
+        );
+        assert_eq!(
+            idx.matching(&[eq("__name__", "up"), eq("job", "")]),
+            vec![3]
+        );
+        let ne = Matcher::new(MatchOp::NotEqual, "job", "a");
+        assert_eq!(idx.matching(&[eq("__name__", "up"), ne]), vec![2, 3]);
+        let re = Matcher::new_matcher(
+            promql_parser::parser::token::T_EQL_REGEX,
+            "job".into(),
+            "a|b".into(),
+        )
+        .unwrap();
+        assert_eq!(idx.matching(&[re]), vec![1, 2, 4]);
+        assert!(idx.matching(&[eq("nope", "x")]).is_empty());
+    }
+
+    #[test]
+    fn ooo_merge_and_take_before() {
+        let mut d = SeriesData::default();
+        for t in [10, 20, 30, 40] {
+            d.append(Sample { t, v: t as f64 });
+        }
+        d.insert_ooo(Sample { t: 15, v: 15.0 });
+        let mut all = Vec::new();
+        d.samples_in(0, 100, &mut all);
+        assert_eq!(
+            all.iter().map(|s| s.t).collect::<Vec<_>>(),
+            vec![10, 15, 20, 30, 40]
+        );
+        let cut = d.take_before(25);
+        assert_eq!(
+            cut.iter().map(|s| s.t).collect::<Vec<_>>(),
+            vec![10, 15, 20]
+        );
+        let mut rest = Vec::new();
+        d.samples_in(0, 100, &mut rest);
+        assert_eq!(rest.iter().map(|s| s.t).collect::<Vec<_>>(), vec![30, 40]);
+        assert_eq!(d.last().map(|s| s.t), Some(40));
+    }
+}
