@@ -1,40 +1,32 @@
-//! The compactor. This first part owns retention: per tenant and per signal
-//! (`compactor_blocks_retention_period` for metrics, `logs_retention_period`
-//! for logs), a block whose whole time range is past retention gets a
-//! `deletion-mark.json` (Mimir's format), and blocks marked longer than
-//! `-compactor.deletion-delay` ago are deleted: `meta.json` first, so no
-//! reader lists a half-deleted block, then the data files, then the mark.
-//! The delay lets queries that listed the block before it was marked finish.
-//! Queriers already hide data past retention, so marking changes no answer.
-//!
-//! It also writes each tenant's bucket index (`<tenant>/bucket-index.json.gz`,
-//! blocks of both signals and deletion marks) every compaction interval and
-//! after deleting blocks; queriers read it instead of listing the bucket.
-//!
-//! Compaction groups each tenant's live blocks by aligned window of every
-//! `-compactor.block-ranges` range and merges a group into one block
-//! (vertical: the RF copies and late blocks of one range; horizontal:
-//! 2h -> 12h -> 24h), streaming (see `strata_storage::merge`), and only
-//! then marks the sources. `tiers` moves old blocks to the warm store.
+//! The compactor: one pass every compaction interval over the tenants this
+//! process owns, each step in its own module:
+//! - [`retention`]: blocks past the tenant's retention get a deletion mark
+//!   ([`marks`]);
+//! - [`compact`]: blocks of one aligned window merged into one (vertical:
+//!   the RF copies and late blocks of one range; horizontal: 2h -> 12h ->
+//!   24h), then the sources marked;
+//! - [`tiers`]: old blocks moved to the warm store;
+//! - [`index`]: each tenant's bucket index rewritten;
+//! - [`cleanup`] (every cleanup interval): marked blocks deleted after the
+//!   deletion delay, which lets queries that listed a block before it was
+//!   marked finish, and abandoned partial uploads.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
-use strata_limits::{Limits, Overrides};
-use strata_storage::block::{block_file, signal_prefix};
-use strata_storage::bucket_index::{
-    BUCKET_INDEX_VERSION, BucketIndex, IndexedBlock, IndexedMark, read_bucket_index,
-    write_bucket_index,
-};
-use strata_storage::crashpoint::crash_point;
-use strata_storage::merge::{MergeTarget, SourceBlock, merge_log_blocks, merge_metric_blocks};
-use strata_storage::{BlockMeta, BlockReader, Signal, Tier};
+use strata_limits::Overrides;
+use strata_model::now_ms;
+use strata_storage::{BlockReader, Signal, Tier};
 
+mod cleanup;
+mod compact;
+mod index;
+mod marks;
+mod retention;
 mod tiers;
 
 /// Compactor settings, named as Mimir's `compactor` block.
@@ -235,436 +227,6 @@ impl Compactor {
         self.reader.store_of(tier).unwrap_or(&self.store)
     }
 
-    async fn read_mark(
-        &self,
-        tier: Tier,
-        signal: Signal,
-        tenant: &str,
-        ulid: &str,
-    ) -> Result<Option<DeletionMark>, CompactorError> {
-        let path = block_file(signal, tenant, ulid, MARK_FILE);
-        match self.store_of(tier).get(&path).await {
-            Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| store_err(&path, e))?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| CompactorError::Mark {
-                        path: path.to_string(),
-                        source,
-                    })
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(&path, e)),
-        }
-    }
-
-    /// Marks every block past its tenant's retention (per signal).
-    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, CompactorError> {
-        let mut marked = 0;
-        for tenant in self.tenants().await? {
-            let limits = self.overrides.for_tenant(&tenant);
-            for signal in SIGNALS {
-                let retention = match signal {
-                    Signal::Metrics => limits.compactor_blocks_retention_period,
-                    Signal::Logs => limits.logs_retention_period,
-                };
-                let floor = Limits::retention_floor_ms(retention, now_ms);
-                if floor == i64::MIN {
-                    continue;
-                }
-                for meta in self.live_blocks(signal, &tenant).await? {
-                    // max_time is exclusive: the whole block is older than the floor.
-                    if meta.max_time > floor
-                        || self
-                            .read_mark(meta.tier, signal, &tenant, &meta.ulid)
-                            .await?
-                            .is_some()
-                    {
-                        continue;
-                    }
-                    self.mark(meta.tier, signal, &tenant, &meta.ulid, now_ms, "retention")
-                        .await?;
-                    tracing::info!(tenant, signal = signal.dir(), ulid = %meta.ulid,
-                        max_time = meta.max_time, "block past retention marked for deletion");
-                    marked += 1;
-                }
-            }
-        }
-        Ok(marked)
-    }
-
-    /// Checks the configuration (refused at start-up rather than at the first pass).
-    pub fn check_config(&self) -> Result<(), CompactorError> {
-        self.ranges().map(|_| ())
-    }
-
-    /// The configured block ranges in ms, smallest first.
-    fn ranges(&self) -> Result<Vec<i64>, CompactorError> {
-        let bad = || CompactorError::Ranges(self.cfg.block_ranges.clone());
-        let ranges: Vec<i64> = self
-            .cfg
-            .block_ranges
-            .split(',')
-            .map(|r| humantime::parse_duration(r.trim()).map(|d| d.as_millis() as i64))
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad())?;
-        if ranges.is_empty() || ranges.windows(2).any(|w| w[1] <= w[0] || w[1] % w[0] != 0) {
-            return Err(bad());
-        }
-        Ok(ranges)
-    }
-
-    /// Merges blocks per tenant and signal: at each configured range, the
-    /// unmarked blocks inside one aligned window (two or more, so RF copies,
-    /// late out-of-order blocks and smaller blocks of a finished window) become
-    /// one block with identical samples or entries de-duplicated. The new
-    /// block is complete (meta.json written) before its sources are marked
-    /// for deletion, so a crash in between only leaves overlapping blocks
-    /// that the next pass merges again. Windows are merged once they end
-    /// at least one smallest range before `now_ms`.
-    pub async fn compact(&self, now_ms: i64) -> Result<usize, CompactorError> {
-        let ranges = self.ranges()?;
-        let mut merged = 0;
-        for tenant in self.tenants().await? {
-            for signal in SIGNALS {
-                for &range in &ranges {
-                    let mut groups: std::collections::BTreeMap<i64, Vec<BlockMeta>> =
-                        std::collections::BTreeMap::new();
-                    for meta in self.live_blocks(signal, &tenant).await? {
-                        if self
-                            .read_mark(meta.tier, signal, &tenant, &meta.ulid)
-                            .await?
-                            .is_some()
-                        {
-                            continue;
-                        }
-                        let start = meta.min_time.div_euclid(range) * range;
-                        // Only blocks that fit the window.
-                        if meta.max_time <= start + range {
-                            groups.entry(start).or_default().push(meta);
-                        }
-                    }
-                    for (start, group) in groups {
-                        if group.len() < 2 || start + range > now_ms - ranges[0] {
-                            continue;
-                        }
-                        self.merge(signal, &tenant, &group, start, start + range, now_ms)
-                            .await?;
-                        merged += group.len();
-                    }
-                }
-            }
-        }
-        Ok(merged)
-    }
-
-    async fn merge(
-        &self,
-        signal: Signal,
-        tenant: &str,
-        sources: &[BlockMeta],
-        min_time: i64,
-        max_time: i64,
-        now_ms: i64,
-    ) -> Result<(), CompactorError> {
-        let level = sources
-            .iter()
-            .map(|m| m.compaction.level)
-            .max()
-            .unwrap_or(1)
-            + 1;
-        let mut source_ids: Vec<String> = sources
-            .iter()
-            .flat_map(|m| m.compaction.sources.iter().cloned())
-            .collect();
-        source_ids.sort();
-        source_ids.dedup();
-        let blocks: Vec<SourceBlock> = sources
-            .iter()
-            .map(|m| SourceBlock {
-                store: self.store_of(m.tier).clone(),
-                meta: m.clone(),
-            })
-            .collect();
-        let target = MergeTarget {
-            store: &self.store,
-            tenant,
-            min_time,
-            max_time,
-            compaction: strata_storage::block::BlockCompaction {
-                level,
-                sources: source_ids,
-            },
-            source: "compactor",
-        };
-        let meta = match signal {
-            Signal::Metrics => merge_metric_blocks(&blocks, target).await?,
-            Signal::Logs => merge_log_blocks(&blocks, target).await?,
-        };
-        crash_point("compactor.after-upload");
-        for (i, m) in sources.iter().enumerate() {
-            self.mark(m.tier, signal, tenant, &m.ulid, now_ms, "compacted")
-                .await?;
-            if i == 0 {
-                crash_point("compactor.after-first-mark");
-            }
-        }
-        crash_point("compactor.after-marks");
-        COMPACTED
-            .with_label_values(&[signal.dir()])
-            .inc_by(sources.len() as u64);
-        tracing::info!(tenant, signal = signal.dir(), ulid = %meta.ulid, level, sources = sources.len(),
-            samples = meta.stats.num_samples, bytes = meta.stats.num_bytes, "blocks compacted");
-        Ok(())
-    }
-
-    async fn mark(
-        &self,
-        tier: Tier,
-        signal: Signal,
-        tenant: &str,
-        ulid: &str,
-        now_ms: i64,
-        reason: &str,
-    ) -> Result<(), CompactorError> {
-        let mark = DeletionMark {
-            id: ulid.to_string(),
-            deletion_time: now_ms.div_euclid(1000),
-            version: 1,
-        };
-        let path = block_file(signal, tenant, ulid, MARK_FILE);
-        let body = serde_json::to_vec(&mark).map_err(|source| CompactorError::Mark {
-            path: path.to_string(),
-            source,
-        })?;
-        self.store_of(tier)
-            .put(&path, PutPayload::from(bytes::Bytes::from(body)))
-            .await
-            .map_err(|e| store_err(&path, e))?;
-        MARKED.with_label_values(&[signal.dir(), reason]).inc();
-        Ok(())
-    }
-
-    /// Rewrites every tenant's bucket index from the bucket: blocks of both
-    /// signals and their deletion marks. Queriers read it instead of listing.
-    pub async fn write_bucket_indexes(&self, now_ms: i64) -> Result<usize, CompactorError> {
-        let tenants = self.tenants().await?;
-        let mut live: Vec<(Signal, BlockMeta)> = Vec::new();
-        for tenant in &tenants {
-            let mut index = BucketIndex {
-                version: BUCKET_INDEX_VERSION,
-                updated_at: now_ms.div_euclid(1000),
-                ..BucketIndex::default()
-            };
-            // The marks of warm blocks as last indexed, for when the warm
-            // store cannot be read (see `live_blocks`).
-            let previous = read_bucket_index(self.store.as_ref(), tenant)
-                .await
-                .ok()
-                .flatten();
-            for signal in SIGNALS {
-                for meta in self.live_blocks(signal, tenant).await? {
-                    let mark = match self.read_mark(meta.tier, signal, tenant, &meta.ulid).await {
-                        Ok(mark) => mark,
-                        Err(e) if meta.tier == Tier::Warm => {
-                            tracing::warn!(tenant, ulid = %meta.ulid, error = %e,
-                                "reading a warm block's deletion mark failed; keeping the indexed one");
-                            previous.as_ref().and_then(|p| {
-                                p.block_deletion_marks
-                                    .iter()
-                                    .find(|m| m.id == meta.ulid && m.signal == signal.dir())
-                                    .map(|m| DeletionMark {
-                                        id: m.id.clone(),
-                                        deletion_time: m.deletion_time,
-                                        version: 1,
-                                    })
-                            })
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if let Some(mark) = mark {
-                        index.block_deletion_marks.push(IndexedMark {
-                            signal: signal.dir().to_string(),
-                            id: mark.id,
-                            deletion_time: mark.deletion_time,
-                        });
-                    }
-                    live.push((signal, meta.clone()));
-                    index.blocks.push(IndexedBlock {
-                        signal: signal.dir().to_string(),
-                        meta,
-                    });
-                }
-            }
-            write_bucket_index(self.store.as_ref(), tenant, &index).await?;
-        }
-        Self::observe_tiers(&live);
-        Ok(tenants.len())
-    }
-
-    /// True when `ulid` has no `meta.json` and was created longer than the
-    /// partial-block delay ago: an upload that will never finish.
-    async fn is_stale_partial(
-        &self,
-        tier: Tier,
-        signal: Signal,
-        tenant: &str,
-        ulid: &str,
-        now_ms: i64,
-    ) -> Result<bool, CompactorError> {
-        let delay = self.cfg.partial_block_deletion_delay.as_millis() as i64;
-        let Ok(id) = ulid::Ulid::from_string(ulid) else {
-            return Ok(false);
-        };
-        if delay == 0 || now_ms - (id.timestamp_ms() as i64) < delay {
-            return Ok(false);
-        }
-        let meta = block_file(signal, tenant, ulid, "meta.json");
-        match self.store_of(tier).head(&meta).await {
-            Ok(_) => Ok(false),
-            Err(object_store::Error::NotFound { .. }) => Ok(true),
-            Err(e) => Err(store_err(&meta, e)),
-        }
-    }
-
-    /// Deletes blocks whose deletion mark is older than the deletion delay,
-    /// and partial uploads older than the partial-block delay.
-    pub async fn cleanup(&self, now_ms: i64) -> Result<usize, CompactorError> {
-        let delay_s = self.cfg.deletion_delay.as_secs() as i64;
-        let mut deleted = 0;
-        let tiers: &[Tier] = if self.reader.store_of(Tier::Warm).is_some() {
-            &[Tier::Hot, Tier::Warm]
-        } else {
-            &[Tier::Hot]
-        };
-        for tenant in self.tenants().await? {
-            // Queriers stop reading a marked block only once the index
-            // they read carries its mark; a mark the index does not have
-            // yet (its write failed or is still to come) waits.
-            let indexed_marks: Vec<(String, String)> =
-                read_bucket_index(self.store.as_ref(), &tenant)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|i| {
-                        i.block_deletion_marks
-                            .into_iter()
-                            .map(|m| (m.signal, m.id))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            for signal in SIGNALS {
-                for &tier in tiers {
-                    let prefix = signal_prefix(signal, &tenant);
-                    let listed = self
-                        .store_of(tier)
-                        .list_with_delimiter(Some(&prefix))
-                        .await
-                        .map_err(|e| store_err(&prefix, e))?;
-                    for dir in listed.common_prefixes {
-                        let Some(ulid) = dir.filename() else { continue };
-                        let deletion_mark = self.read_mark(tier, signal, &tenant, ulid).await?;
-                        let mark = match &deletion_mark {
-                            Some(m) => Some(m.deletion_time),
-                            // A hot copy of a block moved to warm goes
-                            // after the deletion delay as well.
-                            None if tier == Tier::Hot => self
-                                .moved_at(signal, &tenant, ulid)
-                                .await?
-                                .map(|ms| ms.div_euclid(1000)),
-                            None => None,
-                        };
-                        let Some(marked_at) = mark else {
-                            if self
-                                .is_stale_partial(tier, signal, &tenant, ulid, now_ms)
-                                .await?
-                            {
-                                self.delete_block(tier, signal, &tenant, ulid).await?;
-                                DELETED.with_label_values(&[signal.dir()]).inc();
-                                tracing::warn!(
-                                    tenant,
-                                    signal = signal.dir(),
-                                    tier = tier.as_str(),
-                                    ulid,
-                                    "partial block (no meta.json) deleted"
-                                );
-                                deleted += 1;
-                            }
-                            continue;
-                        };
-                        if now_ms.div_euclid(1000) - marked_at < delay_s {
-                            continue;
-                        }
-                        if deletion_mark.is_some()
-                            && !indexed_marks
-                                .iter()
-                                .any(|(sig, id)| sig == signal.dir() && id == ulid)
-                        {
-                            tracing::debug!(
-                                tenant,
-                                ulid,
-                                "deletion mark not indexed yet; deleting later"
-                            );
-                            continue;
-                        }
-                        if tier == Tier::Hot && deletion_mark.is_some() && tiers.len() == 2 {
-                            // A warm copy of a block deleted while still
-                            // hot (a move cut short by a crash before its
-                            // moved mark) must not come back to life as a
-                            // warm block once the hot one is gone.
-                            self.delete_block(Tier::Warm, signal, &tenant, ulid).await?;
-                        }
-                        self.delete_block(tier, signal, &tenant, ulid).await?;
-                        DELETED.with_label_values(&[signal.dir()]).inc();
-                        tracing::info!(
-                            tenant,
-                            signal = signal.dir(),
-                            tier = tier.as_str(),
-                            ulid,
-                            "marked block deleted"
-                        );
-                        deleted += 1;
-                    }
-                }
-            }
-        }
-        Ok(deleted)
-    }
-
-    async fn delete_block(
-        &self,
-        tier: Tier,
-        signal: Signal,
-        tenant: &str,
-        ulid: &str,
-    ) -> Result<(), CompactorError> {
-        let store = self.store_of(tier);
-        let meta = block_file(signal, tenant, ulid, "meta.json");
-        match store.delete(&meta).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_err(&meta, e)),
-        }
-        let dir = ObjectPath::from(format!("{tenant}/{}/{ulid}", signal.dir()));
-        let files: Vec<_> = store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_err(&dir, e))?;
-        // The mark goes last: a crash in between leaves a marked block that
-        // the next cleanup finishes.
-        let mark = block_file(signal, tenant, ulid, MARK_FILE);
-        for f in files.iter().filter(|f| f.location != mark) {
-            match store.delete(&f.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_err(&f.location, e)),
-            }
-        }
-        match store.delete(&mark).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_err(&mark, e)),
-        }
-    }
-
     /// Applies retention every compaction interval and cleans up every
     /// cleanup interval until `shutdown` fires.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -706,15 +268,15 @@ impl Compactor {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::TryStreamExt;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use strata_limits::Limits;
     use strata_model::Labels;
     use strata_model::logs::LogEntry;
+    use strata_storage::block::{block_file, signal_prefix};
     use strata_storage::{encode_block, encode_log_block, upload_block, upload_log_block};
 
     #[tokio::test]

@@ -5,18 +5,22 @@
 pub mod block;
 pub mod bucket_index;
 pub mod cache;
+mod catalog;
 pub mod chunk;
 pub mod codec;
 pub mod crashpoint;
 pub mod durable_fs;
+mod log_scan;
 pub mod logblock;
 pub mod merge;
+mod metric_scan;
 pub mod reader;
 pub mod store;
 
 pub use block::{BlockMeta, EncodedBlock, Signal, Tier, encode_block, upload_block};
+pub use catalog::BlockCatalog;
 pub use logblock::{EncodedLogBlock, encode_log_block, upload_log_block};
-pub use reader::{BlockCatalog, BlockReader};
+pub use reader::BlockReader;
 pub use store::{StoreConfig, build_store};
 
 /// Errors from encoding, uploading or reading blocks.
