@@ -4,6 +4,8 @@
 #  2. stored bytes after the head is flushed to Parquet log blocks;
 #  3. `{app="x"} |= "error"` and a count_over_time over the blocks, GB/s scanned.
 # Usage: loadtest/logs.sh [logbench push flags...], e.g. --duration 20s --concurrency 4
+# STRATA_BIN=path runs another Strata binary (e.g. a copy of an older build,
+# for before/after figures in one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtest/lib.sh
@@ -11,7 +13,7 @@ bench_setup
 
 sp=$(port)
 start_strata() {
-  ./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+  "${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
     -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
     -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
     -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \

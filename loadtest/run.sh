@@ -2,13 +2,15 @@
 # Remote-write throughput: Strata vs Prometheus, same load generator, same
 # machine, one after the other. Usage: loadtest/run.sh [loadtest flags...]
 # e.g. loadtest/run.sh --series 10000 --duration 30s --concurrency 8
+# STRATA_BIN=path runs another Strata binary (e.g. a copy of an older build,
+# for before/after figures in one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtest/lib.sh
 bench_setup
 
 sp=$(port)
-./target/release/strata -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+"${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
   -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
   -log.level=warn $BENCH_LIMITS 2>"$work/strata.log" &
 wait_ready "http://127.0.0.1:$sp/ready"
