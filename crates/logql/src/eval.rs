@@ -446,32 +446,13 @@ fn aggregate_window(
         }
         RangeOp::QuantileOverTime => {
             let mut vals: Vec<f64> = w.iter().map(|p| p.1).collect();
-            quantile(param.unwrap_or(0.0), &mut vals)
+            strata_model::stats::quantile(param.unwrap_or(0.0), &mut vals)
         }
         RangeOp::FirstOverTime => w[0].1,
         RangeOp::LastOverTime => w[w.len() - 1].1,
         RangeOp::RateCounter => extrapolated_rate(w, start, end)?,
         RangeOp::AbsentOverTime => return None,
     })
-}
-
-/// Prometheus's quantile: linear interpolation between closest ranks.
-fn quantile(q: f64, vals: &mut [f64]) -> f64 {
-    if vals.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    vals.sort_by(|a, b| a.total_cmp(b));
-    let rank = q * (vals.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = (lo + 1).min(vals.len() - 1);
-    let w = rank - lo as f64;
-    vals[lo] * (1.0 - w) + vals[hi] * w
 }
 
 /// Prometheus's extrapolated counter rate over `(start, end]`, as Loki's `rate_counter`.
@@ -905,6 +886,41 @@ mod tests {
             .collect();
         all.sort();
         assert_eq!(all, vec![(1, "api"), (2, "api"), (2, "web")]);
+    }
+
+    #[tokio::test]
+    async fn quantile_over_time_sorts_nan_first_as_prometheus() {
+        let src = Mem(vec![LogStream {
+            labels: Labels::from_pairs([("app", "q")]),
+            entries: ["v=3", "v=NaN", "v=1"]
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LogEntry {
+                    ts: (i as i64 + 1) * S,
+                    line: l.to_string(),
+                    metadata: Labels::default(),
+                })
+                .collect(),
+        }]);
+        let at = |q: f64| {
+            let expr = parse(&format!(
+                r#"quantile_over_time({q}, {{app="q"}} | logfmt | unwrap v [1m])"#
+            ))
+            .unwrap();
+            let src = &src;
+            async move {
+                let QueryResult::Vector(_, v) =
+                    evaluate(src, &expr, &params(60, 60, 0)).await.unwrap().0
+                else {
+                    panic!("not a vector")
+                };
+                v[0].1
+            }
+        };
+        // Loki (Go's sort.Float64s) and Prometheus put NaN below every number.
+        assert!(at(0.0).await.is_nan());
+        assert_eq!(at(1.0).await, 3.0);
+        assert_eq!(at(0.75).await, 2.0);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod logs;
 pub mod nesting;
+pub mod stats;
 
 use std::fmt;
 use std::hash::Hash;

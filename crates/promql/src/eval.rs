@@ -1005,43 +1005,7 @@ fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels 
     }
 }
 
-/// Prometheus's quantile over a set of values (NaNs sort first).
-pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
-}
-
-/// Kahan–Neumaier compensated summation step, as Prometheus uses.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+pub(crate) use strata_model::stats::{kahan_inc, quantile};
 
 /// Operand positions of an aggregation: its parameter, its input.
 pub(crate) const AGG_PARAM: usize = 0;
@@ -1574,15 +1538,6 @@ mod tests {
         assert_eq!(slices, vec![(0, 30), (30, 60)]);
         // `@` pins every step to one time: one slice.
         assert_eq!(time_slices(&[7; 60], 5 * minute, minute), vec![(0, 60)]);
-    }
-
-    #[test]
-    fn quantile_interpolates_and_bounds() {
-        let mut v = vec![4.0, 1.0, 3.0, 2.0];
-        assert_eq!(quantile(0.5, &mut v), 2.5);
-        assert_eq!(quantile(1.5, &mut v), f64::INFINITY);
-        assert_eq!(quantile(-1.0, &mut v), f64::NEG_INFINITY);
-        assert!(quantile(f64::NAN, &mut v).is_nan());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use strata_limits::Overrides;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_ring::Ring;
-use strata_storage::{BlockCatalog, BlockMeta};
+use strata_storage::{BlockCatalog, BlockMeta, StorageError};
 
 static QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     HistogramVec::new(
@@ -98,6 +98,31 @@ impl RecentData {
             ));
         }
         Ok(out)
+    }
+
+    /// The ingesters' answers (see [`Self::ask`]), then the tenant's blocks
+    /// overlapping `[min_ms, max_ms]`. In this order: a block whose upload
+    /// finishes in between was still pending in the heads' answers, and one
+    /// that finished before is in the list (blocks join the catalog before
+    /// they leave the pending set). The other order could miss a block's
+    /// data entirely. Every read of head and blocks, for both signals,
+    /// starts here.
+    pub(crate) async fn then_blocks<'a, T, F, Fut>(
+        &self,
+        tenant: &str,
+        (min_ms, max_ms): (i64, i64),
+        call: F,
+    ) -> Result<(Vec<T>, Vec<BlockMeta>), StorageError>
+    where
+        F: Fn(IngesterClient) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Vec<BlockMeta>), ClientError>> + 'a,
+    {
+        let head = self
+            .ask(tenant, call)
+            .await
+            .map_err(StorageError::Unavailable)?;
+        let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
+        Ok((head, blocks))
     }
 }
 
@@ -207,21 +232,11 @@ impl Querier {
             return Ok(Vec::new());
         }
         let mut by_labels: HashMap<Labels, Vec<strata_model::Sample>> = HashMap::new();
-        // The head (with blocks still uploading) is read before the block
-        // list: a block that finishes uploading in between was still pending
-        // in this snapshot, and one that finished before is in the list
-        // (blocks join the catalog before they leave the pending set). The
-        // other order could miss a block's samples entirely.
-        let head = self
+        let (head, blocks) = self
             .recent
-            .ask(tenant, |c| async move {
+            .then_blocks(tenant, (min_t, max_t), |c| async move {
                 c.select(tenant, matchers, min_t, max_t).await
             })
-            .await
-            .map_err(EngineError::Storage)?;
-        let blocks = self
-            .catalog
-            .blocks(tenant, min_t, max_t)
             .await
             .map_err(storage_err)?;
         for meta in &blocks {
@@ -284,25 +299,19 @@ impl Querier {
             return Ok((series, values));
         }
         let what = &what;
-        // Head before the block list, for the reason given in `select`.
-        let answers = self
+        let (answers, blocks) = self
             .recent
-            .ask(tenant, |c| async move {
+            .then_blocks(tenant, (min_t, max_t), |c| async move {
                 c.metadata(tenant, what, alternatives, min_t, max_t).await
             })
             .await
-            .map_err(EngineError::Storage)?;
+            .map_err(storage_err)?;
         for a in answers {
             match a {
                 MetadataAnswer::Series(s) => series.extend(s),
                 MetadataAnswer::Values(v) => values.extend(v),
             }
         }
-        let blocks = self
-            .catalog
-            .blocks(tenant, min_t, max_t)
-            .await
-            .map_err(storage_err)?;
         for matchers in alternatives {
             for meta in &blocks {
                 let got = self

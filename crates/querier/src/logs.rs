@@ -143,23 +143,20 @@ impl LogQuerier {
         if sel.start_ns >= sel.end_ns {
             return Ok(Vec::new());
         }
-        let sel = &sel;
-        // Head before the block list, as for metrics: an upload finishing in
-        // between is still pending in this snapshot.
-        let head = self
-            .head_entries(
-                tenant,
-                LogSelect {
-                    matchers: &sel.matchers,
-                    filters: &sel.line_filters,
-                    start_ns: sel.start_ns,
-                    end_ns: sel.end_ns,
-                    limit: sel.limit,
-                },
-            )
+        let select = LogSelect {
+            matchers: &sel.matchers,
+            filters: &sel.line_filters,
+            start_ns: sel.start_ns,
+            end_ns: sel.end_ns,
+            limit: sel.limit,
+        };
+        let select = &select;
+        let (head, blocks) = self
+            .recent
+            .then_blocks(tenant, ms_range(sel.start_ns, sel.end_ns), |c| async move {
+                c.select_logs(tenant, select).await
+            })
             .await?;
-        let (min_ms, max_ms) = ms_range(sel.start_ns, sel.end_ns);
-        let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
         for meta in &blocks {
             let got = self
@@ -189,23 +186,6 @@ impl LogQuerier {
                 LogStream { labels, entries }
             })
             .collect())
-    }
-
-    /// The selection's entries in the heads of the ingesters owning the
-    /// tenant, one list per ingester that answered.
-    async fn head_entries(
-        &self,
-        tenant: &str,
-        select: LogSelect<'_>,
-    ) -> Result<Vec<Vec<LogStream>>, strata_storage::StorageError> {
-        let select = &select;
-        self.recent
-            .ask(
-                tenant,
-                |c| async move { c.select_logs(tenant, select).await },
-            )
-            .await
-            .map_err(strata_storage::StorageError::Unavailable)
     }
 
     /// Runs a LogQL query.
@@ -261,18 +241,14 @@ impl LogQuerier {
         if start_ns >= end_ns {
             return Ok(BTreeSet::new());
         }
-        let mut out: BTreeSet<Labels> = self
+        let (head, blocks) = self
             .recent
-            .ask(tenant, |c| async move {
+            .then_blocks(tenant, ms_range(start_ns, end_ns), |c| async move {
                 c.log_streams(tenant, matchers, start_ns, end_ns).await
             })
-            .await
-            .map_err(strata_storage::StorageError::Unavailable)?
-            .into_iter()
-            .flatten()
-            .collect();
-        let (min_ms, max_ms) = ms_range(start_ns, end_ns);
-        for meta in self.catalog.blocks(tenant, min_ms, max_ms).await? {
+            .await?;
+        let mut out: BTreeSet<Labels> = head.into_iter().flatten().collect();
+        for meta in blocks {
             for (_, labels) in self
                 .catalog
                 .reader()
@@ -356,7 +332,6 @@ impl LogQuerier {
         if start_ns >= end_ns {
             return Ok(());
         }
-        // Head before the block list, as in `select`.
         let select = LogSelect {
             matchers,
             filters: &[],
@@ -365,24 +340,19 @@ impl LogQuerier {
             limit: None,
         };
         let select = &select;
-        let head_sizes: Vec<(Labels, Vec<EntrySize>)> = self
+        let (head, blocks) = self
             .recent
-            .ask(tenant, |c| async move {
+            .then_blocks(tenant, ms_range(start_ns, end_ns), |c| async move {
                 c.select_log_sizes(tenant, select).await
             })
-            .await
-            .map_err(strata_storage::StorageError::Unavailable)?
-            .into_iter()
-            .flatten()
-            .collect();
+            .await?;
+        let head_sizes: Vec<(Labels, Vec<EntrySize>)> = head.into_iter().flatten().collect();
         let head_range = head_sizes
             .iter()
             .flat_map(|(_, sizes)| sizes)
             .fold((i64::MAX, i64::MIN), |(lo, hi), e| {
                 (lo.min(e.ts), hi.max(e.ts))
             });
-        let (min_ms, max_ms) = ms_range(start_ns, end_ns);
-        let blocks = self.catalog.blocks(tenant, min_ms, max_ms).await?;
         // Sources by time range (ns, first and last included): blocks (whose
         // max_time is exclusive), then the head.
         let mut sources: Vec<(i64, i64, Option<usize>)> = blocks
