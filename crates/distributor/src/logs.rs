@@ -490,7 +490,7 @@ fn validate_stream_labels(
             "error at least one label pair is required per stream".into(),
         ));
     }
-    let labels = strata_logql::parse_stream_labels(text).map_err(|e| {
+    let labels = strata_model::syntax::parse_stream_labels(text).map_err(|e| {
         (
             "invalid_labels",
             format!("error parsing labels '{text}' with error: {e}"),
@@ -564,7 +564,7 @@ mod tests {
         let json = br#"{"streams":[{"stream":{"app":"api","env":"p\"q"},"values":[["1700000000000000005","hi"],["1700000000000000006","there",{"user":"u1"}]]}]}"#;
         let got = decode_loki_push(json, PushFormat::Json, false, 1 << 20).unwrap();
         assert_eq!(
-            strata_logql::parse_stream_labels(&got[0].labels).unwrap(),
+            strata_model::syntax::parse_stream_labels(&got[0].labels).unwrap(),
             Labels::from_pairs([("app", "api"), ("env", "p\"q")])
         );
         assert_eq!(got[0].entries[1].metadata.get("user"), Some("u1"));

@@ -22,4 +22,5 @@ pub use eval::{
     EvalError, LogSource, QueryParams, QueryResult, QueryStats, Selection, Series, evaluate,
     format_labels,
 };
-pub use parser::{ParseError, parse, parse_stream_labels};
+pub use parser::{ParseError, parse};
+pub use strata_model::syntax::parse_stream_labels;

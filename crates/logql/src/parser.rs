@@ -8,19 +8,14 @@ use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use regex::Regex;
 use strata_model::logs::LineFilter;
 use strata_model::nesting::{DepthMeter, MAX_QUERY_DEPTH};
-use strata_model::{Label, Labels, MatchOp, Matcher};
+use strata_model::Matcher;
 
 use crate::ast::*;
 use crate::template::Template;
 
 /// A query that does not parse, with where.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("parse error at line {line}, col {col}: {message}")]
-pub struct ParseError {
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
+pub use strata_model::syntax::SyntaxError as ParseError;
+use strata_model::syntax::{error_at as err_at, scan_string};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -66,52 +61,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             continue;
         }
         let start = i;
-        if c == b'"' {
-            let mut s = String::new();
-            i += 1;
-            let mut closed = false;
-            while i < b.len() {
-                let ch = src[i..].chars().next().unwrap_or('\0');
-                if ch == '"' {
-                    closed = true;
-                    i += 1;
-                    break;
-                }
-                if ch == '\\' {
-                    let esc = src[i + 1..].chars().next();
-                    let (val, len) = match esc {
-                        Some('n') => ('\n', 1),
-                        Some('t') => ('\t', 1),
-                        Some('r') => ('\r', 1),
-                        Some('"') => ('"', 1),
-                        Some('\\') => ('\\', 1),
-                        Some('`') => ('`', 1),
-                        Some(o) => {
-                            // Unknown escapes keep the backslash (`\d` in regexes).
-                            s.push('\\');
-                            (o, o.len_utf8())
-                        }
-                        None => return Err(err_at(src, start, "unterminated string")),
-                    };
-                    s.push(val);
-                    i += 1 + len;
-                    continue;
-                }
-                s.push(ch);
-                i += ch.len_utf8();
-            }
-            if !closed {
-                return Err(err_at(src, start, "unterminated string"));
-            }
+        if c == b'"' || c == b'`' {
+            let (s, end) = scan_string(src, i)?;
             out.push((Tok::Str(s), start));
-            continue;
-        }
-        if c == b'`' {
-            let Some(end) = src[i + 1..].find('`') else {
-                return Err(err_at(src, start, "unterminated raw string"));
-            };
-            out.push((Tok::Str(src[i + 1..i + 1 + end].to_string()), start));
-            i += end + 2;
+            i = end;
             continue;
         }
         if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
@@ -172,20 +125,6 @@ fn check_depth(src: &str, toks: &[(Tok, usize)]) -> Result<(), ParseError> {
     m.finish()
         .map(|_| ())
         .map_err(|e| err_at(src, src.len(), &e.to_string()))
-}
-
-fn err_at(src: &str, pos: usize, msg: &str) -> ParseError {
-    let before = &src[..pos.min(src.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |n| before[n + 1..].chars().count())
-        + 1;
-    ParseError {
-        line,
-        col,
-        message: msg.to_string(),
-    }
 }
 
 /// Parses a Go/Prometheus duration: `5m`, `1h30m`, `250ms`, `1.5s`, `2d`.
@@ -269,36 +208,6 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
         return Err(p.unexpected("end of query"));
     }
     Ok(e)
-}
-
-/// Parses the stream labels of a push (`{app="api", env="prod"}`): only `=`
-/// matchers, label names `[a-zA-Z_][a-zA-Z0-9_]*`, no duplicates.
-pub fn parse_stream_labels(src: &str) -> Result<Labels, ParseError> {
-    let mut p = Parser {
-        src,
-        toks: lex(src)?,
-        pos: 0,
-    };
-    let matchers = p.selector()?;
-    if p.peek() != &Tok::Eof {
-        return Err(p.unexpected("end of labels"));
-    }
-    let mut labels = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        if m.op != MatchOp::Equal {
-            return Err(err_at(
-                src,
-                0,
-                &format!("stream labels must use =, not {} for {:?}", m.op, m.name),
-            ));
-        }
-        labels.push(Label::new(m.name, m.value));
-    }
-    let labels = Labels::new(labels);
-    if let Some(d) = labels.first_duplicate() {
-        return Err(err_at(src, 0, &format!("duplicate label name {d:?}")));
-    }
-    Ok(labels)
 }
 
 fn binop(t: &Tok) -> Option<(BinOp, u8)> {
@@ -1341,16 +1250,6 @@ mod tests {
         assert!(parse(r#"{a="b"} + 1"#).is_err());
         assert!(parse(r#"{a="b"}[5m]"#).is_err());
         assert!(parse(r#"count_over_time({a="b"}[5m]"#).is_err());
-    }
-
-    #[test]
-    fn stream_labels() {
-        let l = parse_stream_labels(r#"{job="x", app="api"}"#).unwrap();
-        assert_eq!(l, Labels::from_pairs([("app", "api"), ("job", "x")]));
-        assert!(parse_stream_labels(r#"{app=~"x"}"#).is_err());
-        assert!(parse_stream_labels(r#"{app="x", app="y"}"#).is_err());
-        assert!(parse_stream_labels(r#"app="x""#).is_err());
-        assert!(parse_stream_labels("{}").is_err());
     }
 
     #[test]

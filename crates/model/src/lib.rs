@@ -7,6 +7,7 @@
 pub mod logs;
 pub mod nesting;
 pub mod stats;
+pub mod syntax;
 
 use std::fmt;
 use std::hash::Hash;
