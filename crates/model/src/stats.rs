@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 /// interpolation between the closest ranks, NaNs sorting first (as Go's
 /// `sort.Float64s`), `-Inf` for `q < 0`, `+Inf` for `q > 1`, NaN for an
 /// empty set or a NaN `q`.
+#[inline]
 pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;
@@ -34,6 +35,7 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
 
 /// One step of Kahan–Neumaier compensated summation, as Prometheus sums:
 /// returns the new `(sum, compensation)`.
+#[inline]
 pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
