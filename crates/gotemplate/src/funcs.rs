@@ -148,7 +148,11 @@ impl Func {
                 within_budget(&self.name(), n)?;
                 let s: String = text(1).chars().take(n).collect();
                 let pad = " ".repeat(n.saturating_sub(s.chars().count()));
-                Value::Str(if self == AlignLeft { s + &pad } else { pad + &s })
+                Value::Str(if self == AlignLeft {
+                    s + &pad
+                } else {
+                    pad + &s
+                })
             }
             UnixEpoch => Value::Str(
                 text(0)
@@ -365,8 +369,14 @@ mod tests {
         let s = |v: &str| Value::Str(v.into());
         assert_eq!(printf("%.2f ms", &[n(12.3456)]).unwrap(), "12.35 ms");
         assert_eq!(printf("%d%%", &[s("12")]).unwrap(), "12%");
-        assert_eq!(printf("%s/%v/%q", &[n(1.5), s("a"), s("b")]).unwrap(), "1.5/a/\"b\"");
-        assert_eq!(printf("%d %s", &[s("x")]).unwrap(), "%!d(string=x) %!s(MISSING)");
+        assert_eq!(
+            printf("%s/%v/%q", &[n(1.5), s("a"), s("b")]).unwrap(),
+            "1.5/a/\"b\""
+        );
+        assert_eq!(
+            printf("%d %s", &[s("x")]).unwrap(),
+            "%!d(string=x) %!s(MISSING)"
+        );
         assert!(printf("%.1000000000f", &[n(1.0)]).is_err());
         assert!(printf("%.2\u{fffd}", &[n(1.0)]).is_err());
         assert!(printf("%x", &[n(1.0)]).is_err());
@@ -382,9 +392,13 @@ mod tests {
             )
         };
         too_large(Func::AlignLeft, &[s("1000000000000"), s("x")]);
-        too_large(Func::Replace, &[s(""), s(&"y".repeat(1000)), s(&"x".repeat(2000))]);
+        too_large(
+            Func::Replace,
+            &[s(""), s(&"y".repeat(1000)), s(&"x".repeat(2000))],
+        );
         let re = Regex::new("a").unwrap();
-        let r = Func::RegexReplaceAll.call(&[s("a"), s("aaaa"), s(&"$0".repeat(300_000))], Some(&re));
+        let r =
+            Func::RegexReplaceAll.call(&[s("a"), s("aaaa"), s(&"$0".repeat(300_000))], Some(&re));
         assert!(matches!(r, Err(RenderError::TooLarge { .. })), "{r:?}");
         assert_eq!(
             Func::AlignRight.call(&[s("4"), s("ab")], None).unwrap(),

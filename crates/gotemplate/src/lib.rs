@@ -438,7 +438,10 @@ mod tests {
         assert_eq!(render("{{ $y | humanize }}").unwrap(), "1.234k");
         assert_eq!(render(r#"{{ trimPrefix "a" .x }}"#).unwrap(), "b");
         assert_eq!(render("{{ __line__ }}").unwrap(), "the line");
-        assert_eq!(render("a  {{- .x -}}  b {{ `r\\n` }}").unwrap(), "aabb r\\n");
+        assert_eq!(
+            render("a  {{- .x -}}  b {{ `r\\n` }}").unwrap(),
+            "aabb r\\n"
+        );
         assert_eq!(render(r#"{{ "q\"\n" }}"#).unwrap(), "q\"\n");
     }
 

@@ -198,9 +198,7 @@ impl<'a> LabelText<'a> {
         let rest = self.rest();
         let len = rest
             .char_indices()
-            .find(|&(i, c)| {
-                !(c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()))
-            })
+            .find(|&(i, c)| !(c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit())))
             .map_or(rest.len(), |(i, _)| i);
         if len == 0 {
             return Err(self.unexpected("a label name"));
