@@ -28,7 +28,7 @@ use strata_ingester_client::wire::{
     encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, rejections_to_proto,
     samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
 };
-use strata_ingester_client::{MAX_MESSAGE_BYTES, SERIES_PER_MESSAGE};
+use strata_ingester_client::{MAX_MESSAGE_BYTES, ReasonName, Rejected, SERIES_PER_MESSAGE};
 
 /// The ingesters this process serves: set once their WALs are replayed.
 #[derive(Default)]
@@ -137,20 +137,57 @@ fn task_failed(e: tokio::task::JoinError) -> Status {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Messages of at most [`SERIES_PER_MESSAGE`] items, the recent blocks in
-/// the first, at least one message.
-fn chunked<T: Default + Send + 'static, I>(
-    items: Vec<I>,
-    recent: Vec<bytes::Bytes>,
-    build: impl Fn(&[I]) -> T,
-    set_recent: impl Fn(&mut T, Vec<bytes::Bytes>),
-) -> BoxStream<T> {
-    let mut messages: Vec<T> = items.chunks(SERIES_PER_MESSAGE).map(build).collect();
-    if messages.is_empty() {
-        messages.push(T::default());
+/// A message of a streamed read: items, and in the first message the
+/// blocks the bucket index may not list yet.
+trait ReadMessage: Default + Send + 'static {
+    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>);
+}
+
+impl ReadMessage for QueryStreamResponse {
+    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>) {
+        self.recent_blocks = blocks;
     }
-    set_recent(&mut messages[0], recent);
-    Box::pin(futures::stream::iter(messages.into_iter().map(Ok)))
+}
+
+impl ReadMessage for LogSelectResponse {
+    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>) {
+        self.recent_blocks = blocks;
+    }
+}
+
+/// Answers a streamed read of either signal: `read` runs as [`read_head`]
+/// says, and its items go out in messages of at most
+/// [`SERIES_PER_MESSAGE`] built by `message`, at least one message.
+async fn streamed<I: Send + 'static, M: ReadMessage>(
+    catalog: &BlockCatalog,
+    tenant: &str,
+    read: impl FnOnce() -> Vec<I> + Send + 'static,
+    message: impl Fn(&[I]) -> M,
+) -> Result<Response<BoxStream<M>>, Status> {
+    let (items, recent) = read_head(catalog, tenant, read).await?;
+    let mut messages: Vec<M> = items.chunks(SERIES_PER_MESSAGE).map(message).collect();
+    if messages.is_empty() {
+        messages.push(M::default());
+    }
+    messages[0].set_recent(recent);
+    Ok(Response::new(Box::pin(futures::stream::iter(
+        messages.into_iter().map(Ok),
+    ))))
+}
+
+/// Runs a push of either signal off the async workers and answers with
+/// its outcome (accepted count, rejections).
+async fn pushed<R: ReasonName + Send + 'static>(
+    push: impl FnOnce() -> Result<(usize, Vec<Rejected<R>>), IngesterError> + Send + 'static,
+) -> Result<Response<PushResponse>, Status> {
+    let (accepted, rejected) = tokio::task::spawn_blocking(push)
+        .await
+        .map_err(task_failed)?
+        .map_err(status_of)?;
+    Ok(Response::new(PushResponse {
+        accepted: accepted as u64,
+        rejected: rejections_to_proto(rejected),
+    }))
 }
 
 #[tonic::async_trait]
@@ -176,14 +213,11 @@ impl IngesterRpc for IngesterService {
         };
         let ingester = self.metrics()?;
         let tenant = req.tenant;
-        let outcome = tokio::task::spawn_blocking(move || ingester.push(&tenant, &batch, limits))
-            .await
-            .map_err(task_failed)?
-            .map_err(status_of)?;
-        Ok(Response::new(PushResponse {
-            accepted: outcome.accepted as u64,
-            rejected: rejections_to_proto(outcome.rejected),
-        }))
+        pushed(move || {
+            let o = ingester.push(&tenant, &batch, limits)?;
+            Ok((o.accepted, o.rejected))
+        })
+        .await
     }
 
     type QueryStreamStream = BoxStream<QueryStreamResponse>;
@@ -196,22 +230,19 @@ impl IngesterRpc for IngesterService {
         let matchers = matchers_from_proto(&req.matchers)?;
         let ingester = self.metrics()?;
         let tenant = req.tenant.clone();
-        let (series, recent) = read_head(&self.catalog, &req.tenant, move || {
-            ingester.select(&tenant, &matchers, req.start_ms, req.end_ms)
-        })
-        .await?;
-        Ok(Response::new(chunked(
-            series,
-            recent,
+        streamed(
+            &self.catalog,
+            &req.tenant,
+            move || ingester.select(&tenant, &matchers, req.start_ms, req.end_ms),
             |chunk| QueryStreamResponse {
                 series: chunk
                     .iter()
                     .map(|s| series_to_proto(&s.labels, &s.samples))
                     .collect(),
-                recent_blocks: Vec::new(),
+                ..Default::default()
             },
-            |m, r| m.recent_blocks = r,
-        )))
+        )
+        .await
     }
 
     async fn series(
@@ -273,15 +304,11 @@ impl IngesterRpc for IngesterService {
         let ingester = self.logs()?;
         let tenant = req.tenant;
         let max_streams = req.max_streams as usize;
-        let outcome =
-            tokio::task::spawn_blocking(move || ingester.push(&tenant, batch, max_streams))
-                .await
-                .map_err(task_failed)?
-                .map_err(status_of)?;
-        Ok(Response::new(PushResponse {
-            accepted: outcome.accepted as u64,
-            rejected: rejections_to_proto(outcome.rejected),
-        }))
+        pushed(move || {
+            let o = ingester.push(&tenant, batch, max_streams)?;
+            Ok((o.accepted, o.rejected))
+        })
+        .await
     }
 
     type SelectLogsStream = BoxStream<LogSelectResponse>;
@@ -304,46 +331,36 @@ impl IngesterRpc for IngesterService {
         let ingester = self.logs()?;
         let tenant = req.tenant.clone();
         if req.sizes_only {
-            let (sizes, recent) = read_head(&self.log_catalog, &req.tenant, move || {
-                ingester.select_sizes(&tenant, &matchers, req.start_ns, req.end_ns)
-            })
-            .await?;
-            return Ok(Response::new(chunked(
-                sizes,
-                recent,
+            return streamed(
+                &self.log_catalog,
+                &req.tenant,
+                move || ingester.select_sizes(&tenant, &matchers, req.start_ns, req.end_ns),
                 |chunk| LogSelectResponse {
                     streams: chunk
                         .iter()
                         .map(|(labels, sizes)| sizes_to_proto(labels, sizes))
                         .collect(),
-                    recent_blocks: Vec::new(),
+                    ..Default::default()
                 },
-                |m, r| m.recent_blocks = r,
-            )));
-        }
-        let (streams, recent) = read_head(&self.log_catalog, &req.tenant, move || {
-            ingester.select(
-                &tenant,
-                &matchers,
-                &filters,
-                req.start_ns,
-                req.end_ns,
-                limit,
             )
-        })
-        .await?;
-        Ok(Response::new(chunked(
-            streams,
-            recent,
+            .await;
+        }
+        streamed(
+            &self.log_catalog,
+            &req.tenant,
+            move || {
+                let (start, end) = (req.start_ns, req.end_ns);
+                ingester.select(&tenant, &matchers, &filters, start, end, limit)
+            },
             |chunk| LogSelectResponse {
                 streams: chunk
                     .iter()
                     .map(|s| stream_to_proto(&s.labels, &s.entries))
                     .collect(),
-                recent_blocks: Vec::new(),
+                ..Default::default()
             },
-            |m, r| m.recent_blocks = r,
-        )))
+        )
+        .await
     }
 
     async fn log_streams(
