@@ -7,13 +7,14 @@ use promql_parser::parser::{Call, Expr};
 use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, format_float};
 
 use crate::EngineError;
-use crate::eval::{
-    Ctx, Inputs, RangeInput, Series, Val, dedup_labelsets, evaluate_series, instant_selector,
-    kahan_inc, kahan_sum, mean, quantile, range_input, selector_matchers, unparen, variance,
-    window,
-};
+use crate::eval::{Ctx, Inputs, Series, Val, dedup_labelsets, unparen};
 use crate::exec::{Prepared, StepKernel};
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
+use crate::ops::aggregate::{kahan_sum, mean, variance};
+use crate::ops::select::{
+    RangeInput, evaluate_series, instant_selector, range_input, selector_matchers, window,
+};
+use strata_model::stats::{kahan_inc, quantile};
 
 /// Evaluates a function call.
 pub(crate) async fn call(

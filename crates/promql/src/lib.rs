@@ -20,7 +20,9 @@ mod exec;
 mod functions;
 mod histogram;
 mod literals;
+mod ops;
 mod plan;
+mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,7 +218,7 @@ impl Engine {
         check_time("evaluation time", t)?;
         let expr = parse(query)?;
         let invalid = literals::invalid_utf8_literals(query);
-        let run = eval::run(&self.opts, q, (&expr, invalid), t, t, 0, true);
+        let run = query::run(&self.opts, q, (&expr, invalid), t, t, 0, true);
         tokio_timeout(self.opts.timeout, run).await
     }
 
@@ -262,7 +264,7 @@ impl Engine {
             }
         }
         let invalid = literals::invalid_utf8_literals(query);
-        let run = eval::run(&self.opts, q, (&expr, invalid), start, end, step, false);
+        let run = query::run(&self.opts, q, (&expr, invalid), start, end, step, false);
         tokio_timeout(self.opts.timeout, run).await
     }
 }

@@ -19,9 +19,12 @@ use promql_parser::parser::{
 use promql_parser::util::duration::display_duration;
 
 use crate::EngineError;
-use crate::eval::{self, AGG_INPUT, AGG_PARAM, Ctx, Inputs, subquery_steps, unparen};
+use crate::eval::{self, Ctx, Inputs, unparen};
 use crate::exec::{Operands, Prepare, Prepared, PromExec};
 use crate::functions;
+use crate::ops::aggregate::{self, AGG_INPUT, AGG_PARAM};
+use crate::ops::subquery::{self, subquery_steps};
+use crate::ops::{binary, select};
 
 /// The plan of `expr` evaluated at the steps of `ctx`.
 pub(crate) fn plan(ctx: &Ctx, expr: &Expr) -> Result<Arc<PromExec>, EngineError> {
@@ -59,7 +62,7 @@ pub(crate) fn plan(ctx: &Ctx, expr: &Expr) -> Result<Arc<PromExec>, EngineError>
         Expr::Aggregate(agg) => {
             let mut operands = vec![None, None];
             if let Some(param) = &agg.param
-                && eval::evaluates_param(agg)
+                && aggregate::evaluates_param(agg)
             {
                 operands[AGG_PARAM] = Some(plan(ctx, param)?);
             }
@@ -145,13 +148,13 @@ impl Prepare for ExprNode {
         match &self.op {
             Op::Number(n) => Ok(eval::Val::Scalar(vec![*n; ctx.nsteps]).into()),
             Op::String(s) => Ok(eval::Val::String(s.clone()).into()),
-            Op::Negate(e) => eval::negate(inputs.val(0, e)?),
-            Op::Select(vs) => eval::instant_selector(ctx, vs, false).await,
-            Op::RangeSelect(ms) => eval::range_matrix(ctx, ms).await,
-            Op::Subquery(sq) => eval::subquery_matrix(ctx, sq, inputs.try_val(0)),
+            Op::Negate(e) => binary::negate(inputs.val(0, e)?),
+            Op::Select(vs) => select::instant_selector(ctx, vs, false).await,
+            Op::RangeSelect(ms) => select::range_matrix(ctx, ms).await,
+            Op::Subquery(sq) => subquery::subquery_matrix(ctx, sq, inputs.try_val(0)),
             Op::Call(call) => functions::call(ctx, call, &mut inputs).await,
-            Op::Aggregate(agg) => eval::aggregate(ctx, agg, &mut inputs),
-            Op::Binary(b) => eval::binary(ctx, b, &mut inputs),
+            Op::Aggregate(agg) => aggregate::aggregate(ctx, agg, &mut inputs),
+            Op::Binary(b) => binary::binary(ctx, b, &mut inputs),
         }
     }
 

@@ -1,0 +1,231 @@
+//! Aggregations: `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`,
+//! `stdvar`, `quantile`, `topk`, `bottomk`, `limitk`, `limit_ratio`,
+//! `count_values`, with `by` / `without` grouping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::LabelModifier;
+use promql_parser::parser::{AggregateExpr, Expr};
+use strata_model::Labels;
+
+use crate::EngineError;
+use crate::eval::{Ctx, Inputs, Series, Val, split_series, unparen};
+use crate::exec::{GroupFn, GroupSteps, Prepared, RankSteps, Shape, StepValues};
+
+pub(crate) fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(ls)) => labels.filter_names(&ls.labels, true),
+        Some(LabelModifier::Exclude(ls)) => {
+            labels.filter_names(&ls.labels, false).without_metric_name()
+        }
+    }
+}
+
+pub(crate) use strata_model::stats::{kahan_inc, quantile};
+
+/// Operand positions of an aggregation: its parameter, its input.
+pub(crate) const AGG_PARAM: usize = 0;
+pub(crate) const AGG_INPUT: usize = 1;
+
+/// Whether an aggregation's parameter is a value to evaluate (not a label name).
+pub(crate) fn evaluates_param(agg: &AggregateExpr) -> bool {
+    matches!(agg.op.to_string().as_str(), "topk" | "bottomk" | "quantile")
+}
+
+/// An aggregation over its evaluated input (and parameter).
+pub(crate) fn aggregate(
+    ctx: &Ctx,
+    agg: &AggregateExpr,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
+    let op = agg.op.to_string();
+    let param = match (&agg.param, op.as_str()) {
+        (Some(p), "topk" | "bottomk" | "quantile") => Some(inputs.scalar(AGG_PARAM, p)?),
+        (Some(p), "count_values") => {
+            let Expr::StringLiteral(label) = unparen(p) else {
+                return Err(EngineError::BadData(format!(
+                    "count_values needs a string parameter, got {p}"
+                )));
+            };
+            return count_values(ctx, agg, &label.val, inputs);
+        }
+        (Some(_), other) => {
+            return Err(EngineError::Unsupported(format!(
+                "aggregation {other} with a parameter"
+            )));
+        }
+        (None, _) => None,
+    };
+    if op == "quantile"
+        && let Some(q) = &param
+    {
+        ctx.check_quantile(q);
+    }
+    let input = inputs.vector(AGG_INPUT, &agg.expr)?;
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in input.iter().enumerate() {
+        let key = grouping_labels(&s.labels, &agg.modifier);
+        let g = *group_of.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let n = ctx.nsteps;
+    match op.as_str() {
+        "topk" | "bottomk" => {
+            let ks = param.unwrap_or_default();
+            if ks.iter().any(|k| k.is_nan()) {
+                return Err(EngineError::Execution("Parameter value is NaN".into()));
+            }
+            let members: Vec<Vec<usize>> = groups.into_iter().map(|(_, m)| m).collect();
+            let (series, values) = split_series(input);
+            let rank = RankSteps {
+                values,
+                groups: members,
+                ks,
+                largest: op == "topk",
+            };
+            // Instant results list the selection best first, as Prometheus does.
+            let order = (n == 1).then(|| {
+                (0..rank.groups.len())
+                    .flat_map(|g| rank.select(g, 0).into_iter().map(|(i, _)| i))
+                    .collect()
+            });
+            Ok(Prepared::new(
+                Arc::new(rank),
+                Shape::Vector { series, order },
+            ))
+        }
+        "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" | "quantile" => {
+            // The group's name is dropped later if any member's would be.
+            let (series, groups): (Vec<(Labels, bool)>, Vec<Vec<usize>>) = groups
+                .into_iter()
+                .map(|(key, members)| {
+                    let drop_name = members.iter().any(|&i| input[i].drop_name);
+                    ((key, drop_name), members)
+                })
+                .unzip();
+            let values: Vec<StepValues> = input.into_iter().map(|s| s.vals).collect();
+            let f = group_fn(&op, param.unwrap_or_default());
+            let source = GroupSteps {
+                values,
+                groups,
+                nsteps: n,
+                f,
+            };
+            Ok(Prepared::new(Arc::new(source), Shape::series(series)))
+        }
+        other => Err(EngineError::Unsupported(format!("aggregation {other}"))),
+    }
+}
+
+/// The aggregation `op` of a group's present values at one step; `param`
+/// is `quantile`'s parameter per step.
+pub(crate) fn group_fn(op: &str, param: Vec<f64>) -> GroupFn {
+    match op {
+        "sum" => Arc::new(|v: &mut Vec<f64>, _| kahan_sum(v)),
+        "avg" => Arc::new(|v: &mut Vec<f64>, _| mean(v)),
+        "count" => Arc::new(|v: &mut Vec<f64>, _| v.len() as f64),
+        "group" => Arc::new(|_: &mut Vec<f64>, _| 1.0),
+        "min" => Arc::new(|v: &mut Vec<f64>, _| {
+            v.iter()
+                .copied()
+                .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m })
+        }),
+        "max" => Arc::new(|v: &mut Vec<f64>, _| {
+            v.iter()
+                .copied()
+                .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m })
+        }),
+        "stdvar" => Arc::new(|v: &mut Vec<f64>, _| variance(v)),
+        "stddev" => Arc::new(|v: &mut Vec<f64>, _| variance(v).sqrt()),
+        _ => Arc::new(move |v: &mut Vec<f64>, step| {
+            quantile(param.get(step).copied().unwrap_or(f64::NAN), v)
+        }),
+    }
+}
+
+/// `count_values("label", v)`: per group and step, how many series have
+/// each value, the value (formatted as Prometheus does) in `label`.
+pub(crate) fn count_values(
+    ctx: &Ctx,
+    agg: &AggregateExpr,
+    label: &str,
+    inputs: &mut Inputs,
+) -> Result<Prepared, EngineError> {
+    if label.is_empty() {
+        return Err(EngineError::BadData(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let input = inputs.vector(AGG_INPUT, &agg.expr)?;
+    let mut out: Vec<Series> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in &input {
+        let base = grouping_labels(&s.labels, &agg.modifier);
+        for (step, v) in s.vals.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let mut key = base.clone();
+            key.set(label, &strata_model::format_float(*v));
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                out.push(Series::new(key, vec![None; ctx.nsteps]));
+                out.len() - 1
+            });
+            let slot = &mut out[i].vals[step];
+            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+        }
+    }
+    Ok(Val::Vector(out).into())
+}
+
+pub(crate) fn kahan_sum(v: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &x in v {
+        (s, c) = kahan_inc(x, s, c);
+    }
+    if s.is_infinite() { s } else { s + c }
+}
+
+/// Arithmetic mean; falls back to summing `x / n` when the plain sum
+/// overflows although every input is finite.
+pub(crate) fn mean(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let sum = kahan_sum(v);
+    if sum.is_infinite() && v.iter().all(|x| x.is_finite()) {
+        let scaled: Vec<f64> = v.iter().map(|x| x / n).collect();
+        return kahan_sum(&scaled);
+    }
+    sum / n
+}
+
+/// Population variance by Welford's method.
+pub(crate) fn variance(v: &[f64]) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &x in v {
+        n += 1.0;
+        let d = x - mean;
+        mean += d / n;
+        m2 += d * (x - mean);
+    }
+    m2 / n
+}
+
+// ---------- binary operators ----------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_survives_overflow_and_kahan_is_exact() {
+        let big = f64::MAX / 2.0;
+        assert_eq!(mean(&[big, big, big, big]), big);
+        assert_eq!(mean(&[-big, -big, big, big]), 0.0);
+        assert_eq!(kahan_sum(&[1e100, 1.0, -1e100]), 1.0);
+        assert!((variance(&[1.0, 2.0, 3.0, 4.0]) - 1.25).abs() < 1e-12);
+    }
+}
