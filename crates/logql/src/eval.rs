@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
+use strata_model::stats::{Reduction, quantile, rank_order};
 use strata_model::{Label, Labels, MatchOp, Matcher};
 
 use crate::ast::*;
@@ -426,28 +427,18 @@ fn aggregate_window(
     end: i64,
 ) -> Option<f64> {
     let secs = range_ns as f64 / 1e9;
-    let n = w.len() as f64;
-    let sum = || w.iter().map(|p| p.1).sum::<f64>();
+    let values = || w.iter().map(|p| p.1).collect::<Vec<f64>>();
+    let reduce = |r: Reduction| r.reduce(&values());
     Some(match op {
-        RangeOp::CountOverTime => n,
-        RangeOp::Rate | RangeOp::BytesRate => sum() / secs,
-        RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
-        RangeOp::AvgOverTime => sum() / n,
-        RangeOp::MinOverTime => w.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
-        RangeOp::MaxOverTime => w.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
-        RangeOp::StdvarOverTime | RangeOp::StddevOverTime => {
-            let mean = sum() / n;
-            let var = w.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
-            if op == RangeOp::StddevOverTime {
-                var.sqrt()
-            } else {
-                var
-            }
-        }
-        RangeOp::QuantileOverTime => {
-            let mut vals: Vec<f64> = w.iter().map(|p| p.1).collect();
-            strata_model::stats::quantile(param.unwrap_or(0.0), &mut vals)
-        }
+        RangeOp::CountOverTime => w.len() as f64,
+        RangeOp::Rate | RangeOp::BytesRate => reduce(Reduction::Sum) / secs,
+        RangeOp::BytesOverTime | RangeOp::SumOverTime => reduce(Reduction::Sum),
+        RangeOp::AvgOverTime => reduce(Reduction::Avg),
+        RangeOp::MinOverTime => reduce(Reduction::Min),
+        RangeOp::MaxOverTime => reduce(Reduction::Max),
+        RangeOp::StdvarOverTime => reduce(Reduction::Stdvar),
+        RangeOp::StddevOverTime => reduce(Reduction::Stddev),
+        RangeOp::QuantileOverTime => quantile(param.unwrap_or(0.0), &mut values()),
         RangeOp::FirstOverTime => w[0].1,
         RangeOp::LastOverTime => w[w.len() - 1].1,
         RangeOp::RateCounter => extrapolated_rate(w, start, end)?,
@@ -535,13 +526,7 @@ fn vector_agg(
             }
             let mut out = Vec::new();
             for (_, mut members) in groups {
-                members.sort_by(|a, b| {
-                    if op == VectorOp::Topk {
-                        b.1.total_cmp(&a.1)
-                    } else {
-                        a.1.total_cmp(&b.1)
-                    }
-                });
+                members.sort_by(|a, b| rank_order(op == VectorOp::Topk, a.1, b.1));
                 out.extend(members.into_iter().take(k as usize));
             }
             return Ok(out);
@@ -558,30 +543,23 @@ fn vector_agg(
         });
         groups[i].1.push(x);
     }
+    let reduction = match op {
+        VectorOp::Sum => Reduction::Sum,
+        VectorOp::Avg => Reduction::Avg,
+        VectorOp::Count => Reduction::Count,
+        VectorOp::Min => Reduction::Min,
+        VectorOp::Max => Reduction::Max,
+        VectorOp::Stdvar => Reduction::Stdvar,
+        VectorOp::Stddev => Reduction::Stddev,
+        other => {
+            return Err(EvalError::BadQuery(format!(
+                "vector aggregation {other:?} has no reduction"
+            )));
+        }
+    };
     Ok(groups
         .into_iter()
-        .map(|(l, xs)| {
-            let n = xs.len() as f64;
-            let sum: f64 = xs.iter().sum();
-            let v = match op {
-                VectorOp::Sum => sum,
-                VectorOp::Avg => sum / n,
-                VectorOp::Count => n,
-                VectorOp::Min => xs.iter().copied().fold(f64::INFINITY, f64::min),
-                VectorOp::Max => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                VectorOp::Stdvar | VectorOp::Stddev => {
-                    let mean = sum / n;
-                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-                    if op == VectorOp::Stddev {
-                        var.sqrt()
-                    } else {
-                        var
-                    }
-                }
-                _ => f64::NAN,
-            };
-            (l, v)
-        })
+        .map(|(l, xs)| (l, reduction.reduce(&xs)))
         .collect())
 }
 
@@ -921,6 +899,50 @@ mod tests {
         assert!(at(0.0).await.is_nan());
         assert_eq!(at(1.0).await, 3.0);
         assert_eq!(at(0.75).await, 2.0);
+    }
+
+    #[tokio::test]
+    async fn aggregations_reduce_as_prometheus() {
+        let stream = |s: &str, line: &str| LogStream {
+            labels: Labels::from_pairs([("app", "k"), ("s", s)]),
+            entries: vec![LogEntry {
+                ts: S,
+                line: line.to_string(),
+                metadata: Labels::default(),
+            }],
+        };
+        // In label order a plain sum gives 1e16 + 1 - 1e16 = 0.
+        let src = Mem(vec![
+            stream("a", "v=1e16"),
+            stream("b", "v=1"),
+            stream("c", "v=-1e16"),
+            stream("d", "v=NaN"),
+        ]);
+        let value = |q: &str| {
+            let expr = parse(q).unwrap();
+            let src = &src;
+            async move {
+                let QueryResult::Vector(_, v) =
+                    evaluate(src, &expr, &params(60, 60, 0)).await.unwrap().0
+                else {
+                    panic!("not a vector")
+                };
+                v
+            }
+        };
+        let unwrapped = r#"{app="k", s!="d"} | logfmt | unwrap v [1m]"#;
+        let v = value(&format!("sum(sum_over_time({unwrapped}))")).await;
+        assert_eq!(v[0].1, 1.0, "compensated sum");
+        // min and max skip NaN unless every value is NaN.
+        let v = value(r#"min(min_over_time({app="k"} | logfmt | unwrap v [1m]))"#).await;
+        assert_eq!(v[0].1, -1e16);
+        let v = value(r#"max_over_time({app="k", s="d"} | logfmt | unwrap v [1m])"#).await;
+        assert!(v[0].1.is_nan(), "{v:?}");
+        // topk ranks NaN after every number.
+        let v = value(r#"topk(4, max_over_time({app="k"} | logfmt | unwrap v [1m]))"#).await;
+        let ranked: Vec<f64> = v.iter().map(|x| x.1).collect();
+        assert_eq!(ranked[..3], [1e16, 1.0, -1e16]);
+        assert!(ranked[3].is_nan());
     }
 
     #[tokio::test]

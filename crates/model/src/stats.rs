@@ -1,6 +1,8 @@
 //! Numeric reductions PromQL and LogQL share, with Prometheus's semantics,
-//! so the two languages answer alike (Loki evaluates its range and vector
-//! aggregations with Prometheus's rules).
+//! so the two languages answer alike (Loki evaluates its vector
+//! aggregations with Prometheus's rules): compensated sums, an
+//! overflow-safe mean, Welford's variance, NaN-aware min and max, the
+//! quantile, and the order `topk`/`bottomk` rank by.
 
 use std::cmp::Ordering;
 
@@ -48,6 +50,100 @@ pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
+/// A sum with Kahan–Neumaier compensation.
+pub fn kahan_sum(v: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &x in v {
+        (s, c) = kahan_inc(x, s, c);
+    }
+    if s.is_infinite() { s } else { s + c }
+}
+
+/// Arithmetic mean; falls back to summing `x / n` when the plain sum
+/// overflows although every input is finite.
+pub fn mean(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let sum = kahan_sum(v);
+    if sum.is_infinite() && v.iter().all(|x| x.is_finite()) {
+        let scaled: Vec<f64> = v.iter().map(|x| x / n).collect();
+        return kahan_sum(&scaled);
+    }
+    sum / n
+}
+
+/// Population variance by Welford's method.
+pub fn variance(v: &[f64]) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &x in v {
+        n += 1.0;
+        let d = x - mean;
+        mean += d / n;
+        m2 += d * (x - mean);
+    }
+    m2 / n
+}
+
+/// A vector aggregation's reduction of one group's values at one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+impl Reduction {
+    /// The reduction PromQL and LogQL call `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "sum" => Self::Sum,
+            "avg" => Self::Avg,
+            "count" => Self::Count,
+            "group" => Self::Group,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "stddev" => Self::Stddev,
+            "stdvar" => Self::Stdvar,
+            _ => return None,
+        })
+    }
+
+    /// Reduces a group's values (not empty). `min` and `max` are NaN only
+    /// when every value is.
+    pub fn reduce(self, v: &[f64]) -> f64 {
+        match self {
+            Self::Sum => kahan_sum(v),
+            Self::Avg => mean(v),
+            Self::Count => v.len() as f64,
+            Self::Group => 1.0,
+            Self::Min => v
+                .iter()
+                .fold(f64::NAN, |m, &x| if x < m || m.is_nan() { x } else { m }),
+            Self::Max => v
+                .iter()
+                .fold(f64::NAN, |m, &x| if x > m || m.is_nan() { x } else { m }),
+            Self::Stdvar => variance(v),
+            Self::Stddev => variance(v).sqrt(),
+        }
+    }
+}
+
+/// The order `topk` (`largest`) and `bottomk` pick values in: best first,
+/// NaN after every number.
+pub fn rank_order(largest: bool, x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if largest => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+        _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +161,23 @@ mod tests {
         assert!(quantile(0.0, &mut v).is_nan());
         assert!(quantile(1.0 / 3.0, &mut v).is_nan());
         assert_eq!(quantile(1.0, &mut v), 3.0);
+    }
+
+    #[test]
+    fn reductions_as_prometheus() {
+        let big = f64::MAX / 2.0;
+        assert_eq!(mean(&[big, big, big, big]), big);
+        assert_eq!(mean(&[-big, -big, big, big]), 0.0);
+        assert_eq!(kahan_sum(&[1e100, 1.0, -1e100]), 1.0);
+        assert!((variance(&[1.0, 2.0, 3.0, 4.0]) - 1.25).abs() < 1e-12);
+        let nan = f64::NAN;
+        assert_eq!(Reduction::Min.reduce(&[nan, 2.0, 1.0]), 1.0);
+        assert!(Reduction::Max.reduce(&[nan, nan]).is_nan());
+        assert_eq!(Reduction::Sum.reduce(&[1e16, 1.0, -1e16]), 1.0);
+        let mut v = [1.0, nan, 3.0, 2.0];
+        v.sort_by(|a, b| rank_order(true, *a, *b));
+        assert_eq!(v[..3], [3.0, 2.0, 1.0]);
+        assert!(v[3].is_nan());
     }
 
     #[test]

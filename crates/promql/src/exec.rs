@@ -352,16 +352,7 @@ impl RankSteps {
             .iter()
             .filter_map(|&i| self.values[i][step].map(|v| (i, v)))
             .collect();
-        present.sort_by(|a, b| {
-            let (x, y) = (a.1, b.1);
-            match (x.is_nan(), y.is_nan()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ if self.largest => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-                _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-            }
-        });
+        present.sort_by(|a, b| strata_model::stats::rank_order(self.largest, a.1, b.1));
         present.truncate(k);
         present
     }

@@ -10,11 +10,10 @@ use crate::EngineError;
 use crate::eval::{Ctx, Inputs, Series, Val, dedup_labelsets, unparen};
 use crate::exec::{Prepared, StepKernel};
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
-use crate::ops::aggregate::{kahan_sum, mean, variance};
 use crate::ops::select::{
     RangeInput, evaluate_series, instant_selector, range_input, selector_matchers, window,
 };
-use strata_model::stats::{kahan_inc, quantile};
+use strata_model::stats::{kahan_inc, kahan_sum, mean, quantile, variance};
 
 /// Evaluates a function call.
 pub(crate) async fn call(

@@ -23,7 +23,7 @@ pub(crate) fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>)
     }
 }
 
-pub(crate) use strata_model::stats::{kahan_inc, quantile};
+pub(crate) use strata_model::stats::{Reduction, quantile};
 
 /// Operand positions of an aggregation: its parameter, its input.
 pub(crate) const AGG_PARAM: usize = 0;
@@ -126,24 +126,9 @@ pub(crate) fn aggregate(
 /// The aggregation `op` of a group's present values at one step; `param`
 /// is `quantile`'s parameter per step.
 pub(crate) fn group_fn(op: &str, param: Vec<f64>) -> GroupFn {
-    match op {
-        "sum" => Arc::new(|v: &mut Vec<f64>, _| kahan_sum(v)),
-        "avg" => Arc::new(|v: &mut Vec<f64>, _| mean(v)),
-        "count" => Arc::new(|v: &mut Vec<f64>, _| v.len() as f64),
-        "group" => Arc::new(|_: &mut Vec<f64>, _| 1.0),
-        "min" => Arc::new(|v: &mut Vec<f64>, _| {
-            v.iter()
-                .copied()
-                .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m })
-        }),
-        "max" => Arc::new(|v: &mut Vec<f64>, _| {
-            v.iter()
-                .copied()
-                .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m })
-        }),
-        "stdvar" => Arc::new(|v: &mut Vec<f64>, _| variance(v)),
-        "stddev" => Arc::new(|v: &mut Vec<f64>, _| variance(v).sqrt()),
-        _ => Arc::new(move |v: &mut Vec<f64>, step| {
+    match Reduction::named(op) {
+        Some(r) => Arc::new(move |v: &mut Vec<f64>, _| r.reduce(v)),
+        None => Arc::new(move |v: &mut Vec<f64>, step| {
             quantile(param.get(step).copied().unwrap_or(f64::NAN), v)
         }),
     }
@@ -180,52 +165,4 @@ pub(crate) fn count_values(
         }
     }
     Ok(Val::Vector(out).into())
-}
-
-pub(crate) fn kahan_sum(v: &[f64]) -> f64 {
-    let (mut s, mut c) = (0.0, 0.0);
-    for &x in v {
-        (s, c) = kahan_inc(x, s, c);
-    }
-    if s.is_infinite() { s } else { s + c }
-}
-
-/// Arithmetic mean; falls back to summing `x / n` when the plain sum
-/// overflows although every input is finite.
-pub(crate) fn mean(v: &[f64]) -> f64 {
-    let n = v.len() as f64;
-    let sum = kahan_sum(v);
-    if sum.is_infinite() && v.iter().all(|x| x.is_finite()) {
-        let scaled: Vec<f64> = v.iter().map(|x| x / n).collect();
-        return kahan_sum(&scaled);
-    }
-    sum / n
-}
-
-/// Population variance by Welford's method.
-pub(crate) fn variance(v: &[f64]) -> f64 {
-    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
-    for &x in v {
-        n += 1.0;
-        let d = x - mean;
-        mean += d / n;
-        m2 += d * (x - mean);
-    }
-    m2 / n
-}
-
-// ---------- binary operators ----------
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_survives_overflow_and_kahan_is_exact() {
-        let big = f64::MAX / 2.0;
-        assert_eq!(mean(&[big, big, big, big]), big);
-        assert_eq!(mean(&[-big, -big, big, big]), 0.0);
-        assert_eq!(kahan_sum(&[1e100, 1.0, -1e100]), 1.0);
-        assert!((variance(&[1.0, 2.0, 3.0, 4.0]) - 1.25).abs() < 1e-12);
-    }
 }
