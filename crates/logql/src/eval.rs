@@ -822,6 +822,16 @@ mod tests {
         }
     }
 
+    /// The instant vector `q` gives over `src` at 60 s.
+    async fn instant_vector(src: &Mem, q: &str) -> Vec<(Labels, f64)> {
+        let expr = parse(q).unwrap();
+        let QueryResult::Vector(_, v) = evaluate(src, &expr, &params(60, 60, 0)).await.unwrap().0
+        else {
+            panic!("{q}: not a vector")
+        };
+        v
+    }
+
     async fn run(q: &str, p: QueryParams) -> QueryResult {
         evaluate(&data(), &parse(q).unwrap(), &p).await.unwrap().0
     }
@@ -881,19 +891,9 @@ mod tests {
                 .collect(),
         }]);
         let at = |q: f64| {
-            let expr = parse(&format!(
-                r#"quantile_over_time({q}, {{app="q"}} | logfmt | unwrap v [1m])"#
-            ))
-            .unwrap();
+            let q = format!(r#"quantile_over_time({q}, {{app="q"}} | logfmt | unwrap v [1m])"#);
             let src = &src;
-            async move {
-                let QueryResult::Vector(_, v) =
-                    evaluate(src, &expr, &params(60, 60, 0)).await.unwrap().0
-                else {
-                    panic!("not a vector")
-                };
-                v[0].1
-            }
+            async move { instant_vector(src, &q).await[0].1 }
         };
         // Loki (Go's sort.Float64s) and Prometheus put NaN below every number.
         assert!(at(0.0).await.is_nan());
@@ -918,28 +918,28 @@ mod tests {
             stream("c", "v=-1e16"),
             stream("d", "v=NaN"),
         ]);
-        let value = |q: &str| {
-            let expr = parse(q).unwrap();
-            let src = &src;
-            async move {
-                let QueryResult::Vector(_, v) =
-                    evaluate(src, &expr, &params(60, 60, 0)).await.unwrap().0
-                else {
-                    panic!("not a vector")
-                };
-                v
-            }
-        };
         let unwrapped = r#"{app="k", s!="d"} | logfmt | unwrap v [1m]"#;
-        let v = value(&format!("sum(sum_over_time({unwrapped}))")).await;
+        let v = instant_vector(&src, &format!("sum(sum_over_time({unwrapped}))")).await;
         assert_eq!(v[0].1, 1.0, "compensated sum");
         // min and max skip NaN unless every value is NaN.
-        let v = value(r#"min(min_over_time({app="k"} | logfmt | unwrap v [1m]))"#).await;
+        let v = instant_vector(
+            &src,
+            r#"min(min_over_time({app="k"} | logfmt | unwrap v [1m]))"#,
+        )
+        .await;
         assert_eq!(v[0].1, -1e16);
-        let v = value(r#"max_over_time({app="k", s="d"} | logfmt | unwrap v [1m])"#).await;
+        let v = instant_vector(
+            &src,
+            r#"max_over_time({app="k", s="d"} | logfmt | unwrap v [1m])"#,
+        )
+        .await;
         assert!(v[0].1.is_nan(), "{v:?}");
         // topk ranks NaN after every number.
-        let v = value(r#"topk(4, max_over_time({app="k"} | logfmt | unwrap v [1m]))"#).await;
+        let v = instant_vector(
+            &src,
+            r#"topk(4, max_over_time({app="k"} | logfmt | unwrap v [1m]))"#,
+        )
+        .await;
         let ranked: Vec<f64> = v.iter().map(|x| x.1).collect();
         assert_eq!(ranked[..3], [1e16, 1.0, -1e16]);
         assert!(ranked[3].is_nan());
