@@ -18,6 +18,12 @@
 //! DataFusion memory pool, as the engine charges the samples it loads, so a
 //! query past its memory limit fails with a clear error instead of
 //! exhausting the process.
+//!
+//! This module holds the node and what every operation shares (the
+//! [`StepSource`] trait, stored and mapped values); each operation's own
+//! step kernels live with it in `ops` (selection windows in `ops::select`,
+//! group reductions and ranks in `ops::aggregate`, vector matching and set
+//! masks in `ops::binary`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -40,7 +46,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::SessionConfig;
 use futures::TryStreamExt;
-use strata_model::{Labels, Sample, SeriesSamples, is_stale_nan};
+use strata_model::{Labels, SeriesSamples};
 use tokio::sync::OnceCell;
 
 use crate::EngineError;
@@ -50,96 +56,6 @@ pub(crate) type StepValues = Vec<Option<f64>>;
 
 /// Rows per output batch.
 const BATCH_ROWS: usize = 8192;
-
-/// A range function: `(window, step index, step time) -> value`.
-pub(crate) type WindowFn = Arc<dyn Fn(&[Sample], usize, i64) -> Option<f64> + Send + Sync>;
-
-/// What each step of a series evaluates to.
-#[derive(Clone)]
-pub(crate) enum StepKernel {
-    /// The latest sample in `(t - lookback, t]` unless it is a stale
-    /// marker: its value, or its timestamp in seconds (`timestamp()`).
-    Lookback { lookback: i64, timestamp: bool },
-    /// A function of the samples in `(t - range, t]`, when there are any.
-    Window { range: i64, f: WindowFn },
-}
-
-impl StepKernel {
-    /// How far before a step its samples may lie: the lookback delta or
-    /// the window length.
-    pub(crate) fn reach(&self) -> i64 {
-        match self {
-            StepKernel::Lookback { lookback, .. } => *lookback,
-            StepKernel::Window { range, .. } => *range,
-        }
-    }
-
-    /// Evaluates `times` (steps `first_step..` of the node), emitting
-    /// `(index into times, value)`.
-    fn eval(
-        &self,
-        samples: &[Sample],
-        times: &[i64],
-        first_step: usize,
-        mut emit: impl FnMut(usize, f64),
-    ) {
-        match self {
-            StepKernel::Lookback {
-                lookback,
-                timestamp,
-            } => {
-                let mut idx = 0;
-                for (i, &t) in times.iter().enumerate() {
-                    idx = seek_after(samples, idx, t);
-                    if let Some(last) = samples[..idx].last()
-                        && last.t > t - lookback
-                        && !is_stale_nan(last.v)
-                    {
-                        emit(
-                            i,
-                            if *timestamp {
-                                last.t as f64 / 1000.0
-                            } else {
-                                last.v
-                            },
-                        );
-                    }
-                }
-            }
-            StepKernel::Window { range, f } => {
-                let (mut lo, mut hi) = (0, 0);
-                for (i, &t) in times.iter().enumerate() {
-                    // The left-open window (t - range, t].
-                    lo = seek_after(samples, lo, t - range);
-                    hi = seek_after(samples, hi.max(lo), t);
-                    let w = &samples[lo..hi];
-                    if !w.is_empty()
-                        && let Some(v) = f(w, first_step + i, t)
-                    {
-                        emit(i, v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The index of the first of `samples` (time-ordered) after `t`, searched
-/// from `from` onwards: steps' times never decrease, so each step's search
-/// starts where the previous one ended and gallops forward, instead of
-/// searching the whole series again. A time before `from`'s sample (which
-/// steps never ask for) searches from the start.
-fn seek_after(samples: &[Sample], from: usize, t: i64) -> usize {
-    if from > 0 && samples.get(from - 1).is_none_or(|s| s.t > t) {
-        return samples.partition_point(|x| x.t <= t);
-    }
-    let mut bound = 1;
-    while from + bound < samples.len() && samples[from + bound - 1].t <= t {
-        bound *= 2;
-    }
-    let end = (from + bound).min(samples.len());
-    from + samples[from..end].partition_point(|x| x.t <= t)
-}
 
 /// Work items (series or aggregation groups), each producing values of
 /// output series at some of the query's steps: what a [`PromExec`] node's
@@ -156,108 +72,6 @@ pub(crate) trait StepSource: Send + Sync + 'static {
     fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String>;
     /// One line for the node's debug log.
     fn describe(&self) -> String;
-}
-
-/// Raw samples of selected series and the kernel each step applies to them.
-pub(crate) struct SeriesSteps {
-    pub(crate) samples: Vec<Vec<Sample>>,
-    pub(crate) times: Vec<i64>,
-    pub(crate) kernel: StepKernel,
-    /// The node step of `times[0]` (a slice of the node's steps starts later).
-    pub(crate) first_step: usize,
-    /// Dropped with the samples: releases what loading them was charged.
-    pub(crate) _charge: Option<Box<dyn Send + Sync>>,
-}
-
-impl SeriesSteps {
-    /// A node's result: `kernel` at `times` over each selected series,
-    /// their names marked for removal when `drop_name`; `charge` is
-    /// dropped with the samples.
-    pub(crate) fn prepared(
-        data: Vec<SeriesSamples>,
-        drop_name: bool,
-        (times, kernel): (Vec<i64>, StepKernel),
-        charge: Option<Box<dyn Send + Sync>>,
-    ) -> Prepared {
-        let (series, samples): (Vec<(Labels, bool)>, Vec<Vec<Sample>>) = data
-            .into_iter()
-            .map(|s| ((s.labels, drop_name), s.samples))
-            .unzip();
-        let source = SeriesSteps {
-            samples,
-            times,
-            kernel,
-            first_step: 0,
-            _charge: charge,
-        };
-        Prepared::new(Arc::new(source), Shape::series(series))
-    }
-}
-
-impl StepSource for SeriesSteps {
-    fn items(&self) -> usize {
-        self.samples.len()
-    }
-
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
-        self.kernel
-            .eval(&self.samples[i], &self.times, self.first_step, |step, v| {
-                emit(i, step, v)
-            });
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        let kernel = match &self.kernel {
-            StepKernel::Lookback { .. } => "lookback".to_string(),
-            StepKernel::Window { range, .. } => format!("window={range}ms"),
-        };
-        format!(
-            "series={}, steps={}, {kernel}",
-            self.samples.len(),
-            self.times.len()
-        )
-    }
-}
-
-/// An aggregation of the present values of a group's members at one step
-/// (the buffer holds them, in member order, and may be reordered).
-pub(crate) type GroupFn = Arc<dyn Fn(&mut Vec<f64>, usize) -> f64 + Send + Sync>;
-
-/// Per-step values of the input series and the members of each group.
-pub(crate) struct GroupSteps {
-    pub(crate) values: Vec<StepValues>,
-    pub(crate) groups: Vec<Vec<usize>>,
-    pub(crate) nsteps: usize,
-    pub(crate) f: GroupFn,
-}
-
-impl StepSource for GroupSteps {
-    fn items(&self) -> usize {
-        self.groups.len()
-    }
-
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
-        let members = &self.groups[g];
-        let mut buf = Vec::with_capacity(members.len());
-        for step in 0..self.nsteps {
-            buf.clear();
-            buf.extend(members.iter().filter_map(|&i| self.values[i][step]));
-            if !buf.is_empty() {
-                emit(g, step, (self.f)(&mut buf, step));
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "groups={}, series={}, steps={}",
-            self.groups.len(),
-            self.values.len(),
-            self.nsteps
-        )
-    }
 }
 
 /// A function of one value at one step; `None` drops the value.
@@ -286,212 +100,6 @@ impl StepSource for MapSteps {
 
     fn describe(&self) -> String {
         format!("map: series={}", self.values.len())
-    }
-}
-
-/// Which values of a series a set operator keeps: all of them (`None`),
-/// or those at steps where the other side's presence for its signature
-/// (`mask`, absent when the other side lacks that signature) equals `want`.
-pub(crate) type KeepRule = Option<(Option<usize>, bool)>;
-
-/// Series filtered step by step by presence masks (`and`, `or`, `unless`).
-pub(crate) struct MaskSteps {
-    pub(crate) values: Vec<StepValues>,
-    pub(crate) masks: Vec<Vec<bool>>,
-    pub(crate) rules: Vec<KeepRule>,
-}
-
-impl StepSource for MaskSteps {
-    fn items(&self) -> usize {
-        self.values.len()
-    }
-
-    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
-        for (step, x) in self.values[i].iter().enumerate() {
-            let Some(x) = *x else { continue };
-            let keep = match self.rules[i] {
-                None => true,
-                Some((mask, want)) => mask.is_some_and(|m| self.masks[m][step]) == want,
-            };
-            if keep {
-                emit(i, step, x);
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!("set operator: series={}", self.values.len())
-    }
-}
-
-/// The `k` best members of each group at each step (`topk`: largest
-/// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
-/// input series.
-pub(crate) struct RankSteps {
-    pub(crate) values: Vec<StepValues>,
-    pub(crate) groups: Vec<Vec<usize>>,
-    pub(crate) ks: Vec<f64>,
-    pub(crate) largest: bool,
-}
-
-impl RankSteps {
-    /// Members of group `g` selected at `step`, best first.
-    pub(crate) fn select(&self, g: usize, step: usize) -> Vec<(usize, f64)> {
-        let members = &self.groups[g];
-        let k = self.ks.get(step).copied().unwrap_or(0.0);
-        if k < 1.0 {
-            return Vec::new();
-        }
-        let k = if k > members.len() as f64 {
-            members.len()
-        } else {
-            k as usize
-        };
-        let mut present: Vec<(usize, f64)> = members
-            .iter()
-            .filter_map(|&i| self.values[i][step].map(|v| (i, v)))
-            .collect();
-        present.sort_by(|a, b| strata_model::stats::rank_order(self.largest, a.1, b.1));
-        present.truncate(k);
-        present
-    }
-}
-
-impl StepSource for RankSteps {
-    fn items(&self) -> usize {
-        self.groups.len()
-    }
-
-    fn outputs(&self) -> usize {
-        self.values.len()
-    }
-
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
-        let nsteps = self.values.first().map_or(0, Vec::len);
-        for step in 0..nsteps {
-            for (i, v) in self.select(g, step) {
-                emit(i, step, v);
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{}k: groups={}, series={}",
-            if self.largest { "top" } else { "bottom" },
-            self.groups.len(),
-            self.values.len()
-        )
-    }
-}
-
-/// The series of both sides of a binary operator that share one matching
-/// signature, and the output series of each (many, one) pair.
-pub(crate) struct MatchGroup {
-    /// The signature, for error messages.
-    pub sig: Labels,
-    /// Indexes into the "many" side (the left side of one-to-one).
-    pub many: Vec<usize>,
-    /// Indexes into the "one" side.
-    pub one: Vec<usize>,
-    /// Output series of `(many[m], one[o])` at `m * one.len() + o`.
-    pub outputs: Vec<usize>,
-}
-
-/// An arithmetic or comparison operator on two values: `(value, keep)`.
-pub(crate) type ScalarFn = fn(f64, f64) -> (f64, bool);
-
-/// How a binary operator combines matched values.
-#[derive(Clone)]
-pub(crate) struct BinaryOp {
-    /// `(lhs, rhs) -> (value, keep)`: `keep` is a comparison's outcome.
-    pub f: ScalarFn,
-    pub comparison: bool,
-    pub return_bool: bool,
-    /// The "many" side is the right one (`group_right`).
-    pub one_to_many: bool,
-    pub one_to_one: bool,
-}
-
-/// Vector matching, one match group per item.
-pub(crate) struct BinarySteps {
-    /// Per step, whether the "many" side has any series (Prometheus matches
-    /// nothing, and reports nothing, at a step where a side is empty).
-    pub(crate) many_present: Vec<bool>,
-    pub(crate) many: Vec<StepValues>,
-    pub(crate) one: Vec<StepValues>,
-    pub(crate) groups: Vec<MatchGroup>,
-    pub(crate) outputs: usize,
-    pub(crate) nsteps: usize,
-    pub(crate) op: BinaryOp,
-}
-
-impl StepSource for BinarySteps {
-    fn items(&self) -> usize {
-        self.groups.len()
-    }
-
-    fn outputs(&self) -> usize {
-        self.outputs
-    }
-
-    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
-        let group = &self.groups[g];
-        let op = &self.op;
-        for step in 0..self.nsteps {
-            if !self.many_present.get(step).copied().unwrap_or(false) {
-                continue;
-            }
-            let many = group
-                .many
-                .iter()
-                .enumerate()
-                .filter_map(|(m, &i)| self.many[i][step].map(|v| (m, v)));
-            let mut present = group
-                .one
-                .iter()
-                .enumerate()
-                .filter_map(|(o, &i)| self.one[i][step].map(|v| (o, v)));
-            let Some((o, ov)) = present.next() else {
-                continue;
-            };
-            if present.next().is_some() {
-                return Err(format!(
-                    "found duplicate series for the match group {} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                    group.sig,
-                    if op.one_to_many { "left" } else { "right" }
-                ));
-            }
-            // Prometheus 3 reports an implicit many-to-one match even when a
-            // comparison would filter all but one pair out (operators.test).
-            for (k, (m, mv)) in many.enumerate() {
-                if op.one_to_one && k > 0 {
-                    return Err(format!(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); match group {}",
-                        group.sig
-                    ));
-                }
-                let (lv, rv) = if op.one_to_many { (ov, mv) } else { (mv, ov) };
-                let (val, keep) = (op.f)(lv, rv);
-                let val = match (op.comparison, op.return_bool, keep) {
-                    (true, true, _) => f64::from(u8::from(keep)),
-                    (true, false, false) => continue,
-                    _ => val,
-                };
-                emit(group.outputs[m * group.one.len() + o], step, val);
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "vector matching: groups={}, outputs={}",
-            self.groups.len(),
-            self.outputs
-        )
     }
 }
 
@@ -1119,8 +727,12 @@ impl Prepare for SourceNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::aggregate::{GroupFn, GroupSteps, RankSteps};
+    use crate::ops::binary::{BinaryOp, BinarySteps, MatchGroup};
+    use crate::ops::select::{SeriesSteps, StepKernel, WindowFn, seek_after};
     use datafusion::physical_plan::displayable;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use strata_model::Sample;
 
     /// A node whose result is given; counts how often it is prepared.
     struct Given {

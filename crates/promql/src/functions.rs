@@ -8,8 +8,9 @@ use strata_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples,
 
 use crate::EngineError;
 use crate::eval::{Ctx, Inputs, Series, Val, dedup_labelsets, unparen};
-use crate::exec::{Prepared, StepKernel};
+use crate::exec::Prepared;
 use crate::histogram::{BUCKET_LABEL, Bucket, bucket_fraction, bucket_quantile, group_buckets};
+use crate::ops::select::StepKernel;
 use crate::ops::select::{
     RangeInput, evaluate_series, instant_selector, range_input, selector_matchers, window,
 };

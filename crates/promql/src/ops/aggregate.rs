@@ -11,7 +11,7 @@ use strata_model::Labels;
 
 use crate::EngineError;
 use crate::eval::{Ctx, Inputs, Series, Val, split_series, unparen};
-use crate::exec::{GroupFn, GroupSteps, Prepared, RankSteps, Shape, StepValues};
+use crate::exec::{Prepared, Shape, StepSource, StepValues};
 
 pub(crate) fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
@@ -165,4 +165,108 @@ pub(crate) fn count_values(
         }
     }
     Ok(Val::Vector(out).into())
+}
+
+// What this operation's plan nodes run item by item, step by step (see `exec::StepSource`).
+
+/// An aggregation of the present values of a group's members at one step
+/// (the buffer holds them, in member order, and may be reordered).
+pub(crate) type GroupFn = Arc<dyn Fn(&mut Vec<f64>, usize) -> f64 + Send + Sync>;
+
+/// Per-step values of the input series and the members of each group.
+pub(crate) struct GroupSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) groups: Vec<Vec<usize>>,
+    pub(crate) nsteps: usize,
+    pub(crate) f: GroupFn,
+}
+
+impl StepSource for GroupSteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        let members = &self.groups[g];
+        let mut buf = Vec::with_capacity(members.len());
+        for step in 0..self.nsteps {
+            buf.clear();
+            buf.extend(members.iter().filter_map(|&i| self.values[i][step]));
+            if !buf.is_empty() {
+                emit(g, step, (self.f)(&mut buf, step));
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "groups={}, series={}, steps={}",
+            self.groups.len(),
+            self.values.len(),
+            self.nsteps
+        )
+    }
+}
+
+/// The `k` best members of each group at each step (`topk`: largest
+/// first, `bottomk`: smallest; NaN ranks last in both); outputs are the
+/// input series.
+pub(crate) struct RankSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) groups: Vec<Vec<usize>>,
+    pub(crate) ks: Vec<f64>,
+    pub(crate) largest: bool,
+}
+
+impl RankSteps {
+    /// Members of group `g` selected at `step`, best first.
+    pub(crate) fn select(&self, g: usize, step: usize) -> Vec<(usize, f64)> {
+        let members = &self.groups[g];
+        let k = self.ks.get(step).copied().unwrap_or(0.0);
+        if k < 1.0 {
+            return Vec::new();
+        }
+        let k = if k > members.len() as f64 {
+            members.len()
+        } else {
+            k as usize
+        };
+        let mut present: Vec<(usize, f64)> = members
+            .iter()
+            .filter_map(|&i| self.values[i][step].map(|v| (i, v)))
+            .collect();
+        present.sort_by(|a, b| strata_model::stats::rank_order(self.largest, a.1, b.1));
+        present.truncate(k);
+        present
+    }
+}
+
+impl StepSource for RankSteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn outputs(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        let nsteps = self.values.first().map_or(0, Vec::len);
+        for step in 0..nsteps {
+            for (i, v) in self.select(g, step) {
+                emit(i, step, v);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}k: groups={}, series={}",
+            if self.largest { "top" } else { "bottom" },
+            self.groups.len(),
+            self.values.len()
+        )
+    }
 }

@@ -12,9 +12,7 @@ use strata_model::Labels;
 
 use crate::EngineError;
 use crate::eval::{Ctx, Inputs, Series, Val, split_series};
-use crate::exec::{
-    BinaryOp, BinarySteps, KeepRule, MapFn, MaskSteps, MatchGroup, Prepared, ScalarFn, Shape,
-};
+use crate::exec::{MapFn, Prepared, Shape, StepSource, StepValues};
 
 /// `-x`: negated values, names marked for removal.
 pub(crate) fn negate(v: Val) -> Result<Prepared, EngineError> {
@@ -330,4 +328,150 @@ pub(crate) fn vector_vector(
         op,
     };
     Ok(Prepared::new(Arc::new(source), Shape::series(outputs)))
+}
+
+// What this operation's plan nodes run item by item, step by step (see `exec::StepSource`).
+
+/// Which values of a series a set operator keeps: all of them (`None`),
+/// or those at steps where the other side's presence for its signature
+/// (`mask`, absent when the other side lacks that signature) equals `want`.
+pub(crate) type KeepRule = Option<(Option<usize>, bool)>;
+
+/// Series filtered step by step by presence masks (`and`, `or`, `unless`).
+pub(crate) struct MaskSteps {
+    pub(crate) values: Vec<StepValues>,
+    pub(crate) masks: Vec<Vec<bool>>,
+    pub(crate) rules: Vec<KeepRule>,
+}
+
+impl StepSource for MaskSteps {
+    fn items(&self) -> usize {
+        self.values.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        for (step, x) in self.values[i].iter().enumerate() {
+            let Some(x) = *x else { continue };
+            let keep = match self.rules[i] {
+                None => true,
+                Some((mask, want)) => mask.is_some_and(|m| self.masks[m][step]) == want,
+            };
+            if keep {
+                emit(i, step, x);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("set operator: series={}", self.values.len())
+    }
+}
+
+/// The series of both sides of a binary operator that share one matching
+/// signature, and the output series of each (many, one) pair.
+pub(crate) struct MatchGroup {
+    /// The signature, for error messages.
+    pub sig: Labels,
+    /// Indexes into the "many" side (the left side of one-to-one).
+    pub many: Vec<usize>,
+    /// Indexes into the "one" side.
+    pub one: Vec<usize>,
+    /// Output series of `(many[m], one[o])` at `m * one.len() + o`.
+    pub outputs: Vec<usize>,
+}
+
+/// An arithmetic or comparison operator on two values: `(value, keep)`.
+pub(crate) type ScalarFn = fn(f64, f64) -> (f64, bool);
+
+/// How a binary operator combines matched values.
+#[derive(Clone)]
+pub(crate) struct BinaryOp {
+    /// `(lhs, rhs) -> (value, keep)`: `keep` is a comparison's outcome.
+    pub f: ScalarFn,
+    pub comparison: bool,
+    pub return_bool: bool,
+    /// The "many" side is the right one (`group_right`).
+    pub one_to_many: bool,
+    pub one_to_one: bool,
+}
+
+/// Vector matching, one match group per item.
+pub(crate) struct BinarySteps {
+    /// Per step, whether the "many" side has any series (Prometheus matches
+    /// nothing, and reports nothing, at a step where a side is empty).
+    pub(crate) many_present: Vec<bool>,
+    pub(crate) many: Vec<StepValues>,
+    pub(crate) one: Vec<StepValues>,
+    pub(crate) groups: Vec<MatchGroup>,
+    pub(crate) outputs: usize,
+    pub(crate) nsteps: usize,
+    pub(crate) op: BinaryOp,
+}
+
+impl StepSource for BinarySteps {
+    fn items(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn eval(&self, g: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        let group = &self.groups[g];
+        let op = &self.op;
+        for step in 0..self.nsteps {
+            if !self.many_present.get(step).copied().unwrap_or(false) {
+                continue;
+            }
+            let many = group
+                .many
+                .iter()
+                .enumerate()
+                .filter_map(|(m, &i)| self.many[i][step].map(|v| (m, v)));
+            let mut present = group
+                .one
+                .iter()
+                .enumerate()
+                .filter_map(|(o, &i)| self.one[i][step].map(|v| (o, v)));
+            let Some((o, ov)) = present.next() else {
+                continue;
+            };
+            if present.next().is_some() {
+                return Err(format!(
+                    "found duplicate series for the match group {} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                    group.sig,
+                    if op.one_to_many { "left" } else { "right" }
+                ));
+            }
+            // Prometheus 3 reports an implicit many-to-one match even when a
+            // comparison would filter all but one pair out (operators.test).
+            for (k, (m, mv)) in many.enumerate() {
+                if op.one_to_one && k > 0 {
+                    return Err(format!(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); match group {}",
+                        group.sig
+                    ));
+                }
+                let (lv, rv) = if op.one_to_many { (ov, mv) } else { (mv, ov) };
+                let (val, keep) = (op.f)(lv, rv);
+                let val = match (op.comparison, op.return_bool, keep) {
+                    (true, true, _) => f64::from(u8::from(keep)),
+                    (true, false, false) => continue,
+                    _ => val,
+                };
+                emit(group.outputs[m * group.one.len() + o], step, val);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "vector matching: groups={}, outputs={}",
+            self.groups.len(),
+            self.outputs
+        )
+    }
 }

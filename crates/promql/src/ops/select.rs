@@ -13,7 +13,7 @@ use strata_model::{
 
 use crate::EngineError;
 use crate::eval::{Ctx, Inputs, QueryState, Val, unparen};
-use crate::exec::{Prepared, SeriesSteps, Shape, StepKernel, StepValues, StoredSteps};
+use crate::exec::{Prepared, Shape, StepSource, StepValues, StoredSteps};
 use crate::ops::subquery::subquery_range;
 
 /// A range selector as an instant query's result: its samples in the window.
@@ -353,6 +353,160 @@ pub(crate) fn window(samples: &[Sample], t: i64, range: i64) -> &[Sample] {
     let lo = samples.partition_point(|x| x.t <= t - range);
     let hi = samples.partition_point(|x| x.t <= t);
     &samples[lo..hi.max(lo)]
+}
+
+// What this operation's plan nodes run item by item, step by step (see `exec::StepSource`).
+
+/// A range function: `(window, step index, step time) -> value`.
+pub(crate) type WindowFn = Arc<dyn Fn(&[Sample], usize, i64) -> Option<f64> + Send + Sync>;
+
+/// What each step of a series evaluates to.
+#[derive(Clone)]
+pub(crate) enum StepKernel {
+    /// The latest sample in `(t - lookback, t]` unless it is a stale
+    /// marker: its value, or its timestamp in seconds (`timestamp()`).
+    Lookback { lookback: i64, timestamp: bool },
+    /// A function of the samples in `(t - range, t]`, when there are any.
+    Window { range: i64, f: WindowFn },
+}
+
+impl StepKernel {
+    /// How far before a step its samples may lie: the lookback delta or
+    /// the window length.
+    pub(crate) fn reach(&self) -> i64 {
+        match self {
+            StepKernel::Lookback { lookback, .. } => *lookback,
+            StepKernel::Window { range, .. } => *range,
+        }
+    }
+
+    /// Evaluates `times` (steps `first_step..` of the node), emitting
+    /// `(index into times, value)`.
+    fn eval(
+        &self,
+        samples: &[Sample],
+        times: &[i64],
+        first_step: usize,
+        mut emit: impl FnMut(usize, f64),
+    ) {
+        match self {
+            StepKernel::Lookback {
+                lookback,
+                timestamp,
+            } => {
+                let mut idx = 0;
+                for (i, &t) in times.iter().enumerate() {
+                    idx = seek_after(samples, idx, t);
+                    if let Some(last) = samples[..idx].last()
+                        && last.t > t - lookback
+                        && !is_stale_nan(last.v)
+                    {
+                        emit(
+                            i,
+                            if *timestamp {
+                                last.t as f64 / 1000.0
+                            } else {
+                                last.v
+                            },
+                        );
+                    }
+                }
+            }
+            StepKernel::Window { range, f } => {
+                let (mut lo, mut hi) = (0, 0);
+                for (i, &t) in times.iter().enumerate() {
+                    // The left-open window (t - range, t].
+                    lo = seek_after(samples, lo, t - range);
+                    hi = seek_after(samples, hi.max(lo), t);
+                    let w = &samples[lo..hi];
+                    if !w.is_empty()
+                        && let Some(v) = f(w, first_step + i, t)
+                    {
+                        emit(i, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The index of the first of `samples` (time-ordered) after `t`, searched
+/// from `from` onwards: steps' times never decrease, so each step's search
+/// starts where the previous one ended and gallops forward, instead of
+/// searching the whole series again. A time before `from`'s sample (which
+/// steps never ask for) searches from the start.
+pub(crate) fn seek_after(samples: &[Sample], from: usize, t: i64) -> usize {
+    if from > 0 && samples.get(from - 1).is_none_or(|s| s.t > t) {
+        return samples.partition_point(|x| x.t <= t);
+    }
+    let mut bound = 1;
+    while from + bound < samples.len() && samples[from + bound - 1].t <= t {
+        bound *= 2;
+    }
+    let end = (from + bound).min(samples.len());
+    from + samples[from..end].partition_point(|x| x.t <= t)
+}
+
+/// Raw samples of selected series and the kernel each step applies to them.
+pub(crate) struct SeriesSteps {
+    pub(crate) samples: Vec<Vec<Sample>>,
+    pub(crate) times: Vec<i64>,
+    pub(crate) kernel: StepKernel,
+    /// The node step of `times[0]` (a slice of the node's steps starts later).
+    pub(crate) first_step: usize,
+    /// Dropped with the samples: releases what loading them was charged.
+    pub(crate) _charge: Option<Box<dyn Send + Sync>>,
+}
+
+impl SeriesSteps {
+    /// A node's result: `kernel` at `times` over each selected series,
+    /// their names marked for removal when `drop_name`; `charge` is
+    /// dropped with the samples.
+    pub(crate) fn prepared(
+        data: Vec<SeriesSamples>,
+        drop_name: bool,
+        (times, kernel): (Vec<i64>, StepKernel),
+        charge: Option<Box<dyn Send + Sync>>,
+    ) -> Prepared {
+        let (series, samples): (Vec<(Labels, bool)>, Vec<Vec<Sample>>) = data
+            .into_iter()
+            .map(|s| ((s.labels, drop_name), s.samples))
+            .unzip();
+        let source = SeriesSteps {
+            samples,
+            times,
+            kernel,
+            first_step: 0,
+            _charge: charge,
+        };
+        Prepared::new(Arc::new(source), Shape::series(series))
+    }
+}
+
+impl StepSource for SeriesSteps {
+    fn items(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn eval(&self, i: usize, emit: &mut dyn FnMut(usize, usize, f64)) -> Result<(), String> {
+        self.kernel
+            .eval(&self.samples[i], &self.times, self.first_step, |step, v| {
+                emit(i, step, v)
+            });
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let kernel = match &self.kernel {
+            StepKernel::Lookback { .. } => "lookback".to_string(),
+            StepKernel::Window { range, .. } => format!("window={range}ms"),
+        };
+        format!(
+            "series={}, steps={}, {kernel}",
+            self.samples.len(),
+            self.times.len()
+        )
+    }
 }
 
 #[cfg(test)]
