@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
-use strata_model::stats::{Reduction, quantile, rank_order};
+use strata_model::stats::{Reduction, binary_fn, quantile, rank_order};
 use strata_model::{Label, Labels, MatchOp, Matcher};
 
 use crate::ast::*;
@@ -563,21 +563,14 @@ fn vector_agg(
         .collect())
 }
 
+/// `op` on two values as PromQL computes it; a comparison gives 1 or 0.
+/// `None` for the set operators.
 fn arith(op: BinOp, a: f64, b: f64) -> Option<f64> {
-    Some(match op {
-        BinOp::Add => a + b,
-        BinOp::Sub => a - b,
-        BinOp::Mul => a * b,
-        BinOp::Div => a / b,
-        BinOp::Mod => a % b,
-        BinOp::Pow => a.powf(b),
-        BinOp::Eq => f64::from(u8::from(a == b)),
-        BinOp::Ne => f64::from(u8::from(a != b)),
-        BinOp::Gt => f64::from(u8::from(a > b)),
-        BinOp::Ge => f64::from(u8::from(a >= b)),
-        BinOp::Lt => f64::from(u8::from(a < b)),
-        BinOp::Le => f64::from(u8::from(a <= b)),
-        _ => return None,
+    let (value, holds) = binary_fn(op.symbol())?(a, b);
+    Some(if op.is_comparison() {
+        f64::from(u8::from(holds))
+    } else {
+        value
     })
 }
 

@@ -144,6 +144,33 @@ pub fn rank_order(largest: bool, x: f64, y: f64) -> Ordering {
     }
 }
 
+/// An arithmetic or comparison operator on two values: `(value, keep)`.
+/// Arithmetic always keeps its result; a comparison returns its left value
+/// and whether the comparison holds.
+pub type BinaryFn = fn(f64, f64) -> (f64, bool);
+
+/// The binary operator PromQL and LogQL write as `op` (`+`, `==`, `atan2`,
+/// ...), with Prometheus's float semantics (`%` is the float remainder
+/// with the dividend's sign, comparisons with NaN never hold).
+pub fn binary_fn(op: &str) -> Option<BinaryFn> {
+    Some(match op {
+        "+" => |l, r| (l + r, true),
+        "-" => |l, r| (l - r, true),
+        "*" => |l, r| (l * r, true),
+        "/" => |l, r| (l / r, true),
+        "%" => |l, r| (l % r, true),
+        "^" => |l: f64, r| (l.powf(r), true),
+        "atan2" => |l: f64, r| (l.atan2(r), true),
+        "==" => |l, r| (l, l == r),
+        "!=" => |l, r| (l, l != r),
+        ">" => |l, r| (l, l > r),
+        "<" => |l, r| (l, l < r),
+        ">=" => |l, r| (l, l >= r),
+        "<=" => |l, r| (l, l <= r),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,22 +43,8 @@ pub(crate) fn is_comparison(op: TokenType) -> bool {
 /// The arithmetic or comparison operator `op` as a function, resolved once
 /// per operation rather than per value.
 pub(crate) fn scalar_fn(op: &str) -> Result<ScalarFn, EngineError> {
-    Ok(match op {
-        "+" => |l, r| (l + r, true),
-        "-" => |l, r| (l - r, true),
-        "*" => |l, r| (l * r, true),
-        "/" => |l, r| (l / r, true),
-        "%" => |l, r| (l % r, true),
-        "^" => |l: f64, r| (l.powf(r), true),
-        "atan2" => |l: f64, r| (l.atan2(r), true),
-        "==" => |l, r| (l, l == r),
-        "!=" => |l, r| (l, l != r),
-        ">" => |l, r| (l, l > r),
-        "<" => |l, r| (l, l < r),
-        ">=" => |l, r| (l, l >= r),
-        "<=" => |l, r| (l, l <= r),
-        other => return Err(EngineError::Unsupported(format!("binary operator {other}"))),
-    })
+    strata_model::stats::binary_fn(op)
+        .ok_or_else(|| EngineError::Unsupported(format!("binary operator {op}")))
 }
 
 /// A binary operator over its evaluated operands (left: 0, right: 1).
@@ -382,7 +368,7 @@ pub(crate) struct MatchGroup {
 }
 
 /// An arithmetic or comparison operator on two values: `(value, keep)`.
-pub(crate) type ScalarFn = fn(f64, f64) -> (f64, bool);
+pub(crate) type ScalarFn = strata_model::stats::BinaryFn;
 
 /// How a binary operator combines matched values.
 #[derive(Clone)]
