@@ -729,6 +729,26 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
         extra.push((KillOnDrop(child), addr(ip), dir));
     }
     wait_voters(&cluster, "five voters", |v| v.len() == 5).await;
+    // A querier serves no ruler API, and says so to Grafana.
+    let querier = format!("http://127.0.0.14:{}", cluster.http);
+    crate::common::wait_ready(&format!("{querier}/ready"), 60, || {
+        std::fs::read_to_string(extra[0].2.join("log")).unwrap_or_default()
+    })
+    .await;
+    let info: serde_json::Value = cluster
+        .client
+        .get(format!("{querier}/api/v1/status/buildinfo"))
+        .send()
+        .await
+        .expect("buildinfo")
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+        .expect("buildinfo body");
+    assert_eq!(
+        info["data"]["features"]["ruler_config_api"], "false",
+        "{info}"
+    );
     // The ring's metrics say so too: five voters, one leader among them.
     let metric = |name: &'static str, via: &'static str| {
         let url = cluster.url(via, "/metrics");

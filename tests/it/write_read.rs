@@ -111,9 +111,18 @@ async fn pushed_samples_come_back_exactly() {
         .get_json("/api/v1/series", &[("match[]", "{job=\"a\"}".into())], None)
         .await;
     assert_eq!(v["data"], json!([{"__name__": "test_metric", "job": "a"}]));
-    let (status, b) = s.get_json("/api/v1/status/buildinfo", &[], None).await;
-    assert_eq!(status, 200);
-    assert_eq!(b["status"], "success");
+    // Mimir's shape, which is how Grafana decides that the ruler API can
+    // edit rules (its alerting feature discovery).
+    for prefix in ["", "/prometheus"] {
+        let (status, b) = s
+            .get_json(&format!("{prefix}/api/v1/status/buildinfo"), &[], None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(b["status"], "success");
+        assert_eq!(b["data"]["application"], "Grafana Mimir", "{b}");
+        assert_eq!(b["data"]["features"]["ruler_config_api"], "true", "{b}");
+        assert_eq!(b["data"]["features"]["alertmanager_config_api"], "false");
+    }
     let (_, m) = s.get_json("/api/v1/metadata", &[], None).await;
     assert_eq!(m, json!({"status": "success", "data": {}}));
     assert!(

@@ -464,15 +464,24 @@ async fn label_values(
     }
 }
 
-async fn buildinfo() -> Response {
+/// `/api/v1/status/buildinfo` in Mimir's shape. Grafana tells Mimir from
+/// Prometheus by this application name and the `features` object, and only
+/// then offers to create and edit rules through the ruler API
+/// (`ruler_config_api`: this process serves `/config/v1/rules`).
+async fn buildinfo(State(state): State<Shared>) -> Response {
+    let flag = |on: bool| if on { "true" } else { "false" };
     success(json!({
-        "application": "Strata",
+        "application": "Grafana Mimir",
         "version": env!("CARGO_PKG_VERSION"),
         "revision": "",
         "branch": "",
-        "buildUser": "",
-        "buildDate": "",
         "goVersion": "",
+        "features": {
+            "ruler_config_api": flag(state.ruler.is_some()),
+            "alertmanager_config_api": "false",
+            "query_sharding": "false",
+        },
+        "strata": { "version": env!("CARGO_PKG_VERSION") },
     }))
 }
 
