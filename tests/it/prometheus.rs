@@ -342,3 +342,74 @@ async fn same_answers_as_a_real_prometheus() {
         failures.join("\n")
     );
 }
+
+/// `/api/v1/format_query` prints queries exactly as a real Prometheus does
+/// (Grafana's "format query" button), refuses what does not parse with
+/// Prometheus's error shape, and bounds the query it formats.
+#[tokio::test]
+async fn format_query_prints_as_prometheus_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Strata::start(dir.path(), &[]).await;
+    let prom = spawn_prometheus(
+        dir.path(),
+        free_port(),
+        "global:\n  scrape_interval: 1h\n",
+        &[],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let format = |base: String, query: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("{base}/api/v1/format_query"))
+                .form(&[("query", query)])
+                .send()
+                .await
+                .expect("format_query");
+            let status = r.status().as_u16();
+            (status, r.json::<Json>().await.expect("json"))
+        }
+    };
+    let strata = format!("http://127.0.0.1:{}", s.port);
+    let reference = format!("http://127.0.0.1:{}", prom.port);
+    for q in [
+        "sum by(job)(rate(x[5m]))",
+        r#"sum(rate(http_requests_total{job="api-server",handler="/api/comments"}[5m])) by (job) / sum(rate(http_requests_total{job="api-server"}[5m])) by (job)"#,
+        r#"histogram_quantile(0.99, sum without (instance, pod) (rate(request_duration_seconds_bucket{namespace=~"kafka|spark", le!=""}[10m] offset 1h)))"#,
+        "max_over_time(deriv(node_load1[5m])[1h:30s]) > bool 0.5",
+        r#"up * on (instance) group_left (version) build_info{version=~"3\\..*"}"#,
+        "-(a - b) / (c + d) ^ 2 % 3",
+        r#"count_values("v", up) or vector(1) unless absent(x)"#,
+        r#"label_replace(rate(a[1m] @ 1700000000), "dst", "$1", "src", "(.*)")"#,
+        "topk(5, sum by (pod, namespace, container, node, cluster, team, service, version, zone) (container_memory_working_set_bytes))",
+    ] {
+        let (ps, pj) = format(reference.clone(), q).await;
+        let (ss, sj) = format(strata.clone(), q).await;
+        assert_eq!(ps, 200, "{q}: {pj}");
+        assert_eq!(ss, 200, "{q}: {sj}");
+        assert_eq!(sj["data"], pj["data"], "{q}");
+    }
+    // Not PromQL: 400 bad_data, as Prometheus answers.
+    let (ps, pj) = format(reference.clone(), "sum(").await;
+    let (ss, sj) = format(strata.clone(), "sum(").await;
+    assert_eq!((ss, ps), (400, 400), "{sj} {pj}");
+    assert_eq!(sj["errorType"], pj["errorType"]);
+    // Bounded: the printer indents by depth, so long queries are refused
+    // before anything is printed.
+    let long: &'static str = Box::leak(format!("{}up", "-".repeat(17_000)).into_boxed_str());
+    let (ss, sj) = format(strata.clone(), long).await;
+    assert_eq!(ss, 400, "{sj}");
+    assert!(sj["error"].as_str().unwrap_or("").contains("bytes"), "{sj}");
+    // Also under the /prometheus prefix and as GET.
+    let r: Json = client
+        .get(format!("{strata}/prometheus/api/v1/format_query"))
+        .query(&[("query", "sum(up)by(job)")])
+        .send()
+        .await
+        .expect("GET format_query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["data"], "sum by (job) (up)");
+}

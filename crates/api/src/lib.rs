@@ -109,6 +109,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
         .route_layer(limit_queries());
     let prom = Router::new()
         .merge(prom_queries)
@@ -483,6 +484,38 @@ async fn buildinfo(State(state): State<Shared>) -> Response {
         },
         "strata": { "version": env!("CARGO_PKG_VERSION") },
     }))
+}
+
+/// Longest query `format_query` formats: the printer indents each line by
+/// its depth (up to `MAX_QUERY_DEPTH`), so the output may be hundreds of
+/// times the input; queries people format are far shorter.
+const MAX_FORMAT_QUERY_BYTES: usize = 16 << 10;
+
+/// `/api/v1/format_query`: the query as Prometheus prints it (the format
+/// button of Grafana's and Prometheus's query editors).
+async fn format_query(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (_, p) = match request_params(&state, &headers, q, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(expr) = p.get("query") else {
+        return bad_data("invalid parameter \"query\": query is empty".into());
+    };
+    if expr.len() > MAX_FORMAT_QUERY_BYTES {
+        return bad_data(format!(
+            "invalid parameter \"query\": {} bytes is more than the {MAX_FORMAT_QUERY_BYTES} bytes a query to format may have",
+            expr.len()
+        ));
+    }
+    match strata_promql::parse(expr) {
+        Ok(parsed) => success(json!(parsed.prettify())),
+        Err(e) => api_error(e),
+    }
 }
 
 async fn metadata() -> Response {
