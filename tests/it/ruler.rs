@@ -397,6 +397,26 @@ async fn logql_rules_record_percentiles_and_alert() {
     }
     let listed = save_and_list(&s, "/loki/api/v1/rules", "logs", LOG_GROUP).await;
     assert_eq!(listed["logs"][0]["name"], "latency");
+    // Loki's legacy path, where Grafana's alerting sends a Loki data
+    // source's ruler requests, serves the same groups.
+    let legacy: serde_yaml::Value = serde_yaml::from_str(
+        &client
+            .get(s.url("/api/prom/rules/logs/latency"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(legacy["name"], "latency", "{legacy:?}");
+    let r = client
+        .get(s.url("/api/prom/rules/logs/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     // LogQL groups are not PromQL groups.
     let r = client
         .get(s.url("/prometheus/config/v1/rules"))

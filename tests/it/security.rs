@@ -237,6 +237,18 @@ async fn tokens_confine_each_tenant_to_its_own_data_and_rules() {
                 403,
             ),
             (
+                "LogQL rules on Loki's legacy path without the rules scope",
+                Method::POST,
+                "/api/prom/rules/ns".into(),
+                Some("tok-a-read"),
+                None,
+                Some((
+                    "application/yaml",
+                    b"name: g\nrules:\n  - record: r\n    expr: sum(count_over_time({a=\"b\"}[1m]))\n".to_vec(),
+                )),
+                403,
+            ),
+            (
                 "rules with it",
                 Method::POST,
                 rules.clone(),

@@ -241,7 +241,10 @@ fn required_scope(path: &str) -> Option<Scope> {
         }
         "/config" => Some(Scope::Admin),
         p if p == "/ring" || p.starts_with("/ring/") => Some(Scope::Admin),
-        p if p.starts_with("/config/v1/rules") || p.starts_with("/loki/api/v1/rules") => {
+        p if p.starts_with("/config/v1/rules")
+            || p.starts_with("/loki/api/v1/rules")
+            || p.starts_with("/api/prom/rules") =>
+        {
             Some(Scope::Rules)
         }
         _ => Some(Scope::Read),
@@ -421,6 +424,7 @@ mod tests {
             Some(Scope::Rules)
         );
         assert_eq!(required_scope("/loki/api/v1/rules"), Some(Scope::Rules));
+        assert_eq!(required_scope("/api/prom/rules/ns/g"), Some(Scope::Rules));
         assert_eq!(required_scope("/ring"), Some(Scope::Admin));
         assert_eq!(required_scope("/config"), Some(Scope::Admin));
     }

@@ -155,9 +155,14 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(pushes)
         .merge(loki_queries)
-        // The same rules API manages LogQL groups under Loki's path.
+        // The same rules API manages LogQL groups under Loki's paths: Grafana's
+        // alerting proxies a Loki data source's ruler calls to the legacy one.
         .nest(
             "/loki/api/v1/rules",
+            rules::config_routes(strata_ruler::RuleLang::LogQL),
+        )
+        .nest(
+            "/api/prom/rules",
             rules::config_routes(strata_ruler::RuleLang::LogQL),
         )
         .route("/loki/api/v1/tail", get(loki::tail))
