@@ -272,7 +272,10 @@ impl<S: Signal> Head<S> {
         let mut uploaded = 0;
         for (tenant, head, cut) in frozen {
             for (start, items) in split_by_range(&cut, range, S::time) {
-                let (min_ms, max_ms) = (start / S::UNITS_PER_MS, (start + range) / S::UNITS_PER_MS);
+                let (min_ms, max_ms) = (
+                    start / S::UNITS_PER_MS,
+                    start.saturating_add(range) / S::UNITS_PER_MS,
+                );
                 let block =
                     encode_with_retry(&tenant, items, move |s| S::encode(s, min_ms, max_ms))
                         .await?;
