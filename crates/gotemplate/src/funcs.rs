@@ -76,6 +76,7 @@ impl Func {
     pub fn call(self, args: &[Value], regex: Option<&Regex>) -> Result<Value, RenderError> {
         use Func::*;
         let text = |i: usize| args.get(i).map(Value::text).unwrap_or_default();
+        let owned = |i: usize| text(i).into_owned();
         let num = |i: usize| {
             args.get(i)
                 .ok_or_else(|| RenderError::Failed(format!("{} needs an argument", self.name())))?
@@ -114,35 +115,35 @@ impl Func {
             TrimSpace => Value::Str(text(0).trim().to_string()),
             TrimPrefix => {
                 let (p, s) = (text(0), text(1));
-                Value::Str(s.strip_prefix(p.as_str()).unwrap_or(&s).to_string())
+                Value::Str(s.strip_prefix(&*p).unwrap_or(&s).to_string())
             }
             TrimSuffix => {
                 let (p, s) = (text(0), text(1));
-                Value::Str(s.strip_suffix(p.as_str()).unwrap_or(&s).to_string())
+                Value::Str(s.strip_suffix(&*p).unwrap_or(&s).to_string())
             }
             Replace => {
                 let (from, to, s) = (text(0), text(1), text(2));
                 if !from.is_empty() && to.len() > from.len() {
-                    let n = s.matches(from.as_str()).count();
+                    let n = s.matches(&*from).count();
                     within_budget("replace", s.len() + n * (to.len() - from.len()))?;
                 } else if from.is_empty() {
                     // Go inserts `to` before every character and at the end.
                     within_budget("replace", s.len() + (s.chars().count() + 1) * to.len())?;
                 }
-                Value::Str(s.replace(from.as_str(), &to))
+                Value::Str(s.replace(&*from, &to))
             }
             RegexReplaceAll => match regex {
                 Some(re) => Value::Str(regex_replace_all(re, &text(2), &text(1))?),
-                None => Value::Str(text(1)),
+                None => Value::Str(owned(1)),
             },
             Default => {
-                let given = text(1);
-                Value::Str(if given.is_empty() { text(0) } else { given })
+                let given = owned(1);
+                Value::Str(if given.is_empty() { owned(0) } else { given })
             }
             Len => Value::Num(text(0).chars().count() as f64),
-            Contains => bool_text(text(1).contains(text(0).as_str())),
-            HasPrefix => bool_text(text(1).starts_with(text(0).as_str())),
-            HasSuffix => bool_text(text(1).ends_with(text(0).as_str())),
+            Contains => bool_text(text(1).contains(&*text(0))),
+            HasPrefix => bool_text(text(1).starts_with(&*text(0))),
+            HasSuffix => bool_text(text(1).ends_with(&*text(0))),
             AlignLeft | AlignRight => {
                 let n: usize = text(0).trim().parse().unwrap_or(0);
                 within_budget(&self.name(), n)?;
@@ -244,7 +245,7 @@ pub fn printf(fmt: &str, args: &[Value]) -> Result<String, RenderError> {
             Value::Str(s) => s.trim().parse().ok(),
         };
         let piece = match (verb, number()) {
-            ('s' | 'v', _) => arg.text(),
+            ('s' | 'v', _) => arg.text().into_owned(),
             ('q', _) => format!("{:?}", arg.text()),
             ('d', Some(n)) => format!("{}", n as i64),
             ('f', Some(n)) => format!("{:.*}", prec.unwrap_or(6), n),

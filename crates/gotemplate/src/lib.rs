@@ -32,11 +32,20 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value as text (numbers as Prometheus prints them).
-    pub fn text(&self) -> String {
+    /// The value as text (numbers as Prometheus prints them), borrowed
+    /// when it already is text: functions run once per log line.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Value::Str(s) => s.clone(),
-            Value::Num(n) => strata_model::format_float(*n),
+            Value::Str(s) => std::borrow::Cow::Borrowed(s),
+            Value::Num(n) => std::borrow::Cow::Owned(strata_model::format_float(*n)),
+        }
+    }
+
+    /// The value as owned text.
+    pub fn into_text(self) -> String {
+        match self {
+            Value::Str(s) => s,
+            Value::Num(n) => strata_model::format_float(n),
         }
     }
 
@@ -207,18 +216,21 @@ impl Template {
     pub fn render(&self, scope: &dyn Scope) -> Result<String, RenderError> {
         let mut out = String::new();
         for p in &self.parts {
-            let piece = match p {
-                Part::Text(t) => t.clone(),
+            match p {
+                Part::Text(t) => {
+                    within_budget("output", out.len() + t.len())?;
+                    out.push_str(t);
+                }
                 Part::Action(commands) => {
                     let mut piped: Option<Value> = None;
                     for c in commands {
                         piped = Some(run(c, piped.take(), scope)?);
                     }
-                    piped.map(|v| v.text()).unwrap_or_default()
+                    let piece = piped.map(Value::into_text).unwrap_or_default();
+                    within_budget("output", out.len() + piece.len())?;
+                    out.push_str(&piece);
                 }
-            };
-            within_budget("output", out.len() + piece.len())?;
-            out.push_str(&piece);
+            }
         }
         Ok(out)
     }

@@ -427,8 +427,8 @@ fn aggregate_window(
     end: i64,
 ) -> Option<f64> {
     let secs = range_ns as f64 / 1e9;
-    let values = || w.iter().map(|p| p.1).collect::<Vec<f64>>();
-    let reduce = |r: Reduction| r.reduce(&values());
+    // Read in place: this runs for every series at every step.
+    let reduce = |r: Reduction| r.reduce_of(w.iter().map(|p| p.1));
     Some(match op {
         RangeOp::CountOverTime => w.len() as f64,
         RangeOp::Rate | RangeOp::BytesRate => reduce(Reduction::Sum) / secs,
@@ -438,7 +438,10 @@ fn aggregate_window(
         RangeOp::MaxOverTime => reduce(Reduction::Max),
         RangeOp::StdvarOverTime => reduce(Reduction::Stdvar),
         RangeOp::StddevOverTime => reduce(Reduction::Stddev),
-        RangeOp::QuantileOverTime => quantile(param.unwrap_or(0.0), &mut values()),
+        RangeOp::QuantileOverTime => {
+            let mut values: Vec<f64> = w.iter().map(|p| p.1).collect();
+            quantile(param.unwrap_or(0.0), &mut values)
+        }
         RangeOp::FirstOverTime => w[0].1,
         RangeOp::LastOverTime => w[w.len() - 1].1,
         RangeOp::RateCounter => extrapolated_rate(w, start, end)?,

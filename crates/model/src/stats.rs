@@ -52,8 +52,14 @@ pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 
 /// A sum with Kahan–Neumaier compensation.
 pub fn kahan_sum(v: &[f64]) -> f64 {
+    kahan_sum_of(v.iter().copied())
+}
+
+/// [`kahan_sum`] of values read in place (a window's sample values), so
+/// callers need not collect them first.
+pub fn kahan_sum_of(values: impl Iterator<Item = f64>) -> f64 {
     let (mut s, mut c) = (0.0, 0.0);
-    for &x in v {
+    for x in values {
         (s, c) = kahan_inc(x, s, c);
     }
     if s.is_infinite() { s } else { s + c }
@@ -62,19 +68,28 @@ pub fn kahan_sum(v: &[f64]) -> f64 {
 /// Arithmetic mean; falls back to summing `x / n` when the plain sum
 /// overflows although every input is finite.
 pub fn mean(v: &[f64]) -> f64 {
-    let n = v.len() as f64;
-    let sum = kahan_sum(v);
-    if sum.is_infinite() && v.iter().all(|x| x.is_finite()) {
-        let scaled: Vec<f64> = v.iter().map(|x| x / n).collect();
-        return kahan_sum(&scaled);
+    mean_of(v.iter().copied())
+}
+
+/// [`mean`] of values read in place (read twice when the sum overflows).
+pub fn mean_of(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let n = values.clone().count() as f64;
+    let sum = kahan_sum_of(values.clone());
+    if sum.is_infinite() && values.clone().all(|x| x.is_finite()) {
+        return kahan_sum_of(values.map(|x| x / n));
     }
     sum / n
 }
 
 /// Population variance by Welford's method.
 pub fn variance(v: &[f64]) -> f64 {
+    variance_of(v.iter().copied())
+}
+
+/// [`variance`] of values read in place.
+pub fn variance_of(values: impl Iterator<Item = f64>) -> f64 {
     let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
-    for &x in v {
+    for x in values {
         n += 1.0;
         let d = x - mean;
         mean += d / n;
@@ -115,19 +130,20 @@ impl Reduction {
     /// Reduces a group's values (not empty). `min` and `max` are NaN only
     /// when every value is.
     pub fn reduce(self, v: &[f64]) -> f64 {
+        self.reduce_of(v.iter().copied())
+    }
+
+    /// [`Reduction::reduce`] of values read in place.
+    pub fn reduce_of(self, values: impl Iterator<Item = f64> + Clone) -> f64 {
         match self {
-            Self::Sum => kahan_sum(v),
-            Self::Avg => mean(v),
-            Self::Count => v.len() as f64,
+            Self::Sum => kahan_sum_of(values),
+            Self::Avg => mean_of(values),
+            Self::Count => values.count() as f64,
             Self::Group => 1.0,
-            Self::Min => v
-                .iter()
-                .fold(f64::NAN, |m, &x| if x < m || m.is_nan() { x } else { m }),
-            Self::Max => v
-                .iter()
-                .fold(f64::NAN, |m, &x| if x > m || m.is_nan() { x } else { m }),
-            Self::Stdvar => variance(v),
-            Self::Stddev => variance(v).sqrt(),
+            Self::Min => values.fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m }),
+            Self::Max => values.fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m }),
+            Self::Stdvar => variance_of(values),
+            Self::Stddev => variance_of(values).sqrt(),
         }
     }
 }
