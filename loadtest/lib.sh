@@ -15,3 +15,14 @@ bench_setup() {
   work=$(mktemp -d)
   trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
+# Starts Strata ($STRATA_BIN, else the release build) for the log benchmarks
+# on port $sp with its data in $work, flushing its head to blocks on SIGTERM;
+# returns once it is ready. Started from the caller's shell, so `%1` is it.
+start_logs_strata() {
+  "${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+    -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
+    -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
+    -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \
+    -log.level=warn $BENCH_LIMITS 2>>"$work/strata.log" &
+  wait_ready "http://127.0.0.1:$sp/ready"
+}

@@ -12,15 +12,7 @@ cd "$(dirname "$0")/.."
 bench_setup
 
 sp=$(port)
-start_strata() {
-  "${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
-    -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
-    -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
-    -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \
-    -log.level=warn $BENCH_LIMITS 2>>"$work/strata.log" &
-  wait_ready "http://127.0.0.1:$sp/ready"
-}
-start_strata
+start_logs_strata
 echo "== push"
 out=$(./target/release/logbench push --url "http://127.0.0.1:$sp" --gzip "$@")
 echo "$out"
@@ -31,7 +23,7 @@ kill -TERM %1; wait %1 2>/dev/null || true
 echo "flush_s=$(echo "$(date +%s.%N) - $t0" | bc)"
 stored=$(find "$work/blocks" -path '*/logs/*' -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
 echo "raw_bytes=$raw stored_bytes=$stored ratio=$(echo "scale=2; $raw / $stored" | bc)"
-start_strata
+start_logs_strata
 echo "== query over blocks"
 ./target/release/logbench query --url "http://127.0.0.1:$sp" --raw-bytes "$raw" --query '{app="x"} |= "error"'
 ./target/release/logbench query --url "http://127.0.0.1:$sp" --raw-bytes "$raw" --query 'sum(count_over_time({app="x"} |= "error" [1m]))'

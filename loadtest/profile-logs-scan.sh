@@ -9,21 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtest/lib.sh
 bench_setup
-bin=${STRATA_BIN:-./target/release/strata}
 sp=$(port)
-start_strata() {
-  "$bin" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
-    -blocks-storage.tsdb.dir="$work/tsdb" -blocks-storage.filesystem.dir="$work/blocks" \
-    -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=10m \
-    -distributor.ingestion-rate-limit-mb=0 -ingester.max-global-streams-per-user=0 \
-    -log.level=warn $BENCH_LIMITS 2>>"$work/strata.log" &
-  wait_ready "http://127.0.0.1:$sp/ready"
-}
-start_strata
+start_logs_strata
 out=$(./target/release/logbench push --url "http://127.0.0.1:$sp" --gzip "$@")
 raw=$(echo "$out" | sed -n 's/.* raw_bytes=\([0-9]*\).*/\1/p')
 kill -TERM %1; wait %1 2>/dev/null || true
-start_strata
+start_logs_strata
 pid=$(pgrep -f -- "-server.http-listen-port=$sp" | head -1)
 query='{app="x"} |= "error"'
 ./target/release/logbench query --url "http://127.0.0.1:$sp" --raw-bytes "$raw" --query "$query" >/dev/null
