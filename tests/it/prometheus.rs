@@ -358,12 +358,12 @@ async fn format_query_prints_as_prometheus_does() {
     )
     .await;
     let client = reqwest::Client::new();
-    let format = |base: String, query: &'static str| {
+    let format = |base: String, query: String| {
         let client = client.clone();
         async move {
             let r = client
                 .post(format!("{base}/api/v1/format_query"))
-                .form(&[("query", query)])
+                .form(&[("query", query.as_str())])
                 .send()
                 .await
                 .expect("format_query");
@@ -384,23 +384,26 @@ async fn format_query_prints_as_prometheus_does() {
         r#"label_replace(rate(a[1m] @ 1700000000), "dst", "$1", "src", "(.*)")"#,
         "topk(5, sum by (pod, namespace, container, node, cluster, team, service, version, zone) (container_memory_working_set_bytes))",
     ] {
-        let (ps, pj) = format(reference.clone(), q).await;
-        let (ss, sj) = format(strata.clone(), q).await;
+        let (ps, pj) = format(reference.clone(), q.to_string()).await;
+        let (ss, sj) = format(strata.clone(), q.to_string()).await;
         assert_eq!(ps, 200, "{q}: {pj}");
         assert_eq!(ss, 200, "{q}: {sj}");
         assert_eq!(sj["data"], pj["data"], "{q}");
     }
     // Not PromQL: 400 bad_data, as Prometheus answers.
-    let (ps, pj) = format(reference.clone(), "sum(").await;
-    let (ss, sj) = format(strata.clone(), "sum(").await;
+    let (ps, pj) = format(reference.clone(), "sum(".into()).await;
+    let (ss, sj) = format(strata.clone(), "sum(".into()).await;
     assert_eq!((ss, ps), (400, 400), "{sj} {pj}");
     assert_eq!(sj["errorType"], pj["errorType"]);
     // Bounded: the printer indents by depth, so long queries are refused
     // before anything is printed.
-    let long: &'static str = Box::leak(format!("{}up", "-".repeat(17_000)).into_boxed_str());
-    let (ss, sj) = format(strata.clone(), long).await;
+    let (ss, sj) = format(strata.clone(), format!("{}up", "-".repeat(17_000))).await;
     assert_eq!(ss, 400, "{sj}");
     assert!(sj["error"].as_str().unwrap_or("").contains("bytes"), "{sj}");
+    // Nesting deeper than the parser's bound is refused before parsing.
+    let deep = format!("{}1{}", "(".repeat(5_000), ")".repeat(5_000));
+    let (ss, sj) = format(strata.clone(), deep).await;
+    assert_eq!(ss, 400, "{sj}");
     // Also under the /prometheus prefix and as GET.
     let r: Json = client
         .get(format!("{strata}/prometheus/api/v1/format_query"))

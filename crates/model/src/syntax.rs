@@ -254,6 +254,29 @@ mod tests {
     }
 
     #[test]
+    fn label_text_of_any_size_is_answered_in_one_pass() {
+        let many = format!(
+            "{{{}}}",
+            (0..100_000)
+                .map(|i| format!("l{i}=\"v\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(parse_stream_labels(&many).map(|l| l.len()), Ok(100_000));
+        let big = format!("{{a=\"{}\"}}", "x".repeat(1 << 20));
+        let l = parse_stream_labels(&big).expect("one big value");
+        assert_eq!(l.get("a").map(str::len), Some(1 << 20));
+        for hostile in [
+            format!("{{a=\"{}", "\\".repeat(1 << 19)),
+            "{".repeat(100_000),
+            "#".repeat(1 << 20),
+            format!("{{{}", "a=\"\",".repeat(100_000)),
+        ] {
+            assert!(parse_stream_labels(&hostile).is_err());
+        }
+    }
+
+    #[test]
     fn string_literals_and_positions() {
         assert_eq!(scan_string(r#"x "a\tb" y"#, 2).unwrap(), ("a\tb".into(), 8));
         assert_eq!(scan_string("`a\\d`", 0).unwrap(), ("a\\d".into(), 5));
