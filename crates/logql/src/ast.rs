@@ -330,14 +330,8 @@ impl BinOp {
     }
 }
 
-/// `on (...)`/`ignoring (...)` and `group_left/right (...)`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VectorMatching {
-    /// `Some(true, labels)` for `on`, `Some(false, labels)` for `ignoring`.
-    pub on: Option<(bool, Vec<String>)>,
-    /// `Some(true, extra)` for `group_left`, `Some(false, extra)` for `group_right`.
-    pub group: Option<(bool, Vec<String>)>,
-}
+/// `on (...)`/`ignoring (...)` and `group_left/right (...)`: PromQL's.
+pub use strata_model::matching::VectorMatching;
 
 /// A metric query.
 #[derive(Debug, Clone)]

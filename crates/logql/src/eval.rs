@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use strata_model::logs::{Direction, LineFilter, LogEntry, LogStream};
+use strata_model::matching::{MatchedOp, SetFilter, SetOp, StepValues};
 use strata_model::stats::{Reduction, binary_fn, quantile, rank_order};
 use strata_model::{Label, Labels, MatchOp, Matcher};
 
@@ -651,14 +652,8 @@ fn scalar_op(
         .collect()
 }
 
-fn match_key(l: &Labels, m: &VectorMatching) -> Labels {
-    match &m.on {
-        Some((true, names)) => l.filter_names(names, true),
-        Some((false, names)) => l.filter_names(names, false),
-        None => l.clone(),
-    }
-}
-
+/// Vector matching at one step, with PromQL's semantics (shared code):
+/// each side's series present at the step, paired by signature.
 fn vector_op(
     op: BinOp,
     return_bool: bool,
@@ -666,88 +661,53 @@ fn vector_op(
     lhs: Vec<(Labels, f64)>,
     rhs: Vec<(Labels, f64)>,
 ) -> Result<Vec<(Labels, f64)>, EvalError> {
-    if op.is_set() {
-        let rkeys: std::collections::HashSet<Labels> =
-            rhs.iter().map(|(l, _)| match_key(l, m)).collect();
-        return Ok(match op {
-            BinOp::And => lhs
-                .into_iter()
-                .filter(|(l, _)| rkeys.contains(&match_key(l, m)))
-                .collect(),
-            BinOp::Unless => lhs
-                .into_iter()
-                .filter(|(l, _)| !rkeys.contains(&match_key(l, m)))
-                .collect(),
-            _ => {
-                let lkeys: std::collections::HashSet<Labels> =
-                    lhs.iter().map(|(l, _)| match_key(l, m)).collect();
-                let mut out = lhs;
-                out.extend(
-                    rhs.into_iter()
-                        .filter(|(l, _)| !lkeys.contains(&match_key(l, m))),
-                );
-                out
-            }
-        });
+    fn at_step(v: &[(Labels, f64)]) -> Vec<StepValues> {
+        v.iter().map(|(_, x)| vec![Some(*x)]).collect()
     }
-    // The "one" side is indexed; the "many" side (group_left: lhs) iterates.
-    let (many, one, many_is_left) = match &m.group {
-        Some((false, _)) => (rhs, lhs, false),
-        _ => (lhs, rhs, true),
+    fn side<'a>(v: &'a [(Labels, f64)], values: &'a [StepValues]) -> Vec<(&'a Labels, &'a StepValues)> {
+        v.iter().map(|(l, _)| l).zip(values).collect()
+    }
+    fn labels(v: &[(Labels, f64)]) -> Vec<&Labels> {
+        v.iter().map(|(l, _)| l).collect()
+    }
+    let (lv, rv) = (at_step(&lhs), at_step(&rhs));
+    if let Some(set) = SetOp::from_symbol(op.symbol()) {
+        let filter = SetFilter::new(set, m, &side(&lhs, &lv), &side(&rhs, &rv), 1);
+        let candidates = match set {
+            SetOp::And | SetOp::Unless => lhs,
+            SetOp::Or => lhs.into_iter().chain(rhs).collect(),
+        };
+        return Ok(candidates
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| filter.keeps(*i, 0))
+            .map(|(_, s)| s)
+            .collect());
+    }
+    let f = binary_fn(op.symbol())
+        .ok_or_else(|| EvalError::BadQuery(format!("binary operator {op:?}")))?;
+    let matched = MatchedOp::new(f, op.is_comparison(), return_bool, m);
+    let ((many, many_values), (one, one_values)) = if matched.one_to_many {
+        ((rhs, rv), (lhs, lv))
+    } else {
+        ((lhs, lv), (rhs, rv))
     };
-    let mut one_by_key: HashMap<Labels, (Labels, f64)> = HashMap::new();
-    for (l, x) in one {
-        let k = match_key(&l, m);
-        if one_by_key.insert(k.clone(), (l, x)).is_some() {
-            return Err(EvalError::BadQuery(format!(
-                "found duplicate series for the match group {} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                format_labels(&k),
-                if many_is_left { "right" } else { "left" }
-            )));
-        }
+    let pairing = m.pair(&labels(&many), &labels(&one));
+    let present = [!many.is_empty()];
+    let mut values: Vec<Option<f64>> = vec![None; pairing.outputs.len()];
+    for group in &pairing.groups {
+        group
+            .combine(&matched, &many_values, &one_values, &present, &mut |o, _, v| {
+                values[o] = Some(v)
+            })
+            .map_err(|e| EvalError::BadQuery(e.to_string()))?;
     }
-    let mut seen: HashMap<Labels, ()> = HashMap::new();
-    let mut out = Vec::new();
-    for (ml, mx) in many {
-        let k = match_key(&ml, m);
-        let Some((ol, ox)) = one_by_key.get(&k) else {
-            continue;
-        };
-        let (a, b) = if many_is_left { (mx, *ox) } else { (*ox, mx) };
-        let Some(r) = arith(op, a, b) else { continue };
-        let mut labels = match &m.group {
-            Some((_, include)) => {
-                let mut l = ml.clone();
-                for name in include {
-                    match ol.get(name) {
-                        Some(v) => l.set(name, v),
-                        None => l.set(name, ""),
-                    }
-                }
-                l
-            }
-            None => k.clone(),
-        };
-        if m.group.is_none() && m.on.is_none() {
-            labels = ml.clone();
-        }
-        if m.group.is_none() && seen.insert(labels.clone(), ()).is_some() {
-            return Err(EvalError::BadQuery(format!(
-                "found duplicate series for the match group {} on the left hand-side of the operation; many-to-many matching not allowed",
-                format_labels(&k)
-            )));
-        }
-        if op.is_comparison() {
-            if return_bool {
-                out.push((labels, r));
-            } else if r == 1.0 {
-                out.push((labels, if many_is_left { mx } else { *ox }));
-            }
-        } else {
-            out.push((labels, r));
-        }
-    }
-    Ok(out)
+    Ok(pairing
+        .outputs
+        .into_iter()
+        .zip(values)
+        .filter_map(|((labels, _), v)| Some((labels, v?)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -1033,6 +993,8 @@ mod tests {
             (r#"sum_over_time({app="api"} | regexp "took (?P<d>\\d+ms)" | unwrap duration(d) [1m]) by (app)"#.into(), vec![(vec![("app", "api")], 0.1)]),
             (r#"sum_over_time({app="api"} | regexp "took (?P<b>\\d+)ms" | label_format b="{{.b}}KB" | unwrap bytes(b) [1m]) by (app)"#.into(), vec![(vec![("app", "api")], 100_000.0)]),
             (q(r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) / on (app) group_left sum by (app) (count_over_time({app="api"}[1m]))"#), vec![(vec![("app", "api"), ("path", "/a")], 0.75), (vec![("app", "api"), ("path", "/b")], 0.25)]),
+            (q(r#"sum by (app) (count_over_time({app="api"}[1m])) / on (app) group_right sum by (app, path) (count_over_time({app="api"} RX [1m]))"#), vec![(vec![("app", "api"), ("path", "/a")], 4.0 / 3.0), (vec![("app", "api"), ("path", "/b")], 4.0)]),
+            (q(r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) * ignoring (path) group_left (app) sum by (app) (count_over_time({app="api"}[1m]))"#), vec![(vec![("app", "api"), ("path", "/a")], 12.0), (vec![("app", "api"), ("path", "/b")], 4.0)]),
             (r#"count_over_time({app="api"}[1m]) > bool 3"#.into(), vec![(vec![("app", "api")], 1.0)]),
             (r#"count_over_time({app="api"}[1m]) > 5"#.into(), vec![]),
             (r#"count_over_time({app=~".+"}[1m]) unless count_over_time({app="web"}[1m])"#.into(), vec![(vec![("app", "api")], 4.0)]),
@@ -1055,6 +1017,22 @@ mod tests {
             for ((gl, gv), (wl, wv)) in got.iter().zip(&want) {
                 assert_eq!(gl, wl, "{query}");
                 assert!((gv - wv).abs() < 1e-9, "{query}: got {gv}, want {wv}");
+            }
+        }
+        // Ambiguous matches fail with Prometheus's errors (shared with PromQL).
+        for (query, want) in [
+            (
+                q(r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) + ignoring (path) sum by (app) (count_over_time({app="api"}[1m]))"#),
+                "many-to-one matching must be explicit",
+            ),
+            (
+                q(r#"sum by (app) (count_over_time({app="api"}[1m])) + ignoring (path) sum by (app, path) (count_over_time({app="api"} RX [1m]))"#),
+                "found duplicate series for the match group",
+            ),
+        ] {
+            match evaluate(&data(), &parse(&query).unwrap(), &params(60, 60, 0)).await {
+                Err(EvalError::BadQuery(msg)) => assert!(msg.contains(want), "{query}: {msg}"),
+                other => panic!("{query}: {other:?}"),
             }
         }
         // Sorting keeps its order in the result; scalars follow PromQL precedence.

@@ -5,6 +5,7 @@
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
 pub mod logs;
+pub mod matching;
 pub mod nesting;
 pub mod stats;
 pub mod syntax;

@@ -728,7 +728,8 @@ impl Prepare for SourceNode {
 mod tests {
     use super::*;
     use crate::ops::aggregate::{GroupFn, GroupSteps, RankSteps};
-    use crate::ops::binary::{BinaryOp, BinarySteps, MatchGroup};
+    use crate::ops::binary::BinarySteps;
+    use strata_model::matching::{MatchGroup, MatchedOp};
     use crate::ops::select::{SeriesSteps, StepKernel, WindowFn, seek_after};
     use datafusion::physical_plan::displayable;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -984,10 +985,10 @@ mod tests {
                 many: vec![0, 1],
                 one: vec![0],
                 outputs: vec![0, 1],
+                may_collide: false,
             }],
             outputs: 2,
-            nsteps: 2,
-            op: BinaryOp {
+            op: MatchedOp {
                 f: |l, r| (l, l > r),
                 comparison: true,
                 return_bool: false,
@@ -1047,10 +1048,10 @@ mod tests {
                 many: vec![],
                 one: vec![1, 2],
                 outputs: vec![],
+                may_collide: false,
             }],
             outputs: 0,
-            nsteps: 2,
-            op: BinaryOp {
+            op: MatchedOp {
                 f: |l, r| (l + r, true),
                 comparison: false,
                 return_bool: false,
