@@ -9,9 +9,10 @@ use parking_lot::Mutex;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
+use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    LabelValuesRequest, LogPushRequest, LogSelectRequest, LogStream as PLogStream,
-    LogStreamsRequest, Matchers, QueryRequest, SeriesRequest,
+    LabelValuesRequest, LogBatch, LogSelect as PLogSelect, LogStream as PLogStream, Matchers,
+    PushRequest, SelectRequest, SeriesRequest, Signal,
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
@@ -89,7 +90,7 @@ impl RemoteIngester {
         ClientError::from_status(&self.addr, s)
     }
 
-    /// The streams of a `SelectLogs` answer (entry sizes only when
+    /// The streams of a log `Select` answer (entry sizes only when
     /// `sizes_only`) and the blocks it lists.
     async fn select_logs(
         &self,
@@ -103,15 +104,18 @@ impl RemoteIngester {
         };
         let mut stream = self
             .client()
-            .select_logs(LogSelectRequest {
+            .select(SelectRequest {
                 tenant: tenant.to_string(),
-                start_ns: sel.start_ns,
-                end_ns: sel.end_ns,
+                signal: Signal::Logs.into(),
+                start: sel.start_ns,
+                end: sel.end_ns,
                 matchers: matchers_to_proto(sel.matchers),
-                line_filters: filters_to_proto(sel.filters),
-                limit,
-                backward,
-                sizes_only,
+                logs: Some(PLogSelect {
+                    line_filters: filters_to_proto(sel.filters),
+                    limit,
+                    backward,
+                    sizes_only,
+                }),
             })
             .await
             .map_err(|s| self.status(s))?
@@ -231,20 +235,22 @@ impl IngesterClient {
                 Ok(outcome)
             }
             Self::Remote(r) => {
-                let req = LogPushRequest {
+                let req = PushRequest {
                     tenant: tenant.to_string(),
-                    streams: indexes
-                        .iter()
-                        .map(|i| {
-                            let (l, e) = &batch[*i as usize];
-                            stream_to_proto(l, e)
-                        })
-                        .collect(),
-                    max_streams: max_streams as u64,
+                    batch: Some(Batch::Logs(LogBatch {
+                        streams: indexes
+                            .iter()
+                            .map(|i| {
+                                let (l, e) = &batch[*i as usize];
+                                stream_to_proto(l, e)
+                            })
+                            .collect(),
+                        max_streams: max_streams as u64,
+                    })),
                 };
                 let resp = r
                     .client()
-                    .push_logs(r.push_request(req))
+                    .push(r.push_request(req))
                     .await
                     .map_err(|s| r.status(s))?
                     .into_inner();
@@ -271,11 +277,13 @@ impl IngesterClient {
             Self::Remote(r) => {
                 let mut stream = r
                     .client()
-                    .query_stream(QueryRequest {
+                    .select(SelectRequest {
                         tenant: tenant.to_string(),
-                        start_ms: min_t,
-                        end_ms: max_t,
+                        signal: Signal::Metrics.into(),
+                        start: min_t,
+                        end: max_t,
                         matchers: matchers_to_proto(matchers),
+                        logs: None,
                     })
                     .await
                     .map_err(|s| r.status(s))?
@@ -344,8 +352,9 @@ impl IngesterClient {
                     .collect();
                 let req = SeriesRequest {
                     tenant: tenant.to_string(),
-                    start_ms: min_t,
-                    end_ms: max_t,
+                    signal: Signal::Metrics.into(),
+                    start: min_t,
+                    end: max_t,
                     matcher_sets,
                 };
                 let mut client = r.client();
@@ -374,10 +383,7 @@ impl IngesterClient {
                     Metadata::LabelValues(name) => {
                         let resp = client
                             .label_values(LabelValuesRequest {
-                                tenant: req.tenant,
-                                start_ms: req.start_ms,
-                                end_ms: req.end_ms,
-                                matcher_sets: req.matcher_sets,
+                                series: Some(req),
                                 name: name.to_string(),
                             })
                             .await
@@ -460,17 +466,20 @@ impl IngesterClient {
             Self::Remote(r) => {
                 let resp = r
                     .client()
-                    .log_streams(LogStreamsRequest {
+                    .series(SeriesRequest {
                         tenant: tenant.to_string(),
-                        start_ns,
-                        end_ns,
-                        matchers: matchers_to_proto(matchers),
+                        signal: Signal::Logs.into(),
+                        start: start_ns,
+                        end: end_ns,
+                        matcher_sets: vec![Matchers {
+                            matchers: matchers_to_proto(matchers),
+                        }],
                     })
                     .await
                     .map_err(|s| r.status(s))?
                     .into_inner();
                 Ok((
-                    resp.streams
+                    resp.series
                         .into_iter()
                         .map(|s| labels_from_proto(s.labels))
                         .collect(),

@@ -34,7 +34,8 @@ impl EncodedSeries {
     }
 }
 
-/// The `PushRequest` bytes for the series of `batch` at `indexes`.
+/// The `PushRequest` bytes for the series of `batch` at `indexes`: the
+/// tenant, then the `MetricBatch` field holding the series and limits.
 pub(super) fn push_request(
     tenant: &str,
     batch: &SharedBatch,
@@ -43,28 +44,36 @@ pub(super) fn push_request(
     limits: PushLimits,
 ) -> Bytes {
     let series = encoded.get(batch);
-    let body: usize = indexes
+    let ooo = limits.out_of_order_time_window.as_millis() as i64;
+    let max_series = limits.max_series as u64;
+    let mut metric_batch: usize = indexes
         .iter()
         .map(|i| {
             let n = series[*i as usize].len();
             1 + encoded_len_varint(n as u64) + n
         })
         .sum();
-    let mut buf = BytesMut::with_capacity(body + tenant.len() + 32);
+    if ooo != 0 {
+        metric_batch += prost::encoding::int64::encoded_len(2, &ooo);
+    }
+    if max_series != 0 {
+        metric_batch += prost::encoding::uint64::encoded_len(3, &max_series);
+    }
+    let mut buf = BytesMut::with_capacity(metric_batch + tenant.len() + 32);
     prost::encoding::string::encode(1, &tenant.to_string(), &mut buf);
+    encode_key(2, WireType::LengthDelimited, &mut buf);
+    encode_varint(metric_batch as u64, &mut buf);
     for i in indexes {
         let s = &series[*i as usize];
-        encode_key(2, WireType::LengthDelimited, &mut buf);
+        encode_key(1, WireType::LengthDelimited, &mut buf);
         encode_varint(s.len() as u64, &mut buf);
         buf.put_slice(s);
     }
-    let ooo = limits.out_of_order_time_window.as_millis() as i64;
     if ooo != 0 {
-        prost::encoding::int64::encode(3, &ooo, &mut buf);
+        prost::encoding::int64::encode(2, &ooo, &mut buf);
     }
-    let max_series = limits.max_series as u64;
     if max_series != 0 {
-        prost::encoding::uint64::encode(4, &max_series, &mut buf);
+        prost::encoding::uint64::encode(3, &max_series, &mut buf);
     }
     buf.freeze()
 }
@@ -118,7 +127,8 @@ mod tests {
     use std::time::Duration;
 
     use strata_model::{Labels, Sample};
-    use strata_proto::ingester::PushRequest;
+    use strata_proto::ingester::push_request::Batch;
+    use strata_proto::ingester::{MetricBatch, PushRequest};
 
     use super::*;
 
@@ -139,17 +149,26 @@ mod tests {
             max_series: 7,
         };
         let enc = EncodedSeries::default();
-        let bytes = push_request("t", &batch, &enc, &[3, 1], limits);
-        let got = PushRequest::decode(bytes).unwrap();
-        let want = PushRequest {
+        let want = |indexes: &[u32], limits: PushLimits| PushRequest {
             tenant: "t".into(),
-            timeseries: [3, 1]
-                .iter()
-                .map(|i: &usize| series_to_proto(&batch[*i].0, &batch[*i].1))
-                .collect(),
-            out_of_order_time_window_ms: 60_000,
-            max_series: 7,
+            batch: Some(Batch::Metrics(MetricBatch {
+                timeseries: indexes
+                    .iter()
+                    .map(|i| series_to_proto(&batch[*i as usize].0, &batch[*i as usize].1))
+                    .collect(),
+                out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
+                max_series: limits.max_series as u64,
+            })),
         };
-        assert_eq!(got, want);
+        for (indexes, limits) in [
+            (vec![3, 1], limits),
+            (vec![0], PushLimits::default()),
+            (vec![], limits),
+        ] {
+            let bytes = push_request("t", &batch, &enc, &indexes, limits);
+            assert_eq!(bytes, want(&indexes, limits).encode_to_vec(), "{indexes:?}");
+            let got = PushRequest::decode(bytes).expect("decodes");
+            assert_eq!(got, want(&indexes, limits));
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The ingester's gRPC service: pushes from distributors and reads from
-//! queriers, for metrics and logs. Each read answers the head (with cuts
+//! queriers, one method per operation for both signals. Each read answers the head (with cuts
 //! still uploading) first, then the uploads the bucket index may not list
 //! yet: a block leaves the head only after it joined the catalog, so the
 //! pair never misses data.
@@ -13,10 +13,10 @@ use futures::Stream;
 use strata_model::logs::{Direction, LogEntry};
 use strata_model::{Labels, Sample};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
+use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    LabelValuesRequest, LabelsResponse, LogPushRequest, LogSelectRequest, LogSelectResponse,
-    LogStream as PLogStream, LogStreamsRequest, LogStreamsResponse, Matchers, PushRequest,
-    PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest, SeriesResponse,
+    LabelValuesRequest, LabelsResponse, LogBatch, MetricBatch, PushRequest, PushResponse,
+    SelectRequest, SelectResponse, SeriesRequest, SeriesResponse, Signal,
 };
 use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
@@ -84,30 +84,142 @@ impl IngesterService {
 }
 
 impl IngesterService {
-    /// Label sets of the head's series matching any of `sets` with samples
-    /// in `[start_ms, end_ms]`.
+    /// Label sets of the head's series (or log streams) matching any of
+    /// the request's alternatives with data in its time range, and the
+    /// blocks the bucket index may not list yet (see [`read_head`]).
     async fn series_of(
         &self,
-        tenant: &str,
-        sets: &[Matchers],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<BTreeSet<Labels>, Status> {
-        let alternatives = sets
+        req: &SeriesRequest,
+    ) -> Result<(BTreeSet<Labels>, Vec<bytes::Bytes>), Status> {
+        let alternatives = req
+            .matcher_sets
             .iter()
             .map(|m| matchers_from_proto(&m.matchers))
             .collect::<Result<Vec<_>, _>>()?;
+        let tenant = req.tenant.clone();
+        let (start, end) = (req.start, req.end);
+        match signal(req.signal)? {
+            Signal::Metrics => {
+                let ingester = self.metrics()?;
+                read_head(&self.catalog, &req.tenant, move || {
+                    alternatives
+                        .iter()
+                        .flat_map(|m| ingester.series(&tenant, m, start, end))
+                        .collect()
+                })
+                .await
+            }
+            Signal::Logs => {
+                let ingester = self.logs()?;
+                read_head(&self.log_catalog, &req.tenant, move || {
+                    alternatives
+                        .iter()
+                        .flat_map(|m| ingester.streams(&tenant, m, start, end))
+                        .collect()
+                })
+                .await
+            }
+        }
+    }
+
+    async fn push_metrics(
+        &self,
+        tenant: String,
+        batch: MetricBatch,
+    ) -> Result<Response<PushResponse>, Status> {
+        let span =
+            tracing::debug_span!("grpc_push", tenant = %tenant, series = batch.timeseries.len());
+        let _e = span.enter();
+        let series: Vec<(Labels, Vec<Sample>)> = batch
+            .timeseries
+            .into_iter()
+            .map(|ts| {
+                let samples = samples_from_proto(&ts.samples);
+                (labels_from_proto(ts.labels), samples)
+            })
+            .collect();
+        let limits = PushLimits {
+            out_of_order_time_window: Duration::from_millis(
+                batch.out_of_order_time_window_ms.max(0) as u64,
+            ),
+            max_series: batch.max_series as usize,
+        };
         let ingester = self.metrics()?;
-        let tenant = tenant.to_string();
-        tokio::task::spawn_blocking(move || {
-            alternatives
-                .iter()
-                .flat_map(|m| ingester.series(&tenant, m, start_ms, end_ms))
-                .collect()
+        pushed(move || {
+            let o = ingester.push(&tenant, &series, limits)?;
+            Ok((o.accepted, o.rejected))
         })
         .await
-        .map_err(task_failed)
     }
+
+    async fn push_logs(
+        &self,
+        tenant: String,
+        batch: LogBatch,
+    ) -> Result<Response<PushResponse>, Status> {
+        let span =
+            tracing::debug_span!("grpc_push_logs", tenant = %tenant, streams = batch.streams.len());
+        let _e = span.enter();
+        let streams: Vec<(Labels, Vec<LogEntry>)> =
+            batch.streams.into_iter().map(stream_from_proto).collect();
+        let ingester = self.logs()?;
+        let max_streams = batch.max_streams as usize;
+        pushed(move || {
+            let o = ingester.push(&tenant, streams, max_streams)?;
+            Ok((o.accepted, o.rejected))
+        })
+        .await
+    }
+
+    async fn select_logs(&self, req: SelectRequest) -> Result<Response<BoxStream<SelectResponse>>, Status> {
+        let matchers = matchers_from_proto(&req.matchers)?;
+        let opts = req.logs.unwrap_or_default();
+        let filters = filters_from_proto(&opts.line_filters)?;
+        let limit = (opts.limit > 0).then(|| {
+            let dir = if opts.backward {
+                Direction::Backward
+            } else {
+                Direction::Forward
+            };
+            (opts.limit as usize, dir)
+        });
+        let ingester = self.logs()?;
+        let tenant = req.tenant.clone();
+        let (start, end) = (req.start, req.end);
+        if opts.sizes_only {
+            return streamed(
+                &self.log_catalog,
+                &req.tenant,
+                move || ingester.select_sizes(&tenant, &matchers, start, end),
+                |chunk| SelectResponse {
+                    streams: chunk
+                        .iter()
+                        .map(|(labels, sizes)| sizes_to_proto(labels, sizes))
+                        .collect(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        }
+        streamed(
+            &self.log_catalog,
+            &req.tenant,
+            move || ingester.select(&tenant, &matchers, &filters, start, end, limit),
+            |chunk| SelectResponse {
+                streams: chunk
+                    .iter()
+                    .map(|s| stream_to_proto(&s.labels, &s.entries))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+}
+
+/// The signal a request names.
+fn signal(value: i32) -> Result<Signal, Status> {
+    Signal::try_from(value).map_err(|_| Status::invalid_argument(format!("unknown signal {value}")))
 }
 
 /// Runs a read of the head off the async workers, then lists the blocks
@@ -137,39 +249,22 @@ fn task_failed(e: tokio::task::JoinError) -> Status {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// A message of a streamed read: items, and in the first message the
-/// blocks the bucket index may not list yet.
-trait ReadMessage: Default + Send + 'static {
-    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>);
-}
-
-impl ReadMessage for QueryStreamResponse {
-    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>) {
-        self.recent_blocks = blocks;
-    }
-}
-
-impl ReadMessage for LogSelectResponse {
-    fn set_recent(&mut self, blocks: Vec<bytes::Bytes>) {
-        self.recent_blocks = blocks;
-    }
-}
-
 /// Answers a streamed read of either signal: `read` runs as [`read_head`]
 /// says, and its items go out in messages of at most
 /// [`SERIES_PER_MESSAGE`] built by `message`, at least one message.
-async fn streamed<I: Send + 'static, M: ReadMessage>(
+async fn streamed<I: Send + 'static>(
     catalog: &BlockCatalog,
     tenant: &str,
     read: impl FnOnce() -> Vec<I> + Send + 'static,
-    message: impl Fn(&[I]) -> M,
-) -> Result<Response<BoxStream<M>>, Status> {
+    message: impl Fn(&[I]) -> SelectResponse,
+) -> Result<Response<BoxStream<SelectResponse>>, Status> {
     let (items, recent) = read_head(catalog, tenant, read).await?;
-    let mut messages: Vec<M> = items.chunks(SERIES_PER_MESSAGE).map(message).collect();
+    let mut messages: Vec<SelectResponse> =
+        items.chunks(SERIES_PER_MESSAGE).map(message).collect();
     if messages.is_empty() {
-        messages.push(M::default());
+        messages.push(SelectResponse::default());
     }
-    messages[0].set_recent(recent);
+    messages[0].recent_blocks = recent;
     Ok(Response::new(Box::pin(futures::stream::iter(
         messages.into_iter().map(Ok),
     ))))
@@ -194,47 +289,32 @@ async fn pushed<R: ReasonName + Send + 'static>(
 impl IngesterRpc for IngesterService {
     async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let req = req.into_inner();
-        let span =
-            tracing::debug_span!("grpc_push", tenant = %req.tenant, series = req.timeseries.len());
-        let _e = span.enter();
-        let batch: Vec<(Labels, Vec<Sample>)> = req
-            .timeseries
-            .into_iter()
-            .map(|ts| {
-                let samples = samples_from_proto(&ts.samples);
-                (labels_from_proto(ts.labels), samples)
-            })
-            .collect();
-        let limits = PushLimits {
-            out_of_order_time_window: Duration::from_millis(
-                req.out_of_order_time_window_ms.max(0) as u64
-            ),
-            max_series: req.max_series as usize,
-        };
-        let ingester = self.metrics()?;
-        let tenant = req.tenant;
-        pushed(move || {
-            let o = ingester.push(&tenant, &batch, limits)?;
-            Ok((o.accepted, o.rejected))
-        })
-        .await
+        match req.batch {
+            Some(Batch::Metrics(batch)) => self.push_metrics(req.tenant, batch).await,
+            Some(Batch::Logs(batch)) => self.push_logs(req.tenant, batch).await,
+            None => Err(Status::invalid_argument("push without a batch")),
+        }
     }
 
-    type QueryStreamStream = BoxStream<QueryStreamResponse>;
+    type SelectStream = BoxStream<SelectResponse>;
 
-    async fn query_stream(
+    async fn select(
         &self,
-        req: Request<QueryRequest>,
-    ) -> Result<Response<Self::QueryStreamStream>, Status> {
+        req: Request<SelectRequest>,
+    ) -> Result<Response<Self::SelectStream>, Status> {
         let req = req.into_inner();
+        if signal(req.signal)? == Signal::Logs {
+            return self.select_logs(req).await;
+        }
         let matchers = matchers_from_proto(&req.matchers)?;
         let ingester = self.metrics()?;
         let tenant = req.tenant.clone();
+        let (start, end) = (req.start, req.end);
         streamed(
             &self.catalog,
             &req.tenant,
-            move || ingester.select(&tenant, &matchers, req.start_ms, req.end_ms),
-            |chunk| QueryStreamResponse {
+            move || ingester.select(&tenant, &matchers, start, end),
+            |chunk| SelectResponse {
                 series: chunk
                     .iter()
                     .map(|s| series_to_proto(&s.labels, &s.samples))
@@ -249,13 +329,10 @@ impl IngesterRpc for IngesterService {
         &self,
         req: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
-        let req = req.into_inner();
-        let series = self
-            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
-            .await?;
+        let (series, recent_blocks) = self.series_of(req.get_ref()).await?;
         Ok(Response::new(SeriesResponse {
             series: series.iter().map(|l| series_to_proto(l, &[])).collect(),
-            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
+            recent_blocks,
         }))
     }
 
@@ -263,17 +340,14 @@ impl IngesterRpc for IngesterService {
         &self,
         req: Request<SeriesRequest>,
     ) -> Result<Response<LabelsResponse>, Status> {
-        let req = req.into_inner();
-        let series = self
-            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
-            .await?;
+        let (series, recent_blocks) = self.series_of(req.get_ref()).await?;
         let names: BTreeSet<&str> = series
             .iter()
             .flat_map(|l| l.iter().map(|l| l.name.as_str()))
             .collect();
         Ok(Response::new(LabelsResponse {
             values: names.into_iter().map(str::to_string).collect(),
-            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
+            recent_blocks,
         }))
     }
 
@@ -282,107 +356,11 @@ impl IngesterRpc for IngesterService {
         req: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelsResponse>, Status> {
         let req = req.into_inner();
-        let series = self
-            .series_of(&req.tenant, &req.matcher_sets, req.start_ms, req.end_ms)
-            .await?;
+        let series_req = req.series.unwrap_or_default();
+        let (series, recent_blocks) = self.series_of(&series_req).await?;
         let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&req.name)).collect();
         Ok(Response::new(LabelsResponse {
             values: values.into_iter().map(str::to_string).collect(),
-            recent_blocks: encode_blocks(&self.catalog.unindexed(&req.tenant).await),
-        }))
-    }
-
-    async fn push_logs(
-        &self,
-        req: Request<LogPushRequest>,
-    ) -> Result<Response<PushResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::debug_span!("grpc_push_logs", tenant = %req.tenant, streams = req.streams.len());
-        let _e = span.enter();
-        let batch: Vec<(Labels, Vec<LogEntry>)> =
-            req.streams.into_iter().map(stream_from_proto).collect();
-        let ingester = self.logs()?;
-        let tenant = req.tenant;
-        let max_streams = req.max_streams as usize;
-        pushed(move || {
-            let o = ingester.push(&tenant, batch, max_streams)?;
-            Ok((o.accepted, o.rejected))
-        })
-        .await
-    }
-
-    type SelectLogsStream = BoxStream<LogSelectResponse>;
-
-    async fn select_logs(
-        &self,
-        req: Request<LogSelectRequest>,
-    ) -> Result<Response<Self::SelectLogsStream>, Status> {
-        let req = req.into_inner();
-        let matchers = matchers_from_proto(&req.matchers)?;
-        let filters = filters_from_proto(&req.line_filters)?;
-        let limit = (req.limit > 0).then(|| {
-            let dir = if req.backward {
-                Direction::Backward
-            } else {
-                Direction::Forward
-            };
-            (req.limit as usize, dir)
-        });
-        let ingester = self.logs()?;
-        let tenant = req.tenant.clone();
-        if req.sizes_only {
-            return streamed(
-                &self.log_catalog,
-                &req.tenant,
-                move || ingester.select_sizes(&tenant, &matchers, req.start_ns, req.end_ns),
-                |chunk| LogSelectResponse {
-                    streams: chunk
-                        .iter()
-                        .map(|(labels, sizes)| sizes_to_proto(labels, sizes))
-                        .collect(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        streamed(
-            &self.log_catalog,
-            &req.tenant,
-            move || {
-                let (start, end) = (req.start_ns, req.end_ns);
-                ingester.select(&tenant, &matchers, &filters, start, end, limit)
-            },
-            |chunk| LogSelectResponse {
-                streams: chunk
-                    .iter()
-                    .map(|s| stream_to_proto(&s.labels, &s.entries))
-                    .collect(),
-                ..Default::default()
-            },
-        )
-        .await
-    }
-
-    async fn log_streams(
-        &self,
-        req: Request<LogStreamsRequest>,
-    ) -> Result<Response<LogStreamsResponse>, Status> {
-        let req = req.into_inner();
-        let matchers = matchers_from_proto(&req.matchers)?;
-        let ingester = self.logs()?;
-        let tenant = req.tenant.clone();
-        let (streams, recent_blocks) = read_head(&self.log_catalog, &req.tenant, move || {
-            ingester.streams(&tenant, &matchers, req.start_ns, req.end_ns)
-        })
-        .await?;
-        Ok(Response::new(LogStreamsResponse {
-            streams: streams
-                .iter()
-                .map(|l| PLogStream {
-                    labels: strata_ingester_client::wire::labels_to_proto(l),
-                    entries: Vec::new(),
-                })
-                .collect(),
             recent_blocks,
         }))
     }
