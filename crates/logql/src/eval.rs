@@ -664,7 +664,10 @@ fn vector_op(
     fn at_step(v: &[(Labels, f64)]) -> Vec<StepValues> {
         v.iter().map(|(_, x)| vec![Some(*x)]).collect()
     }
-    fn side<'a>(v: &'a [(Labels, f64)], values: &'a [StepValues]) -> Vec<(&'a Labels, &'a StepValues)> {
+    fn side<'a>(
+        v: &'a [(Labels, f64)],
+        values: &'a [StepValues],
+    ) -> Vec<(&'a Labels, &'a StepValues)> {
         v.iter().map(|(l, _)| l).zip(values).collect()
     }
     fn labels(v: &[(Labels, f64)]) -> Vec<&Labels> {
@@ -697,9 +700,13 @@ fn vector_op(
     let mut values: Vec<Option<f64>> = vec![None; pairing.outputs.len()];
     for group in &pairing.groups {
         group
-            .combine(&matched, &many_values, &one_values, &present, &mut |o, _, v| {
-                values[o] = Some(v)
-            })
+            .combine(
+                &matched,
+                &many_values,
+                &one_values,
+                &present,
+                &mut |o, _, v| values[o] = Some(v),
+            )
             .map_err(|e| EvalError::BadQuery(e.to_string()))?;
     }
     Ok(pairing
@@ -1022,11 +1029,15 @@ mod tests {
         // Ambiguous matches fail with Prometheus's errors (shared with PromQL).
         for (query, want) in [
             (
-                q(r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) + ignoring (path) sum by (app) (count_over_time({app="api"}[1m]))"#),
+                q(
+                    r#"sum by (app, path) (count_over_time({app="api"} RX [1m])) + ignoring (path) sum by (app) (count_over_time({app="api"}[1m]))"#,
+                ),
                 "many-to-one matching must be explicit",
             ),
             (
-                q(r#"sum by (app) (count_over_time({app="api"}[1m])) + ignoring (path) sum by (app, path) (count_over_time({app="api"} RX [1m]))"#),
+                q(
+                    r#"sum by (app) (count_over_time({app="api"}[1m])) + ignoring (path) sum by (app, path) (count_over_time({app="api"} RX [1m]))"#,
+                ),
                 "found duplicate series for the match group",
             ),
         ] {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use regex::Regex;
 use strata_model::Matcher;
-use strata_model::matching::Cardinality;
 use strata_model::logs::LineFilter;
+use strata_model::matching::Cardinality;
 use strata_model::nesting::{DepthMeter, MAX_QUERY_DEPTH};
 
 use crate::ast::*;

@@ -74,7 +74,10 @@ impl VectorMatching {
     pub fn pair(&self, many: &[&Labels], one: &[&Labels]) -> Pairing {
         let mut one_by_sig: HashMap<Labels, Vec<usize>> = HashMap::new();
         for (i, labels) in one.iter().enumerate() {
-            one_by_sig.entry(self.signature(labels)).or_default().push(i);
+            one_by_sig
+                .entry(self.signature(labels))
+                .or_default()
+                .push(i);
         }
         // Match groups: the "many" series of each signature that has "one"
         // series, in order of their first "many" series.
@@ -561,6 +564,9 @@ mod tests {
         let or = SetFilter::new(SetOp::Or, &m, &lhs, &rhs, 2);
         assert_eq!(or.len(), 4);
         // The right side's a="1" is shadowed where the left has a="1"; a="3" never.
-        assert_eq!((or.keeps(0, 0), or.keeps(2, 1), or.keeps(3, 1)), (true, false, true));
+        assert_eq!(
+            (or.keeps(0, 0), or.keeps(2, 1), or.keeps(3, 1)),
+            (true, false, true)
+        );
     }
 }

@@ -729,11 +729,11 @@ mod tests {
     use super::*;
     use crate::ops::aggregate::{GroupFn, GroupSteps, RankSteps};
     use crate::ops::binary::BinarySteps;
-    use strata_model::matching::{MatchGroup, MatchedOp};
     use crate::ops::select::{SeriesSteps, StepKernel, WindowFn, seek_after};
     use datafusion::physical_plan::displayable;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use strata_model::Sample;
+    use strata_model::matching::{MatchGroup, MatchedOp};
 
     /// A node whose result is given; counts how often it is prepared.
     struct Given {

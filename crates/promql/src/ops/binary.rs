@@ -8,10 +8,10 @@ use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{BinaryExpr, VectorMatchCardinality};
 use strata_model::Labels;
-use strata_model::stats::BinaryFn;
 use strata_model::matching::{
     Cardinality, MatchGroup, MatchedOp, SetFilter, SetOp, VectorMatching, presence,
 };
+use strata_model::stats::BinaryFn;
 
 use crate::EngineError;
 use crate::eval::{Ctx, Inputs, Series, Val, split_series};
@@ -174,8 +174,7 @@ pub(crate) fn vector_vector(
     l: Vec<Series>,
     r: Vec<Series>,
 ) -> Result<Prepared, EngineError> {
-    if b
-        .modifier
+    if b.modifier
         .as_ref()
         .is_some_and(|m| matches!(m.card, VectorMatchCardinality::ManyToMany))
     {
