@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("prometheus/types.proto"),
         root.join("prometheus/remote.proto"),
+        root.join("io/prometheus/write/v2/types.proto"),
         root.join("loki/push.proto"),
         root.join("strata/ring.proto"),
         root.join("strata/ingester.proto"),

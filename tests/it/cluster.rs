@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::Value as Json;
 
-use crate::common::{encode, free_port, now_ms, series};
+use strata_proto::prometheus::MetricMetadata;
+
+use crate::common::{encode, encode_with_metadata, free_port, now_ms, series};
 
 const SERIES: usize = 20;
 
@@ -516,6 +518,58 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         serde_json::json!(["__name__", "series"]),
         "{names}"
     );
+    // Metric metadata too: pushed (every entry three times, as several
+    // targets send it) with the ingester down, each entry comes back once
+    // from the replicas that hold it.
+    let metadata: Vec<MetricMetadata> = (0..5)
+        .map(|k| MetricMetadata {
+            r#type: 1,
+            metric_family_name: format!("cluster_family_{k}_total"),
+            help: format!("Family {k}."),
+            unit: String::new(),
+        })
+        .collect();
+    let tripled: Vec<MetricMetadata> = metadata
+        .iter()
+        .chain(&metadata)
+        .chain(&metadata)
+        .cloned()
+        .collect();
+    let pushed = cluster
+        .client
+        .post(cluster.url("distributor-1", "/api/v1/push"))
+        .body(encode_with_metadata(vec![], tripled))
+        .send()
+        .await
+        .expect("metadata push");
+    assert_eq!(pushed.status().as_u16(), 200);
+    let want_metadata: Json = metadata
+        .iter()
+        .map(|m| {
+            (
+                m.metric_family_name.clone(),
+                serde_json::json!([{"type": "counter", "help": m.help, "unit": ""}]),
+            )
+        })
+        .collect::<serde_json::Map<String, Json>>()
+        .into();
+    let metadata_answer = || async {
+        let answer: Json = cluster
+            .client
+            .get(cluster.url("querier", "/prometheus/api/v1/metadata"))
+            .send()
+            .await
+            .expect("metadata")
+            .json()
+            .await
+            .expect("metadata json");
+        answer["data"].clone()
+    };
+    assert_eq!(
+        metadata_answer().await,
+        want_metadata,
+        "one entry per family"
+    );
     // Logs are replicated the same way: pushed through both distributors
     // with the ingester down, every line comes back from the querier.
     let lines = cluster.push_logs(30).await;
@@ -616,6 +670,12 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
     writer.stop.store(true, Ordering::SeqCst);
     let pushes = writer.pushes();
     assert_returned(&cluster.returned().await, &pushes, false);
+    // The metadata, in the WALs of the ingesters that were up, is back.
+    assert_eq!(
+        metadata_answer().await,
+        want_metadata,
+        "metadata after the restarts"
+    );
     // The log lines, now in blocks flushed by the stopped ingesters and in
     // the restarted one's WAL, are all still there, once each.
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use serde_json::Value as Json;
-use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use strata_proto::prometheus::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -333,9 +333,14 @@ pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
 
 /// Snappy-compressed protobuf remote-write body.
 pub fn encode(series: Vec<TimeSeries>) -> Vec<u8> {
+    encode_with_metadata(series, vec![])
+}
+
+/// Snappy-compressed protobuf remote-write body with metric metadata.
+pub fn encode_with_metadata(series: Vec<TimeSeries>, metadata: Vec<MetricMetadata>) -> Vec<u8> {
     let req = WriteRequest {
         timeseries: series,
-        metadata: vec![],
+        metadata,
     };
     snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())

@@ -426,7 +426,7 @@ async fn many_lines_at_one_timestamp_are_stored_once_each() {
 }
 
 #[tokio::test]
-async fn remote_write_2_is_refused_with_415_not_dropped() {
+async fn unknown_remote_write_versions_are_refused_with_415_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let s = Strata::start(dir.path(), &[]).await;
     let now = now_ms();
@@ -440,9 +440,9 @@ async fn remote_write_2_is_refused_with_415_not_dropped() {
         .header("Content-Encoding", "snappy")
         .header(
             "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "application/x-protobuf;proto=io.prometheus.write.v3.Request",
         )
-        .header("X-Prometheus-Remote-Write-Version", "2.0.0")
+        .header("X-Prometheus-Remote-Write-Version", "3.0.0")
         .body(body.clone())
         .send()
         .await
@@ -450,7 +450,7 @@ async fn remote_write_2_is_refused_with_415_not_dropped() {
     assert_eq!(r.status(), 415);
     let text = r.text().await.unwrap();
     assert!(
-        text.contains("io.prometheus.write.v2.Request protobuf message is not accepted"),
+        text.contains("io.prometheus.write.v3.Request protobuf message is not accepted"),
         "{text}"
     );
     // Nothing of it was stored, and the same body as 1.0 is.
@@ -676,4 +676,57 @@ async fn hostile_ring_membership_requests_cost_only_themselves() {
         .expect("json");
     assert_eq!(after["voters"], group["voters"]);
     assert!(after["leader_addr"].is_string(), "{after}");
+}
+
+/// Metric metadata cannot fill an ingester: one request with thousands of
+/// families and a megabyte of help text keeps the tenant's limit of
+/// entries, help cut to the length limit, and the samples beside it.
+#[tokio::test]
+async fn metadata_floods_stay_within_the_tenants_limits() {
+    use strata_proto::prometheus::MetricMetadata;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-ingester.max-global-metadata-per-user=1000"]).await;
+    let mut metadata: Vec<MetricMetadata> = (0..5000)
+        .map(|k| MetricMetadata {
+            r#type: 2,
+            metric_family_name: format!("flood_{k:05}"),
+            help: "h".into(),
+            unit: String::new(),
+        })
+        .collect();
+    metadata[0].help = "x".repeat(1 << 20);
+    metadata.push(MetricMetadata {
+        r#type: 2,
+        metric_family_name: "n".repeat(2000),
+        help: String::new(),
+        unit: String::new(),
+    });
+    let t = now_ms();
+    let body = crate::common::encode_with_metadata(
+        vec![series(&[("__name__", "beside_metadata")], &[(t, 1.0)])],
+        metadata,
+    );
+    let (status, text) = s.push_raw(body, None).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, answer) = s.get_json("/api/v1/metadata", &[], None).await;
+    assert_eq!(status, 200);
+    let families = answer["data"].as_object().expect("metadata");
+    assert_eq!(families.len(), 1000, "the tenant's limit");
+    assert_eq!(
+        families["flood_00000"][0]["help"].as_str().map(str::len),
+        Some(1024),
+        "help cut to -validation.max-metadata-length"
+    );
+    assert!(
+        !families.keys().any(|k| k.starts_with('n')),
+        "an over-long family name is dropped"
+    );
+    assert_eq!(
+        s.self_metric("strata_ingester_metadata_rejected_total")
+            .await,
+        4000.0
+    );
+    let up = s.query("beside_metadata", t).await;
+    assert_eq!(up["result"].as_array().map(Vec::len), Some(1));
 }

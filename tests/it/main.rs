@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod prometheus;
 mod promql_random;
+mod remote_write2;
 mod ruler;
 mod s3;
 mod security;

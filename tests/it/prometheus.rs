@@ -416,3 +416,136 @@ async fn format_query_prints_as_prometheus_does() {
         .expect("json");
     assert_eq!(r["data"], "sum by (job) (up)");
 }
+
+/// Metric metadata as a real Prometheus sends it over remote write: the
+/// same answers from `/api/v1/metadata` as Prometheus gives for its own
+/// targets, Prometheus's `limit`/`limit_per_metric` semantics and errors,
+/// and the metadata still there after `kill -9` and a restart (with the
+/// sender stopped, so nothing could resend it).
+#[tokio::test]
+async fn metric_metadata_matches_prometheus_and_survives_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut strata = Strata::start(dir.path(), &[]).await;
+    let port = free_port();
+    let config = format!(
+        r#"
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+remote_write:
+  - url: http://127.0.0.1:{strata_port}/api/v1/push
+    queue_config:
+      batch_send_deadline: 500ms
+    metadata_config:
+      send: true
+      send_interval: 1s
+"#,
+        strata_port = strata.port
+    );
+    let prom = spawn_prometheus(dir.path(), port, &config, &[]).await;
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    let client = reqwest::Client::new();
+
+    // Both sides as {family: sorted entries}.
+    let as_sets = |data: &Json| -> BTreeMap<String, Vec<String>> {
+        data.as_object()
+            .expect("metadata object")
+            .iter()
+            .map(|(name, entries)| {
+                let mut list: Vec<String> = entries
+                    .as_array()
+                    .expect("entries")
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect();
+                list.sort();
+                (name.clone(), list)
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (want, got) = loop {
+        let want = as_sets(&prom_query(&client, &prom_base, "/api/v1/metadata", &[]).await);
+        let (status, got) = strata.get_json("/api/v1/metadata", &[], None).await;
+        assert_eq!(status, 200, "{got}");
+        let got = as_sets(&got["data"]);
+        if want.len() > 20 && want == got {
+            break (want, got);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metadata never matched: Prometheus has {} families, Strata {}; differing: {:?}",
+            want.len(),
+            got.len(),
+            want.iter()
+                .filter(|(k, v)| got.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let requests = &got["prometheus_http_requests_total"];
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].contains(r#""type":"counter""#), "{requests:?}");
+    assert!(
+        got["prometheus_http_request_duration_seconds"][0].contains(r#""type":"histogram""#),
+        "histograms under their family name"
+    );
+
+    // Parameters, side by side.
+    for (params, families) in [
+        (vec![("limit", "2")], Some(2)),
+        (vec![("limit", "0")], Some(0)),
+        (vec![("limit", "-1")], Some(want.len())),
+        (vec![("metric", "prometheus_http_requests_total")], Some(1)),
+        (vec![("metric", "no_such_metric")], Some(0)),
+        (vec![("limit_per_metric", "1")], Some(want.len())),
+    ] {
+        let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let p = prom_query(&client, &prom_base, "/api/v1/metadata", &params).await;
+        let (status, s) = strata.get_json("/api/v1/metadata", &params, None).await;
+        assert_eq!(status, 200, "{params:?}: {s}");
+        let s = &s["data"];
+        let n = s.as_object().expect("object").len();
+        assert_eq!(n, p.as_object().expect("object").len(), "{params:?}");
+        assert_eq!(Some(n), families, "{params:?}");
+        if params[0].0 == "limit_per_metric" {
+            assert!(
+                s.as_object()
+                    .unwrap()
+                    .values()
+                    .all(|v| v.as_array().unwrap().len() == 1)
+            );
+        }
+    }
+    let params = [("limit", "x".to_string())];
+    let p = client
+        .get(format!("{prom_base}/api/v1/metadata"))
+        .query(&params)
+        .send()
+        .await
+        .expect("prometheus");
+    let p_status = p.status().as_u16();
+    let p_body: Json = p.json().await.expect("json");
+    let (status, s) = strata.get_json("/api/v1/metadata", &params, None).await;
+    assert_eq!((status, &s["error"]), (p_status, &p_body["error"]));
+    assert_eq!(status, 400);
+    // Debian's Prometheus 2.42 predates `limit_per_metric` and ignores it;
+    // Mimir and Prometheus 3 refuse a malformed one as Strata does.
+    let params = [("limit_per_metric", "x".to_string())];
+    let (status, s) = strata.get_json("/api/v1/metadata", &params, None).await;
+    assert_eq!(status, 400, "{s}");
+    assert_eq!(s["error"], "limit_per_metric must be a number");
+
+    // Durable: the sender stops, Strata dies without a shutdown, and the
+    // metadata it acknowledged is back after the WAL replay.
+    drop(prom);
+    strata.kill9();
+    strata.restart().await;
+    let (status, after) = strata.get_json("/api/v1/metadata", &[], None).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(as_sets(&after["data"]), got);
+}

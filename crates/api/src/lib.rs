@@ -25,7 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, Registry, TextEncoder};
 use serde_json::json;
-use strata_distributor::{Distributor, check_remote_write_headers, decode_remote_write};
+use strata_distributor::{
+    Distributor, RemoteWriteVersion, V2Counts, check_remote_write_headers, decode_remote_write,
+    decode_remote_write_v2,
+};
 use strata_promql::EngineError;
 use strata_querier::Querier;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -251,26 +254,68 @@ async fn push(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         Err((code, msg)) => return (code, msg).into_response(),
     };
     let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    if let Err(e) = check_remote_write_headers(
+    let version = match check_remote_write_headers(
         header(header::CONTENT_TYPE),
         header(header::CONTENT_ENCODING),
     ) {
-        return (status(e.status()), e.to_string()).into_response();
-    }
-    let req = match decode_remote_write(&body, state.max_recv_msg_size) {
-        Ok(r) => r,
+        Ok(v) => v,
         Err(e) => return (status(e.status()), e.to_string()).into_response(),
     };
+    let decoded = match version {
+        RemoteWriteVersion::V1 => {
+            decode_remote_write(&body, state.max_recv_msg_size).map(|r| (r, V2Counts::default()))
+        }
+        RemoteWriteVersion::V2 => decode_remote_write_v2(&body, state.max_recv_msg_size),
+    };
+    let (req, counts) = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            return written(
+                version,
+                0,
+                (status(e.status()), e.to_string()).into_response(),
+            );
+        }
+    };
+    if counts.exemplars > 0 {
+        tracing::debug!(
+            tenant,
+            exemplars = counts.exemplars,
+            "exemplars are not stored yet"
+        );
+    }
     match state.distributor.push(&tenant, req).await {
-        Ok(result) => match result.rejection_summary() {
-            None => StatusCode::OK.into_response(),
-            Some(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
-        },
+        Ok(result) => {
+            let accepted = result.accepted_samples;
+            let response = match result.rejection_summary() {
+                None => StatusCode::OK.into_response(),
+                Some(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+            };
+            written(version, accepted, response)
+        }
         Err(e) => {
             tracing::error!(tenant, error = %e, "push failed");
-            (status(e.status()), e.to_string()).into_response()
+            written(
+                version,
+                0,
+                (status(e.status()), e.to_string()).into_response(),
+            )
         }
     }
+}
+
+/// A 2.0 response with the counts remote-write 2.0 asks receivers to
+/// report (`X-Prometheus-Remote-Write-*-Written`): the sender's statistics
+/// and its view of a partial write. Native histograms and exemplars are
+/// not stored yet, so none are written.
+fn written(version: RemoteWriteVersion, samples: usize, mut response: Response) -> Response {
+    if version == RemoteWriteVersion::V2 {
+        let h = response.headers_mut();
+        h.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+        h.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
+        h.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+    }
+    response
 }
 
 fn status(code: u16) -> StatusCode {
@@ -523,10 +568,55 @@ async fn format_query(
     }
 }
 
-async fn metadata() -> Response {
-    // Metric metadata is not ingested yet: an empty map, as Prometheus
-    // returns when it knows none.
-    success(json!({}))
+/// `/api/v1/metadata`: per metric family its distinct type, help and unit,
+/// as Prometheus answers it: `metric` one family, `limit` most families
+/// (negative: all, the default), `limit_per_metric` most entries of each
+/// (not positive: all).
+async fn metadata(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (tenant, p) = match request_params(&state, &headers, q, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let number = |name: &str| -> Result<i64, String> {
+        match p.get(name).filter(|s| !s.is_empty()) {
+            None => Ok(-1),
+            Some(s) => s
+                .parse::<i64>()
+                .map_err(|_| format!("{name} must be a number")),
+        }
+    };
+    let (limit, per_metric) = match (number("limit"), number("limit_per_metric")) {
+        (Ok(l), Ok(m)) => (l, m),
+        (Err(e), _) | (_, Err(e)) => return bad_data(e),
+    };
+    let metric = p.get("metric").filter(|m| !m.is_empty());
+    let families = match state.querier.metric_metadata(&tenant, metric).await {
+        Ok(f) => f,
+        Err(e) => return api_error(e),
+    };
+    let per_metric = usize::try_from(per_metric)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let out: serde_json::Map<String, serde_json::Value> = families
+        .into_iter()
+        .take(limit)
+        .map(|(name, entries)| {
+            let list: Vec<serde_json::Value> = entries
+                .iter()
+                .take(per_metric)
+                .map(|m| json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit}))
+                .collect();
+            (name, json!(list))
+        })
+        .collect();
+    success(serde_json::Value::Object(out))
 }
 
 async fn ready(State(state): State<Shared>) -> Response {

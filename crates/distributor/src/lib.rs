@@ -7,7 +7,11 @@
 //! own faults (Prometheus retries those).
 
 pub mod logs;
+mod metadata;
 mod replicate;
+mod rw2;
+
+pub use rw2::{V2Counts, decode_remote_write_v2};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -188,23 +192,34 @@ static DISCARDED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(RECEIVED_SAMPLES.clone()))?;
     registry.register(Box::new(DISCARDED_SAMPLES.clone()))?;
+    registry.register(Box::new(metadata::RECEIVED_METADATA.clone()))?;
+    registry.register(Box::new(metadata::DISCARDED_METADATA.clone()))?;
     registry.register(Box::new(logs::RECEIVED_LOG_BYTES.clone()))?;
     registry.register(Box::new(logs::DISCARDED_LOG_BYTES.clone()))?;
     Ok(())
 }
 
-/// The remote-write protobuf message this server reads.
+/// The remote-write protobuf messages this server reads.
 const REMOTE_WRITE_V1: &str = "prometheus.WriteRequest";
+const REMOTE_WRITE_V2: &str = "io.prometheus.write.v2.Request";
+
+/// The remote-write version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteWriteVersion {
+    V1,
+    V2,
+}
 
 /// Checks a remote-write request's `Content-Type` and `Content-Encoding`
 /// as Prometheus's receiver does: `application/x-protobuf` (the default
 /// when absent) carrying `proto=prometheus.WriteRequest` (1.0, the default
-/// when no `proto` is given), snappy-compressed. Anything else is 415, so
-/// a 2.0 sender falls back to 1.0 instead of having its data dropped.
+/// when no `proto` is given) or `proto=io.prometheus.write.v2.Request`
+/// (2.0), snappy-compressed. Anything else is 415, so a sender can fall
+/// back instead of having its data dropped.
 pub fn check_remote_write_headers(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
-) -> Result<(), PushError> {
+) -> Result<RemoteWriteVersion, PushError> {
     let content_type = content_type.map_or("application/x-protobuf", str::trim);
     let mut parts = content_type.split(';');
     let media = parts.next().unwrap_or("").trim();
@@ -225,13 +240,17 @@ pub fn check_remote_write_headers(
             break;
         }
     }
-    if proto != REMOTE_WRITE_V1 {
-        return Err(PushError::UnsupportedMediaType(format!(
-            "{proto} protobuf message is not accepted by this server; accepted [{REMOTE_WRITE_V1}]"
-        )));
-    }
+    let version = match proto {
+        REMOTE_WRITE_V1 => RemoteWriteVersion::V1,
+        REMOTE_WRITE_V2 => RemoteWriteVersion::V2,
+        other => {
+            return Err(PushError::UnsupportedMediaType(format!(
+                "{other} protobuf message is not accepted by this server; accepted [{REMOTE_WRITE_V1}, {REMOTE_WRITE_V2}]"
+            )));
+        }
+    };
     match content_encoding.map(str::trim) {
-        None | Some("") | Some("snappy") => Ok(()),
+        None | Some("") | Some("snappy") => Ok(version),
         Some(other) => Err(PushError::UnsupportedMediaType(format!(
             "{other} encoding (compression) is not accepted by this server; only snappy is acceptable"
         ))),
@@ -420,7 +439,7 @@ impl Distributor {
     }
 
     /// Validates and stores a decoded request for `tenant`.
-    pub async fn push(&self, tenant: &str, req: WriteRequest) -> Result<PushResult, PushError> {
+    pub async fn push(&self, tenant: &str, mut req: WriteRequest) -> Result<PushResult, PushError> {
         let limits = self.overrides.for_tenant(tenant);
         let total: usize = req
             .timeseries
@@ -503,12 +522,17 @@ impl Distributor {
         RECEIVED_SAMPLES
             .with_label_values(&[tenant])
             .inc_by(received as u64);
+        let metadata = std::mem::take(&mut req.metadata);
+        if !metadata.is_empty() {
+            self.push_metadata(tenant, metadata, &limits).await?;
+        }
         if batch.is_empty() {
             return Ok(result);
         }
         let push_limits = PushLimits {
             out_of_order_time_window: limits.out_of_order_time_window,
             max_series: self.ingester_share(limits.max_global_series_per_user),
+            ..Default::default()
         };
         let total: usize = batch.iter().map(|(_, s)| s.len()).sum();
         let owned_tenant = tenant.to_string();
@@ -580,16 +604,25 @@ mod tests {
             )
             .is_ok()
         );
-        let v2 = ok(
-            Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+        assert_eq!(
+            ok(
+                Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                Some("snappy"),
+            )
+            .ok(),
+            Some(RemoteWriteVersion::V2)
+        );
+        assert_eq!(ok(None, None).ok(), Some(RemoteWriteVersion::V1));
+        let v3 = ok(
+            Some("application/x-protobuf;proto=io.prometheus.write.v3.Request"),
             Some("snappy"),
         )
         .unwrap_err();
-        assert_eq!(v2.status(), 415);
+        assert_eq!(v3.status(), 415);
         assert!(
-            v2.to_string()
-                .contains("io.prometheus.write.v2.Request protobuf message is not accepted"),
-            "{v2}"
+            v3.to_string()
+                .contains("io.prometheus.write.v3.Request protobuf message is not accepted"),
+            "{v3}"
         );
         assert_eq!(
             ok(Some("application/json"), None).unwrap_err().status(),

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
     LabelValuesRequest, LogBatch, LogSelect as PLogSelect, LogStream as PLogStream, Matchers,
-    PushRequest, SelectRequest, SeriesRequest, Signal,
+    MetadataRequest, MetricBatch, PushRequest, SelectRequest, SeriesRequest, Signal,
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
@@ -22,13 +23,17 @@ use tonic::{Request, Status};
 use crate::outcome::{LogPushOutcome, PushLimits, PushOutcome, Rejected};
 use crate::rawpush::{self, EncodedSeries};
 use crate::wire::{
-    decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, rejections_from_proto,
-    samples_from_proto, sizes_from_proto, stream_from_proto, stream_to_proto,
+    decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, metadata_from_proto,
+    metadata_to_proto, rejections_from_proto, samples_from_proto, sizes_from_proto,
+    stream_from_proto, stream_to_proto,
 };
 use crate::{ClientError, LocalIngesters, MAX_MESSAGE_BYTES};
 
 /// A pushed batch of series shared by all replicas' requests.
 pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
+/// Pushed metric metadata shared by all replicas' requests, each entry
+/// under the series name its family hashes as.
+pub type SharedMetadata = Arc<Vec<(Labels, MetricMetadata)>>;
 /// A pushed batch of log streams shared by all replicas' requests.
 pub type SharedLogBatch = Arc<Vec<(Labels, Vec<LogEntry>)>>;
 
@@ -207,6 +212,69 @@ impl IngesterClient {
                     accepted: resp.accepted as usize,
                     rejected: rejections_from_proto(resp.rejected, indexes),
                 })
+            }
+        }
+    }
+
+    /// Pushes the metric metadata of `batch` at `indexes` under the
+    /// metadata limits of `limits`.
+    pub async fn push_metadata(
+        &self,
+        tenant: &str,
+        batch: &SharedMetadata,
+        indexes: &[u32],
+        limits: PushLimits,
+    ) -> Result<(), ClientError> {
+        let entries = || indexes.iter().map(|i| &batch[*i as usize].1);
+        match self {
+            Self::Local(local) => {
+                let ingester = local.clone();
+                let tenant = tenant.to_string();
+                let metadata: Vec<MetricMetadata> = entries().cloned().collect();
+                tokio::task::spawn_blocking(move || {
+                    ingester.push_metadata(&tenant, &metadata, limits)
+                })
+                .await
+                .map_err(ClientError::task)?
+            }
+            Self::Remote(r) => {
+                let req = PushRequest {
+                    tenant: tenant.to_string(),
+                    batch: Some(Batch::Metrics(MetricBatch {
+                        metadata: entries().map(metadata_to_proto).collect(),
+                        max_metadata: limits.max_metadata as u64,
+                        max_metadata_per_metric: limits.max_metadata_per_metric as u64,
+                        ..Default::default()
+                    })),
+                };
+                r.client()
+                    .push(r.push_request(req))
+                    .await
+                    .map_err(|s| r.status(s))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The ingester's metric metadata of the tenant (of `metric` only, when given).
+    pub async fn metric_metadata(
+        &self,
+        tenant: &str,
+        metric: Option<&str>,
+    ) -> Result<Vec<MetricMetadata>, ClientError> {
+        match self {
+            Self::Local(local) => Ok(local.metric_metadata(tenant, metric)),
+            Self::Remote(r) => {
+                let resp = r
+                    .client()
+                    .metric_metadata(MetadataRequest {
+                        tenant: tenant.to_string(),
+                        metric: metric.unwrap_or_default().to_string(),
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok(resp.metadata.into_iter().map(metadata_from_proto).collect())
             }
         }
     }

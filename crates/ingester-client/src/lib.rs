@@ -12,12 +12,13 @@ mod rawpush;
 pub mod wire;
 
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use tonic::Status;
 
 pub use client::{
     IngesterClient, IngesterPool, LogSelect, Metadata, MetadataAnswer, RemoteIngester, SharedBatch,
-    SharedLogBatch,
+    SharedLogBatch, SharedMetadata,
 };
 pub use outcome::{
     LogPushOutcome, LogRejectReason, PushLimits, PushOutcome, ReasonName, RejectReason, Rejected,
@@ -42,6 +43,15 @@ pub trait LocalIngesters: Send + Sync + 'static {
         series: &[(Labels, Vec<Sample>)],
         limits: PushLimits,
     ) -> Result<PushOutcome, ClientError>;
+    /// Keeps metric metadata in the metrics head (after the WAL).
+    fn push_metadata(
+        &self,
+        tenant: &str,
+        metadata: &[MetricMetadata],
+        limits: PushLimits,
+    ) -> Result<(), ClientError>;
+    /// The tenant's metric metadata (of `metric` only, when given).
+    fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata>;
     /// Appends `streams` to the log head (after the log WAL).
     fn push_logs(
         &self,

@@ -98,6 +98,10 @@ pub struct PushLimits {
     pub out_of_order_time_window: Duration,
     /// Most series in the tenant's head; 0 is unlimited.
     pub max_series: usize,
+    /// Most metric metadata entries in the tenant's head; 0 is unlimited.
+    pub max_metadata: usize,
+    /// Most metadata entries of one metric family; 0 is unlimited.
+    pub max_metadata_per_metric: usize,
 }
 
 /// Why log entries were not accepted, worded as Loki's discarded-samples reasons.

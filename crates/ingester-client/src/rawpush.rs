@@ -35,7 +35,8 @@ impl EncodedSeries {
 }
 
 /// The `PushRequest` bytes for the series of `batch` at `indexes`: the
-/// tenant, then the `MetricBatch` field holding the series and limits.
+/// tenant, then the `MetricBatch` field holding the series and their
+/// limits (metadata travels in pushes of its own).
 pub(super) fn push_request(
     tenant: &str,
     batch: &SharedBatch,
@@ -147,6 +148,7 @@ mod tests {
         let limits = PushLimits {
             out_of_order_time_window: Duration::from_secs(60),
             max_series: 7,
+            ..Default::default()
         };
         let enc = EncodedSeries::default();
         let want = |indexes: &[u32], limits: PushLimits| PushRequest {
@@ -158,6 +160,7 @@ mod tests {
                     .collect(),
                 out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
                 max_series: limits.max_series as u64,
+                ..Default::default()
             })),
         };
         for (indexes, limits) in [

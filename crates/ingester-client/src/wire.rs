@@ -3,13 +3,16 @@
 
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use strata_model::logs::{EntrySize, LineFilter, LogEntry};
+use strata_model::metadata::{MetricMetadata, MetricType};
 use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
 use strata_proto::ingester::label_matcher::Type as MatcherType;
 use strata_proto::ingester::line_filter::Type as FilterType;
 use strata_proto::ingester::{
     LabelMatcher, LineFilter as PFilter, LogEntry as PLogEntry, LogStream as PLogStream, Rejection,
 };
-use strata_proto::prometheus::{Label as PLabel, Sample as PSample, TimeSeries};
+use strata_proto::prometheus::{
+    Label as PLabel, MetricMetadata as PMetadata, Sample as PSample, TimeSeries,
+};
 use strata_storage::BlockMeta;
 use tonic::Status;
 
@@ -104,6 +107,24 @@ pub fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>, Status
             })
         })
         .collect()
+}
+
+pub fn metadata_to_proto(m: &MetricMetadata) -> PMetadata {
+    PMetadata {
+        r#type: m.kind.to_proto(),
+        metric_family_name: m.metric_family.clone(),
+        help: m.help.clone(),
+        unit: m.unit.clone(),
+    }
+}
+
+pub fn metadata_from_proto(m: PMetadata) -> MetricMetadata {
+    MetricMetadata {
+        kind: MetricType::from_proto(m.r#type),
+        metric_family: m.metric_family_name,
+        help: m.help,
+        unit: m.unit,
+    }
 }
 
 pub fn labels_to_proto(labels: &Labels) -> Vec<PLabel> {

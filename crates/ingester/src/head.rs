@@ -177,8 +177,9 @@ impl<S: Signal> Head<S> {
     }
 
     /// Checks, logs and applies a push (labels already validated by the
-    /// distributor). Blocking: call from a blocking thread.
-    pub fn push(
+    /// distributor). Blocking: call from a blocking thread. Each signal's
+    /// head offers it as `push`.
+    pub(crate) fn write(
         &self,
         tenant: &str,
         batch: S::Batch<'_>,

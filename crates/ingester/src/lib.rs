@@ -9,6 +9,7 @@
 pub mod grpc;
 pub mod head;
 pub mod logs;
+mod metadata;
 mod metric_signal;
 mod metrics;
 mod series;
@@ -24,7 +25,7 @@ use strata_wal::{FsyncPolicy, WalError, WalOptions};
 
 pub use head::{Head, TenantHead};
 pub use logs::{LogIngester, LogSignal};
-pub use metric_signal::{Ingester, MetricSignal};
+pub use metric_signal::{Ingester, MetricPush, MetricSignal};
 pub use metrics::register as register_metrics;
 pub use signal::Signal;
 pub use strata_ingester_client::{
@@ -57,6 +58,10 @@ pub struct TsdbConfig {
     pub out_of_order_time_window: Duration,
     /// Cut the whole head into blocks on graceful shutdown.
     pub flush_blocks_on_shutdown: bool,
+    /// How long metric metadata not received again is kept (Mimir's
+    /// `-ingester.metadata-retain-period`).
+    #[serde(with = "humantime_serde")]
+    pub metadata_retain_period: Duration,
 }
 
 impl Default for TsdbConfig {
@@ -70,6 +75,7 @@ impl Default for TsdbConfig {
             wal_segment_size_bytes: 128 << 20,
             out_of_order_time_window: Duration::ZERO,
             flush_blocks_on_shutdown: false,
+            metadata_retain_period: Duration::from_secs(600),
         }
     }
 }

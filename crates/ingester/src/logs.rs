@@ -291,6 +291,18 @@ impl Signal for LogSignal {
 }
 
 impl Head<LogSignal> {
+    /// Checks, logs and applies pushed streams (labels already validated by
+    /// the distributor) under a stream limit (0: none). Blocking: call from
+    /// a blocking thread.
+    pub fn push(
+        &self,
+        tenant: &str,
+        streams: Vec<(Labels, Vec<LogEntry>)>,
+        max_streams: usize,
+    ) -> Result<LogPushOutcome, IngesterError> {
+        self.write(tenant, streams, max_streams)
+    }
+
     /// Opens the log WAL under `<cfg.dir>/logs-wal` and replays it.
     pub fn open(cfg: &TsdbConfig, max_chunk_age: Duration) -> Result<Self, IngesterError> {
         Self::open_reporting(cfg, max_chunk_age, &|_| {})

@@ -3,6 +3,10 @@
 //! records that introduce refs and sample records that use them (as
 //! Prometheus TSDB), Parquet metric blocks.
 //!
+//! Metric metadata rides the same write frame: a push may carry it, a WAL
+//! record of its own keeps it, and the tenant's
+//! [`MetadataIndex`](crate::metadata::MetadataIndex) holds it.
+//!
 //! A sample is accepted when it is newer than its series' last one, or
 //! within the tenant's out-of-order window behind it (kept in a sorted
 //! side buffer), and not older than the last cut. The same value at the same
@@ -14,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::ObjectStore;
 use parking_lot::Mutex;
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
 use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload_block};
 
@@ -34,6 +39,17 @@ pub struct MetricSignal {
     next_ref: AtomicU64,
     /// The process-wide out-of-order window (ms) the head keeps before cutting.
     ooo_window_ms: i64,
+    /// How long metadata not received again is kept (ms).
+    metadata_retain_ms: i64,
+}
+
+/// What a metric push carries.
+#[derive(Clone, Copy, Default)]
+pub struct MetricPush<'a> {
+    /// Series and their samples.
+    pub series: &'a [(Labels, Vec<Sample>)],
+    /// Metric metadata.
+    pub metadata: &'a [MetricMetadata],
 }
 
 /// What a metric push accepted.
@@ -42,6 +58,9 @@ pub struct AcceptedSamples {
     new_series: Vec<Arc<MemSeries>>,
     /// Per series: in-order samples, and out-of-order ones (time-ordered).
     samples: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)>,
+    /// Metadata entries kept, received at `received_ms`.
+    metadata: Vec<MetricMetadata>,
+    received_ms: i64,
 }
 
 impl Signal for MetricSignal {
@@ -52,7 +71,7 @@ impl Signal for MetricSignal {
 
     type Item = Sample;
     type Index = HeadIndex;
-    type Batch<'a> = &'a [(Labels, Vec<Sample>)];
+    type Batch<'a> = MetricPush<'a>;
     type Limits = PushLimits;
     type Outcome = PushOutcome;
     type Accepted = AcceptedSamples;
@@ -79,10 +98,11 @@ impl Signal for MetricSignal {
     fn check(
         &self,
         head: &TenantHead<Self>,
-        batch: &[(Labels, Vec<Sample>)],
+        push: MetricPush<'_>,
         limits: &PushLimits,
         min_valid: i64,
     ) -> (PushOutcome, Option<AcceptedSamples>) {
+        let batch = push.series;
         // Samples older than the head's cut boundary are refused as out of
         // bounds whatever the tenant's window; the head keeps the
         // process-wide window (the limits default) before cutting.
@@ -184,7 +204,26 @@ impl Signal for MetricSignal {
             outcome.rejected.extend(rejected);
         }
         accepted.retain(|(_, a, b)| !a.is_empty() || !b.is_empty());
-        if accepted.is_empty() {
+        let metadata: Vec<MetricMetadata> = idx
+            .metadata
+            .admit(
+                push.metadata,
+                limits.max_metadata,
+                limits.max_metadata_per_metric,
+            )
+            .into_iter()
+            .zip(push.metadata)
+            .filter_map(|(verdict, m)| match verdict {
+                Ok(()) => Some(m.clone()),
+                Err(reason) => {
+                    metrics::METADATA_REJECTED
+                        .with_label_values(&[reason.as_str()])
+                        .inc();
+                    None
+                }
+            })
+            .collect();
+        if accepted.is_empty() && metadata.is_empty() {
             return (outcome, None);
         }
         for (_, _, ooo) in accepted.iter_mut() {
@@ -197,12 +236,22 @@ impl Signal for MetricSignal {
             Some(AcceptedSamples {
                 new_series,
                 samples: accepted,
+                metadata,
+                received_ms: crate::now_ms(),
             }),
         )
     }
 
     fn log(&self, tenant: &str, accepted: &AcceptedSamples, buf: &mut Vec<u8>) -> Vec<usize> {
-        let mut ends = Vec::with_capacity(2);
+        let mut ends = Vec::with_capacity(3);
+        if !accepted.metadata.is_empty() {
+            let at = accepted.received_ms;
+            walrec::encode_metadata(buf, tenant, accepted.metadata.iter().map(|m| (m, at)));
+            ends.push(buf.len());
+        }
+        if accepted.samples.is_empty() {
+            return ends;
+        }
         if !accepted.new_series.is_empty() {
             walrec::encode_series(
                 buf,
@@ -237,10 +286,20 @@ impl Signal for MetricSignal {
 
     fn apply(&self, head: &TenantHead<Self>, accepted: AcceptedSamples) -> Applied {
         let created = accepted.new_series.len();
-        if created > 0 {
+        if created > 0 || !accepted.metadata.is_empty() {
             let mut idx = head.index.write();
             for s in accepted.new_series {
                 idx.insert(s);
+            }
+            if !accepted.metadata.is_empty() {
+                let at = accepted.received_ms;
+                idx.metadata.purge_every(
+                    at.saturating_sub(self.metadata_retain_ms),
+                    self.metadata_retain_ms,
+                );
+                for m in accepted.metadata {
+                    idx.metadata.upsert(m, at);
+                }
             }
         }
         let mut max_time = i64::MIN;
@@ -298,6 +357,16 @@ impl Signal for MetricSignal {
             }
             walrec::Record::LogEntries { tenant, .. } => {
                 tracing::warn!(tenant, "log entries in the metrics WAL; skipped");
+            }
+            walrec::Record::Metadata {
+                tenant: name,
+                entries,
+            } => {
+                let head = tenant(name);
+                let mut idx = head.index.write();
+                for (m, seen) in entries {
+                    idx.metadata.upsert(m, seen);
+                }
             }
             walrec::Record::Samples(entries) => {
                 for (r, samples) in entries {
@@ -366,6 +435,13 @@ impl Signal for MetricSignal {
                 keep_series.push(s);
             }
         }
+        if !index.metadata.is_empty() {
+            // Metadata outlives cuts: the WAL keeps it (with its receive
+            // times) until it goes stale.
+            buf.clear();
+            walrec::encode_metadata(buf, tenant, index.metadata.fresh(i64::MIN).into_iter());
+            append(&[&buf[..]])?;
+        }
         if keep_series.is_empty() {
             return Ok(());
         }
@@ -424,8 +500,47 @@ impl Head<MetricSignal> {
         let signal = MetricSignal {
             next_ref: AtomicU64::new(1),
             ooo_window_ms: cfg.out_of_order_time_window.as_millis() as i64,
+            metadata_retain_ms: cfg.metadata_retain_period.as_millis() as i64,
         };
         Head::open_with(signal, &cfg, report)
+    }
+
+    /// Checks, logs and applies pushed series (labels already validated by
+    /// the distributor). Blocking: call from a blocking thread.
+    pub fn push(
+        &self,
+        tenant: &str,
+        series: &[(Labels, Vec<Sample>)],
+        limits: PushLimits,
+    ) -> Result<PushOutcome, IngesterError> {
+        let push = MetricPush {
+            series,
+            metadata: &[],
+        };
+        self.write(tenant, push, limits)
+    }
+
+    /// Keeps pushed metric metadata (entries over the limits are dropped
+    /// and counted). Blocking: call from a blocking thread.
+    pub fn push_metadata(
+        &self,
+        tenant: &str,
+        metadata: &[MetricMetadata],
+        limits: PushLimits,
+    ) -> Result<(), IngesterError> {
+        let push = MetricPush {
+            series: &[],
+            metadata,
+        };
+        self.write(tenant, push, limits).map(|_| ())
+    }
+
+    /// The tenant's metric metadata received within the retain period, of
+    /// `metric` only when given.
+    pub fn metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata> {
+        let cutoff = crate::now_ms().saturating_sub(self.signal.metadata_retain_ms);
+        self.read_tenant(tenant, |_, idx| idx.metadata.select(metric, cutoff))
+            .unwrap_or_default()
     }
 
     /// Samples in `[min_t, max_t]` of the tenant's series matching
@@ -537,5 +652,55 @@ mod tests {
         // cut, and the re-logged part replays without doubling anything.
         let ing = Ingester::open(cfg(dir.path())).unwrap();
         assert_eq!(ing.select("t", &[], i64::MIN, i64::MAX)[0].samples, samples);
+    }
+
+    #[tokio::test]
+    async fn metadata_survives_a_restart_and_a_cut_that_drops_its_wal_segments() {
+        use strata_model::metadata::MetricType;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let catalog = strata_storage::BlockCatalog::new(
+            Arc::new(strata_storage::BlockReader::new(store)),
+            strata_storage::Signal::Metrics,
+            std::time::Duration::from_secs(60),
+        );
+        let wal_dir = dir.path().join("tsdb");
+        let meta = |name: &str, help: &str| MetricMetadata {
+            metric_family: name.into(),
+            kind: MetricType::Counter,
+            help: help.into(),
+            unit: String::new(),
+        };
+        let limits = PushLimits {
+            max_metadata: 2,
+            ..Default::default()
+        };
+        let ing = Arc::new(Ingester::open(cfg(&wal_dir)).unwrap());
+        ing.push_metadata(
+            "t",
+            &[meta("a", "x"), meta("b", "y"), meta("c", "z")],
+            limits,
+        )
+        .unwrap();
+        assert_eq!(
+            ing.metadata("t", None).len(),
+            2,
+            "the third entry is over the tenant's limit"
+        );
+        ing.push_metadata("t", &[meta("a", "x")], limits).unwrap();
+        assert_eq!(ing.metadata("t", Some("a")), vec![meta("a", "x")]);
+        assert!(ing.metadata("other", None).is_empty());
+        // Samples to cut, so the WAL segments holding the metadata go.
+        let labels = Labels::from_pairs([("__name__", "up")]);
+        let samples: Vec<Sample> = (0..4).map(|i| Sample { t: i * H, v: 1.0 }).collect();
+        ing.push("t", &[(labels, samples)], PushLimits::default())
+            .unwrap();
+        assert!(ing.cut_and_upload(2 * H, &catalog).await.unwrap() > 0);
+        drop(ing);
+        let ing = Ingester::open(cfg(&wal_dir)).unwrap();
+        let mut got = ing.metadata("t", None);
+        got.sort();
+        assert_eq!(got, vec![meta("a", "x"), meta("b", "y")]);
     }
 }

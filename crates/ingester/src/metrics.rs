@@ -24,6 +24,16 @@ pub(crate) static SAMPLES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric definition")
 });
+pub(crate) static METADATA_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ingester_metadata_rejected_total",
+            "Metric metadata entries the ingester refused, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric definition")
+});
 pub(crate) static WAL_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
@@ -128,6 +138,7 @@ pub(crate) static LOG_BLOCKS_UPLOADED: LazyLock<IntCounter> = counter!(
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(SAMPLES_APPENDED.clone()))?;
     registry.register(Box::new(SAMPLES_REJECTED.clone()))?;
+    registry.register(Box::new(METADATA_REJECTED.clone()))?;
     registry.register(Box::new(WAL_BYTES.clone()))?;
     registry.register(Box::new(WAL_SIZE.clone()))?;
     registry.register(Box::new(WAL_CORRUPTIONS.clone()))?;

@@ -140,6 +140,8 @@ pub struct HeadIndex {
     by_hash: ByHash,
     pub series: HashMap<u64, Arc<MemSeries>, rustc_hash::FxBuildHasher>,
     postings: HashMap<String, HashMap<String, Vec<u64>>>,
+    /// The tenant's metric metadata.
+    pub metadata: crate::metadata::MetadataIndex,
 }
 
 impl HeadIndex {

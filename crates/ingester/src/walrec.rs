@@ -6,16 +6,21 @@
 //! `(ref, timestamp, value)` triples grouped by ref. Refs are unique per
 //! ingester across tenants, so sample records need no tenant.
 //!
+//! A *metadata* record carries a tenant's metric metadata (type, help,
+//! unit per metric family) with the time each entry was last received.
+//!
 //! The log WAL has one self-contained record kind: a tenant's pushed streams
 //! with their labels and entries (log lines dwarf their labels, so refs
 //! would save little).
 
 use strata_model::logs::LogEntry;
+use strata_model::metadata::{MetricMetadata, MetricType};
 use strata_model::{Label, Labels, Sample};
 
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const KIND_LOG_ENTRIES: u8 = 3;
+const KIND_METADATA: u8 = 4;
 
 /// A decoded WAL record.
 #[derive(Debug, PartialEq)]
@@ -28,6 +33,11 @@ pub enum Record {
     LogEntries {
         tenant: String,
         streams: Vec<(Labels, Vec<LogEntry>)>,
+    },
+    /// Metric metadata and when each entry was last received (ms).
+    Metadata {
+        tenant: String,
+        entries: Vec<(MetricMetadata, i64)>,
     },
 }
 
@@ -109,6 +119,24 @@ pub fn encode_log_entries<'a>(
             put_str(buf, &e.line);
             put_labels(buf, &e.metadata);
         }
+    }
+}
+
+/// Encodes a metadata record: entries and when each was last received (ms).
+pub fn encode_metadata<'a>(
+    buf: &mut Vec<u8>,
+    tenant: &str,
+    entries: impl ExactSizeIterator<Item = (&'a MetricMetadata, i64)>,
+) {
+    buf.push(KIND_METADATA);
+    put_str(buf, tenant);
+    put_uvarint(buf, entries.len() as u64);
+    for (m, seen) in entries {
+        put_str(buf, &m.metric_family);
+        put_uvarint(buf, m.kind.to_proto() as u64);
+        put_str(buf, &m.help);
+        put_str(buf, &m.unit);
+        put_varint(buf, seen);
     }
 }
 
@@ -236,6 +264,26 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::LogEntries { tenant, streams })
         }
+        KIND_METADATA => {
+            let tenant = c.string()?;
+            let n = c.count()?;
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let metric_family = c.string()?;
+                let kind = MetricType::from_proto(c.uvarint()?.min(i32::MAX as u64) as i32);
+                let help = c.string()?;
+                let unit = c.string()?;
+                let seen = c.varint()?;
+                let m = MetricMetadata {
+                    metric_family,
+                    kind,
+                    help,
+                    unit,
+                };
+                entries.push((m, seen));
+            }
+            Ok(Record::Metadata { tenant, entries })
+        }
         _ => Err(RecordError("unknown record kind")),
     }
 }
@@ -243,6 +291,34 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_roundtrips() {
+        let m = MetricMetadata {
+            metric_family: "http_requests_total".into(),
+            kind: MetricType::Counter,
+            help: "Requests, by code. \u{2713}".into(),
+            unit: "requests".into(),
+        };
+        let gauge = MetricMetadata {
+            kind: MetricType::Gauge,
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        encode_metadata(
+            &mut buf,
+            "t1",
+            [(&m, 1_700_000_000_000), (&gauge, -3)].into_iter(),
+        );
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::Metadata {
+                tenant: "t1".into(),
+                entries: vec![(m, 1_700_000_000_000), (gauge, -3)]
+            }
+        );
+        assert!(decode(&buf[..buf.len() - 1]).is_err(), "truncated");
+    }
 
     #[test]
     fn series_and_samples_roundtrip() {

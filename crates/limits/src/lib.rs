@@ -40,6 +40,14 @@ pub struct Limits {
     /// Most active series in the tenant's head (0: unlimited); samples of
     /// new series beyond it are rejected (400, so they are not retried forever).
     pub max_global_series_per_user: usize,
+    /// Most metric metadata entries the tenant's ingesters keep (0:
+    /// unlimited); entries beyond it are dropped and counted.
+    pub max_global_metadata_per_user: usize,
+    /// Most metadata entries of one metric family (0: unlimited).
+    pub max_global_metadata_per_metric: usize,
+    /// Longest metric family name, help text or unit in metadata: longer
+    /// names and units drop the entry, longer help is cut to this length.
+    pub max_metadata_length: usize,
     /// How far behind a series' newest sample older samples are still
     /// accepted (0 disables). The default also sets how long the head keeps
     /// data before cutting a block; a tenant's larger window cannot reach
@@ -108,6 +116,12 @@ impl Default for Limits {
             ingestion_rate: 100_000.0,
             ingestion_burst_size: 1_000_000,
             max_global_series_per_user: 1_500_000,
+            // Mimir leaves both unlimited; metadata does not count against
+            // the sample rate, so a bound keeps one tenant from filling
+            // ingester memory with it.
+            max_global_metadata_per_user: 150_000,
+            max_global_metadata_per_metric: 10,
+            max_metadata_length: 1024,
             out_of_order_time_window: Duration::ZERO,
             max_total_query_length: Duration::ZERO,
             max_query_length: Duration::from_secs(721 * 3600),

@@ -6,6 +6,7 @@
 
 pub mod logs;
 pub mod matching;
+pub mod metadata;
 pub mod nesting;
 pub mod stats;
 pub mod syntax;

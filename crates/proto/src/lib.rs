@@ -7,6 +7,11 @@ pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
 
+/// Prometheus remote-write 2.0 messages (`io.prometheus.write.v2.Request`).
+pub mod prometheus_v2 {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}
+
 /// Loki's push API messages (`logproto.PushRequest` and friends).
 pub mod loki {
     include!(concat!(env!("OUT_DIR"), "/logproto.rs"));

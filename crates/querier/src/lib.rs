@@ -6,7 +6,7 @@
 
 pub mod logs;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
 use strata_ingester_client::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
 use strata_limits::Overrides;
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_ring::Ring;
@@ -365,6 +366,29 @@ impl Querier {
             .await?;
         self.check_fetched_series(tenant, series.len())?;
         Ok(series.into_iter().collect())
+    }
+
+    /// The tenant's metric metadata (of `metric` only, when given) from the
+    /// ingesters that hold it, replicas merged: per family, its distinct
+    /// entries. Metadata lives in ingesters only, as in Mimir: clients
+    /// resend it, so it never needs to reach blocks.
+    pub async fn metric_metadata(
+        &self,
+        tenant: &str,
+        metric: Option<&str>,
+    ) -> Result<BTreeMap<String, BTreeSet<MetricMetadata>>, EngineError> {
+        let answers = self
+            .recent
+            .ask(tenant, |c| async move {
+                Ok((c.metric_metadata(tenant, metric).await?, Vec::new()))
+            })
+            .await
+            .map_err(storage_err)?;
+        let mut out: BTreeMap<String, BTreeSet<MetricMetadata>> = BTreeMap::new();
+        for m in answers.into_iter().flatten() {
+            out.entry(m.metric_family.clone()).or_default().insert(m);
+        }
+        Ok(out)
     }
 
     /// Sorted label names of matching series (all series when `alternatives` is empty).

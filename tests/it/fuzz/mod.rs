@@ -343,6 +343,11 @@ fn fuzz_remote_write_decoding() {
 }
 
 #[test]
+fn fuzz_remote_write_v2_decoding() {
+    on_server_runtime(check(targets::remote_write_v2()));
+}
+
+#[test]
 fn fuzz_loki_push_decoding() {
     on_server_runtime(check(targets::loki_push()));
 }

@@ -70,6 +70,74 @@ pub fn remote_write() -> Target {
     }
 }
 
+/// Remote-write 2.0 bodies: symbol references resolved, then every series
+/// validated; mutations of the references, counts and symbol table.
+pub fn remote_write_v2() -> Target {
+    use strata_proto::prometheus_v2 as v2;
+    let symbols = ["", "__name__", "up", "job", "a", "help", "seconds"].map(String::from);
+    let requests = [
+        v2::Request {
+            symbols: symbols.to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: vec![v2::Sample {
+                    value: 1.0,
+                    timestamp: 1_700_000_000_000,
+                }],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![3, 4],
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+                metadata: Some(v2::Metadata {
+                    r#type: 3,
+                    help_ref: 5,
+                    unit_ref: 6,
+                }),
+                created_timestamp: 1,
+                ..Default::default()
+            }],
+        },
+        v2::Request {
+            symbols: symbols.to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                histograms: vec![v2::Histogram { timestamp: 1 }],
+                ..Default::default()
+            }],
+        },
+    ];
+    let seeds = requests
+        .iter()
+        .map(|r| [b"RAW:".as_slice(), &r.encode_to_vec()].concat())
+        .collect();
+    Target {
+        name: "remote_write_v2",
+        seeds,
+        dictionary: vec!["RAW:", "__name__", "\u{0}", "\u{ff}"],
+        max_len: 1 << 16,
+        run: |input| {
+            Box::pin(async move {
+                let body = match input.strip_prefix(b"RAW:") {
+                    Some(raw) => snap::raw::Encoder::new()
+                        .compress_vec(raw)
+                        .unwrap_or_default(),
+                    None => input,
+                };
+                let Ok((req, _)) = strata_distributor::decode_remote_write_v2(&body, 1 << 20)
+                else {
+                    return false;
+                };
+                let limits = strata_limits::Limits::default();
+                for ts in &req.timeseries {
+                    let _ = strata_distributor::validate_labels(&ts.labels, &limits);
+                }
+                true
+            })
+        },
+    }
+}
+
 /// Loki push bodies in every format the push endpoint reads.
 pub fn loki_push() -> Target {
     let json = br#"{"streams":[{"stream":{"app":"api","env":"prod"},"values":[["1700000000000000000","GET /a 200"],["1700000000000000001","x",{"trace_id":"abc"}]]}]}"#.to_vec();

@@ -7,6 +7,7 @@ use strata_ingester_client::{
     ClientError, LocalIngesters, LogPushOutcome, PushLimits, PushOutcome,
 };
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 
 use crate::logs::LogIngester;
@@ -42,6 +43,21 @@ impl LocalIngesters for Local {
         self.metrics
             .push(tenant, series, limits)
             .map_err(client_error)
+    }
+
+    fn push_metadata(
+        &self,
+        tenant: &str,
+        metadata: &[MetricMetadata],
+        limits: PushLimits,
+    ) -> Result<(), ClientError> {
+        self.metrics
+            .push_metadata(tenant, metadata, limits)
+            .map_err(client_error)
+    }
+
+    fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata> {
+        self.metrics.metadata(tenant, metric)
     }
 
     fn push_logs(

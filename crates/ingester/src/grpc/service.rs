@@ -11,22 +11,25 @@ use std::time::Duration;
 
 use futures::Stream;
 use strata_model::logs::{Direction, LogEntry};
+use strata_model::metadata::MetricMetadata;
 use strata_model::{Labels, Sample};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    LabelValuesRequest, LabelsResponse, LogBatch, MetricBatch, PushRequest, PushResponse,
-    SelectRequest, SelectResponse, SeriesRequest, SeriesResponse, Signal,
+    LabelValuesRequest, LabelsResponse, LogBatch, MetadataRequest, MetadataResponse, MetricBatch,
+    PushRequest, PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse,
+    Signal,
 };
 use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::logs::LogIngester;
-use crate::{Ingester, IngesterError, PushLimits};
+use crate::{Ingester, IngesterError, MetricPush, PushLimits};
 use strata_ingester_client::wire::{
-    encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, rejections_to_proto,
-    samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
+    encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, metadata_from_proto,
+    metadata_to_proto, rejections_to_proto, samples_from_proto, series_to_proto, sizes_to_proto,
+    stream_from_proto, stream_to_proto,
 };
 use strata_ingester_client::{MAX_MESSAGE_BYTES, ReasonName, Rejected, SERIES_PER_MESSAGE};
 
@@ -138,15 +141,26 @@ impl IngesterService {
                 (labels_from_proto(ts.labels), samples)
             })
             .collect();
+        let metadata: Vec<MetricMetadata> = batch
+            .metadata
+            .into_iter()
+            .map(metadata_from_proto)
+            .collect();
         let limits = PushLimits {
             out_of_order_time_window: Duration::from_millis(
                 batch.out_of_order_time_window_ms.max(0) as u64,
             ),
             max_series: batch.max_series as usize,
+            max_metadata: batch.max_metadata as usize,
+            max_metadata_per_metric: batch.max_metadata_per_metric as usize,
         };
         let ingester = self.metrics()?;
         pushed(move || {
-            let o = ingester.push(&tenant, &series, limits)?;
+            let push = MetricPush {
+                series: &series,
+                metadata: &metadata,
+            };
+            let o = ingester.write(&tenant, push, limits)?;
             Ok((o.accepted, o.rejected))
         })
         .await
@@ -171,7 +185,10 @@ impl IngesterService {
         .await
     }
 
-    async fn select_logs(&self, req: SelectRequest) -> Result<Response<BoxStream<SelectResponse>>, Status> {
+    async fn select_logs(
+        &self,
+        req: SelectRequest,
+    ) -> Result<Response<BoxStream<SelectResponse>>, Status> {
         let matchers = matchers_from_proto(&req.matchers)?;
         let opts = req.logs.unwrap_or_default();
         let filters = filters_from_proto(&opts.line_filters)?;
@@ -259,8 +276,7 @@ async fn streamed<I: Send + 'static>(
     message: impl Fn(&[I]) -> SelectResponse,
 ) -> Result<Response<BoxStream<SelectResponse>>, Status> {
     let (items, recent) = read_head(catalog, tenant, read).await?;
-    let mut messages: Vec<SelectResponse> =
-        items.chunks(SERIES_PER_MESSAGE).map(message).collect();
+    let mut messages: Vec<SelectResponse> = items.chunks(SERIES_PER_MESSAGE).map(message).collect();
     if messages.is_empty() {
         messages.push(SelectResponse::default());
     }
@@ -294,6 +310,23 @@ impl IngesterRpc for IngesterService {
             Some(Batch::Logs(batch)) => self.push_logs(req.tenant, batch).await,
             None => Err(Status::invalid_argument("push without a batch")),
         }
+    }
+
+    async fn metric_metadata(
+        &self,
+        req: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
+        let req = req.into_inner();
+        let ingester = self.metrics()?;
+        let metadata = tokio::task::spawn_blocking(move || {
+            let metric = (!req.metric.is_empty()).then_some(req.metric.as_str());
+            ingester.metadata(&req.tenant, metric)
+        })
+        .await
+        .map_err(task_failed)?;
+        Ok(Response::new(MetadataResponse {
+            metadata: metadata.iter().map(metadata_to_proto).collect(),
+        }))
     }
 
     type SelectStream = BoxStream<SelectResponse>;
