@@ -3,7 +3,8 @@
 # machine, one after the other. Usage: loadtest/run.sh [loadtest flags...]
 # e.g. loadtest/run.sh --series 10000 --duration 30s --concurrency 8
 # STRATA_BIN=path runs another Strata binary (e.g. a copy of an older build,
-# for before/after figures in one session).
+# for before/after figures in one session); SKIP_V2=1 skips the remote-write
+# 2.0 run (binaries from before 2.0 was accepted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtest/lib.sh
@@ -12,10 +13,14 @@ bench_setup
 sp=$(port)
 "${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
   -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -log.level=warn $BENCH_LIMITS 2>"$work/strata.log" &
+  -log.level=warn -auth.multitenancy-enabled=true $BENCH_LIMITS 2>"$work/strata.log" &
 wait_ready "http://127.0.0.1:$sp/ready"
 echo "== strata (WAL fsync per request)"
-./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" "$@"
+./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" --tenant rw1 "$@"
+if [ -z "${SKIP_V2:-}" ]; then
+  echo "== strata, remote-write 2.0 (same series, new tenant)"
+  ./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" --protocol 2.0 --tenant rw2 "$@"
+fi
 kill %1; wait %1 2>/dev/null || true
 
 pp=$(port)

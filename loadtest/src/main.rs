@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Arg, Command};
-use strata_loadtest::{arg, parse, remote_write};
+use strata_loadtest::{arg, parse, remote_write, remote_write_v2};
 use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
 struct Opts {
@@ -27,6 +27,8 @@ struct Opts {
     batch: usize,
     churn: f64,
     churn_every: u64,
+    /// Send remote-write 2.0 instead of 1.0.
+    v2: bool,
 }
 
 fn opts() -> Result<Opts, String> {
@@ -66,6 +68,11 @@ fn opts() -> Result<Opts, String> {
             "fraction of series replaced at each churn round",
         ))
         .arg(arg("churn-every", "100", "rounds between churn events"))
+        .arg(arg(
+            "protocol",
+            "1.0",
+            "remote-write version: 1.0 or 2.0 (symbol table)",
+        ))
         .try_get_matches()
         .map_err(|e| e.to_string())?;
     let dur = |name: &str| -> Result<Duration, String> {
@@ -83,6 +90,11 @@ fn opts() -> Result<Opts, String> {
         batch: parse::<usize>(&m, "batch")?.max(1),
         churn: parse(&m, "churn")?,
         churn_every: parse::<u64>(&m, "churn-every")?.max(1),
+        v2: match parse::<String>(&m, "protocol")?.as_str() {
+            "1.0" => false,
+            "2.0" => true,
+            other => return Err(format!("--protocol: 1.0 or 2.0, not {other}")),
+        },
     })
 }
 
@@ -187,7 +199,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             histograms: vec![],
                         })
                         .collect();
-                    let rb = remote_write(&client, &o.url, o.tenant.as_deref(), series)?;
+                    let rb = if o.v2 {
+                        remote_write_v2(&client, &o.url, o.tenant.as_deref(), &series)?
+                    } else {
+                        remote_write(&client, &o.url, o.tenant.as_deref(), series)?
+                    };
                     let sent = Instant::now();
                     let resp = rb.send().await;
                     latencies.push(sent.elapsed().as_secs_f64());
