@@ -45,20 +45,20 @@ pub fn remote_write_v2(
 ) -> Result<reqwest::RequestBuilder, snap::Error> {
     let mut symbols: Vec<&str> = vec![""];
     let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
-    let mut intern = |s: &'_ str| -> u32 {
-        *index.entry(s).or_insert_with(|| {
-            symbols.push(s);
-            (symbols.len() - 1) as u32
-        })
-    };
-    let timeseries: Vec<v2::TimeSeries> = series
-        .iter()
-        .map(|ts| v2::TimeSeries {
-            labels_refs: ts
-                .labels
-                .iter()
-                .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                .collect(),
+    let mut timeseries: Vec<v2::TimeSeries> = Vec::with_capacity(series.len());
+    for ts in series {
+        let mut labels_refs = Vec::with_capacity(ts.labels.len() * 2);
+        for l in &ts.labels {
+            for s in [l.name.as_str(), l.value.as_str()] {
+                let r = *index.entry(s).or_insert_with(|| {
+                    symbols.push(s);
+                    (symbols.len() - 1) as u32
+                });
+                labels_refs.push(r);
+            }
+        }
+        timeseries.push(v2::TimeSeries {
+            labels_refs,
             samples: ts
                 .samples
                 .iter()
@@ -68,8 +68,8 @@ pub fn remote_write_v2(
                 })
                 .collect(),
             ..Default::default()
-        })
-        .collect();
+        });
+    }
     let req = v2::Request {
         symbols: symbols.iter().map(|s| s.to_string()).collect(),
         timeseries,
