@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::Value as Json;
 
-use strata_proto::prometheus::MetricMetadata;
+use strata_proto::prometheus::{Exemplar, Label, MetricMetadata, TimeSeries};
 
 use crate::common::{encode, encode_with_metadata, free_port, now_ms, series};
 
@@ -535,10 +535,35 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         .chain(&metadata)
         .cloned()
         .collect();
+    // Exemplars of one series ride along (a series without samples).
+    let now = now_ms();
+    let exemplar_series = TimeSeries {
+        labels: vec![
+            Label {
+                name: "__name__".into(),
+                value: "cluster_exemplar_total".into(),
+            },
+            Label {
+                name: "job".into(),
+                value: "api".into(),
+            },
+        ],
+        exemplars: (0..3)
+            .map(|k| Exemplar {
+                labels: vec![Label {
+                    name: "trace_id".into(),
+                    value: format!("trace-{k}"),
+                }],
+                value: k as f64,
+                timestamp: now - 3_000 + k * 1_000,
+            })
+            .collect(),
+        ..Default::default()
+    };
     let pushed = cluster
         .client
         .post(cluster.url("distributor-1", "/api/v1/push"))
-        .body(encode_with_metadata(vec![], tripled))
+        .body(encode_with_metadata(vec![exemplar_series], tripled))
         .send()
         .await
         .expect("metadata push");

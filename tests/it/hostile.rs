@@ -678,15 +678,23 @@ async fn hostile_ring_membership_requests_cost_only_themselves() {
     assert!(after["leader_addr"].is_string(), "{after}");
 }
 
-/// Metric metadata cannot fill an ingester: one request with thousands of
-/// families and a megabyte of help text keeps the tenant's limit of
-/// entries, help cut to the length limit, and the samples beside it.
+/// Metric metadata and exemplars cannot fill an ingester: one request with
+/// thousands of families, a megabyte of help text and thousands of
+/// exemplars keeps the tenant's limits, help cut to the length limit, and
+/// the samples beside them.
 #[tokio::test]
-async fn metadata_floods_stay_within_the_tenants_limits() {
-    use strata_proto::prometheus::MetricMetadata;
+async fn metadata_and_exemplar_floods_stay_within_the_tenants_limits() {
+    use strata_proto::prometheus::{Exemplar, Label, MetricMetadata};
 
     let dir = tempfile::tempdir().unwrap();
-    let s = Strata::start(dir.path(), &["-ingester.max-global-metadata-per-user=1000"]).await;
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-ingester.max-global-metadata-per-user=1000",
+            "-ingester.max-global-exemplars-per-user=100",
+        ],
+    )
+    .await;
     let mut metadata: Vec<MetricMetadata> = (0..5000)
         .map(|k| MetricMetadata {
             r#type: 2,
@@ -703,10 +711,18 @@ async fn metadata_floods_stay_within_the_tenants_limits() {
         unit: String::new(),
     });
     let t = now_ms();
-    let body = crate::common::encode_with_metadata(
-        vec![series(&[("__name__", "beside_metadata")], &[(t, 1.0)])],
-        metadata,
-    );
+    let mut beside = series(&[("__name__", "beside_metadata")], &[(t, 1.0)]);
+    beside.exemplars = (0..5000)
+        .map(|k| Exemplar {
+            labels: vec![Label {
+                name: "trace_id".into(),
+                value: format!("{k:08x}"),
+            }],
+            value: 1.0,
+            timestamp: t - 5000 + k,
+        })
+        .collect();
+    let body = crate::common::encode_with_metadata(vec![beside], metadata);
     let (status, text) = s.push_raw(body, None).await;
     assert_eq!(status, 200, "{text}");
     let (status, answer) = s.get_json("/api/v1/metadata", &[], None).await;
@@ -729,4 +745,15 @@ async fn metadata_floods_stay_within_the_tenants_limits() {
     );
     let up = s.query("beside_metadata", t).await;
     assert_eq!(up["result"].as_array().map(Vec::len), Some(1));
+    let (status, ex) = s
+        .get_json(
+            "/api/v1/query_exemplars",
+            &[("query", "beside_metadata".into())],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let held = ex["data"][0]["exemplars"].as_array().expect("exemplars");
+    assert_eq!(held.len(), 100, "the newest 100 of 5,000");
+    assert_eq!(held[99]["labels"]["trace_id"], format!("{:08x}", 4999));
 }

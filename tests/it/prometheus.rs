@@ -549,3 +549,204 @@ remote_write:
     assert_eq!(status, 200, "{after}");
     assert_eq!(as_sets(&after["data"]), got);
 }
+
+/// A series' labels (JSON text) and its exemplars (labels, value, seconds).
+type SeriesExemplars = (String, Vec<(String, String, f64)>);
+
+/// An OpenMetrics target whose counter carries a new exemplar (a trace id)
+/// at every scrape; returns its port.
+async fn exemplar_target() -> u16 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let at = now_ms() as f64 / 1000.0;
+                let body = format!(
+                    "# TYPE checkout_requests counter\n# HELP checkout_requests Checkouts.\n\
+                     checkout_requests_total{{path=\"/pay\"}} {n} # {{trace_id=\"{n:016x}\"}} {n}.5 {at:.3}\n\
+                     # EOF\n"
+                );
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+/// Exemplars as a real Prometheus scrapes them (OpenMetrics) and forwards
+/// them over remote write: `/api/v1/query_exemplars` answers as Prometheus's
+/// own exemplar storage does, and the exemplars survive `kill -9`.
+#[tokio::test]
+async fn exemplars_match_prometheus_and_survive_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut strata = Strata::start(dir.path(), &[]).await;
+    let target = exemplar_target().await;
+    let port = free_port();
+    let config = format!(
+        r#"
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["127.0.0.1:{target}"]}}]
+remote_write:
+  - url: http://127.0.0.1:{strata_port}/api/v1/push
+    send_exemplars: true
+    queue_config:
+      batch_send_deadline: 200ms
+    metadata_config:
+      send: false
+"#,
+        strata_port = strata.port
+    );
+    let started = now_ms();
+    let prom = spawn_prometheus(
+        dir.path(),
+        port,
+        &config,
+        &["--enable-feature=exemplar-storage"],
+    )
+    .await;
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    let client = reqwest::Client::new();
+    // Until Prometheus holds a few exemplars; then compare up to now,
+    // once the remote-write queue (200 ms deadline) has sent them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = prom_query(
+            &client,
+            &prom_base,
+            "/api/v1/query_exemplars",
+            &[("query", "checkout_requests_total".into())],
+        )
+        .await;
+        if held[0]["exemplars"].as_array().map_or(0, Vec::len) >= 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus stored no exemplars: {held}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let end = now_ms();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let params = |query: &str| {
+        vec![
+            ("query", query.to_string()),
+            ("start", secs(started - 60_000)),
+            ("end", secs(end)),
+        ]
+    };
+    let normalized = |data: &Json| -> Vec<SeriesExemplars> {
+        let mut out: Vec<_> = data
+            .as_array()
+            .expect("series list")
+            .iter()
+            .map(|s| {
+                let exemplars = s["exemplars"]
+                    .as_array()
+                    .expect("exemplars")
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["labels"].to_string(),
+                            e["value"].as_str().expect("value string").to_string(),
+                            e["timestamp"].as_f64().expect("timestamp"),
+                        )
+                    })
+                    .collect();
+                (s["seriesLabels"].to_string(), exemplars)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    for query in [
+        "checkout_requests_total",
+        "rate(checkout_requests_total{path=\"/pay\"}[1m]) * 2",
+        "checkout_requests_total{path=\"/other\"}",
+    ] {
+        let want = prom_query(
+            &client,
+            &prom_base,
+            "/api/v1/query_exemplars",
+            &params(query),
+        )
+        .await;
+        let (status, got) = strata
+            .get_json("/api/v1/query_exemplars", &params(query), None)
+            .await;
+        assert_eq!(status, 200, "{query}: {got}");
+        assert_eq!(normalized(&got["data"]), normalized(&want), "{query}");
+    }
+    let got = normalized(
+        &strata
+            .get_json(
+                "/api/v1/query_exemplars",
+                &params("checkout_requests_total"),
+                None,
+            )
+            .await
+            .1["data"],
+    );
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1.len() >= 4, "one exemplar per scrape: {got:?}");
+    assert!(got[0].0.contains(r#""job":"shop""#), "{got:?}");
+
+    // Bad requests, as Prometheus answers them.
+    for bad in [
+        vec![("query", "checkout_requests_total{".to_string())],
+        vec![
+            ("query", "up".to_string()),
+            ("start", "20".to_string()),
+            ("end", "10".to_string()),
+        ],
+    ] {
+        let (status, body) = strata.get_json("/api/v1/query_exemplars", &bad, None).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert_eq!(body["errorType"], "bad_data");
+    }
+
+    // Durable: the sender stops, Strata dies, the exemplars come back.
+    drop(prom);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = normalized(
+        &strata
+            .get_json(
+                "/api/v1/query_exemplars",
+                &params("checkout_requests_total"),
+                None,
+            )
+            .await
+            .1["data"],
+    );
+    strata.kill9();
+    strata.restart().await;
+    let after = normalized(
+        &strata
+            .get_json(
+                "/api/v1/query_exemplars",
+                &params("checkout_requests_total"),
+                None,
+            )
+            .await
+            .1["data"],
+    );
+    assert_eq!(after, before);
+}

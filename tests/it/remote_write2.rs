@@ -125,7 +125,16 @@ async fn remote_write_2_stores_what_remote_write_1_stores() {
             Some((MetricType::Histogram, "Latency.", "seconds")),
         )])
         .collect();
-    let req = v2_request(&series);
+    let mut req = v2_request(&series);
+    // An exemplar on the first series, its labels in the symbol table too.
+    req.symbols
+        .extend(["trace_id".to_string(), "4bf92f35".to_string()]);
+    let n = req.symbols.len() as u32;
+    req.timeseries[0].exemplars = vec![v2::Exemplar {
+        labels_refs: vec![n - 2, n - 1],
+        value: 0.5,
+        timestamp: t0 + 5_000,
+    }];
     // Label names, values and help text are each sent once.
     assert_eq!(
         req.symbols.iter().filter(|s| *s == "job").count(),
@@ -134,7 +143,7 @@ async fn remote_write_2_stores_what_remote_write_1_stores() {
     );
     let (status, written, text) = push_v2(&s, &req, "v2").await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(written, [Some(32), Some(0), Some(0)]);
+    assert_eq!(written, [Some(32), Some(0), Some(1)]);
 
     // The same series and metadata from a 1.0 client, for another tenant.
     let v1_series: Vec<TimeSeries> = series
@@ -203,6 +212,20 @@ async fn remote_write_2_stores_what_remote_write_1_stores() {
         .map(|p| p[1].as_str().unwrap().parse().unwrap())
         .collect();
     assert_eq!(values, (0..10).map(|i| (i * 2) as f64).collect::<Vec<_>>());
+    let exemplars = get(
+        &s,
+        "/api/v1/query_exemplars",
+        &[("query", "http_requests_total".into())],
+        "v2",
+    )
+    .await;
+    assert_eq!(
+        exemplars,
+        serde_json::json!([{
+            "seriesLabels": {"__name__": "http_requests_total", "code": "200", "job": "api"},
+            "exemplars": [{"labels": {"trace_id": "4bf92f35"}, "value": "0.5", "timestamp": (t0 + 5_000) as f64 / 1000.0}],
+        }])
+    );
     let meta_v2 = get(&s, "/api/v1/metadata", &[], "v2").await;
     assert_eq!(meta_v2, get(&s, "/api/v1/metadata", &[], "v1").await);
     assert_eq!(

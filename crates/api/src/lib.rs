@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, Registry, TextEncoder};
 use serde_json::json;
 use strata_distributor::{
-    Distributor, RemoteWriteVersion, V2Counts, check_remote_write_headers, decode_remote_write,
+    Distributor, PushResult, RemoteWriteVersion, check_remote_write_headers, decode_remote_write,
     decode_remote_write_v2,
 };
 use strata_promql::EngineError;
@@ -113,6 +113,10 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .route_layer(limit_queries());
     let prom = Router::new()
         .merge(prom_queries)
@@ -262,58 +266,48 @@ async fn push(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         Err(e) => return (status(e.status()), e.to_string()).into_response(),
     };
     let decoded = match version {
-        RemoteWriteVersion::V1 => {
-            decode_remote_write(&body, state.max_recv_msg_size).map(|r| (r, V2Counts::default()))
-        }
+        RemoteWriteVersion::V1 => decode_remote_write(&body, state.max_recv_msg_size),
         RemoteWriteVersion::V2 => decode_remote_write_v2(&body, state.max_recv_msg_size),
     };
-    let (req, counts) = match decoded {
+    let req = match decoded {
         Ok(r) => r,
         Err(e) => {
-            return written(
-                version,
-                0,
-                (status(e.status()), e.to_string()).into_response(),
-            );
+            let response = (status(e.status()), e.to_string()).into_response();
+            return written(version, &PushResult::default(), response);
         }
     };
-    if counts.exemplars > 0 {
-        tracing::debug!(
-            tenant,
-            exemplars = counts.exemplars,
-            "exemplars are not stored yet"
-        );
-    }
     match state.distributor.push(&tenant, req).await {
         Ok(result) => {
-            let accepted = result.accepted_samples;
             let response = match result.rejection_summary() {
                 None => StatusCode::OK.into_response(),
                 Some(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
             };
-            written(version, accepted, response)
+            written(version, &result, response)
         }
         Err(e) => {
             tracing::error!(tenant, error = %e, "push failed");
-            written(
-                version,
-                0,
-                (status(e.status()), e.to_string()).into_response(),
-            )
+            let response = (status(e.status()), e.to_string()).into_response();
+            written(version, &PushResult::default(), response)
         }
     }
 }
 
 /// A 2.0 response with the counts remote-write 2.0 asks receivers to
 /// report (`X-Prometheus-Remote-Write-*-Written`): the sender's statistics
-/// and its view of a partial write. Native histograms and exemplars are
-/// not stored yet, so none are written.
-fn written(version: RemoteWriteVersion, samples: usize, mut response: Response) -> Response {
+/// and its view of a partial write. Native histograms are not stored yet,
+/// so none are written.
+fn written(version: RemoteWriteVersion, result: &PushResult, mut response: Response) -> Response {
     if version == RemoteWriteVersion::V2 {
         let h = response.headers_mut();
-        h.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+        h.insert(
+            "X-Prometheus-Remote-Write-Samples-Written",
+            result.accepted_samples.into(),
+        );
         h.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
-        h.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+        h.insert(
+            "X-Prometheus-Remote-Write-Exemplars-Written",
+            result.exemplars_written.into(),
+        );
     }
     response
 }
@@ -564,6 +558,66 @@ async fn format_query(
     }
     match strata_promql::parse(expr) {
         Ok(parsed) => success(json!(parsed.prettify())),
+        Err(e) => api_error(e),
+    }
+}
+
+/// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of the
+/// series every selector of `query` selects, in Prometheus's shape (per
+/// series its labels and its exemplars, timestamps in seconds).
+async fn query_exemplars(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (tenant, p) = match request_params(&state, &headers, q, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (start, end) = match (
+        p.time("start", strata_promql::MIN_TIME_MS),
+        p.time("end", strata_promql::MAX_TIME_MS),
+    ) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => return bad_data(e),
+    };
+    if end < start {
+        return bad_data("end timestamp must not be before start time".into());
+    }
+    let Some(query) = p.get("query") else {
+        return bad_data("invalid parameter \"query\": query is empty".into());
+    };
+    let selectors = match strata_promql::query_selectors(query) {
+        Ok(s) => s,
+        Err(e) => return api_error(e),
+    };
+    if selectors.is_empty() {
+        return success(json!([]));
+    }
+    match state
+        .querier
+        .exemplars(&tenant, &selectors, start, end)
+        .await
+    {
+        Ok(found) => success(
+            found
+                .iter()
+                .map(|(series, exemplars)| {
+                    json!({
+                        "seriesLabels": render::labels(series),
+                        "exemplars": exemplars
+                            .iter()
+                            .map(|e| json!({
+                                "labels": render::labels(&e.labels),
+                                "value": render::float(e.value),
+                                "timestamp": e.t as f64 / 1000.0,
+                            }))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        ),
         Err(e) => api_error(e),
     }
 }

@@ -6,12 +6,13 @@
 //! names what was rejected (Prometheus does not retry 4xx) or a 5xx for our
 //! own faults (Prometheus retries those).
 
+mod exemplars;
 pub mod logs;
 mod metadata;
 mod replicate;
 mod rw2;
 
-pub use rw2::{V2Counts, decode_remote_write_v2};
+pub use rw2::decode_remote_write_v2;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -21,7 +22,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use strata_ingester_client::{EncodedSeries, IngesterPool, PushLimits};
 use strata_limits::{Overrides, RateLimiter};
-use strata_model::{Label, Labels, METRIC_NAME, Sample};
+use strata_model::{Exemplar, Label, Labels, METRIC_NAME, Sample};
 use strata_proto::prometheus::WriteRequest;
 use strata_ring::Ring;
 
@@ -131,6 +132,9 @@ pub struct Rejection {
 #[derive(Debug, Default, Clone)]
 pub struct PushResult {
     pub accepted_samples: usize,
+    /// Exemplars validated and written to the ingesters (out-of-order ones
+    /// among them are dropped there).
+    pub exemplars_written: usize,
     pub rejections: Vec<Rejection>,
 }
 
@@ -192,6 +196,7 @@ static DISCARDED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(RECEIVED_SAMPLES.clone()))?;
     registry.register(Box::new(DISCARDED_SAMPLES.clone()))?;
+    registry.register(Box::new(exemplars::DISCARDED_EXEMPLARS.clone()))?;
     registry.register(Box::new(metadata::RECEIVED_METADATA.clone()))?;
     registry.register(Box::new(metadata::DISCARDED_METADATA.clone()))?;
     registry.register(Box::new(logs::RECEIVED_LOG_BYTES.clone()))?;
@@ -466,7 +471,9 @@ impl Distributor {
         let mut result = PushResult::default();
         let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(req.timeseries.len());
         let mut received = 0usize;
-        for ts in req.timeseries {
+        let keep_exemplars = limits.max_global_exemplars_per_user > 0;
+        let mut exemplar_batch: Vec<(Labels, Exemplar)> = Vec::new();
+        for mut ts in req.timeseries {
             received += ts.samples.len() + ts.histograms.len();
             if !ts.histograms.is_empty() {
                 self.reject(
@@ -480,13 +487,14 @@ impl Distributor {
                     ts.histograms.len(),
                 );
             }
-            if ts.samples.is_empty() {
+            if ts.samples.is_empty() && ts.exemplars.is_empty() {
                 continue;
             }
             if let Err((reason, message)) = validate_labels(&ts.labels, &limits) {
                 self.reject(&mut result, tenant, reason, message, ts.samples.len());
                 continue;
             }
+            let exemplars = std::mem::take(&mut ts.exemplars);
             let mut samples: Vec<Sample> = Vec::with_capacity(ts.samples.len());
             let mut too_new = 0;
             for s in &ts.samples {
@@ -515,8 +523,20 @@ impl Distributor {
             if !samples.is_sorted_by_key(|s| s.t) {
                 samples.sort_by_key(|s| s.t);
             }
+            let labels = into_labels(ts.labels);
+            for e in exemplars {
+                if !keep_exemplars {
+                    break;
+                }
+                match exemplars::validate(e) {
+                    Ok(e) => exemplar_batch.push((labels.clone(), e)),
+                    Err(reason) => exemplars::DISCARDED_EXEMPLARS
+                        .with_label_values(&[reason, tenant])
+                        .inc(),
+                }
+            }
             if !samples.is_empty() {
-                batch.push((into_labels(ts.labels), samples));
+                batch.push((labels, samples));
             }
         }
         RECEIVED_SAMPLES
@@ -526,6 +546,7 @@ impl Distributor {
         if !metadata.is_empty() {
             self.push_metadata(tenant, metadata, &limits).await?;
         }
+        result.exemplars_written = self.push_exemplars(tenant, exemplar_batch, &limits).await?;
         if batch.is_empty() {
             return Ok(result);
         }

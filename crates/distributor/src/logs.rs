@@ -260,6 +260,7 @@ impl LogPushResult {
         crate::PushResult {
             accepted_samples: self.accepted_entries,
             rejections: self.rejections.clone(),
+            ..Default::default()
         }
         .rejection_summary()
         .map(|s| s.replace(" samples", " entries"))

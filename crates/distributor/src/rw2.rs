@@ -16,18 +16,8 @@ use strata_proto::prometheus_v2::{Request, metadata::MetricType};
 
 use crate::{PushError, decompress_snappy};
 
-/// What a 2.0 request carried besides samples, for the response headers.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct V2Counts {
-    pub histograms: usize,
-    pub exemplars: usize,
-}
-
 /// Decompresses and decodes a 2.0 body into the equivalent 1.0 request.
-pub fn decode_remote_write_v2(
-    body: &[u8],
-    max_size: usize,
-) -> Result<(WriteRequest, V2Counts), PushError> {
+pub fn decode_remote_write_v2(body: &[u8], max_size: usize) -> Result<WriteRequest, PushError> {
     if body.len() > max_size {
         return Err(PushError::TooLarge {
             size: body.len(),
@@ -41,7 +31,7 @@ pub fn decode_remote_write_v2(
 
 /// The 1.0 form of a 2.0 request; a reference outside the symbol table or
 /// an odd number of label references makes the whole body malformed (400).
-pub(crate) fn to_v1(req: Request) -> Result<(WriteRequest, V2Counts), PushError> {
+pub(crate) fn to_v1(req: Request) -> Result<WriteRequest, PushError> {
     let symbols = req.symbols;
     if symbols.first().is_some_and(|s| !s.is_empty()) {
         return Err(PushError::Decode(
@@ -56,7 +46,6 @@ pub(crate) fn to_v1(req: Request) -> Result<(WriteRequest, V2Counts), PushError>
             ))
         })
     };
-    let mut counts = V2Counts::default();
     let mut timeseries = Vec::with_capacity(req.timeseries.len());
     let mut metadata: Vec<MetricMetadata> = Vec::new();
     let mut seen_metadata: HashSet<(i32, String, u32, u32)> = HashSet::new();
@@ -74,8 +63,6 @@ pub(crate) fn to_v1(req: Request) -> Result<(WriteRequest, V2Counts), PushError>
                 value: symbol(pair[1], "label value")?.clone(),
             });
         }
-        counts.histograms += ts.histograms.len();
-        counts.exemplars += ts.exemplars.len();
         let mut exemplars = Vec::with_capacity(ts.exemplars.len());
         for e in &ts.exemplars {
             if e.labels_refs.len() % 2 != 0 {
@@ -132,13 +119,10 @@ pub(crate) fn to_v1(req: Request) -> Result<(WriteRequest, V2Counts), PushError>
             histograms: vec![Histogram::default(); ts.histograms.len()],
         });
     }
-    Ok((
-        WriteRequest {
-            timeseries,
-            metadata,
-        },
-        counts,
-    ))
+    Ok(WriteRequest {
+        timeseries,
+        metadata,
+    })
 }
 
 /// The metric family of a series name as 1.0 senders name it: a classic
@@ -222,14 +206,8 @@ mod tests {
                 hist_count,
             ],
         };
-        let (v1, counts) = to_v1(req).expect("valid");
-        assert_eq!(
-            counts,
-            V2Counts {
-                histograms: 1,
-                exemplars: 2
-            }
-        );
+        let v1 = to_v1(req).expect("valid");
+        assert_eq!(v1.timeseries[3].exemplars.len(), 2);
         let names: Vec<Vec<(&str, &str)>> = v1
             .timeseries
             .iter()

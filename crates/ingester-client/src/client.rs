@@ -8,12 +8,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    LabelValuesRequest, LogBatch, LogSelect as PLogSelect, LogStream as PLogStream, Matchers,
-    MetadataRequest, MetricBatch, PushRequest, SelectRequest, SeriesRequest, Signal,
+    ExemplarsRequest, LabelValuesRequest, LogBatch, LogSelect as PLogSelect,
+    LogStream as PLogStream, Matchers, MetadataRequest, MetricBatch, PushRequest, SelectRequest,
+    SeriesRequest, Signal,
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
@@ -23,9 +24,9 @@ use tonic::{Request, Status};
 use crate::outcome::{LogPushOutcome, PushLimits, PushOutcome, Rejected};
 use crate::rawpush::{self, EncodedSeries};
 use crate::wire::{
-    decode_blocks, filters_to_proto, labels_from_proto, matchers_to_proto, metadata_from_proto,
-    metadata_to_proto, rejections_from_proto, samples_from_proto, sizes_from_proto,
-    stream_from_proto, stream_to_proto,
+    decode_blocks, exemplars_from_proto, exemplars_to_proto, filters_to_proto, labels_from_proto,
+    matchers_to_proto, metadata_from_proto, metadata_to_proto, rejections_from_proto,
+    samples_from_proto, sizes_from_proto, stream_from_proto, stream_to_proto,
 };
 use crate::{ClientError, LocalIngesters, MAX_MESSAGE_BYTES};
 
@@ -34,6 +35,8 @@ pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
 /// Pushed metric metadata shared by all replicas' requests, each entry
 /// under the series name its family hashes as.
 pub type SharedMetadata = Arc<Vec<(Labels, MetricMetadata)>>;
+/// Pushed exemplars shared by all replicas' requests, each with its series.
+pub type SharedExemplars = Arc<Vec<(Labels, Exemplar)>>;
 /// A pushed batch of log streams shared by all replicas' requests.
 pub type SharedLogBatch = Arc<Vec<(Labels, Vec<LogEntry>)>>;
 
@@ -252,6 +255,80 @@ impl IngesterClient {
                     .await
                     .map_err(|s| r.status(s))?;
                 Ok(())
+            }
+        }
+    }
+
+    /// Pushes the exemplars of `batch` at `indexes` under the exemplar
+    /// limit of `limits`.
+    pub async fn push_exemplars(
+        &self,
+        tenant: &str,
+        batch: &SharedExemplars,
+        indexes: &[u32],
+        limits: PushLimits,
+    ) -> Result<(), ClientError> {
+        let entries = || indexes.iter().map(|i| &batch[*i as usize]);
+        match self {
+            Self::Local(local) => {
+                let ingester = local.clone();
+                let tenant = tenant.to_string();
+                let exemplars: Vec<(Labels, Exemplar)> = entries().cloned().collect();
+                tokio::task::spawn_blocking(move || {
+                    ingester.push_exemplars(&tenant, &exemplars, limits)
+                })
+                .await
+                .map_err(ClientError::task)?
+            }
+            Self::Remote(r) => {
+                let req = PushRequest {
+                    tenant: tenant.to_string(),
+                    batch: Some(Batch::Metrics(MetricBatch {
+                        exemplars: entries()
+                            .map(|(series, e)| exemplars_to_proto(series, [e]))
+                            .collect(),
+                        max_exemplars: limits.max_exemplars as u64,
+                        ..Default::default()
+                    })),
+                };
+                r.client()
+                    .push(r.push_request(req))
+                    .await
+                    .map_err(|s| r.status(s))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The ingester's exemplars in `[start, end]` (ms) of the tenant's
+    /// series matching any of `alternatives`.
+    pub async fn exemplars(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<Exemplar>)>, ClientError> {
+        match self {
+            Self::Local(local) => Ok(local.exemplars(tenant, alternatives, start, end)),
+            Self::Remote(r) => {
+                let resp = r
+                    .client()
+                    .query_exemplars(ExemplarsRequest {
+                        tenant: tenant.to_string(),
+                        start_ms: start,
+                        end_ms: end,
+                        matcher_sets: alternatives
+                            .iter()
+                            .map(|m| Matchers {
+                                matchers: matchers_to_proto(m),
+                            })
+                            .collect(),
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok(resp.series.into_iter().map(exemplars_from_proto).collect())
             }
         }
     }

@@ -13,12 +13,12 @@ pub mod wire;
 
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
 use tonic::Status;
 
 pub use client::{
     IngesterClient, IngesterPool, LogSelect, Metadata, MetadataAnswer, RemoteIngester, SharedBatch,
-    SharedLogBatch, SharedMetadata,
+    SharedExemplars, SharedLogBatch, SharedMetadata,
 };
 pub use outcome::{
     LogPushOutcome, LogRejectReason, PushLimits, PushOutcome, ReasonName, RejectReason, Rejected,
@@ -52,6 +52,21 @@ pub trait LocalIngesters: Send + Sync + 'static {
     ) -> Result<(), ClientError>;
     /// The tenant's metric metadata (of `metric` only, when given).
     fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata>;
+    /// Keeps exemplars (each with its series' labels) in the metrics head.
+    fn push_exemplars(
+        &self,
+        tenant: &str,
+        exemplars: &[(Labels, Exemplar)],
+        limits: PushLimits,
+    ) -> Result<(), ClientError>;
+    /// Exemplars in `[start, end]` of series matching any of `alternatives`.
+    fn exemplars(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)>;
     /// Appends `streams` to the log head (after the log WAL).
     fn push_logs(
         &self,

@@ -102,6 +102,8 @@ pub struct PushLimits {
     pub max_metadata: usize,
     /// Most metadata entries of one metric family; 0 is unlimited.
     pub max_metadata_per_metric: usize,
+    /// Most exemplars in the tenant's head (oldest evicted); 0 is unlimited.
+    pub max_exemplars: usize,
 }
 
 /// Why log entries were not accepted, worded as Loki's discarded-samples reasons.

@@ -4,14 +4,15 @@
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use strata_model::logs::{EntrySize, LineFilter, LogEntry};
 use strata_model::metadata::{MetricMetadata, MetricType};
-use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
+use strata_model::{Exemplar, Label, Labels, MatchOp, Matcher, Sample};
 use strata_proto::ingester::label_matcher::Type as MatcherType;
 use strata_proto::ingester::line_filter::Type as FilterType;
 use strata_proto::ingester::{
     LabelMatcher, LineFilter as PFilter, LogEntry as PLogEntry, LogStream as PLogStream, Rejection,
 };
 use strata_proto::prometheus::{
-    Label as PLabel, MetricMetadata as PMetadata, Sample as PSample, TimeSeries,
+    Exemplar as PExemplar, Label as PLabel, MetricMetadata as PMetadata, Sample as PSample,
+    TimeSeries,
 };
 use strata_storage::BlockMeta;
 use tonic::Status;
@@ -107,6 +108,39 @@ pub fn filters_from_proto(filters: &[PFilter]) -> Result<Vec<LineFilter>, Status
             })
         })
         .collect()
+}
+
+/// A series' exemplars as the wire carries them (a series without samples).
+pub fn exemplars_to_proto<'a>(
+    series: &Labels,
+    exemplars: impl IntoIterator<Item = &'a Exemplar>,
+) -> TimeSeries {
+    TimeSeries {
+        labels: labels_to_proto(series),
+        exemplars: exemplars
+            .into_iter()
+            .map(|e| PExemplar {
+                labels: labels_to_proto(&e.labels),
+                value: e.value,
+                timestamp: e.t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A series' labels and its exemplars from the wire.
+pub fn exemplars_from_proto(ts: TimeSeries) -> (Labels, Vec<Exemplar>) {
+    let exemplars = ts
+        .exemplars
+        .into_iter()
+        .map(|e| Exemplar {
+            labels: labels_from_proto(e.labels),
+            value: e.value,
+            t: e.timestamp,
+        })
+        .collect();
+    (labels_from_proto(ts.labels), exemplars)
 }
 
 pub fn metadata_to_proto(m: &MetricMetadata) -> PMetadata {

@@ -6,6 +6,7 @@
 //! differs between samples and log entries (see [`Signal`]). [`grpc`]
 //! serves the heads to distributors and queriers in other processes.
 
+mod exemplars;
 pub mod grpc;
 pub mod head;
 pub mod logs;

@@ -3,9 +3,10 @@
 //! records that introduce refs and sample records that use them (as
 //! Prometheus TSDB), Parquet metric blocks.
 //!
-//! Metric metadata rides the same write frame: a push may carry it, a WAL
-//! record of its own keeps it, and the tenant's
-//! [`MetadataIndex`](crate::metadata::MetadataIndex) holds it.
+//! Metric metadata and exemplars ride the same write frame: a push may
+//! carry them, WAL records of their own keep them, and the tenant's
+//! [`MetadataIndex`](crate::metadata::MetadataIndex) and
+//! [`ExemplarIndex`](crate::exemplars::ExemplarIndex) hold them.
 //!
 //! A sample is accepted when it is newer than its series' last one, or
 //! within the tenant's out-of-order window behind it (kept in a sorted
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use object_store::ObjectStore;
 use parking_lot::Mutex;
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
+use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
 use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload_block};
 
 use crate::head::{Head, TenantHead};
@@ -50,6 +51,8 @@ pub struct MetricPush<'a> {
     pub series: &'a [(Labels, Vec<Sample>)],
     /// Metric metadata.
     pub metadata: &'a [MetricMetadata],
+    /// Exemplars, each with its series' labels.
+    pub exemplars: &'a [(Labels, Exemplar)],
 }
 
 /// What a metric push accepted.
@@ -61,6 +64,9 @@ pub struct AcceptedSamples {
     /// Metadata entries kept, received at `received_ms`.
     metadata: Vec<MetricMetadata>,
     received_ms: i64,
+    /// Exemplars kept, and the tenant's exemplar limit (this ingester's share).
+    exemplars: Vec<(Labels, Exemplar)>,
+    max_exemplars: usize,
 }
 
 impl Signal for MetricSignal {
@@ -223,7 +229,8 @@ impl Signal for MetricSignal {
                 }
             })
             .collect();
-        if accepted.is_empty() && metadata.is_empty() {
+        let exemplars = admit_exemplars(&idx.exemplars, push.exemplars);
+        if accepted.is_empty() && metadata.is_empty() && exemplars.is_empty() {
             return (outcome, None);
         }
         for (_, _, ooo) in accepted.iter_mut() {
@@ -238,6 +245,8 @@ impl Signal for MetricSignal {
                 samples: accepted,
                 metadata,
                 received_ms: crate::now_ms(),
+                exemplars,
+                max_exemplars: limits.max_exemplars,
             }),
         )
     }
@@ -247,6 +256,10 @@ impl Signal for MetricSignal {
         if !accepted.metadata.is_empty() {
             let at = accepted.received_ms;
             walrec::encode_metadata(buf, tenant, accepted.metadata.iter().map(|m| (m, at)));
+            ends.push(buf.len());
+        }
+        if !accepted.exemplars.is_empty() {
+            walrec::encode_exemplars(buf, tenant, accepted.exemplars.iter().map(|(s, e)| (s, e)));
             ends.push(buf.len());
         }
         if accepted.samples.is_empty() {
@@ -286,7 +299,7 @@ impl Signal for MetricSignal {
 
     fn apply(&self, head: &TenantHead<Self>, accepted: AcceptedSamples) -> Applied {
         let created = accepted.new_series.len();
-        if created > 0 || !accepted.metadata.is_empty() {
+        if created > 0 || !accepted.metadata.is_empty() || !accepted.exemplars.is_empty() {
             let mut idx = head.index.write();
             for s in accepted.new_series {
                 idx.insert(s);
@@ -300,6 +313,9 @@ impl Signal for MetricSignal {
                 for m in accepted.metadata {
                     idx.metadata.upsert(m, at);
                 }
+            }
+            for (series, e) in accepted.exemplars {
+                idx.exemplars.insert(&series, e, accepted.max_exemplars);
             }
         }
         let mut max_time = i64::MIN;
@@ -357,6 +373,17 @@ impl Signal for MetricSignal {
             }
             walrec::Record::LogEntries { tenant, .. } => {
                 tracing::warn!(tenant, "log entries in the metrics WAL; skipped");
+            }
+            walrec::Record::Exemplars {
+                tenant: name,
+                exemplars,
+            } => {
+                let head = tenant(name);
+                let mut idx = head.index.write();
+                for (series, e) in exemplars {
+                    // Records are in order; a resend was never logged twice.
+                    idx.exemplars.insert(&series, e, 0);
+                }
             }
             walrec::Record::Metadata {
                 tenant: name,
@@ -442,6 +469,11 @@ impl Signal for MetricSignal {
             walrec::encode_metadata(buf, tenant, index.metadata.fresh(i64::MIN).into_iter());
             append(&[&buf[..]])?;
         }
+        if !index.exemplars.is_empty() {
+            buf.clear();
+            walrec::encode_exemplars(buf, tenant, index.exemplars.all());
+            append(&[&buf[..]])?;
+        }
         if keep_series.is_empty() {
             return Ok(());
         }
@@ -485,6 +517,30 @@ impl Signal for MetricSignal {
     }
 }
 
+/// The exemplars of a push the tenant's index keeps, in push order;
+/// resends are dropped silently, out-of-order ones counted.
+fn admit_exemplars(
+    index: &crate::exemplars::ExemplarIndex,
+    push: &[(Labels, Exemplar)],
+) -> Vec<(Labels, Exemplar)> {
+    use crate::exemplars::Admission;
+    let mut pending: HashMap<&Labels, &Exemplar> = HashMap::new();
+    let mut kept = Vec::new();
+    for (series, e) in push {
+        match index.admit(series, e, &pending) {
+            Admission::Keep => {
+                pending.insert(series, e);
+                kept.push((series.clone(), e.clone()));
+            }
+            Admission::Duplicate => {}
+            Admission::Refuse(reason) => metrics::EXEMPLARS_REJECTED
+                .with_label_values(&[reason.as_str()])
+                .inc(),
+        }
+    }
+    kept
+}
+
 impl Head<MetricSignal> {
     /// Opens the metrics WAL under `cfg.dir`, replays it into the head and
     /// returns a ready ingester.
@@ -515,9 +571,40 @@ impl Head<MetricSignal> {
     ) -> Result<PushOutcome, IngesterError> {
         let push = MetricPush {
             series,
-            metadata: &[],
+            ..Default::default()
         };
         self.write(tenant, push, limits)
+    }
+
+    /// Keeps pushed exemplars (out-of-order ones are dropped and counted;
+    /// the oldest beyond the tenant's limit are evicted). Blocking: call
+    /// from a blocking thread.
+    pub fn push_exemplars(
+        &self,
+        tenant: &str,
+        exemplars: &[(Labels, Exemplar)],
+        limits: PushLimits,
+    ) -> Result<(), IngesterError> {
+        let push = MetricPush {
+            exemplars,
+            ..Default::default()
+        };
+        self.write(tenant, push, limits).map(|_| ())
+    }
+
+    /// The tenant's exemplars in `[start, end]` (ms) of series matching any
+    /// of `alternatives`.
+    pub fn exemplars(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        self.read_tenant(tenant, |_, idx| {
+            idx.exemplars.select(alternatives, start, end)
+        })
+        .unwrap_or_default()
     }
 
     /// Keeps pushed metric metadata (entries over the limits are dropped
@@ -529,8 +616,8 @@ impl Head<MetricSignal> {
         limits: PushLimits,
     ) -> Result<(), IngesterError> {
         let push = MetricPush {
-            series: &[],
             metadata,
+            ..Default::default()
         };
         self.write(tenant, push, limits).map(|_| ())
     }
@@ -702,5 +789,64 @@ mod tests {
         let mut got = ing.metadata("t", None);
         got.sort();
         assert_eq!(got, vec![meta("a", "x"), meta("b", "y")]);
+    }
+
+    #[tokio::test]
+    async fn exemplars_survive_a_restart_and_a_cut_and_stay_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let catalog = strata_storage::BlockCatalog::new(
+            Arc::new(strata_storage::BlockReader::new(store)),
+            strata_storage::Signal::Metrics,
+            std::time::Duration::from_secs(60),
+        );
+        let wal_dir = dir.path().join("tsdb");
+        let series = Labels::from_pairs([("__name__", "req_total")]);
+        let ex = |trace: &str, t: i64| Exemplar {
+            labels: Labels::from_pairs([("trace_id", trace)]),
+            value: 1.0,
+            t,
+        };
+        let limits = PushLimits {
+            max_exemplars: 3,
+            ..Default::default()
+        };
+        let ing = Arc::new(Ingester::open(cfg(&wal_dir)).unwrap());
+        let pushed: Vec<(Labels, Exemplar)> = (1..=4)
+            .map(|i| (series.clone(), ex(&i.to_string(), i * 1000)))
+            .collect();
+        ing.push_exemplars("t", &pushed, limits).unwrap();
+        // Out of order and a resend: neither kept.
+        ing.push_exemplars(
+            "t",
+            &[(series.clone(), ex("0", 500)), pushed[3].clone()],
+            limits,
+        )
+        .unwrap();
+        let all = [vec![Matcher::new(
+            strata_model::MatchOp::Equal,
+            "__name__",
+            "req_total",
+        )]];
+        let held = |ing: &Ingester| -> Vec<i64> {
+            ing.exemplars("t", &all, i64::MIN, i64::MAX)
+                .into_iter()
+                .flat_map(|(_, e)| e.into_iter().map(|e| e.t))
+                .collect()
+        };
+        assert_eq!(held(&ing), vec![2000, 3000, 4000], "the oldest went");
+        assert_eq!(
+            ing.exemplars("t", &all, 2500, 3500)[0].1,
+            vec![ex("3", 3000)],
+            "time range"
+        );
+        let samples: Vec<Sample> = (0..4).map(|i| Sample { t: i * H, v: 1.0 }).collect();
+        ing.push("t", &[(series.clone(), samples)], PushLimits::default())
+            .unwrap();
+        assert!(ing.cut_and_upload(2 * H, &catalog).await.unwrap() > 0);
+        drop(ing);
+        let ing = Ingester::open(cfg(&wal_dir)).unwrap();
+        assert_eq!(held(&ing), vec![2000, 3000, 4000]);
     }
 }

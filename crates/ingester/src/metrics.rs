@@ -34,6 +34,16 @@ pub(crate) static METADATA_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| 
     )
     .expect("valid metric definition")
 });
+pub(crate) static EXEMPLARS_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_ingester_exemplars_rejected_total",
+            "Exemplars the ingester refused, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric definition")
+});
 pub(crate) static WAL_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
@@ -139,6 +149,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(SAMPLES_APPENDED.clone()))?;
     registry.register(Box::new(SAMPLES_REJECTED.clone()))?;
     registry.register(Box::new(METADATA_REJECTED.clone()))?;
+    registry.register(Box::new(EXEMPLARS_REJECTED.clone()))?;
     registry.register(Box::new(WAL_BYTES.clone()))?;
     registry.register(Box::new(WAL_SIZE.clone()))?;
     registry.register(Box::new(WAL_CORRUPTIONS.clone()))?;

@@ -142,6 +142,8 @@ pub struct HeadIndex {
     postings: HashMap<String, HashMap<String, Vec<u64>>>,
     /// The tenant's metric metadata.
     pub metadata: crate::metadata::MetadataIndex,
+    /// The tenant's exemplars.
+    pub exemplars: crate::exemplars::ExemplarIndex,
 }
 
 impl HeadIndex {

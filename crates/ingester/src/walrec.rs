@@ -6,6 +6,8 @@
 //! `(ref, timestamp, value)` triples grouped by ref. Refs are unique per
 //! ingester across tenants, so sample records need no tenant.
 //!
+//! An *exemplars* record carries a tenant's exemplars, each with its
+//! series' labels (exemplars are few; refs would save little).
 //! A *metadata* record carries a tenant's metric metadata (type, help,
 //! unit per metric family) with the time each entry was last received.
 //!
@@ -15,12 +17,13 @@
 
 use strata_model::logs::LogEntry;
 use strata_model::metadata::{MetricMetadata, MetricType};
-use strata_model::{Label, Labels, Sample};
+use strata_model::{Exemplar, Label, Labels, Sample};
 
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const KIND_LOG_ENTRIES: u8 = 3;
 const KIND_METADATA: u8 = 4;
+const KIND_EXEMPLARS: u8 = 5;
 
 /// A decoded WAL record.
 #[derive(Debug, PartialEq)]
@@ -33,6 +36,11 @@ pub enum Record {
     LogEntries {
         tenant: String,
         streams: Vec<(Labels, Vec<LogEntry>)>,
+    },
+    /// Exemplars with their series' labels.
+    Exemplars {
+        tenant: String,
+        exemplars: Vec<(Labels, Exemplar)>,
     },
     /// Metric metadata and when each entry was last received (ms).
     Metadata {
@@ -119,6 +127,23 @@ pub fn encode_log_entries<'a>(
             put_str(buf, &e.line);
             put_labels(buf, &e.metadata);
         }
+    }
+}
+
+/// Encodes an exemplars record.
+pub fn encode_exemplars<'a>(
+    buf: &mut Vec<u8>,
+    tenant: &str,
+    exemplars: impl ExactSizeIterator<Item = (&'a Labels, &'a Exemplar)>,
+) {
+    buf.push(KIND_EXEMPLARS);
+    put_str(buf, tenant);
+    put_uvarint(buf, exemplars.len() as u64);
+    for (series, e) in exemplars {
+        put_labels(buf, series);
+        put_labels(buf, &e.labels);
+        buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
+        put_varint(buf, e.t);
     }
 }
 
@@ -264,6 +289,22 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::LogEntries { tenant, streams })
         }
+        KIND_EXEMPLARS => {
+            let tenant = c.string()?;
+            let n = c.count()?;
+            let mut exemplars = Vec::with_capacity(n);
+            for _ in 0..n {
+                let series = c.labels()?;
+                let labels = c.labels()?;
+                let b = c.bytes(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                let value = f64::from_bits(u64::from_le_bytes(a));
+                let t = c.varint()?;
+                exemplars.push((series, Exemplar { labels, value, t }));
+            }
+            Ok(Record::Exemplars { tenant, exemplars })
+        }
         KIND_METADATA => {
             let tenant = c.string()?;
             let n = c.count()?;
@@ -291,6 +332,26 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exemplars_roundtrip() {
+        let series = Labels::from_pairs([("__name__", "req_total"), ("job", "api")]);
+        let e = Exemplar {
+            labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6")]),
+            value: 0.25,
+            t: 1_700_000_000_123,
+        };
+        let mut buf = Vec::new();
+        encode_exemplars(&mut buf, "t1", [(&series, &e)].into_iter());
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::Exemplars {
+                tenant: "t1".into(),
+                exemplars: vec![(series, e)]
+            }
+        );
+        assert!(decode(&buf[..buf.len() - 3]).is_err(), "truncated");
+    }
 
     #[test]
     fn metadata_roundtrips() {

@@ -40,6 +40,9 @@ pub struct Limits {
     /// Most active series in the tenant's head (0: unlimited); samples of
     /// new series beyond it are rejected (400, so they are not retried forever).
     pub max_global_series_per_user: usize,
+    /// Most exemplars the tenant's ingesters keep (the oldest are evicted;
+    /// 0 keeps none).
+    pub max_global_exemplars_per_user: usize,
     /// Most metric metadata entries the tenant's ingesters keep (0:
     /// unlimited); entries beyond it are dropped and counted.
     pub max_global_metadata_per_user: usize,
@@ -119,6 +122,9 @@ impl Default for Limits {
             // Mimir leaves both unlimited; metadata does not count against
             // the sample rate, so a bound keeps one tenant from filling
             // ingester memory with it.
+            // Mimir keeps none by default; senders only send exemplars
+            // when told to, so keep a bounded ring of them.
+            max_global_exemplars_per_user: 100_000,
             max_global_metadata_per_user: 150_000,
             max_global_metadata_per_metric: 10,
             max_metadata_length: 1024,

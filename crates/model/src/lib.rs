@@ -236,6 +236,16 @@ pub struct Sample {
     pub v: f64,
 }
 
+/// An exemplar: one observation of a series with labels of its own (a
+/// trace id, say), for linking a metric to a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds.
+    pub t: i64,
+}
+
 /// A series with its samples in time order, as returned by storage reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {

@@ -286,22 +286,60 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, EngineError> {
     bounds::parse_checked(query)
 }
 
+/// The matcher alternatives of a vector selector, its metric name included.
+fn selector_matchers(vs: &promql_parser::parser::VectorSelector) -> Vec<Vec<Matcher>> {
+    let mut alts = strata_model::selector_alternatives(&vs.matchers);
+    if let Some(name) = &vs.name {
+        for a in &mut alts {
+            if !a.iter().any(|m| m.name == strata_model::METRIC_NAME) {
+                a.push(Matcher::new(
+                    strata_model::MatchOp::Equal,
+                    strata_model::METRIC_NAME,
+                    name,
+                ));
+            }
+        }
+    }
+    alts
+}
+
+/// The matcher alternatives of every series selector in a query (what
+/// `query_exemplars` looks up), in the order they appear.
+pub fn query_selectors(query: &str) -> Result<Vec<Vec<Matcher>>, EngineError> {
+    use promql_parser::parser::Expr;
+    fn walk(e: &Expr, out: &mut Vec<Vec<Matcher>>) {
+        match e {
+            Expr::VectorSelector(vs) => out.extend(selector_matchers(vs)),
+            Expr::MatrixSelector(ms) => out.extend(selector_matchers(&ms.vs)),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out);
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Subquery(s) => walk(&s.expr, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    // The parser bounds the nesting depth, so the walk's recursion is bounded.
+    let expr = bounds::parse_checked(query)?;
+    let mut out = Vec::new();
+    walk(&expr, &mut out);
+    Ok(out)
+}
+
 /// Parses a series selector (`match[]` parameter) into matcher alternatives.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, EngineError> {
     match bounds::parse_checked(s) {
         Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
-            let mut alts = strata_model::selector_alternatives(&vs.matchers);
-            if let Some(name) = &vs.name {
-                for a in &mut alts {
-                    if !a.iter().any(|m| m.name == strata_model::METRIC_NAME) {
-                        a.push(Matcher::new(
-                            strata_model::MatchOp::Equal,
-                            strata_model::METRIC_NAME,
-                            name,
-                        ));
-                    }
-                }
-            }
+            let alts = selector_matchers(&vs);
             if alts.iter().any(|a| a.iter().all(|m| m.is_match(""))) {
                 return Err(EngineError::BadData(
                     "match[] must contain at least one non-empty matcher".into(),

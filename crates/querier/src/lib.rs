@@ -15,7 +15,7 @@ use promql_parser::parser::token::T_EQL_REGEX;
 use strata_ingester_client::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
 use strata_limits::Overrides;
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
+use strata_model::{Exemplar, Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_ring::Ring;
 use strata_storage::{BlockCatalog, BlockMeta, StorageError};
@@ -389,6 +389,42 @@ impl Querier {
             out.entry(m.metric_family.clone()).or_default().insert(m);
         }
         Ok(out)
+    }
+
+    /// Exemplars in `[start, end]` (ms) of the series matching any of
+    /// `alternatives`, from the ingesters that hold them (exemplars live in
+    /// ingesters only, as in Mimir), replicas merged: per series, in time
+    /// order, each once.
+    pub async fn exemplars(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<Exemplar>)>, EngineError> {
+        let answers = self
+            .recent
+            .ask(tenant, |c| async move {
+                Ok((
+                    c.exemplars(tenant, alternatives, start, end).await?,
+                    Vec::new(),
+                ))
+            })
+            .await
+            .map_err(storage_err)?;
+        let mut merged: BTreeMap<Labels, Vec<Exemplar>> = BTreeMap::new();
+        for (series, exemplars) in answers.into_iter().flatten() {
+            merged.entry(series).or_default().extend(exemplars);
+        }
+        for exemplars in merged.values_mut() {
+            exemplars.sort_by(|a, b| {
+                (a.t, a.value.to_bits(), &a.labels).cmp(&(b.t, b.value.to_bits(), &b.labels))
+            });
+            exemplars.dedup_by(|a, b| {
+                a.t == b.t && a.value.to_bits() == b.value.to_bits() && a.labels == b.labels
+            });
+        }
+        Ok(merged.into_iter().collect())
     }
 
     /// Sorted label names of matching series (all series when `alternatives` is empty).

@@ -300,6 +300,7 @@ flags! {
     "distributor.ingestion-rate-limit" => "limits.ingestion_rate": "Samples per second a tenant may push (0: unlimited); over it, requests get 429.",
     "distributor.ingestion-burst-size" => "limits.ingestion_burst_size": "Samples a tenant may push at once above its ingestion rate.",
     "ingester.max-global-series-per-user" => "limits.max_global_series_per_user": "Most active series per tenant (0: unlimited); samples of new series beyond it are rejected.",
+    "ingester.max-global-exemplars-per-user" => "limits.max_global_exemplars_per_user": "Most exemplars kept per tenant, the oldest evicted first (0: exemplars are dropped).",
     "ingester.max-global-metadata-per-user" => "limits.max_global_metadata_per_user": "Most metric metadata entries (type, help, unit) kept per tenant (0: unlimited); entries beyond it are dropped and counted.",
     "ingester.max-global-metadata-per-metric" => "limits.max_global_metadata_per_metric": "Most metadata entries kept per metric family (0: unlimited).",
     "validation.max-metadata-length" => "limits.max_metadata_length": "Longest metric name, help text or unit in metric metadata; longer names and units drop the entry, longer help is truncated.",

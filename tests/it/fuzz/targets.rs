@@ -124,8 +124,7 @@ pub fn remote_write_v2() -> Target {
                         .unwrap_or_default(),
                     None => input,
                 };
-                let Ok((req, _)) = strata_distributor::decode_remote_write_v2(&body, 1 << 20)
-                else {
+                let Ok(req) = strata_distributor::decode_remote_write_v2(&body, 1 << 20) else {
                     return false;
                 };
                 let limits = strata_limits::Limits::default();

@@ -8,7 +8,7 @@ use strata_ingester_client::{
 };
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
 
 use crate::logs::LogIngester;
 use crate::{Ingester, IngesterError};
@@ -58,6 +58,27 @@ impl LocalIngesters for Local {
 
     fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata> {
         self.metrics.metadata(tenant, metric)
+    }
+
+    fn push_exemplars(
+        &self,
+        tenant: &str,
+        exemplars: &[(Labels, Exemplar)],
+        limits: PushLimits,
+    ) -> Result<(), ClientError> {
+        self.metrics
+            .push_exemplars(tenant, exemplars, limits)
+            .map_err(client_error)
+    }
+
+    fn exemplars(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        self.metrics.exemplars(tenant, alternatives, start, end)
     }
 
     fn push_logs(

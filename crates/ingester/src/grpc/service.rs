@@ -12,13 +12,13 @@ use std::time::Duration;
 use futures::Stream;
 use strata_model::logs::{Direction, LogEntry};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Labels, Sample};
+use strata_model::{Exemplar, Labels, Sample};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    LabelValuesRequest, LabelsResponse, LogBatch, MetadataRequest, MetadataResponse, MetricBatch,
-    PushRequest, PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse,
-    Signal,
+    ExemplarsRequest, ExemplarsResponse, LabelValuesRequest, LabelsResponse, LogBatch,
+    MetadataRequest, MetadataResponse, MetricBatch, PushRequest, PushResponse, SelectRequest,
+    SelectResponse, SeriesRequest, SeriesResponse, Signal,
 };
 use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
@@ -27,9 +27,9 @@ use tonic::{Request, Response, Status};
 use crate::logs::LogIngester;
 use crate::{Ingester, IngesterError, MetricPush, PushLimits};
 use strata_ingester_client::wire::{
-    encode_blocks, filters_from_proto, labels_from_proto, matchers_from_proto, metadata_from_proto,
-    metadata_to_proto, rejections_to_proto, samples_from_proto, series_to_proto, sizes_to_proto,
-    stream_from_proto, stream_to_proto,
+    encode_blocks, exemplars_from_proto, exemplars_to_proto, filters_from_proto, labels_from_proto,
+    matchers_from_proto, metadata_from_proto, metadata_to_proto, rejections_to_proto,
+    samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
 };
 use strata_ingester_client::{MAX_MESSAGE_BYTES, ReasonName, Rejected, SERIES_PER_MESSAGE};
 
@@ -146,6 +146,14 @@ impl IngesterService {
             .into_iter()
             .map(metadata_from_proto)
             .collect();
+        let exemplars: Vec<(Labels, Exemplar)> = batch
+            .exemplars
+            .into_iter()
+            .flat_map(|ts| {
+                let (series, exemplars) = exemplars_from_proto(ts);
+                exemplars.into_iter().map(move |e| (series.clone(), e))
+            })
+            .collect();
         let limits = PushLimits {
             out_of_order_time_window: Duration::from_millis(
                 batch.out_of_order_time_window_ms.max(0) as u64,
@@ -153,12 +161,14 @@ impl IngesterService {
             max_series: batch.max_series as usize,
             max_metadata: batch.max_metadata as usize,
             max_metadata_per_metric: batch.max_metadata_per_metric as usize,
+            max_exemplars: batch.max_exemplars as usize,
         };
         let ingester = self.metrics()?;
         pushed(move || {
             let push = MetricPush {
                 series: &series,
                 metadata: &metadata,
+                exemplars: &exemplars,
             };
             let o = ingester.write(&tenant, push, limits)?;
             Ok((o.accepted, o.rejected))
@@ -326,6 +336,30 @@ impl IngesterRpc for IngesterService {
         .map_err(task_failed)?;
         Ok(Response::new(MetadataResponse {
             metadata: metadata.iter().map(metadata_to_proto).collect(),
+        }))
+    }
+
+    async fn query_exemplars(
+        &self,
+        req: Request<ExemplarsRequest>,
+    ) -> Result<Response<ExemplarsResponse>, Status> {
+        let req = req.into_inner();
+        let alternatives = req
+            .matcher_sets
+            .iter()
+            .map(|m| matchers_from_proto(&m.matchers))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ingester = self.metrics()?;
+        let found = tokio::task::spawn_blocking(move || {
+            ingester.exemplars(&req.tenant, &alternatives, req.start_ms, req.end_ms)
+        })
+        .await
+        .map_err(task_failed)?;
+        Ok(Response::new(ExemplarsResponse {
+            series: found
+                .iter()
+                .map(|(series, exemplars)| exemplars_to_proto(series, exemplars))
+                .collect(),
         }))
     }
 
