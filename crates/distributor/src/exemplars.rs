@@ -2,10 +2,10 @@
 //! the ingesters of their series (the same replicas as its samples). A
 //! tenant whose `max_global_exemplars_per_user` is 0 keeps none.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, Opts};
-use strata_ingester_client::{PushLimits, RejectReason, Rejected};
+use strata_ingester_client::PushLimits;
 use strata_model::{Exemplar, Label, Labels};
 use strata_proto::prometheus::Exemplar as PExemplar;
 
@@ -75,16 +75,15 @@ impl Distributor {
             max_exemplars: self.ingester_share(limits.max_global_exemplars_per_user),
             ..Default::default()
         };
-        let owned_tenant = tenant.to_string();
-        self.replicate(tenant, Arc::new(batch), move |client, batch, indexes| {
-            let tenant = owned_tenant.clone();
-            async move {
+        self.replicate_alongside(
+            tenant,
+            batch,
+            move |client, tenant, batch, indexes| async move {
                 client
                     .push_exemplars(&tenant, &batch, &indexes, push_limits)
                     .await
-                    .map(|()| Vec::<Rejected<RejectReason>>::new())
-            }
-        })
+            },
+        )
         .await?;
         Ok(n)
     }

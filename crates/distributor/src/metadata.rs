@@ -4,10 +4,10 @@
 //! own the family's name on the ring.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, Opts};
-use strata_ingester_client::{PushLimits, RejectReason, Rejected};
+use strata_ingester_client::PushLimits;
 use strata_model::metadata::{MetricMetadata, MetricType};
 use strata_model::{Labels, METRIC_NAME};
 use strata_proto::prometheus::MetricMetadata as PMetadata;
@@ -101,18 +101,16 @@ impl Distributor {
             max_metadata_per_metric: limits.max_global_metadata_per_metric,
             ..Default::default()
         };
-        let owned_tenant = tenant.to_string();
-        self.replicate(tenant, Arc::new(batch), move |client, batch, indexes| {
-            let tenant = owned_tenant.clone();
-            async move {
+        self.replicate_alongside(
+            tenant,
+            batch,
+            move |client, tenant, batch, indexes| async move {
                 client
                     .push_metadata(&tenant, &batch, &indexes, push_limits)
                     .await
-                    .map(|()| Vec::<Rejected<RejectReason>>::new())
-            }
-        })
-        .await?;
-        Ok(())
+            },
+        )
+        .await
     }
 }
 

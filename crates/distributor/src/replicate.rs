@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use strata_ingester_client::{ClientError, IngesterClient, Rejected};
+use strata_ingester_client::{ClientError, IngesterClient, RejectReason, Rejected};
 use strata_model::Labels;
 use strata_ring::shard_key;
 
@@ -31,6 +31,29 @@ impl Distributor {
         }
         let rf = view.effective_rf(self.ring.config().replication_factor);
         (global * rf).div_ceil(n)
+    }
+
+    /// Replicates what travels alongside series (metadata, exemplars):
+    /// `send` pushes one ingester's positions of `batch`; nothing comes
+    /// back per item.
+    pub(crate) async fn replicate_alongside<T, F, Fut>(
+        &self,
+        tenant: &str,
+        batch: Vec<(Labels, T)>,
+        send: F,
+    ) -> Result<(), PushError>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(IngesterClient, String, Arc<Vec<(Labels, T)>>, Arc<Vec<u32>>) -> Fut,
+        Fut: Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
+        let owned_tenant = tenant.to_string();
+        self.replicate(tenant, Arc::new(batch), |client, batch, indexes| {
+            let pushed = send(client, owned_tenant.clone(), batch, indexes);
+            async move { pushed.await.map(|()| Vec::<Rejected<RejectReason>>::new()) }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Writes `batch` to the ring's ingesters with `send` (one call per

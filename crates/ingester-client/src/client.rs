@@ -35,6 +35,9 @@ pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
 /// Pushed metric metadata shared by all replicas' requests, each entry
 /// under the series name its family hashes as.
 pub type SharedMetadata = Arc<Vec<(Labels, MetricMetadata)>>;
+/// Pushes items of one kind to this process's head: what
+/// `IngesterClient::push_alongside` calls in-process.
+type LocalPush<T> = fn(&dyn LocalIngesters, &str, &[T], PushLimits) -> Result<(), ClientError>;
 /// Pushed exemplars shared by all replicas' requests, each with its series.
 pub type SharedExemplars = Arc<Vec<(Labels, Exemplar)>>;
 /// A pushed batch of log streams shared by all replicas' requests.
@@ -228,35 +231,23 @@ impl IngesterClient {
         indexes: &[u32],
         limits: PushLimits,
     ) -> Result<(), ClientError> {
-        let entries = || indexes.iter().map(|i| &batch[*i as usize].1);
-        match self {
-            Self::Local(local) => {
-                let ingester = local.clone();
-                let tenant = tenant.to_string();
-                let metadata: Vec<MetricMetadata> = entries().cloned().collect();
-                tokio::task::spawn_blocking(move || {
-                    ingester.push_metadata(&tenant, &metadata, limits)
-                })
-                .await
-                .map_err(ClientError::task)?
-            }
-            Self::Remote(r) => {
-                let req = PushRequest {
-                    tenant: tenant.to_string(),
-                    batch: Some(Batch::Metrics(MetricBatch {
-                        metadata: entries().map(metadata_to_proto).collect(),
-                        max_metadata: limits.max_metadata as u64,
-                        max_metadata_per_metric: limits.max_metadata_per_metric as u64,
-                        ..Default::default()
-                    })),
-                };
-                r.client()
-                    .push(r.push_request(req))
-                    .await
-                    .map_err(|s| r.status(s))?;
-                Ok(())
-            }
-        }
+        let metadata: Vec<MetricMetadata> = indexes
+            .iter()
+            .map(|i| batch[*i as usize].1.clone())
+            .collect();
+        self.push_alongside(
+            tenant,
+            metadata,
+            limits,
+            |local, tenant, items, limits| local.push_metadata(tenant, items, limits),
+            |items| MetricBatch {
+                metadata: items.iter().map(metadata_to_proto).collect(),
+                max_metadata: limits.max_metadata as u64,
+                max_metadata_per_metric: limits.max_metadata_per_metric as u64,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Pushes the exemplars of `batch` at `indexes` under the exemplar
@@ -268,28 +259,48 @@ impl IngesterClient {
         indexes: &[u32],
         limits: PushLimits,
     ) -> Result<(), ClientError> {
-        let entries = || indexes.iter().map(|i| &batch[*i as usize]);
+        let exemplars: Vec<(Labels, Exemplar)> =
+            indexes.iter().map(|i| batch[*i as usize].clone()).collect();
+        self.push_alongside(
+            tenant,
+            exemplars,
+            limits,
+            |local, tenant, items, limits| local.push_exemplars(tenant, items, limits),
+            |items| MetricBatch {
+                exemplars: items
+                    .iter()
+                    .map(|(series, e)| exemplars_to_proto(series, [e]))
+                    .collect(),
+                max_exemplars: limits.max_exemplars as u64,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A push of what travels alongside series (metadata, exemplars): to
+    /// this process's head with `local`, or as the metric batch `remote`
+    /// builds. The head reports no per-item outcome for these.
+    async fn push_alongside<T: Send + Sync + 'static>(
+        &self,
+        tenant: &str,
+        items: Vec<T>,
+        limits: PushLimits,
+        local: LocalPush<T>,
+        remote: impl FnOnce(&[T]) -> MetricBatch,
+    ) -> Result<(), ClientError> {
         match self {
-            Self::Local(local) => {
-                let ingester = local.clone();
+            Self::Local(ingesters) => {
+                let ingesters = ingesters.clone();
                 let tenant = tenant.to_string();
-                let exemplars: Vec<(Labels, Exemplar)> = entries().cloned().collect();
-                tokio::task::spawn_blocking(move || {
-                    ingester.push_exemplars(&tenant, &exemplars, limits)
-                })
-                .await
-                .map_err(ClientError::task)?
+                tokio::task::spawn_blocking(move || local(&*ingesters, &tenant, &items, limits))
+                    .await
+                    .map_err(ClientError::task)?
             }
             Self::Remote(r) => {
                 let req = PushRequest {
                     tenant: tenant.to_string(),
-                    batch: Some(Batch::Metrics(MetricBatch {
-                        exemplars: entries()
-                            .map(|(series, e)| exemplars_to_proto(series, [e]))
-                            .collect(),
-                        max_exemplars: limits.max_exemplars as u64,
-                        ..Default::default()
-                    })),
+                    batch: Some(Batch::Metrics(remote(&items))),
                 };
                 r.client()
                     .push(r.push_request(req))
