@@ -757,3 +757,31 @@ async fn metadata_and_exemplar_floods_stay_within_the_tenants_limits() {
     assert_eq!(held.len(), 100, "the newest 100 of 5,000");
     assert_eq!(held[99]["labels"]["trace_id"], format!("{:08x}", 4999));
 }
+
+/// An exemplar query's selectors are matched against every exemplar's
+/// series: a query of thousands of selectors is refused before any is.
+#[tokio::test]
+async fn exemplar_queries_with_thousands_of_selectors_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &[]).await;
+    // One selector of 2,000 `or` alternatives (chained operators would hit
+    // the nesting limit first).
+    let many = format!(
+        "{{{}}}",
+        (0..2000)
+            .map(|k| format!("job=\"j{k}\""))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    let (status, body) = call(&s, "/api/v1/query_exemplars", &[("query", many)], None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("series selectors"), "{body}");
+    let (status, body) = call(
+        &s,
+        "/api/v1/query_exemplars",
+        &[("query", "m1 + m2".to_string())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -750,3 +750,43 @@ remote_write:
     );
     assert_eq!(after, before);
 }
+
+/// Status endpoints Grafana and operators call: `/api/v1/targets` (Strata
+/// scrapes nothing) answers as a Prometheus without targets does, under
+/// both prefixes; Loki's buildinfo has Loki's shape.
+#[tokio::test]
+async fn targets_and_buildinfo_answer_as_prometheus_and_loki_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start(dir.path(), &[]).await;
+    let port = free_port();
+    let prom = spawn_prometheus(dir.path(), port, "global:\n  scrape_interval: 1m\n", &[]).await;
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    let client = reqwest::Client::new();
+    for state in ["", "active", "dropped", "any"] {
+        let params: Vec<(&str, String)> = if state.is_empty() {
+            vec![]
+        } else {
+            vec![("state", state.to_string())]
+        };
+        let want = prom_query(&client, &prom_base, "/api/v1/targets", &params).await;
+        for prefix in ["", "/prometheus"] {
+            let (status, got) = strata
+                .get_json(&format!("{prefix}/api/v1/targets"), &params, None)
+                .await;
+            assert_eq!(status, 200, "{state}: {got}");
+            let mut data = got["data"].clone();
+            // Prometheus 3 adds the dropped-target counts 2.42 lacks.
+            assert_eq!(data["droppedTargetCounts"], serde_json::json!({}));
+            data.as_object_mut().unwrap().remove("droppedTargetCounts");
+            assert_eq!(data, want, "state={state}");
+        }
+    }
+    let (status, info) = strata
+        .get_json("/loki/api/v1/status/buildinfo", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
+    for key in ["revision", "branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(info[key].is_string(), "{key}: {info}");
+    }
+}

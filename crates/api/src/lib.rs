@@ -121,6 +121,7 @@ pub fn router(state: Shared) -> Router {
     let prom = Router::new()
         .merge(prom_queries)
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/targets", get(targets))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
         .route("/api/v1/alerts", get(rules::alerts_status))
@@ -132,6 +133,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/push", post(push))
         .route("/api/v1/write", post(push))
         .route("/loki/api/v1/push", post(loki::push))
+        .route("/loki/api/v1/status/buildinfo", get(loki_buildinfo))
         .route("/api/prom/push", post(loki::push))
         .route_layer(middleware::from_fn_with_state(
             admission.clone(),
@@ -530,6 +532,30 @@ async fn buildinfo(State(state): State<Shared>) -> Response {
     }))
 }
 
+/// `/api/v1/targets`: Strata scrapes nothing, so no targets, in
+/// Prometheus's shape (whatever `state` asks for, both lists are empty, as
+/// a Prometheus without targets answers).
+async fn targets() -> Response {
+    success(json!({
+        "activeTargets": [],
+        "droppedTargets": [],
+        "droppedTargetCounts": {},
+    }))
+}
+
+/// `/loki/api/v1/status/buildinfo` in Loki's shape (no status envelope).
+async fn loki_buildinfo() -> Response {
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+    .into_response()
+}
+
 /// Longest query `format_query` formats: the printer indents each line by
 /// its depth (up to `MAX_QUERY_DEPTH`), so the output may be hundreds of
 /// times the input; queries people format are far shorter.
@@ -562,6 +588,10 @@ async fn format_query(
     }
 }
 
+/// Most series selectors (each `or` alternative counted) one exemplar
+/// query may have; queries people write have a handful.
+const MAX_EXEMPLAR_SELECTORS: usize = 256;
+
 /// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of the
 /// series every selector of `query` selects, in Prometheus's shape (per
 /// series its labels and its exemplars, timestamps in seconds).
@@ -592,6 +622,13 @@ async fn query_exemplars(
         Ok(s) => s,
         Err(e) => return api_error(e),
     };
+    // Each exemplar's series is matched against every alternative: bound them.
+    if selectors.len() > MAX_EXEMPLAR_SELECTORS {
+        return bad_data(format!(
+            "invalid parameter \"query\": {} series selectors (alternatives included) are more than the {MAX_EXEMPLAR_SELECTORS} an exemplar query may have",
+            selectors.len()
+        ));
+    }
     if selectors.is_empty() {
         return success(json!([]));
     }
