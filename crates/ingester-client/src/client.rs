@@ -207,7 +207,7 @@ impl IngesterClient {
                     message: e.to_string(),
                 })?;
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-                    "/strata.ingester.Ingester/Push",
+                    "/strata.ingester.v1.Ingester/Push",
                 );
                 let resp = grpc
                     .unary(r.push_request(body), path, rawpush::RawPushCodec)

@@ -24,9 +24,13 @@ pub mod strata {
         include!(concat!(env!("OUT_DIR"), "/strata.ring.rs"));
     }
 
-    /// The ingester's gRPC service (push from distributors, reads from queriers).
+    /// The ingester's gRPC service (push from distributors, reads from
+    /// queriers), by wire version; the current one is re-exported here.
     pub mod ingester {
-        include!(concat!(env!("OUT_DIR"), "/strata.ingester.rs"));
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/strata.ingester.v1.rs"));
+        }
+        pub use v1::*;
     }
 }
 
