@@ -781,9 +781,21 @@ mod tests {
         // Samples to cut, so the WAL segments holding the metadata go.
         let labels = Labels::from_pairs([("__name__", "up")]);
         let samples: Vec<Sample> = (0..4).map(|i| Sample { t: i * H, v: 1.0 }).collect();
-        ing.push("t", &[(labels, samples)], PushLimits::default())
-            .unwrap();
+        // A series the cut empties: the index is rebuilt without it.
+        let gone = Labels::from_pairs([("__name__", "gone")]);
+        let old = vec![Sample { t: 0, v: 1.0 }];
+        ing.push(
+            "t",
+            &[(labels, samples), (gone, old)],
+            PushLimits::default(),
+        )
+        .unwrap();
         assert!(ing.cut_and_upload(2 * H, &catalog).await.unwrap() > 0);
+        assert_eq!(
+            ing.metadata("t", None).len(),
+            2,
+            "kept in memory by the cut"
+        );
         drop(ing);
         let ing = Ingester::open(cfg(&wal_dir)).unwrap();
         let mut got = ing.metadata("t", None);
@@ -842,9 +854,21 @@ mod tests {
             "time range"
         );
         let samples: Vec<Sample> = (0..4).map(|i| Sample { t: i * H, v: 1.0 }).collect();
-        ing.push("t", &[(series.clone(), samples)], PushLimits::default())
-            .unwrap();
+        // A series the cut empties: the index is rebuilt without it.
+        let gone = Labels::from_pairs([("__name__", "gone")]);
+        let old = vec![Sample { t: 0, v: 1.0 }];
+        ing.push(
+            "t",
+            &[(series.clone(), samples), (gone, old)],
+            PushLimits::default(),
+        )
+        .unwrap();
         assert!(ing.cut_and_upload(2 * H, &catalog).await.unwrap() > 0);
+        assert_eq!(
+            held(&ing),
+            vec![2000, 3000, 4000],
+            "kept in memory by the cut"
+        );
         drop(ing);
         let ing = Ingester::open(cfg(&wal_dir)).unwrap();
         assert_eq!(held(&ing), vec![2000, 3000, 4000]);

@@ -181,7 +181,13 @@ impl HeadIndex {
         if removed > 0 {
             let mut all: Vec<Arc<MemSeries>> = self.series.values().cloned().collect();
             all.sort_by_key(|s| s.r#ref);
-            *self = HeadIndex::default();
+            // Metadata and exemplars outlive the series a cut empties.
+            let kept = HeadIndex {
+                metadata: std::mem::take(&mut self.metadata),
+                exemplars: std::mem::take(&mut self.exemplars),
+                ..HeadIndex::default()
+            };
+            *self = kept;
             for s in all {
                 self.insert(s);
             }
