@@ -380,9 +380,14 @@ impl Signal for MetricSignal {
             } => {
                 let head = tenant(name);
                 let mut idx = head.index.write();
+                let none = HashMap::new();
                 for (series, e) in exemplars {
-                    // Records are in order; a resend was never logged twice.
-                    idx.exemplars.insert(&series, e, 0);
+                    // A crash between a cut's re-log and the removal of the
+                    // old segments replays both copies: keep each once.
+                    if idx.exemplars.admit(&series, &e, &none) == crate::exemplars::Admission::Keep
+                    {
+                        idx.exemplars.insert(&series, e, 0);
+                    }
                 }
             }
             walrec::Record::Metadata {
@@ -872,5 +877,42 @@ mod tests {
         drop(ing);
         let ing = Ingester::open(cfg(&wal_dir)).unwrap();
         assert_eq!(held(&ing), vec![2000, 3000, 4000]);
+    }
+
+    #[test]
+    fn exemplars_replay_once_after_a_crash_between_relog_and_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = Ingester::open(cfg(dir.path())).unwrap();
+        let series = Labels::from_pairs([("__name__", "req_total")]);
+        let exemplars: Vec<(Labels, Exemplar)> = (1..=3)
+            .map(|i| {
+                let e = Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "x")]),
+                    value: i as f64,
+                    t: i * 1000,
+                };
+                (series.clone(), e)
+            })
+            .collect();
+        let limits = PushLimits {
+            max_exemplars: 10,
+            ..Default::default()
+        };
+        ing.push_exemplars("t", &exemplars, limits).unwrap();
+        let samples = vec![Sample { t: 0, v: 1.0 }, Sample { t: 3 * H, v: 1.0 }];
+        ing.push("t", &[(series.clone(), samples)], PushLimits::default())
+            .unwrap();
+        // Re-logged into a new segment, the old one not yet removed: a crash.
+        assert!(ing.freeze_before(H).unwrap().is_some());
+        drop(ing);
+        let ing = Ingester::open(cfg(dir.path())).unwrap();
+        let all = [vec![Matcher::new(
+            strata_model::MatchOp::NotEqual,
+            "__name__",
+            "",
+        )]];
+        let got = ing.exemplars("t", &all, i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.len(), 3, "each exemplar once: {:?}", got[0].1);
     }
 }
