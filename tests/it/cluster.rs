@@ -695,6 +695,28 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
     writer.stop.store(true, Ordering::SeqCst);
     let pushes = writer.pushes();
     assert_returned(&cluster.returned().await, &pushes, false);
+    // Head cardinality over three ingesters, replicas counted once: every
+    // series is on two or three of them (one was down for some writes).
+    let tsdb: Json = cluster
+        .client
+        .get(cluster.url("querier", "/prometheus/api/v1/status/tsdb"))
+        .send()
+        .await
+        .expect("tsdb status")
+        .json()
+        .await
+        .expect("tsdb json");
+    let counted = tsdb["data"]["seriesCountByMetricName"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["name"] == "cluster_test")
+        .and_then(|e| e["value"].as_u64())
+        .unwrap_or(0) as usize;
+    assert!(
+        counted >= (2 * SERIES).div_ceil(3) && counted <= SERIES,
+        "{SERIES} series counted as {counted}: {tsdb}"
+    );
     // The metadata, in the WALs of the ingesters that were up, is back.
     assert_eq!(
         metadata_answer().await,

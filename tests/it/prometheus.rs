@@ -790,3 +790,91 @@ async fn targets_and_buildinfo_answer_as_prometheus_and_loki_do() {
         assert!(info[key].is_string(), "{key}: {info}");
     }
 }
+
+/// `/api/v1/status/tsdb`: the tenant's head cardinality, counted exactly
+/// for known series, in the keys Prometheus 2.42 answers with.
+#[tokio::test]
+async fn tsdb_status_counts_the_tenants_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start(dir.path(), &["-auth.multitenancy-enabled=true"]).await;
+    let t = now_ms() - 10_000;
+    // 6 series of `req_total` (2 jobs x 3 codes), 2 of `up`.
+    let mut series = Vec::new();
+    for job in ["api", "web"] {
+        for code in ["200", "404", "500"] {
+            series.push(crate::common::series(
+                &[("__name__", "req_total"), ("code", code), ("job", job)],
+                &[(t, 1.0), (t + 1_000, 2.0)],
+            ));
+        }
+        series.push(crate::common::series(
+            &[("__name__", "up"), ("job", job)],
+            &[(t, 1.0)],
+        ));
+    }
+    let (status, text) = strata.push(series, Some("a")).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, other) = strata
+        .push(
+            vec![crate::common::series(&[("__name__", "x")], &[(t, 1.0)])],
+            Some("b"),
+        )
+        .await;
+    assert_eq!(status, 200, "{other}");
+
+    let (status, got) = strata
+        .get_json("/api/v1/status/tsdb", &[("limit", "2".into())], Some("a"))
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let d = &got["data"];
+    assert_eq!(d["headStats"]["numSeries"], 8, "{d}");
+    // __name__ x2, code x3, job x2.
+    assert_eq!(d["headStats"]["numLabelPairs"], 7);
+    assert_eq!(d["headStats"]["minTime"], t);
+    assert_eq!(d["headStats"]["maxTime"], t + 1_000);
+    assert_eq!(
+        d["seriesCountByMetricName"],
+        serde_json::json!([{"name": "req_total", "value": 6}, {"name": "up", "value": 2}])
+    );
+    assert_eq!(
+        d["labelValueCountByLabelName"],
+        serde_json::json!([{"name": "code", "value": 3}, {"name": "__name__", "value": 2}])
+    );
+    assert_eq!(
+        d["seriesCountByLabelValuePair"],
+        serde_json::json!([{"name": "__name__=req_total", "value": 6}, {"name": "job=api", "value": 4}])
+    );
+    // Value bytes: "req_total" + "up" = 11, "200" + "404" + "500" = 9.
+    assert_eq!(
+        d["memoryInBytesByLabelName"],
+        serde_json::json!([{"name": "__name__", "value": 11}, {"name": "code", "value": 9}])
+    );
+    let (status, b) = strata.get_json("/api/v1/status/tsdb", &[], Some("b")).await;
+    assert_eq!(status, 200);
+    assert_eq!(b["data"]["headStats"]["numSeries"], 1, "tenants apart");
+    for bad in ["0", "-1", "x"] {
+        let (status, body) = strata
+            .get_json("/api/v1/status/tsdb", &[("limit", bad.into())], Some("a"))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // The same keys as Prometheus's own answer.
+    let port = free_port();
+    let prom = spawn_prometheus(dir.path(), port, "global:\n  scrape_interval: 1m\n", &[]).await;
+    let client = reqwest::Client::new();
+    let want = prom_query(
+        &client,
+        &format!("http://127.0.0.1:{}", prom.port),
+        "/api/v1/status/tsdb",
+        &[],
+    )
+    .await;
+    let keys = |v: &Json| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(d), keys(&want));
+    assert_eq!(keys(&d["headStats"]), keys(&want["headStats"]));
+}

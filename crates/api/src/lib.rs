@@ -122,6 +122,7 @@ pub fn router(state: Shared) -> Router {
         .merge(prom_queries)
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
         .route("/api/v1/alerts", get(rules::alerts_status))
@@ -540,6 +541,50 @@ async fn targets() -> Response {
         "activeTargets": [],
         "droppedTargets": [],
         "droppedTargetCounts": {},
+    }))
+}
+
+/// `/api/v1/status/tsdb`: the tenant's head cardinality in Prometheus's
+/// shape (`limit` entries per list, 10 by default). In a cluster the
+/// counts are over the ingesters, replicas counted once (see
+/// `HeadStats::merge`).
+async fn tsdb_status(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (tenant, p) = match request_params(&state, &headers, q, &Bytes::new()) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let limit = match p.get("limit").filter(|s| !s.is_empty()) {
+        None => 10,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => return bad_data("limit must be a positive number".into()),
+        },
+    };
+    let stats = match state.querier.head_stats(&tenant, limit).await {
+        Ok(s) => s,
+        Err(e) => return api_error(e),
+    };
+    let list = |l: &[(String, u64)]| -> serde_json::Value {
+        l.iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()
+    };
+    success(json!({
+        "headStats": {
+            "numSeries": stats.num_series,
+            "numLabelPairs": stats.num_label_pairs,
+            "chunkCount": stats.chunk_count,
+            "minTime": stats.min_time,
+            "maxTime": stats.max_time,
+        },
+        "seriesCountByMetricName": list(&stats.series_by_metric),
+        "labelValueCountByLabelName": list(&stats.values_by_label),
+        "memoryInBytesByLabelName": list(&stats.bytes_by_label),
+        "seriesCountByLabelValuePair": list(&stats.series_by_pair),
     }))
 }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
 use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    ExemplarsRequest, LabelValuesRequest, LogBatch, LogSelect as PLogSelect,
+    ExemplarsRequest, HeadStatsRequest, LabelValuesRequest, LogBatch, LogSelect as PLogSelect,
     LogStream as PLogStream, Matchers, MetadataRequest, MetricBatch, PushRequest, SelectRequest,
     SeriesRequest, Signal,
 };
@@ -24,9 +25,10 @@ use tonic::{Request, Status};
 use crate::outcome::{LogPushOutcome, PushLimits, PushOutcome, Rejected};
 use crate::rawpush::{self, EncodedSeries};
 use crate::wire::{
-    decode_blocks, exemplars_from_proto, exemplars_to_proto, filters_to_proto, labels_from_proto,
-    matchers_to_proto, metadata_from_proto, metadata_to_proto, rejections_from_proto,
-    samples_from_proto, sizes_from_proto, stream_from_proto, stream_to_proto,
+    decode_blocks, exemplars_from_proto, exemplars_to_proto, filters_to_proto,
+    head_stats_from_proto, labels_from_proto, matchers_to_proto, metadata_from_proto,
+    metadata_to_proto, rejections_from_proto, samples_from_proto, sizes_from_proto,
+    stream_from_proto, stream_to_proto,
 };
 use crate::{ClientError, LocalIngesters, MAX_MESSAGE_BYTES};
 
@@ -307,6 +309,25 @@ impl IngesterClient {
                     .await
                     .map_err(|s| r.status(s))?;
                 Ok(())
+            }
+        }
+    }
+
+    /// The ingester's head cardinality of the tenant, each list cut to `limit`.
+    pub async fn head_stats(&self, tenant: &str, limit: usize) -> Result<HeadStats, ClientError> {
+        match self {
+            Self::Local(local) => Ok(local.head_stats(tenant, limit)),
+            Self::Remote(r) => {
+                let resp = r
+                    .client()
+                    .head_stats(HeadStatsRequest {
+                        tenant: tenant.to_string(),
+                        limit: limit as u64,
+                    })
+                    .await
+                    .map_err(|s| r.status(s))?
+                    .into_inner();
+                Ok(head_stats_from_proto(resp))
             }
         }
     }

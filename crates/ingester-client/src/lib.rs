@@ -11,6 +11,7 @@ pub mod outcome;
 mod rawpush;
 pub mod wire;
 
+use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
 use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
@@ -52,6 +53,8 @@ pub trait LocalIngesters: Send + Sync + 'static {
     ) -> Result<(), ClientError>;
     /// The tenant's metric metadata (of `metric` only, when given).
     fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata>;
+    /// The tenant's head cardinality, each list cut to `limit`.
+    fn head_stats(&self, tenant: &str, limit: usize) -> HeadStats;
     /// Keeps exemplars (each with its series' labels) in the metrics head.
     fn push_exemplars(
         &self,

@@ -2,13 +2,15 @@
 //! messages.
 
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
+use strata_model::head_stats::HeadStats;
 use strata_model::logs::{EntrySize, LineFilter, LogEntry};
 use strata_model::metadata::{MetricMetadata, MetricType};
 use strata_model::{Exemplar, Label, Labels, MatchOp, Matcher, Sample};
 use strata_proto::ingester::label_matcher::Type as MatcherType;
 use strata_proto::ingester::line_filter::Type as FilterType;
 use strata_proto::ingester::{
-    LabelMatcher, LineFilter as PFilter, LogEntry as PLogEntry, LogStream as PLogStream, Rejection,
+    HeadStatsResponse, LabelMatcher, LineFilter as PFilter, LogEntry as PLogEntry,
+    LogStream as PLogStream, NameCount, Rejection,
 };
 use strata_proto::prometheus::{
     Exemplar as PExemplar, Label as PLabel, MetricMetadata as PMetadata, Sample as PSample,
@@ -141,6 +143,42 @@ pub fn exemplars_from_proto(ts: TimeSeries) -> (Labels, Vec<Exemplar>) {
         })
         .collect();
     (labels_from_proto(ts.labels), exemplars)
+}
+
+pub fn head_stats_to_proto(s: HeadStats) -> HeadStatsResponse {
+    let list = |l: Vec<(String, u64)>| -> Vec<NameCount> {
+        l.into_iter()
+            .map(|(name, count)| NameCount { name, count })
+            .collect()
+    };
+    HeadStatsResponse {
+        num_series: s.num_series,
+        num_label_pairs: s.num_label_pairs,
+        chunk_count: s.chunk_count,
+        min_time: s.min_time,
+        max_time: s.max_time,
+        series_by_metric: list(s.series_by_metric),
+        values_by_label: list(s.values_by_label),
+        bytes_by_label: list(s.bytes_by_label),
+        series_by_pair: list(s.series_by_pair),
+    }
+}
+
+pub fn head_stats_from_proto(r: HeadStatsResponse) -> HeadStats {
+    let list = |l: Vec<NameCount>| -> Vec<(String, u64)> {
+        l.into_iter().map(|n| (n.name, n.count)).collect()
+    };
+    HeadStats {
+        num_series: r.num_series,
+        num_label_pairs: r.num_label_pairs,
+        chunk_count: r.chunk_count,
+        min_time: r.min_time,
+        max_time: r.max_time,
+        series_by_metric: list(r.series_by_metric),
+        values_by_label: list(r.values_by_label),
+        bytes_by_label: list(r.bytes_by_label),
+        series_by_pair: list(r.series_by_pair),
+    }
 }
 
 pub fn metadata_to_proto(m: &MetricMetadata) -> PMetadata {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::ObjectStore;
 use parking_lot::Mutex;
+use strata_model::head_stats::HeadStats;
 use strata_model::metadata::MetricMetadata;
 use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
 use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload_block};
@@ -625,6 +626,12 @@ impl Head<MetricSignal> {
             ..Default::default()
         };
         self.write(tenant, push, limits).map(|_| ())
+    }
+
+    /// The tenant's head cardinality, each list cut to its `limit` largest.
+    pub fn head_stats(&self, tenant: &str, limit: usize) -> HeadStats {
+        self.read_tenant(tenant, |_, idx| idx.stats(limit))
+            .unwrap_or_default()
     }
 
     /// The tenant's metric metadata received within the retain period, of

@@ -99,6 +99,11 @@ impl SeriesData {
         }
     }
 
+    /// Compressed chunks held (the out-of-order buffer not counted).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// True when no samples are held.
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty() && self.ooo.is_empty()
@@ -193,6 +198,48 @@ impl HeadIndex {
             }
         }
         removed
+    }
+
+    /// The index's cardinality, each list cut to its `limit` largest.
+    pub fn stats(&self, limit: usize) -> strata_model::head_stats::HeadStats {
+        let mut out = strata_model::head_stats::HeadStats {
+            num_series: self.series.len() as u64,
+            ..Default::default()
+        };
+        for s in self.series.values() {
+            let d = s.data.lock();
+            out.chunk_count += d.chunk_count() as u64;
+            if let Some(t) = d.min_t() {
+                out.min_time = out.min_time.min(t);
+            }
+            if let Some(last) = d.last() {
+                out.max_time = out.max_time.max(last.t);
+            }
+        }
+        // Pairs can number millions: rank them borrowed, format the top.
+        let mut pairs: Vec<(&str, &str, u64)> = Vec::new();
+        for (name, values) in &self.postings {
+            out.num_label_pairs += values.len() as u64;
+            out.values_by_label
+                .push((name.clone(), values.len() as u64));
+            let bytes: usize = values.keys().map(String::len).sum();
+            out.bytes_by_label.push((name.clone(), bytes as u64));
+            for (value, refs) in values {
+                if name == strata_model::METRIC_NAME {
+                    out.series_by_metric
+                        .push((value.clone(), refs.len() as u64));
+                }
+                pairs.push((name, value, refs.len() as u64));
+            }
+        }
+        pairs.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| (a.0, a.1).cmp(&(b.0, b.1))));
+        out.series_by_pair = pairs
+            .into_iter()
+            .take(limit)
+            .map(|(n, v, c)| (format!("{n}={v}"), c))
+            .collect();
+        out.truncate(limit);
+        out
     }
 
     /// Refs of series matching all matchers, sorted.

@@ -14,6 +14,7 @@ use prometheus::{HistogramOpts, HistogramVec, Registry};
 use promql_parser::parser::token::T_EQL_REGEX;
 use strata_ingester_client::{ClientError, IngesterClient, IngesterPool, Metadata, MetadataAnswer};
 use strata_limits::Overrides;
+use strata_model::head_stats::HeadStats;
 use strata_model::metadata::MetricMetadata;
 use strata_model::{Exemplar, Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
@@ -99,6 +100,13 @@ impl RecentData {
             ));
         }
         Ok(out)
+    }
+
+    /// How many ingesters hold each series (the replication factor, or
+    /// fewer when the ring has fewer ingesters).
+    pub(crate) fn replicas(&self) -> usize {
+        let view = self.ring.ingesters();
+        view.effective_rf(self.ring.config().replication_factor)
     }
 
     /// The ingesters' answers (see [`Self::ask`]), then the tenant's blocks
@@ -389,6 +397,22 @@ impl Querier {
             out.entry(m.metric_family.clone()).or_default().insert(m);
         }
         Ok(out)
+    }
+
+    /// The tenant's head cardinality over the ingesters holding its recent
+    /// data (see [`HeadStats::merge`]), each list cut to `limit`.
+    pub async fn head_stats(&self, tenant: &str, limit: usize) -> Result<HeadStats, EngineError> {
+        // Ingesters send more than `limit` so the merged top is closer to exact.
+        let wide = limit.saturating_mul(4).max(40);
+        let parts = self
+            .recent
+            .ask(tenant, |c| async move {
+                Ok((c.head_stats(tenant, wide).await?, Vec::new()))
+            })
+            .await
+            .map_err(storage_err)?;
+        let replicas = self.recent.replicas() as u64;
+        Ok(HeadStats::merge(parts, replicas, limit))
     }
 
     /// Exemplars in `[start, end]` (ms) of the series matching any of

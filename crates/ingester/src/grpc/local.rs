@@ -6,6 +6,7 @@ use std::sync::Arc;
 use strata_ingester_client::{
     ClientError, LocalIngesters, LogPushOutcome, PushLimits, PushOutcome,
 };
+use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
 use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
@@ -58,6 +59,10 @@ impl LocalIngesters for Local {
 
     fn metric_metadata(&self, tenant: &str, metric: Option<&str>) -> Vec<MetricMetadata> {
         self.metrics.metadata(tenant, metric)
+    }
+
+    fn head_stats(&self, tenant: &str, limit: usize) -> HeadStats {
+        self.metrics.head_stats(tenant, limit)
     }
 
     fn push_exemplars(

@@ -16,9 +16,9 @@ use strata_model::{Exemplar, Labels, Sample};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
-    ExemplarsRequest, ExemplarsResponse, LabelValuesRequest, LabelsResponse, LogBatch,
-    MetadataRequest, MetadataResponse, MetricBatch, PushRequest, PushResponse, SelectRequest,
-    SelectResponse, SeriesRequest, SeriesResponse, Signal,
+    ExemplarsRequest, ExemplarsResponse, HeadStatsRequest, HeadStatsResponse, LabelValuesRequest,
+    LabelsResponse, LogBatch, MetadataRequest, MetadataResponse, MetricBatch, PushRequest,
+    PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse, Signal,
 };
 use strata_storage::BlockCatalog;
 use tonic::codec::CompressionEncoding;
@@ -27,9 +27,10 @@ use tonic::{Request, Response, Status};
 use crate::logs::LogIngester;
 use crate::{Ingester, IngesterError, MetricPush, PushLimits};
 use strata_ingester_client::wire::{
-    encode_blocks, exemplars_from_proto, exemplars_to_proto, filters_from_proto, labels_from_proto,
-    matchers_from_proto, metadata_from_proto, metadata_to_proto, rejections_to_proto,
-    samples_from_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
+    encode_blocks, exemplars_from_proto, exemplars_to_proto, filters_from_proto,
+    head_stats_to_proto, labels_from_proto, matchers_from_proto, metadata_from_proto,
+    metadata_to_proto, rejections_to_proto, samples_from_proto, series_to_proto, sizes_to_proto,
+    stream_from_proto, stream_to_proto,
 };
 use strata_ingester_client::{MAX_MESSAGE_BYTES, ReasonName, Rejected, SERIES_PER_MESSAGE};
 
@@ -337,6 +338,19 @@ impl IngesterRpc for IngesterService {
         Ok(Response::new(MetadataResponse {
             metadata: metadata.iter().map(metadata_to_proto).collect(),
         }))
+    }
+
+    async fn head_stats(
+        &self,
+        req: Request<HeadStatsRequest>,
+    ) -> Result<Response<HeadStatsResponse>, Status> {
+        let req = req.into_inner();
+        let ingester = self.metrics()?;
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        let stats = tokio::task::spawn_blocking(move || ingester.head_stats(&req.tenant, limit))
+            .await
+            .map_err(task_failed)?;
+        Ok(Response::new(head_stats_to_proto(stats)))
     }
 
     async fn query_exemplars(
