@@ -539,6 +539,21 @@ pub fn wal_replay() -> Target {
         [(&labels, entries.as_slice())].into_iter(),
     );
     records.push(std::mem::take(&mut buf));
+    let metadata = strata_model::metadata::MetricMetadata {
+        metric_family: "m".into(),
+        kind: strata_model::metadata::MetricType::Counter,
+        help: "help".into(),
+        unit: "seconds".into(),
+    };
+    walrec::encode_metadata(&mut buf, "tenant", [(&metadata, T0)].into_iter());
+    records.push(std::mem::take(&mut buf));
+    let exemplar = strata_model::Exemplar {
+        labels: Labels::from_pairs([("trace_id", "abc")]),
+        value: 1.5,
+        t: T0,
+    };
+    walrec::encode_exemplars(&mut buf, "tenant", [(&labels, &exemplar)].into_iter());
+    records.push(std::mem::take(&mut buf));
     // A segment as the WAL frames it: [len][crc32c][payload]...
     let mut segment = Vec::new();
     for r in &records {
