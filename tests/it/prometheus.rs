@@ -495,26 +495,38 @@ remote_write:
         "histograms under their family name"
     );
 
-    // Parameters, side by side.
+    // Parameters, side by side where the answer cannot drift (Prometheus
+    // keeps discovering families of its own, so "all of them" is compared
+    // with Strata's own unlimited answer instead).
+    let strata_families = |data: &Json| data.as_object().expect("object").len();
     for (params, families) in [
         (vec![("limit", "2")], Some(2)),
         (vec![("limit", "0")], Some(0)),
-        (vec![("limit", "-1")], Some(want.len())),
         (vec![("metric", "prometheus_http_requests_total")], Some(1)),
         (vec![("metric", "no_such_metric")], Some(0)),
-        (vec![("limit_per_metric", "1")], Some(want.len())),
+        (vec![("limit", "-1")], None),
+        (vec![("limit_per_metric", "1")], None),
     ] {
         let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let p = prom_query(&client, &prom_base, "/api/v1/metadata", &params).await;
         let (status, s) = strata.get_json("/api/v1/metadata", &params, None).await;
         assert_eq!(status, 200, "{params:?}: {s}");
-        let s = &s["data"];
-        let n = s.as_object().expect("object").len();
-        assert_eq!(n, p.as_object().expect("object").len(), "{params:?}");
-        assert_eq!(Some(n), families, "{params:?}");
+        let n = strata_families(&s["data"]);
+        match families {
+            Some(want_n) => {
+                let p = prom_query(&client, &prom_base, "/api/v1/metadata", &params).await;
+                assert_eq!(n, strata_families(&p), "{params:?}");
+                assert_eq!(n, want_n, "{params:?}");
+            }
+            None => {
+                let (_, all) = strata.get_json("/api/v1/metadata", &[], None).await;
+                assert_eq!(n, strata_families(&all["data"]), "{params:?}");
+                assert!(n >= want.len(), "{params:?}");
+            }
+        }
         if params[0].0 == "limit_per_metric" {
             assert!(
-                s.as_object()
+                s["data"]
+                    .as_object()
                     .unwrap()
                     .values()
                     .all(|v| v.as_array().unwrap().len() == 1)
@@ -543,11 +555,15 @@ remote_write:
     // Durable: the sender stops, Strata dies without a shutdown, and the
     // metadata it acknowledged is back after the WAL replay.
     drop(prom);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, before) = strata.get_json("/api/v1/metadata", &[], None).await;
+    let before = as_sets(&before["data"]);
+    assert!(before.len() >= got.len());
     strata.kill9();
     strata.restart().await;
     let (status, after) = strata.get_json("/api/v1/metadata", &[], None).await;
     assert_eq!(status, 200, "{after}");
-    assert_eq!(as_sets(&after["data"]), got);
+    assert_eq!(as_sets(&after["data"]), before);
 }
 
 /// A series' labels (JSON text) and its exemplars (labels, value, seconds).
@@ -645,7 +661,7 @@ remote_write:
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let end = now_ms();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let params = |query: &str| {
         vec![
             ("query", query.to_string()),
