@@ -785,3 +785,68 @@ async fn exemplar_queries_with_thousands_of_selectors_are_refused() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Edge values on the new read endpoints: a cardinality limit at the
+/// integer edge, time bounds beyond any sample, and metadata limits at the
+/// edges cost the request at most a 400, and the process answers after.
+#[tokio::test]
+async fn status_and_metadata_parameters_at_integer_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &[]).await;
+    let t = now_ms();
+    let (st, _) = s
+        .push(vec![series(&[("__name__", "edge")], &[(t, 1.0)])], None)
+        .await;
+    assert_eq!(st, 200);
+    for (path, params, want) in [
+        (
+            "/api/v1/status/tsdb",
+            vec![("limit", u64::MAX.to_string())],
+            200,
+        ),
+        (
+            "/api/v1/status/tsdb",
+            vec![("limit", "1e400".to_string())],
+            400,
+        ),
+        (
+            "/api/v1/query_exemplars",
+            vec![
+                ("query", "edge".to_string()),
+                ("start", i64::MIN.to_string()),
+                ("end", i64::MAX.to_string()),
+            ],
+            400,
+        ),
+        (
+            "/api/v1/query_exemplars",
+            vec![
+                ("query", "edge".to_string()),
+                ("start", "-9999999999".to_string()),
+                ("end", "9999999999".to_string()),
+            ],
+            200,
+        ),
+        (
+            "/api/v1/metadata",
+            vec![("limit", i64::MIN.to_string())],
+            200,
+        ),
+        (
+            "/api/v1/metadata",
+            vec![("limit_per_metric", i64::MAX.to_string())],
+            200,
+        ),
+        (
+            "/api/v1/metadata",
+            vec![("limit", "99999999999999999999".to_string())],
+            400,
+        ),
+    ] {
+        let (status, body) = call(&s, path, &params, None).await;
+        assert_eq!(status, want, "{path} {params:?}: {body}");
+    }
+    let (status, body) = call(&s, "/api/v1/status/tsdb", &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""numSeries":1"#), "{body}");
+}

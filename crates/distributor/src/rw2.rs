@@ -48,7 +48,9 @@ pub(crate) fn to_v1(req: Request) -> Result<WriteRequest, PushError> {
     };
     let mut timeseries = Vec::with_capacity(req.timeseries.len());
     let mut metadata: Vec<MetricMetadata> = Vec::new();
-    let mut seen_metadata: HashSet<(i32, String, u32, u32)> = HashSet::new();
+    // Every series of a family carries the same metadata: keep it once,
+    // keyed by text borrowed from the symbol table (no allocation).
+    let mut seen_metadata: HashSet<(i32, &str, u32, u32)> = HashSet::new();
     for ts in req.timeseries {
         if ts.labels_refs.len() % 2 != 0 {
             return Err(PushError::Decode(format!(
@@ -89,13 +91,14 @@ pub(crate) fn to_v1(req: Request) -> Result<WriteRequest, PushError> {
         {
             let help = symbol(m.help_ref, "help")?;
             let unit = symbol(m.unit_ref, "unit")?;
-            let name = labels
-                .iter()
-                .find(|l| l.name == METRIC_NAME)
-                .map_or("", |l| l.value.as_str());
-            let family = family_name(name, m.r#type);
-            // Every series of a family carries the same metadata.
-            if seen_metadata.insert((m.r#type, family.to_string(), m.help_ref, m.unit_ref)) {
+            let name_ref = ts
+                .labels_refs
+                .chunks_exact(2)
+                .find(|pair| symbols[pair[0] as usize] == METRIC_NAME)
+                .map_or(0, |pair| pair[1]);
+            // In range: the label references were resolved above.
+            let family = family_name(&symbols[name_ref as usize], m.r#type);
+            if seen_metadata.insert((m.r#type, family, m.help_ref, m.unit_ref)) {
                 metadata.push(MetricMetadata {
                     // The enums share their numbers.
                     r#type: m.r#type,

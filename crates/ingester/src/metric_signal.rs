@@ -231,6 +231,12 @@ impl Signal for MetricSignal {
             })
             .collect();
         let exemplars = admit_exemplars(&idx.exemplars, push.exemplars);
+        // Only metadata needs the clock; a sample push skips it.
+        let received_ms = if metadata.is_empty() {
+            0
+        } else {
+            crate::now_ms()
+        };
         if accepted.is_empty() && metadata.is_empty() && exemplars.is_empty() {
             return (outcome, None);
         }
@@ -245,7 +251,7 @@ impl Signal for MetricSignal {
                 new_series,
                 samples: accepted,
                 metadata,
-                received_ms: crate::now_ms(),
+                received_ms,
                 exemplars,
                 max_exemplars: limits.max_exemplars,
             }),
@@ -711,6 +717,17 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
+    /// A block catalog over a local directory, for cuts to upload into.
+    fn local_catalog(dir: &std::path::Path) -> strata_storage::BlockCatalog {
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap());
+        strata_storage::BlockCatalog::new(
+            Arc::new(strata_storage::BlockReader::new(store)),
+            strata_storage::Signal::Metrics,
+            std::time::Duration::from_secs(60),
+        )
+    }
+
     #[test]
     fn a_cut_awaiting_upload_is_read_once_and_bounds_later_pushes() {
         let dir = tempfile::tempdir().unwrap();
@@ -757,13 +774,7 @@ mod tests {
     async fn metadata_survives_a_restart_and_a_cut_that_drops_its_wal_segments() {
         use strata_model::metadata::MetricType;
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let catalog = strata_storage::BlockCatalog::new(
-            Arc::new(strata_storage::BlockReader::new(store)),
-            strata_storage::Signal::Metrics,
-            std::time::Duration::from_secs(60),
-        );
+        let catalog = local_catalog(dir.path());
         let wal_dir = dir.path().join("tsdb");
         let meta = |name: &str, help: &str| MetricMetadata {
             metric_family: name.into(),
@@ -818,13 +829,7 @@ mod tests {
     #[tokio::test]
     async fn exemplars_survive_a_restart_and_a_cut_and_stay_within_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let catalog = strata_storage::BlockCatalog::new(
-            Arc::new(strata_storage::BlockReader::new(store)),
-            strata_storage::Signal::Metrics,
-            std::time::Duration::from_secs(60),
-        );
+        let catalog = local_catalog(dir.path());
         let wal_dir = dir.path().join("tsdb");
         let series = Labels::from_pairs([("__name__", "req_total")]);
         let ex = |trace: &str, t: i64| Exemplar {

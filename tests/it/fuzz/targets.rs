@@ -17,6 +17,33 @@ fn text(input: &[u8]) -> String {
     String::from_utf8_lossy(input).into_owned()
 }
 
+/// A remote-write body (compressed first when marked `RAW:`) through
+/// `decode`, then every series validated, as the distributor does; whether
+/// the decoder accepted it.
+fn decode_and_validate(
+    input: Vec<u8>,
+    decode: fn(
+        &[u8],
+        usize,
+    )
+        -> Result<strata_proto::prometheus::WriteRequest, strata_distributor::PushError>,
+) -> bool {
+    let body = match input.strip_prefix(b"RAW:") {
+        Some(raw) => snap::raw::Encoder::new()
+            .compress_vec(raw)
+            .unwrap_or_default(),
+        None => input,
+    };
+    let Ok(req) = decode(&body, 1 << 20) else {
+        return false;
+    };
+    let limits = strata_limits::Limits::default();
+    for ts in &req.timeseries {
+        let _ = strata_distributor::validate_labels(&ts.labels, &limits);
+    }
+    true
+}
+
 /// Remote-write bodies: decoded, then every series validated, as the
 /// distributor does. Half the inputs are compressed after mutation, so the
 /// mutations reach the protobuf decoder rather than only snappy's.
@@ -50,22 +77,9 @@ pub fn remote_write() -> Target {
         dictionary: vec!["RAW:", "__name__", "\u{0}", "\u{ff}"],
         max_len: 1 << 16,
         run: |input| {
-            Box::pin(async move {
-                let body = match input.strip_prefix(b"RAW:") {
-                    Some(raw) => snap::raw::Encoder::new()
-                        .compress_vec(raw)
-                        .unwrap_or_default(),
-                    None => input,
-                };
-                let Ok(req) = strata_distributor::decode_remote_write(&body, 1 << 20) else {
-                    return false;
-                };
-                let limits = strata_limits::Limits::default();
-                for ts in &req.timeseries {
-                    let _ = strata_distributor::validate_labels(&ts.labels, &limits);
-                }
-                true
-            })
+            Box::pin(
+                async move { decode_and_validate(input, strata_distributor::decode_remote_write) },
+            )
         },
     }
 }
@@ -118,20 +132,7 @@ pub fn remote_write_v2() -> Target {
         max_len: 1 << 16,
         run: |input| {
             Box::pin(async move {
-                let body = match input.strip_prefix(b"RAW:") {
-                    Some(raw) => snap::raw::Encoder::new()
-                        .compress_vec(raw)
-                        .unwrap_or_default(),
-                    None => input,
-                };
-                let Ok(req) = strata_distributor::decode_remote_write_v2(&body, 1 << 20) else {
-                    return false;
-                };
-                let limits = strata_limits::Limits::default();
-                for ts in &req.timeseries {
-                    let _ = strata_distributor::validate_labels(&ts.labels, &limits);
-                }
-                true
+                decode_and_validate(input, strata_distributor::decode_remote_write_v2)
             })
         },
     }
