@@ -3,7 +3,8 @@
 # Debian machine: a real Prometheus (remote-write client and PromQL reference), a real
 # Alertmanager (the ruler's notification target), an S3-compatible server (moto) and
 # Microsoft's Azure Blob emulator (Azurite) for the object-store tests, and real Loki
-# push clients (python-logging-loki, winston-loki).
+# push clients (python-logging-loki, winston-loki) and the OpenTelemetry Python SDK
+# (a real OTLP/HTTP client).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,6 +40,10 @@ fi
 if ! python3 -c 'import logging_loki' >/dev/null 2>&1; then
   echo "installing python-logging-loki (a real Loki JSON push client) into .venv" >&2
   python3 -m pip install -q python-logging-loki
+fi
+if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' >/dev/null 2>&1; then
+  echo "installing opentelemetry-sdk + opentelemetry-exporter-otlp-proto-http (a real OTLP client) into .venv" >&2
+  python3 -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
 fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "installing kubernetes-validate (Kubernetes schemas for the Helm chart's manifests) into .venv" >&2

@@ -14,6 +14,7 @@ mod helm;
 mod hostile;
 mod limits;
 mod logs;
+mod otlp;
 mod prometheus;
 mod promql_random;
 mod remote_write2;

@@ -236,9 +236,13 @@ fn required_scope(path: &str) -> Option<Scope> {
     let path = path.strip_prefix("/prometheus").unwrap_or(path);
     match path {
         "/health" | "/ready" | "/metrics" => None,
-        "/api/v1/push" | "/api/v1/write" | "/loki/api/v1/push" | "/api/prom/push" => {
-            Some(Scope::Write)
-        }
+        "/api/v1/push"
+        | "/api/v1/write"
+        | "/loki/api/v1/push"
+        | "/api/prom/push"
+        | "/otlp/v1/metrics"
+        | "/api/v1/otlp/v1/metrics"
+        | "/otlp/v1/logs" => Some(Scope::Write),
         "/config" => Some(Scope::Admin),
         p if p == "/ring" || p.starts_with("/ring/") => Some(Scope::Admin),
         p if p.starts_with("/config/v1/rules")
@@ -411,6 +415,11 @@ mod tests {
         assert_eq!(required_scope("/health"), None);
         assert_eq!(required_scope("/api/v1/push"), Some(Scope::Write));
         assert_eq!(required_scope("/loki/api/v1/push"), Some(Scope::Write));
+        assert_eq!(required_scope("/otlp/v1/metrics"), Some(Scope::Write));
+        assert_eq!(
+            required_scope("/api/v1/otlp/v1/metrics"),
+            Some(Scope::Write)
+        );
         assert_eq!(
             required_scope("/prometheus/api/v1/query"),
             Some(Scope::Read)

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod auth;
 mod loki;
+mod otlp;
 mod params;
 mod render;
 mod rules;
@@ -136,6 +137,9 @@ pub fn router(state: Shared) -> Router {
         .route("/loki/api/v1/push", post(loki::push))
         .route("/loki/api/v1/status/buildinfo", get(loki_buildinfo))
         .route("/api/prom/push", post(loki::push))
+        .route("/otlp/v1/metrics", post(otlp::metrics))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
+        .route("/otlp/v1/logs", post(otlp::logs))
         .route_layer(middleware::from_fn_with_state(
             admission.clone(),
             admission::limit_pushes,

@@ -50,7 +50,7 @@ fn bad_request(msg: impl Into<String>) -> LokiError {
     text_error(StatusCode::BAD_REQUEST, msg)
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     strata_model::now_ms().saturating_mul(1_000_000)
 }
 

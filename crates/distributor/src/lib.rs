@@ -9,6 +9,7 @@
 mod exemplars;
 pub mod logs;
 mod metadata;
+pub mod otlp;
 mod replicate;
 mod rw2;
 
@@ -73,6 +74,9 @@ impl Default for InstanceLimits {
 pub enum PushError {
     #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// A body whose translation would grow far beyond its size (413).
+    #[error("{0}")]
+    Expands(String),
     #[error("request body is not valid snappy: {0}")]
     Snappy(String),
     #[error("request body is not a valid remote-write protobuf: {0}")]
@@ -108,7 +112,7 @@ impl PushError {
     /// HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {
-            Self::TooLarge { .. } => 413,
+            Self::TooLarge { .. } | Self::Expands(_) => 413,
             Self::Snappy(_) | Self::Protobuf(_) | Self::Decode(_) => 400,
             Self::UnsupportedMediaType(_) => 415,
             Self::Internal(_) => 500,
@@ -287,6 +291,24 @@ pub(crate) fn decompress_snappy(body: &[u8], max_size: usize) -> Result<Vec<u8>,
     snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| PushError::Snappy(e.to_string()))
+}
+
+/// Decompresses a gzip body, refusing (413) one that decompresses beyond
+/// `max_size` without holding more than that in memory.
+pub(crate) fn decompress_gzip(body: &[u8], max_size: usize) -> Result<Vec<u8>, PushError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(max_size as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| PushError::Decode(format!("request body is not valid gzip: {e}")))?;
+    if out.len() > max_size {
+        return Err(PushError::TooLarge {
+            size: out.len(),
+            limit: max_size,
+        });
+    }
+    Ok(out)
 }
 
 /// True for a valid legacy Prometheus metric name `[a-zA-Z_:][a-zA-Z0-9_:]*`.

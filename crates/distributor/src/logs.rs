@@ -4,7 +4,6 @@
 //! ingester. Invalid streams are dropped with a reason while the rest are
 //! kept; the caller answers 400 naming what was dropped.
 
-use std::io::Read;
 use std::sync::{Arc, LazyLock};
 
 use prometheus::{IntCounterVec, Opts};
@@ -80,18 +79,7 @@ pub fn decode_loki_push(
     }
     let unzipped;
     let body = if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .take(max_size as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| PushError::Decode(format!("request body is not valid gzip: {e}")))?;
-        if out.len() > max_size {
-            return Err(PushError::TooLarge {
-                size: out.len(),
-                limit: max_size,
-            });
-        }
-        unzipped = out;
+        unzipped = crate::decompress_gzip(body, max_size)?;
         unzipped.as_slice()
     } else {
         body

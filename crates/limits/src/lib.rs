@@ -105,6 +105,198 @@ pub struct Limits {
     pub ruler_max_rule_groups_per_tenant: usize,
     /// Most rules one of the tenant's groups may hold (0: unlimited).
     pub ruler_max_rules_per_rule_group: usize,
+    /// How OTLP metric names become Prometheus names.
+    pub otel_translation_strategy: OtelTranslationStrategy,
+    /// OTLP resource attributes copied onto every series of the resource
+    /// (a list, or Mimir's comma-separated string).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub promote_otel_resource_attributes: Vec<String>,
+    /// Keep `service.name`, `service.namespace` and `service.instance.id`
+    /// as labels of `target_info` (they are always `job` and `instance`).
+    pub otel_keep_identifying_resource_attributes: bool,
+    /// Label OTLP series with their instrumentation scope (`otel_scope_*`).
+    pub otel_promote_scope_metadata: bool,
+    /// Which OTLP log attributes become stream labels, structured metadata
+    /// or nothing (Loki's `otlp_config`).
+    pub otlp_config: OtlpConfig,
+}
+
+/// Loki's `otlp_config`: what becomes of each OTLP log attribute. Rules are
+/// tried in order against the attribute's own (dotted) name; the first
+/// that matches decides, and an attribute no rule matches is structured
+/// metadata. Resource attributes start with the default index-label rule
+/// (`service.name`, `k8s.pod.name`, ...) unless `ignore_defaults` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, try_from = "RawOtlpConfig")]
+pub struct OtlpConfig {
+    pub resource_attributes: OtlpResourceAttributes,
+    /// Rules for scope attributes (`index_label` is not allowed).
+    pub scope_attributes: Vec<OtlpAttributeRule>,
+    /// Rules for log record attributes.
+    pub log_attributes: Vec<OtlpAttributeRule>,
+    /// Make `severity_text` a stream label instead of structured metadata.
+    pub severity_text_as_label: bool,
+}
+
+/// `OtlpConfig` as written, before the checks Loki makes.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawOtlpConfig {
+    resource_attributes: OtlpResourceAttributes,
+    scope_attributes: Vec<OtlpAttributeRule>,
+    log_attributes: Vec<OtlpAttributeRule>,
+    severity_text_as_label: bool,
+}
+
+impl TryFrom<RawOtlpConfig> for OtlpConfig {
+    type Error = String;
+    fn try_from(raw: RawOtlpConfig) -> Result<Self, String> {
+        if raw
+            .scope_attributes
+            .iter()
+            .any(|r| r.action == OtlpAction::IndexLabel)
+        {
+            return Err("otlp_config: scope_attributes cannot be index_label".into());
+        }
+        Ok(Self {
+            resource_attributes: raw.resource_attributes,
+            scope_attributes: raw.scope_attributes,
+            log_attributes: raw.log_attributes,
+            severity_text_as_label: raw.severity_text_as_label,
+        })
+    }
+}
+
+/// Rules for resource attributes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpResourceAttributes {
+    /// Leave out the default index-label rule.
+    pub ignore_defaults: bool,
+    pub attributes_config: Vec<OtlpAttributeRule>,
+}
+
+/// One rule: an action for the attributes named in `attributes` or whose
+/// whole name matches `regex` (exactly one of the two).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, try_from = "RawOtlpRule", into = "RawOtlpRule")]
+pub struct OtlpAttributeRule {
+    pub action: OtlpAction,
+    pub attributes: Vec<String>,
+    pub regex: Option<AnchoredRegex>,
+}
+
+/// What a rule does with the attributes it matches.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpAction {
+    /// A stream label (resource and log attributes only).
+    IndexLabel,
+    /// Structured metadata on every entry (the default).
+    #[default]
+    StructuredMetadata,
+    /// Not stored.
+    Drop,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlpRule {
+    #[serde(default)]
+    action: OtlpAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attributes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    regex: Option<String>,
+}
+
+impl TryFrom<RawOtlpRule> for OtlpAttributeRule {
+    type Error = String;
+    fn try_from(raw: RawOtlpRule) -> Result<Self, String> {
+        if raw.attributes.is_empty() == raw.regex.is_none() {
+            return Err(
+                "an otlp_config rule names either attributes or a regex, exactly one of them"
+                    .into(),
+            );
+        }
+        let regex = raw.regex.map(AnchoredRegex::new).transpose()?;
+        Ok(Self {
+            action: raw.action,
+            attributes: raw.attributes,
+            regex,
+        })
+    }
+}
+
+impl From<OtlpAttributeRule> for RawOtlpRule {
+    fn from(rule: OtlpAttributeRule) -> Self {
+        Self {
+            action: rule.action,
+            attributes: rule.attributes,
+            regex: rule.regex.map(|r| r.source),
+        }
+    }
+}
+
+impl OtlpAttributeRule {
+    /// True when the rule covers the attribute `key`.
+    pub fn matches(&self, key: &str) -> bool {
+        self.regex.as_ref().is_some_and(|r| r.regex.is_match(key))
+            || self.attributes.iter().any(|a| a == key)
+    }
+}
+
+/// A regular expression that must match a whole name, compiled when the
+/// configuration is read (a bad one fails the load, not a push).
+#[derive(Debug, Clone)]
+pub struct AnchoredRegex {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl AnchoredRegex {
+    /// Compiles `source` anchored at both ends.
+    pub fn new(source: String) -> Result<Self, String> {
+        let regex = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| format!("invalid regex {source:?}: {e}"))?;
+        Ok(Self { source, regex })
+    }
+}
+
+impl PartialEq for AnchoredRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Prometheus's OTLP `translation_strategy` values that keep names within
+/// the classic character set, the one Strata validates names with.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OtelTranslationStrategy {
+    /// Words joined by `_`, unit and type suffixes added (Prometheus 3's default).
+    #[default]
+    UnderscoreEscapingWithSuffixes,
+    /// Invalid characters become `_`, nothing added (Mimir's default).
+    UnderscoreEscapingWithoutSuffixes,
+}
+
+/// A list given as a YAML sequence or as one comma-separated string.
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    let items = match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(l) => l,
+        ListOrCsv::Csv(s) => s.split(',').map(str::to_string).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 impl Default for Limits {
@@ -147,6 +339,11 @@ impl Default for Limits {
             logs_retention_period: Duration::ZERO,
             ruler_max_rule_groups_per_tenant: 70,
             ruler_max_rules_per_rule_group: 20,
+            otel_translation_strategy: OtelTranslationStrategy::default(),
+            promote_otel_resource_attributes: Vec::new(),
+            otel_keep_identifying_resource_attributes: false,
+            otel_promote_scope_metadata: false,
+            otlp_config: OtlpConfig::default(),
         }
     }
 }
@@ -412,6 +609,57 @@ mod tests {
         );
         assert_eq!(*o.for_tenant("team-b"), Limits::default());
         assert_eq!(*o.for_tenant("other"), Limits::default());
+    }
+
+    #[test]
+    fn otlp_settings_as_mimir_and_loki_write_them() {
+        let o = Overrides::new(Limits::default());
+        o.apply_runtime_config(
+            r#"
+overrides:
+  a:
+    otel_translation_strategy: UnderscoreEscapingWithoutSuffixes
+    promote_otel_resource_attributes: " k8s.cluster.name, host.name ,"
+    otlp_config:
+      resource_attributes:
+        ignore_defaults: true
+        attributes_config:
+          - action: index_label
+            regex: "k8s\\..*"
+      log_attributes:
+        - action: drop
+          attributes: [password]
+  b:
+    promote_otel_resource_attributes: [x.y]
+"#,
+        )
+        .unwrap();
+        let a = o.for_tenant("a");
+        assert_eq!(
+            a.otel_translation_strategy,
+            OtelTranslationStrategy::UnderscoreEscapingWithoutSuffixes
+        );
+        assert_eq!(
+            a.promote_otel_resource_attributes,
+            ["k8s.cluster.name", "host.name"]
+        );
+        let rule = &a.otlp_config.resource_attributes.attributes_config[0];
+        assert_eq!(rule.action, OtlpAction::IndexLabel);
+        assert!(rule.matches("k8s.pod.name") && !rule.matches("xk8s.pod") && !rule.matches("host"));
+        assert!(a.otlp_config.log_attributes[0].matches("password"));
+        assert_eq!(o.for_tenant("b").promote_otel_resource_attributes, ["x.y"]);
+        for bad in [
+            "otel_translation_strategy: NoTranslation",
+            "otlp_config: {log_attributes: [{action: drop}]}",
+            "otlp_config: {log_attributes: [{action: drop, attributes: [a], regex: b}]}",
+            "otlp_config: {log_attributes: [{action: drop, regex: \"(\"}]}",
+            "otlp_config: {scope_attributes: [{action: index_label, attributes: [a]}]}",
+        ] {
+            let err = o
+                .apply_runtime_config(&format!("overrides:\n  c:\n    {bad}\n"))
+                .unwrap_err();
+            assert!(err.to_string().contains("\"c\""), "{bad}: {err}");
+        }
     }
 
     #[test]
