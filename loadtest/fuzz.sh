@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzz run: each fuzz target of tests/it/fuzz (remote write, Loki push,
+# Long fuzz run: each fuzz target of tests/it/fuzz (remote write, OTLP, Loki push,
 # PromQL, LogQL, WAL replay, rule groups, runtime config) for N minutes, one
 # after the other. The debug build is the default on purpose: its overflow
 # checks turn silent integer wrap-arounds into findings (--release: more

@@ -4,7 +4,8 @@
 # e.g. loadtest/run.sh --series 10000 --duration 30s --concurrency 8
 # STRATA_BIN=path runs another Strata binary (e.g. a copy of an older build,
 # for before/after figures in one session); SKIP_V2=1 skips the remote-write
-# 2.0 run (binaries from before 2.0 was accepted).
+# 2.0 run (binaries from before 2.0 was accepted), SKIP_OTLP=1 the OTLP
+# metrics run (binaries from before OTLP was accepted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtest/lib.sh
@@ -20,6 +21,10 @@ echo "== strata (WAL fsync per request)"
 if [ -z "${SKIP_V2:-}" ]; then
   echo "== strata, remote-write 2.0 (same series, new tenant)"
   ./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" --protocol 2.0 --tenant rw2 "$@"
+fi
+if [ -z "${SKIP_OTLP:-}" ]; then
+  echo "== strata, OTLP/HTTP metrics (same series as gauges, gzip; new tenant)"
+  ./target/release/loadtest --url "http://127.0.0.1:$sp/otlp/v1/metrics" --protocol otlp --tenant otlp "$@"
 fi
 kill %1; wait %1 2>/dev/null || true
 

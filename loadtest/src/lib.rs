@@ -1,5 +1,5 @@
-//! What the load generators share: command-line helpers and a remote-write
-//! request builder.
+//! What the load generators share: command-line helpers and the request
+//! builders (remote-write 1.0 and 2.0, OTLP metrics).
 
 use std::collections::HashMap;
 
@@ -75,6 +75,83 @@ pub fn remote_write_v2(
         timeseries,
     };
     post(client, url, tenant, &req.encode_to_vec(), "2.0")
+}
+
+/// The same series as an OTLP/HTTP metrics POST (protobuf, gzip at its
+/// fastest level, as the OpenTelemetry Collector's `otlphttp` exporter
+/// sends): one gauge per metric name, one data point per series, the other
+/// labels as attributes. The resource has no `service.*` attributes, so
+/// the series and their labels stay exactly those of the 1.0 run.
+pub fn otlp_metrics(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: Option<&str>,
+    series: &[TimeSeries],
+) -> Result<reqwest::RequestBuilder, std::io::Error> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let mut metrics: Vec<Metric> = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for ts in series {
+        let name = ts
+            .labels
+            .iter()
+            .find(|l| l.name == "__name__")
+            .map_or("", |l| l.value.as_str());
+        let i = *by_name.entry(name).or_insert_with(|| {
+            metrics.push(Metric {
+                name: name.to_string(),
+                data: Some(metric::Data::Gauge(Gauge::default())),
+                ..Default::default()
+            });
+            metrics.len() - 1
+        });
+        let attributes = ts
+            .labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| KeyValue {
+                key: l.name.clone(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(l.value.clone())),
+                }),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        if let Some(metric::Data::Gauge(g)) = &mut metrics[i].data {
+            for s in &ts.samples {
+                g.data_points.push(NumberDataPoint {
+                    attributes: attributes.clone(),
+                    time_unix_nano: (s.timestamp as u64).saturating_mul(1_000_000),
+                    value: Some(number_data_point::Value::AsDouble(s.value)),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &req.encode_to_vec())?;
+    let mut rb = client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish()?);
+    if let Some(t) = tenant {
+        rb = rb.header("X-Scope-OrgID", t);
+    }
+    Ok(rb)
 }
 
 fn post(

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Arg, Command};
-use strata_loadtest::{arg, parse, remote_write, remote_write_v2};
+use strata_loadtest::{arg, otlp_metrics, parse, remote_write, remote_write_v2};
 use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
 struct Opts {
@@ -27,8 +27,16 @@ struct Opts {
     batch: usize,
     churn: f64,
     churn_every: u64,
-    /// Send remote-write 2.0 instead of 1.0.
-    v2: bool,
+    /// What to send: remote-write 1.0, 2.0 or OTLP metrics.
+    protocol: Protocol,
+}
+
+/// The wire format of the pushes.
+#[derive(Clone, Copy)]
+enum Protocol {
+    RemoteWrite1,
+    RemoteWrite2,
+    Otlp,
 }
 
 fn opts() -> Result<Opts, String> {
@@ -71,7 +79,7 @@ fn opts() -> Result<Opts, String> {
         .arg(arg(
             "protocol",
             "1.0",
-            "remote-write version: 1.0 or 2.0 (symbol table)",
+            "1.0 or 2.0 (remote write; 2.0 with its symbol table) or otlp (OTLP/HTTP metrics, protobuf, gzip)",
         ))
         .try_get_matches()
         .map_err(|e| e.to_string())?;
@@ -90,10 +98,11 @@ fn opts() -> Result<Opts, String> {
         batch: parse::<usize>(&m, "batch")?.max(1),
         churn: parse(&m, "churn")?,
         churn_every: parse::<u64>(&m, "churn-every")?.max(1),
-        v2: match parse::<String>(&m, "protocol")?.as_str() {
-            "1.0" => false,
-            "2.0" => true,
-            other => return Err(format!("--protocol: 1.0 or 2.0, not {other}")),
+        protocol: match parse::<String>(&m, "protocol")?.as_str() {
+            "1.0" => Protocol::RemoteWrite1,
+            "2.0" => Protocol::RemoteWrite2,
+            "otlp" => Protocol::Otlp,
+            other => return Err(format!("--protocol: 1.0, 2.0 or otlp, not {other}")),
         },
     })
 }
@@ -199,10 +208,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             histograms: vec![],
                         })
                         .collect();
-                    let rb = if o.v2 {
-                        remote_write_v2(&client, &o.url, o.tenant.as_deref(), &series)?
-                    } else {
-                        remote_write(&client, &o.url, o.tenant.as_deref(), series)?
+                    let tenant = o.tenant.as_deref();
+                    let rb = match o.protocol {
+                        Protocol::RemoteWrite1 => remote_write(&client, &o.url, tenant, series)?,
+                        Protocol::RemoteWrite2 => {
+                            remote_write_v2(&client, &o.url, tenant, &series)?
+                        }
+                        Protocol::Otlp => otlp_metrics(&client, &o.url, tenant, &series)?,
                     };
                     let sent = Instant::now();
                     let resp = rb.send().await;

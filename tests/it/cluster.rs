@@ -568,7 +568,7 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         .await
         .expect("metadata push");
     assert_eq!(pushed.status().as_u16(), 200);
-    let want_metadata: Json = metadata
+    let mut want_metadata: Json = metadata
         .iter()
         .map(|m| {
             (
@@ -595,6 +595,52 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         want_metadata,
         "one entry per family"
     );
+    // OTLP metrics take the same replicated path: pushed with the ingester
+    // down, each translated series (and target_info) comes back once.
+    let now_ns = now_ms() * 1_000_000;
+    let otlp = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"otel-svc"}}}},{{"key":"host.name","value":{{"stringValue":"h1"}}}}]}},
+          "scopeMetrics":[{{"metrics":[{{"name":"otel.queue.size","unit":"{{item}}","gauge":{{"dataPoints":[{{"timeUnixNano":"{now_ns}","asInt":"7"}}]}}}}]}}]}}]}}"#
+    );
+    let pushed = cluster
+        .client
+        .post(cluster.url("distributor-2", "/otlp/v1/metrics"))
+        .header("Content-Type", "application/json")
+        .body(otlp)
+        .send()
+        .await
+        .expect("OTLP push");
+    assert_eq!(pushed.status().as_u16(), 200);
+    let answer: Json = cluster
+        .client
+        .get(cluster.url("querier", "/prometheus/api/v1/query"))
+        .query(&[
+            (
+                "query",
+                r#"sort(sum by (__name__, host_name) ({job="otel-svc"}))"#.to_string(),
+            ),
+            ("time", crate::common::secs(now_ms() + 1000)),
+        ])
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("query json");
+    assert_eq!(
+        answer["data"]["result"],
+        serde_json::json!([
+            {"metric": {"__name__": "target_info", "host_name": "h1"}, "value": [answer["data"]["result"][0]["value"][0], "1"]},
+            {"metric": {"__name__": "otel_queue_size"}, "value": [answer["data"]["result"][0]["value"][0], "7"]},
+        ]),
+        "{answer}"
+    );
+    // Their metadata joins the families', and outlives the restarts below.
+    want_metadata["otel_queue_size"] =
+        serde_json::json!([{"type": "gauge", "help": "", "unit": ""}]);
+    want_metadata["target_info"] =
+        serde_json::json!([{"type": "gauge", "help": "Target metadata", "unit": ""}]);
+
     // Logs are replicated the same way: pushed through both distributors
     // with the ingester down, every line comes back from the querier.
     let lines = cluster.push_logs(30).await;

@@ -21,6 +21,7 @@
 //! histograms (native histograms are not stored yet).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
@@ -106,6 +107,7 @@ pub fn translate_metrics(
     let mut out = Output {
         series: Vec::new(),
         index: HashMap::new(),
+        hasher: RandomState::new(),
         metadata: Vec::new(),
         families: HashSet::new(),
         dropped: Vec::new(),
@@ -131,7 +133,10 @@ pub fn translate_metrics(
 /// The series built so far; samples of one label set share a series.
 struct Output {
     series: Vec<TimeSeries>,
-    index: HashMap<String, usize>,
+    /// Series by the hash of their labels (keyed per process, so no
+    /// input forces collisions).
+    index: HashMap<u64, Vec<usize>>,
+    hasher: RandomState,
     metadata: Vec<MetricMetadata>,
     families: HashSet<String>,
     dropped: Vec<Dropped>,
@@ -153,11 +158,24 @@ impl Output {
         sample: Sample,
         exemplars: Vec<Exemplar>,
     ) -> Result<(), ()> {
+        self.add_owned(labels.clone(), name, extra, sample, exemplars)
+    }
+
+    /// [`Self::add`] taking the label set, whose strings become the series'.
+    fn add_owned(
+        &mut self,
+        labels: LabelSet,
+        name: &str,
+        extra: Option<(&str, String)>,
+        sample: Sample,
+        exemplars: Vec<Exemplar>,
+    ) -> Result<(), ()> {
         let mut all: Vec<Label> = Vec::with_capacity(labels.len() + 2);
-        all.extend(labels.iter().map(|(n, v)| Label {
-            name: n.clone(),
-            value: v.clone(),
-        }));
+        all.extend(
+            labels
+                .into_iter()
+                .map(|(name, value)| Label { name, value }),
+        );
         // The name and the bucket or quantile label win over attributes.
         for (n, v) in std::iter::once(("__name__", name.to_string())).chain(extra) {
             match all.binary_search_by(|l| l.name.as_str().cmp(n)) {
@@ -171,17 +189,18 @@ impl Output {
                 ),
             }
         }
-        let mut key = String::with_capacity(64);
-        for l in &all {
-            key.push_str(&l.name);
-            key.push('\u{1}');
-            key.push_str(&l.value);
-            key.push('\u{2}');
-        }
-        let idx = match self.index.get(&key) {
-            Some(&i) => i,
+        let hash = self.hasher.hash_one(&all);
+        let existing = self
+            .index
+            .get(&hash)
+            .and_then(|ids| ids.iter().copied().find(|&i| self.series[i].labels == all));
+        let idx = match existing {
+            Some(i) => i,
             None => {
-                self.label_bytes += key.len() + all.len() * 48;
+                self.label_bytes += all
+                    .iter()
+                    .map(|l| l.name.len() + l.value.len() + 48)
+                    .sum::<usize>();
                 if self.label_bytes > self.limit {
                     return Err(());
                 }
@@ -189,8 +208,9 @@ impl Output {
                     labels: all,
                     ..Default::default()
                 });
-                self.index.insert(key, self.series.len() - 1);
-                self.series.len() - 1
+                let i = self.series.len() - 1;
+                self.index.entry(hash).or_default().push(i);
+                i
             }
         };
         let ts = &mut self.series[idx];
@@ -545,7 +565,7 @@ fn translate_metric(
         Data::Gauge(g) => {
             for p in g.data_points {
                 match series_labels(&p.attributes) {
-                    Ok(labels) => add_number(out, &labels, &name, p, false)?,
+                    Ok(labels) => add_number(out, labels, &name, p, false)?,
                     Err(e) => bad(e),
                 }
             }
@@ -553,7 +573,7 @@ fn translate_metric(
         Data::Sum(s) => {
             for p in s.data_points {
                 match series_labels(&p.attributes) {
-                    Ok(labels) => add_number(out, &labels, &name, p, true)?,
+                    Ok(labels) => add_number(out, labels, &name, p, true)?,
                     Err(e) => bad(e),
                 }
             }
@@ -596,7 +616,7 @@ fn value_or_stale(v: f64, flags: u32) -> f64 {
 
 fn add_number(
     out: &mut Output,
-    labels: &LabelSet,
+    labels: LabelSet,
     name: &str,
     p: NumberDataPoint,
     with_exemplars: bool,
@@ -612,7 +632,7 @@ fn add_number(
     } else {
         Vec::new()
     };
-    out.add(
+    out.add_owned(
         labels,
         name,
         None,

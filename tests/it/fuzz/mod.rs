@@ -2,8 +2,8 @@
 //! bytes gets mutated inputs, and must answer each with a value or an
 //! error, never a panic, an abort or a hang.
 //!
-//! Targets: remote-write decoding and validation, Loki push decoding
-//! (JSON, protobuf, gzip), PromQL parse, plan and execute on a small data
+//! Targets: remote-write decoding and validation, OTLP metrics and logs
+//! decoding and translation, Loki push decoding (JSON, protobuf, gzip), PromQL parse, plan and execute on a small data
 //! set, LogQL parse and execute, WAL replay of mutated segment files,
 //! rule-group YAML and runtime-config YAML.
 //!
@@ -345,6 +345,11 @@ fn fuzz_remote_write_decoding() {
 #[test]
 fn fuzz_remote_write_v2_decoding() {
     on_server_runtime(check(targets::remote_write_v2()));
+}
+
+#[test]
+fn fuzz_otlp_decoding_and_translation() {
+    on_server_runtime(check(targets::otlp()));
 }
 
 #[test]

@@ -212,6 +212,91 @@ pub fn loki_push() -> Target {
     }
 }
 
+/// OTLP metrics and logs bodies (protobuf and JSON): decoded and
+/// translated with every translation option on, as the distributor does.
+/// The first byte picks the message and encoding: `M`/`J` metrics in
+/// protobuf/JSON, `L`/`K` logs in protobuf/JSON.
+pub fn otlp() -> Target {
+    use strata_otlp::{Encoding, ExportLogsServiceRequest, ExportMetricsServiceRequest, decode};
+    let metrics_json = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}},{"key":"service.namespace","value":{"stringValue":"ns"}},{"key":"host.name","value":{"stringValue":"h"}},{"key":"k8s.cluster.name","value":{"stringValue":"c"}}]},
+      "scopeMetrics":[{"scope":{"name":"lib","version":"1","attributes":[{"key":"a.b","value":{"intValue":"3"}}]},"metrics":[
+        {"name":"requests","unit":"{request}","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[{"timeUnixNano":"1700000000000000000","asInt":"5","attributes":[{"key":"route","value":{"stringValue":"/a"}},{"key":"r.oute","value":{"stringValue":"/b"}}],"exemplars":[{"timeUnixNano":"1700000000000000000","asDouble":1,"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}},
+        {"name":"mem.util","unit":"1","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asDouble":0.5,"flags":1}]}},
+        {"name":"latency","unit":"ms","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"3","sum":7.5,"bucketCounts":["1","1","1"],"explicitBounds":[1,10],"exemplars":[{"asInt":"5","filteredAttributes":[{"key":"user","value":{"kvlistValue":{"values":[{"key":"id","value":{"bytesValue":"AQI="}}]}}}]}]}]}},
+        {"name":"rpc","unit":"s","summary":{"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"2","sum":1,"quantileValues":[{"quantile":0.5,"value":0.4}]}]}},
+        {"name":"delta","sum":{"aggregationTemporality":1,"dataPoints":[{"asInt":"1"}]}},
+        {"name":"exp","exponentialHistogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1","scale":3}]}}
+      ]}]}]}"#.to_vec();
+    let logs_json = br#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}},{"key":"k8s.pod.name","value":{"stringValue":"p"}},{"key":"m","value":{"kvlistValue":{"values":[{"key":"x.y","value":{"arrayValue":{"values":[{"intValue":"1"},{"doubleValue":1e300}]}}}]}}}]},
+      "scopeLogs":[{"scope":{"name":"s","attributes":[{"key":"k","value":{"boolValue":true}}]},"logRecords":[{"timeUnixNano":"1700000000000000000","observedTimeUnixNano":"1700000000000000001","severityNumber":9,"severityText":"INFO","body":{"stringValue":"hello"},"attributes":[{"key":"user.id","value":{"intValue":"7"}}],"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","flags":1}]}]}]}"#.to_vec();
+    let metrics: ExportMetricsServiceRequest =
+        decode(&metrics_json, Encoding::Json, "metrics").expect("valid metrics seed");
+    let logs: ExportLogsServiceRequest =
+        decode(&logs_json, Encoding::Json, "logs").expect("valid logs seed");
+    let seeds = vec![
+        [b"J".as_slice(), &metrics_json].concat(),
+        [b"M".as_slice(), &metrics.encode_to_vec()].concat(),
+        [b"K".as_slice(), &logs_json].concat(),
+        [b"L".as_slice(), &logs.encode_to_vec()].concat(),
+    ];
+    Target {
+        name: "otlp",
+        seeds,
+        dictionary: vec![
+            "\"stringValue\"",
+            "\"kvlistValue\"",
+            "\"arrayValue\"",
+            "\"bytesValue\"",
+            "\"timeUnixNano\"",
+            "\"explicitBounds\"",
+            "\"bucketCounts\"",
+            "service.name",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            "null",
+        ],
+        max_len: 1 << 16,
+        run: |input| {
+            Box::pin(async move {
+                use strata_otlp::logs::translate_logs;
+                use strata_otlp::metrics::{MetricsTranslation, translate_metrics};
+                let Some((mode, body)) = input.split_first() else {
+                    return false;
+                };
+                let encoding = match mode {
+                    b'M' | b'L' => Encoding::Protobuf,
+                    _ => Encoding::Json,
+                };
+                if matches!(mode, b'L' | b'K') {
+                    let Ok(req) = decode::<ExportLogsServiceRequest>(body, encoding, "logs") else {
+                        return false;
+                    };
+                    let config = strata_limits::OtlpConfig {
+                        severity_text_as_label: true,
+                        ..Default::default()
+                    };
+                    translate_logs(req, &config, 0).is_ok()
+                } else {
+                    let Ok(req) = decode::<ExportMetricsServiceRequest>(body, encoding, "metrics")
+                    else {
+                        return false;
+                    };
+                    let settings = MetricsTranslation {
+                        promote_resource_attributes: vec!["k8s.cluster.name".into(), "m".into()],
+                        keep_identifying_resource_attributes: true,
+                        promote_scope_metadata: true,
+                        ..Default::default()
+                    };
+                    translate_metrics(req, &settings, body.len()).is_ok()
+                }
+            })
+        },
+    }
+}
+
 /// A small data set of series, read by the PromQL engine.
 struct MemSeries(Vec<SeriesSamples>);
 
