@@ -69,6 +69,30 @@ impl LabelNaming {
     }
 }
 
+impl LabelNaming {
+    /// [`Self::label_name`] of an owned key: a key that already is its own
+    /// label name (the common case) is kept, not copied; a key that gives
+    /// no name is handed back.
+    pub fn into_label_name(self, key: String) -> Result<String, String> {
+        let b = key.as_bytes();
+        let changes = match b.first() {
+            None => true,
+            Some(first) => {
+                first.is_ascii_digit()
+                    || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    || b.iter().all(|c| *c == b'_')
+                    || (self.prefix_leading_underscore && *first == b'_' && b.get(1) != Some(&b'_'))
+                    || (self.collapse_underscores && key.contains("__"))
+            }
+        };
+        if !changes {
+            Ok(key)
+        } else {
+            self.label_name(&key).ok_or(key)
+        }
+    }
+}
+
 /// The text of an attribute value: strings as they are, numbers in their
 /// shortest form, bytes in base64, arrays and maps as compact JSON with
 /// sorted keys; no value is the empty string.
@@ -89,6 +113,16 @@ pub fn value_text(v: Option<&AnyValue>) -> String {
                 .replace('>', "\\u003e")
                 .replace('&', "\\u0026")
         }
+    }
+}
+
+/// [`value_text`] of an owned value, a string moved rather than copied.
+pub fn into_value_text(v: Option<AnyValue>) -> String {
+    match v {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s)),
+        }) => s,
+        other => value_text(other.as_ref()),
     }
 }
 
@@ -180,6 +214,31 @@ mod tests {
         assert_eq!(n("__foo").as_deref(), Some("__foo"));
         assert_eq!(n(""), None);
         assert_eq!(n("..."), None);
+    }
+
+    #[test]
+    fn owned_keys_name_the_same_labels() {
+        for naming in [LabelNaming::PROMETHEUS, LabelNaming::LOKI] {
+            for key in [
+                "plain",
+                "service.name",
+                "_foo",
+                "__foo",
+                "a__b",
+                "__x__",
+                "9x",
+                "___",
+                "",
+                "héllo",
+                "Upper_1",
+            ] {
+                assert_eq!(
+                    naming.into_label_name(key.to_string()).ok(),
+                    naming.label_name(key),
+                    "{naming:?} {key:?}"
+                );
+            }
+        }
     }
 
     #[test]

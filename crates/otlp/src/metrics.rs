@@ -21,7 +21,9 @@
 //! histograms (native histograms are not stored yet).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
@@ -33,7 +35,7 @@ use strata_proto::prometheus::{
     Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest, metric_metadata::MetricType,
 };
 
-use crate::attributes::{LabelNaming, id_hex, value_text};
+use crate::attributes::{LabelNaming, id_hex, into_value_text, value_text};
 use crate::names::{NameKind, NameStrategy, metric_name, unit_text};
 
 /// Per-tenant translation settings (Mimir's `otel_*` limits).
@@ -107,7 +109,7 @@ pub fn translate_metrics(
     let mut out = Output {
         series: Vec::new(),
         index: HashMap::new(),
-        hasher: RandomState::new(),
+        hasher: RandomState::default(),
         metadata: Vec::new(),
         families: HashSet::new(),
         dropped: Vec::new(),
@@ -241,15 +243,18 @@ impl Output {
 
 /// Attributes as labels; keys that name the same label are joined with
 /// `;` in the order of their keys, empty values are left out.
-fn attribute_labels(attrs: &[KeyValue], skip: impl Fn(&str) -> bool) -> Result<LabelSet, String> {
-    let mut sorted: Vec<&KeyValue> = attrs.iter().filter(|kv| !skip(&kv.key)).collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+fn attribute_labels(
+    mut attrs: Vec<KeyValue>,
+    skip: impl Fn(&str) -> bool,
+) -> Result<LabelSet, String> {
+    attrs.retain(|kv| !skip(&kv.key));
+    attrs.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out = LabelSet::new();
-    for kv in sorted {
-        let Some(name) = LabelNaming::PROMETHEUS.label_name(&kv.key) else {
-            return Err(format!("attribute key {:?} gives no label name", kv.key));
-        };
-        let value = value_text(kv.value.as_ref());
+    for kv in attrs {
+        let name = LabelNaming::PROMETHEUS
+            .into_label_name(kv.key)
+            .map_err(|key| format!("attribute key {key:?} gives no label name"))?;
+        let value = into_value_text(kv.value);
         if value.is_empty() {
             continue;
         }
@@ -335,7 +340,7 @@ fn translate_resource(
     {
         return Ok(());
     }
-    let Ok(mut labels) = attribute_labels(&attrs, identifying) else {
+    let Ok(mut labels) = attribute_labels(attrs, identifying) else {
         out.drop_metric(
             "otlp_invalid_attribute",
             "a resource attribute key gives no label name; target_info not written".into(),
@@ -545,7 +550,7 @@ fn translate_metric(
         &metric.description,
         unit_text(&metric.unit),
     );
-    let series_labels = |attrs: &[KeyValue]| -> Result<LabelSet, String> {
+    let series_labels = |attrs: Vec<KeyValue>| -> Result<LabelSet, String> {
         let mut labels = attribute_labels(attrs, |k| k == "__name__")?;
         for (n, v) in &resource.promoted {
             labels.entry(n.clone()).or_insert_with(|| v.clone());
@@ -563,32 +568,32 @@ fn translate_metric(
     };
     match data {
         Data::Gauge(g) => {
-            for p in g.data_points {
-                match series_labels(&p.attributes) {
+            for mut p in g.data_points {
+                match series_labels(std::mem::take(&mut p.attributes)) {
                     Ok(labels) => add_number(out, labels, &name, p, false)?,
                     Err(e) => bad(e),
                 }
             }
         }
         Data::Sum(s) => {
-            for p in s.data_points {
-                match series_labels(&p.attributes) {
+            for mut p in s.data_points {
+                match series_labels(std::mem::take(&mut p.attributes)) {
                     Ok(labels) => add_number(out, labels, &name, p, true)?,
                     Err(e) => bad(e),
                 }
             }
         }
         Data::Histogram(h) => {
-            for p in h.data_points {
-                match series_labels(&p.attributes) {
+            for mut p in h.data_points {
+                match series_labels(std::mem::take(&mut p.attributes)) {
                     Ok(labels) => add_histogram(out, &labels, &name, p)?,
                     Err(e) => bad(e),
                 }
             }
         }
         Data::Summary(s) => {
-            for p in s.data_points {
-                match series_labels(&p.attributes) {
+            for mut p in s.data_points {
+                match series_labels(std::mem::take(&mut p.attributes)) {
                     Ok(labels) => add_summary(out, &labels, &name, p)?,
                     Err(e) => bad(e),
                 }
