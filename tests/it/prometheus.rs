@@ -894,3 +894,169 @@ async fn tsdb_status_counts_the_tenants_head() {
     assert_eq!(keys(d), keys(&want));
     assert_eq!(keys(&d["headStats"]), keys(&want["headStats"]));
 }
+
+/// `/api/v1/status/{config,flags,runtimeinfo}`: Prometheus's shapes (each
+/// runtimeinfo field Prometheus 2.42 reports, with its JSON type, plus the
+/// ones Prometheus 3 added), the effective configuration with secrets
+/// masked, and every flag with its value; under both prefixes.
+#[tokio::test]
+async fn status_endpoints_answer_in_prometheus_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start(
+        dir.path(),
+        &[
+            "-compactor.blocks-retention-period=90d",
+            "-blocks-storage.s3.secret-access-key=hunter2",
+        ],
+    )
+    .await;
+    let port = free_port();
+    let prom = spawn_prometheus(dir.path(), port, "global:\n  scrape_interval: 1m\n", &[]).await;
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    let client = reqwest::Client::new();
+    let want = prom_query(&client, &prom_base, "/api/v1/status/runtimeinfo", &[]).await;
+    let kind = |v: &Json| match v {
+        Json::String(_) => "string",
+        Json::Number(_) => "number",
+        Json::Bool(_) => "bool",
+        _ => "other",
+    };
+    for prefix in ["", "/prometheus"] {
+        let (status, got) = strata
+            .get_json(&format!("{prefix}/api/v1/status/runtimeinfo"), &[], None)
+            .await;
+        assert_eq!(status, 200, "{got}");
+        let got = &got["data"];
+        for (key, value) in want.as_object().expect("runtimeinfo") {
+            assert_eq!(kind(&got[key]), kind(value), "{key}: {got}");
+        }
+        for key in ["hostname", "serverTime", "GOMEMLIMIT"] {
+            assert!(!got[key].is_null(), "Prometheus 3's {key}: {got}");
+        }
+        assert_eq!(got["storageRetention"], "12w6d");
+        assert_eq!(got["reloadConfigSuccess"], true);
+        assert!(got["goroutineCount"].as_u64() > Some(0), "{got}");
+        let started = chrono::DateTime::parse_from_rfc3339(got["startTime"].as_str().unwrap())
+            .expect("RFC 3339 start time");
+        assert!(started.timestamp_millis() <= now_ms());
+
+        let (status, config) = strata
+            .get_json(&format!("{prefix}/api/v1/status/config"), &[], None)
+            .await;
+        assert_eq!(status, 200);
+        let yaml = config["data"]["yaml"].as_str().expect("yaml text");
+        let parsed: serde_yaml::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+        assert_eq!(parsed["target"], "all");
+        assert!(parsed["limits"]["compactor_blocks_retention_period"].is_string());
+        assert!(!yaml.contains("hunter2"), "secrets are masked: {yaml}");
+
+        let (status, flags) = strata
+            .get_json(&format!("{prefix}/api/v1/status/flags"), &[], None)
+            .await;
+        assert_eq!(status, 200);
+        let flags = flags["data"].as_object().expect("flat map");
+        assert!(flags.values().all(Json::is_string), "{flags:?}");
+        assert_eq!(flags["target"], "all");
+        assert_eq!(flags["server.http-listen-address"], "127.0.0.1");
+        assert_eq!(flags["auth.multitenancy-enabled"], "false");
+        assert_eq!(flags["blocks-storage.s3.secret-access-key"], "********");
+        assert!(flags.len() > 50, "every flag: {}", flags.len());
+    }
+}
+
+/// `/api/v1/parse_query`: the syntax tree in Prometheus's JSON, written
+/// out here from Prometheus's documented shapes (2.42 has no parse_query
+/// to compare with).
+#[tokio::test]
+async fn parse_query_answers_the_syntax_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start(dir.path(), &[]).await;
+    let selector = |name: &str, matchers: Json| {
+        serde_json::json!({
+            "type": "vectorSelector", "name": name, "offset": 0,
+            "matchers": matchers, "timestamp": null, "startOrEnd": null,
+        })
+    };
+    let name_matcher = |v: &str| serde_json::json!({"name": "__name__", "type": "=", "value": v});
+    let cases = [
+        (
+            "foo / on(job) group_left(a) bar",
+            serde_json::json!({
+                "type": "binaryExpr", "op": "/", "bool": false,
+                "lhs": selector("foo", serde_json::json!([name_matcher("foo")])),
+                "rhs": selector("bar", serde_json::json!([name_matcher("bar")])),
+                "matching": {
+                    "card": "many-to-one", "labels": ["job"], "on": true, "include": ["a"],
+                    "fillValues": {"lhs": null, "rhs": null},
+                },
+            }),
+        ),
+        (
+            r#"sum by (job) (rate(x{c=~"5.."}[5m] offset 1m))"#,
+            serde_json::json!({
+                "type": "aggregation", "op": "sum", "grouping": ["job"], "without": false, "param": null,
+                "expr": {
+                    "type": "call",
+                    "func": {"name": "rate", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+                    "args": [{
+                        "type": "matrixSelector", "name": "x", "range": 300_000, "offset": 60_000,
+                        "matchers": [{"name": "c", "type": "=~", "value": "5.."}, name_matcher("x")],
+                        "timestamp": null, "startOrEnd": null,
+                    }],
+                },
+            }),
+        ),
+        (
+            "topk(3, -foo @ start()) > bool 2",
+            serde_json::json!({
+                "type": "binaryExpr", "op": ">", "bool": true, "matching": null,
+                "lhs": {
+                    "type": "aggregation", "op": "topk", "grouping": [], "without": false,
+                    "param": {"type": "numberLiteral", "val": "3"},
+                    "expr": {"type": "unaryExpr", "op": "-", "expr": {
+                        "type": "vectorSelector", "name": "foo", "offset": 0,
+                        "matchers": [name_matcher("foo")], "timestamp": null, "startOrEnd": "start",
+                    }},
+                },
+                "rhs": {"type": "numberLiteral", "val": "2"},
+            }),
+        ),
+        (
+            r#"(up)[1h:5m] @ 1700000000"#,
+            serde_json::json!({
+                "type": "subquery", "range": 3_600_000, "step": 300_000, "offset": 0,
+                "timestamp": 1_700_000_000_000_i64, "startOrEnd": null,
+                "expr": {"type": "parenExpr", "expr": selector("up", serde_json::json!([name_matcher("up")]))},
+            }),
+        ),
+        (
+            r#""text""#,
+            serde_json::json!({"type": "stringLiteral", "val": "text"}),
+        ),
+    ];
+    for (query, want) in cases {
+        for prefix in ["", "/prometheus"] {
+            let (status, got) = strata
+                .get_json(
+                    &format!("{prefix}/api/v1/parse_query"),
+                    &[("query", query.to_string())],
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{query}: {got}");
+            assert_eq!(got["data"], want, "{query}");
+        }
+    }
+    let (status, got) = strata
+        .get_json("/api/v1/parse_query", &[("query", "sum(".into())], None)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(got["errorType"], "bad_data", "{got}");
+    assert!(
+        got["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\""),
+        "{got}"
+    );
+}

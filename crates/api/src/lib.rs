@@ -14,8 +14,9 @@ mod render;
 mod rules;
 pub mod startup;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub ruler: Option<Arc<strata_ruler::Ruler>>,
     /// Process-wide push and query admission limits.
     pub admission: Arc<admission::Admission>,
+    /// Configuration, flags and start time for the status endpoints.
+    pub status: Arc<StatusInfo>,
 }
 
 type Shared = Arc<AppState>;
@@ -114,6 +117,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/api/v1/parse_query", get(parse_query).post(parse_query))
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
@@ -124,6 +128,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/status/config", get(status_config))
+        .route("/api/v1/status/flags", get(status_flags))
+        .route("/api/v1/status/runtimeinfo", get(status_runtimeinfo))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
         .route("/api/v1/alerts", get(rules::alerts_status))
@@ -605,10 +612,33 @@ async fn loki_buildinfo() -> Response {
     .into_response()
 }
 
-/// Longest query `format_query` formats: the printer indents each line by
-/// its depth (up to `MAX_QUERY_DEPTH`), so the output may be hundreds of
-/// times the input; queries people format are far shorter.
+/// Longest query `format_query` formats or `parse_query` parses: the
+/// printer indents each line by its depth (up to `MAX_QUERY_DEPTH`) and the
+/// tree spells out every node, so the output may be hundreds of times the
+/// input; queries people format are far shorter.
 const MAX_FORMAT_QUERY_BYTES: usize = 16 << 10;
+
+/// The parsed `query` parameter of a format or parse request.
+fn query_to_format(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: Option<String>,
+    body: &Bytes,
+) -> Result<promql_parser::parser::Expr, Box<Response>> {
+    let (_, p) = request_params(state, headers, q, body)?;
+    let Some(expr) = p.get("query") else {
+        return Err(Box::new(bad_data(
+            "invalid parameter \"query\": query is empty".into(),
+        )));
+    };
+    if expr.len() > MAX_FORMAT_QUERY_BYTES {
+        return Err(Box::new(bad_data(format!(
+            "invalid parameter \"query\": {} bytes is more than the {MAX_FORMAT_QUERY_BYTES} bytes a query to format or parse may have",
+            expr.len()
+        ))));
+    }
+    strata_promql::parse(expr).map_err(|e| Box::new(api_error(e)))
+}
 
 /// `/api/v1/format_query`: the query as Prometheus prints it (the format
 /// button of Grafana's and Prometheus's query editors).
@@ -618,23 +648,108 @@ async fn format_query(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let (_, p) = match request_params(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let Some(expr) = p.get("query") else {
-        return bad_data("invalid parameter \"query\": query is empty".into());
-    };
-    if expr.len() > MAX_FORMAT_QUERY_BYTES {
-        return bad_data(format!(
-            "invalid parameter \"query\": {} bytes is more than the {MAX_FORMAT_QUERY_BYTES} bytes a query to format may have",
-            expr.len()
-        ));
-    }
-    match strata_promql::parse(expr) {
+    match query_to_format(&state, &headers, q, &body) {
         Ok(parsed) => success(json!(parsed.prettify())),
-        Err(e) => api_error(e),
+        Err(r) => *r,
     }
+}
+
+/// `/api/v1/parse_query`: the query's syntax tree in Prometheus's JSON
+/// (node `type`s, matchers, durations in milliseconds, numbers as
+/// strings), as the Prometheus UI's tree view reads it.
+async fn parse_query(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    match query_to_format(&state, &headers, q, &body) {
+        Ok(parsed) => match render::syntax_tree(&parsed) {
+            Ok(tree) => success(tree),
+            Err(e) => {
+                let body = json!({"status": "error", "errorType": "internal", "error": format!("printing the syntax tree: {e}")});
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+            }
+        },
+        Err(r) => *r,
+    }
+}
+
+/// What the status endpoints report about this process.
+pub struct StatusInfo {
+    /// The effective configuration, secrets masked.
+    pub config_yaml: String,
+    /// Every flag's effective value.
+    pub flags: BTreeMap<String, String>,
+    pub started: SystemTime,
+    /// The default metrics retention (zero: forever).
+    pub storage_retention: Duration,
+}
+
+/// `/api/v1/status/config`: the effective configuration (secrets masked)
+/// as YAML, in Prometheus's shape.
+async fn status_config(State(state): State<Shared>) -> Response {
+    success(json!({ "yaml": state.status.config_yaml }))
+}
+
+/// `/api/v1/status/flags`: every flag with its effective value.
+async fn status_flags(State(state): State<Shared>) -> Response {
+    success(json!(state.status.flags))
+}
+
+/// `/api/v1/status/runtimeinfo` in Prometheus's shape; the Go runtime's
+/// fields hold the Tokio runtime's equivalents (tasks for goroutines,
+/// worker threads for GOMAXPROCS).
+async fn status_runtimeinfo(State(state): State<Shared>) -> Response {
+    let rfc3339 = |t: SystemTime| {
+        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    let runtime = tokio::runtime::Handle::current().metrics();
+    let started = state.status.started;
+    success(json!({
+        "startTime": rfc3339(started),
+        "CWD": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "hostname": hostname(),
+        "serverTime": rfc3339(SystemTime::now()),
+        "reloadConfigSuccess": strata_limits::last_reload_successful(),
+        "lastConfigTime": chrono::DateTime::<chrono::Utc>::from(started).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "corruptionCount": 0,
+        "goroutineCount": runtime.num_alive_tasks(),
+        "GOMAXPROCS": runtime.num_workers(),
+        "GOMEMLIMIT": i64::MAX,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": prometheus_duration(state.status.storage_retention),
+    }))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A duration as Prometheus writes one (`15d`, `12w6d`, `1h30m`); empty
+/// for zero, which Prometheus's retention field shows as nothing.
+fn prometheus_duration(d: Duration) -> String {
+    const UNITS: [(&str, u128); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let mut ms = d.as_millis();
+    let mut out = String::new();
+    for (unit, size) in UNITS {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
 }
 
 /// Most series selectors (each `or` alternative counted) one exemplar

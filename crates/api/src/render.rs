@@ -133,6 +133,80 @@ pub(crate) fn write_labels(b: &mut Vec<u8>, l: &Labels) {
     b.push(b'}');
 }
 
+/// A query's syntax tree in the JSON of Prometheus's `/api/v1/parse_query`:
+/// promql-parser's serialization, brought to Prometheus's shape where the
+/// two differ (a named selector's `__name__` matcher listed last, the
+/// grouping card as a string with `include` beside it, no vector matching
+/// when a side is a scalar, an omitted subquery step as 0, no
+/// `experimental` in function descriptions).
+pub fn syntax_tree(expr: &promql_parser::parser::Expr) -> serde_json::Result<Json> {
+    let mut tree = serde_json::to_value(expr)?;
+    to_prometheus_shape(expr, &mut tree);
+    Ok(tree)
+}
+
+fn to_prometheus_shape(expr: &promql_parser::parser::Expr, node: &mut Json) {
+    use promql_parser::parser::Expr;
+    use promql_parser::parser::value::ValueType;
+    match expr {
+        Expr::Aggregate(a) => {
+            to_prometheus_shape(&a.expr, &mut node["expr"]);
+            if let Some(p) = &a.param {
+                to_prometheus_shape(p, &mut node["param"]);
+            }
+        }
+        Expr::Unary(u) => to_prometheus_shape(&u.expr, &mut node["expr"]),
+        Expr::Paren(p) => to_prometheus_shape(&p.expr, &mut node["expr"]),
+        Expr::Binary(b) => {
+            to_prometheus_shape(&b.lhs, &mut node["lhs"]);
+            to_prometheus_shape(&b.rhs, &mut node["rhs"]);
+            if b.lhs.value_type() == ValueType::Scalar || b.rhs.value_type() == ValueType::Scalar {
+                node["matching"] = Json::Null;
+            } else if let Some(matching) = node.get_mut("matching").and_then(Json::as_object_mut)
+                && let Some(Json::Object(card)) = matching.get("card").cloned()
+                && let Some((kind, include)) = card.into_iter().next()
+            {
+                matching.insert("card".into(), Json::String(kind));
+                matching.insert("include".into(), include);
+            }
+        }
+        Expr::Subquery(s) => {
+            to_prometheus_shape(&s.expr, &mut node["expr"]);
+            if node["step"].is_null() {
+                node["step"] = Json::from(0);
+            }
+        }
+        Expr::VectorSelector(vs) => name_matcher_last(vs, node),
+        Expr::MatrixSelector(ms) => name_matcher_last(&ms.vs, node),
+        Expr::Call(c) => {
+            if let Some(func) = node["func"].as_object_mut() {
+                func.remove("experimental");
+            }
+            if let Some(args) = node["args"].as_array_mut() {
+                for (arg, json) in c.args.args.iter().zip(args.iter_mut()) {
+                    to_prometheus_shape(arg, json);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Prometheus's parser adds `__name__="<name>"` after a named selector's
+/// own matchers.
+fn name_matcher_last(vs: &promql_parser::parser::VectorSelector, node: &mut Json) {
+    let Some(name) = &vs.name else { return };
+    if let Some(matchers) = node["matchers"].as_array_mut()
+        && !matchers
+            .iter()
+            .any(|m| m["name"] == strata_model::METRIC_NAME)
+    {
+        matchers.push(
+            serde_json::json!({"name": strata_model::METRIC_NAME, "type": "=", "value": name}),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

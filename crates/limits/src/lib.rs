@@ -407,6 +407,12 @@ static RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+/// False when the last read of the runtime configuration file failed (the
+/// previous overrides stay in force); true before any read.
+pub fn last_reload_successful() -> bool {
+    RELOADS.get() == 0 || RELOAD_OK.get() == 1
+}
+
 /// Registers this crate's metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(RELOAD_OK.clone()))?;

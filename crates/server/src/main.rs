@@ -514,7 +514,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             )),
         )
     });
+    let shown_config = redacted(&cfg);
+    let status = Arc::new(strata_api::StatusInfo {
+        config_yaml: serde_yaml::to_string(&shown_config).unwrap_or_default(),
+        flags: config::flag_values(&shown_config),
+        started: std::time::SystemTime::now(),
+        storage_retention: cfg.limits.compactor_blocks_retention_period,
+    });
     let state = Arc::new(AppState {
+        status: status.clone(),
         ruler: ruler.clone(),
         distributor,
         querier,
@@ -534,12 +542,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             query_queue_timeout: cfg.querier.timeout,
         }),
     });
-    let shown = serde_yaml::to_string(&redacted(&cfg)).unwrap_or_default();
     let app = strata_api::router(state)
         .route(
             "/config",
             get(move || {
-                let shown = shown.clone();
+                let shown = status.config_yaml.clone();
                 async move { shown }
             }),
         )
