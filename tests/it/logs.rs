@@ -779,3 +779,106 @@ async fn index_stats_count_distinct_lines_at_one_time_and_repeats_once() {
     let (_, vol) = s.get_json("/loki/api/v1/index/volume", &params, None).await;
     assert_eq!(vol["data"]["result"][0]["value"][1], "13", "{vol}");
 }
+
+/// What Grafana's Logs Drilldown app reads besides queries:
+/// `detected_labels` (stream labels worth grouping by, identifiers left
+/// out, in Loki's shape) and `drilldown-limits` (Loki's names and formats;
+/// patterns marked missing, so the app does not ask for them).
+#[tokio::test]
+async fn drilldown_detected_labels_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-auth.multitenancy-enabled=true"]).await;
+    let now = crate::common::now_ms() * 1_000_000;
+    let mut streams = Vec::new();
+    for (i, (service, pod, code, flag)) in [
+        ("api", "api-1", "200", "0"),
+        ("api", "api-2", "500", "1"),
+        ("web", "web-1", "200", "1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        streams.push((
+            format!(
+                r#"{{service_name="{service}", pod="{pod}", code="{code}", canary="{flag}", request_id="5b8efff7-9803-8103-d269-b633813fc6{i:02}"}}"#
+            ),
+            vec![(now - 1_000_000_000, format!("line {i}"))],
+        ));
+    }
+    let streams: Vec<(&str, Entries)> = streams
+        .iter()
+        .map(|(l, e)| (l.as_str(), e.clone()))
+        .collect();
+    let (status, text) = push(
+        &s,
+        proto_body(&streams),
+        "application/x-protobuf",
+        false,
+        Some("t1"),
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+
+    let detected = |query: &'static str, tenant: &'static str| {
+        let s = &s;
+        async move {
+            let (status, j) = s
+                .get_json(
+                    "/loki/api/v1/detected_labels",
+                    &[
+                        ("query", query.to_string()),
+                        ("start", (now - 3_600_000_000_000).to_string()),
+                        ("end", (now + 60_000_000_000).to_string()),
+                    ],
+                    Some(tenant),
+                )
+                .await;
+            assert_eq!(status, 200, "{j}");
+            j
+        }
+    };
+    // As the service list asks: no query. code (numbers) and request_id
+    // (UUIDs) are identifiers; canary (0/1) is a flag and kept.
+    assert_eq!(
+        detected("", "t1").await,
+        serde_json::json!({"detectedLabels": [
+            {"label": "canary", "cardinality": 2},
+            {"label": "pod", "cardinality": 3},
+            {"label": "service_name", "cardinality": 2},
+        ]})
+    );
+    // As a service page asks.
+    assert_eq!(
+        detected(r#"{service_name="api"}"#, "t1").await,
+        serde_json::json!({"detectedLabels": [
+            {"label": "canary", "cardinality": 2},
+            {"label": "pod", "cardinality": 2},
+            {"label": "service_name", "cardinality": 1},
+        ]})
+    );
+    assert_eq!(detected("", "t2").await, serde_json::json!({}));
+    let (status, _) = s
+        .get_json(
+            "/loki/api/v1/detected_labels",
+            &[("query", "sum(".into())],
+            Some("t1"),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let (status, limits) = s
+        .get_json("/loki/api/v1/drilldown-limits", &[], Some("t1"))
+        .await;
+    assert_eq!(status, 200, "{limits}");
+    assert_eq!(limits["pattern_ingester_enabled"], false);
+    assert_eq!(limits["version"], env!("CARGO_PKG_VERSION"));
+    let l = &limits["limits"];
+    assert_eq!(l["max_entries_limit_per_query"], 5000);
+    assert_eq!(l["max_query_length"], "30d1h");
+    assert_eq!(l["retention_period"], "0s");
+    assert_eq!(l["volume_enabled"], true);
+    assert_eq!(
+        l["otlp_config"]["ResourceAttributes"]["IgnoreDefaults"],
+        false
+    );
+}

@@ -933,7 +933,7 @@ async fn status_endpoints_answer_in_prometheus_shapes() {
         for key in ["hostname", "serverTime", "GOMEMLIMIT"] {
             assert!(!got[key].is_null(), "Prometheus 3's {key}: {got}");
         }
-        assert_eq!(got["storageRetention"], "12w6d");
+        assert_eq!(got["storageRetention"], "90d");
         assert_eq!(got["reloadConfigSuccess"], true);
         assert!(got["goroutineCount"].as_u64() > Some(0), "{got}");
         let started = chrono::DateTime::parse_from_rfc3339(got["startTime"].as_str().unwrap())

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod auth;
+mod drilldown;
 mod loki;
 mod otlp;
 mod params;
@@ -165,6 +166,10 @@ pub fn router(state: Shared) -> Router {
             get(loki::index_stats).post(loki::index_stats),
         )
         .route(
+            "/loki/api/v1/detected_labels",
+            get(drilldown::detected_labels).post(drilldown::detected_labels),
+        )
+        .route(
             "/loki/api/v1/index/volume",
             get(loki::volume).post(loki::volume),
         )
@@ -187,6 +192,7 @@ pub fn router(state: Shared) -> Router {
             rules::config_routes(strata_ruler::RuleLang::LogQL),
         )
         .route("/loki/api/v1/tail", get(loki::tail))
+        .route("/loki/api/v1/drilldown-limits", get(drilldown::limits))
         .merge(prom.clone())
         .nest("/prometheus", prom)
         .route("/ready", get(ready))
@@ -729,22 +735,23 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// A duration as Prometheus writes one (`15d`, `12w6d`, `1h30m`); empty
-/// for zero, which Prometheus's retention field shows as nothing.
-fn prometheus_duration(d: Duration) -> String {
-    const UNITS: [(&str, u128); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
+/// A duration as Prometheus writes one (`15d`, `2w`, `30d1h`: years and
+/// weeks only when they divide it exactly); empty for zero, which
+/// Prometheus's retention field shows as nothing.
+pub(crate) fn prometheus_duration(d: Duration) -> String {
+    const UNITS: [(&str, u128, bool); 7] = [
+        ("y", 365 * 86_400_000, true),
+        ("w", 7 * 86_400_000, true),
+        ("d", 86_400_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1000, false),
+        ("ms", 1, false),
     ];
     let mut ms = d.as_millis();
     let mut out = String::new();
-    for (unit, size) in UNITS {
-        if ms >= size {
+    for (unit, size, exact) in UNITS {
+        if ms >= size && (!exact || ms.is_multiple_of(size)) {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
         }
@@ -908,6 +915,19 @@ pub fn metrics_response(registry: &Registry) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_prometheus_writes_them() {
+        let d = |s: u64| prometheus_duration(Duration::from_secs(s));
+        assert_eq!(d(15 * 86_400), "15d");
+        assert_eq!(d(14 * 86_400), "2w");
+        assert_eq!(d(90 * 86_400), "90d");
+        assert_eq!(d(721 * 3_600), "30d1h");
+        assert_eq!(d(365 * 86_400), "1y");
+        assert_eq!(d(90), "1m30s");
+        assert_eq!(prometheus_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(d(0), "");
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_costs_its_request_a_500_not_the_process() {

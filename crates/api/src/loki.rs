@@ -108,9 +108,9 @@ fn duration_param(p: &Params, key: &str) -> Result<Option<i64>, LokiError> {
 
 /// A Loki API request: the tenant and the query-string plus form parameters.
 pub(crate) struct LokiRequest {
-    state: Shared,
-    tenant: String,
-    p: Params,
+    pub(crate) state: Shared,
+    pub(crate) tenant: String,
+    pub(crate) p: Params,
 }
 
 impl FromRequest<Shared> for LokiRequest {
@@ -146,7 +146,7 @@ impl LokiRequest {
 }
 
 /// `start`/`end` with Loki's defaults (`end` = now, `start` = end - `since` or 1h).
-fn range_params(p: &Params) -> Result<(i64, i64), LokiError> {
+pub(crate) fn range_params(p: &Params) -> Result<(i64, i64), LokiError> {
     let end = time_param(p, "end", now_ns())?;
     let since = duration_param(p, "since")?.unwrap_or(DEFAULT_SINCE_NS);
     let start = time_param(p, "start", end.saturating_sub(since))?;
@@ -545,7 +545,7 @@ async fn tail_loop(
 }
 
 /// Matchers of a `query` / `match[]` stream selector; empty when absent.
-fn selector(s: Option<&str>) -> Result<Vec<Matcher>, LokiError> {
+pub(crate) fn selector(s: Option<&str>) -> Result<Vec<Matcher>, LokiError> {
     let Some(s) = s else {
         return Ok(Vec::new());
     };
@@ -565,7 +565,7 @@ fn storage_error(e: strata_storage::StorageError) -> LokiError {
 
 /// Runs a metadata read within the query timeout (`-querier.timeout`), as
 /// log queries are: a request may name many selectors or a long range.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     r: &LokiRequest,
     read: impl std::future::Future<Output = Result<T, strata_storage::StorageError>>,
 ) -> Result<T, LokiError> {

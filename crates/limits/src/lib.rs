@@ -263,6 +263,13 @@ impl AnchoredRegex {
     }
 }
 
+impl AnchoredRegex {
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
 impl PartialEq for AnchoredRegex {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source
