@@ -866,6 +866,99 @@ async fn drilldown_detected_labels_and_limits() {
         .await;
     assert_eq!(status, 400);
 
+    // detected_fields: structured metadata (no parser) and what JSON or
+    // logfmt finds in the newest lines, typed by the newest value.
+    let body = serde_json::json!({"streams": [{
+        "stream": {"service_name": "checkout"},
+        "values": [
+            [(now - 2_000_000_000).to_string(),
+             r#"{"level":"info","status":200,"latency":"1.5s","user":{"id":"u1"},"tags":["a"]}"#,
+             {"trace_id": "abc"}],
+            [(now - 1_000_000_000).to_string(),
+             r#"level=error status=500 latency=250ms size=10KB msg="boom here""#],
+        ],
+    }]});
+    let (status, text) = push(
+        &s,
+        body.to_string().into_bytes(),
+        "application/json",
+        false,
+        Some("t1"),
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let range = [
+        ("start", (now - 3_600_000_000_000).to_string()),
+        ("end", (now + 60_000_000_000).to_string()),
+    ];
+    let want = serde_json::json!({"fields": [
+        {"label": "latency", "type": "duration", "cardinality": 2, "parsers": ["json", "logfmt"], "jsonPath": ["latency"]},
+        {"label": "level", "type": "string", "cardinality": 2, "parsers": ["json", "logfmt"], "jsonPath": ["level"]},
+        {"label": "msg", "type": "string", "cardinality": 1, "parsers": ["logfmt"]},
+        {"label": "size", "type": "bytes", "cardinality": 1, "parsers": ["logfmt"]},
+        {"label": "status", "type": "int", "cardinality": 2, "parsers": ["json", "logfmt"], "jsonPath": ["status"]},
+        {"label": "trace_id", "type": "string", "cardinality": 1, "parsers": null},
+        {"label": "user_id", "type": "string", "cardinality": 1, "parsers": ["json"], "jsonPath": ["user", "id"]},
+    ], "limit": 1000});
+    for query in [
+        r#"{service_name="checkout"}"#,
+        r#"{service_name="checkout"} | json | logfmt | drop __error__, __error_details__"#,
+    ] {
+        let mut params = range.to_vec();
+        params.push(("query", query.to_string()));
+        let (status, got) = s
+            .get_json("/loki/api/v1/detected_fields", &params, Some("t1"))
+            .await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got, want, "{query}");
+    }
+    let mut params = range.to_vec();
+    params.push(("query", r#"{service_name="checkout"}"#.to_string()));
+    let (status, got) = s
+        .get_json(
+            "/loki/api/v1/detected_field/status/values",
+            &params,
+            Some("t1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got,
+        serde_json::json!({"values": ["200", "500"], "limit": 1000})
+    );
+    let (_, none) = s
+        .get_json(
+            "/loki/api/v1/detected_field/nothing/values",
+            &params,
+            Some("t1"),
+        )
+        .await;
+    assert_eq!(none, serde_json::json!({}));
+    params.push(("limit", "2".to_string()));
+    let (_, limited) = s
+        .get_json("/loki/api/v1/detected_fields", &params, Some("t1"))
+        .await;
+    assert_eq!(
+        limited["fields"].as_array().map(Vec::len),
+        Some(2),
+        "{limited}"
+    );
+    for bad in [
+        vec![(
+            "query",
+            r#"count_over_time({service_name="checkout"}[5m])"#.to_string(),
+        )],
+        vec![
+            ("query", r#"{service_name="checkout"}"#.to_string()),
+            ("line_limit", "0".to_string()),
+        ],
+    ] {
+        let (status, body) = s
+            .get_json("/loki/api/v1/detected_fields", &bad, Some("t1"))
+            .await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+    }
+
     let (status, limits) = s
         .get_json("/loki/api/v1/drilldown-limits", &[], Some("t1"))
         .await;

@@ -170,6 +170,14 @@ pub fn router(state: Shared) -> Router {
             get(drilldown::detected_labels).post(drilldown::detected_labels),
         )
         .route(
+            "/loki/api/v1/detected_fields",
+            get(drilldown::detected_fields).post(drilldown::detected_fields),
+        )
+        .route(
+            "/loki/api/v1/detected_field/{name}/values",
+            get(drilldown::detected_field_values).post(drilldown::detected_field_values),
+        )
+        .route(
             "/loki/api/v1/index/volume",
             get(loki::volume).post(loki::volume),
         )

@@ -46,7 +46,7 @@ fn text_error(status: StatusCode, msg: impl Into<String>) -> LokiError {
     }
 }
 
-fn bad_request(msg: impl Into<String>) -> LokiError {
+pub(crate) fn bad_request(msg: impl Into<String>) -> LokiError {
     text_error(StatusCode::BAD_REQUEST, msg)
 }
 
@@ -137,7 +137,7 @@ impl FromRequest<Shared> for LokiRequest {
 }
 
 impl LokiRequest {
-    fn query(&self) -> Result<String, LokiError> {
+    pub(crate) fn query(&self) -> Result<String, LokiError> {
         self.p
             .get("query")
             .map(str::to_string)
@@ -179,7 +179,7 @@ fn common_params(p: &Params) -> Result<(usize, Direction), LokiError> {
     Ok((limit, direction))
 }
 
-fn query_error(e: LogQueryError) -> LokiError {
+pub(crate) fn query_error(e: LogQueryError) -> LokiError {
     match &e {
         LogQueryError::Parse(_) | LogQueryError::BadRequest(_) => bad_request(e.to_string()),
         LogQueryError::Limit(_) => bad_request(e.to_string()),

@@ -340,6 +340,70 @@ fn flatten_json(prefix: &str, v: &serde_json::Value, labels: &mut LabelSet) {
     }
 }
 
+/// How a line's fields were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    Json,
+    Logfmt,
+}
+
+/// One field of a line: its label name, value, and for JSON the keys
+/// leading to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineField {
+    pub name: String,
+    pub value: String,
+    pub json_path: Vec<String>,
+}
+
+/// The fields of a line as Loki's field detection reads them: a JSON
+/// object (nested objects flattened with `_`, arrays and nulls skipped),
+/// or else logfmt pairs with a value; `None` when it is neither.
+pub fn line_fields(line: &str) -> Option<(LineFormat, Vec<LineField>)> {
+    if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(line) {
+        let mut out = Vec::new();
+        json_fields(&mut Vec::new(), &v, &mut out);
+        return Some((LineFormat::Json, out));
+    }
+    let (pairs, _) = logfmt_pairs(line);
+    let fields: Vec<LineField> = pairs
+        .into_iter()
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, value)| LineField {
+            name: sanitize(&k),
+            value,
+            json_path: Vec::new(),
+        })
+        .collect();
+    (!fields.is_empty()).then_some((LineFormat::Logfmt, fields))
+}
+
+fn json_fields(path: &mut Vec<String>, v: &serde_json::Value, out: &mut Vec<LineField>) {
+    let serde_json::Value::Object(m) = v else {
+        return;
+    };
+    for (k, v) in m {
+        path.push(k.clone());
+        let value = match v {
+            serde_json::Value::Object(_) => {
+                json_fields(path, v, out);
+                None
+            }
+            serde_json::Value::Array(_) | serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        if let Some(value) = value {
+            out.push(LineField {
+                name: sanitize(&path.join("_")),
+                value,
+                json_path: path.clone(),
+            });
+        }
+        path.pop();
+    }
+}
+
 /// Splits a logfmt line into pairs; `Err` at the first malformed pair.
 fn logfmt_pairs(line: &str) -> (Vec<(String, String)>, Option<String>) {
     let mut out = Vec::new();
