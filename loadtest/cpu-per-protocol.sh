@@ -11,11 +11,8 @@ cd "$(dirname "$0")/.."
 bench_setup
 
 sp=$(port)
-"${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
-  -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -log.level=warn -auth.multitenancy-enabled=true $BENCH_LIMITS 2>"$work/strata.log" &
-pid=$!
-wait_ready "http://127.0.0.1:$sp/ready"
+start_metrics_strata
+pid=$(jobs -p %1)
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 for protocol in 1.0 2.0 otlp; do

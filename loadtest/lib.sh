@@ -15,6 +15,15 @@ bench_setup() {
   work=$(mktemp -d)
   trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
+# Starts Strata ($STRATA_BIN, else the release build) for the remote-write
+# benchmarks on port $sp with its data in $work, multi-tenant, limits off;
+# returns once it is ready. Started from the caller's shell, so `%1` is it.
+start_metrics_strata() {
+  "${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
+    -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
+    -log.level=warn -auth.multitenancy-enabled=true $BENCH_LIMITS 2>"$work/strata.log" &
+  wait_ready "http://127.0.0.1:$sp/ready"
+}
 # Starts Strata ($STRATA_BIN, else the release build) for the log benchmarks
 # on port $sp with its data in $work, flushing its head to blocks on SIGTERM;
 # returns once it is ready. Started from the caller's shell, so `%1` is it.

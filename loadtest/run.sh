@@ -12,10 +12,7 @@ cd "$(dirname "$0")/.."
 bench_setup
 
 sp=$(port)
-"${STRATA_BIN:-./target/release/strata}" -server.http-listen-address=127.0.0.1 -server.http-listen-port="$sp" \
-  -blocks-storage.tsdb.dir="$work/strata/tsdb" -blocks-storage.filesystem.dir="$work/strata/blocks" \
-  -log.level=warn -auth.multitenancy-enabled=true $BENCH_LIMITS 2>"$work/strata.log" &
-wait_ready "http://127.0.0.1:$sp/ready"
+start_metrics_strata
 echo "== strata (WAL fsync per request)"
 ./target/release/loadtest --url "http://127.0.0.1:$sp/api/v1/push" --tenant rw1 "$@"
 if [ -z "${SKIP_V2:-}" ]; then

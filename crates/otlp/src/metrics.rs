@@ -660,22 +660,7 @@ fn add_histogram(
         value: value_or_stale(v, p.flags),
         timestamp: t,
     };
-    if let Some(sum) = p.sum {
-        out.add(
-            labels,
-            &format!("{name}_sum"),
-            None,
-            sample(sum),
-            Vec::new(),
-        )?;
-    }
-    out.add(
-        labels,
-        &format!("{name}_count"),
-        None,
-        sample(p.count as f64),
-        Vec::new(),
-    )?;
+    add_sum_and_count(out, labels, name, p.sum, p.count, &sample)?;
     // Each exemplar goes to the first bucket its value fits in.
     let buckets = p.explicit_bounds.len().min(p.bucket_counts.len());
     let mut by_bucket: Vec<Vec<Exemplar>> = vec![Vec::new(); buckets + 1];
@@ -707,6 +692,34 @@ fn add_histogram(
     Ok(())
 }
 
+/// The `_sum` (when the point has one) and `_count` series of a histogram
+/// or summary point.
+fn add_sum_and_count(
+    out: &mut Output,
+    labels: &LabelSet,
+    name: &str,
+    sum: Option<f64>,
+    count: u64,
+    sample: &dyn Fn(f64) -> Sample,
+) -> Result<(), ()> {
+    if let Some(sum) = sum {
+        out.add(
+            labels,
+            &format!("{name}_sum"),
+            None,
+            sample(sum),
+            Vec::new(),
+        )?;
+    }
+    out.add(
+        labels,
+        &format!("{name}_count"),
+        None,
+        sample(count as f64),
+        Vec::new(),
+    )
+}
+
 fn add_summary(
     out: &mut Output,
     labels: &LabelSet,
@@ -718,20 +731,7 @@ fn add_summary(
         value: value_or_stale(v, p.flags),
         timestamp: t,
     };
-    out.add(
-        labels,
-        &format!("{name}_sum"),
-        None,
-        sample(p.sum),
-        Vec::new(),
-    )?;
-    out.add(
-        labels,
-        &format!("{name}_count"),
-        None,
-        sample(p.count as f64),
-        Vec::new(),
-    )?;
+    add_sum_and_count(out, labels, name, Some(p.sum), p.count, &sample)?;
     for q in &p.quantile_values {
         out.add(
             labels,
