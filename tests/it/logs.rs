@@ -952,6 +952,15 @@ async fn drilldown_detected_labels_and_limits() {
             ("query", r#"{service_name="checkout"}"#.to_string()),
             ("line_limit", "0".to_string()),
         ],
+        // More lines than a query may return (max_entries_limit_per_query).
+        vec![
+            ("query", r#"{service_name="checkout"}"#.to_string()),
+            ("line_limit", "1000000".to_string()),
+        ],
+        vec![
+            ("query", r#"{service_name="checkout"}"#.to_string()),
+            ("limit", "-1".to_string()),
+        ],
     ] {
         let (status, body) = s
             .get_json("/loki/api/v1/detected_fields", &bad, Some("t1"))

@@ -334,6 +334,37 @@ async fn otlp_json_bad_bodies_and_limits_get_status_answers() {
         assert!(!status_msg.is_empty(), "{ct} {enc:?}: an empty message");
     }
 
+    // A small body that would expand into far more series labels than its
+    // size (long attributes on 2,000 buckets): 413, nothing stored.
+    let attributes: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"key":"a{i}","value":{{"stringValue":"{}"}}}}"#,
+                "v".repeat(1000)
+            )
+        })
+        .collect();
+    let bounds: Vec<String> = (0..2000).map(|b| b.to_string()).collect();
+    let counts: Vec<&str> = vec![r#""0""#; 2001];
+    let bomb = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"bomb","histogram":{{"aggregationTemporality":2,
+          "dataPoints":[{{"timeUnixNano":"{t_ns}","count":"0","attributes":[{}],"explicitBounds":[{}],"bucketCounts":[{}]}}]}}}}]}}]}}]}}"#,
+        attributes.join(","),
+        bounds.join(","),
+        counts.join(",")
+    );
+    let (status, _, body) = post(&s, "/otlp/v1/metrics", json, None, bomb.into_bytes(), t).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let answer: Json = serde_json::from_slice(&body).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("expands to more than"),
+        "{answer}"
+    );
+    assert!(vector(&s, "bomb_count", t).await.is_empty());
+
     // Over the tenant's ingestion rate (1/s, burst 1): 429, RESOURCE_EXHAUSTED.
     let mut limited = None;
     for _ in 0..3 {

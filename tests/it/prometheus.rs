@@ -1059,4 +1059,13 @@ async fn parse_query_answers_the_syntax_tree() {
             .starts_with("invalid parameter \"query\""),
         "{got}"
     );
+    // Trees are bounded by the query's size (16 KiB) and depth.
+    let long = format!("up{{a=\"{}\"}}", "x".repeat(20_000));
+    let deep = format!("{}up{}", "(".repeat(5_000), ")".repeat(5_000));
+    for query in [long, deep] {
+        let (status, got) = strata
+            .get_json("/api/v1/parse_query", &[("query", query)], None)
+            .await;
+        assert_eq!(status, 400, "{got}");
+    }
 }
