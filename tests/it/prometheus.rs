@@ -1069,3 +1069,197 @@ async fn parse_query_answers_the_syntax_tree() {
         assert_eq!(status, 400, "{got}");
     }
 }
+
+/// Mimir's cardinality API over the tenant's in-memory series: exact
+/// counts and Mimir's orderings on known series, active vs in-memory,
+/// the per-tenant switch (off by default) and Mimir's plain-text 400s.
+#[tokio::test]
+async fn cardinality_api_counts_in_memory_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = Strata::start_with_overrides(
+        dir.path(),
+        "overrides:\n  a:\n    cardinality_analysis_enabled: true\n",
+        &[],
+    )
+    .await;
+    let now = now_ms();
+    let mut series = Vec::new();
+    for (job, code) in [("api", "200"), ("api", "500"), ("web", "200")] {
+        series.push(crate::common::series(
+            &[("__name__", "req_total"), ("code", code), ("job", job)],
+            &[(now - 10_000, 1.0)],
+        ));
+    }
+    for job in ["api", "web"] {
+        series.push(crate::common::series(
+            &[("__name__", "up"), ("job", job)],
+            &[(now - 10_000, 1.0)],
+        ));
+    }
+    // In memory, but not active (no sample in the last 20 minutes).
+    series.push(crate::common::series(
+        &[("__name__", "old_metric"), ("job", "old")],
+        &[(now - 3_600_000, 1.0)],
+    ));
+    let (status, text) = strata.push(series, Some("a")).await;
+    assert_eq!(status, 200, "{text}");
+    let get = |path: &'static str, params: Vec<(&'static str, &'static str)>| {
+        let strata = &strata;
+        async move {
+            let r = strata
+                .client
+                .get(strata.url(path))
+                .query(&params)
+                .header("X-Scope-OrgID", "a")
+                .send()
+                .await
+                .expect("cardinality request");
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str::<Json>(&text).unwrap_or(Json::String(text)),
+            )
+        }
+    };
+    let names = "/prometheus/api/v1/cardinality/label_names";
+    assert_eq!(
+        get(names, vec![]).await,
+        (
+            200,
+            serde_json::json!({
+                "label_values_count_total": 8, "label_names_count": 3,
+                "cardinality": [
+                    {"label_name": "__name__", "label_values_count": 3},
+                    {"label_name": "job", "label_values_count": 3},
+                    {"label_name": "code", "label_values_count": 2},
+                ],
+            })
+        )
+    );
+    assert_eq!(
+        get(
+            names,
+            vec![("selector", r#"{__name__="req_total"}"#), ("limit", "2")]
+        )
+        .await
+        .1,
+        serde_json::json!({
+            "label_values_count_total": 5, "label_names_count": 3,
+            "cardinality": [
+                {"label_name": "code", "label_values_count": 2},
+                {"label_name": "job", "label_values_count": 2},
+            ],
+        })
+    );
+    assert_eq!(
+        get(names, vec![("count_method", "active")]).await.1["label_values_count_total"],
+        6,
+        "old_metric and job=old are not active"
+    );
+
+    let values = "/api/v1/cardinality/label_values";
+    assert_eq!(
+        get(
+            values,
+            vec![
+                ("label_names[]", "job"),
+                ("label_names[]", "code"),
+                ("count_method", "active")
+            ]
+        )
+        .await
+        .1,
+        serde_json::json!({
+            "series_count_total": 5,
+            "labels": [
+                {"label_name": "job", "label_values_count": 2, "series_count": 5, "cardinality": [
+                    {"label_value": "api", "series_count": 3}, {"label_value": "web", "series_count": 2}]},
+                {"label_name": "code", "label_values_count": 2, "series_count": 3, "cardinality": [
+                    {"label_value": "200", "series_count": 2}, {"label_value": "500", "series_count": 1}]},
+            ],
+        })
+    );
+    assert_eq!(
+        get(
+            values,
+            vec![
+                ("label_names[]", "code"),
+                ("selector", "up"),
+                ("limit", "1")
+            ]
+        )
+        .await
+        .1,
+        serde_json::json!({
+            "series_count_total": 6,
+            "labels": [{"label_name": "code", "label_values_count": 0, "series_count": 0, "cardinality": []}],
+        }),
+        "the total is the tenant's, whatever the selector"
+    );
+
+    let (status, active) = get(
+        "/api/v1/cardinality/active_series",
+        vec![("selector", "up")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        active,
+        serde_json::json!({"data": [{"__name__": "up", "job": "api"}, {"__name__": "up", "job": "web"}]})
+    );
+
+    for (path, params, want) in [
+        (
+            names,
+            vec![("limit", "501")],
+            "'limit' param cannot be greater than '500'",
+        ),
+        (
+            names,
+            vec![("limit", "-1")],
+            "'limit' param cannot be less than '0'",
+        ),
+        (
+            names,
+            vec![("count_method", "all")],
+            "invalid 'count_method' param 'all'",
+        ),
+        (names, vec![("selector", "up{")], "failed to parse selector"),
+        (
+            names,
+            vec![("selector", "up"), ("selector", "x")],
+            "multiple 'selector' params",
+        ),
+        (values, vec![], "'label_names[]' param is required"),
+        (
+            values,
+            vec![("label_names[]", "bad-name")],
+            "invalid 'label_names' param 'bad-name'",
+        ),
+        (
+            "/api/v1/cardinality/active_series",
+            vec![],
+            "missing 'selector' parameter",
+        ),
+    ] {
+        let (status, body) = get(path, params.clone()).await;
+        assert_eq!(status, 400, "{path} {params:?}: {body}");
+        assert!(
+            body.as_str().is_some_and(|b| b.contains(want)),
+            "{path} {params:?}: {body}"
+        );
+    }
+    let r = strata
+        .client
+        .get(strata.url(names))
+        .header("X-Scope-OrgID", "b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "cardinality analysis is disabled for the tenant: b"
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod auth;
+mod cardinality;
 mod drilldown;
 mod loki;
 mod otlp;
@@ -119,6 +120,18 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/parse_query", get(parse_query).post(parse_query))
+        .route(
+            "/api/v1/cardinality/label_names",
+            get(cardinality::label_names).post(cardinality::label_names),
+        )
+        .route(
+            "/api/v1/cardinality/label_values",
+            get(cardinality::label_values).post(cardinality::label_values),
+        )
+        .route(
+            "/api/v1/cardinality/active_series",
+            get(cardinality::active_series).post(cardinality::active_series),
+        )
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),

@@ -105,6 +105,9 @@ pub struct Limits {
     pub ruler_max_rule_groups_per_tenant: usize,
     /// Most rules one of the tenant's groups may hold (0: unlimited).
     pub ruler_max_rules_per_rule_group: usize,
+    /// Serve the cardinality API (`/api/v1/cardinality/*`) to the tenant
+    /// (off by default, as in Mimir: it reads every in-memory series).
+    pub cardinality_analysis_enabled: bool,
     /// How OTLP metric names become Prometheus names.
     pub otel_translation_strategy: OtelTranslationStrategy,
     /// OTLP resource attributes copied onto every series of the resource
@@ -346,6 +349,7 @@ impl Default for Limits {
             logs_retention_period: Duration::ZERO,
             ruler_max_rule_groups_per_tenant: 70,
             ruler_max_rules_per_rule_group: 20,
+            cardinality_analysis_enabled: false,
             otel_translation_strategy: OtelTranslationStrategy::default(),
             promote_otel_resource_attributes: Vec::new(),
             otel_keep_identifying_resource_attributes: false,

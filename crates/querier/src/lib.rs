@@ -376,6 +376,49 @@ impl Querier {
         Ok(series.into_iter().collect())
     }
 
+    /// The limits in effect for `tenant`.
+    pub fn limits(&self, tenant: &str) -> Arc<strata_limits::Limits> {
+        self.overrides.for_tenant(tenant)
+    }
+
+    /// Label sets of the series in the ingesters' heads (the tenant's
+    /// in-memory series, as Mimir's cardinality API counts them) matching
+    /// any of the alternatives with samples in `[min_t, max_t]`; each
+    /// series once however many replicas hold it.
+    pub async fn head_series(
+        &self,
+        tenant: &str,
+        alternatives: &[Vec<Matcher>],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<BTreeSet<Labels>, EngineError> {
+        let read = async {
+            let answers = self
+                .recent
+                .ask(tenant, |c| async move {
+                    let (answer, _) = c
+                        .metadata(tenant, &Metadata::Series, alternatives, min_t, max_t)
+                        .await?;
+                    Ok((answer, Vec::new()))
+                })
+                .await
+                .map_err(storage_err)?;
+            let mut series = BTreeSet::new();
+            for a in answers {
+                if let MetadataAnswer::Series(s) = a {
+                    series.extend(s);
+                }
+            }
+            Ok(series)
+        };
+        let timeout = self.engine.options().timeout;
+        let series = tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or(Err(EngineError::Timeout("cardinality")))?;
+        self.check_fetched_series(tenant, series.len())?;
+        Ok(series)
+    }
+
     /// The tenant's metric metadata (of `metric` only, when given) from the
     /// ingesters that hold it, replicas merged: per family, its distinct
     /// entries. Metadata lives in ingesters only, as in Mimir: clients

@@ -304,6 +304,7 @@ flags! {
     "ingester.max-global-metadata-per-user" => "limits.max_global_metadata_per_user": "Most metric metadata entries (type, help, unit) kept per tenant (0: unlimited); entries beyond it are dropped and counted.",
     "ingester.max-global-metadata-per-metric" => "limits.max_global_metadata_per_metric": "Most metadata entries kept per metric family (0: unlimited).",
     "validation.max-metadata-length" => "limits.max_metadata_length": "Longest metric name, help text or unit in metric metadata; longer names and units drop the entry, longer help is truncated.",
+    "querier.cardinality-analysis-enabled" => "limits.cardinality_analysis_enabled": "Serve the cardinality API (/api/v1/cardinality/label_names, label_values, active_series) to tenants; it reads every in-memory series of the tenant.",
     "distributor.otel-translation-strategy" => "limits.otel_translation_strategy": "How OTLP metric names become Prometheus names: UnderscoreEscapingWithSuffixes (Prometheus 3: unit and _total/_ratio suffixes) or UnderscoreEscapingWithoutSuffixes (Mimir's default).",
     "distributor.promote-otel-resource-attributes" => "limits.promote_otel_resource_attributes": "Comma-separated OTLP resource attributes copied as labels onto every series of their resource.",
     "distributor.otel-keep-identifying-resource-attributes" => "limits.otel_keep_identifying_resource_attributes": "Keep service.name, service.namespace and service.instance.id as labels of target_info (they always give job and instance).",
