@@ -66,7 +66,8 @@ impl Cluster {
             .env(
                 "STRATA_ARGS",
                 "-ring.heartbeat-period=1s -ring.heartbeat-timeout=15s \
-                 -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=60s",
+                 -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=60s \
+                 -querier.cardinality-analysis-enabled=true",
             )
             .output()
             .expect("run cluster.sh");
@@ -634,6 +635,28 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
             {"metric": {"__name__": "otel_queue_size"}, "value": [answer["data"]["result"][0]["value"][0], "7"]},
         ]),
         "{answer}"
+    );
+    // The cardinality API counts each of them once, whatever the replicas.
+    let cardinality: Json = cluster
+        .client
+        .get(cluster.url("querier", "/prometheus/api/v1/cardinality/label_values"))
+        .query(&[
+            ("label_names[]", "__name__"),
+            ("selector", r#"{job="otel-svc"}"#),
+        ])
+        .send()
+        .await
+        .expect("cardinality")
+        .json()
+        .await
+        .expect("cardinality json");
+    assert_eq!(
+        cardinality["labels"],
+        serde_json::json!([{"label_name": "__name__", "label_values_count": 2, "series_count": 2, "cardinality": [
+            {"label_value": "otel_queue_size", "series_count": 1},
+            {"label_value": "target_info", "series_count": 1},
+        ]}]),
+        "{cardinality}"
     );
     // Their metadata joins the families', and outlives the restarts below.
     want_metadata["otel_queue_size"] =
