@@ -9,15 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 use strata_model::Labels;
 
 use crate::params::Params;
-use crate::{Shared, request_params};
+use crate::{PromRequest, Shared};
 
 /// Mimir's active-series idle timeout: a series is active while it has a
 /// sample this recent.
@@ -37,20 +35,20 @@ fn bad(message: impl Into<String>) -> Refusal {
     (StatusCode::BAD_REQUEST, message.into())
 }
 
-/// The tenant and parameters of an enabled tenant's request.
-fn open(
-    state: &Shared,
-    headers: &HeaderMap,
-    q: Option<String>,
-    body: &Bytes,
-) -> Result<(String, Params), Box<Response>> {
-    let (tenant, p) = request_params(state, headers, q, body)?;
-    if !state.querier.limits(&tenant).cardinality_analysis_enabled {
-        return Err(Box::new(refused(bad(format!(
-            "cardinality analysis is disabled for the tenant: {tenant}"
-        )))));
+/// Refuses the request of a tenant whose cardinality analysis is off.
+fn check_enabled(r: &PromRequest) -> Result<(), Refusal> {
+    if r.state
+        .querier
+        .limits(&r.tenant)
+        .cardinality_analysis_enabled
+    {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "cardinality analysis is disabled for the tenant: {}",
+            r.tenant
+        )))
     }
-    Ok((tenant, p))
 }
 
 fn single<'a>(p: &'a Params, name: &str) -> Result<Option<&'a str>, Refusal> {
@@ -121,20 +119,15 @@ async fn counted_series(
 }
 
 /// `GET|POST /api/v1/cardinality/label_names`.
-pub(crate) async fn label_names(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match open(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+pub(crate) async fn label_names(r: PromRequest) -> Response {
+    if let Err(refusal) = check_enabled(&r) {
+        return refused(refusal);
+    }
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let answer = async {
-        let limit = limit(&p)?;
-        let selector = single(&p, "selector")?;
-        let series = counted_series(&state, &tenant, selector, count_active(&p)?).await?;
+        let limit = limit(p)?;
+        let selector = single(p, "selector")?;
+        let series = counted_series(state, tenant, selector, count_active(p)?).await?;
         let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for labels in &series {
             for l in labels.iter() {
@@ -171,16 +164,11 @@ struct LabelCardinality<'a> {
 }
 
 /// `GET|POST /api/v1/cardinality/label_values`.
-pub(crate) async fn label_values(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match open(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+pub(crate) async fn label_values(r: PromRequest) -> Response {
+    if let Err(refusal) = check_enabled(&r) {
+        return refused(refusal);
+    }
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let answer = async {
         let mut names: Vec<&str> = p.all("label_names[]");
         if names.is_empty() {
@@ -200,13 +188,13 @@ pub(crate) async fn label_values(
         }
         names.sort_unstable();
         names.dedup();
-        let limit = limit(&p)?;
-        let selector = single(&p, "selector")?;
-        let active = count_active(&p)?;
-        let series = counted_series(&state, &tenant, selector, active).await?;
+        let limit = limit(p)?;
+        let selector = single(p, "selector")?;
+        let active = count_active(p)?;
+        let series = counted_series(state, tenant, selector, active).await?;
         // The tenant's total, whatever the selector, as Mimir reports it.
         let total = match selector {
-            Some(_) => counted_series(&state, &tenant, None, active).await?.len(),
+            Some(_) => counted_series(state, tenant, None, active).await?.len(),
             None => series.len(),
         };
         let mut labels: Vec<LabelCardinality> = Vec::new();
@@ -254,22 +242,17 @@ pub(crate) async fn label_values(
 }
 
 /// `GET|POST /api/v1/cardinality/active_series`: `selector` required.
-pub(crate) async fn active_series(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match open(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let selector = match single(&p, "selector") {
+pub(crate) async fn active_series(r: PromRequest) -> Response {
+    if let Err(refusal) = check_enabled(&r) {
+        return refused(refusal);
+    }
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
+    let selector = match single(p, "selector") {
         Ok(Some(s)) => s,
         Ok(None) => return refused(bad("missing 'selector' parameter")),
         Err(r) => return refused(r),
     };
-    match counted_series(&state, &tenant, Some(selector), true).await {
+    match counted_series(state, tenant, Some(selector), true).await {
         Ok(series) => {
             let data: Vec<Json> = series.iter().map(crate::render::labels).collect();
             axum::Json(json!({ "data": data })).into_response()

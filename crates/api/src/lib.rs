@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -379,35 +379,42 @@ fn success(data: serde_json::Value) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
-/// Tenant and merged query-string + form parameters, or the error response.
-fn request_params(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<String>,
-    body: &Bytes,
-) -> Result<(String, Params), Box<Response>> {
-    let tenant = tenant(state, headers).map_err(|(code, msg)| {
-        let body = json!({"status": "error", "errorType": "bad_data", "error": msg});
-        Box::new((code, axum::Json(body)).into_response())
-    })?;
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let params = Params::parse(query.as_deref(), if is_form { Some(body) } else { None });
-    Ok((tenant, params))
+/// A Prometheus-API request: its tenant and parameters (query string and
+/// form body merged), or Prometheus's error answer refusing it.
+pub(crate) struct PromRequest {
+    pub(crate) state: Shared,
+    pub(crate) tenant: String,
+    pub(crate) p: Params,
 }
 
-async fn query(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match request_params(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+impl FromRequest<Shared> for PromRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<Self, Response> {
+        let tenant = tenant(state, req.headers()).map_err(|(code, msg)| {
+            let body = json!({"status": "error", "errorType": "bad_data", "error": msg});
+            (code, axum::Json(body)).into_response()
+        })?;
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let query = req.uri().query().map(str::to_string);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let p = Params::parse(query.as_deref(), if is_form { Some(&body) } else { None });
+        Ok(Self {
+            state: state.clone(),
+            tenant,
+            p,
+        })
+    }
+}
+
+async fn query(r: PromRequest) -> Response {
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let Some(expr) = p.get("query") else {
         return bad_data("invalid parameter \"query\": query is empty".into());
     };
@@ -415,22 +422,14 @@ async fn query(
         Ok(t) => t,
         Err(e) => return bad_data(e),
     };
-    match state.querier.instant_query(&tenant, expr, t).await {
+    match state.querier.instant_query(tenant, expr, t).await {
         Ok(out) => query_success(&out),
         Err(e) => api_error(e),
     }
 }
 
-async fn query_range(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match request_params(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+async fn query_range(r: PromRequest) -> Response {
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let Some(expr) = p.get("query") else {
         return bad_data("invalid parameter \"query\": query is empty".into());
     };
@@ -440,7 +439,7 @@ async fn query_range(
     };
     match state
         .querier
-        .range_query(&tenant, expr, start, end, step)
+        .range_query(tenant, expr, start, end, step)
         .await
     {
         Ok(out) => query_success(&out),
@@ -458,13 +457,10 @@ struct MetadataRequest {
 
 /// Parses tenant, `match[]` and the time range (defaulting to all time).
 fn metadata_request(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<String>,
-    body: &Bytes,
+    r: &PromRequest,
     require_match: bool,
 ) -> Result<MetadataRequest, Box<Response>> {
-    let (tenant, p) = request_params(state, headers, query, body)?;
+    let p = &r.p;
     let selectors = p.all("match[]");
     if require_match && selectors.is_empty() {
         return Err(Box::new(bad_data("no match[] parameter provided".into())));
@@ -478,20 +474,16 @@ fn metadata_request(
         .map_err(|e| Box::new(bad_data(e)))?;
     let end = p.time("end", i64::MAX).map_err(|e| Box::new(bad_data(e)))?;
     Ok(MetadataRequest {
-        tenant,
+        tenant: r.tenant.clone(),
         matchers,
         start,
         end,
     })
 }
 
-async fn series(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let r = match metadata_request(&state, &headers, q, &body, true) {
+async fn series(req: PromRequest) -> Response {
+    let state = &req.state;
+    let r = match metadata_request(&req, true) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
@@ -507,13 +499,9 @@ async fn series(
     }
 }
 
-async fn labels(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let r = match metadata_request(&state, &headers, q, &body, false) {
+async fn labels(req: PromRequest) -> Response {
+    let state = &req.state;
+    let r = match metadata_request(&req, false) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
@@ -527,16 +515,12 @@ async fn labels(
     }
 }
 
-async fn label_values(
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+async fn label_values(Path(name): Path<String>, req: PromRequest) -> Response {
     if !strata_distributor::is_valid_label_name(&name) {
         return bad_data(format!("invalid label name: {name:?}"));
     }
-    let r = match metadata_request(&state, &headers, q, &Bytes::new(), false) {
+    let state = &req.state;
+    let r = match metadata_request(&req, false) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
@@ -586,15 +570,8 @@ async fn targets() -> Response {
 /// shape (`limit` entries per list, 10 by default). In a cluster the
 /// counts are over the ingesters, replicas counted once (see
 /// `HeadStats::merge`).
-async fn tsdb_status(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let (tenant, p) = match request_params(&state, &headers, q, &Bytes::new()) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+async fn tsdb_status(r: PromRequest) -> Response {
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let limit = match p.get("limit").filter(|s| !s.is_empty()) {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -602,7 +579,7 @@ async fn tsdb_status(
             _ => return bad_data("limit must be a positive number".into()),
         },
     };
-    let stats = match state.querier.head_stats(&tenant, limit).await {
+    let stats = match state.querier.head_stats(tenant, limit).await {
         Ok(s) => s,
         Err(e) => return api_error(e),
     };
@@ -646,14 +623,8 @@ async fn loki_buildinfo() -> Response {
 const MAX_FORMAT_QUERY_BYTES: usize = 16 << 10;
 
 /// The parsed `query` parameter of a format or parse request.
-fn query_to_format(
-    state: &AppState,
-    headers: &HeaderMap,
-    q: Option<String>,
-    body: &Bytes,
-) -> Result<promql_parser::parser::Expr, Box<Response>> {
-    let (_, p) = request_params(state, headers, q, body)?;
-    let Some(expr) = p.get("query") else {
+fn query_to_format(r: &PromRequest) -> Result<promql_parser::parser::Expr, Box<Response>> {
+    let Some(expr) = r.p.get("query") else {
         return Err(Box::new(bad_data(
             "invalid parameter \"query\": query is empty".into(),
         )));
@@ -669,13 +640,8 @@ fn query_to_format(
 
 /// `/api/v1/format_query`: the query as Prometheus prints it (the format
 /// button of Grafana's and Prometheus's query editors).
-async fn format_query(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    match query_to_format(&state, &headers, q, &body) {
+async fn format_query(r: PromRequest) -> Response {
+    match query_to_format(&r) {
         Ok(parsed) => success(json!(parsed.prettify())),
         Err(r) => *r,
     }
@@ -684,13 +650,8 @@ async fn format_query(
 /// `/api/v1/parse_query`: the query's syntax tree in Prometheus's JSON
 /// (node `type`s, matchers, durations in milliseconds, numbers as
 /// strings), as the Prometheus UI's tree view reads it.
-async fn parse_query(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    match query_to_format(&state, &headers, q, &body) {
+async fn parse_query(r: PromRequest) -> Response {
+    match query_to_format(&r) {
         Ok(parsed) => match render::syntax_tree(&parsed) {
             Ok(tree) => success(tree),
             Err(e) => {
@@ -787,16 +748,8 @@ const MAX_EXEMPLAR_SELECTORS: usize = 256;
 /// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of the
 /// series every selector of `query` selects, in Prometheus's shape (per
 /// series its labels and its exemplars, timestamps in seconds).
-async fn query_exemplars(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match request_params(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+async fn query_exemplars(r: PromRequest) -> Response {
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let (start, end) = match (
         p.time("start", strata_promql::MIN_TIME_MS),
         p.time("end", strata_promql::MAX_TIME_MS),
@@ -826,7 +779,7 @@ async fn query_exemplars(
     }
     match state
         .querier
-        .exemplars(&tenant, &selectors, start, end)
+        .exemplars(tenant, &selectors, start, end)
         .await
     {
         Ok(found) => success(
@@ -855,16 +808,8 @@ async fn query_exemplars(
 /// as Prometheus answers it: `metric` one family, `limit` most families
 /// (negative: all, the default), `limit_per_metric` most entries of each
 /// (not positive: all).
-async fn metadata(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let (tenant, p) = match request_params(&state, &headers, q, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+async fn metadata(r: PromRequest) -> Response {
+    let (state, tenant, p) = (&r.state, r.tenant.as_str(), &r.p);
     let number = |name: &str| -> Result<i64, String> {
         match p.get(name).filter(|s| !s.is_empty()) {
             None => Ok(-1),
@@ -878,7 +823,7 @@ async fn metadata(
         (Err(e), _) | (_, Err(e)) => return bad_data(e),
     };
     let metric = p.get("metric").filter(|m| !m.is_empty());
-    let families = match state.querier.metric_metadata(&tenant, metric).await {
+    let families = match state.querier.metric_metadata(tenant, metric).await {
         Ok(f) => f,
         Err(e) => return api_error(e),
     };
