@@ -391,26 +391,39 @@ impl FromRequest<Shared> for PromRequest {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Shared) -> Result<Self, Response> {
-        let tenant = tenant(state, req.headers()).map_err(|(code, msg)| {
+        let (tenant, p) = tenant_and_params(req, state).await.map_err(|(code, msg)| {
             let body = json!({"status": "error", "errorType": "bad_data", "error": msg});
             (code, axum::Json(body)).into_response()
         })?;
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let query = req.uri().query().map(str::to_string);
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let p = Params::parse(query.as_deref(), if is_form { Some(&body) } else { None });
         Ok(Self {
             state: state.clone(),
             tenant,
             p,
         })
     }
+}
+
+/// A request's tenant and parameters (query string and urlencoded form
+/// merged), or the status and message refusing it; the Prometheus and Loki
+/// extractors answer those in their own shapes.
+pub(crate) async fn tenant_and_params(
+    req: Request,
+    state: &Shared,
+) -> Result<(String, Params), (StatusCode, String)> {
+    let tenant = tenant(state, req.headers())?;
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let query = req.uri().query().map(str::to_string);
+    let body = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| (e.status(), e.body_text()))?;
+    Ok((
+        tenant,
+        Params::parse(query.as_deref(), if is_form { Some(&body) } else { None }),
+    ))
 }
 
 async fn query(r: PromRequest) -> Response {

@@ -117,17 +117,9 @@ impl FromRequest<Shared> for LokiRequest {
     type Rejection = LokiError;
 
     async fn from_request(req: Request, state: &Shared) -> Result<Self, LokiError> {
-        let tenant = tenant(state, req.headers()).map_err(|(c, m)| text_error(c, m))?;
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let query = req.uri().query().map(str::to_string);
-        let body = Bytes::from_request(req, state)
+        let (tenant, p) = crate::tenant_and_params(req, state)
             .await
-            .map_err(|e| text_error(e.status(), e.body_text()))?;
-        let p = Params::parse(query.as_deref(), if is_form { Some(&body) } else { None });
+            .map_err(|(code, msg)| text_error(code, msg))?;
         Ok(Self {
             state: state.clone(),
             tenant,
