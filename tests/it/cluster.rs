@@ -658,6 +658,45 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         ]}]),
         "{cardinality}"
     );
+    // OTLP logs too: mapped, replicated and read back once.
+    let otlp_logs = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"otel-logs"}}}}]}},
+          "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{now_ns}","severityText":"WARN","body":{{"stringValue":"otlp line"}}}}]}}]}}]}}"#
+    );
+    let pushed = cluster
+        .client
+        .post(cluster.url("distributor-1", "/otlp/v1/logs"))
+        .header("Content-Type", "application/json")
+        .body(otlp_logs)
+        .send()
+        .await
+        .expect("OTLP logs push");
+    assert_eq!(pushed.status().as_u16(), 200);
+    let logs: Json = cluster
+        .client
+        .get(cluster.url("querier", "/loki/api/v1/query_range"))
+        .query(&[
+            (
+                "query",
+                r#"{service_name="otel-logs"} | severity_text="WARN""#.to_string(),
+            ),
+            ("start", (now_ns - 60_000_000_000).to_string()),
+            ("end", (now_ns + 60_000_000_000).to_string()),
+        ])
+        .send()
+        .await
+        .expect("OTLP log query")
+        .json()
+        .await
+        .expect("OTLP log query json");
+    let otlp_lines: Vec<&str> = logs["data"]["result"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .flat_map(|s| s["values"].as_array().into_iter().flatten())
+        .filter_map(|v| v[1].as_str())
+        .collect();
+    assert_eq!(otlp_lines, vec!["otlp line"], "{logs}");
     // Their metadata joins the families', and outlives the restarts below.
     want_metadata["otel_queue_size"] =
         serde_json::json!([{"type": "gauge", "help": "", "unit": ""}]);
