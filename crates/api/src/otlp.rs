@@ -4,6 +4,8 @@
 //! codes: 400 for what cannot be stored (nothing else of the request is
 //! lost), 413 too large, 415 unknown encodings, 429 over limits.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,11 +23,11 @@ use crate::{Shared, status, tenant};
 type Refusal = (Encoding, u16, String);
 
 /// The checked encoding, tenant and uncompressed body of an OTLP push.
-fn read_request(
+fn read_request<'a>(
     state: &Shared,
     headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Encoding, String, Vec<u8>), Refusal> {
+    body: &'a Bytes,
+) -> Result<(Encoding, String, Cow<'a, [u8]>), Refusal> {
     let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     // Errors before the encoding is known are answered in protobuf, the
     // OTLP default.

@@ -7,6 +7,8 @@
 //! exponential histograms) are dropped and reported with the rest of the
 //! request's rejections, as Mimir reports translation errors.
 
+use std::borrow::Cow;
+
 use strata_limits::OtelTranslationStrategy;
 use strata_model::Labels;
 use strata_otlp::logs::translate_logs;
@@ -50,12 +52,13 @@ pub fn check_otlp_headers(
     Ok((encoding, compression))
 }
 
-/// The uncompressed body, refused (413) beyond `max_size` either way.
+/// The uncompressed body (the body itself when it is not compressed),
+/// refused (413) beyond `max_size` either way.
 pub fn decompress_otlp(
     body: &[u8],
     compression: Compression,
     max_size: usize,
-) -> Result<Vec<u8>, PushError> {
+) -> Result<Cow<'_, [u8]>, PushError> {
     if body.len() > max_size {
         return Err(PushError::TooLarge {
             size: body.len(),
@@ -63,8 +66,8 @@ pub fn decompress_otlp(
         });
     }
     match compression {
-        Compression::None => Ok(body.to_vec()),
-        Compression::Gzip => decompress_gzip(body, max_size),
+        Compression::None => Ok(Cow::Borrowed(body)),
+        Compression::Gzip => decompress_gzip(body, max_size).map(Cow::Owned),
         Compression::Zstd => {
             use std::io::Read;
             let mut out = Vec::new();
@@ -77,7 +80,7 @@ pub fn decompress_otlp(
                     limit: max_size,
                 });
             }
-            Ok(out)
+            Ok(Cow::Owned(out))
         }
     }
 }

@@ -97,7 +97,12 @@ impl LabelNaming {
 /// shortest form, bytes in base64, arrays and maps as compact JSON with
 /// sorted keys; no value is the empty string.
 pub fn value_text(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
+    inner_value_text(v.and_then(|v| v.value.as_ref()))
+}
+
+/// [`value_text`] of the value inside an `AnyValue`.
+pub fn inner_value_text(v: Option<&Value>) -> String {
+    match v {
         None => String::new(),
         Some(Value::StringValue(s)) => s.clone(),
         Some(Value::BoolValue(b)) => b.to_string(),

@@ -16,7 +16,7 @@ use strata_limits::{OtlpAction, OtlpAttributeRule, OtlpConfig};
 use strata_model::logs::LogEntry;
 use strata_model::{Label, Labels};
 
-use crate::attributes::{LabelNaming, id_hex, value_text};
+use crate::attributes::{LabelNaming, id_hex, inner_value_text, value_text};
 
 /// Resource attributes that are stream labels unless the tenant's
 /// `otlp_config` says `ignore_defaults` (Loki 3's list).
@@ -82,11 +82,12 @@ pub fn translate_logs(
         attributes: DEFAULT_INDEX_LABELS.iter().map(|s| s.to_string()).collect(),
         regex: None,
     };
-    let resource_rules: Vec<&OtlpAttributeRule> = (!config.resource_attributes.ignore_defaults)
-        .then_some(&default_rule)
-        .into_iter()
-        .chain(&config.resource_attributes.attributes_config)
-        .collect();
+    let resource_rules = || {
+        (!config.resource_attributes.ignore_defaults)
+            .then_some(&default_rule)
+            .into_iter()
+            .chain(&config.resource_attributes.attributes_config)
+    };
     let mut streams: Vec<LogStream> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for rl in req.resource_logs {
@@ -94,7 +95,7 @@ pub fn translate_logs(
         let mut stream_labels: Vec<Label> = Vec::new();
         let mut resource_metadata: Vec<Label> = Vec::new();
         for kv in &attrs {
-            match action(&resource_rules, &kv.key) {
+            match action(resource_rules(), &kv.key) {
                 OtlpAction::IndexLabel => flatten(kv, &mut stream_labels)?,
                 OtlpAction::StructuredMetadata => flatten(kv, &mut resource_metadata)?,
                 OtlpAction::Drop => {}
@@ -112,12 +113,11 @@ pub fn translate_logs(
             let value = discovered.map_or("unknown_service".to_string(), |l| l.value.clone());
             stream_labels.push(Label::new("service_name".to_string(), value));
         }
-        let scope_rules: Vec<&OtlpAttributeRule> = config.scope_attributes.iter().collect();
         for sl in rl.scope_logs {
             let mut scope_metadata: Vec<Label> = Vec::new();
             if let Some(scope) = &sl.scope {
                 for kv in &scope.attributes {
-                    if action(&scope_rules, &kv.key) != OtlpAction::Drop {
+                    if action(&config.scope_attributes, &kv.key) != OtlpAction::Drop {
                         flatten(kv, &mut scope_metadata)?;
                     }
                 }
@@ -154,13 +154,17 @@ pub fn translate_logs(
 }
 
 fn value_is_empty(kv: &KeyValue) -> bool {
-    value_text(kv.value.as_ref()).is_empty()
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        None => true,
+        Some(Value::StringValue(s)) => s.is_empty(),
+        Some(other) => inner_value_text(Some(other)).is_empty(),
+    }
 }
 
 /// The action of the first rule covering `key`; structured metadata when none does.
-fn action(rules: &[&OtlpAttributeRule], key: &str) -> OtlpAction {
+fn action<'a>(rules: impl IntoIterator<Item = &'a OtlpAttributeRule>, key: &str) -> OtlpAction {
     rules
-        .iter()
+        .into_iter()
         .find(|r| r.matches(key))
         .map_or(OtlpAction::StructuredMetadata, |r| r.action)
 }
@@ -193,13 +197,7 @@ fn flatten_named(
             Ok(())
         }
         other => {
-            let text = value_text(
-                other
-                    .map(|v| opentelemetry_proto::tonic::common::v1::AnyValue {
-                        value: Some(v.clone()),
-                    })
-                    .as_ref(),
-            );
+            let text = inner_value_text(other);
             if !text.is_empty() {
                 out.push(Label::new(name, text));
             }
@@ -222,14 +220,13 @@ fn translate_record(
     scope_metadata: &[Label],
     now_ns: i64,
 ) -> Result<(Labels, LogEntry), InvalidAttribute> {
-    let log_rules: Vec<&OtlpAttributeRule> = config.log_attributes.iter().collect();
     let mut labels: Vec<Label> = resource_labels.to_vec();
     let mut metadata: Vec<Label> = Vec::new();
     for kv in &record.attributes {
         if !record.event_name.is_empty() && kv.key == "event_name" {
             continue;
         }
-        match action(&log_rules, &kv.key) {
+        match action(&config.log_attributes, &kv.key) {
             OtlpAction::IndexLabel => flatten(kv, &mut labels)?,
             OtlpAction::StructuredMetadata => flatten(kv, &mut metadata)?,
             OtlpAction::Drop => {}
@@ -288,11 +285,13 @@ fn translate_record(
     ))
 }
 
-/// A label set with each name once, the first occurrence kept.
+/// A label set with each name once, the first occurrence kept (the sort
+/// is stable, so equal names stay in the order they were added).
 fn unique(mut labels: Vec<Label>) -> Labels {
-    let mut seen = std::collections::HashSet::with_capacity(labels.len());
-    labels.retain(|l| seen.insert(l.name.clone()));
-    Labels::new(labels)
+    labels.retain(|l| !l.value.is_empty());
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    labels.dedup_by(|later, first| later.name == first.name);
+    Labels::from_sorted(labels)
 }
 
 #[cfg(test)]
