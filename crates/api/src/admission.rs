@@ -62,6 +62,13 @@ static INFLIGHT_QUERIES: LazyLock<IntGauge> = LazyLock::new(|| {
 /// Registers the admission metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(REJECTED.clone()))?;
+    for reason in [
+        "max_inflight_push_requests",
+        "max_inflight_push_requests_bytes",
+        "query_queue_timeout",
+    ] {
+        REJECTED.with_label_values(&[reason]);
+    }
     r.register(Box::new(INFLIGHT_PUSHES.clone()))?;
     r.register(Box::new(INFLIGHT_QUERIES.clone()))
 }

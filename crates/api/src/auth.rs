@@ -63,6 +63,9 @@ static RELOAD_OK: LazyLock<IntGauge> = LazyLock::new(|| {
 /// Registers the authentication metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(FAILURES.clone()))?;
+    for reason in ["missing", "invalid", "tenant"] {
+        FAILURES.with_label_values(&[reason]);
+    }
     r.register(Box::new(RELOAD_OK.clone()))
 }
 

@@ -49,7 +49,12 @@ static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
             "strata_request_duration_seconds",
             "Time to serve HTTP requests, by method, route and status code.",
         )
-        .buckets(prometheus::exponential_buckets(0.0005, 4.0, 10).expect("valid buckets")),
+        // Round bounds: the SLO rules of deploy/mixin count requests faster
+        // than 1 s (writes) and 2.5 s (reads) by these buckets.
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0, 120.0,
+        ]),
         &["method", "route", "status_code"],
     )
     .expect("valid metric definition")

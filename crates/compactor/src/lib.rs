@@ -145,13 +145,43 @@ static DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+static RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_compactor_runs_total",
+            "Compaction passes (retention, compaction, tier moves, bucket indexes), by outcome (success or failed).",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric")
+});
+static LAST_SUCCESSFUL_RUN: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::Gauge::new(
+        "strata_compactor_last_successful_run_timestamp_seconds",
+        "Unix time at which the last compaction pass finished without an error.",
+    )
+    .expect("valid metric")
+});
+
 /// Registers the compactor's metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
+    r.register(Box::new(RUNS.clone()))?;
+    r.register(Box::new(LAST_SUCCESSFUL_RUN.clone()))?;
     r.register(Box::new(MARKED.clone()))?;
     r.register(Box::new(DELETED.clone()))?;
     r.register(Box::new(COMPACTED.clone()))?;
     r.register(Box::new(TENANTS_OWNED.clone()))?;
     tiers::register_metrics(r)?;
+    for outcome in ["success", "failed"] {
+        RUNS.with_label_values(&[outcome]);
+    }
+    for signal in SIGNALS {
+        COMPACTED.with_label_values(&[signal.dir()]);
+        DELETED.with_label_values(&[signal.dir()]);
+        for reason in ["retention", "compacted"] {
+            MARKED.with_label_values(&[signal.dir(), reason]);
+        }
+    }
     Ok(())
 }
 
@@ -237,17 +267,26 @@ impl Compactor {
         loop {
             tokio::select! {
                 _ = retention.tick() => {
+                    let mut ok = true;
                     if let Err(e) = self.apply_retention(now_ms()).await {
                         tracing::error!(error = %e, "applying retention failed; will retry");
+                        ok = false;
                     }
                     if let Err(e) = self.compact(now_ms()).await {
                         tracing::error!(error = %e, "compacting blocks failed; will retry");
+                        ok = false;
                     }
                     if let Err(e) = self.move_to_warm(now_ms()).await {
                         tracing::error!(error = %e, "moving blocks to the warm tier failed; will retry");
+                        ok = false;
                     }
                     if let Err(e) = self.write_bucket_indexes(now_ms()).await {
                         tracing::error!(error = %e, "writing bucket indexes failed; will retry");
+                        ok = false;
+                    }
+                    RUNS.with_label_values(&[if ok { "success" } else { "failed" }]).inc();
+                    if ok {
+                        LAST_SUCCESSFUL_RUN.set(now_ms() as f64 / 1000.0);
                     }
                 }
                 _ = cleanup.tick() => {

@@ -56,6 +56,9 @@ static TIER_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// Registers the tier metrics.
 pub(crate) fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(MOVED.clone()))?;
+    for signal in crate::SIGNALS {
+        MOVED.with_label_values(&[signal.dir()]);
+    }
     r.register(Box::new(TIER_BLOCKS.clone()))?;
     r.register(Box::new(TIER_BYTES.clone()))?;
     Ok(())

@@ -176,6 +176,15 @@ impl<S: Signal> Head<S> {
             .sum()
     }
 
+    /// Series (streams) in each tenant's head.
+    pub fn num_series_per_tenant(&self) -> Vec<(String, usize)> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(tenant, h)| (tenant.clone(), S::len(&h.index.read())))
+            .collect()
+    }
+
     /// Checks, logs and applies a push (labels already validated by the
     /// distributor). Blocking: call from a blocking thread. Each signal's
     /// head offers it as `push`.

@@ -27,7 +27,7 @@ use strata_wal::{FsyncPolicy, WalError, WalOptions};
 pub use head::{Head, TenantHead};
 pub use logs::{LogIngester, LogSignal};
 pub use metric_signal::{Ingester, MetricPush, MetricSignal};
-pub use metrics::register as register_metrics;
+pub use metrics::{TenantSeriesCollector, register as register_metrics};
 pub use signal::Signal;
 pub use strata_ingester_client::{
     PushLimits, PushOutcome, ReasonName, RejectReason, Rejected, RejectedSeries,

@@ -164,5 +164,86 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(LOG_ENTRIES_REJECTED.clone()))?;
     registry.register(Box::new(LOG_STREAMS.clone()))?;
     registry.register(Box::new(LOG_BLOCKS_UPLOADED.clone()))?;
+    // Every known reason from the start: a rate() over a counter that
+    // appears with its first increment misses that increment.
+    use crate::RejectReason as R;
+    for r in [
+        R::OutOfOrder,
+        R::OutOfBounds,
+        R::DuplicateTimestamp,
+        R::SeriesLimit,
+    ] {
+        SAMPLES_REJECTED.with_label_values(&[r.as_str()]);
+    }
+    use strata_ingester_client::LogRejectReason as L;
+    for r in [L::TooFarBehind, L::OutOfBounds, L::StreamLimit] {
+        LOG_ENTRIES_REJECTED.with_label_values(&[r.as_str()]);
+    }
+    use crate::metadata::MetadataReject as M;
+    for r in [M::PerUserLimit, M::PerMetricLimit] {
+        METADATA_REJECTED.with_label_values(&[r.as_str()]);
+    }
+    EXEMPLARS_REJECTED.with_label_values(&[crate::exemplars::ExemplarReject::OutOfOrder.as_str()]);
     Ok(())
+}
+
+/// Each tenant's series and log streams in this ingester's heads, counted
+/// at every scrape (`strata_ingester_tenant_series`,
+/// `strata_ingester_tenant_log_streams`): per-tenant usage and the share of
+/// a tenant's series limit each ingester holds.
+pub struct TenantSeriesCollector {
+    metrics: std::sync::Arc<crate::Ingester>,
+    logs: std::sync::Arc<crate::LogIngester>,
+    series: IntGaugeVec,
+    streams: IntGaugeVec,
+}
+
+impl TenantSeriesCollector {
+    /// The collector of the two heads' per-tenant counts.
+    pub fn new(
+        metrics: std::sync::Arc<crate::Ingester>,
+        logs: std::sync::Arc<crate::LogIngester>,
+    ) -> prometheus::Result<Self> {
+        Ok(Self {
+            metrics,
+            logs,
+            series: IntGaugeVec::new(
+                Opts::new(
+                    "strata_ingester_tenant_series",
+                    "Series in this ingester's head, per tenant.",
+                ),
+                &["user"],
+            )?,
+            streams: IntGaugeVec::new(
+                Opts::new(
+                    "strata_ingester_tenant_log_streams",
+                    "Log streams in this ingester's head, per tenant.",
+                ),
+                &["user"],
+            )?,
+        })
+    }
+}
+
+impl prometheus::core::Collector for TenantSeriesCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.series.desc();
+        d.extend(self.streams.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        // Tenants whose head emptied drop out rather than stay at 0.
+        self.series.reset();
+        self.streams.reset();
+        for (tenant, n) in self.metrics.num_series_per_tenant() {
+            self.series.with_label_values(&[&tenant]).set(n as i64);
+        }
+        for (tenant, n) in self.logs.num_series_per_tenant() {
+            self.streams.with_label_values(&[&tenant]).set(n as i64);
+        }
+        let mut out = self.series.collect();
+        out.extend(self.streams.collect());
+        out
+    }
 }

@@ -45,6 +45,9 @@ static DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
 
 pub(crate) fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(SENT.clone()))?;
+    for outcome in ["sent", "failed"] {
+        SENT.with_label_values(&[outcome]);
+    }
     r.register(Box::new(DROPPED.clone()))
 }
 

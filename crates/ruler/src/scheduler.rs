@@ -91,6 +91,12 @@ impl Ruler {
 
     pub(crate) async fn evaluate_group(&self, g: &GroupState, ts: i64) {
         let started = std::time::Instant::now();
+        // The tenant's failure counters exist from its first evaluation on,
+        // so that rate() sees their first increment.
+        EVALUATION_FAILURES.with_label_values(&[g.tenant.as_str()]);
+        for outcome in ["failed", "missed"] {
+            EVALUATIONS.with_label_values(&[g.tenant.as_str(), outcome]);
+        }
         let query_ts = ts - g.group.query_offset.as_millis() as i64;
         let mut failed = false;
         for (rule, state) in g.group.rules.iter().zip(&g.rules) {

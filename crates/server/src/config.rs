@@ -309,6 +309,8 @@ flags! {
     "distributor.promote-otel-resource-attributes" => "limits.promote_otel_resource_attributes": "Comma-separated OTLP resource attributes copied as labels onto every series of their resource.",
     "distributor.otel-keep-identifying-resource-attributes" => "limits.otel_keep_identifying_resource_attributes": "Keep service.name, service.namespace and service.instance.id as labels of target_info (they always give job and instance).",
     "distributor.otel-promote-scope-metadata" => "limits.otel_promote_scope_metadata": "Label OTLP series with their instrumentation scope (otel_scope_name, otel_scope_version, otel_scope_schema_url, otel_scope_<attribute>).",
+    "validation.cost-attribution-labels" => "limits.cost_attribution_labels": "Comma-separated series labels (e.g. team) by which each tenant's received samples are counted in strata_distributor_received_attributed_samples_total; empty turns it off.",
+    "validation.max-cost-attribution-cardinality" => "limits.max_cost_attribution_cardinality": "Most value combinations of the cost-attribution labels counted per tenant; beyond it the tenant's samples are counted under __overflow__.",
     "query-frontend.max-total-query-length" => "limits.max_total_query_length": "Longest time range of one range query (0: unlimited).",
     "store.max-query-length" => "limits.max_query_length": "Longest time range of one log query (0: unlimited), Loki's max_query_length; longer gets 400.",
     "querier.max-fetched-series-per-query" => "limits.max_fetched_series_per_query": "Most series one PromQL selection or series-API request may fetch (0: unlimited); more gets 422.",

@@ -23,6 +23,7 @@ use strata_querier::Querier;
 use strata_querier::logs::LogQuerier;
 use strata_ring::raft::{RaftNode, VoterConfig};
 use strata_ring::{InstanceState, Lifecycler, Ring};
+use strata_storage::instrumented::instrumented;
 use strata_storage::{BlockCatalog, BlockReader, Signal, build_store};
 
 // The write path allocates many small label strings per request on many
@@ -205,6 +206,23 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_ruler::register_metrics(&registry)?;
     strata_compactor::register_metrics(&registry)?;
     strata_storage::cache::register_metrics(&registry)?;
+    strata_storage::instrumented::register_metrics(&registry)?;
+    // CPU, resident memory, open files and threads: what every dashboard of
+    // a Prometheus-world process shows, under the names it expects.
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let build_info = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "strata_build_info",
+            "1, labelled with the version of Strata and the roles (-target) this process runs.",
+        ),
+        &["version", "target"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), cfg.target.as_str()])
+        .set(1);
+    registry.register(Box::new(build_info))?;
 
     // The HTTP port answers from the first second: /health at once, /ready
     // with what start-up waits for, everything else once it is built.
@@ -250,10 +268,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         )?;
     }
 
-    let store = build_store(&cfg.blocks_storage.store)?;
+    let store = instrumented(build_store(&cfg.blocks_storage.store)?, "hot");
     let mut reader = BlockReader::new(store.clone());
     if !cfg.blocks_storage.warm.backend.is_empty() {
-        let mut warm = build_store(&cfg.blocks_storage.warm)?;
+        let mut warm = instrumented(build_store(&cfg.blocks_storage.warm)?, "warm");
         // Only the roles that answer queries read warm blocks often enough
         // to be worth a cache (the compactor reads each one once).
         if roles.querier || roles.ruler {
@@ -441,6 +459,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         }
         let _ = served.metrics.set(ing.clone());
         let _ = served.logs.set(log_ing.clone());
+        registry.register(Box::new(strata_ingester::TenantSeriesCollector::new(
+            ing.clone(),
+            log_ing.clone(),
+        )?))?;
         lifecycler.set_state(InstanceState::Active).await?;
     }
     startup.set_phase("waiting for this instance to show in the local view of the ring");

@@ -113,6 +113,10 @@ pub async fn cached(
     if cfg.memory_bytes == 0 && cfg.disk_bytes == 0 {
         return Ok(inner);
     }
+    for result in ["hit", "miss"] {
+        REQUESTS.with_label_values(&[name, result]);
+        BYTES.with_label_values(&[name, result]);
+    }
     let memory = HybridCacheBuilder::new()
         .with_name(name)
         .memory(cfg.memory_bytes.max(1 << 20))

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod codec;
 pub mod crashpoint;
 pub mod durable_fs;
+pub mod instrumented;
 mod log_scan;
 pub mod logblock;
 pub mod merge;
