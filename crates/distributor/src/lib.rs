@@ -6,6 +6,7 @@
 //! names what was rejected (Prometheus does not retry 4xx) or a 5xx for our
 //! own faults (Prometheus retries those).
 
+mod cost_attribution;
 mod exemplars;
 pub mod logs;
 mod metadata;
@@ -199,6 +200,7 @@ static DISCARDED_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Registers the distributor's metrics with `registry`.
 pub fn register_metrics(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(RECEIVED_SAMPLES.clone()))?;
+    registry.register(Box::new(cost_attribution::COST_ATTRIBUTION.clone()))?;
     registry.register(Box::new(DISCARDED_SAMPLES.clone()))?;
     registry.register(Box::new(exemplars::DISCARDED_EXEMPLARS.clone()))?;
     registry.register(Box::new(metadata::RECEIVED_METADATA.clone()))?;
@@ -495,6 +497,7 @@ impl Distributor {
         let mut received = 0usize;
         let keep_exemplars = limits.max_global_exemplars_per_user > 0;
         let mut exemplar_batch: Vec<(Labels, Exemplar)> = Vec::new();
+        let mut attributed = cost_attribution::RequestCounts::new(&limits);
         for mut ts in req.timeseries {
             received += ts.samples.len() + ts.histograms.len();
             if !ts.histograms.is_empty() {
@@ -545,6 +548,9 @@ impl Distributor {
             if !samples.is_sorted_by_key(|s| s.t) {
                 samples.sort_by_key(|s| s.t);
             }
+            if let Some(a) = attributed.as_mut() {
+                a.add(&ts.labels, ts.samples.len());
+            }
             let labels = into_labels(ts.labels);
             for e in exemplars {
                 if !keep_exemplars {
@@ -564,6 +570,9 @@ impl Distributor {
         RECEIVED_SAMPLES
             .with_label_values(&[tenant])
             .inc_by(received as u64);
+        if let Some(a) = attributed {
+            cost_attribution::COST_ATTRIBUTION.record(tenant, a, &limits);
+        }
         let metadata = std::mem::take(&mut req.metadata);
         if !metadata.is_empty() {
             self.push_metadata(tenant, metadata, &limits).await?;

@@ -122,6 +122,16 @@ pub struct Limits {
     /// Which OTLP log attributes become stream labels, structured metadata
     /// or nothing (Loki's `otlp_config`).
     pub otlp_config: OtlpConfig,
+    /// Series labels by which received samples are counted per tenant
+    /// (`strata_distributor_received_attributed_samples_total`), e.g.
+    /// `team`: who costs what. A list or a comma-separated string; empty
+    /// turns attribution off.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub cost_attribution_labels: Vec<String>,
+    /// Most distinct value combinations of `cost_attribution_labels`
+    /// counted per tenant; beyond it every sample of the tenant is counted
+    /// under `__overflow__` until the labels change or the process restarts.
+    pub max_cost_attribution_cardinality: usize,
 }
 
 /// Loki's `otlp_config`: what becomes of each OTLP log attribute. Rules are
@@ -352,6 +362,8 @@ impl Default for Limits {
             cardinality_analysis_enabled: false,
             otel_translation_strategy: OtelTranslationStrategy::default(),
             promote_otel_resource_attributes: Vec::new(),
+            cost_attribution_labels: Vec::new(),
+            max_cost_attribution_cardinality: 10_000,
             otel_keep_identifying_resource_attributes: false,
             otel_promote_scope_metadata: false,
             otlp_config: OtlpConfig::default(),
