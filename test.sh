@@ -13,6 +13,9 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# jsonnet builds the monitoring mixin (deploy/mixin); a test checks the
+# committed output is what its source builds.
+command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -20,18 +20,32 @@ use crate::common::{encode, encode_with_metadata, free_port, now_ms, series};
 
 const SERIES: usize = 20;
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: PathBuf,
     http: u16,
     grpc: u16,
     client: reqwest::Client,
+    /// Flags added to every process's.
+    extra_args: String,
 }
+
+/// The processes `deploy/local/cluster.sh` starts.
+pub(crate) const PROCESSES: [&str; 8] = [
+    "distributor-1",
+    "distributor-2",
+    "compactor",
+    "ingester-1",
+    "ingester-2",
+    "ingester-3",
+    "querier",
+    "ruler",
+];
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/cluster.sh")
 }
 
-fn ip_of(name: &str) -> &'static str {
+pub(crate) fn ip_of(name: &str) -> &'static str {
     match name {
         "distributor-1" => "127.0.0.11",
         "distributor-2" => "127.0.0.12",
@@ -46,16 +60,28 @@ fn ip_of(name: &str) -> &'static str {
 
 impl Cluster {
     /// A cluster (not started) with its processes' directories under `dir`.
-    fn in_dir(dir: &Path) -> Cluster {
+    pub(crate) fn in_dir(dir: &Path) -> Cluster {
         Cluster {
             dir: dir.to_path_buf(),
             http: free_port(),
             grpc: free_port(),
             client: reqwest::Client::new(),
+            extra_args: String::new(),
         }
     }
 
-    fn run(&self, cmd: &str) -> String {
+    /// The same cluster with `args` added to every process's flags.
+    pub(crate) fn with_args(mut self, args: &str) -> Cluster {
+        self.extra_args = args.to_string();
+        self
+    }
+
+    /// The HTTP port every process listens on (each on its own address).
+    pub(crate) fn http_port(&self) -> u16 {
+        self.http
+    }
+
+    pub(crate) fn run(&self, cmd: &str) -> String {
         let out = Command::new("bash")
             .arg(script())
             .arg(cmd)
@@ -65,9 +91,12 @@ impl Cluster {
             .env("GRPC_PORT", self.grpc.to_string())
             .env(
                 "STRATA_ARGS",
-                "-ring.heartbeat-period=1s -ring.heartbeat-timeout=15s \
-                 -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=60s \
-                 -querier.cardinality-analysis-enabled=true",
+                format!(
+                    "-ring.heartbeat-period=1s -ring.heartbeat-timeout=15s \
+                     -blocks-storage.tsdb.flush-blocks-on-shutdown=true -server.graceful-shutdown-timeout=60s \
+                     -querier.cardinality-analysis-enabled=true {}",
+                    self.extra_args
+                ),
             )
             .output()
             .expect("run cluster.sh");
@@ -80,7 +109,7 @@ impl Cluster {
         text
     }
 
-    fn url(&self, name: &str, path: &str) -> String {
+    pub(crate) fn url(&self, name: &str, path: &str) -> String {
         format!("http://{}:{}{path}", ip_of(name), self.http)
     }
 
@@ -262,16 +291,7 @@ impl Cluster {
 impl Drop for Cluster {
     /// A failed test must not leave processes behind.
     fn drop(&mut self) {
-        for name in [
-            "distributor-1",
-            "distributor-2",
-            "compactor",
-            "ingester-1",
-            "ingester-2",
-            "ingester-3",
-            "querier",
-            "ruler",
-        ] {
+        for name in PROCESSES {
             if let Ok(pid) = std::fs::read_to_string(self.dir.join(name).join("pid")) {
                 let _ = Command::new("kill")
                     .arg("-9")

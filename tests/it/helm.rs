@@ -300,8 +300,8 @@ fn values_that_cannot_work_are_refused_with_the_reason() {
     }
 }
 
-/// The alert rules the chart installs as a PrometheusRule (rendered as if
-/// the Prometheus Operator's CRDs existed): (alert name, expression).
+/// The rules the chart installs as a PrometheusRule (rendered as if the
+/// Prometheus Operator's CRDs existed): (alert or recorded name, expression).
 pub(crate) fn chart_alerts() -> Vec<(String, String)> {
     let rendered = render(&[
         "--api-versions",
@@ -319,37 +319,31 @@ pub(crate) fn chart_alerts() -> Vec<(String, String)> {
         .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
         .map(|r| {
             (
-                r["alert"].as_str().unwrap_or_default().to_string(),
+                r["alert"]
+                    .as_str()
+                    .or(r["record"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
                 r["expr"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect()
 }
 
-/// The `strata_*` metric names an expression reads.
-pub(crate) fn metric_names(expr: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("strata_") {
-        let name: String = rest[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        rest = &rest[i + name.len()..];
-        names.push(name);
-    }
-    names
-}
+pub(crate) use crate::mixin::metric_names;
 
 #[test]
 fn the_charts_alerts_parse_with_strata_and_are_absent_without_the_operator() {
     let alerts = chart_alerts();
-    assert!(alerts.len() >= 5, "{alerts:?}");
+    assert!(alerts.len() >= 30, "{alerts:?}");
     for (alert, expr) in &alerts {
-        assert!(alert.starts_with("Strata"), "{alert}");
+        assert!(
+            alert.starts_with("Strata") || alert.contains(":strata_"),
+            "{alert}"
+        );
         strata_promql::parse(expr).unwrap_or_else(|e| panic!("{alert}: {expr}: {e}"));
         assert!(
-            !metric_names(expr).is_empty(),
+            !metric_names(expr).is_empty() || expr.contains(":strata_"),
             "{alert} reads Strata's metrics"
         );
     }

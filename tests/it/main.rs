@@ -14,6 +14,7 @@ mod helm;
 mod hostile;
 mod limits;
 mod logs;
+mod mixin;
 mod otlp;
 mod prometheus;
 mod promql_random;
