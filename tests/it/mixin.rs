@@ -27,13 +27,16 @@ fn output_dir() -> PathBuf {
     repo().join("helm/strata/mixin")
 }
 
-/// A rule of the rendered rule files: (alert or record name, expression, the rule).
-fn rules(file: &str) -> Vec<(String, String, Yaml)> {
+/// The rule groups of a rendered rule file.
+fn rendered_groups(file: &str) -> Vec<Yaml> {
     let text = std::fs::read_to_string(output_dir().join(file)).expect("rendered rules");
     let doc: Yaml = serde_yaml::from_str(&text).expect("rules YAML");
-    doc["groups"]
-        .as_sequence()
-        .expect("groups")
+    doc["groups"].as_sequence().cloned().expect("groups")
+}
+
+/// A rule of the rendered rule files: (alert or record name, expression, the rule).
+fn rules(file: &str) -> Vec<(String, String, Yaml)> {
+    rendered_groups(file)
         .iter()
         .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
         .map(|r| {
@@ -50,11 +53,7 @@ fn rules(file: &str) -> Vec<(String, String, Yaml)> {
 
 /// The rule groups of a rendered file, each as the YAML the rules API takes.
 fn groups(file: &str) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(output_dir().join(file)).expect("rendered rules");
-    let doc: Yaml = serde_yaml::from_str(&text).expect("rules YAML");
-    doc["groups"]
-        .as_sequence()
-        .expect("groups")
+    rendered_groups(file)
         .iter()
         .map(|g| {
             (
