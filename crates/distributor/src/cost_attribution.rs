@@ -20,15 +20,33 @@ const METRIC: &str = "strata_distributor_received_attributed_samples_total";
 const MISSING: &str = "__missing__";
 /// Every attribution label's value once a tenant exceeds its cardinality.
 const OVERFLOW: &str = "__overflow__";
-/// Values combined into one key; `\u{ff}` cannot occur in valid UTF-8 label values.
-const SEPARATOR: char = '\u{ff}';
+/// Appends `value` to a key of several values, length first, so that any
+/// text (separators included) round-trips through [`split_key`].
+fn push_value(key: &mut String, value: &str) {
+    use std::fmt::Write;
+    let _ = write!(key, "{}:", value.len());
+    key.push_str(value);
+}
+
+/// The values of a key built by [`push_value`].
+fn split_key(mut key: &str) -> Vec<&str> {
+    let mut values = Vec::new();
+    while let Some((len, rest)) = key.split_once(':') {
+        let Some(value) = len.parse::<usize>().ok().and_then(|n| rest.get(..n)) else {
+            break;
+        };
+        values.push(value);
+        key = &rest[value.len()..];
+    }
+    values
+}
 
 /// One tenant's counters.
 #[derive(Default)]
 struct TenantCounts {
     /// The label names the counts are for (a change starts over).
     labels: Vec<String>,
-    /// Samples per combination of values, joined by [`SEPARATOR`].
+    /// Samples per combination of values (keys of [`push_value`]).
     counts: HashMap<String, u64>,
     overflowed: u64,
     is_overflowing: bool,
@@ -67,17 +85,14 @@ impl<'a> RequestCounts<'a> {
             return;
         }
         self.key.clear();
-        for (i, name) in self.labels.iter().enumerate() {
-            if i > 0 {
-                self.key.push(SEPARATOR);
-            }
+        for name in self.labels {
             let value = series
                 .binary_search_by(|l| l.name.as_str().cmp(name))
                 .ok()
                 .map(|at| series[at].value.as_str())
                 .filter(|v| !v.is_empty())
                 .unwrap_or(MISSING);
-            self.key.push_str(value);
+            push_value(&mut self.key, value);
         }
         match self.counts.get_mut(self.key.as_str()) {
             Some(n) => *n += samples as u64,
@@ -149,7 +164,7 @@ impl CostAttribution {
                 emit(vec![OVERFLOW; counts.labels.len()], counts.overflowed);
             } else {
                 for (key, n) in &counts.counts {
-                    emit(key.split(SEPARATOR).collect(), *n);
+                    emit(split_key(key), *n);
                 }
             }
         }
@@ -259,6 +274,16 @@ mod tests {
             ]
         );
         assert!(RequestCounts::new(&Limits::default()).is_none());
+    }
+
+    #[test]
+    fn keys_round_trip_any_text() {
+        let values = ["", "a:b", "12:x", "\u{ff}", "kafka"];
+        let mut key = String::new();
+        for v in values {
+            push_value(&mut key, v);
+        }
+        assert_eq!(split_key(&key), values);
     }
 
     #[test]
