@@ -27,6 +27,8 @@ pub(crate) struct Cluster {
     client: reqwest::Client,
     /// Flags added to every process's.
     extra_args: String,
+    /// Environment variables of every process.
+    env: Vec<(String, String)>,
 }
 
 /// The processes `deploy/local/cluster.sh` starts.
@@ -67,7 +69,14 @@ impl Cluster {
             grpc: free_port(),
             client: reqwest::Client::new(),
             extra_args: String::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same cluster with `key=value` in every process's environment.
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Cluster {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The same cluster with `args` added to every process's flags.
@@ -87,6 +96,7 @@ impl Cluster {
             .arg(cmd)
             .arg(&self.dir)
             .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("HTTP_PORT", self.http.to_string())
             .env("GRPC_PORT", self.grpc.to_string())
             .env(
@@ -111,6 +121,11 @@ impl Cluster {
 
     pub(crate) fn url(&self, name: &str, path: &str) -> String {
         format!("http://{}:{}{path}", ip_of(name), self.http)
+    }
+
+    /// The log of process `name`.
+    pub(crate) fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name).join("log")).unwrap_or_default()
     }
 
     fn pid(&self, name: &str) -> i32 {

@@ -22,4 +22,5 @@ mod remote_write2;
 mod ruler;
 mod s3;
 mod security;
+mod traces;
 mod write_read;

@@ -239,7 +239,21 @@ async fn observe(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "other".into());
     let method = req.method().to_string();
-    let span = tracing::info_span!("http_request", %method, %route);
+    // Scrapes and probes are no requests worth a trace of their own.
+    let span = if matches!(route.as_str(), "/metrics" | "/health" | "/ready") {
+        tracing::Span::none()
+    } else {
+        let span = tracing::info_span!(
+            "http_request",
+            %method,
+            %route,
+            trace_id = tracing::field::Empty
+        );
+        if let Some(id) = strata_telemetry::continue_trace(&span, req.headers()) {
+            span.record("trace_id", id);
+        }
+        span
+    };
     let start = Instant::now();
     let resp = next.run(req).instrument(span).await;
     REQUEST_SECONDS
@@ -440,9 +454,51 @@ async fn query(r: PromRequest) -> Response {
         Ok(t) => t,
         Err(e) => return bad_data(e),
     };
-    match state.querier.instant_query(tenant, expr, t).await {
+    let started = Instant::now();
+    let result = state.querier.instant_query(tenant, expr, t).await;
+    log_query_stats(tenant, "instant", expr, started, &result);
+    match result {
         Ok(out) => query_success(&out),
         Err(e) => api_error(e),
+    }
+}
+
+/// Mimir's "query stats" line, one per PromQL query; inside the request's
+/// span, so it carries the trace id when the request is traced.
+fn log_query_stats(
+    tenant: &str,
+    kind: &str,
+    expr: &str,
+    started: Instant,
+    result: &Result<strata_promql::QueryOutput, EngineError>,
+) {
+    let wall = started.elapsed().as_secs_f64();
+    match result {
+        Ok(out) => {
+            let series = match &out.value {
+                strata_promql::Value::Vector(v) => v.len(),
+                strata_promql::Value::Matrix(m) => m.len(),
+                _ => 1,
+            };
+            tracing::info!(
+                tenant,
+                kind,
+                query = expr,
+                wall_time_seconds = wall,
+                result_series = series,
+                status = "success",
+                "query stats"
+            );
+        }
+        Err(e) => tracing::info!(
+            tenant,
+            kind,
+            query = expr,
+            wall_time_seconds = wall,
+            status = "failed",
+            error = %e,
+            "query stats"
+        ),
     }
 }
 
@@ -455,11 +511,13 @@ async fn query_range(r: PromRequest) -> Response {
         (Ok(s), Ok(e), Ok(st)) => (s, e, st),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_data(e),
     };
-    match state
+    let started = Instant::now();
+    let result = state
         .querier
         .range_query(tenant, expr, start, end, step)
-        .await
-    {
+        .await;
+    log_query_stats(tenant, "range", expr, started, &result);
+    match result {
         Ok(out) => query_success(&out),
         Err(e) => api_error(e),
     }

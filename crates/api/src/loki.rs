@@ -285,12 +285,29 @@ async fn run_query(
     interval: Option<i64>,
 ) -> Result<Response, LokiError> {
     let started = Instant::now();
-    let (mut result, stats) = r
-        .state
-        .log_querier
-        .query(&r.tenant, query, params)
-        .await
-        .map_err(query_error)?;
+    let outcome = r.state.log_querier.query(&r.tenant, query, params).await;
+    // Loki's "query stats"-like line; in the request's span (trace id).
+    let wall_time_seconds = started.elapsed().as_secs_f64();
+    match &outcome {
+        Ok((_, stats)) => tracing::info!(
+            tenant = r.tenant,
+            query,
+            wall_time_seconds,
+            total_bytes = stats.bytes,
+            total_lines = stats.entries,
+            status = "success",
+            "query stats"
+        ),
+        Err(e) => tracing::info!(
+            tenant = r.tenant,
+            query,
+            wall_time_seconds,
+            status = "failed",
+            error = %e,
+            "query stats"
+        ),
+    }
+    let (mut result, stats) = outcome.map_err(query_error)?;
     if let (Some(iv), QueryResult::Streams(streams)) = (interval, &mut result) {
         for s in streams.iter_mut() {
             thin_to_interval(s, iv, params.direction);

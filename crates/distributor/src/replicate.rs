@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use strata_ingester_client::{ClientError, IngesterClient, RejectReason, Rejected};
 use strata_model::Labels;
@@ -112,10 +113,15 @@ impl Distributor {
             let indexes = Arc::new(indexes);
             let call = send(client, batch.clone(), indexes.clone());
             let tx = tx.clone();
-            tokio::spawn(async move {
-                let r = call.await;
-                let _ = tx.send((indexes, r));
-            });
+            // In a span of the request's trace: the call carries its context.
+            let span = tracing::info_span!("ingester_call", ingester = %inst.id);
+            tokio::spawn(
+                async move {
+                    let r = call.await;
+                    let _ = tx.send((indexes, r));
+                }
+                .instrument(span),
+            );
         }
         drop(tx);
         let mut ok = vec![0u8; n];

@@ -19,7 +19,11 @@ use strata_proto::ingester::{
 };
 use strata_storage::BlockMeta;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A connection to an ingester whose calls carry the caller's trace context.
+type Transport = InterceptedService<Channel, strata_telemetry::InjectTraceContext>;
 use tonic::{Request, Status};
 
 use crate::outcome::{LogPushOutcome, PushLimits, PushOutcome, Rejected};
@@ -92,8 +96,8 @@ pub enum IngesterClient {
 /// A pooled gRPC client of an ingester in another process.
 pub struct RemoteIngester {
     addr: String,
-    client: GrpcClient<Channel>,
-    channel: Channel,
+    client: GrpcClient<Transport>,
+    channel: Transport,
     push_timeout: Duration,
     compression: Option<CompressionEncoding>,
 }
@@ -142,7 +146,7 @@ impl RemoteIngester {
         Ok((streams, blocks))
     }
 
-    fn client(&self) -> GrpcClient<Channel> {
+    fn client(&self) -> GrpcClient<Transport> {
         self.client.clone()
     }
 
@@ -726,7 +730,10 @@ impl IngesterPool {
                     message,
                 },
             )?;
-        let channel = endpoint.connect_lazy();
+        let channel = InterceptedService::new(
+            endpoint.connect_lazy(),
+            strata_telemetry::InjectTraceContext,
+        );
         let mut client = GrpcClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)

@@ -8,6 +8,7 @@ pub mod logs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
@@ -147,6 +148,9 @@ pub struct Querier {
 struct TenantView {
     querier: Arc<Querier>,
     tenant: String,
+    /// The query's span: the plan may poll selections on DataFusion's
+    /// tasks, outside it, and the calls to ingesters carry its context.
+    span: tracing::Span,
 }
 
 #[async_trait]
@@ -159,6 +163,7 @@ impl Queryable for TenantView {
     ) -> Result<Vec<SeriesSamples>, EngineError> {
         self.querier
             .select(&self.tenant, matchers, min_t, max_t)
+            .instrument(self.span.clone())
             .await
     }
 }
@@ -550,6 +555,7 @@ impl Querier {
         let view = Arc::new(TenantView {
             querier: self.clone(),
             tenant: tenant.to_string(),
+            span: tracing::Span::current(),
         });
         let r = self.engine.instant(view, query, t).await;
         observe("instant", &r, timer);
@@ -569,6 +575,7 @@ impl Querier {
         let view = Arc::new(TenantView {
             querier: self.clone(),
             tenant: tenant.to_string(),
+            span: tracing::Span::current(),
         });
         let limit = self.overrides.for_tenant(tenant).max_total_query_length;
         let length = std::time::Duration::from_millis(end.saturating_sub(start).max(0) as u64);

@@ -60,7 +60,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_logging(&cfg);
+    let tracing_export = match init_logging(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Queries are bounded in depth (strata_model::nesting), and their
@@ -75,7 +81,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(*cfg)) {
+    let result = rt.block_on(run(*cfg));
+    if let Some(t) = tracing_export {
+        t.shutdown();
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "strata stopped with an error");
@@ -85,7 +95,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(cfg: &Config) {
+/// Logs to stderr and, when the OTEL_* variables ask, spans over OTLP.
+fn init_logging(cfg: &Config) -> Result<Option<strata_telemetry::Tracing>, BoxError> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // openraft logs every election step at info; keep its warnings.
         .unwrap_or_else(|_| {
@@ -93,15 +107,38 @@ fn init_logging(cfg: &Config) {
         });
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    if cfg.server.log_format == "json" {
-        builder.json().init();
+    let fmt = if cfg.server.log_format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.compact().init();
-    }
+        fmt.compact().boxed()
+    };
+    let instance = if cfg.ring.instance_id.is_empty() {
+        strata_ring::hostname()
+    } else {
+        cfg.ring.instance_id.clone()
+    };
+    let (otlp, export) = match strata_telemetry::otlp_layer(&instance, &cfg.target)? {
+        // Strata's own spans whatever the log level (-log.level quiets
+        // logs, not traces); other crates' spans (Raft, HTTP/2) are noise.
+        Some((layer, export)) => (
+            Some(
+                layer.with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("strata", tracing::Level::INFO),
+                ),
+            ),
+            Some(export),
+        ),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otlp)
+        .init();
+    Ok(export)
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -382,6 +419,17 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     if let Some(tls) = grpc_tls {
         builder = builder.tls_config(tls)?;
     }
+    // Every call in a span that continues the caller's trace; nothing
+    // logged per call.
+    let mut builder = builder.layer(
+        tower_http::trace::TraceLayer::new_for_grpc()
+            .make_span_with(strata_telemetry::grpc_server_span)
+            .on_request(())
+            .on_response(())
+            .on_body_chunk(())
+            .on_eos(())
+            .on_failure(()),
+    );
     let mut grpc =
         builder.add_optional_service(roles.ingester.then(|| {
             IngesterService::server(served.clone(), catalog.clone(), log_catalog.clone())
@@ -389,7 +437,20 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
         grpc = grpc.add_service(raft_svc).add_service(ring_svc);
     }
-    let grpc_server = grpc_listener.map(|l| tokio::spawn(serve_grpc(grpc, l, shutdown_rx.clone())));
+    let grpc_server = grpc_listener.map(|listener| {
+        let mut shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            if let Err(e) = grpc
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    });
 
     let compactor = Arc::new(compactor.with_shard(strata_ring::shard::Shard::new(
         ring.clone(),
@@ -662,22 +723,6 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn serve_grpc(
-    grpc: tonic::transport::server::Router,
-    listener: tokio::net::TcpListener,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    if let Err(e) = grpc
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.changed().await;
-        })
-        .await
-    {
-        tracing::error!(error = %e, "gRPC server failed");
-    }
 }
 
 /// The config as shown on `/config`, with secrets masked.

@@ -1,0 +1,194 @@
+//! Strata's own traces: a distributed cluster exports its spans over OTLP
+//! (configured only by the standard OTEL_* variables) to a receiver made of
+//! a few lines of Python and the OpenTelemetry project's proto classes. One
+//! remote-write and one query, each sent with a W3C `traceparent`, must each
+//! be one trace through the processes they touch, with every ingester span a
+//! child of a distributor or querier span, and the trace id in the logs.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::cluster::Cluster;
+use crate::common::{encode, free_port, now_ms, series};
+
+struct Receiver(Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spans the receiver wrote so far, one JSON object each.
+fn spans(path: &std::path::Path) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let out = tmp.path().join("spans.jsonl");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/clients/otlp_trace_receiver.py");
+    let _receiver = Receiver(
+        Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 with opentelemetry-proto (the README test command installs it)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the OTLP receiver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let cluster = Cluster::in_dir(tmp.path())
+        .with_env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .with_env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    cluster.run("start");
+    let client = reqwest::Client::new();
+
+    let write_trace = "5e1f0c0ffee00000000000000000a001";
+    let write_parent = "00f067aa0ba902b7";
+    let now = now_ms();
+    let r = client
+        .post(cluster.url("distributor-1", "/api/v1/push"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("traceparent", format!("00-{write_trace}-{write_parent}-01"))
+        .body(encode(vec![series(
+            &[("__name__", "traced"), ("job", "t")],
+            &[(now, 1.0)],
+        )]))
+        .send()
+        .await
+        .expect("push");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+
+    let query_trace = "5e1f0c0ffee00000000000000000a002";
+    let r = client
+        .get(cluster.url("querier", "/prometheus/api/v1/query"))
+        .query(&[("query", "traced")])
+        .header(
+            "traceparent",
+            format!("00-{query_trace}-00f067aa0ba902b8-01"),
+        )
+        .send()
+        .await
+        .expect("query");
+    let answer: Json = r.json().await.expect("JSON");
+    assert_eq!(
+        answer["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+
+    // Wait for both traces to reach the receiver: the write through the
+    // distributor into the three ingesters (RF 3), the query through the
+    // querier into the ingesters.
+    let of = |spans: &[Json], trace: &str| -> Vec<Json> {
+        spans
+            .iter()
+            .filter(|s| s["trace_id"] == trace)
+            .cloned()
+            .collect()
+    };
+    let instances = |spans: &[Json]| -> BTreeSet<String> {
+        spans
+            .iter()
+            .filter_map(|s| s["instance"].as_str().map(String::from))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (write, query) = loop {
+        let all = spans(&out);
+        let (w, q) = (of(&all, write_trace), of(&all, query_trace));
+        let (wi, qi) = (instances(&w), instances(&q));
+        let ingesters =
+            |i: &BTreeSet<String>| i.iter().filter(|x| x.starts_with("ingester")).count();
+        if wi.contains("distributor-1")
+            && ingesters(&wi) == 3
+            && qi.contains("querier")
+            && ingesters(&qi) >= 2
+        {
+            break (w, q);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "write trace in {wi:?}, query trace in {qi:?}; {} spans received",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    for (trace, spans, entry, entry_parent) in [
+        (write_trace, &write, "distributor-1", Some(write_parent)),
+        (query_trace, &query, "querier", None),
+    ] {
+        assert!(
+            spans.iter().all(|s| s["service"] == "strata"),
+            "service.name defaults to strata: {spans:?}"
+        );
+        // The entry span continues the caller's span.
+        let http = spans
+            .iter()
+            .find(|s| s["instance"] == entry && s["name"] == "http_request")
+            .unwrap_or_else(|| panic!("{trace}: no http_request span of {entry}: {spans:?}"));
+        if let Some(parent) = entry_parent {
+            assert_eq!(http["parent_span_id"], parent, "{http}");
+        }
+        // Every ingester span is a child of a span of the entry process.
+        let entry_ids: BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| s["instance"] == entry)
+            .filter_map(|s| s["span_id"].as_str())
+            .collect();
+        for s in spans.iter().filter(|s| {
+            s["instance"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("ingester"))
+        }) {
+            if s["name"] == "grpc_request" {
+                let parent = s["parent_span_id"].as_str().unwrap_or_default();
+                assert!(
+                    entry_ids.contains(parent),
+                    "{trace}: {s} has a parent outside {entry}"
+                );
+            }
+        }
+        assert!(
+            spans
+                .iter()
+                .any(|s| s["name"] == "grpc_request" && s["target"] == "ingester"),
+            "{trace}: {spans:?}"
+        );
+    }
+
+    // The trace ids reach the logs: the querier's query-stats line.
+    let log = cluster.log("querier");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("query stats") && l.contains(query_trace)),
+        "querier log:\n{log}"
+    );
+    cluster.run("stop");
+}
