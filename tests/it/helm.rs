@@ -355,3 +355,60 @@ fn the_charts_alerts_parse_with_strata_and_are_absent_without_the_operator() {
             .any(|m| m["kind"] == "PrometheusRule" || m["kind"] == "ServiceMonitor")
     );
 }
+
+#[test]
+fn dashboards_are_configmaps_for_grafanas_sidecar_and_extra_env_reaches_every_container() {
+    let rendered = render(&[
+        "--set",
+        "extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT",
+        "--set",
+        "extraEnv[0].value=http://otel-collector:4318",
+    ])
+    .expect("render");
+    let dashboards: Vec<&Yaml> = rendered
+        .iter()
+        .filter(|m| m["kind"] == "ConfigMap" && m["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .collect();
+    let files = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/strata/mixin/dashboards"),
+    )
+    .expect("dashboards")
+    .count();
+    assert_eq!(dashboards.len(), files, "one ConfigMap per dashboard");
+    for cm in &dashboards {
+        let data = cm["data"].as_mapping().expect("data");
+        assert_eq!(data.len(), 1);
+        for (name, json) in data {
+            let d: serde_json::Value =
+                serde_json::from_str(json.as_str().expect("text")).expect("dashboard JSON");
+            assert!(name.as_str().is_some_and(|n| n.ends_with(".json")));
+            assert!(
+                d["uid"].as_str().is_some_and(|u| u.starts_with("strata-")),
+                "{d}"
+            );
+        }
+    }
+    let workloads: Vec<&Yaml> = rendered
+        .iter()
+        .filter(|m| matches!(m["kind"].as_str(), Some("StatefulSet" | "Deployment")))
+        .filter(|m| m["metadata"]["labels"]["app.kubernetes.io/name"] == "strata")
+        .collect();
+    assert!(!workloads.is_empty());
+    for w in workloads {
+        let env = w["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env");
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"
+                    && e["value"] == "http://otel-collector:4318"),
+            "{:?}",
+            kind_name(w)
+        );
+    }
+    let off = render(&["--set", "dashboards.enabled=false"]).expect("render");
+    assert!(
+        !off.iter()
+            .any(|m| m["metadata"]["labels"]["grafana_dashboard"] == "1")
+    );
+}

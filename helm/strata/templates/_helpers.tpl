@@ -117,6 +117,9 @@ The strata container of one role: (dict "ctx" $ "component" "ingester" "target" 
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
     - name: POD_IP
       valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    {{- with $v.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with include "strata.storageSecret" .ctx }}
   envFrom:
     - secretRef:
