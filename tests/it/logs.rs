@@ -972,7 +972,7 @@ async fn drilldown_detected_labels_and_limits() {
         .get_json("/loki/api/v1/drilldown-limits", &[], Some("t1"))
         .await;
     assert_eq!(status, 200, "{limits}");
-    assert_eq!(limits["pattern_ingester_enabled"], false);
+    assert_eq!(limits["pattern_ingester_enabled"], true);
     assert_eq!(limits["version"], env!("CARGO_PKG_VERSION"));
     let l = &limits["limits"];
     assert_eq!(l["max_entries_limit_per_query"], 5000);
@@ -983,4 +983,155 @@ async fn drilldown_detected_labels_and_limits() {
         l["otlp_config"]["ResourceAttributes"]["IgnoreDefaults"],
         false
     );
+}
+
+/// `/loki/api/v1/patterns` as Logs Drilldown's Patterns tab calls it (ISO
+/// start and end, a Grafana step, the bare stream selector), and the
+/// pattern filter it applies next (`|> "<pattern>"`) finding the lines.
+#[tokio::test]
+async fn log_patterns_as_logs_drilldown_asks_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-auth.multitenancy-enabled=true"]).await;
+    let now = crate::common::now_ms() * 1_000_000;
+    let second = 1_000_000_000i64;
+    let mut plain = Vec::new();
+    let mut logfmt = Vec::new();
+    for i in 0..60i64 {
+        let ts = (now - (120 - i) * second).to_string();
+        plain.push(serde_json::json!([
+            ts,
+            format!("GET /api/items/{i} 200 in {}ms", 3 * i)
+        ]));
+        if i < 40 {
+            logfmt.push(serde_json::json!([
+                ts,
+                format!(r#"level=error msg="payment failed" order={} code=E{}"#, 1000 + i, i % 7),
+                {"detected_level": "error"}
+            ]));
+        }
+        if i < 10 {
+            plain.push(serde_json::json!([
+                ts,
+                format!("cache warmed with {i} entries quickly")
+            ]));
+        }
+    }
+    let body = serde_json::json!({"streams": [
+        {"stream": {"service_name": "checkout", "pod": "a"}, "values": plain},
+        {"stream": {"service_name": "checkout", "pod": "b"}, "values": logfmt},
+    ]});
+    let (status, text) = push(
+        &s,
+        body.to_string().into_bytes(),
+        "application/json",
+        false,
+        Some("t1"),
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+
+    let iso = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (start, end) = (now - 3_600 * second, now + 60 * second);
+    let ask = |query: &str, step: &str| {
+        vec![
+            ("end", iso(end)),
+            ("query", query.to_string()),
+            ("start", iso(start)),
+            ("step", step.to_string()),
+        ]
+    };
+    let (status, got) = s
+        .get_json(
+            "/loki/api/v1/patterns",
+            &ask(r#"{service_name="checkout"}"#, "5s"),
+            Some("t1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["status"], "success");
+    let data = got["data"].as_array().expect("data");
+    let found: Vec<(String, String, i64)> = data
+        .iter()
+        .map(|p| {
+            let samples = p["samples"].as_array().expect("samples");
+            for sample in samples {
+                let t = sample[0].as_i64().expect("integer seconds");
+                assert!(sample[1].is_u64(), "integer count: {sample}");
+                // A 5s step is a 10s one (the buckets' size), epoch-aligned.
+                assert_eq!(t % 10, 0, "{sample}");
+                assert!(t >= start / second - 10 && t <= end / second, "{sample}");
+            }
+            let total = samples.iter().filter_map(|x| x[1].as_i64()).sum();
+            (
+                p["pattern"].as_str().unwrap_or_default().to_string(),
+                p["level"].as_str().unwrap_or_default().to_string(),
+                total,
+            )
+        })
+        .collect();
+    // The rare pattern (10 lines) is left out, the rest most frequent first.
+    assert_eq!(
+        found,
+        [
+            ("GET <_> 200 in <_>".to_string(), "unknown".to_string(), 60),
+            (
+                r#"level=error msg="payment failed" order=<_> code=<_>"#.to_string(),
+                "error".to_string(),
+                40
+            ),
+        ]
+    );
+
+    // Drilldown's next request: the lines of a pattern.
+    let (status, lines) = s
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    r#"{service_name="checkout"} |> "GET <_> 200 in <_>""#.to_string(),
+                ),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("limit", "1000".to_string()),
+            ],
+            Some("t1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{lines}");
+    let n: usize = lines["data"]["result"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(n, 60);
+
+    // Another tenant sees nothing; refusals say why.
+    let (_, other) = s
+        .get_json(
+            "/loki/api/v1/patterns",
+            &ask(r#"{service_name="checkout"}"#, "5s"),
+            Some("t2"),
+        )
+        .await;
+    assert_eq!(other["data"], serde_json::json!([]));
+    for (params, why) in [
+        (
+            ask(r#"{service_name="checkout"} |= "GET""#, "5s"),
+            "only label matchers are supported",
+        ),
+        (ask(r#"{service_name="checkout"}"#, "0"), "step"),
+        (ask(r#"{service_name="checkout"}"#, "0.1s"), "11,000 points"),
+        (ask("{", "5s"), ""),
+    ] {
+        let (status, body) = s
+            .get_json("/loki/api/v1/patterns", &params, Some("t1"))
+            .await;
+        assert_eq!(status, 400, "{params:?}: {body}");
+        assert!(body.to_string().contains(why), "{params:?}: {body}");
+    }
 }

@@ -336,8 +336,9 @@ pub(crate) async fn detected_field_values(
 
 /// `GET /loki/api/v1/drilldown-limits`: the tenant's limits the app reads,
 /// in Loki's names and formats (durations as `30d1h`, `0s` for none), and
-/// the features Strata does not have marked off (no pattern ingester, no
-/// level or service-name discovery at ingestion, no aggregated metrics).
+/// which optional features exist: patterns (clustered when asked, see
+/// `patterns.rs`), but no level or service-name discovery at ingestion and
+/// no aggregated metrics.
 pub(crate) async fn limits(r: LokiRequest) -> Response {
     let limits = r.state.log_querier.limits(&r.tenant);
     let duration = |d: std::time::Duration| {
@@ -391,7 +392,7 @@ pub(crate) async fn limits(r: LokiRequest) -> Response {
             "retention_period": duration(limits.logs_retention_period),
             "volume_enabled": true,
         },
-        "pattern_ingester_enabled": false,
+        "pattern_ingester_enabled": true,
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()

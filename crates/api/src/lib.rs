@@ -12,6 +12,7 @@ mod drilldown;
 mod loki;
 mod otlp;
 mod params;
+mod patterns;
 mod render;
 mod rules;
 pub mod startup;
@@ -219,6 +220,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/loki/api/v1/tail", get(loki::tail))
         .route("/loki/api/v1/drilldown-limits", get(drilldown::limits))
+        .route(
+            "/loki/api/v1/patterns",
+            get(patterns::patterns).post(patterns::patterns),
+        )
         .merge(prom.clone())
         .nest("/prometheus", prom)
         .route("/ready", get(ready))

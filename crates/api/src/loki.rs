@@ -50,6 +50,10 @@ pub(crate) fn bad_request(msg: impl Into<String>) -> LokiError {
     text_error(StatusCode::BAD_REQUEST, msg)
 }
 
+pub(crate) fn internal_error(msg: impl Into<String>) -> LokiError {
+    text_error(StatusCode::INTERNAL_SERVER_ERROR, msg)
+}
+
 pub(crate) fn now_ns() -> i64 {
     strata_model::now_ms().saturating_mul(1_000_000)
 }
@@ -222,7 +226,7 @@ pub(crate) async fn push(State(state): State<Shared>, headers: HeaderMap, body: 
 
 /// `step` (default `(end - start) / 250`, at least 1 s), refusing more than
 /// 11,000 points per series as Loki does.
-fn step_param(p: &Params, start: i64, end: i64) -> Result<i64, LokiError> {
+pub(crate) fn step_param(p: &Params, start: i64, end: i64) -> Result<i64, LokiError> {
     // The range may span all of i64: i128 cannot overflow here.
     let range = i128::from(end) - i128::from(start);
     let default_step = i64::try_from((range / 250 / i128::from(NS_PER_SEC)).max(1))

@@ -23,4 +23,5 @@ pub use eval::{
     format_labels,
 };
 pub use parser::{ParseError, parse};
+pub use pipeline::logfmt_pairs;
 pub use strata_model::syntax::parse_stream_labels;

@@ -404,8 +404,9 @@ fn json_fields(path: &mut Vec<String>, v: &serde_json::Value, out: &mut Vec<Line
     }
 }
 
-/// Splits a logfmt line into pairs; `Err` at the first malformed pair.
-fn logfmt_pairs(line: &str) -> (Vec<(String, String)>, Option<String>) {
+/// Splits a logfmt line into pairs, and the error at the first malformed
+/// pair (the pairs before it are kept).
+pub fn logfmt_pairs(line: &str) -> (Vec<(String, String)>, Option<String>) {
     let mut out = Vec::new();
     let b = line.as_bytes();
     let mut i = 0;
