@@ -707,7 +707,12 @@ async fn live_tail_over_websocket() {
             let j: Json = serde_json::from_str(&text).expect("tail JSON");
             assert!(j["dropped_entries"].is_null(), "{j}");
             for st in j["streams"].as_array().expect("streams") {
-                assert_eq!(st["stream"], json!({"app": "tail"}));
+                // Structured metadata shows with the labels, as in Loki:
+                // here the level discovered at ingestion (no keyword).
+                assert_eq!(
+                    st["stream"],
+                    json!({"app": "tail", "detected_level": "unknown"})
+                );
                 for v in st["values"].as_array().expect("values") {
                     received.push(v[1].as_str().expect("line").to_string());
                 }
@@ -892,6 +897,7 @@ async fn drilldown_detected_labels_and_limits() {
         ("end", (now + 60_000_000_000).to_string()),
     ];
     let want = serde_json::json!({"fields": [
+        {"label": "detected_level", "type": "string", "cardinality": 2, "parsers": null},
         {"label": "latency", "type": "duration", "cardinality": 2, "parsers": ["json", "logfmt"], "jsonPath": ["latency"]},
         {"label": "level", "type": "string", "cardinality": 2, "parsers": ["json", "logfmt"], "jsonPath": ["level"]},
         {"label": "msg", "type": "string", "cardinality": 1, "parsers": ["logfmt"]},
@@ -1134,4 +1140,73 @@ async fn log_patterns_as_logs_drilldown_asks_for_them() {
         assert_eq!(status, 400, "{params:?}: {body}");
         assert!(body.to_string().contains(why), "{params:?}: {body}");
     }
+}
+
+/// Levels are discovered at ingestion as Loki does (`detected_level`
+/// structured metadata), so Logs Drilldown's level breakdown query groups
+/// by them; a level the client sent is kept.
+#[tokio::test]
+async fn log_levels_are_discovered_at_ingestion_for_drilldowns_level_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &[]).await;
+    let now = crate::common::now_ms() * 1_000_000;
+    let ts = |i: i64| (now - (60 - i) * 1_000_000_000).to_string();
+    let body = serde_json::json!({"streams": [
+        {"stream": {"app": "lv"}, "values": [
+            [ts(1), r#"{"level":"ERR","msg":"payment failed"}"#],
+            [ts(2), "level=Warning msg=\"disk almost full\""],
+            [ts(3), "[ERROR] could not load info"],
+            [ts(4), "2024-01-01 DEBUG: cache miss"],
+            [ts(5), "plain line"],
+            [ts(6), "client says", {"detected_level": "fatal"}],
+        ]},
+        {"stream": {"app": "lv", "level": "debug"}, "values": [[ts(7), "anything ERROR"]]},
+    ]});
+    let (status, text) = push(
+        &s,
+        body.to_string().into_bytes(),
+        "application/json",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let (status, got) = s
+        .get_json(
+            "/loki/api/v1/query",
+            &[
+                ("query", r#"sum by (detected_level) (count_over_time({app="lv"} | drop __error__ [5m]))"#.to_string()),
+                ("time", (now + 1_000_000_000).to_string()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let mut levels: Vec<(String, String)> = got["data"]["result"]
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["detected_level"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                r["value"][1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    levels.sort();
+    assert_eq!(
+        levels,
+        [
+            ("debug", "2"),
+            ("error", "1"),
+            ("fatal", "1"),
+            ("info", "1"),
+            ("unknown", "1"),
+            ("warn", "1"),
+        ]
+        .map(|(l, n)| (l.to_string(), n.to_string()))
+    );
 }

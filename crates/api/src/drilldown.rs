@@ -368,9 +368,9 @@ pub(crate) async fn limits(r: LokiRequest) -> Response {
     let otlp = &limits.otlp_config;
     axum::Json(json!({
         "limits": {
-            "discover_log_levels": false,
+            "discover_log_levels": limits.discover_log_levels,
             "discover_service_name": [],
-            "log_level_fields": [],
+            "log_level_fields": limits.log_level_fields,
             "max_entries_limit_per_query": limits.max_entries_limit_per_query,
             "max_line_size_truncate": false,
             "max_query_bytes_read": "0B",

@@ -8,6 +8,7 @@
 
 mod cost_attribution;
 mod exemplars;
+mod level;
 pub mod logs;
 mod metadata;
 pub mod otlp;

@@ -374,6 +374,24 @@ impl Distributor {
                 bytes: valid_bytes,
             });
         }
+        // After the rate limit: as in Loki, the added field costs nothing.
+        if limits.discover_log_levels {
+            for (labels, entries) in valid.iter_mut() {
+                for e in entries.iter_mut() {
+                    if let Some(level) = crate::level::detect(
+                        labels,
+                        &e.metadata,
+                        &e.line,
+                        &limits.log_level_fields,
+                        limits.log_level_from_json_max_depth,
+                    ) {
+                        let mut metadata: Vec<Label> = e.metadata.iter().cloned().collect();
+                        metadata.push(Label::new(crate::level::LEVEL_FIELD, level));
+                        e.metadata = Labels::new(metadata);
+                    }
+                }
+            }
+        }
         let max_streams = match (
             self.ingester_share(limits.max_global_streams_per_user),
             limits.max_streams_per_user,

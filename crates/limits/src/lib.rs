@@ -132,6 +132,15 @@ pub struct Limits {
     /// counted per tenant; beyond it every sample of the tenant is counted
     /// under `__overflow__` until the labels change or the process restarts.
     pub max_cost_attribution_cardinality: usize,
+    /// Add a `detected_level` structured-metadata field to every log entry
+    /// (Loki's `discover_log_levels`, on by default as in Loki).
+    pub discover_log_levels: bool,
+    /// Stream labels, metadata fields and JSON/logfmt keys holding a
+    /// line's level, best first.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub log_level_fields: Vec<String>,
+    /// How many JSON objects deep a level field is looked for (0: any depth).
+    pub log_level_from_json_max_depth: usize,
 }
 
 /// Loki's `otlp_config`: what becomes of each OTLP log attribute. Rules are
@@ -364,6 +373,24 @@ impl Default for Limits {
             promote_otel_resource_attributes: Vec::new(),
             cost_attribution_labels: Vec::new(),
             max_cost_attribution_cardinality: 10_000,
+            discover_log_levels: true,
+            log_level_fields: [
+                "level",
+                "LEVEL",
+                "Level",
+                "Severity",
+                "severity",
+                "SEVERITY",
+                "lvl",
+                "LVL",
+                "Lvl",
+                "severity_text",
+                "Severity_Text",
+                "SEVERITY_TEXT",
+            ]
+            .map(String::from)
+            .to_vec(),
+            log_level_from_json_max_depth: 2,
             otel_keep_identifying_resource_attributes: false,
             otel_promote_scope_metadata: false,
             otlp_config: OtlpConfig::default(),
