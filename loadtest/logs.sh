@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Log benchmarks against a release build of Strata in -target=all:
 #  1. push throughput and latency (logbench push), and gzip -6 of the same lines;
+#     then the time to answer /loki/api/v1/patterns over them;
 #  2. stored bytes after the head is flushed to Parquet log blocks;
 #  3. `{app="x"} |= "error"` and a count_over_time over the blocks, GB/s scanned.
 # Usage: loadtest/logs.sh [logbench push flags...], e.g. --duration 20s --concurrency 4
@@ -17,6 +18,12 @@ echo "== push"
 out=$(./target/release/logbench push --url "http://127.0.0.1:$sp" --gzip "$@")
 echo "$out"
 raw=$(echo "$out" | sed -n 's/.* raw_bytes=\([0-9]*\).*/\1/p')
+echo "== patterns (Logs Drilldown's Patterns tab) over the newest 100,000 lines in the head"
+t0=$(date +%s.%N)
+pat=$(curl -sfG "http://127.0.0.1:$sp/loki/api/v1/patterns" --data-urlencode 'query={app="x"}' \
+  --data-urlencode "start=$(($(date +%s) - 3600))" --data-urlencode "end=$(date +%s)" |
+  python3 -c 'import json, sys; d = json.load(sys.stdin)["data"]; print(len(d), sum(s[1] for p in d for s in p["samples"]))')
+echo "patterns_s=$(echo "$(date +%s.%N) - $t0" | bc) patterns=${pat% *} lines_in_patterns=${pat#* }"
 echo "== flush head to Parquet log blocks (SIGTERM)"
 t0=$(date +%s.%N)
 kill -TERM %1; wait %1 2>/dev/null || true
