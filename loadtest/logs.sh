@@ -21,7 +21,7 @@ raw=$(echo "$out" | sed -n 's/.* raw_bytes=\([0-9]*\).*/\1/p')
 echo "== patterns (Logs Drilldown's Patterns tab) over the newest 100,000 lines in the head"
 t0=$(date +%s.%N)
 pat=$(curl -sfG "http://127.0.0.1:$sp/loki/api/v1/patterns" --data-urlencode 'query={app="x"}' \
-  --data-urlencode "start=$(($(date +%s) - 3600))" --data-urlencode "end=$(date +%s)" |
+  --data-urlencode "start=$(($(date +%s) - 7200))" --data-urlencode "end=$(date +%s)" |
   python3 -c 'import json, sys; d = json.load(sys.stdin)["data"]; print(len(d), sum(s[1] for p in d for s in p["samples"]))')
 echo "patterns_s=$(echo "$(date +%s.%N) - $t0" | bc) patterns=${pat% *} lines_in_patterns=${pat#* }"
 echo "== flush head to Parquet log blocks (SIGTERM)"
