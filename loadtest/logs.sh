@@ -18,6 +18,14 @@ echo "== push"
 out=$(./target/release/logbench push --url "http://127.0.0.1:$sp" --gzip "$@")
 echo "$out"
 raw=$(echo "$out" | sed -n 's/.* raw_bytes=\([0-9]*\).*/\1/p')
+echo "== limited log queries over the head"
+for limit in 100 5000; do
+  t0=$(date +%s.%N)
+  curl -sfG "http://127.0.0.1:$sp/loki/api/v1/query_range" --data-urlencode 'query={app="x"}' \
+    --data-urlencode "start=$(($(date +%s) - 7200))" --data-urlencode "end=$(date +%s)" \
+    --data-urlencode "limit=$limit" -o /dev/null
+  echo "head_query_limit=$limit s=$(echo "$(date +%s.%N) - $t0" | bc)"
+done
 echo "== patterns (Logs Drilldown's Patterns tab) over the newest 100,000 lines in the head"
 t0=$(date +%s.%N)
 pat=$(curl -sfG "http://127.0.0.1:$sp/loki/api/v1/patterns" --data-urlencode 'query={app="x"}' \
