@@ -1210,3 +1210,99 @@ async fn log_levels_are_discovered_at_ingestion_for_drilldowns_level_query() {
         .map(|(l, n)| (l.to_string(), n.to_string()))
     );
 }
+
+/// `/loki/api/v1/format_query` as Grafana's Loki query editor calls it:
+/// queries come back in Loki's printed form, long ones over lines, and
+/// each formatted query answers exactly as the query it came from.
+#[tokio::test]
+async fn format_query_prints_as_loki_and_keeps_the_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &[]).await;
+    let now = crate::common::now_ms() * 1_000_000;
+    let values: Vec<serde_json::Value> = (0..20i64)
+        .map(|i| {
+            serde_json::json!([
+                (now - (30 - i) * 1_000_000_000).to_string(),
+                format!(
+                    "level={} msg=\"GET /api/{i}\" took={}ms size={}KB",
+                    ["info", "error"][i as usize % 2],
+                    i * 10,
+                    i
+                )
+            ])
+        })
+        .collect();
+    let body = serde_json::json!({"streams": [{"stream": {"app": "fmt", "env": "prod"}, "values": values}]});
+    let (status, text) = push(
+        &s,
+        body.to_string().into_bytes(),
+        "application/json",
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let format = |q: &str| {
+        let q = q.to_string();
+        let s = &s;
+        async move {
+            s.get_json("/loki/api/v1/format_query", &[("query", q)], None)
+                .await
+        }
+    };
+    let (status, got) = format(r#"{app="fmt",env=   "prod"}|="GET"|logfmt|took>=50ms"#).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got,
+        serde_json::json!({"status": "success", "data": r#"{app="fmt", env="prod"} |= "GET" | logfmt | took>=50ms"#})
+    );
+    let (_, long) = format(r#"sum by (level) (count_over_time({app="fmt", env="prod"} |= "GET" | logfmt | size > 5KB | took >= 20ms [5m]))"#).await;
+    assert_eq!(
+        long["data"],
+        // Only the aggregation is longer than 100 bytes: its argument fits.
+        "sum by (level)(\n  count_over_time({app=\"fmt\", env=\"prod\"} |= \"GET\" | logfmt | size>5.0kB | took>=20ms[5m])\n)"
+    );
+    for query in [
+        r#"{app="fmt"} |> "level=<_> msg=<_>" | logfmt | level="error" or took>150ms"#,
+        r#"{app="fmt"} != "api/3" | logfmt | line_format "{{.level}}: {{.msg}}""#,
+        r#"sum by (level) (count_over_time({app="fmt", env="prod"} |= "GET" | logfmt | size > 5KB | took >= 20ms [5m]))"#,
+        r#"sum(rate({app="fmt"}[1m])) / on() count(count_over_time({app="fmt"}[1m])) > bool 0"#,
+    ] {
+        let (status, formatted) = format(query).await;
+        assert_eq!(status, 200, "{query}: {formatted}");
+        let formatted = formatted["data"].as_str().expect("text").to_string();
+        let run = |q: String| {
+            let s = &s;
+            async move {
+                let (status, j) = s
+                    .get_json(
+                        "/loki/api/v1/query_range",
+                        &[
+                            ("query", q),
+                            ("start", (now - 60_000_000_000).to_string()),
+                            ("end", now.to_string()),
+                            ("step", "10".to_string()),
+                        ],
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{j}");
+                j["data"]["result"].clone()
+            }
+        };
+        let (a, b) = (run(query.to_string()).await, run(formatted.clone()).await);
+        assert_eq!(a, b, "{query}\nformatted as\n{formatted}");
+        assert!(a.as_array().is_some_and(|r| !r.is_empty()), "{query}: {a}");
+    }
+    let (status, bad) = format(r#"{app="fmt""#).await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["status"], "invalid-query");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parse error")),
+        "{bad}"
+    );
+    let (status, huge) = format(&format!(r#"{{app="{}"}}"#, "x".repeat(20_000))).await;
+    assert_eq!(status, 400, "{huge}");
+}

@@ -221,6 +221,10 @@ pub fn router(state: Shared) -> Router {
         .route("/loki/api/v1/tail", get(loki::tail))
         .route("/loki/api/v1/drilldown-limits", get(drilldown::limits))
         .route(
+            "/loki/api/v1/format_query",
+            get(loki::format_query).post(loki::format_query),
+        )
+        .route(
             "/loki/api/v1/patterns",
             get(patterns::patterns).post(patterns::patterns),
         )
@@ -701,7 +705,7 @@ async fn loki_buildinfo() -> Response {
 /// printer indents each line by its depth (up to `MAX_QUERY_DEPTH`) and the
 /// tree spells out every node, so the output may be hundreds of times the
 /// input; queries people format are far shorter.
-const MAX_FORMAT_QUERY_BYTES: usize = 16 << 10;
+pub(crate) const MAX_FORMAT_QUERY_BYTES: usize = 16 << 10;
 
 /// The parsed `query` parameter of a format or parse request.
 fn query_to_format(r: &PromRequest) -> Result<promql_parser::parser::Expr, Box<Response>> {

@@ -734,6 +734,34 @@ pub(crate) async fn volume_range(r: LokiRequest) -> Result<Response, LokiError> 
     Ok(([(header::CONTENT_TYPE, "application/json")], b).into_response())
 }
 
+/// `GET|POST /loki/api/v1/format_query`: the LogQL query as Loki prints it
+/// (the format button of Grafana's Loki query editor):
+/// `{"status":"success","data":"..."}`, or 400 with
+/// `{"status":"invalid-query","error":"..."}`.
+pub(crate) async fn format_query(r: LokiRequest) -> Response {
+    let invalid = |error: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"status": "invalid-query", "error": error})),
+        )
+            .into_response()
+    };
+    let query = r.p.get("query").unwrap_or("");
+    if query.len() > crate::MAX_FORMAT_QUERY_BYTES {
+        return invalid(format!(
+            "parse error : input size too long ({} > {})",
+            query.len(),
+            crate::MAX_FORMAT_QUERY_BYTES
+        ));
+    }
+    match strata_logql::format::format_query(query) {
+        Ok(text) => {
+            axum::Json(serde_json::json!({"status": "success", "data": text})).into_response()
+        }
+        Err(e) => invalid(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -676,7 +676,7 @@ impl Parser<'_> {
             _ => {
                 // `|> "<_> error <_>"`: a pattern match on the line.
                 let pattern =
-                    parse_pattern(&s).map_err(|e| err_at(self.src, self.toks[pos].1, &e))?;
+                    parse_pattern_parts(&s).map_err(|e| err_at(self.src, self.toks[pos].1, &e))?;
                 let re = Regex::new(&pattern_line_regex(&pattern)).map_err(|e| {
                     err_at(self.src, self.toks[pos].1, &format!("pattern filter: {e}"))
                 })?;
@@ -747,10 +747,19 @@ impl Parser<'_> {
                         while self.is_punct("-") {
                             self.next();
                         }
-                        let flag = self.ident()?;
+                        let mut flag = self.ident()?;
+                        // Loki's flag is `--keep-empty`: the lexer reads it in three.
+                        if flag == "keep"
+                            && self.is_punct("-")
+                            && matches!(self.peek_at(1), Tok::Ident(s) if s == "empty")
+                        {
+                            self.next();
+                            self.next();
+                            flag = "keep-empty".into();
+                        }
                         match flag.as_str() {
                             "strict" => strict = true,
-                            "keep_empty" => keep_empty = true,
+                            "keep-empty" | "keep_empty" => keep_empty = true,
                             other => {
                                 return Err(self.err(&format!("unknown logfmt flag --{other}")));
                             }
@@ -975,6 +984,11 @@ impl Parser<'_> {
                 return Err(self.unexpected("a comparison operator"));
             }
         };
+        // A negative number (`counter>-1`), as Loki accepts.
+        let negative = self.is_punct("-") && matches!(self.peek_at(1), Tok::Num(_));
+        if negative {
+            self.next();
+        }
         match (op, self.peek().clone()) {
             ("=" | "!=" | "=~" | "!~", Tok::Str(_)) => {
                 self.pos = op_pos - 1;
@@ -994,7 +1008,9 @@ impl Parser<'_> {
                     _ => return Err(self.unexpected("a comparison operator")),
                 };
                 let (kind, value) = if let Ok(n) = text.parse::<f64>() {
-                    (NumKind::Number, n)
+                    (NumKind::Number, if negative { -n } else { n })
+                } else if negative {
+                    return Err(self.err(&format!("only numbers may be negative, not {text:?}")));
                 } else if let Some(d) = parse_duration(&text) {
                     (NumKind::Duration, d.as_secs_f64())
                 } else if let Some(b) = parse_bytes(&text) {
@@ -1082,7 +1098,9 @@ fn parse_json_path(s: &str) -> Result<JsonPath, String> {
 }
 
 /// Parses a `pattern` expression: `<name>` captures, `<_>` skips, the rest literal.
-pub fn parse_pattern(s: &str) -> Result<Pattern, String> {
+/// A pattern's literals and captures; a `|>` line filter may have no
+/// capture (the whole line must then equal it), as in Loki.
+fn parse_pattern_parts(s: &str) -> Result<Pattern, String> {
     let mut parts = Vec::new();
     let mut rest = s;
     let mut lit = String::new();
@@ -1117,17 +1135,31 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, String> {
     if !lit.is_empty() {
         parts.push(PatternPart::Literal(lit));
     }
-    if !parts.iter().any(|p| matches!(p, PatternPart::Capture(_))) {
+    Ok(Pattern { parts })
+}
+
+/// A `| pattern` stage's expression: at least one capture.
+pub fn parse_pattern(s: &str) -> Result<Pattern, String> {
+    let pattern = parse_pattern_parts(s)?;
+    if !pattern
+        .parts
+        .iter()
+        .any(|p| matches!(p, PatternPart::Capture(_)))
+    {
         return Err(format!(
             "pattern {s:?} has no capture such as <name> or <_>"
         ));
     }
-    Ok(Pattern { parts })
+    Ok(pattern)
 }
+
+/// Starts the regex of a `|>` pattern filter (an empty group: it matches
+/// nothing and costs nothing), so the filter prints back as a pattern.
+pub(crate) const PATTERN_FILTER_MARK: &str = "(?:)";
 
 /// A regex equivalent to a pattern line filter (`|> "<_> error <_>"`).
 fn pattern_line_regex(p: &Pattern) -> String {
-    let mut re = String::from("^");
+    let mut re = format!("{PATTERN_FILTER_MARK}^");
     for part in &p.parts {
         match part {
             PatternPart::Literal(l) => re.push_str(&regex::escape(l)),

@@ -83,12 +83,17 @@ impl Dialect for LineFormat {
 
 /// A parsed `line_format` or `label_format` template.
 #[derive(Debug, Clone)]
-pub struct Template(strata_gotemplate::Template);
+pub struct Template(strata_gotemplate::Template, String);
 
 impl Template {
     /// Parses a template; errors name the unsupported construct.
     pub fn parse(src: &str) -> Result<Self, String> {
-        strata_gotemplate::Template::parse::<LineFormat>(src).map(Self)
+        strata_gotemplate::Template::parse::<LineFormat>(src).map(|t| Self(t, src.to_string()))
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.1
     }
 
     /// Renders the template for one entry.
