@@ -68,6 +68,19 @@ async fn push(
     (status, r.text().await.unwrap_or_default())
 }
 
+/// Pushes a Loki JSON body; every line must be stored (204).
+async fn push_json_ok(s: &Strata, body: serde_json::Value, tenant: Option<&str>) {
+    let (status, text) = push(
+        s,
+        body.to_string().into_bytes(),
+        "application/json",
+        false,
+        tenant,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+}
+
 /// `(stream labels, ts, line)` in the order the API returned them.
 async fn query_lines(
     s: &Strata,
@@ -883,15 +896,7 @@ async fn drilldown_detected_labels_and_limits() {
              r#"level=error status=500 latency=250ms size=10KB msg="boom here""#],
         ],
     }]});
-    let (status, text) = push(
-        &s,
-        body.to_string().into_bytes(),
-        "application/json",
-        false,
-        Some("t1"),
-    )
-    .await;
-    assert_eq!(status, 204, "{text}");
+    push_json_ok(&s, body, Some("t1")).await;
     let range = [
         ("start", (now - 3_600_000_000_000).to_string()),
         ("end", (now + 60_000_000_000).to_string()),
@@ -1026,15 +1031,7 @@ async fn log_patterns_as_logs_drilldown_asks_for_them() {
         {"stream": {"service_name": "checkout", "pod": "a"}, "values": plain},
         {"stream": {"service_name": "checkout", "pod": "b"}, "values": logfmt},
     ]});
-    let (status, text) = push(
-        &s,
-        body.to_string().into_bytes(),
-        "application/json",
-        false,
-        Some("t1"),
-    )
-    .await;
-    assert_eq!(status, 204, "{text}");
+    push_json_ok(&s, body, Some("t1")).await;
 
     let iso = |ns: i64| {
         chrono::DateTime::from_timestamp_nanos(ns)
@@ -1162,15 +1159,7 @@ async fn log_levels_are_discovered_at_ingestion_for_drilldowns_level_query() {
         ]},
         {"stream": {"app": "lv", "level": "debug"}, "values": [[ts(7), "anything ERROR"]]},
     ]});
-    let (status, text) = push(
-        &s,
-        body.to_string().into_bytes(),
-        "application/json",
-        false,
-        None,
-    )
-    .await;
-    assert_eq!(status, 204, "{text}");
+    push_json_ok(&s, body, None).await;
     let (status, got) = s
         .get_json(
             "/loki/api/v1/query",
@@ -1233,15 +1222,7 @@ async fn format_query_prints_as_loki_and_keeps_the_meaning() {
         })
         .collect();
     let body = serde_json::json!({"streams": [{"stream": {"app": "fmt", "env": "prod"}, "values": values}]});
-    let (status, text) = push(
-        &s,
-        body.to_string().into_bytes(),
-        "application/json",
-        false,
-        None,
-    )
-    .await;
-    assert_eq!(status, 204, "{text}");
+    push_json_ok(&s, body, None).await;
     let format = |q: &str| {
         let q = q.to_string();
         let s = &s;
