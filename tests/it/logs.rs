@@ -1113,6 +1113,18 @@ async fn log_patterns_as_logs_drilldown_asks_for_them() {
         .sum();
     assert_eq!(n, 60);
 
+    // Patterns cover the last three hours, as Loki's: an older range is empty.
+    let old = [
+        ("end", iso(now - 4 * 3_600 * second)),
+        ("query", r#"{service_name="checkout"}"#.to_string()),
+        ("start", iso(now - 5 * 3_600 * second)),
+    ];
+    let (status, none) = s.get_json("/loki/api/v1/patterns", &old, Some("t1")).await;
+    assert_eq!(
+        (status, &none["data"]),
+        (200, &serde_json::json!([])),
+        "{none}"
+    );
     // Another tenant sees nothing; refusals say why.
     let (_, other) = s
         .get_json(

@@ -4,9 +4,9 @@
 //! with samples as `[unix seconds, occurrences in the step]`.
 //!
 //! Loki clusters lines at ingestion and keeps three hours; Strata clusters
-//! the newest lines of the requested range when asked (at most
-//! [`MAX_LINES`] of them, so one request's work is bounded), which gives
-//! patterns for any range the logs are kept for.
+//! the newest lines of the requested range within the last three hours
+//! when asked (at most [`MAX_LINES`] of them per source and in all), so one
+//! request's work is bounded.
 
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -18,6 +18,10 @@ use crate::loki::{LokiError, LokiRequest, bad_request, bounded, range_params, st
 
 /// Most lines one request clusters: the newest in the range.
 pub(crate) const MAX_LINES: usize = 100_000;
+
+/// Patterns cover the most recent three hours, as Loki's pattern ingester
+/// keeps them (`retain_for`): what a request reads stays bounded.
+const WINDOW_NS: i64 = 3 * 3_600 * 1_000_000_000;
 
 /// The structured-metadata field whose value is a line's level.
 const LEVEL_FIELD: &str = "detected_level";
@@ -31,6 +35,10 @@ pub(crate) async fn patterns(r: LokiRequest) -> Result<Response, LokiError> {
     };
     let (start, end) = range_params(&r.p)?;
     let step = step_param(&r.p, start, end)?;
+    let start = start.max(crate::loki::now_ns().saturating_sub(WINDOW_NS));
+    if start >= end {
+        return Ok(axum::Json(json!({"status": "success", "data": []})).into_response());
+    }
     let selection = Selection {
         matchers,
         line_filters: Vec::new(),

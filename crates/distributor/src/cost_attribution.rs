@@ -64,7 +64,7 @@ pub(crate) static COST_ATTRIBUTION: LazyLock<CostAttribution> =
 /// Samples of one request counted per value combination before they are
 /// added to the tenant's counters under one lock.
 pub(crate) struct RequestCounts<'a> {
-    labels: &'a [String],
+    labels: Vec<&'a str>,
     counts: HashMap<String, u64>,
     key: String,
 }
@@ -72,8 +72,20 @@ pub(crate) struct RequestCounts<'a> {
 impl<'a> RequestCounts<'a> {
     /// `None` when the tenant has no attribution labels (nothing to do).
     pub(crate) fn new(limits: &'a Limits) -> Option<Self> {
-        (!limits.cost_attribution_labels.is_empty()).then(|| RequestCounts {
-            labels: &limits.cost_attribution_labels,
+        // Only names that can be label names of the exported metric: valid,
+        // not `user` (the tenant's), each once.
+        let mut labels: Vec<&str> = Vec::new();
+        for name in &limits.cost_attribution_labels {
+            let valid = crate::is_valid_label_name(name)
+                && name != "user"
+                && !name.starts_with("__")
+                && !labels.contains(&name.as_str());
+            if valid {
+                labels.push(name);
+            }
+        }
+        (!labels.is_empty()).then(|| RequestCounts {
+            labels,
             counts: HashMap::new(),
             key: String::new(),
         })
@@ -85,7 +97,7 @@ impl<'a> RequestCounts<'a> {
             return;
         }
         self.key.clear();
-        for name in self.labels {
+        for name in &self.labels {
             let value = series
                 .binary_search_by(|l| l.name.as_str().cmp(name))
                 .ok()
@@ -114,18 +126,27 @@ impl CostAttribution {
             Some(c) => c,
             None => tenants.entry(tenant.to_string()).or_default(),
         };
-        if counts.labels != request.labels {
+        if counts
+            .labels
+            .iter()
+            .map(String::as_str)
+            .ne(request.labels.iter().copied())
+        {
             *counts = TenantCounts {
-                labels: request.labels.to_vec(),
+                labels: request.labels.iter().map(|l| l.to_string()).collect(),
                 ..Default::default()
             };
         }
+        let bound = match limits.max_cost_attribution_cardinality {
+            0 => usize::MAX,
+            n => n,
+        };
         for (key, n) in request.counts {
             if counts.is_overflowing {
                 counts.overflowed += n;
             } else if let Some(c) = counts.counts.get_mut(&key) {
                 *c += n;
-            } else if counts.counts.len() < limits.max_cost_attribution_cardinality {
+            } else if counts.counts.len() < bound {
                 counts.counts.insert(key, n);
             } else {
                 // Past the bound the per-value counters would grow without
@@ -274,6 +295,12 @@ mod tests {
             ]
         );
         assert!(RequestCounts::new(&Limits::default()).is_none());
+        // Names that cannot be exported are left out.
+        let odd = Limits {
+            cost_attribution_labels: vec!["user".into(), "team-name".into(), "__x".into()],
+            ..Default::default()
+        };
+        assert!(RequestCounts::new(&odd).is_none());
     }
 
     #[test]

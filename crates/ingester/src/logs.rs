@@ -370,7 +370,8 @@ impl Head<LogSignal> {
             Direction::Backward => -ts,
             Direction::Forward => ts,
         };
-        let mut kept: BinaryHeap<i64> = BinaryHeap::with_capacity(n);
+        // Grows with what is read, never sized by the request's limit.
+        let mut kept: BinaryHeap<i64> = BinaryHeap::new();
         self.visit(tenant, matchers, |_, entries| {
             let lo = entries.partition_point(|e| e.ts < start_ns);
             let hi = entries.partition_point(|e| e.ts < end_ns);

@@ -60,12 +60,14 @@ static BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
-const OPERATION_NAMES: [&str; 8] = [
+const OPERATION_NAMES: [&str; 10] = [
     "get",
     "get_range",
     "head",
     "put",
     "put_multipart",
+    "put_part",
+    "put_multipart_complete",
     "list",
     "delete",
     "copy",
@@ -118,16 +120,58 @@ fn failed<T>(result: &object_store::Result<T>) -> bool {
     matches!(result, Err(e) if !matches!(e, object_store::Error::NotFound { .. }))
 }
 
+/// Counts and times one finished call.
+fn record<T>(bucket: &str, operation: &str, started: Instant, result: &object_store::Result<T>) {
+    let labels = [bucket, operation];
+    OPERATIONS.with_label_values(&labels).inc();
+    DURATION
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if failed(result) {
+        FAILURES.with_label_values(&labels).inc();
+    }
+}
+
+/// A multipart upload (large blocks) whose parts are counted as `put_part`
+/// and whose end as `put_multipart_complete`.
+#[derive(Debug)]
+struct CountedUpload {
+    inner: Box<dyn MultipartUpload>,
+    bucket: &'static str,
+}
+
+#[async_trait]
+impl MultipartUpload for CountedUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        let bytes = data.content_length() as u64;
+        let bucket = self.bucket;
+        let part = self.inner.put_part(data);
+        Box::pin(async move {
+            let started = Instant::now();
+            let r = part.await;
+            record(bucket, "put_part", started, &r);
+            if r.is_ok() {
+                BYTES.with_label_values(&[bucket, "write"]).inc_by(bytes);
+            }
+            r
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let started = Instant::now();
+        let r = self.inner.complete().await;
+        record(self.bucket, "put_multipart_complete", started, &r);
+        r
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
 impl InstrumentedStore {
     fn record<T>(&self, operation: &str, started: Instant, result: &object_store::Result<T>) {
-        let labels = [self.bucket, operation];
-        OPERATIONS.with_label_values(&labels).inc();
-        DURATION
-            .with_label_values(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        if failed(result) {
-            FAILURES.with_label_values(&labels).inc();
-        }
+        record(self.bucket, operation, started, result);
     }
 
     /// Counts a streamed operation (list, delete) once, and its failures
@@ -178,7 +222,8 @@ impl ObjectStore for InstrumentedStore {
         let started = Instant::now();
         let r = self.inner.put_multipart_opts(location, opts).await;
         self.record("put_multipart", started, &r);
-        r
+        let bucket = self.bucket;
+        r.map(|inner| Box::new(CountedUpload { inner, bucket }) as Box<dyn MultipartUpload>)
     }
 
     async fn get_opts(
@@ -282,6 +327,22 @@ mod tests {
                 .with_label_values(&["test-bucket", "put"])
                 .get_sample_count(),
             1
+        );
+        // Large blocks go up in parts: each is counted, and their bytes.
+        let mut upload = store
+            .put_multipart(&Path::from("t/b/big.parquet"))
+            .await
+            .expect("multipart");
+        upload
+            .put_part(PutPayload::from(vec![1u8; 300]))
+            .await
+            .expect("part");
+        upload.complete().await.expect("complete");
+        assert_eq!(count(&OPERATIONS, "put_part"), 1);
+        assert_eq!(count(&OPERATIONS, "put_multipart_complete"), 1);
+        assert_eq!(
+            BYTES.with_label_values(&["test-bucket", "write"]).get(),
+            1300
         );
     }
 }

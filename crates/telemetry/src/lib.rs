@@ -33,13 +33,14 @@ pub enum TelemetryError {
         "OTEL_EXPORTER_OTLP_PROTOCOL={0:?}: Strata exports traces with http/protobuf only; unset it or set http/protobuf"
     )]
     Protocol(String),
-    #[error("OTEL_TRACES_EXPORTER={0:?}: Strata exports traces with otlp only (or none)")]
-    Exporter(String),
     #[error("OTLP trace exporter: {0}")]
     Build(String),
 }
 
-/// Whether the environment asks for trace export.
+/// Whether the environment asks for trace export. Variables meant for
+/// other programs of the pod (another exporter, another protocol) do not
+/// stop Strata: an exporter it does not have is reported and ignored; only
+/// a protocol it cannot speak for an export it is asked to do is an error.
 fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
     let get = |k: &str| env.get(k).map(|v| v.trim().to_ascii_lowercase());
     if get("OTEL_SDK_DISABLED").as_deref() == Some("true") {
@@ -47,13 +48,14 @@ fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
     }
     let exporter = get("OTEL_TRACES_EXPORTER");
     match exporter.as_deref() {
-        Some("none") => return Ok(false),
         None | Some("") | Some("otlp") => {}
-        Some(other) => return Err(TelemetryError::Exporter(other.to_string())),
-    }
-    let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or(get("OTEL_EXPORTER_OTLP_PROTOCOL"));
-    if let Some(p) = protocol.filter(|p| !p.is_empty() && p != "http/protobuf") {
-        return Err(TelemetryError::Protocol(p));
+        Some("none") => return Ok(false),
+        Some(other) => {
+            eprintln!(
+                "strata: OTEL_TRACES_EXPORTER={other:?} is not an exporter Strata has (otlp, none); traces stay off"
+            );
+            return Ok(false);
+        }
     }
     let endpoint = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -61,7 +63,14 @@ fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
     ]
     .iter()
     .any(|k| get(k).is_some_and(|v| !v.is_empty()));
-    Ok(endpoint || exporter.as_deref() == Some("otlp"))
+    if !endpoint && exporter.as_deref() != Some("otlp") {
+        return Ok(false);
+    }
+    let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or(get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    if let Some(p) = protocol.filter(|p| !p.is_empty() && p != "http/protobuf") {
+        return Err(TelemetryError::Protocol(p));
+    }
+    Ok(true)
 }
 
 /// Exports spans while alive; flushes what is queued when shut down.
@@ -281,10 +290,9 @@ mod tests {
             ])),
             Err(TelemetryError::Protocol(_))
         ));
-        assert!(matches!(
-            wanted(&env(&[("OTEL_TRACES_EXPORTER", "jaeger")])),
-            Err(TelemetryError::Exporter(_))
-        ));
+        // Another program's settings do not stop Strata.
+        assert!(!wanted(&env(&[("OTEL_TRACES_EXPORTER", "console")])).expect("ok"));
+        assert!(!wanted(&env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).expect("ok"));
     }
 
     #[test]
