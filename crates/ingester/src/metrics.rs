@@ -196,6 +196,8 @@ pub struct TenantSeriesCollector {
     logs: std::sync::Arc<crate::LogIngester>,
     series: IntGaugeVec,
     streams: IntGaugeVec,
+    /// One scrape at a time: each resets and refills the shared gauges.
+    collecting: parking_lot::Mutex<()>,
 }
 
 impl TenantSeriesCollector {
@@ -221,6 +223,7 @@ impl TenantSeriesCollector {
                 ),
                 &["user"],
             )?,
+            collecting: parking_lot::Mutex::new(()),
         })
     }
 }
@@ -233,6 +236,7 @@ impl prometheus::core::Collector for TenantSeriesCollector {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let _one_at_a_time = self.collecting.lock();
         // Tenants whose head emptied drop out rather than stay at 0.
         self.series.reset();
         self.streams.reset();
