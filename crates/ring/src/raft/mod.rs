@@ -860,12 +860,24 @@ mod tests {
         // A join that never catches up (nothing answers at its address)
         // stays a learner; removing its address removes it.
         let leader = voters.iter().find(|v| v.node().is_leader()).unwrap();
-        leader
-            .node()
-            .raft()
-            .add_learner(42, BasicNode::new("127.0.0.1:1"), false)
-            .await
-            .unwrap();
+        // The group may still be committing its voters' own membership
+        // (InProgress): try again until that is done.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match leader
+                .node()
+                .raft()
+                .add_learner(42, BasicNode::new("127.0.0.1:1"), false)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "membership change in progress; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("adding a learner: {e}"),
+            }
+        }
         eventually("a learner", || !leader.node().status().learners.is_empty()).await;
         voters[2].ring.remove_voter("127.0.0.1:1").await.unwrap();
         eventually("the learner removed", || {
