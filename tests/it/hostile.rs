@@ -312,6 +312,79 @@ async fn hostile_logql_requests_cost_only_themselves() {
         );
     }
 
+    // Patterns at the ends of int64 and with the finest steps: bounded or
+    // refused, never a panic.
+    let patterns = "/loki/api/v1/patterns";
+    let sel = r#"{app="api"}"#.to_string();
+    for (what, start, end, step, status) in [
+        (
+            "patterns over all of int64",
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            None,
+            200,
+        ),
+        (
+            "patterns ending at int64 max",
+            hour_ago.clone(),
+            i64::MAX.to_string(),
+            Some("1"),
+            400,
+        ),
+        (
+            "patterns with a 1ns step",
+            hour_ago.clone(),
+            (now_ns + 1).to_string(),
+            Some("0.000000001"),
+            400,
+        ),
+        (
+            "patterns with a 1e300 s step",
+            hour_ago.clone(),
+            (now_ns + 1).to_string(),
+            Some("1e300"),
+            400,
+        ),
+    ] {
+        let mut p = vec![("query", sel.clone()), ("start", start), ("end", end)];
+        if let Some(step) = step {
+            p.push(("step", step.to_string()));
+        }
+        expect_status(&s, what, patterns, &p, status).await;
+    }
+    // format_query: deep nesting and huge literals are refused or printed.
+    let format = "/loki/api/v1/format_query";
+    let deep = format!("{}vector(1){}", "sum(".repeat(5_000), ")".repeat(5_000));
+    expect_status(
+        &s,
+        "format_query 5,000 levels deep",
+        format,
+        &[("query", deep)],
+        400,
+    )
+    .await;
+    let nested = format!("{}1{}", "(".repeat(2_000), ")".repeat(2_000));
+    expect_status(
+        &s,
+        "format_query 2,000 parentheses",
+        format,
+        &[("query", nested)],
+        400,
+    )
+    .await;
+    let edges = format!(
+        r#"count_over_time({{app="api"}} | n > {} | d > 9223372036854775807ms | b > 1e300EB [{}s]) > {}"#,
+        f64::MAX,
+        i64::MAX,
+        f64::MIN_POSITIVE
+    );
+    let (got, _) = call(&s, format, &[("query", edges)], None).await;
+    assert_alive(&s, "format_query at numeric edges").await;
+    assert!(
+        got == 200 || got == 400,
+        "format_query at numeric edges: {got}"
+    );
+
     // The acknowledged line is still there.
     let p = [
         ("query", r#"{app="api"}"#.to_string()),
