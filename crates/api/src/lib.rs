@@ -802,29 +802,7 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// A duration as Prometheus writes one (`15d`, `2w`, `30d1h`: years and
-/// weeks only when they divide it exactly); empty for zero, which
-/// Prometheus's retention field shows as nothing.
-pub(crate) fn prometheus_duration(d: Duration) -> String {
-    const UNITS: [(&str, u128, bool); 7] = [
-        ("y", 365 * 86_400_000, true),
-        ("w", 7 * 86_400_000, true),
-        ("d", 86_400_000, false),
-        ("h", 3_600_000, false),
-        ("m", 60_000, false),
-        ("s", 1000, false),
-        ("ms", 1, false),
-    ];
-    let mut ms = d.as_millis();
-    let mut out = String::new();
-    for (unit, size, exact) in UNITS {
-        if ms >= size && (!exact || ms.is_multiple_of(size)) {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
-}
+pub(crate) use strata_model::prometheus_duration;
 
 /// Most series selectors (each `or` alternative counted) one exemplar
 /// query may have; queries people write have a handful.

@@ -385,9 +385,17 @@ impl Distributor {
                         &limits.log_level_fields,
                         limits.log_level_from_json_max_depth,
                     ) {
-                        let mut metadata: Vec<Label> = e.metadata.iter().cloned().collect();
+                        // Inserted in place: the metadata is already sorted.
+                        let at = e
+                            .metadata
+                            .iter()
+                            .position(|l| l.name.as_str() > crate::level::LEVEL_FIELD)
+                            .unwrap_or(e.metadata.len());
+                        let mut metadata = Vec::with_capacity(e.metadata.len() + 1);
+                        metadata.extend(e.metadata.iter().take(at).cloned());
                         metadata.push(Label::new(crate::level::LEVEL_FIELD, level));
-                        e.metadata = Labels::new(metadata);
+                        metadata.extend(e.metadata.iter().skip(at).cloned());
+                        e.metadata = Labels::from_sorted(metadata);
                     }
                 }
             }

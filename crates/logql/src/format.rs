@@ -179,32 +179,12 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-/// Prometheus's `model.Duration` text (y, w, d, h, m, s, ms; zero units left out).
+/// Prometheus's `model.Duration` text (`1h30m`, `2w`; `0s` for zero).
 fn model_duration(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
+    match strata_model::prometheus_duration(d) {
+        text if text.is_empty() => "0s".into(),
+        text => text,
     }
-    let mut out = String::new();
-    for (unit, suffix) in [
-        (365 * 86_400_000u128, "y"),
-        (7 * 86_400_000, "w"),
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-        (1, "ms"),
-    ] {
-        // Weeks only when they divide the rest exactly, as Prometheus.
-        if suffix == "w" && !ms.is_multiple_of(unit) {
-            continue;
-        }
-        if ms >= unit {
-            out.push_str(&format!("{}{suffix}", ms / unit));
-            ms %= unit;
-        }
-    }
-    out
 }
 
 /// go-humanize's `Bytes` (SI units), spaces removed.
@@ -226,21 +206,17 @@ fn humanize_bytes(v: f64) -> String {
 /// Go's `%v` of a float (`strconv.FormatFloat(v, 'g', -1, 64)`): the
 /// shortest digits, in exponent form below 1e-4 and from 1e6 on.
 fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    if !v.is_finite() || v == 0.0 {
+        return strata_model::format_float(v);
     }
     let sci = format!("{v:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if v != 0.0 && !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{v}")
+    if (-4..6).contains(&exp) {
+        return strata_model::format_float(v);
     }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 /// Whether Loki's regex simplifier turns a label filter's regex into
@@ -283,7 +259,7 @@ fn label_filter(f: &LabelFilter) -> String {
                 CmpOp::Le => "<=",
             };
             let value = match kind {
-                NumKind::Number => format!("{value}"),
+                NumKind::Number => strata_model::format_float(*value),
                 NumKind::Duration => go_duration(Duration::from_secs_f64(value.max(0.0))),
                 NumKind::Bytes => humanize_bytes(*value),
             };

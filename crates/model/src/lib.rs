@@ -303,6 +303,30 @@ pub fn format_float(f: f64) -> String {
     }
 }
 
+/// A duration as Prometheus writes one (`15d`, `2w`, `30d1h`: years and
+/// weeks only when they divide it exactly); empty for zero, which
+/// Prometheus's retention field shows as nothing.
+pub fn prometheus_duration(d: std::time::Duration) -> String {
+    const UNITS: [(&str, u128, bool); 7] = [
+        ("y", 365 * 86_400_000, true),
+        ("w", 7 * 86_400_000, true),
+        ("d", 86_400_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1000, false),
+        ("ms", 1, false),
+    ];
+    let mut ms = d.as_millis();
+    let mut out = String::new();
+    for (unit, size, exact) in UNITS {
+        if ms >= size && (!exact || ms.is_multiple_of(size)) {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
 /// humantime-based serde for `Duration` fields ("2h", "500ms").
 pub mod humantime_serde {
     use std::time::Duration;
