@@ -72,4 +72,8 @@ if [ ! -d tests/clients/node_modules/winston-loki ] || [ ! -d tests/clients/node
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# A whole-suite run is not an edit-compile loop: incremental state would add
+# gigabytes to target/ for nothing on a fresh clone (CI). Developers who
+# rerun it after small edits can set CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --all-targets "$@"
