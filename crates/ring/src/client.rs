@@ -21,6 +21,9 @@ use crate::raft::network::channel;
 use crate::replication::RingView;
 use crate::{RingConfig, RingError};
 
+/// A role's token index and the ring it was built from.
+type BuiltView = (Arc<RingDesc>, Arc<RingView>);
+
 /// A process's view of and access to the ring.
 pub struct Ring {
     desc: watch::Receiver<Arc<RingDesc>>,
@@ -31,7 +34,8 @@ pub struct Ring {
     /// (voters that joined after the seeds were written).
     learned_voters: Mutex<Vec<String>>,
     config: RingConfig,
-    ingesters: Mutex<Option<(Arc<RingDesc>, Arc<RingView>)>>,
+    /// Token indexes by role, each of the ring it was built from.
+    views: Mutex<HashMap<&'static str, BuiltView>>,
     /// Channels to the voters, reused across updates.
     channels: Mutex<HashMap<String, Channel>>,
 }
@@ -49,7 +53,7 @@ impl Ring {
             seeds: config.raft.peers.clone(),
             learned_voters: Mutex::default(),
             config,
-            ingesters: Mutex::new(None),
+            views: Mutex::default(),
             channels: Mutex::default(),
         })
     }
@@ -68,7 +72,7 @@ impl Ring {
             seeds: config.raft.peers.clone(),
             learned_voters: Mutex::default(),
             config,
-            ingesters: Mutex::new(None),
+            views: Mutex::default(),
             channels: Mutex::default(),
         });
         tokio::spawn(watch_members(ring.clone(), instance_id, tx, shutdown));
@@ -98,7 +102,7 @@ impl Ring {
             seeds: Vec::new(),
             learned_voters: Mutex::default(),
             config: RingConfig::default(),
-            ingesters: Mutex::new(None),
+            views: Mutex::default(),
             channels: Mutex::default(),
         })
     }
@@ -129,16 +133,22 @@ impl Ring {
         self.view_of("ingester")
     }
 
-    fn view_of(&self, role: &str) -> Arc<RingView> {
+    /// The store-gateways' token index of the current ring: which
+    /// gateways own a block.
+    pub fn store_gateways(&self) -> Arc<RingView> {
+        self.view_of("store-gateway")
+    }
+
+    fn view_of(&self, role: &'static str) -> Arc<RingView> {
         let desc = self.desc();
-        let mut cached = self.ingesters.lock();
-        if let Some((d, v)) = cached.as_ref()
+        let mut cached = self.views.lock();
+        if let Some((d, v)) = cached.get(role)
             && Arc::ptr_eq(d, &desc)
         {
             return v.clone();
         }
         let view = Arc::new(RingView::new(desc.clone(), role));
-        *cached = Some((desc, view.clone()));
+        cached.insert(role, (desc, view.clone()));
         view
     }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use client::Ring;
 pub use desc::{InstanceDesc, InstanceState, RingCommand, RingDesc};
 pub use lifecycle::Lifecycler;
-pub use replication::{ReadSet, ReplicationError, ReplicationSet, RingView, shard_key};
+pub use replication::{ReadSet, ReplicationError, ReplicationSet, RingView, block_key, shard_key};
 
 /// Errors of the ring.
 #[derive(Debug, thiserror::Error)]

@@ -30,14 +30,23 @@ pub struct InstanceRow {
     pub heartbeat_ms: i64,
     /// Tokens owned.
     pub tokens: usize,
-    /// Percentage of the token space owned.
+    /// Percentage of the series hash space owned (ingesters).
     pub ownership_percent: f64,
+    /// Percentage of the block hash space owned (store-gateways), as first
+    /// owner; each block has replication-factor owners.
+    pub block_ownership_percent: f64,
 }
 
 /// The rows of the page, ordered by id.
 pub fn rows(desc: &std::sync::Arc<RingDesc>, now_ms: i64, timeout_ms: i64) -> Vec<InstanceRow> {
-    let view = RingView::new(desc.clone(), "ingester");
-    let owned = view.ownership();
+    let series = RingView::new(desc.clone(), "ingester").ownership();
+    let blocks = RingView::new(desc.clone(), "store-gateway").ownership();
+    let share = |owned: &[(String, f64)], id: &str| {
+        owned
+            .iter()
+            .find(|(owner, _)| owner == id)
+            .map_or(0.0, |(_, o)| o * 100.0)
+    };
     desc.instances
         .values()
         .map(|i| InstanceRow {
@@ -55,11 +64,8 @@ pub fn rows(desc: &std::sync::Arc<RingDesc>, now_ms: i64, timeout_ms: i64) -> Ve
             heartbeat_age_ms: now_ms - i.heartbeat_ms,
             heartbeat_ms: i.heartbeat_ms,
             tokens: i.tokens.len(),
-            ownership_percent: owned
-                .iter()
-                .find(|(id, _)| *id == i.id)
-                .map(|(_, o)| o * 100.0)
-                .unwrap_or(0.0),
+            ownership_percent: share(&series, &i.id),
+            block_ownership_percent: share(&blocks, &i.id),
         })
         .collect()
 }
@@ -84,12 +90,13 @@ pub fn html(rows: &[InstanceRow], leader: Option<&str>) -> String {
     }
     out.push_str(
         "<table><tr><th>Instance</th><th>Roles</th><th>Zone</th><th>State</th><th>Health</th>\
-         <th>Address</th><th>Last heartbeat</th><th>Tokens</th><th>Ownership</th><th></th></tr>",
+         <th>Address</th><th>Last heartbeat</th><th>Tokens</th><th>Series ownership</th>\
+         <th>Block ownership</th><th></th></tr>",
     );
     for r in rows {
         out.push_str(&format!(
             "<tr class=\"{health}\"><td>{id}</td><td>{roles}</td><td>{zone}</td><td>{state}</td>\
-             <td>{health}</td><td>{addr}</td><td>{age:.1}s ago</td><td>{tokens}</td><td>{own:.1}%</td>\
+             <td>{health}</td><td>{addr}</td><td>{age:.1}s ago</td><td>{tokens}</td><td>{own:.1}%</td><td>{blocks:.1}%</td>\
              <td><form method=\"POST\" action=\"\"><input type=\"hidden\" name=\"forget\" value=\"{id}\">\
              <button type=\"submit\">Forget</button></form></td></tr>",
             health = r.health,
@@ -101,6 +108,7 @@ pub fn html(rows: &[InstanceRow], leader: Option<&str>) -> String {
             age = r.heartbeat_age_ms as f64 / 1000.0,
             tokens = r.tokens,
             own = r.ownership_percent,
+            blocks = r.block_ownership_percent,
         ));
     }
     out.push_str("</table></body></html>");

@@ -59,6 +59,11 @@ pub fn shard_key(tenant: &str, labels_hash: u64) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// A block's position on the ring: a hash of its tenant and ULID.
+pub fn block_key(tenant: &str, ulid: &str) -> u32 {
+    shard_key(tenant, twox_hash::XxHash3_64::oneshot(ulid.as_bytes()))
+}
+
 impl RingView {
     /// Indexes the instances of `desc` that run `role` and own tokens.
     pub fn new(desc: Arc<RingDesc>, role: &str) -> Self {
@@ -127,27 +132,7 @@ impl RingView {
         }
         let rf = self.effective_rf(rf);
         let min_success = rf / 2 + 1;
-        let start = self.tokens.partition_point(|(t, _)| *t < key);
-        let mut chosen: Vec<usize> = Vec::with_capacity(rf);
-        let mut zones: Vec<&str> = Vec::with_capacity(rf);
-        for step in 0..self.tokens.len() {
-            if chosen.len() == rf {
-                break;
-            }
-            let (_, idx) = self.tokens[(start + step) % self.tokens.len()];
-            if chosen.contains(&idx) {
-                continue;
-            }
-            let inst = &self.instances[idx];
-            if self.zones > 0 && zones.contains(&inst.zone.as_str()) {
-                continue;
-            }
-            if inst.state != InstanceState::Active {
-                continue;
-            }
-            chosen.push(idx);
-            zones.push(inst.zone.as_str());
-        }
+        let chosen = self.replicas(key, rf, |i| i.state == InstanceState::Active);
         let healthy: Vec<usize> = chosen
             .into_iter()
             .filter(|i| self.instances[*i].is_healthy(now_ms, heartbeat_timeout_ms))
@@ -162,6 +147,43 @@ impl RingView {
             instances: healthy,
             min_success,
         })
+    }
+
+    /// The first `rf` distinct instances clockwise from `key` that `accept`
+    /// takes (in distinct zones when zone-aware), in ring order: the
+    /// replicas of a series for writes, the owners of a block for
+    /// store-gateways. Health is the caller's concern.
+    pub fn replicas(
+        &self,
+        key: u32,
+        rf: usize,
+        accept: impl Fn(&InstanceDesc) -> bool,
+    ) -> Vec<usize> {
+        let mut chosen: Vec<usize> = Vec::with_capacity(rf);
+        if self.tokens.is_empty() {
+            return chosen;
+        }
+        let start = self.tokens.partition_point(|(t, _)| *t < key);
+        let mut zones: Vec<&str> = Vec::with_capacity(rf);
+        for step in 0..self.tokens.len() {
+            if chosen.len() == rf {
+                break;
+            }
+            let (_, idx) = self.tokens[(start + step) % self.tokens.len()];
+            if chosen.contains(&idx) {
+                continue;
+            }
+            let inst = &self.instances[idx];
+            if self.zones > 0 && zones.contains(&inst.zone.as_str()) {
+                continue;
+            }
+            if !accept(inst) {
+                continue;
+            }
+            chosen.push(idx);
+            zones.push(inst.zone.as_str());
+        }
+        chosen
     }
 
     /// Ingesters a read of recent data must ask: every healthy ACTIVE or
@@ -287,6 +309,35 @@ mod tests {
             (b - 100.0 / 4294967296.0).abs() < 1e-12,
             "b owns (100, 200]"
         );
+    }
+
+    /// The owners of a block: the walk takes what the caller accepts (a
+    /// joining gateway loads its share, queriers pass it over), in ring
+    /// order, distinct zones when zoned.
+    #[test]
+    fn replicas_take_what_the_caller_accepts() {
+        use InstanceState::*;
+        let v = view(vec![
+            inst("a", "z1", &[100], Active),
+            inst("b", "z1", &[200], Joining),
+            inst("c", "z2", &[300], Leaving),
+            inst("d", "z3", &[400], Active),
+        ]);
+        let serving = |i: &InstanceDesc| matches!(i.state, Active | Leaving);
+        assert_eq!(ids(&v, &v.replicas(150, 2, serving)), ["c", "d"]);
+        assert_eq!(
+            ids(&v, &v.replicas(150, 2, |i| i.state != Left)),
+            ["b", "c"]
+        );
+        // Zones: b is passed over once a took zone z1.
+        assert_eq!(
+            ids(&v, &v.replicas(350, 3, |i| i.state != Left)),
+            ["d", "a", "c"]
+        );
+        assert!(view(vec![]).replicas(1, 3, |_| true).is_empty());
+        // A block's place depends on its tenant and ULID only.
+        assert_eq!(block_key("t", "01A"), block_key("t", "01A"));
+        assert_ne!(block_key("t", "01A"), block_key("u", "01A"));
     }
 
     #[test]
