@@ -1,9 +1,12 @@
 //! A read-through cache of byte ranges in front of an object store (the
-//! warm tier): Parquet footers, page indexes and pages that DataFusion reads
-//! as ranged GETs are kept in a foyer hybrid cache (memory, then local
-//! disk). Blocks never change once written, so an entry never goes stale;
-//! it is keyed by path and byte range. Writes, lists and deletes pass
-//! through.
+//! warm tier, and the store-gateways' blocks): Parquet footers, page
+//! indexes and pages that DataFusion reads as ranged GETs are kept in a
+//! foyer hybrid cache (memory, then local disk). Blocks never change once
+//! written, so an entry never goes stale; it is keyed by path and byte
+//! range. A block's label file (`series.parquet`, `streams.parquet`) is
+//! cached whole instead: every query of the block reads it, each with other
+//! matchers and so other pages, and it is small next to the data file.
+//! Writes, lists and deletes pass through.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -146,6 +149,16 @@ pub async fn cached(
     }))
 }
 
+/// Whether a read asks for the object as it is now: no conditions, no
+/// version (those always go to the store).
+fn plain(options: &GetOptions) -> bool {
+    options.if_match.is_none()
+        && options.if_none_match.is_none()
+        && options.if_modified_since.is_none()
+        && options.if_unmodified_since.is_none()
+        && options.version.is_none()
+}
+
 impl CachedStore {
     fn count(&self, result: &str, bytes: usize) {
         REQUESTS.with_label_values(&[self.name, result]).inc();
@@ -157,12 +170,7 @@ impl CachedStore {
     /// What a plain read may be answered with from the cache: `None` for
     /// conditional or versioned reads, which always go to the store.
     fn cacheable(&self, location: &Path, options: &GetOptions) -> Option<Cacheable> {
-        if options.if_match.is_some()
-            || options.if_none_match.is_some()
-            || options.if_modified_since.is_some()
-            || options.if_unmodified_since.is_some()
-            || options.version.is_some()
-        {
+        if !plain(options) {
             return None;
         }
         let meta = self.metas.lock().get(location).cloned();
@@ -180,6 +188,57 @@ impl CachedStore {
             _ => return None,
         };
         Some(Cacheable::Range(meta, range))
+    }
+
+    /// Whether `location` is a block's label file, cached whole.
+    fn cached_whole(location: &Path) -> bool {
+        matches!(
+            location.filename(),
+            Some("series.parquet" | "streams.parquet")
+        )
+    }
+
+    /// A read of a file cached whole: the whole object from the cache (or
+    /// fetched into it), cut to the range asked for.
+    async fn get_whole(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let key = format!("{location}#whole");
+        let known = self.metas.lock().get(location).cloned();
+        let cached = match known {
+            Some(meta) => match self.cache.get(&key).await {
+                Ok(Some(hit)) => Some((meta, hit.value().clone())),
+                _ => None,
+            },
+            None => None,
+        };
+        let (meta, whole, hit) = match cached {
+            Some((meta, whole)) => (meta, whole, true),
+            None => {
+                let r = self.inner.get_opts(location, GetOptions::default()).await?;
+                let meta = r.meta.clone();
+                let whole = r.bytes().await?;
+                self.metas.lock().insert(location.clone(), meta.clone());
+                self.cache.insert(key, whole.clone());
+                (meta, whole, false)
+            }
+        };
+        let size = whole.len() as u64;
+        let range = match &options.range {
+            Some(GetRange::Bounded(r)) => r.clone(),
+            Some(GetRange::Suffix(n)) => size.saturating_sub(*n)..size,
+            Some(GetRange::Offset(o)) => *o..size,
+            None => 0..size,
+        };
+        if range.start > range.end || range.end > size {
+            // Out of the object: the store words the error.
+            return self.inner.get_opts(location, options).await;
+        }
+        let part = whole.slice(range.start as usize..range.end as usize);
+        self.count(if hit { "hit" } else { "miss" }, part.len());
+        Ok(Self::result(meta, range, part))
     }
 
     fn result(meta: ObjectMeta, range: Range<u64>, bytes: Bytes) -> GetResult {
@@ -218,6 +277,9 @@ impl ObjectStore for CachedStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        if !options.head && Self::cached_whole(location) && plain(&options) {
+            return self.get_whole(location, options).await;
+        }
         let (meta, range) = match self.cacheable(location, &options) {
             Some(Cacheable::Head(meta)) => {
                 let range = 0..meta.size;
@@ -341,6 +403,45 @@ mod tests {
             assert_eq!(&footer.bytes().await.expect("bytes")[..], &body[9_992..]);
             assert_eq!(hits("test-range"), expected_hits);
         }
+    }
+
+    /// A label file is fetched once, whole, and any range of it is then
+    /// a hit, whatever ranges were read before.
+    #[tokio::test]
+    async fn label_files_are_cached_whole() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("t/metrics/B/series.parquet");
+        let body: Vec<u8> = (0..5_000u32).map(|i| (i % 253) as u8).collect();
+        inner
+            .put(&path, PutPayload::from(body.clone()))
+            .await
+            .expect("put");
+        let cfg = CacheConfig {
+            memory_bytes: 1 << 20,
+            disk_bytes: 0,
+            dir: String::new(),
+        };
+        let store = cached(inner, &cfg, "test-whole").await.expect("cache");
+        let whole = store.get(&path).await.expect("get");
+        assert_eq!(&whole.bytes().await.expect("bytes")[..], &body[..]);
+        assert_eq!(hits("test-whole"), 0);
+        let part = store.get_range(&path, 1_000..1_300).await.expect("range");
+        assert_eq!(&part[..], &body[1_000..1_300]);
+        let footer = store
+            .get_opts(
+                &path,
+                GetOptions {
+                    range: Some(GetRange::Suffix(8)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("suffix");
+        assert_eq!(footer.range, 4_992..5_000);
+        assert_eq!(&footer.bytes().await.expect("bytes")[..], &body[4_992..]);
+        assert_eq!(hits("test-whole"), 2);
+        // Past the end: the store's own answer, never a panic.
+        assert!(store.get_range(&path, 6_000..7_000).await.is_err());
     }
 
     #[tokio::test]

@@ -118,6 +118,31 @@ impl BlockReader {
             .await
     }
 
+    /// Reads what every query of a block reads first: its label file
+    /// (`series.parquet` or `streams.parquet`) and the footer of its data
+    /// file, so a cache in front of the store holds them before the first
+    /// query (a store-gateway loading the blocks it owns).
+    pub async fn warm(
+        &self,
+        signal: Signal,
+        tenant: &str,
+        meta: &BlockMeta,
+    ) -> Result<(), StorageError> {
+        self.select_labelled(signal, tenant, meta, &[]).await?;
+        let data = match signal {
+            Signal::Metrics => "chunks.parquet",
+            Signal::Logs => "entries.parquet",
+        };
+        // Learning the schema reads the footer, as each scan does.
+        self.ctx
+            .read_parquet(
+                Self::url(signal, tenant, meta, data),
+                ParquetReadOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Rows of `series.parquet` / `streams.parquet` matching `matchers`.
     async fn select_labelled(
         &self,
