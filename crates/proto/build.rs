@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("loki/push.proto"),
         root.join("strata/ring.proto"),
         root.join("strata/ingester.proto"),
+        root.join("strata/store_gateway.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs a whole Strata cluster of separate processes on loopback, one
 # 127.0.0.x address per process: 2 distributors and the compactor (the ring's
-# 3 Raft voters), 3 ingesters, a querier and a ruler, sharing one local
-# object-store directory.
+# 3 Raft voters), 3 ingesters, 2 store-gateways, a querier and a ruler,
+# sharing one local object-store directory.
 #
 #   deploy/local/cluster.sh start  DIR   start every process not running; wait until ready
 #   deploy/local/cluster.sh stop   DIR   SIGTERM all (ingesters flush their heads), wait
@@ -45,6 +45,8 @@ nodes=(
   "ingester-1 ingester 21"
   "ingester-2 ingester 22"
   "ingester-3 ingester 23"
+  "store-gateway-1 store-gateway 41"
+  "store-gateway-2 store-gateway 42"
   "querier querier 31"
   "ruler ruler 32"
 )
@@ -65,6 +67,7 @@ start_node() {
     -ring.raft.dir="$dir/$name/ring" -ingester.ring.tokens-file-path="$dir/$name/tokens" \
     -blocks-storage.tsdb.dir="$dir/$name/tsdb" \
     -blocks-storage.filesystem.dir="$dir/blocks" \
+    -store-gateway.cache.dir="$dir/$name/blocks-cache" \
     ${STRATA_ARGS:-} >>"$dir/$name/log" 2>&1) &
   echo $! >"$dir/$name/pid"
 }
@@ -100,7 +103,7 @@ case $cmd in
     ;;
   stop)
     # Writers first, ingesters (which flush their heads) next, voters last.
-    for group in "distributor-1 distributor-2 querier ruler" "ingester-1 ingester-2 ingester-3" "compactor"; do
+    for group in "distributor-1 distributor-2 querier ruler" "ingester-1 ingester-2 ingester-3 store-gateway-1 store-gateway-2" "compactor"; do
       for name in $group; do alive "$name" && kill -TERM "$(pid_of "$name")" || true; done
       for name in $group; do
         for _ in $(seq 1 600); do alive "$name" || break; sleep 0.1; done
@@ -118,7 +121,7 @@ case $cmd in
         state="running pid $(pid_of "$name")"
         curl -sf "http://$ip$suffix:$http/ready" >/dev/null 2>&1 && state="$state, ready" || state="$state, not ready"
       fi
-      printf '%-14s %-12s %-22s %s\n' "$name" "$target" "$ip$suffix:$http" "$state"
+      printf '%-16s %-14s %-22s %s\n' "$name" "$target" "$ip$suffix:$http" "$state"
     done
     for s in 11 12 13; do
       if curl -sf "http://$ip$s:$http/ring?format=json" -o "$dir/ring.json" 2>/dev/null; then
@@ -127,7 +130,8 @@ import json, sys
 ring = json.load(open(sys.argv[1]))
 print(f"ring (raft leader {ring.get('leader')}):")
 for i in ring["instances"]:
-    print(f"  {i['id']:<14} {i['state']:<8} {i['health']:<9} tokens {i['tokens']:>4}  owns {i['ownership_percent']:5.1f}%  heartbeat {i['heartbeat_age_ms']/1000:.1f}s ago")
+    share = i['ownership_percent'] or i.get('block_ownership_percent', 0.0)
+    print(f"  {i['id']:<16} {i['state']:<8} {i['health']:<9} tokens {i['tokens']:>4}  owns {share:5.1f}%  heartbeat {i['heartbeat_age_ms']/1000:.1f}s ago")
 PY
         break
       fi

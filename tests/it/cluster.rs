@@ -1,7 +1,7 @@
 //! Distributed mode: a real cluster of separate `strata` processes started by
 //! `deploy/local/cluster.sh` on 127.0.0.x addresses (2 distributors and the
-//! compactor as the ring's Raft voters, 3 ingesters with RF 3, a querier, a
-//! ruler, one shared object-store directory), under continuous
+//! compactor as the ring's Raft voters, 3 ingesters with RF 3, 2
+//! store-gateways, a querier, a ruler, one shared object-store directory), under continuous
 //! remote-write load while processes are killed and restarted.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,13 +32,15 @@ pub(crate) struct Cluster {
 }
 
 /// The processes `deploy/local/cluster.sh` starts.
-pub(crate) const PROCESSES: [&str; 8] = [
+pub(crate) const PROCESSES: [&str; 10] = [
     "distributor-1",
     "distributor-2",
     "compactor",
     "ingester-1",
     "ingester-2",
     "ingester-3",
+    "store-gateway-1",
+    "store-gateway-2",
     "querier",
     "ruler",
 ];
@@ -55,6 +57,8 @@ pub(crate) fn ip_of(name: &str) -> &'static str {
         "ingester-1" => "127.0.0.21",
         "ingester-2" => "127.0.0.22",
         "ingester-3" => "127.0.0.23",
+        "store-gateway-1" => "127.0.0.41",
+        "store-gateway-2" => "127.0.0.42",
         "querier" => "127.0.0.31",
         _ => "127.0.0.32",
     }
@@ -503,8 +507,30 @@ async fn cluster_survives_ingester_and_leader_loss_without_losing_acknowledged_w
         .expect("instances")
         .iter()
         .filter(|i| i["tokens"].as_u64() > Some(0))
+        .filter(|i| {
+            i["roles"]
+                .as_array()
+                .is_some_and(|r| r.contains(&Json::from("ingester")))
+        })
         .collect();
     assert_eq!(ingesters.len(), 3, "three ingesters own tokens: {ring}");
+    // The store-gateways own tokens too, and split the blocks' hash space.
+    let gateways: Vec<&Json> = ring["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| {
+            i["roles"]
+                .as_array()
+                .is_some_and(|r| r.contains(&Json::from("store-gateway")))
+        })
+        .collect();
+    assert_eq!(gateways.len(), 2, "{ring}");
+    let block_share: f64 = gateways
+        .iter()
+        .map(|i| i["block_ownership_percent"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((block_share - 100.0).abs() < 0.01, "{ring}");
     let owned: f64 = ingesters
         .iter()
         .map(|i| i["ownership_percent"].as_f64().unwrap_or(0.0))

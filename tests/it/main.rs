@@ -22,5 +22,6 @@ mod remote_write2;
 mod ruler;
 mod s3;
 mod security;
+mod store_gateway;
 mod traces;
 mod write_read;

@@ -32,8 +32,17 @@ pub mod strata {
         }
         pub use v1::*;
     }
+
+    /// The store-gateway's gRPC service (block reads from queriers), by
+    /// wire version; the current one is re-exported here.
+    pub mod storegateway {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/strata.storegateway.v1.rs"));
+        }
+        pub use v1::*;
+    }
 }
 
-pub use strata::{ingester, ring};
+pub use strata::{ingester, ring, storegateway};
 
 pub mod transport;

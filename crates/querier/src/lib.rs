@@ -21,6 +21,7 @@ use strata_model::{Exemplar, Labels, METRIC_NAME, Matcher, SeriesSamples, merge_
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_ring::Ring;
 use strata_storage::{BlockCatalog, BlockMeta, StorageError};
+use strata_store_gateway::{BlockAnswer, BlockRead, StoreGateways};
 
 static QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     HistogramVec::new(
@@ -139,7 +140,8 @@ impl RecentData {
 /// Reads a tenant's data from the ingesters' heads and the blocks.
 pub struct Querier {
     recent: RecentData,
-    catalog: Arc<BlockCatalog>,
+    /// Blocks, read through the store-gateways that own them.
+    blocks: Arc<StoreGateways>,
     engine: Engine,
     overrides: Arc<Overrides>,
 }
@@ -198,11 +200,12 @@ fn all_series() -> Vec<Vec<Matcher>> {
 
 impl Querier {
     /// A querier over the heads of the ring's ingesters (reached through
-    /// `ingesters`) and the blocks in `catalog`.
+    /// `ingesters`) and the blocks in `catalog`, read through `blocks`.
     pub fn new(
         ring: Arc<Ring>,
         ingesters: Arc<IngesterPool>,
         catalog: Arc<BlockCatalog>,
+        blocks: Arc<StoreGateways>,
         engine: Engine,
         overrides: Arc<Overrides>,
     ) -> Self {
@@ -210,9 +213,9 @@ impl Querier {
             recent: RecentData {
                 ring,
                 ingesters,
-                catalog: catalog.clone(),
+                catalog,
             },
-            catalog,
+            blocks,
             engine,
             overrides,
         }
@@ -253,19 +256,23 @@ impl Querier {
             })
             .await
             .map_err(storage_err)?;
-        for meta in &blocks {
-            let got = self
-                .catalog
-                .reader()
-                .select(tenant, meta, matchers, min_t, max_t)
-                .await
-                .map_err(storage_err)?;
-            for s in got {
-                merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
-            }
-            // Checked as blocks add series, not only once all are loaded.
-            self.check_fetched_series(tenant, by_labels.len())?;
-        }
+        let read = BlockRead::Samples {
+            matchers,
+            min_t,
+            max_t,
+        };
+        self.blocks
+            .read(tenant, &blocks, &read, |answer| {
+                if let BlockAnswer::Samples(got) = answer {
+                    for s in got {
+                        merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
+                    }
+                }
+                // Checked as blocks add series, not only once all are loaded.
+                self.check_fetched_series(tenant, by_labels.len())
+            })
+            .await
+            .map_err(storage_err)??;
         // Head last: after the head handed data to a block, the block wins
         // on identical timestamps (they hold the same samples).
         for s in head.into_iter().flatten() {
@@ -327,27 +334,29 @@ impl Querier {
             }
         }
         for matchers in alternatives {
-            for meta in &blocks {
-                let got = self
-                    .catalog
-                    .reader()
-                    .select_series(tenant, meta, matchers)
-                    .await
-                    .map_err(storage_err)?;
-                for (_, l) in got {
-                    match what {
-                        Metadata::Series => {
-                            series.insert(l);
-                        }
-                        Metadata::LabelNames => {
-                            values.extend(l.iter().map(|l| l.name.clone()));
-                        }
-                        Metadata::LabelValues(name) => {
-                            values.extend(l.get(name).map(str::to_string));
+            let read = BlockRead::Series { matchers };
+            self.blocks
+                .read(tenant, &blocks, &read, |answer| {
+                    let BlockAnswer::Series(got) = answer else {
+                        return Ok::<(), EngineError>(());
+                    };
+                    for l in got {
+                        match what {
+                            Metadata::Series => {
+                                series.insert(l);
+                            }
+                            Metadata::LabelNames => {
+                                values.extend(l.iter().map(|l| l.name.clone()));
+                            }
+                            Metadata::LabelValues(name) => {
+                                values.extend(l.get(name).map(str::to_string));
+                            }
                         }
                     }
-                }
-            }
+                    Ok(())
+                })
+                .await
+                .map_err(storage_err)??;
         }
         Ok((series, values))
     }

@@ -14,7 +14,8 @@ use strata_logql::{EvalError, LogSource, QueryParams, QueryResult, QueryStats, S
 use strata_model::logs::{EntrySize, LogEntry, LogStream};
 use strata_model::{Labels, Matcher};
 use strata_ring::Ring;
-use strata_storage::BlockCatalog;
+use strata_storage::{BlockCatalog, StorageError};
+use strata_store_gateway::{BlockAnswer, BlockRead, StoreGateways};
 use tracing::Instrument;
 
 const NS_PER_MS: i64 = 1_000_000;
@@ -23,6 +24,8 @@ const NS_PER_MS: i64 = 1_000_000;
 pub struct LogQuerier {
     recent: crate::RecentData,
     catalog: Arc<BlockCatalog>,
+    /// Blocks, read through the store-gateways that own them.
+    blocks: Arc<StoreGateways>,
     overrides: Arc<Overrides>,
     /// Longest time a query may run (`-querier.timeout`).
     timeout: std::time::Duration,
@@ -93,6 +96,7 @@ impl LogQuerier {
         ring: Arc<Ring>,
         ingesters: Arc<IngesterPool>,
         catalog: Arc<BlockCatalog>,
+        blocks: Arc<StoreGateways>,
         overrides: Arc<Overrides>,
     ) -> Self {
         Self {
@@ -102,6 +106,7 @@ impl LogQuerier {
                 catalog: catalog.clone(),
             },
             catalog,
+            blocks,
             overrides,
             timeout: std::time::Duration::from_secs(120),
         }
@@ -137,7 +142,7 @@ impl LogQuerier {
         &self,
         tenant: &str,
         sel: &Selection,
-    ) -> Result<Vec<LogStream>, strata_storage::StorageError> {
+    ) -> Result<Vec<LogStream>, StorageError> {
         let mut sel = sel.clone();
         sel.start_ns = sel.start_ns.max(self.retention_floor_ns(tenant));
         if sel.start_ns >= sel.end_ns {
@@ -158,24 +163,23 @@ impl LogQuerier {
             })
             .await?;
         let mut by_labels: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
-        for meta in &blocks {
-            let got = self
-                .catalog
-                .reader()
-                .select_log_entries(
-                    tenant,
-                    meta,
-                    &sel.matchers,
-                    &sel.line_filters,
-                    sel.start_ns,
-                    sel.end_ns,
-                    sel.limit,
-                )
-                .await?;
-            for s in got {
-                by_labels.entry(s.labels).or_default().extend(s.entries);
-            }
-        }
+        let read = BlockRead::LogEntries {
+            matchers: &sel.matchers,
+            filters: &sel.line_filters,
+            start_ns: sel.start_ns,
+            end_ns: sel.end_ns,
+            limit: sel.limit,
+        };
+        self.blocks
+            .read(tenant, &blocks, &read, |answer| {
+                if let BlockAnswer::LogEntries(got) = answer {
+                    for s in got {
+                        by_labels.entry(s.labels).or_default().extend(s.entries);
+                    }
+                }
+                Ok::<(), StorageError>(())
+            })
+            .await??;
         for s in head.into_iter().flatten() {
             by_labels.entry(s.labels).or_default().extend(s.entries);
         }
@@ -236,7 +240,7 @@ impl LogQuerier {
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<BTreeSet<Labels>, strata_storage::StorageError> {
+    ) -> Result<BTreeSet<Labels>, StorageError> {
         let start_ns = start_ns.max(self.retention_floor_ns(tenant));
         if start_ns >= end_ns {
             return Ok(BTreeSet::new());
@@ -248,16 +252,19 @@ impl LogQuerier {
             })
             .await?;
         let mut out: BTreeSet<Labels> = head.into_iter().flatten().collect();
-        for meta in blocks {
-            for (_, labels) in self
-                .catalog
-                .reader()
-                .select_streams(tenant, &meta, matchers)
-                .await?
-            {
-                out.insert(labels);
-            }
-        }
+        self.blocks
+            .read(
+                tenant,
+                &blocks,
+                &BlockRead::Streams { matchers },
+                |answer| {
+                    if let BlockAnswer::Streams(got) = answer {
+                        out.extend(got);
+                    }
+                    Ok::<(), StorageError>(())
+                },
+            )
+            .await??;
         Ok(out)
     }
 
@@ -268,7 +275,7 @@ impl LogQuerier {
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<Vec<String>, strata_storage::StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         let streams = self.streams(tenant, matchers, start_ns, end_ns).await?;
         Ok(crate::names_of(streams.iter()))
     }
@@ -281,7 +288,7 @@ impl LogQuerier {
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<Vec<String>, strata_storage::StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         let streams = self.streams(tenant, matchers, start_ns, end_ns).await?;
         Ok(crate::values_of(streams.iter(), name))
     }
@@ -293,7 +300,7 @@ impl LogQuerier {
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<IndexStats, strata_storage::StorageError> {
+    ) -> Result<IndexStats, StorageError> {
         let (min_ms, max_ms) = ms_range(start_ns, end_ns);
         let chunks = self.catalog.blocks(tenant, min_ms, max_ms).await?.len() as u64;
         let mut s = IndexStats {
@@ -327,7 +334,7 @@ impl LogQuerier {
         start_ns: i64,
         end_ns: i64,
         mut visit: impl FnMut(&Labels, &[EntrySize]),
-    ) -> Result<(), strata_storage::StorageError> {
+    ) -> Result<(), StorageError> {
         let start_ns = start_ns.max(self.retention_floor_ns(tenant));
         if start_ns >= end_ns {
             return Ok(());
@@ -370,22 +377,34 @@ impl LogQuerier {
             sources.push((head_range.0, head_range.1, None));
         }
         let mut head_sizes = Some(head_sizes);
+        let read = BlockRead::LogSizes {
+            matchers,
+            start_ns,
+            end_ns,
+        };
         for group in overlapping_groups(sources) {
             let mut by_labels: HashMap<Labels, Vec<EntrySize>> = HashMap::new();
+            let mut group_blocks = Vec::with_capacity(group.len());
             for source in group {
-                let got = match source {
-                    Some(i) => {
-                        self.catalog
-                            .reader()
-                            .select_log_sizes(tenant, &blocks[i], matchers, (start_ns, end_ns))
-                            .await?
+                match source {
+                    Some(i) => group_blocks.push(blocks[i].clone()),
+                    None => {
+                        for (labels, sizes) in head_sizes.take().unwrap_or_default() {
+                            by_labels.entry(labels).or_default().extend(sizes);
+                        }
                     }
-                    None => head_sizes.take().unwrap_or_default(),
-                };
-                for (labels, sizes) in got {
-                    by_labels.entry(labels).or_default().extend(sizes);
                 }
             }
+            self.blocks
+                .read(tenant, &group_blocks, &read, |answer| {
+                    if let BlockAnswer::LogSizes(got) = answer {
+                        for (labels, sizes) in got {
+                            by_labels.entry(labels).or_default().extend(sizes);
+                        }
+                    }
+                    Ok::<(), StorageError>(())
+                })
+                .await??;
             for (labels, mut sizes) in by_labels {
                 sizes.sort_unstable();
                 sizes.dedup();
@@ -406,7 +425,7 @@ impl LogQuerier {
         start_ns: i64,
         end_ns: i64,
         limit: usize,
-    ) -> Result<Vec<(Labels, u64)>, strata_storage::StorageError> {
+    ) -> Result<Vec<(Labels, u64)>, StorageError> {
         let span = end_ns.saturating_sub(start_ns).max(1);
         let groups = self
             .volume_range(
@@ -438,7 +457,7 @@ impl LogQuerier {
         end_ns: i64,
         step_ns: i64,
         limit: usize,
-    ) -> Result<Vec<(Labels, VolumePoints)>, strata_storage::StorageError> {
+    ) -> Result<Vec<(Labels, VolumePoints)>, StorageError> {
         let names: Vec<String> = if target_labels.is_empty() {
             let mut n: Vec<String> = matchers.iter().map(|m| m.name.clone()).collect();
             n.sort();

@@ -37,6 +37,45 @@ pub struct Config {
     pub compactor: strata_compactor::CompactorConfig,
     pub ring: strata_ring::RingConfig,
     pub ingester_client: IngesterClientConfig,
+    pub store_gateway: StoreGatewayConfig,
+}
+
+/// The store-gateway role: how blocks are sharded over gateways and the
+/// cache each gateway keeps of its blocks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StoreGatewayConfig {
+    pub sharding_ring: StoreGatewayRingConfig,
+    /// The gateway's cache of its blocks' reads (memory, then disk).
+    pub cache: strata_storage::cache::CacheConfig,
+}
+
+impl Default for StoreGatewayConfig {
+    fn default() -> Self {
+        Self {
+            sharding_ring: StoreGatewayRingConfig::default(),
+            cache: strata_storage::cache::CacheConfig {
+                dir: "./data/blocks-cache".into(),
+                ..strata_storage::cache::CacheConfig::default()
+            },
+        }
+    }
+}
+
+/// How blocks are spread over the ring's store-gateways.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StoreGatewayRingConfig {
+    /// Gateways owning (loading and serving) each block.
+    pub replication_factor: usize,
+}
+
+impl Default for StoreGatewayRingConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+        }
+    }
 }
 
 /// How distributors and queriers call ingesters in other processes.
@@ -391,7 +430,11 @@ flags! {
     "ingester.metadata-retain-period" => "blocks_storage.tsdb.metadata_retain_period": "How long ingesters keep metric metadata that is not received again (clients resend it periodically).",
     "blocks-storage.tsdb.flush-blocks-on-shutdown" => "blocks_storage.tsdb.flush_blocks_on_shutdown": "Cut the whole head into blocks and upload them on graceful shutdown.",
     "blocks-storage.bucket-store.ignore-deletion-marks-delay" => "blocks_storage.bucket_store.ignore_deletion_marks_delay": "Blocks marked for deletion longer ago than this are no longer queried (their replacement is indexed by then); keep it below -compactor.deletion-delay and above the sync interval.",
-    "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket.",
+    "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket, and store-gateways the blocks they own.",
+    "store-gateway.sharding-ring.replication-factor" => "store_gateway.sharding_ring.replication_factor": "Store-gateways owning each block: they load it before serving and queriers ask the next owner when one fails.",
+    "store-gateway.cache.memory-bytes" => "store_gateway.cache.memory_bytes": "Memory for a store-gateway's cache of its blocks (label files whole, Parquet footers, page indexes, pages), bytes; 0 together with the disk size disables it.",
+    "store-gateway.cache.disk-bytes" => "store_gateway.cache.disk_bytes": "Local disk for the store-gateway's block cache, bytes (0: memory only).",
+    "store-gateway.cache.dir" => "store_gateway.cache.dir": "Directory of the store-gateway's disk cache.",
     "ring.instance-id" => "ring.instance_id": "This process's id in the ring (default: the host name).",
     "ring.instance-addr" => "ring.instance_addr": "Host (or host:port) other processes reach this one's gRPC server at (default: the gRPC listen address, or 127.0.0.1).",
     "ring.instance-availability-zone" => "ring.instance_availability_zone": "Availability zone of this process; replicas of a series go to distinct zones when zones are set.",
@@ -684,6 +727,7 @@ impl Default for Config {
             compactor: strata_compactor::CompactorConfig::default(),
             ring: strata_ring::RingConfig::default(),
             ingester_client: IngesterClientConfig::default(),
+            store_gateway: StoreGatewayConfig::default(),
         }
     }
 }

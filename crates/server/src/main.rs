@@ -151,6 +151,7 @@ struct Roles {
     querier: bool,
     compactor: bool,
     ruler: bool,
+    store_gateway: bool,
 }
 
 impl Roles {
@@ -165,6 +166,7 @@ impl Roles {
                         querier: true,
                         compactor: true,
                         ruler: true,
+                        store_gateway: true,
                     }
                 }
                 "distributor" => r.distributor = true,
@@ -172,15 +174,16 @@ impl Roles {
                 "querier" => r.querier = true,
                 "compactor" => r.compactor = true,
                 "ruler" => r.ruler = true,
-                "query-frontend" | "store-gateway" => {
+                "store-gateway" => r.store_gateway = true,
+                "query-frontend" => {
                     return Err(format!(
-                        "-target={role} is not available yet: queriers read blocks from the object store themselves; run -target=querier"
+                        "-target={role} is not available yet: queriers answer Grafana directly; run -target=querier"
                     )
                     .into());
                 }
                 other => {
                     return Err(format!(
-                        "unknown role {other:?} in -target (roles: all, distributor, ingester, querier, compactor, ruler)"
+                        "unknown role {other:?} in -target (roles: all, distributor, ingester, querier, compactor, ruler, store-gateway)"
                     )
                     .into());
                 }
@@ -196,6 +199,7 @@ impl Roles {
             (self.querier, "querier"),
             (self.compactor, "compactor"),
             (self.ruler, "ruler"),
+            (self.store_gateway, "store-gateway"),
         ]
         .into_iter()
         .filter(|(on, _)| *on)
@@ -238,6 +242,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_ingester::register_metrics(&registry)?;
     strata_distributor::register_metrics(&registry)?;
     strata_querier::register_metrics(&registry)?;
+    strata_store_gateway::register_metrics(&registry)?;
     strata_api::register_metrics(&registry)?;
     strata_limits::register_metrics(&registry)?;
     strata_ruler::register_metrics(&registry)?;
@@ -319,6 +324,19 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         reader = reader.with_warm(warm);
     }
     let reader = Arc::new(reader);
+    // A store-gateway reads the blocks it owns through a cache of its own
+    // (the warm tier's reads are cached already).
+    let gateway_reader = if roles.store_gateway {
+        let hot = strata_storage::cache::cached(store.clone(), &cfg.store_gateway.cache, "blocks")
+            .await?;
+        let mut r = BlockReader::new(hot);
+        if let Some(warm) = reader.store_of(strata_storage::Tier::Warm) {
+            r = r.with_warm(warm.clone());
+        }
+        Some(Arc::new(r))
+    } else {
+        None
+    };
     let compactor = strata_compactor::Compactor::new(
         cfg.compactor.clone(),
         store.clone(),
@@ -345,7 +363,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     );
     let log_catalog = Arc::new(
         BlockCatalog::new(
-            reader,
+            reader.clone(),
             Signal::Logs,
             cfg.blocks_storage.bucket_store.sync_interval,
         )
@@ -434,6 +452,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         builder.add_optional_service(roles.ingester.then(|| {
             IngesterService::server(served.clone(), catalog.clone(), log_catalog.clone())
         }));
+    if let Some(r) = &gateway_reader {
+        grpc = grpc.add_service(strata_store_gateway::StoreGatewayService::server(r.clone()));
+    }
     if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
         grpc = grpc.add_service(raft_svc).add_service(ring_svc);
     }
@@ -460,7 +481,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let registration = |state, owns_tokens| strata_ring::lifecycle::Registration {
         id: instance_id.clone(),
-        roles: if roles.names().len() == 5 {
+        roles: if roles.names().len() == 6 {
             vec!["all".to_string()]
         } else {
             roles.names()
@@ -477,13 +498,15 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     ));
     let lifecycler = Lifecycler::register(
         ring.clone(),
+        // Ingesters replay their WAL and store-gateways load their blocks
+        // before they take traffic; both own tokens.
         registration(
-            if roles.ingester {
+            if roles.ingester || roles.store_gateway {
                 InstanceState::Joining
             } else {
                 InstanceState::Active
             },
-            roles.ingester,
+            roles.ingester || roles.store_gateway,
         ),
         register_wait,
     )
@@ -524,6 +547,43 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             ing.clone(),
             log_ing.clone(),
         )?))?;
+    }
+    let block_sync = gateway_reader.as_ref().map(|r| {
+        Arc::new(strata_store_gateway::BlockSync::new(
+            ring.clone(),
+            strata_store_gateway::SyncConfig {
+                instance_id: instance_id.clone(),
+                replication_factor: cfg.store_gateway.sharding_ring.replication_factor,
+                interval: cfg.blocks_storage.bucket_store.sync_interval,
+            },
+            store.clone(),
+            catalog.clone(),
+            log_catalog.clone(),
+            r.clone(),
+        ))
+    });
+    if let Some(sync) = &block_sync {
+        // Ownership is computed over the ring as this process sees it: it
+        // must see itself first.
+        startup.set_phase("waiting for this store-gateway to show in the ring");
+        lifecycler
+            .wait_visible(std::time::Duration::from_secs(30))
+            .await;
+        startup.set_phase("loading the blocks this store-gateway owns");
+        match sync.sync().await {
+            Ok([metrics, logs]) => {
+                tracing::info!(
+                    metric_blocks = metrics,
+                    log_blocks = logs,
+                    "store-gateway loaded its blocks"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "loading this store-gateway's blocks failed; they are read on demand and loaded at the next sync")
+            }
+        }
+    }
+    if roles.ingester || roles.store_gateway {
         lifecycler.set_state(InstanceState::Active).await?;
     }
     startup.set_phase("waiting for this instance to show in the local view of the ring");
@@ -556,11 +616,21 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ring.clone(),
         pool.clone(),
     ));
+    // Queriers (and rulers) read blocks through the ring's store-gateways,
+    // this process's own directly.
+    let block_reads = Arc::new(strata_store_gateway::StoreGateways::new(
+        ring.clone(),
+        gateway_reader.clone().unwrap_or_else(|| reader.clone()),
+        roles.store_gateway.then(|| instance_id.clone()),
+        cfg.store_gateway.sharding_ring.replication_factor,
+        cfg.querier.timeout,
+    ));
     let log_querier = Arc::new(
         LogQuerier::new(
             ring.clone(),
             pool.clone(),
             log_catalog.clone(),
+            block_reads.clone(),
             overrides.clone(),
         )
         .with_timeout(cfg.querier.timeout),
@@ -579,6 +649,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         ring.clone(),
         pool,
         catalog.clone(),
+        block_reads,
         engine,
         overrides.clone(),
     ));
@@ -634,6 +705,28 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             }),
         )
         .merge(ring_page::router(ring.clone()));
+    // Mimir's store-gateway status page: the blocks this gateway owns.
+    let app = match &block_sync {
+        Some(sync) => {
+            let sync = sync.clone();
+            app.route(
+                "/store-gateway/tenants",
+                get(move || {
+                    let owned = sync.owned_by_tenant();
+                    async move {
+                        let tenants: Vec<serde_json::Value> = owned
+                            .into_iter()
+                            .map(|(tenant, (metrics, logs))| {
+                                serde_json::json!({"tenant": tenant, "metric_blocks": metrics, "log_blocks": logs})
+                            })
+                            .collect();
+                        axum::Json(serde_json::json!({"tenants": tenants}))
+                    }
+                }),
+            )
+        }
+        None => app,
+    };
     // Outermost: nothing is served to an unauthenticated request.
     let app = match authenticator {
         Some(auth) => app.layer(axum::middleware::from_fn_with_state(
@@ -656,6 +749,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     }
     if roles.compactor {
         tokio::spawn(compactor.clone().run(shutdown_rx.clone()));
+    }
+    if let Some(sync) = block_sync.clone() {
+        tokio::spawn(sync.run(shutdown_rx.clone()));
     }
     if let Some(r) = &ruler {
         tokio::spawn(r.clone().run(shutdown_rx.clone()));
@@ -707,6 +803,13 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             tracing::warn!(error = %e, "could not mark this ingester LEFT in the ring");
         }
     } else {
+        if roles.store_gateway {
+            // Queriers stop asking this gateway at once, not after its
+            // heartbeat times out.
+            if let Err(e) = lifecycler.set_state(InstanceState::Left).await {
+                tracing::warn!(error = %e, "could not mark this store-gateway LEFT in the ring");
+            }
+        }
         let _ = shutdown_tx.send(true);
     }
     if let Some(mut h) = grpc_server {

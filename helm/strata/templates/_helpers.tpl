@@ -75,6 +75,12 @@ their StatefulSet changes no configuration: new pods join the group.
   "runtime_config" (dict "file" "/etc/strata/runtime/overrides.yaml")
   "limits" .Values.limits
   "ruler" (dict "alertmanager_url" .Values.ruler.alertmanagerUrl)
+  "store_gateway" (dict
+    "sharding_ring" (dict "replication_factor" (int (ternary .Values.storeGateway.replicationFactor 1 $distributed)))
+    "cache" (dict
+      "dir" "/data/blocks-cache"
+      "memory_bytes" (int64 .Values.storeGateway.cache.memoryBytes)
+      "disk_bytes" (int64 (ternary .Values.storeGateway.cache.diskBytes 1073741824 $distributed))))
 -}}
 {{- if .Values.auth.tokensSecret -}}
 {{- $_ := set $cfg "auth" (dict "tokens_file" "/etc/strata/auth/tokens.yaml") -}}

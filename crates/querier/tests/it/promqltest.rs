@@ -88,10 +88,19 @@ fn fresh_env(opts: &EngineOptions) -> Env {
         "",
     )
     .expect("ingester pool");
+    let ring = strata_ring::Ring::single("local");
+    let blocks = Arc::new(strata_store_gateway::StoreGateways::new(
+        ring.clone(),
+        catalog.reader().clone(),
+        Some("local".into()),
+        1,
+        std::time::Duration::from_secs(60),
+    ));
     let querier = Arc::new(Querier::new(
-        strata_ring::Ring::single("local"),
+        ring,
         Arc::new(pool),
         catalog,
+        blocks,
         Engine::new(opts.clone()),
         Arc::new(strata_limits::Overrides::new(
             strata_limits::Limits::default(),
