@@ -58,29 +58,10 @@ pub(crate) fn now_ns() -> i64 {
     strata_model::now_ms().saturating_mul(1_000_000)
 }
 
-/// Loki's timestamp formats: RFC 3339, float seconds, or an integer that is
-/// seconds up to 10 digits and nanoseconds beyond.
-fn parse_loki_time(s: &str) -> Option<i64> {
-    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
-        return d.timestamp_nanos_opt();
-    }
-    if s.contains('.') {
-        let f: f64 = s.parse().ok()?;
-        return f.is_finite().then_some((f * 1e9) as i64);
-    }
-    let n: i64 = s.parse().ok()?;
-    let digits = s.trim_start_matches('-').len();
-    Some(if digits <= 10 {
-        n.saturating_mul(NS_PER_SEC)
-    } else {
-        n
-    })
-}
-
 fn time_param(p: &Params, key: &str, default: i64) -> Result<i64, LokiError> {
     match p.get(key) {
         None => Ok(default),
-        Some(s) => parse_loki_time(s).ok_or_else(|| {
+        Some(s) => strata_model::api_time::loki_time_ns(s).ok_or_else(|| {
             bad_request(format!(
                 "invalid {key} parameter: cannot parse {s:?} as a timestamp"
             ))
@@ -759,31 +740,5 @@ pub(crate) async fn format_query(r: LokiRequest) -> Response {
             axum::Json(serde_json::json!({"status": "success", "data": text})).into_response()
         }
         Err(e) => invalid(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loki_timestamps() {
-        assert_eq!(
-            parse_loki_time("1700000000"),
-            Some(1_700_000_000 * NS_PER_SEC)
-        );
-        assert_eq!(
-            parse_loki_time("1700000000000000001"),
-            Some(1_700_000_000_000_000_001)
-        );
-        assert_eq!(
-            parse_loki_time("1700000000.5"),
-            Some(1_700_000_000_500_000_000)
-        );
-        assert_eq!(
-            parse_loki_time("2023-11-14T22:13:20Z"),
-            Some(1_700_000_000 * NS_PER_SEC)
-        );
-        assert_eq!(parse_loki_time("yesterday"), None);
     }
 }

@@ -43,7 +43,7 @@ impl Params {
     pub fn time(&self, key: &str, default: i64) -> Result<i64, String> {
         match self.get(key) {
             None => Ok(default),
-            Some(s) => parse_time(s).ok_or_else(|| {
+            Some(s) => strata_model::api_time::prometheus_time_ms(s).ok_or_else(|| {
                 format!("invalid parameter {key:?}: cannot parse {s:?} to a valid timestamp")
             }),
         }
@@ -70,46 +70,9 @@ impl Params {
     }
 }
 
-/// Unix seconds (float) or RFC 3339, to ms since the epoch.
-pub(crate) fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() {
-            return None;
-        }
-        let secs = f.trunc();
-        let ms = ((f - secs) * 1000.0).round();
-        // Past what an i64 of ms holds is no timestamp (the cast would saturate).
-        if secs.abs() >= 9.2e15 {
-            return None;
-        }
-        return (secs as i64).checked_mul(1000)?.checked_add(ms as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.timestamp_millis())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("1435781451.781"), Some(1_435_781_451_781));
-        assert_eq!(parse_time("1435781451"), Some(1_435_781_451_000));
-        assert_eq!(
-            parse_time("2015-07-01T20:10:51.781Z"),
-            Some(1_435_781_451_781)
-        );
-        assert_eq!(
-            parse_time("2015-07-01T22:10:51.781+02:00"),
-            Some(1_435_781_451_781)
-        );
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("1e300"), None);
-        assert_eq!(parse_time("-9.3e15"), None);
-        assert_eq!(parse_time("-9.1e15"), Some(-9_100_000_000_000_000_000));
-    }
 
     #[test]
     fn repeated_and_form_params() {

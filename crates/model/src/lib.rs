@@ -4,6 +4,7 @@
 //! Label matchers are promql-parser's [`Matcher`], so a selector parsed from
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
+pub mod api_time;
 pub mod head_stats;
 pub mod logs;
 pub mod matching;
