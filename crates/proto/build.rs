@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("strata/ring.proto"),
         root.join("strata/ingester.proto"),
         root.join("strata/store_gateway.proto"),
+        root.join("strata/frontend.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs a whole Strata cluster of separate processes on loopback, one
 # 127.0.0.x address per process: 2 distributors and the compactor (the ring's
-# 3 Raft voters), 3 ingesters, 2 store-gateways, a querier and a ruler,
-# sharing one local object-store directory.
+# 3 Raft voters), 3 ingesters, 2 store-gateways, a query-frontend, a
+# querier and a ruler, sharing one local object-store directory.
 #
 #   deploy/local/cluster.sh start  DIR   start every process not running; wait until ready
 #   deploy/local/cluster.sh stop   DIR   SIGTERM all (ingesters flush their heads), wait
@@ -49,6 +49,7 @@ nodes=(
   "store-gateway-2 store-gateway 42"
   "querier querier 31"
   "ruler ruler 32"
+  "query-frontend query-frontend 33"
 )
 peers="${ip}11:$grpc,${ip}12:$grpc,${ip}13:$grpc"
 
@@ -98,12 +99,12 @@ case $cmd in
     echo "Strata cluster ready (data under $dir)"
     echo "  remote_write:  http://${ip}11:$http/api/v1/push  http://${ip}12:$http/api/v1/push"
     echo "  Loki push:     http://${ip}11:$http/loki/api/v1/push  http://${ip}12:$http/loki/api/v1/push"
-    echo "  Grafana data sources: Prometheus http://${ip}31:$http/prometheus, Loki http://${ip}31:$http"
+    echo "  Grafana data sources: Prometheus http://${ip}33:$http/prometheus, Loki http://${ip}33:$http (the query-frontend)"
     echo "  ring:          http://${ip}11:$http/ring"
     ;;
   stop)
     # Writers first, ingesters (which flush their heads) next, voters last.
-    for group in "distributor-1 distributor-2 querier ruler" "ingester-1 ingester-2 ingester-3 store-gateway-1 store-gateway-2" "compactor"; do
+    for group in "distributor-1 distributor-2 query-frontend querier ruler" "ingester-1 ingester-2 ingester-3 store-gateway-1 store-gateway-2" "compactor"; do
       for name in $group; do alive "$name" && kill -TERM "$(pid_of "$name")" || true; done
       for name in $group; do
         for _ in $(seq 1 600); do alive "$name" || break; sleep 0.1; done

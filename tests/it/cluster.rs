@@ -1,7 +1,8 @@
 //! Distributed mode: a real cluster of separate `strata` processes started by
 //! `deploy/local/cluster.sh` on 127.0.0.x addresses (2 distributors and the
 //! compactor as the ring's Raft voters, 3 ingesters with RF 3, 2
-//! store-gateways, a querier, a ruler, one shared object-store directory), under continuous
+//! store-gateways, a query-frontend, a querier, a ruler, one shared
+//! object-store directory), under continuous
 //! remote-write load while processes are killed and restarted.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +33,7 @@ pub(crate) struct Cluster {
 }
 
 /// The processes `deploy/local/cluster.sh` starts.
-pub(crate) const PROCESSES: [&str; 10] = [
+pub(crate) const PROCESSES: [&str; 11] = [
     "distributor-1",
     "distributor-2",
     "compactor",
@@ -43,6 +44,7 @@ pub(crate) const PROCESSES: [&str; 10] = [
     "store-gateway-2",
     "querier",
     "ruler",
+    "query-frontend",
 ];
 
 fn script() -> PathBuf {
@@ -60,6 +62,7 @@ pub(crate) fn ip_of(name: &str) -> &'static str {
         "store-gateway-1" => "127.0.0.41",
         "store-gateway-2" => "127.0.0.42",
         "querier" => "127.0.0.31",
+        "query-frontend" => "127.0.0.33",
         _ => "127.0.0.32",
     }
 }
@@ -225,11 +228,12 @@ impl Cluster {
         lines
     }
 
-    /// Every line of the test's log streams the querier returns, sorted.
+    /// Every line of the test's log streams the cluster returns (through
+    /// the query-frontend), sorted.
     async fn log_lines(&self) -> Vec<String> {
         let j: Json = self
             .client
-            .get(self.url("querier", "/loki/api/v1/query_range"))
+            .get(self.url("query-frontend", "/loki/api/v1/query_range"))
             .query(&[
                 ("query", r#"{app="cluster-test"}"#.to_string()),
                 ("start", ((now_ms() - 3_600_000) * 1_000_000).to_string()),

@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod compactor;
 mod durability;
+mod frontend;
 mod fuzz;
 mod helm;
 mod hostile;

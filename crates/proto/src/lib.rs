@@ -41,8 +41,17 @@ pub mod strata {
         }
         pub use v1::*;
     }
+
+    /// The query-frontend's gRPC service (queriers pull queued requests),
+    /// by wire version; the current one is re-exported here.
+    pub mod frontend {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/strata.frontend.v1.rs"));
+        }
+        pub use v1::*;
+    }
 }
 
-pub use strata::{ingester, ring, storegateway};
+pub use strata::{frontend, ingester, ring, storegateway};
 
 pub mod transport;

@@ -38,6 +38,7 @@ pub struct Config {
     pub ring: strata_ring::RingConfig,
     pub ingester_client: IngesterClientConfig,
     pub store_gateway: StoreGatewayConfig,
+    pub frontend: strata_frontend::FrontendConfig,
 }
 
 /// The store-gateway role: how blocks are sharded over gateways and the
@@ -431,6 +432,14 @@ flags! {
     "blocks-storage.tsdb.flush-blocks-on-shutdown" => "blocks_storage.tsdb.flush_blocks_on_shutdown": "Cut the whole head into blocks and upload them on graceful shutdown.",
     "blocks-storage.bucket-store.ignore-deletion-marks-delay" => "blocks_storage.bucket_store.ignore_deletion_marks_delay": "Blocks marked for deletion longer ago than this are no longer queried (their replacement is indexed by then); keep it below -compactor.deletion-delay and above the sync interval.",
     "blocks-storage.bucket-store.sync-interval" => "blocks_storage.bucket_store.sync_interval": "How often queriers refresh a tenant's block list from the bucket, and store-gateways the blocks they own.",
+    "query-frontend.split-queries-by-interval" => "frontend.split_queries_by_interval": "Range queries are cut into parts of this much time (aligned to the epoch), run in parallel and cached part by part (0: not cut).",
+    "query-frontend.align-queries-with-step" => "frontend.align_queries_with_step": "Move range queries' start and end onto multiples of their step (better cache use; answers shift to the step grid).",
+    "query-frontend.cache-results" => "frontend.cache_results": "Cache the parts of range queries that end before the freshness window.",
+    "query-frontend.results-cache.memory-bytes" => "frontend.results_cache_bytes": "Memory of the query-frontend's results cache, bytes.",
+    "query-frontend.max-cache-freshness" => "frontend.max_cache_freshness": "Parts of range queries that end less than this long ago are never cached (their data may still arrive).",
+    "query-frontend.max-retries-per-request" => "frontend.max_retries": "Times a request a querier failed (5xx or went away) is queued again for another querier.",
+    "query-frontend.max-outstanding-requests-per-tenant" => "frontend.max_outstanding_requests_per_tenant": "Requests one tenant may have queued in a query-frontend; more get 429.",
+    "query-frontend.max-queriers-per-tenant" => "frontend.max_queriers_per_tenant": "Queriers one tenant's requests may run on, chosen by shuffle sharding (0: all).",
     "store-gateway.sharding-ring.replication-factor" => "store_gateway.sharding_ring.replication_factor": "Store-gateways owning each block: they load it before serving and queriers ask the next owner when one fails.",
     "store-gateway.cache.memory-bytes" => "store_gateway.cache.memory_bytes": "Memory for a store-gateway's cache of its blocks (label files whole, Parquet footers, page indexes, pages), bytes; 0 together with the disk size disables it.",
     "store-gateway.cache.disk-bytes" => "store_gateway.cache.disk_bytes": "Local disk for the store-gateway's block cache, bytes (0: memory only).",
@@ -728,6 +737,7 @@ impl Default for Config {
             ring: strata_ring::RingConfig::default(),
             ingester_client: IngesterClientConfig::default(),
             store_gateway: StoreGatewayConfig::default(),
+            frontend: strata_frontend::FrontendConfig::default(),
         }
     }
 }

@@ -152,6 +152,7 @@ struct Roles {
     compactor: bool,
     ruler: bool,
     store_gateway: bool,
+    query_frontend: bool,
 }
 
 impl Roles {
@@ -167,6 +168,7 @@ impl Roles {
                         compactor: true,
                         ruler: true,
                         store_gateway: true,
+                        query_frontend: false,
                     }
                 }
                 "distributor" => r.distributor = true,
@@ -175,15 +177,10 @@ impl Roles {
                 "compactor" => r.compactor = true,
                 "ruler" => r.ruler = true,
                 "store-gateway" => r.store_gateway = true,
-                "query-frontend" => {
-                    return Err(format!(
-                        "-target={role} is not available yet: queriers answer Grafana directly; run -target=querier"
-                    )
-                    .into());
-                }
+                "query-frontend" => r.query_frontend = true,
                 other => {
                     return Err(format!(
-                        "unknown role {other:?} in -target (roles: all, distributor, ingester, querier, compactor, ruler, store-gateway)"
+                        "unknown role {other:?} in -target (roles: all, distributor, ingester, querier, query-frontend, compactor, ruler, store-gateway)"
                     )
                     .into());
                 }
@@ -200,6 +197,7 @@ impl Roles {
             (self.compactor, "compactor"),
             (self.ruler, "ruler"),
             (self.store_gateway, "store-gateway"),
+            (self.query_frontend, "query-frontend"),
         ]
         .into_iter()
         .filter(|(on, _)| *on)
@@ -243,6 +241,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     strata_distributor::register_metrics(&registry)?;
     strata_querier::register_metrics(&registry)?;
     strata_store_gateway::register_metrics(&registry)?;
+    strata_frontend::register_metrics(&registry)?;
     strata_api::register_metrics(&registry)?;
     strata_limits::register_metrics(&registry)?;
     strata_ruler::register_metrics(&registry)?;
@@ -454,6 +453,14 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         }));
     if let Some(r) = &gateway_reader {
         grpc = grpc.add_service(strata_store_gateway::StoreGatewayService::server(r.clone()));
+    }
+    let frontend = roles.query_frontend.then(|| {
+        let mut fcfg = cfg.frontend.clone();
+        fcfg.timeout = cfg.querier.timeout;
+        strata_frontend::Frontend::new(fcfg)
+    });
+    if let Some(f) = &frontend {
+        grpc = grpc.add_service(strata_frontend::service::FrontendService::server(f.clone()));
     }
     if let Some((raft_svc, ring_svc)) = strata_ring::service::services(&ring) {
         grpc = grpc.add_service(raft_svc).add_service(ring_svc);
@@ -696,7 +703,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             query_queue_timeout: cfg.querier.timeout,
         }),
     });
-    let app = strata_api::router(state)
+    let api_app = strata_api::router(state)
         .route(
             "/config",
             get(move || {
@@ -706,10 +713,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         )
         .merge(ring_page::router(ring.clone()));
     // Mimir's store-gateway status page: the blocks this gateway owns.
-    let app = match &block_sync {
+    let api_app = match &block_sync {
         Some(sync) => {
             let sync = sync.clone();
-            app.route(
+            api_app.route(
                 "/store-gateway/tenants",
                 get(move || {
                     let owned = sync.owned_by_tenant();
@@ -725,7 +732,28 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
                 }),
             )
         }
-        None => app,
+        None => api_app,
+    };
+    // Queriers pull requests from the ring's query-frontends and run them
+    // with their own API (not through a frontend again).
+    if roles.querier {
+        tokio::spawn(strata_frontend::worker::run(
+            ring.clone(),
+            api_app.clone(),
+            strata_frontend::worker::WorkerConfig {
+                querier_id: instance_id.clone(),
+                parallelism: cfg.querier.max_concurrent.max(1),
+            },
+            shutdown_rx.clone(),
+        ));
+    }
+    // A query-frontend answers the read paths itself.
+    let app = match &frontend {
+        Some(f) => api_app.layer(axum::middleware::from_fn_with_state(
+            f.clone(),
+            strata_frontend::Frontend::intercept,
+        )),
+        None => api_app,
     };
     // Outermost: nothing is served to an unauthenticated request.
     let app = match authenticator {

@@ -1,0 +1,540 @@
+//! [`Frontend`]: answers read requests by queueing them for the queriers,
+//! range queries cut into parts (cached when old enough) and merged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde_json::Value as Json;
+use strata_proto::frontend::{Header, HttpRequest, HttpResponse};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::FrontendConfig;
+use crate::cache::{PartKey, ResultsCache};
+use crate::metrics::{PARTS, QUEUE_LENGTH, REQUESTS};
+use crate::queue::{Job, QueueError, RequestQueue};
+use crate::split::{self, Api};
+
+/// Largest request body the frontend reads (a POSTed query).
+const MAX_BODY_BYTES: usize = 10 << 20;
+/// Parts of one query queued at once (Mimir's max query parallelism).
+const MAX_QUERY_PARALLELISM: usize = 14;
+
+/// Request headers not passed on: the connection's own, and the length of
+/// a body that may be replaced.
+const HOP_BY_HOP: [&str; 9] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "content-length",
+];
+
+/// Whether the query-frontend answers `path`: the Prometheus and Loki read
+/// APIs, not writes, rules (the ruler's) or Loki's live tail.
+pub fn is_frontend_path(path: &str) -> bool {
+    let p = path.strip_prefix("/prometheus").unwrap_or(path);
+    if let Some(rest) = p.strip_prefix("/api/v1/") {
+        return !matches!(rest, "push" | "write" | "rules" | "alerts")
+            && !rest.starts_with("otlp/")
+            && !rest.starts_with("rules/");
+    }
+    if let Some(rest) = path.strip_prefix("/loki/api/v1/") {
+        return !matches!(rest, "push" | "tail") && !rest.starts_with("rules");
+    }
+    false
+}
+
+/// The query-frontend of this process.
+pub struct Frontend {
+    cfg: FrontendConfig,
+    queue: Arc<RequestQueue>,
+    cache: Option<ResultsCache>,
+}
+
+/// A failure to answer, as the HTTP answer it becomes.
+type Refusal = Response;
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    (status, message.into()).into_response()
+}
+
+impl Frontend {
+    /// A frontend with its queue and (when enabled) results cache.
+    pub fn new(cfg: FrontendConfig) -> Arc<Self> {
+        let queue = Arc::new(RequestQueue::new(
+            cfg.max_outstanding_requests_per_tenant,
+            cfg.max_queriers_per_tenant,
+        ));
+        let cache = cfg
+            .cache_results
+            .then(|| ResultsCache::new(cfg.results_cache_bytes));
+        Arc::new(Self { cfg, queue, cache })
+    }
+
+    /// The queue the queriers' workers pull from.
+    pub fn queue(&self) -> &Arc<RequestQueue> {
+        &self.queue
+    }
+
+    /// The frontend's settings.
+    pub fn config(&self) -> &FrontendConfig {
+        &self.cfg
+    }
+
+    /// axum middleware: the paths the frontend answers go to it, the rest
+    /// to `next`.
+    pub async fn intercept(State(f): State<Arc<Frontend>>, req: Request, next: Next) -> Response {
+        if !is_frontend_path(req.uri().path()) {
+            return next.run(req).await;
+        }
+        let started = Instant::now();
+        let span = tracing::info_span!("query_frontend", path = %req.uri().path());
+        f.handle(req, started).instrument(span).await
+    }
+
+    async fn handle(&self, req: Request, started: Instant) -> Response {
+        let tenant = req
+            .headers()
+            .get("X-Scope-OrgID")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("anonymous")
+            .to_string();
+        let (parts, body) = req.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                return refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body larger than {MAX_BODY_BYTES} bytes"),
+                );
+            }
+        };
+        let path = parts.uri.path().to_string();
+        let url = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
+        let request = HttpRequest {
+            method: parts.method.as_str().to_string(),
+            url,
+            headers: forwarded_headers(&parts.headers),
+            body: body.to_vec().into(),
+        };
+        let api = if path.ends_with("/loki/api/v1/query_range") {
+            Some(Api::Loki)
+        } else if path.ends_with("/api/v1/query_range") {
+            Some(Api::Prometheus)
+        } else {
+            None
+        };
+        if let Some(api) = api
+            && let Some(range) =
+                RangeQuery::parse(api, &parts.uri, &parts.headers, &body, &self.cfg)
+        {
+            let answer = self.run_split(&tenant, &path, &request, range).await;
+            let outcome = if answer.status().is_success() {
+                "ok"
+            } else {
+                "error"
+            };
+            REQUESTS.with_label_values(&["split", outcome]).inc();
+            tracing::info!(
+                tenant,
+                path,
+                status = answer.status().as_u16(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "query-frontend split query"
+            );
+            return answer;
+        }
+        let answer = match self.run(&tenant, request).await {
+            Ok(r) => to_response(r),
+            Err(r) => r,
+        };
+        let outcome = if answer.status().is_success() {
+            "ok"
+        } else {
+            "error"
+        };
+        REQUESTS.with_label_values(&["forwarded", outcome]).inc();
+        answer
+    }
+
+    /// Queues `request` for a querier and waits for its answer.
+    async fn run(&self, tenant: &str, request: HttpRequest) -> Result<HttpResponse, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            tenant: tenant.to_string(),
+            request,
+            enqueued: Instant::now(),
+            respond: tx,
+            failed_on: Vec::new(),
+            attempts: 0,
+        };
+        if let Err(QueueError::TooManyOutstanding(n)) = self.queue.enqueue(job) {
+            return Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many outstanding requests for tenant {tenant:?} (limit {n}, -query-frontend.max-outstanding-requests-per-tenant)"
+                ),
+            ));
+        }
+        QUEUE_LENGTH.set(self.queue.len() as i64);
+        match tokio::time::timeout(self.cfg.timeout, rx).await {
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(why))) => Err(refuse(StatusCode::BAD_GATEWAY, why)),
+            Ok(Err(_)) => Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the query-frontend lost the request",
+            )),
+            Err(_) => Err(refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "no querier answered within {:?} ({} connected)",
+                    self.cfg.timeout,
+                    self.queue.queriers()
+                ),
+            )),
+        }
+    }
+
+    /// A range query in parts: cached parts from the cache, the others
+    /// from queriers (a few at a time), merged.
+    async fn run_split(
+        &self,
+        tenant: &str,
+        path: &str,
+        original: &HttpRequest,
+        q: RangeQuery,
+    ) -> Response {
+        let fresh_from = strata_model::now_ms()
+            .saturating_sub(self.cfg.max_cache_freshness.as_millis() as i64)
+            .saturating_mul(q.api.per_ms());
+        let headers: Vec<Header> = original
+            .headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        let answers = futures::stream::iter(q.parts.iter().copied().map(|range| {
+            let key = PartKey {
+                tenant,
+                path,
+                params: &q.params,
+                range,
+            };
+            let headers = headers.clone();
+            let api = q.api;
+            let params = &q.params;
+            async move {
+                let cacheable = range.1 < fresh_from;
+                if cacheable
+                    && let Some(cache) = &self.cache
+                    && let Some(hit) = cache.get(&key)
+                    && let Ok(json) = serde_json::from_slice::<Json>(&hit)
+                {
+                    PARTS.with_label_values(&["cache"]).inc();
+                    return Ok(json);
+                }
+                PARTS.with_label_values(&["querier"]).inc();
+                let request = HttpRequest {
+                    method: "GET".into(),
+                    url: part_url(path, params, api, range),
+                    headers,
+                    body: Bytes::new(),
+                };
+                let answer = self.run(tenant, request).await?;
+                if answer.status != 200 {
+                    return Err(to_response(answer));
+                }
+                let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        format!("a querier's answer is not JSON: {e}"),
+                    )
+                })?;
+                if json.get("status").and_then(Json::as_str) != Some("success") {
+                    return Err(to_response(answer));
+                }
+                if cacheable && let Some(cache) = &self.cache {
+                    cache.put(&key, answer.body);
+                }
+                Ok(json)
+            }
+        }))
+        .buffered(MAX_QUERY_PARALLELISM)
+        .collect::<Vec<Result<Json, Refusal>>>()
+        .await;
+        let mut parts = Vec::with_capacity(answers.len());
+        for a in answers {
+            match a {
+                Ok(json) => parts.push(json),
+                Err(refusal) => return refusal,
+            }
+        }
+        match split::merge(parts) {
+            Ok(merged) => axum::Json(merged).into_response(),
+            Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// A range query the frontend cuts: its API, its parameters but start and
+/// end (sorted), and its parts.
+struct RangeQuery {
+    api: Api,
+    params: Vec<(String, String)>,
+    parts: Vec<(i64, i64)>,
+}
+
+impl RangeQuery {
+    /// The range query of a request, when it is one the frontend cuts;
+    /// `None` sends the request on whole (a querier then answers any
+    /// error in it).
+    fn parse(
+        api: Api,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+        cfg: &FrontendConfig,
+    ) -> Option<Self> {
+        let mut pairs: Vec<(String, String)> = uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            pairs.extend(url::form_urlencoded::parse(body).into_owned());
+        } else if !body.is_empty() {
+            return None;
+        }
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, v)| k == key && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        };
+        let query = get("query")?;
+        let (start, end, step) = match api {
+            Api::Prometheus => {
+                if !split::promql_splittable(query) {
+                    return None;
+                }
+                (
+                    strata_model::api_time::prometheus_time_ms(get("start")?)?,
+                    strata_model::api_time::prometheus_time_ms(get("end")?)?,
+                    strata_promql::parse_duration_param(get("step")?).ok()?,
+                )
+            }
+            Api::Loki => {
+                if !split::logql_splittable(query) {
+                    return None;
+                }
+                (
+                    strata_model::api_time::loki_time_ns(get("start")?)?,
+                    strata_model::api_time::loki_time_ns(get("end")?)?,
+                    loki_step_ns(get("step")?)?,
+                )
+            }
+        };
+        if step <= 0 || end < start {
+            return None;
+        }
+        let (start, end) = if cfg.align_queries_with_step {
+            (start.div_euclid(step) * step, end.div_euclid(step) * step)
+        } else {
+            (start, end)
+        };
+        let interval = i64::try_from(cfg.split_queries_by_interval.as_millis())
+            .ok()?
+            .checked_mul(api.per_ms())?;
+        let parts = split::parts(start, end, step, interval).unwrap_or_else(|| {
+            // One part (not split, or too many): still cached and aligned.
+            vec![(start, start + (end - start) / step * step)]
+        });
+        let mut params: Vec<(String, String)> = pairs
+            .into_iter()
+            .filter(|(k, _)| k != "start" && k != "end")
+            .collect();
+        params.sort();
+        params.dedup();
+        Some(Self { api, params, parts })
+    }
+}
+
+/// Loki's step: a duration (`30s`) or float seconds, in ns.
+fn loki_step_ns(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        let ns = (f * 1e9).floor();
+        return (ns >= 1.0 && ns < i64::MAX as f64).then_some(ns as i64);
+    }
+    let d = strata_logql::parser::parse_duration(s)?;
+    i64::try_from(d.as_nanos()).ok().filter(|ns| *ns > 0)
+}
+
+/// The URL of one part: the query's parameters with the part's range.
+fn part_url(path: &str, params: &[(String, String)], api: Api, (start, end): (i64, i64)) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        q.append_pair(k, v);
+    }
+    q.append_pair("start", &api.format_time(start));
+    q.append_pair("end", &api.format_time(end));
+    format!("{path}?{}", q.finish())
+}
+
+fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some(Header {
+                name: name.as_str().to_string(),
+                value: value.to_str().ok()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A querier's answer as this process's answer.
+fn to_response(answer: HttpResponse) -> Response {
+    let status = u16::try_from(answer.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = status;
+    for h in answer.headers {
+        if HOP_BY_HOP.contains(&h.name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_paths_only() {
+        for p in [
+            "/api/v1/query_range",
+            "/prometheus/api/v1/query",
+            "/prometheus/api/v1/label/job/values",
+            "/loki/api/v1/query_range",
+            "/loki/api/v1/index/volume",
+            "/api/v1/status/buildinfo",
+        ] {
+            assert!(is_frontend_path(p), "{p}");
+        }
+        for p in [
+            "/api/v1/push",
+            "/prometheus/api/v1/rules",
+            "/prometheus/api/v1/alerts",
+            "/api/v1/otlp/v1/metrics",
+            "/loki/api/v1/push",
+            "/loki/api/v1/tail",
+            "/loki/api/v1/rules/ns",
+            "/metrics",
+            "/ring",
+        ] {
+            assert!(!is_frontend_path(p), "{p}");
+        }
+    }
+
+    fn range(url: &str, cfg: &FrontendConfig) -> Option<RangeQuery> {
+        let uri: http::Uri = url.parse().expect("uri");
+        let api = if url.starts_with("/loki") {
+            Api::Loki
+        } else {
+            Api::Prometheus
+        };
+        RangeQuery::parse(api, &uri, &http::HeaderMap::new(), &Bytes::new(), cfg)
+    }
+
+    #[test]
+    fn range_queries_are_cut_and_aligned() {
+        let cfg = FrontendConfig {
+            split_queries_by_interval: std::time::Duration::from_secs(3600),
+            align_queries_with_step: true,
+            ..FrontendConfig::default()
+        };
+        let q = range(
+            "/api/v1/query_range?query=up&start=10&end=7300&step=60",
+            &cfg,
+        )
+        .expect("a range query");
+        assert_eq!(
+            q.parts,
+            vec![
+                (0, 3_540_000),
+                (3_600_000, 7_140_000),
+                (7_200_000, 7_260_000)
+            ]
+        );
+        assert_eq!(
+            q.params,
+            vec![("query".into(), "up".into()), ("step".into(), "60".into())]
+        );
+        assert_eq!(
+            part_url(
+                "/api/v1/query_range",
+                &q.params,
+                Api::Prometheus,
+                q.parts[0]
+            ),
+            "/api/v1/query_range?query=up&step=60&start=0.000&end=3540.000"
+        );
+        let loki = range(
+            "/loki/api/v1/query_range?query=sum(count_over_time(%7Ba%3D%22b%22%7D%5B1m%5D))&start=0&end=7200&step=60s",
+            &cfg,
+        )
+        .expect("a LogQL metric query");
+        assert_eq!(loki.parts.len(), 3);
+        // Not cut: instant-like or odd requests go on whole.
+        assert!(
+            range(
+                "/api/v1/query_range?query=up%40start()&start=0&end=7200&step=60",
+                &cfg
+            )
+            .is_none()
+        );
+        assert!(range("/api/v1/query_range?query=up&start=0&end=7200", &cfg).is_none());
+        assert!(range("/api/v1/query_range?query=up&start=x&end=7200&step=1", &cfg).is_none());
+        assert!(
+            range(
+                "/loki/api/v1/query_range?query=%7Ba%3D%22b%22%7D&start=0&end=7200&step=60s",
+                &cfg
+            )
+            .is_none()
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! The query-frontend: the read path's front door. It takes Grafana's
+//! Prometheus and Loki read requests, splits range queries by time
+//! ([`split`]), answers the parts it has cached ([`cache`]), queues the rest
+//! per tenant ([`queue`]) for the queriers' workers that pull them over
+//! gRPC ([`service`], [`worker`]), retries a part a querier failed on
+//! another querier, and merges the parts' answers. A querier runs the
+//! requests it pulls with its own HTTP API, so every endpoint behaves as
+//! it does on the querier.
+
+pub mod cache;
+mod frontend;
+mod metrics;
+pub mod queue;
+pub mod service;
+pub mod split;
+pub mod worker;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use frontend::{Frontend, is_frontend_path};
+pub use metrics::register_metrics;
+
+/// The query-frontend's settings, as Mimir names them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FrontendConfig {
+    /// Range queries are cut into parts of this much time (0: not split).
+    #[serde(with = "strata_model::humantime_serde")]
+    pub split_queries_by_interval: Duration,
+    /// Moves a range query's start and end onto multiples of its step.
+    pub align_queries_with_step: bool,
+    /// Keeps the parts' answers for later queries of the same parts.
+    pub cache_results: bool,
+    /// Memory of the results cache, bytes.
+    pub results_cache_bytes: usize,
+    /// Parts ending less than this long ago are never cached: their data
+    /// may still change.
+    #[serde(with = "strata_model::humantime_serde")]
+    pub max_cache_freshness: Duration,
+    /// Times a part a querier failed is tried again (on another querier).
+    pub max_retries: usize,
+    /// Requests one tenant may have queued; more get 429.
+    pub max_outstanding_requests_per_tenant: usize,
+    /// Queriers one tenant's requests may run on (0: all).
+    pub max_queriers_per_tenant: usize,
+    /// Longest time a request may wait and run (`-querier.timeout`).
+    #[serde(skip)]
+    pub timeout: Duration,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self {
+            split_queries_by_interval: Duration::from_secs(24 * 3600),
+            align_queries_with_step: false,
+            cache_results: true,
+            results_cache_bytes: 256 << 20,
+            max_cache_freshness: Duration::from_secs(600),
+            max_retries: 5,
+            max_outstanding_requests_per_tenant: 100,
+            max_queriers_per_tenant: 0,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}

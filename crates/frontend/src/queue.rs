@@ -1,0 +1,354 @@
+//! The frontend's request queue: one FIFO per tenant, served round-robin
+//! across tenants to the queriers' workers that pull from it (Mimir's
+//! query-scheduler model), so a tenant with a thousand queued requests
+//! delays another tenant's request by at most one request per worker.
+//! A tenant's queue is bounded (`max_outstanding_requests_per_tenant`: the
+//! caller answers 429 past it) and, with `max_queriers_per_tenant`, only a
+//! fixed subset of the connected queriers (chosen by rendezvous hashing of
+//! tenant and querier id: shuffle sharding) takes its requests, so one
+//! tenant's expensive queries cannot occupy every querier.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use strata_proto::frontend::{HttpRequest, HttpResponse};
+use tokio::sync::{Notify, oneshot};
+
+/// A queued request and where its answer goes.
+pub struct Job {
+    /// Whose queue it waits in.
+    pub tenant: String,
+    /// The request a querier runs.
+    pub request: HttpRequest,
+    /// When it was first queued.
+    pub enqueued: Instant,
+    /// The answer, or why there is none.
+    pub respond: oneshot::Sender<Result<HttpResponse, String>>,
+    /// Queriers that failed it: not given it again while another can take it.
+    pub failed_on: Vec<String>,
+    /// Times it was queued again after a querier failed it.
+    pub attempts: usize,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The tenant's queue is full.
+    TooManyOutstanding(usize),
+}
+
+/// Per-tenant fair queue (see the module doc).
+pub struct RequestQueue {
+    state: Mutex<State>,
+    wake: Notify,
+    max_per_tenant: usize,
+    max_queriers_per_tenant: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<String, VecDeque<Job>>,
+    /// Tenants with queued requests, in the order they are served.
+    order: VecDeque<String>,
+    /// Connected queriers and their worker counts.
+    queriers: BTreeMap<String, usize>,
+}
+
+impl State {
+    /// Whether `querier` may take `tenant`'s requests.
+    fn serves(&self, limit: usize, tenant: &str, querier: &str) -> bool {
+        if limit == 0 || self.queriers.len() <= limit {
+            return true;
+        }
+        let mut scored: Vec<(u64, &str)> = self
+            .queriers
+            .keys()
+            .map(|q| (score(tenant, q), q.as_str()))
+            .collect();
+        scored.sort_unstable_by(|a, b| b.cmp(a));
+        scored.iter().take(limit).any(|(_, q)| *q == querier)
+    }
+}
+
+fn score(tenant: &str, querier: &str) -> u64 {
+    let seed = twox_hash::XxHash3_64::oneshot(querier.as_bytes());
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, tenant.as_bytes())
+}
+
+impl RequestQueue {
+    /// A queue holding at most `max_per_tenant` requests per tenant (0: no
+    /// bound), each tenant served by at most `max_queriers_per_tenant`
+    /// queriers (0: all).
+    pub fn new(max_per_tenant: usize, max_queriers_per_tenant: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            wake: Notify::new(),
+            max_per_tenant,
+            max_queriers_per_tenant,
+        }
+    }
+
+    /// Queues `job` at the end of its tenant's queue (dropped when refused).
+    pub fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        {
+            let mut s = self.state.lock();
+            let queued = s.queues.get(&job.tenant).map_or(0, VecDeque::len);
+            if self.max_per_tenant > 0 && queued >= self.max_per_tenant {
+                return Err(QueueError::TooManyOutstanding(self.max_per_tenant));
+            }
+            if queued == 0 {
+                s.order.push_back(job.tenant.clone());
+            }
+            s.queues
+                .entry(job.tenant.clone())
+                .or_default()
+                .push_back(job);
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Puts a job a querier failed back at the front of its tenant's
+    /// queue, and that tenant first in line (whatever the bound: it was
+    /// admitted already).
+    pub fn requeue(&self, job: Job) {
+        {
+            let mut s = self.state.lock();
+            let tenant = job.tenant.clone();
+            s.queues.entry(tenant.clone()).or_default().push_front(job);
+            // Next in line: it has waited its turn already.
+            s.order.retain(|t| *t != tenant);
+            s.order.push_front(tenant);
+        }
+        self.wake.notify_waiters();
+    }
+
+    /// Records a worker of `querier` connecting.
+    pub fn connect(&self, querier: &str) {
+        *self
+            .state
+            .lock()
+            .queriers
+            .entry(querier.to_string())
+            .or_default() += 1;
+        self.wake.notify_waiters();
+    }
+
+    /// Records a worker of `querier` going away.
+    pub fn disconnect(&self, querier: &str) {
+        let mut s = self.state.lock();
+        if let Some(n) = s.queriers.get_mut(querier) {
+            *n -= 1;
+            if *n == 0 {
+                s.queriers.remove(querier);
+            }
+        }
+        drop(s);
+        // Jobs only it could take may now go to others.
+        self.wake.notify_waiters();
+    }
+
+    /// Connected queriers.
+    pub fn queriers(&self) -> usize {
+        self.state.lock().queriers.len()
+    }
+
+    /// Requests queued, all tenants.
+    pub fn len(&self) -> usize {
+        self.state.lock().queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the next job `querier` may run without waiting.
+    pub fn try_next(&self, querier: &str) -> Option<Job> {
+        let mut s = self.state.lock();
+        for pos in 0..s.order.len() {
+            let tenant = s.order[pos].clone();
+            if !s.serves(self.max_queriers_per_tenant, &tenant, querier) {
+                continue;
+            }
+            let others = s.queriers.len() > 1;
+            let queue = s.queues.get_mut(&tenant)?;
+            // A job this querier failed waits for another, if there is one.
+            let Some(i) = queue
+                .iter()
+                .position(|j| !others || !j.failed_on.iter().any(|q| q == querier))
+            else {
+                continue;
+            };
+            let job = queue.remove(i)?;
+            let drained = queue.is_empty();
+            s.order.remove(pos);
+            if drained {
+                s.queues.remove(&tenant);
+            } else {
+                // Served: to the back of the round.
+                s.order.push_back(tenant);
+            }
+            return Some(job);
+        }
+        None
+    }
+
+    /// Waits for the next job `querier` may run.
+    pub async fn next(&self, querier: &str) -> Job {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(job) = self.try_next(querier) {
+                return job;
+            }
+            notified.await;
+        }
+    }
+
+    /// Fails the jobs queued before `older_than`: with no querier to take
+    /// them they would wait forever. Returns how many.
+    pub fn drain_expired(&self, older_than: Instant) -> usize {
+        let mut expired = Vec::new();
+        {
+            let mut s = self.state.lock();
+            let mut emptied = Vec::new();
+            for (tenant, queue) in s.queues.iter_mut() {
+                while queue.front().is_some_and(|j| j.enqueued < older_than) {
+                    if let Some(j) = queue.pop_front() {
+                        expired.push(j);
+                    }
+                }
+                if queue.is_empty() {
+                    emptied.push(tenant.clone());
+                }
+            }
+            for t in emptied {
+                s.queues.remove(&t);
+                s.order.retain(|o| *o != t);
+            }
+        }
+        let n = expired.len();
+        for j in expired {
+            let _ = j.respond.send(Err(
+                "the request waited in the queue past its deadline".into()
+            ));
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(tenant: &str, n: usize) -> (Job, oneshot::Receiver<Result<HttpResponse, String>>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Job {
+                tenant: tenant.into(),
+                request: HttpRequest {
+                    url: format!("/{n}"),
+                    ..HttpRequest::default()
+                },
+                enqueued: Instant::now(),
+                respond: tx,
+                failed_on: Vec::new(),
+                attempts: 0,
+            },
+            rx,
+        )
+    }
+
+    fn url(j: &Job) -> String {
+        format!("{}{}", j.tenant, j.request.url)
+    }
+
+    /// Tenants take turns whatever the length of their queues.
+    #[test]
+    fn tenants_are_served_round_robin() {
+        let q = RequestQueue::new(0, 0);
+        q.connect("q1");
+        for n in 0..5 {
+            assert!(q.enqueue(job("a", n).0).is_ok());
+        }
+        assert!(q.enqueue(job("b", 0).0).is_ok());
+        assert!(q.enqueue(job("b", 1).0).is_ok());
+        let order: Vec<String> = std::iter::from_fn(|| q.try_next("q1").map(|j| url(&j))).collect();
+        assert_eq!(order, ["a/0", "b/0", "a/1", "b/1", "a/2", "a/3", "a/4"]);
+        assert!(q.is_empty());
+    }
+
+    /// Past the bound a tenant's request is refused; others are not.
+    #[test]
+    fn a_full_tenant_queue_refuses() {
+        let q = RequestQueue::new(2, 0);
+        assert!(q.enqueue(job("a", 0).0).is_ok());
+        assert!(q.enqueue(job("a", 1).0).is_ok());
+        let err = q.enqueue(job("a", 2).0).expect_err("refused");
+        assert_eq!(err, QueueError::TooManyOutstanding(2));
+        assert!(q.enqueue(job("b", 0).0).is_ok());
+        // A retried job goes back in front, over the bound.
+        let first = q.try_next("q").expect("a job");
+        q.requeue(first);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.try_next("q").map(|j| url(&j)).as_deref(), Some("a/0"));
+    }
+
+    /// With max_queriers_per_tenant, each tenant's requests go to a fixed
+    /// subset of the queriers, the same whoever asks.
+    #[test]
+    fn shuffle_sharding_limits_a_tenants_queriers() {
+        let q = RequestQueue::new(0, 2);
+        for id in ["q1", "q2", "q3", "q4"] {
+            q.connect(id);
+        }
+        let allowed: Vec<&str> = ["q1", "q2", "q3", "q4"]
+            .into_iter()
+            .filter(|id| {
+                let _ = q.enqueue(job("t", 0).0);
+                let got = q.try_next(id).is_some();
+                // Leave the queue empty for the next querier.
+                while q.try_next("q1").is_some() || q.try_next("q2").is_some() {}
+                while q.try_next("q3").is_some() || q.try_next("q4").is_some() {}
+                got
+            })
+            .collect();
+        assert_eq!(allowed.len(), 2, "{allowed:?}");
+    }
+
+    /// A job a querier failed goes to another querier when there is one.
+    #[test]
+    fn a_failed_job_goes_elsewhere() {
+        let q = RequestQueue::new(0, 0);
+        q.connect("q1");
+        q.connect("q2");
+        let (mut j, _rx) = job("a", 0);
+        j.failed_on.push("q1".into());
+        assert!(q.enqueue(j).is_ok());
+        assert!(q.try_next("q1").is_none());
+        assert!(q.try_next("q2").is_some());
+        // Alone, q1 takes it again.
+        let (mut j, _rx) = job("a", 1);
+        j.failed_on.push("q1".into());
+        q.disconnect("q2");
+        assert!(q.enqueue(j).is_ok());
+        assert!(q.try_next("q1").is_some());
+    }
+
+    /// A waiting worker wakes when a request arrives.
+    #[tokio::test]
+    async fn workers_wait_for_requests() {
+        let q = std::sync::Arc::new(RequestQueue::new(0, 0));
+        q.connect("q1");
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { url(&q.next("q1").await) })
+        };
+        tokio::task::yield_now().await;
+        assert!(q.enqueue(job("a", 7).0).is_ok());
+        assert_eq!(waiter.await.expect("worker"), "a/7");
+    }
+}

@@ -1,0 +1,352 @@
+//! Range queries cut by time and put back together. A range query is
+//! evaluated at each step independently of the others, so the steps of one
+//! split interval (24 h by default, aligned to the epoch) form a query of
+//! their own on the same grid, and the parts' series concatenate into the
+//! whole answer exactly. Queries whose value at a step depends on the
+//! query's own start or end (`@ start()`, `@ end()`, or any `@`) are not
+//! split.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json};
+
+/// Which API a range query came through: its time unit and formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Prometheus: milliseconds, Unix seconds on the wire.
+    Prometheus,
+    /// Loki: nanoseconds.
+    Loki,
+}
+
+impl Api {
+    /// Units (ms or ns) per millisecond.
+    pub fn per_ms(self) -> i64 {
+        match self {
+            Api::Prometheus => 1,
+            Api::Loki => 1_000_000,
+        }
+    }
+
+    /// A time of this API's unit as its wire parameter.
+    pub fn format_time(self, t: i64) -> String {
+        match self {
+            Api::Prometheus => unix_secs(t),
+            // RFC 3339 with nanoseconds: exact, whatever the magnitude (an
+            // integer of 10 digits or fewer would be read as seconds).
+            Api::Loki => {
+                let secs = t.div_euclid(1_000_000_000);
+                let nanos = t.rem_euclid(1_000_000_000) as u32;
+                match chrono::DateTime::from_timestamp(secs, nanos) {
+                    Some(d) => d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    None => t.to_string(),
+                }
+            }
+        }
+    }
+}
+
+fn unix_secs(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+}
+
+/// Most parts one query is cut into; a finer split is not done.
+pub const MAX_PARTS: usize = 1_000;
+
+/// The parts of the steps `start, start + step, ... <= end`: one per split
+/// interval that holds a step, each `(first step, last step)`. `None` when
+/// the query should run whole (a single part, or too many).
+pub fn parts(start: i64, end: i64, step: i64, interval: i64) -> Option<Vec<(i64, i64)>> {
+    if step <= 0 || interval <= 0 || end < start {
+        return None;
+    }
+    // In i128: no sum or difference of two i64 overflows it.
+    let (start, end, step, interval) = (
+        i128::from(start),
+        i128::from(end),
+        i128::from(step),
+        i128::from(interval),
+    );
+    let last_step = start + (end - start) / step * step;
+    let mut out = Vec::new();
+    // One part per iteration: from a step to the last step of its window.
+    let mut from = start;
+    while from <= last_step {
+        let window_end = (from.div_euclid(interval) + 1) * interval - 1;
+        let to = if window_end >= last_step {
+            last_step
+        } else {
+            from + (window_end - from) / step * step
+        };
+        out.push((i64::try_from(from).ok()?, i64::try_from(to).ok()?));
+        if out.len() > MAX_PARTS {
+            return None;
+        }
+        from = to + step;
+    }
+    (out.len() > 1).then_some(out)
+}
+
+/// Whether a PromQL query may be split: it parses and has no `@`.
+pub fn promql_splittable(query: &str) -> bool {
+    !query.contains('@') && promql_parser::parser::parse(query).is_ok()
+}
+
+/// Whether a LogQL query may be split: a metric query (log queries return
+/// streams limited from one end, which parts would each cut) without `@`.
+pub fn logql_splittable(query: &str) -> bool {
+    !query.contains('@')
+        && matches!(
+            strata_logql::parse(query),
+            Ok(strata_logql::Expr::Metric(_))
+        )
+}
+
+/// One series of the merged answer.
+struct MergedSeries {
+    metric: Json,
+    values: Vec<Json>,
+    histograms: Vec<Json>,
+}
+
+/// Why parts could not be merged.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot merge the split query's answers: {0}")]
+pub struct MergeError(String);
+
+/// Merges the successful JSON answers of a range query's parts, in time
+/// order: each series' values (and native histograms) concatenated, the
+/// series sorted by labels, warnings and infos kept once, Loki's
+/// statistics summed.
+pub fn merge(parts: Vec<Json>) -> Result<Json, MergeError> {
+    let mut series: BTreeMap<Vec<(String, String)>, MergedSeries> = BTreeMap::new();
+    let mut result_type = None;
+    let mut warnings: Vec<Json> = Vec::new();
+    let mut infos: Vec<Json> = Vec::new();
+    let mut stats: Option<Json> = None;
+    for mut part in parts {
+        let data = part
+            .get_mut("data")
+            .ok_or_else(|| MergeError("an answer without data".into()))?;
+        let rt = data
+            .get("resultType")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        if rt != "matrix" {
+            return Err(MergeError(format!("result type {rt:?}, not matrix")));
+        }
+        result_type = Some(rt);
+        if let Some(s) = data.get_mut("stats").map(Json::take) {
+            stats = Some(match stats {
+                Some(total) => sum_stats(total, s),
+                None => s,
+            });
+        }
+        let result = match data.get_mut("result").map(Json::take) {
+            Some(Json::Array(r)) => r,
+            _ => return Err(MergeError("an answer without a result list".into())),
+        };
+        for mut s in result {
+            let metric = s.get_mut("metric").map(Json::take).unwrap_or_default();
+            let key: Vec<(String, String)> = match &metric {
+                Json::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let entry = series.entry(key).or_insert_with(|| MergedSeries {
+                metric,
+                values: Vec::new(),
+                histograms: Vec::new(),
+            });
+            if let Some(Json::Array(v)) = s.get_mut("values").map(Json::take) {
+                entry.values.extend(v);
+            }
+            if let Some(Json::Array(h)) = s.get_mut("histograms").map(Json::take) {
+                entry.histograms.extend(h);
+            }
+        }
+        for (field, into) in [("warnings", &mut warnings), ("infos", &mut infos)] {
+            if let Some(Json::Array(w)) = part.get_mut(field).map(Json::take) {
+                for w in w {
+                    if !into.contains(&w) {
+                        into.push(w);
+                    }
+                }
+            }
+        }
+    }
+    let result: Vec<Json> = series
+        .into_values()
+        .map(|m| {
+            let mut s = Map::new();
+            s.insert("metric".into(), m.metric);
+            if !m.values.is_empty() {
+                s.insert("values".into(), Json::Array(m.values));
+            }
+            if !m.histograms.is_empty() {
+                s.insert("histograms".into(), Json::Array(m.histograms));
+            }
+            Json::Object(s)
+        })
+        .collect();
+    let mut data = Map::new();
+    data.insert(
+        "resultType".into(),
+        Json::String(result_type.unwrap_or_else(|| "matrix".into())),
+    );
+    data.insert("result".into(), Json::Array(result));
+    if let Some(s) = stats {
+        data.insert("stats".into(), s);
+    }
+    let mut out = Map::new();
+    out.insert("status".into(), Json::String("success".into()));
+    out.insert("data".into(), Json::Object(data));
+    if !warnings.is_empty() {
+        out.insert("warnings".into(), Json::Array(warnings));
+    }
+    if !infos.is_empty() {
+        out.insert("infos".into(), Json::Array(infos));
+    }
+    Ok(Json::Object(out))
+}
+
+/// Sums two statistics objects field by field (numbers add, objects
+/// recurse, anything else keeps the first).
+fn sum_stats(a: Json, b: Json) -> Json {
+    match (a, b) {
+        (Json::Object(mut a), Json::Object(b)) => {
+            for (k, v) in b {
+                let merged = match a.remove(&k) {
+                    Some(old) => sum_stats(old, v),
+                    None => v,
+                };
+                a.insert(k, merged);
+            }
+            Json::Object(a)
+        }
+        (Json::Number(a), Json::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => Json::from(x.saturating_add(y)),
+            _ => {
+                serde_json::Number::from_f64(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0))
+                    .map_or(Json::Null, Json::Number)
+            }
+        },
+        (a, _) => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    /// Steps stay on the query's grid; each part holds one interval's
+    /// steps; no step is lost or doubled.
+    #[test]
+    fn parts_cover_every_step_once() {
+        let (start, end, step) = (H / 2 + 7, 5 * H + 3, 60_000 + 13);
+        let parts = parts(start, end, step, 2 * H).expect("split");
+        let mut steps = Vec::new();
+        for (from, to) in &parts {
+            assert_eq!((from - start) % step, 0);
+            assert_eq!(from.div_euclid(2 * H), to.div_euclid(2 * H), "one window");
+            let mut t = *from;
+            while t <= *to {
+                steps.push(t);
+                t += step;
+            }
+        }
+        let expected: Vec<i64> = (0..)
+            .map(|k| start + k * step)
+            .take_while(|t| *t <= end)
+            .collect();
+        assert_eq!(steps, expected);
+        assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn small_huge_and_bad_ranges_run_whole() {
+        assert_eq!(parts(0, H, 60_000, 24 * H), None);
+        assert_eq!(parts(0, 10_000 * H, H, 1), None, "too many parts");
+        assert_eq!(parts(5, 1, 1, 10), None);
+        assert_eq!(parts(0, 10, 0, 10), None);
+        // The whole i64 range: no overflow, three steps in three windows.
+        assert_eq!(
+            parts(i64::MIN, i64::MAX, i64::MAX, 1 << 62),
+            Some(vec![
+                (i64::MIN, i64::MIN),
+                (-1, -1),
+                (i64::MAX - 1, i64::MAX - 1)
+            ])
+        );
+        // A step far larger than the interval: one part per step, found
+        // without walking the empty windows between them.
+        assert_eq!(
+            parts(0, 4_000_000_000_000, 1_000_000_000_000, 1).map(|p| p.len()),
+            Some(5)
+        );
+        // Negative times split on the same epoch-aligned windows.
+        let p = parts(-H, H, 60_000, H).expect("split");
+        assert_eq!(p.first(), Some(&(-H, -60_000)));
+        assert_eq!(p.last(), Some(&(H, H)));
+    }
+
+    #[test]
+    fn only_queries_without_at_split() {
+        assert!(promql_splittable("sum(rate(x[5m]))"));
+        assert!(!promql_splittable("x @ start()"));
+        assert!(!promql_splittable("sum(("));
+        assert!(logql_splittable(r#"sum(count_over_time({app="a"}[1m]))"#));
+        assert!(!logql_splittable(r#"{app="a"} |= "x""#));
+    }
+
+    #[test]
+    fn answers_merge_by_series_in_time_order() {
+        let part = |values: Json, extra: Json| {
+            serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"job": "b"}, "values": values.clone()},
+                {"metric": {"job": "a"}, "values": values},
+            ], "stats": extra}, "warnings": ["w"]})
+        };
+        let merged = merge(vec![
+            part(
+                serde_json::json!([[1, "1"]]),
+                serde_json::json!({"bytes": 1, "x": {"n": 2}}),
+            ),
+            part(
+                serde_json::json!([[2, "2"]]),
+                serde_json::json!({"bytes": 3, "x": {"n": 5}}),
+            ),
+        ])
+        .expect("merge");
+        assert_eq!(
+            merged,
+            serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"job": "a"}, "values": [[1, "1"], [2, "2"]]},
+                {"metric": {"job": "b"}, "values": [[1, "1"], [2, "2"]]},
+            ], "stats": {"bytes": 4, "x": {"n": 7}}}, "warnings": ["w"]})
+        );
+        let vector = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        assert!(merge(vec![vector]).is_err());
+    }
+
+    #[test]
+    fn loki_times_are_exact() {
+        assert_eq!(Api::Loki.format_time(1), "1970-01-01T00:00:00.000000001Z");
+        assert_eq!(
+            strata_model::api_time::loki_time_ns(&Api::Loki.format_time(1_700_000_000_123_456_789)),
+            Some(1_700_000_000_123_456_789)
+        );
+        assert_eq!(Api::Prometheus.format_time(-1), "-0.001");
+        assert_eq!(
+            strata_model::api_time::prometheus_time_ms(&Api::Prometheus.format_time(-1)),
+            Some(-1)
+        );
+    }
+}
