@@ -122,9 +122,12 @@ async fn inflight_pushes_are_bounded_with_503() {
 #[tokio::test]
 async fn queries_wait_for_a_slot_and_tenants_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
+    // The querier's own admission, without a query-frontend in front (which
+    // would read the held body before a querier sees the request).
     let s = Strata::start(
         dir.path(),
         &[
+            "-target=distributor,ingester,querier,compactor,store-gateway",
             "-auth.multitenancy-enabled=true",
             "-querier.max-concurrent=1",
             "-querier.max-outstanding-requests-per-tenant=2",

@@ -377,3 +377,66 @@ async fn tenants_share_queriers_fairly_and_a_killed_querier_fails_nothing() {
         );
     }
 }
+
+/// `-target=all` answers reads through its own query-frontend (split,
+/// cached, served by in-process workers), and old data written through its
+/// own distributor (a backfill) shows at once: the tenant's cached parts
+/// are not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_process_splits_caches_and_sees_its_own_backfill() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = Strata::start(
+        tmp.path(),
+        &["-query-frontend.split-queries-by-interval=1h"],
+    )
+    .await;
+    let now = now_ms() / 60_000 * 60_000;
+    let pts: Vec<(i64, f64)> = (1..=240).map(|i| (now - i * 60_000, 1.0)).collect();
+    let (st, body) = p
+        .push(
+            vec![series(&[("__name__", "mono"), ("k", "a")], &pts)],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let params = vec![
+        ("query", "sum(count_over_time(mono[10m]))".to_string()),
+        ("start", secs(now - 4 * 3_600_000)),
+        ("end", secs(now)),
+        ("step", "60".to_string()),
+    ];
+    let (st, first) = get(&p, "/prometheus/api/v1/query_range", "anonymous", &params).await;
+    assert_eq!(st, 200, "{first}");
+    let cached = parts_from(&p, "cache").await;
+    let (_, second) = get(&p, "/prometheus/api/v1/query_range", "anonymous", &params).await;
+    assert_eq!(result(&first), result(&second));
+    assert!(
+        parts_from(&p, "cache").await >= cached + 3.0,
+        "the old parts were not cached"
+    );
+    // Backfill: a second series three hours back, long out of the
+    // freshness window.
+    let old: Vec<(i64, f64)> = (150..=170).map(|i| (now - i * 60_000, 1.0)).collect();
+    let (st, body) = p
+        .push(
+            vec![series(&[("__name__", "mono"), ("k", "b")], &old)],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (_, third) = get(&p, "/prometheus/api/v1/query_range", "anonymous", &params).await;
+    let at = |j: &Json, t: i64| -> Option<String> {
+        j["data"]["result"][0]["values"]
+            .as_array()?
+            .iter()
+            .find(|v| v[0].as_f64() == Some((t / 1000) as f64))
+            .and_then(|v| v[1].as_str().map(String::from))
+    };
+    let t = now - 160 * 60_000;
+    assert_eq!(at(&second, t).as_deref(), Some("10"), "{second}");
+    assert_eq!(
+        at(&third, t).as_deref(),
+        Some("20"),
+        "the backfill is not seen: {third}"
+    );
+}

@@ -453,6 +453,9 @@ pub struct Distributor {
     log_rate_limiter: RateLimiter,
     ring: Arc<Ring>,
     ingesters: Arc<IngesterPool>,
+    /// Old data written here makes this process's query-frontend cache
+    /// forget the tenant's answers.
+    write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
 }
 
 impl Distributor {
@@ -465,6 +468,25 @@ impl Distributor {
             log_rate_limiter: RateLimiter::default(),
             ring,
             ingesters,
+            write_generations: None,
+        }
+    }
+
+    /// Records the age of what is written in `generations` (shared with
+    /// this process's query-frontend).
+    pub fn with_write_generations(
+        mut self,
+        generations: Arc<strata_model::freshness::WriteGenerations>,
+    ) -> Self {
+        self.write_generations = Some(generations);
+        self
+    }
+
+    /// Tells the query-frontend of this process that `tenant` was
+    /// written data as old as `oldest_ms`.
+    pub(crate) fn record_write(&self, tenant: &str, oldest_ms: i64) {
+        if let Some(g) = &self.write_generations {
+            g.record(tenant, oldest_ms);
         }
     }
 
@@ -588,6 +610,12 @@ impl Distributor {
             ..Default::default()
         };
         let total: usize = batch.iter().map(|(_, s)| s.len()).sum();
+        // Each series' samples are sorted: its first is its oldest.
+        let oldest = batch
+            .iter()
+            .filter_map(|(_, s)| s.first().map(|s| s.t))
+            .min()
+            .unwrap_or(i64::MAX);
         let owned_tenant = tenant.to_string();
         let encoded = Arc::new(EncodedSeries::default());
         let batch = Arc::new(batch);
@@ -603,6 +631,7 @@ impl Distributor {
                 }
             })
             .await?;
+        self.record_write(tenant, oldest);
         let rejected_samples: usize = rejected.iter().map(|r| r.count).sum();
         result.accepted_samples = total.saturating_sub(rejected_samples);
         for r in rejected {

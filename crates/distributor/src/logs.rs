@@ -409,6 +409,11 @@ impl Distributor {
             (global, local) => global.min(local),
         };
         let total: usize = valid.iter().map(|(_, e)| e.len()).sum();
+        let oldest_ns = valid
+            .iter()
+            .flat_map(|(_, e)| e.iter().map(|e| e.ts))
+            .min()
+            .unwrap_or(i64::MAX);
         let owned_tenant = tenant.to_string();
         let rejected = self
             .replicate(tenant, Arc::new(valid), move |client, batch, indexes| {
@@ -421,6 +426,7 @@ impl Distributor {
                 }
             })
             .await?;
+        self.record_write(tenant, oldest_ns.div_euclid(1_000_000));
         let outcome = LogPushOutcome {
             accepted: total - rejected.iter().map(|r| r.count).sum::<usize>().min(total),
             rejected,

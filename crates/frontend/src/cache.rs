@@ -23,6 +23,8 @@ pub struct PartKey<'a> {
     pub params: &'a [(String, String)],
     /// The part's first and last step.
     pub range: (i64, i64),
+    /// The tenant's write generation (old data written since changes it).
+    pub generation: u64,
 }
 
 impl PartKey<'_> {
@@ -40,7 +42,10 @@ impl PartKey<'_> {
             push_escaped(&mut k, value);
             k.push('\u{1}');
         }
-        k.push_str(&format!("{}:{}", self.range.0, self.range.1));
+        k.push_str(&format!(
+            "{}:{}:{}",
+            self.range.0, self.range.1, self.generation
+        ));
         k
     }
 }
@@ -88,6 +93,7 @@ mod tests {
             path: "/api/v1/query_range",
             params: &params,
             range,
+            generation: 0,
         };
         c.put(&key("a", (0, 10)), Bytes::from_static(b"A"));
         assert_eq!(c.get(&key("a", (0, 10))), Some(Bytes::from_static(b"A")));
@@ -99,6 +105,7 @@ mod tests {
             path: "/api/v1/query_range",
             params: &other,
             range: (0, 10),
+            generation: 0,
         };
         assert_eq!(c.get(&k), None, "another query");
         // A tenant name cannot pose as the tenant plus a path.
@@ -107,7 +114,14 @@ mod tests {
             path: "",
             params: &params,
             range: (0, 10),
+            generation: 0,
         };
         assert_eq!(c.get(&tricky), None);
+        // Old data written since: the answer is not reused.
+        let newer = PartKey {
+            generation: 1,
+            ..key("a", (0, 10))
+        };
+        assert_eq!(c.get(&newer), None);
     }
 }

@@ -26,6 +26,9 @@ use crate::split::{self, Api};
 const MAX_BODY_BYTES: usize = 10 << 20;
 /// Parts of one query queued at once (Mimir's max query parallelism).
 const MAX_QUERY_PARALLELISM: usize = 14;
+/// Most steps of a range query (Prometheus's and Loki's limit): a longer
+/// query goes to a querier whole, to be refused as it would be unsplit.
+const MAX_POINTS: i64 = 11_000;
 
 /// Request headers not passed on: the connection's own, and the length of
 /// a body that may be replaced.
@@ -61,6 +64,11 @@ pub struct Frontend {
     cfg: FrontendConfig,
     queue: Arc<RequestQueue>,
     cache: Option<ResultsCache>,
+    /// Tenants' query length limits, checked before a query is cut (a
+    /// part is shorter than the query).
+    overrides: Arc<strata_limits::Overrides>,
+    /// Old data written through this process's distributor.
+    write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
 }
 
 /// A failure to answer, as the HTTP answer it becomes.
@@ -71,8 +79,14 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
 }
 
 impl Frontend {
-    /// A frontend with its queue and (when enabled) results cache.
-    pub fn new(cfg: FrontendConfig) -> Arc<Self> {
+    /// A frontend with its queue and (when enabled) results cache, under
+    /// the tenants' limits in `overrides`; `write_generations` when this
+    /// process's distributor records old writes.
+    pub fn new(
+        cfg: FrontendConfig,
+        overrides: Arc<strata_limits::Overrides>,
+        write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
+    ) -> Arc<Self> {
         let queue = Arc::new(RequestQueue::new(
             cfg.max_outstanding_requests_per_tenant,
             cfg.max_queriers_per_tenant,
@@ -80,7 +94,13 @@ impl Frontend {
         let cache = cfg
             .cache_results
             .then(|| ResultsCache::new(cfg.results_cache_bytes));
-        Arc::new(Self { cfg, queue, cache })
+        Arc::new(Self {
+            cfg,
+            queue,
+            cache,
+            overrides,
+            write_generations,
+        })
     }
 
     /// The queue the queriers' workers pull from.
@@ -144,6 +164,7 @@ impl Frontend {
         if let Some(api) = api
             && let Some(range) =
                 RangeQuery::parse(api, &parts.uri, &parts.headers, &body, &self.cfg)
+            && self.within_limits(&tenant, &range)
         {
             let answer = self.run_split(&tenant, &path, &request, range).await;
             let outcome = if answer.status().is_success() {
@@ -172,6 +193,22 @@ impl Frontend {
         };
         REQUESTS.with_label_values(&["forwarded", outcome]).inc();
         answer
+    }
+
+    /// Whether the whole query is within the tenant's length limits and
+    /// the most steps: a query past them goes to a querier whole and is
+    /// refused there as it would be unsplit.
+    fn within_limits(&self, tenant: &str, q: &RangeQuery) -> bool {
+        let limits = self.overrides.for_tenant(tenant);
+        let length = i128::from(q.end) - i128::from(q.start);
+        let mut bounds = vec![limits.max_total_query_length];
+        if q.api == Api::Loki {
+            bounds.push(limits.max_query_length);
+        }
+        let too_long = bounds
+            .iter()
+            .any(|b| !b.is_zero() && length > b.as_millis() as i128 * i128::from(q.api.per_ms()));
+        !too_long && length / i128::from(q.step) < i128::from(MAX_POINTS)
     }
 
     /// Queues `request` for a querier and waits for its answer.
@@ -236,6 +273,10 @@ impl Frontend {
                 path,
                 params: &q.params,
                 range,
+                generation: self
+                    .write_generations
+                    .as_ref()
+                    .map_or(0, |g| g.generation(tenant)),
             };
             let headers = headers.clone();
             let api = q.api;
@@ -299,6 +340,10 @@ struct RangeQuery {
     api: Api,
     params: Vec<(String, String)>,
     parts: Vec<(i64, i64)>,
+    /// The whole query's start, end and step.
+    start: i64,
+    end: i64,
+    step: i64,
 }
 
 impl RangeQuery {
@@ -362,24 +407,39 @@ impl RangeQuery {
             return None;
         }
         let (start, end) = if cfg.align_queries_with_step {
-            (start.div_euclid(step) * step, end.div_euclid(step) * step)
+            (
+                start.div_euclid(step).checked_mul(step)?,
+                end.div_euclid(step).checked_mul(step)?,
+            )
         } else {
             (start, end)
         };
         let interval = i64::try_from(cfg.split_queries_by_interval.as_millis())
             .ok()?
             .checked_mul(api.per_ms())?;
-        let parts = split::parts(start, end, step, interval).unwrap_or_else(|| {
+        let parts = match split::parts(start, end, step, interval) {
+            Some(parts) => parts,
             // One part (not split, or too many): still cached and aligned.
-            vec![(start, start + (end - start) / step * step)]
-        });
+            None => {
+                let last = i128::from(start)
+                    + (i128::from(end) - i128::from(start)) / i128::from(step) * i128::from(step);
+                vec![(start, i64::try_from(last).ok()?)]
+            }
+        };
         let mut params: Vec<(String, String)> = pairs
             .into_iter()
             .filter(|(k, _)| k != "start" && k != "end")
             .collect();
         params.sort();
         params.dedup();
-        Some(Self { api, params, parts })
+        Some(Self {
+            api,
+            params,
+            parts,
+            start,
+            end,
+            step,
+        })
     }
 }
 
@@ -519,6 +579,21 @@ mod tests {
         )
         .expect("a LogQL metric query");
         assert_eq!(loki.parts.len(), 3);
+        // The whole i64 range in ms: no overflow (and too many points to cut).
+        let huge = range(
+            "/api/v1/query_range?query=m&start=-5e15&end=5e15&step=1000",
+            &cfg,
+        )
+        .expect("parsed");
+        assert_eq!(huge.parts.len(), 1);
+        // Aligning a start at the far end of i64 would wrap: sent on whole.
+        assert!(
+            range(
+                "/loki/api/v1/query_range?query=sum(count_over_time(%7Ba%3D%22b%22%7D%5B1m%5D))&start=-9223372036854775807&end=0&step=1000000",
+                &cfg
+            )
+            .is_none()
+        );
         // Not cut: instant-like or odd requests go on whole.
         assert!(
             range(

@@ -26,6 +26,9 @@ pub struct WorkerConfig {
     pub querier_id: String,
     /// Streams (requests at once) per frontend.
     pub parallelism: usize,
+    /// gRPC address of this process's own frontend, served by
+    /// [`run_local`] instead.
+    pub own_frontend: Option<String>,
 }
 
 /// gRPC addresses of the healthy ACTIVE query-frontends.
@@ -47,7 +50,8 @@ pub async fn run(
 ) {
     let mut running: HashMap<String, Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     loop {
-        let current = frontends(&ring);
+        let mut current = frontends(&ring);
+        current.retain(|a| Some(a) != cfg.own_frontend.as_ref());
         running.retain(|addr, workers| {
             workers.retain(|w| !w.is_finished());
             current.contains(addr) || !workers.is_empty()
@@ -69,6 +73,45 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Workers of this process's querier for this process's own frontend:
+/// they take requests from its queue and answer them in-process.
+pub async fn run_local(
+    frontend: Arc<crate::Frontend>,
+    app: Router,
+    querier_id: String,
+    parallelism: usize,
+    shutdown: watch::Receiver<bool>,
+) {
+    let queue = frontend.queue().clone();
+    let workers = (0..parallelism.max(1)).map(|_| {
+        let (queue, app, id, mut shutdown) = (
+            queue.clone(),
+            app.clone(),
+            querier_id.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            queue.connect(&id);
+            loop {
+                let job = tokio::select! {
+                    job = queue.next(&id) => job,
+                    _ = shutdown.changed() => break,
+                };
+                if job.respond.is_closed() {
+                    continue;
+                }
+                crate::metrics::QUEUE_SECONDS
+                    .with_label_values(&[&job.tenant])
+                    .observe(job.enqueued.elapsed().as_secs_f64());
+                let response = answer(&app, job.request).await;
+                let _ = job.respond.send(Ok(response));
+            }
+            queue.disconnect(&id);
+        })
+    });
+    futures::future::join_all(workers).await;
 }
 
 /// One worker: connects to the frontend at `addr` and serves its requests,

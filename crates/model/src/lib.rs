@@ -5,6 +5,7 @@
 //! PromQL flows unchanged to the head index and to Parquet block scans.
 
 pub mod api_time;
+pub mod freshness;
 pub mod head_stats;
 pub mod logs;
 pub mod matching;

@@ -168,7 +168,7 @@ impl Roles {
                         compactor: true,
                         ruler: true,
                         store_gateway: true,
-                        query_frontend: false,
+                        query_frontend: true,
                     }
                 }
                 "distributor" => r.distributor = true,
@@ -454,10 +454,17 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     if let Some(r) = &gateway_reader {
         grpc = grpc.add_service(strata_store_gateway::StoreGatewayService::server(r.clone()));
     }
+    // Old data written through this process's distributor retires its
+    // query-frontend's cached answers of the tenant at once.
+    let write_generations = (roles.query_frontend && roles.distributor).then(|| {
+        Arc::new(strata_model::freshness::WriteGenerations::new(
+            cfg.frontend.max_cache_freshness.as_millis() as i64,
+        ))
+    });
     let frontend = roles.query_frontend.then(|| {
         let mut fcfg = cfg.frontend.clone();
         fcfg.timeout = cfg.querier.timeout;
-        strata_frontend::Frontend::new(fcfg)
+        strata_frontend::Frontend::new(fcfg, overrides.clone(), write_generations.clone())
     });
     if let Some(f) = &frontend {
         grpc = grpc.add_service(strata_frontend::service::FrontendService::server(f.clone()));
@@ -488,7 +495,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let registration = |state, owns_tokens| strata_ring::lifecycle::Registration {
         id: instance_id.clone(),
-        roles: if roles.names().len() == 6 {
+        roles: if roles.names().len() == 7 {
             vec!["all".to_string()]
         } else {
             roles.names()
@@ -618,11 +625,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         )
         .map_err(|e| format!("-ingester.client.grpc-compression: {e}"))?,
     );
-    let distributor = Arc::new(Distributor::new(
-        overrides.clone(),
-        ring.clone(),
-        pool.clone(),
-    ));
+    let mut distributor = Distributor::new(overrides.clone(), ring.clone(), pool.clone());
+    if let Some(g) = &write_generations {
+        distributor = distributor.with_write_generations(g.clone());
+    }
+    let distributor = Arc::new(distributor);
     // Queriers (and rulers) read blocks through the ring's store-gateways,
     // this process's own directly.
     let block_reads = Arc::new(strata_store_gateway::StoreGateways::new(
@@ -743,9 +750,20 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             strata_frontend::worker::WorkerConfig {
                 querier_id: instance_id.clone(),
                 parallelism: cfg.querier.max_concurrent.max(1),
+                own_frontend: frontend.as_ref().map(|_| grpc_addr.clone()),
             },
             shutdown_rx.clone(),
         ));
+        // This process's own frontend is served in-process.
+        if let Some(f) = &frontend {
+            tokio::spawn(strata_frontend::worker::run_local(
+                f.clone(),
+                api_app.clone(),
+                instance_id.clone(),
+                cfg.querier.max_concurrent.max(1),
+                shutdown_rx.clone(),
+            ));
+        }
     }
     // A query-frontend answers the read paths itself.
     let app = match &frontend {
