@@ -202,6 +202,17 @@ async fn frontend_answers_equal_the_queriers_and_cache_only_old_parts() {
         assert_eq!((s1, s2), (200, 200), "{path}: {through}");
         assert_eq!(direct["data"], through["data"], "{path}");
     }
+    // The frontend resolves tenants as the querier does: an invalid one is
+    // refused with Prometheus's error envelope before it is queued.
+    let (st, refused) = get(
+        frontend,
+        "/prometheus/api/v1/query",
+        "a|b",
+        &[("query", "1".into())],
+    )
+    .await;
+    assert_eq!(st, 400, "{refused}");
+    assert_eq!(refused["status"], "error", "{refused}");
     // Tenants stay apart: another tenant sees none of it, cached or not.
     let (_, other) = get(
         frontend,

@@ -293,33 +293,7 @@ fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, 
     Ok(id)
 }
 
-/// Mimir's tenant ID rules: 1-150 chars of `[a-zA-Z0-9!-_.*'()]`, not `.` or `..`.
-pub fn validate_tenant(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("tenant ID is empty".into());
-    }
-    if id.len() > 150 {
-        return Err(format!(
-            "tenant ID is {} characters long, more than 150",
-            id.len()
-        ));
-    }
-    if id == "." || id == ".." {
-        return Err(format!("tenant ID {id:?} is not allowed"));
-    }
-    if id.contains('|') {
-        return Err("queries across several tenants are not supported".into());
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c)))
-    {
-        return Err(format!(
-            "tenant ID {id:?} contains unsupported character {c:?}"
-        ));
-    }
-    Ok(())
-}
+pub use strata_model::validate_tenant;
 
 async fn push(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let tenant = match tenant(&state, &headers) {

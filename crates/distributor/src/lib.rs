@@ -630,8 +630,11 @@ impl Distributor {
                         .map(|o| o.rejected)
                 }
             })
-            .await?;
+            .await;
+        // Whatever the outcome: a failed push may have reached some
+        // replicas, and an extra bump only costs cache hits.
         self.record_write(tenant, oldest);
+        let rejected = rejected?;
         let rejected_samples: usize = rejected.iter().map(|r| r.count).sum();
         result.accepted_samples = total.saturating_sub(rejected_samples);
         for r in rejected {

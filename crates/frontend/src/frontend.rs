@@ -74,8 +74,27 @@ pub struct Frontend {
 /// A failure to answer, as the HTTP answer it becomes.
 type Refusal = Response;
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
-    (status, message.into()).into_response()
+/// An error of the frontend's own, shaped as the API at `path` shapes its
+/// errors: Prometheus's JSON envelope, Loki's plain text.
+fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Refusal {
+    let message = message.into();
+    if path.starts_with("/loki/") {
+        return (status, message).into_response();
+    }
+    let error_type = match status {
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "bad_data",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        _ => "internal",
+    };
+    (
+        status,
+        axum::Json(
+            serde_json::json!({"status": "error", "errorType": error_type, "error": message}),
+        ),
+    )
+        .into_response()
 }
 
 impl Frontend {
@@ -125,25 +144,22 @@ impl Frontend {
     }
 
     async fn handle(&self, req: Request, started: Instant) -> Response {
-        let tenant = req
-            .headers()
-            .get("X-Scope-OrgID")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .unwrap_or("anonymous")
-            .to_string();
+        let path = req.uri().path().to_string();
+        let tenant = match self.tenant(req.headers()) {
+            Ok(t) => t,
+            Err((status, message)) => return refuse(&path, status, message),
+        };
         let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(b) => b,
             Err(_) => {
                 return refuse(
+                    &path,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body larger than {MAX_BODY_BYTES} bytes"),
                 );
             }
         };
-        let path = parts.uri.path().to_string();
         let url = parts
             .uri
             .path_and_query()
@@ -195,6 +211,26 @@ impl Frontend {
         answer
     }
 
+    /// The request's tenant, resolved and validated as the querier does
+    /// (the queue, its bound and the metrics are per tenant).
+    fn tenant(&self, headers: &http::HeaderMap) -> Result<String, (StatusCode, String)> {
+        if !self.cfg.multitenancy {
+            return Ok("anonymous".into());
+        }
+        let id = match headers.get("X-Scope-OrgID").map(|v| v.to_str()) {
+            None => return Err((StatusCode::UNAUTHORIZED, "no org id".into())),
+            Some(Err(_)) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "X-Scope-OrgID is not valid ASCII".into(),
+                ));
+            }
+            Some(Ok(s)) => s.trim().to_string(),
+        };
+        strata_model::validate_tenant(&id).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        Ok(id)
+    }
+
     /// Whether the whole query is within the tenant's length limits and
     /// the most steps: a query past them goes to a querier whole and is
     /// refused there as it would be unsplit.
@@ -213,6 +249,8 @@ impl Frontend {
 
     /// Queues `request` for a querier and waits for its answer.
     async fn run(&self, tenant: &str, request: HttpRequest) -> Result<HttpResponse, Refusal> {
+        let path = request.url.split('?').next().unwrap_or("").to_string();
+        let refuse = |status, message: String| refuse(&path, status, message);
         let (tx, rx) = oneshot::channel();
         let job = Job {
             tenant: tenant.to_string(),
@@ -236,7 +274,7 @@ impl Frontend {
             Ok(Ok(Err(why))) => Err(refuse(StatusCode::BAD_GATEWAY, why)),
             Ok(Err(_)) => Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the query-frontend lost the request",
+                "the query-frontend lost the request".into(),
             )),
             Err(_) => Err(refuse(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -282,7 +320,7 @@ impl Frontend {
             let api = q.api;
             let params = &q.params;
             async move {
-                let cacheable = range.1 < fresh_from;
+                let cacheable = range.1 < fresh_from && !q.reads_ahead;
                 if cacheable
                     && let Some(cache) = &self.cache
                     && let Some(hit) = cache.get(&key)
@@ -304,6 +342,7 @@ impl Frontend {
                 }
                 let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
                     refuse(
+                        path,
                         StatusCode::BAD_GATEWAY,
                         format!("a querier's answer is not JSON: {e}"),
                     )
@@ -317,11 +356,12 @@ impl Frontend {
                 Ok(json)
             }
         }))
-        .buffered(MAX_QUERY_PARALLELISM)
-        .collect::<Vec<Result<Json, Refusal>>>()
-        .await;
-        let mut parts = Vec::with_capacity(answers.len());
-        for a in answers {
+        .buffered(MAX_QUERY_PARALLELISM);
+        tokio::pin!(answers);
+        let mut parts = Vec::with_capacity(q.parts.len());
+        // The first failed part answers for the query; dropping the stream
+        // withdraws the parts not answered yet.
+        while let Some(a) = answers.next().await {
             match a {
                 Ok(json) => parts.push(json),
                 Err(refusal) => return refusal,
@@ -329,7 +369,7 @@ impl Frontend {
         }
         match split::merge(parts) {
             Ok(merged) => axum::Json(merged).into_response(),
-            Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => refuse(path, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }
@@ -340,6 +380,9 @@ struct RangeQuery {
     api: Api,
     params: Vec<(String, String)>,
     parts: Vec<(i64, i64)>,
+    /// Whether the query reads data after its steps (a negative offset):
+    /// no part of it is old enough to cache.
+    reads_ahead: bool,
     /// The whole query's start, end and step.
     start: i64,
     end: i64,
@@ -381,6 +424,8 @@ impl RangeQuery {
                 .map(|(_, v)| v.as_str())
         };
         let query = get("query")?;
+        let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+        let reads_ahead = compact.contains("offset-");
         let (start, end, step) = match api {
             Api::Prometheus => {
                 if !split::promql_splittable(query) {
@@ -430,12 +475,15 @@ impl RangeQuery {
             .into_iter()
             .filter(|(k, _)| k != "start" && k != "end")
             .collect();
-        params.sort();
-        params.dedup();
+        // The first value of a repeated key is the one a querier reads.
+        let mut seen = std::collections::HashSet::new();
+        params.retain(|(k, _)| seen.insert(k.clone()));
+        params.sort_by(|a, b| a.0.cmp(&b.0));
         Some(Self {
             api,
             params,
             parts,
+            reads_ahead,
             start,
             end,
             step,

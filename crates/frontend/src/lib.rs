@@ -48,6 +48,10 @@ pub struct FrontendConfig {
     /// Longest time a request may wait and run (`-querier.timeout`).
     #[serde(skip)]
     pub timeout: Duration,
+    /// Whether requests name their tenant (`-auth.multitenancy-enabled`);
+    /// otherwise every request is tenant `anonymous`, as on the querier.
+    #[serde(skip)]
+    pub multitenancy: bool,
 }
 
 impl Default for FrontendConfig {
@@ -62,6 +66,7 @@ impl Default for FrontendConfig {
             max_outstanding_requests_per_tenant: 100,
             max_queriers_per_tenant: 0,
             timeout: Duration::from_secs(120),
+            multitenancy: false,
         }
     }
 }

@@ -93,6 +93,10 @@ impl RequestQueue {
     pub fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         {
             let mut s = self.state.lock();
+            // Requests whose callers gave up hold no place.
+            if let Some(q) = s.queues.get_mut(&job.tenant) {
+                q.retain(|j| !j.respond.is_closed());
+            }
             let queued = s.queues.get(&job.tenant).map_or(0, VecDeque::len);
             if self.max_per_tenant > 0 && queued >= self.max_per_tenant {
                 return Err(QueueError::TooManyOutstanding(self.max_per_tenant));
@@ -164,30 +168,50 @@ impl RequestQueue {
         self.len() == 0
     }
 
-    /// Takes the next job `querier` may run without waiting.
+    /// Takes the next job `querier` may run without waiting. A job this
+    /// querier failed waits for a connected querier that serves its tenant
+    /// and has not failed it, while there is one; otherwise it comes back
+    /// here. Jobs whose callers gave up are dropped on the way.
     pub fn try_next(&self, querier: &str) -> Option<Job> {
         let mut s = self.state.lock();
-        for pos in 0..s.order.len() {
+        let mut pos = 0;
+        while pos < s.order.len() {
             let tenant = s.order[pos].clone();
             if !s.serves(self.max_queriers_per_tenant, &tenant, querier) {
+                pos += 1;
                 continue;
             }
-            let others = s.queriers.len() > 1;
-            let queue = s.queues.get_mut(&tenant)?;
-            // A job this querier failed waits for another, if there is one.
-            let Some(i) = queue
-                .iter()
-                .position(|j| !others || !j.failed_on.iter().any(|q| q == querier))
-            else {
+            let others: Vec<String> = s
+                .queriers
+                .keys()
+                .filter(|q| q.as_str() != querier)
+                .filter(|q| s.serves(self.max_queriers_per_tenant, &tenant, q))
+                .cloned()
+                .collect();
+            let Some(queue) = s.queues.get_mut(&tenant) else {
+                s.order.remove(pos);
                 continue;
             };
-            let job = queue.remove(i)?;
+            queue.retain(|j| !j.respond.is_closed());
+            let mine = queue.iter().position(|j| {
+                !j.failed_on.iter().any(|q| q == querier)
+                    || others.iter().all(|o| j.failed_on.contains(o))
+            });
+            let job = mine.and_then(|i| queue.remove(i));
             let drained = queue.is_empty();
-            s.order.remove(pos);
             if drained {
                 s.queues.remove(&tenant);
-            } else {
+                s.order.remove(pos);
+            }
+            let Some(job) = job else {
+                if !drained {
+                    pos += 1;
+                }
+                continue;
+            };
+            if !drained {
                 // Served: to the back of the round.
+                s.order.remove(pos);
                 s.order.push_back(tenant);
             }
             return Some(job);
@@ -262,6 +286,13 @@ mod tests {
         )
     }
 
+    /// A job whose caller waits for as long as the test runs.
+    fn waited(tenant: &str, n: usize) -> Job {
+        let (j, rx) = job(tenant, n);
+        std::mem::forget(rx);
+        j
+    }
+
     fn url(j: &Job) -> String {
         format!("{}{}", j.tenant, j.request.url)
     }
@@ -272,10 +303,10 @@ mod tests {
         let q = RequestQueue::new(0, 0);
         q.connect("q1");
         for n in 0..5 {
-            assert!(q.enqueue(job("a", n).0).is_ok());
+            assert!(q.enqueue(waited("a", n)).is_ok());
         }
-        assert!(q.enqueue(job("b", 0).0).is_ok());
-        assert!(q.enqueue(job("b", 1).0).is_ok());
+        assert!(q.enqueue(waited("b", 0)).is_ok());
+        assert!(q.enqueue(waited("b", 1)).is_ok());
         let order: Vec<String> = std::iter::from_fn(|| q.try_next("q1").map(|j| url(&j))).collect();
         assert_eq!(order, ["a/0", "b/0", "a/1", "b/1", "a/2", "a/3", "a/4"]);
         assert!(q.is_empty());
@@ -285,11 +316,11 @@ mod tests {
     #[test]
     fn a_full_tenant_queue_refuses() {
         let q = RequestQueue::new(2, 0);
-        assert!(q.enqueue(job("a", 0).0).is_ok());
-        assert!(q.enqueue(job("a", 1).0).is_ok());
-        let err = q.enqueue(job("a", 2).0).expect_err("refused");
+        assert!(q.enqueue(waited("a", 0)).is_ok());
+        assert!(q.enqueue(waited("a", 1)).is_ok());
+        let err = q.enqueue(waited("a", 2)).expect_err("refused");
         assert_eq!(err, QueueError::TooManyOutstanding(2));
-        assert!(q.enqueue(job("b", 0).0).is_ok());
+        assert!(q.enqueue(waited("b", 0)).is_ok());
         // A retried job goes back in front, over the bound.
         let first = q.try_next("q").expect("a job");
         q.requeue(first);
@@ -308,7 +339,7 @@ mod tests {
         let allowed: Vec<&str> = ["q1", "q2", "q3", "q4"]
             .into_iter()
             .filter(|id| {
-                let _ = q.enqueue(job("t", 0).0);
+                let _ = q.enqueue(waited("t", 0));
                 let got = q.try_next(id).is_some();
                 // Leave the queue empty for the next querier.
                 while q.try_next("q1").is_some() || q.try_next("q2").is_some() {}
@@ -338,6 +369,47 @@ mod tests {
         assert!(q.try_next("q1").is_some());
     }
 
+    /// A job every querier that may serve its tenant failed is not stuck:
+    /// it comes back to one of them (whose answer then goes to the caller).
+    #[test]
+    fn a_job_failed_everywhere_is_still_served() {
+        let q = RequestQueue::new(0, 0);
+        q.connect("q1");
+        q.connect("q2");
+        let (mut j, _rx) = job("a", 0);
+        j.failed_on = vec!["q1".into(), "q2".into()];
+        assert!(q.enqueue(j).is_ok());
+        assert!(q.try_next("q1").is_some());
+        // With one querier per tenant, the other querier never serves it.
+        let q = RequestQueue::new(0, 1);
+        q.connect("q1");
+        q.connect("q2");
+        let (mut j, _rx) = job("a", 0);
+        let owner = if q.state.lock().serves(1, "a", "q1") {
+            "q1"
+        } else {
+            "q2"
+        };
+        j.failed_on = vec![owner.into()];
+        assert!(q.enqueue(j).is_ok());
+        assert!(q.try_next(owner).is_some(), "stuck with its only querier");
+    }
+
+    /// Requests whose callers are gone are dropped and free their place.
+    #[test]
+    fn abandoned_requests_are_dropped() {
+        let q = RequestQueue::new(1, 0);
+        let (j, rx) = job("a", 0);
+        assert!(q.enqueue(j).is_ok());
+        drop(rx);
+        assert!(
+            q.enqueue(waited("a", 1)).is_ok(),
+            "the abandoned one still counted"
+        );
+        assert_eq!(q.try_next("q").map(|j| url(&j)).as_deref(), Some("a/1"));
+        assert!(q.is_empty());
+    }
+
     /// A waiting worker wakes when a request arrives.
     #[tokio::test]
     async fn workers_wait_for_requests() {
@@ -348,7 +420,7 @@ mod tests {
             tokio::spawn(async move { url(&q.next("q1").await) })
         };
         tokio::task::yield_now().await;
-        assert!(q.enqueue(job("a", 7).0).is_ok());
+        assert!(q.enqueue(waited("a", 7)).is_ok());
         assert_eq!(waiter.await.expect("worker"), "a/7");
     }
 }

@@ -464,6 +464,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let frontend = roles.query_frontend.then(|| {
         let mut fcfg = cfg.frontend.clone();
         fcfg.timeout = cfg.querier.timeout;
+        fcfg.multitenancy = cfg.multitenancy_enabled;
         strata_frontend::Frontend::new(fcfg, overrides.clone(), write_generations.clone())
     });
     if let Some(f) = &frontend {

@@ -93,6 +93,8 @@ pub struct CachedStore {
     /// Object metadata seen, to answer cached reads (immutable objects).
     metas: Arc<Mutex<HashMap<Path, ObjectMeta>>>,
     name: &'static str,
+    /// Largest label file cached whole; larger ones are cached by range.
+    whole_max: u64,
 }
 
 impl fmt::Debug for CachedStore {
@@ -146,6 +148,9 @@ pub async fn cached(
         cache,
         metas: Arc::new(Mutex::new(HashMap::new())),
         name,
+        // A quarter of the memory, at most 64 MiB: a whole file must fit
+        // several times over, or it would be fetched whole on every read.
+        whole_max: (cfg.memory_bytes.max(1 << 20) as u64 / 4).min(64 << 20),
     }))
 }
 
@@ -190,12 +195,17 @@ impl CachedStore {
         Some(Cacheable::Range(meta, range))
     }
 
-    /// Whether `location` is a block's label file, cached whole.
-    fn cached_whole(location: &Path) -> bool {
+    /// Whether `location` is a block's label file small enough (and of a
+    /// known size) to be cached whole.
+    fn cached_whole(&self, location: &Path) -> bool {
         matches!(
             location.filename(),
             Some("series.parquet" | "streams.parquet")
-        )
+        ) && self
+            .metas
+            .lock()
+            .get(location)
+            .is_some_and(|m| m.size <= self.whole_max)
     }
 
     /// A read of a file cached whole: the whole object from the cache (or
@@ -277,7 +287,7 @@ impl ObjectStore for CachedStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        if !options.head && Self::cached_whole(location) && plain(&options) {
+        if !options.head && plain(&options) && self.cached_whole(location) {
             return self.get_whole(location, options).await;
         }
         let (meta, range) = match self.cacheable(location, &options) {
@@ -422,6 +432,8 @@ mod tests {
             dir: String::new(),
         };
         let store = cached(inner, &cfg, "test-whole").await.expect("cache");
+        // Its size is learnt first (DataFusion asks with a HEAD).
+        store.head(&path).await.expect("head");
         let whole = store.get(&path).await.expect("get");
         assert_eq!(&whole.bytes().await.expect("bytes")[..], &body[..]);
         assert_eq!(hits("test-whole"), 0);

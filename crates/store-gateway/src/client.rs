@@ -89,7 +89,13 @@ impl StoreGateways {
             return Ok(Ok(()));
         }
         let view = self.ring.store_gateways();
-        if view.instances().is_empty() {
+        // No gateway that serves (none at all, all still JOINING at a
+        // cluster's start, or all LEFT after a scale-down): read directly.
+        let serving = view
+            .instances()
+            .iter()
+            .any(|i| matches!(i.state, InstanceState::Active | InstanceState::Leaving));
+        if !serving {
             for meta in blocks {
                 if let Err(e) = visit(read_block(&self.reader, tenant, meta, read).await?) {
                     return Ok(Err(e));
@@ -251,10 +257,13 @@ impl StoreGateways {
                 done.push((b, answer));
             }
         }
-        if done.len() < ids.len() {
+        // Every block asked, each once: a count could hide a block
+        // answered twice and another never.
+        let answered: std::collections::HashSet<usize> = done.iter().map(|(b, _)| *b).collect();
+        if answered.len() != done.len() || !ids.iter().all(|b| answered.contains(b)) {
             return Err(format!(
-                "store-gateway {id} ({addr}) ended its answer after {} of {} blocks",
-                done.len(),
+                "store-gateway {id} ({addr}) ended its answer with {} of {} blocks",
+                answered.len(),
                 ids.len()
             ));
         }
