@@ -44,14 +44,17 @@ pub struct StoreGateways {
     clients: Mutex<HashMap<String, (String, GrpcClient<Transport>)>>,
 }
 
-/// What one call to one gateway brought back: the blocks it answered (by
-/// index into the read's block list) and, when it stopped early, why.
+/// How one call to one gateway ended: the blocks it was asked (by index
+/// into the read's block list; those it answered went to the channel) and,
+/// when it stopped early, why.
 struct CallResult {
     gateway: usize,
     asked: Vec<usize>,
-    done: Vec<(usize, BlockAnswer)>,
     error: Option<String>,
 }
+
+/// Where a call sends each block's complete answer.
+type Answers = tokio::sync::mpsc::UnboundedSender<(usize, BlockAnswer)>;
 
 impl StoreGateways {
     /// Block reads over `ring`'s store-gateways, each block owned by
@@ -133,32 +136,52 @@ impl StoreGateways {
                 let g = candidates[b].remove(pos);
                 by_gateway.entry(g).or_default().push(b);
             }
+            // Blocks reach `visit` as each one is complete, not when its
+            // gateway's call ends: the caller's limits (fetched series)
+            // stop a read before it holds every block's answer.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, BlockAnswer)>();
             let mut calls: FuturesUnordered<_> = by_gateway
                 .into_iter()
-                .map(|(g, ids)| self.call(&view, g, tenant, blocks, ids, read))
+                .map(|(g, ids)| self.call(&view, g, tenant, blocks, ids, read, tx.clone()))
                 .collect();
-            while let Some(result) = calls.next().await {
-                let CallResult {
-                    gateway,
-                    asked,
-                    done,
-                    error,
-                } = result;
-                for (b, answer) in done {
-                    QUERIER_BLOCK_READS.with_label_values(&["ok"]).inc();
-                    answered[b] = true;
-                    if let Err(e) = visit(answer) {
-                        return Ok(Err(e));
+            drop(tx);
+            let mut visit_block = |b: usize, answer: BlockAnswer, answered: &mut Vec<bool>| {
+                QUERIER_BLOCK_READS.with_label_values(&["ok"]).inc();
+                answered[b] = true;
+                visit(answer)
+            };
+            loop {
+                tokio::select! {
+                    Some((b, answer)) = rx.recv() => {
+                        if let Err(e) = visit_block(b, answer, &mut answered) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    result = calls.next() => {
+                        let Some(CallResult { gateway, asked, error }) = result else {
+                            break;
+                        };
+                        // What the call sent before it ended counts first.
+                        while let Ok((b, answer)) = rx.try_recv() {
+                            if let Err(e) = visit_block(b, answer, &mut answered) {
+                                return Ok(Err(e));
+                            }
+                        }
+                        if let Some(e) = error {
+                            let id = &view.instances()[gateway].id;
+                            tracing::warn!(tenant, gateway = %id, error = %e, "store-gateway read failed; asking the blocks' other owners");
+                            for b in asked.into_iter().filter(|b| !answered[*b]) {
+                                QUERIER_BLOCK_READS.with_label_values(&["retried"]).inc();
+                                last_error[b] = Some(e.clone());
+                                todo.push(b);
+                            }
+                        }
                     }
                 }
-                if let Some(e) = error {
-                    let id = &view.instances()[gateway].id;
-                    tracing::warn!(tenant, gateway = %id, error = %e, "store-gateway read failed; asking the blocks' other owners");
-                    for b in asked.into_iter().filter(|b| !answered[*b]) {
-                        QUERIER_BLOCK_READS.with_label_values(&["retried"]).inc();
-                        last_error[b] = Some(e.clone());
-                        todo.push(b);
-                    }
+            }
+            while let Ok((b, answer)) = rx.try_recv() {
+                if let Err(e) = visit_block(b, answer, &mut answered) {
+                    return Ok(Err(e));
                 }
             }
         }
@@ -166,6 +189,7 @@ impl StoreGateways {
     }
 
     /// One call to gateway `g` for the blocks `ids`.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         view: &RingView,
@@ -174,15 +198,20 @@ impl StoreGateways {
         blocks: &[BlockMeta],
         ids: Vec<usize>,
         read: &BlockRead<'_>,
+        done: Answers,
     ) -> CallResult {
         let inst = &view.instances()[g];
         let started = Instant::now();
-        let mut done = Vec::with_capacity(ids.len());
         let mut error = None;
         if self.local_id.as_deref() == Some(inst.id.as_str()) {
             for &b in &ids {
                 match read_block(&self.reader, tenant, &blocks[b], read).await {
-                    Ok(a) => done.push((b, a)),
+                    Ok(a) => {
+                        // The reader went away (the read failed elsewhere).
+                        if done.send((b, a)).is_err() {
+                            break;
+                        }
+                    }
                     Err(e) => {
                         error = Some(format!("block {}: {e}", blocks[b].ulid));
                         break;
@@ -190,15 +219,7 @@ impl StoreGateways {
                 }
             }
         } else if let Err(e) = self
-            .remote(
-                &inst.id,
-                &inst.grpc_addr,
-                tenant,
-                blocks,
-                &ids,
-                read,
-                &mut done,
-            )
+            .remote(&inst.id, &inst.grpc_addr, tenant, blocks, &ids, read, &done)
             .await
         {
             error = Some(e);
@@ -210,13 +231,13 @@ impl StoreGateways {
         CallResult {
             gateway: g,
             asked: ids,
-            done,
             error,
         }
     }
 
-    /// Reads blocks `ids` from the gateway at `addr`, pushing each block to
-    /// `done` once its last message arrived.
+    /// Reads blocks `ids` from the gateway at `addr`, sending each block to
+    /// `done` once its last message arrived. A gateway silent for half the
+    /// call's time is given up on, leaving the other half to the next owner.
     #[allow(clippy::too_many_arguments)]
     async fn remote(
         &self,
@@ -226,7 +247,7 @@ impl StoreGateways {
         blocks: &[BlockMeta],
         ids: &[usize],
         read: &BlockRead<'_>,
-        done: &mut Vec<(usize, BlockAnswer)>,
+        done: &Answers,
     ) -> Result<(), String> {
         let mut client = self.client(id, addr)?;
         let metas: Vec<&BlockMeta> = ids.iter().map(|b| &blocks[*b]).collect();
@@ -240,11 +261,17 @@ impl StoreGateways {
         let index: HashMap<&str, usize> =
             ids.iter().map(|b| (blocks[*b].ulid.as_str(), *b)).collect();
         let mut open: HashMap<usize, BlockAnswer> = HashMap::new();
-        while let Some(msg) = stream
-            .message()
-            .await
-            .map_err(|s| format!("store-gateway {id} ({addr}): {}", s.message()))?
-        {
+        let mut answered: std::collections::HashSet<usize> = std::collections::HashSet::new();
+        let idle = self.timeout / 2;
+        loop {
+            let next = tokio::time::timeout(idle, stream.message())
+                .await
+                .map_err(|_| format!("store-gateway {id} ({addr}) sent nothing for {idle:?}"))?;
+            let Some(msg) =
+                next.map_err(|s| format!("store-gateway {id} ({addr}): {}", s.message()))?
+            else {
+                break;
+            };
             let Some(&b) = index.get(msg.block.as_str()) else {
                 return Err(format!(
                     "store-gateway {id} ({addr}) answered for block {:?}, which was not asked",
@@ -254,13 +281,20 @@ impl StoreGateways {
             let finished = msg.block_done;
             add_message(open.entry(b).or_insert_with(|| read.empty_answer()), msg);
             if finished && let Some(answer) = open.remove(&b) {
-                done.push((b, answer));
+                if !answered.insert(b) {
+                    return Err(format!(
+                        "store-gateway {id} ({addr}) answered block {} twice",
+                        blocks[b].ulid
+                    ));
+                }
+                if done.send((b, answer)).is_err() {
+                    return Ok(());
+                }
             }
         }
         // Every block asked, each once: a count could hide a block
         // answered twice and another never.
-        let answered: std::collections::HashSet<usize> = done.iter().map(|(b, _)| *b).collect();
-        if answered.len() != done.len() || !ids.iter().all(|b| answered.contains(b)) {
+        if !ids.iter().all(|b| answered.contains(b)) {
             return Err(format!(
                 "store-gateway {id} ({addr}) ended its answer with {} of {} blocks",
                 answered.len(),
