@@ -273,24 +273,13 @@ async fn observe(req: Request, next: Next) -> Response {
 
 /// Tenant ID from `X-Scope-OrgID`, validated as Mimir does.
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
-    let raw = headers.get("X-Scope-OrgID").map(|v| v.to_str());
-    let id = match raw {
-        None if !state.multitenancy_enabled => return Ok(NO_AUTH_TENANT.to_string()),
-        None => return Err((StatusCode::UNAUTHORIZED, "no org id".into())),
-        Some(Err(_)) => {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                "X-Scope-OrgID is not valid ASCII".into(),
-            ));
-        }
-        Some(Ok(s)) => s.trim().to_string(),
-    };
-    if !state.multitenancy_enabled {
-        // Single-tenant mode stores everything under one tenant.
-        return Ok(NO_AUTH_TENANT.to_string());
-    }
-    validate_tenant(&id).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-    Ok(id)
+    let header = headers.get("X-Scope-OrgID").map(|v| v.to_str().ok());
+    strata_model::request_tenant(header, state.multitenancy_enabled).map_err(|(code, msg)| {
+        (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            msg,
+        )
+    })
 }
 
 pub use strata_model::validate_tenant;

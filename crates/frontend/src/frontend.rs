@@ -214,21 +214,13 @@ impl Frontend {
     /// The request's tenant, resolved and validated as the querier does
     /// (the queue, its bound and the metrics are per tenant).
     fn tenant(&self, headers: &http::HeaderMap) -> Result<String, (StatusCode, String)> {
-        if !self.cfg.multitenancy {
-            return Ok("anonymous".into());
-        }
-        let id = match headers.get("X-Scope-OrgID").map(|v| v.to_str()) {
-            None => return Err((StatusCode::UNAUTHORIZED, "no org id".into())),
-            Some(Err(_)) => {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    "X-Scope-OrgID is not valid ASCII".into(),
-                ));
-            }
-            Some(Ok(s)) => s.trim().to_string(),
-        };
-        strata_model::validate_tenant(&id).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        Ok(id)
+        let header = headers.get("X-Scope-OrgID").map(|v| v.to_str().ok());
+        strata_model::request_tenant(header, self.cfg.multitenancy).map_err(|(code, msg)| {
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                msg,
+            )
+        })
     }
 
     /// Whether the whole query is within the tenant's length limits and

@@ -353,6 +353,29 @@ pub mod humantime_serde {
     }
 }
 
+/// The tenant of a request from its `X-Scope-OrgID` header (`None`:
+/// absent; `Some(None)`: not ASCII), as Mimir takes it: validated with
+/// multi-tenancy on, `anonymous` with it off. The error is the HTTP status
+/// (401 without a tenant, 400 for a bad one) and its message.
+pub fn request_tenant(
+    header: Option<Option<&str>>,
+    multitenancy: bool,
+) -> Result<String, (u16, String)> {
+    const NO_AUTH_TENANT: &str = "anonymous";
+    let id = match header {
+        None if !multitenancy => return Ok(NO_AUTH_TENANT.to_string()),
+        None => return Err((401, "no org id".into())),
+        Some(None) => return Err((400, "X-Scope-OrgID is not valid ASCII".into())),
+        Some(Some(s)) => s.trim(),
+    };
+    if !multitenancy {
+        // Single-tenant mode stores everything under one tenant.
+        return Ok(NO_AUTH_TENANT.to_string());
+    }
+    validate_tenant(id).map_err(|e| (400, e))?;
+    Ok(id.to_string())
+}
+
 /// Mimir's tenant ID rules: 1-150 chars of `[a-zA-Z0-9!-_.*'()]`, not `.` or `..`.
 pub fn validate_tenant(id: &str) -> Result<(), String> {
     if id.is_empty() {
