@@ -48,7 +48,7 @@ local g = import 'lib/grafana.libsonnet';
       g.timeseries('WAL written', [g.target(rate('strata_ingester_wal_written_bytes_total', proc + ', wal'), '{{%s}} {{wal}}' % proc)], 'Bps'),
     ]),
 
-    'strata-reads.json': dashboard('strata-reads', 'Strata / Reads', 'The read path: Prometheus and Loki query APIs, queriers and the warm-tier cache.', [
+    'strata-reads.json': dashboard('strata-reads', 'Strata / Reads', 'The read path: Prometheus and Loki query APIs, query-frontends, queriers, store-gateways and the block caches.', [
       g.row('Requests'),
       g.timeseries('Read requests', [g.target(rate('strata_request_duration_seconds_count', 'route, status_code', reads), '{{route}} {{status_code}}')], 'reqps'),
       g.timeseries('Read latency p99', [g.target(quantile('0.99', 'strata_request_duration_seconds_bucket', 'route', reads), '{{route}}')], 's'),
@@ -60,6 +60,13 @@ local g = import 'lib/grafana.libsonnet';
       g.timeseries('Requests refused before evaluation', [g.target(rate('strata_rejected_requests_total', 'reason'), '{{reason}}')], 'reqps', 'Requests refused by admission control (queue full, too many concurrent queries), by reason.'),
       g.timeseries('Warm-tier cache hit ratio', [g.target('sum(rate(strata_cache_requests_total{%s, result="hit"}[$__rate_interval])) / sum(rate(strata_cache_requests_total{%s}[$__rate_interval]))' % [S, S], 'hit ratio')], 'percentunit'),
       g.timeseries('Authentication failures', [g.target(rate('strata_auth_failures_total', 'reason'), '{{reason}}')], 'reqps'),
+      g.row('Query-frontends and store-gateways'),
+      g.timeseries('Query-frontend queue length', [g.target('sum by (%s) (strata_query_frontend_queue_length{%s})' % [proc, S], '{{%s}}' % proc)], 'short', 'Requests waiting for a querier in each query-frontend, all tenants.'),
+      g.timeseries('Queriers connected to query-frontends', [g.target('sum by (%s) (strata_query_frontend_connected_queriers{%s})' % [proc, S], '{{%s}}' % proc)]),
+      g.timeseries('Range-query parts by source', [g.target(rate('strata_query_frontend_split_parts_total', 'source'), '{{source}}')], 'short', 'Parts of split range queries answered from the results cache or by queriers.'),
+      g.timeseries('Requests retried on another querier', [g.target(rate('strata_query_frontend_retries_total', 'reason'), '{{reason}}')], 'reqps'),
+      g.timeseries('Blocks owned by store-gateways', [g.target('sum by (%s, signal) (strata_storegateway_owned_blocks{%s})' % [proc, S], '{{%s}} {{signal}}' % proc)]),
+      g.timeseries('Block reads through store-gateways', [g.target(rate('strata_querier_storegateway_block_reads_total', 'outcome'), '{{outcome}}')], 'short', 'Blocks queriers read through store-gateways: ok, retried on another owner, failed with no owner left.', true),
     ]),
 
     'strata-ingesters.json': dashboard('strata-ingesters', 'Strata / Ingesters', 'Heads, WALs and block uploads of the ingesters.', [
