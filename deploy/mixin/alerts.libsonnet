@@ -72,6 +72,12 @@
                 '{{ $value | humanize }}% of {{ $labels.operation }} calls to the {{ $labels.bucket }} bucket fail.',
                 'Object-store {{ $labels.operation }} calls to the {{ $labels.bucket }} bucket of {{ $labels.%s }} have failed more than 5%% of the time for 15 minutes.' % inst,
                 '15m'),
+          alert('StrataStoreGatewayBlocksUnreadable',
+                'sum by (%(i)s) (rate(strata_querier_storegateway_block_reads_total{outcome="failed"}[5m])) > 0' % { i: inst },
+                'critical',
+                'Queries fail because blocks have no live store-gateway.',
+                'Queriers of {{ $labels.%s }} found blocks that none of their store-gateways answered for 5 minutes: the queries that need them fail.' % inst,
+                '5m'),
           alert('StrataCompactorHasNotSucceeded',
                 // Only compactors run passes (every process exports the gauge); one
                 // that never succeeded counts from its start.
