@@ -246,7 +246,7 @@ pub fn printf(fmt: &str, args: &[Value]) -> Result<String, RenderError> {
         };
         let piece = match (verb, number()) {
             ('s' | 'v', _) => arg.text().into_owned(),
-            ('q', _) => format!("{:?}", arg.text()),
+            ('q', _) => quote(&arg.text()),
             ('d', Some(n)) => format!("{}", n as i64),
             ('f', Some(n)) => format!("{:.*}", prec.unwrap_or(6), n),
             (_, Some(n)) => go_g(n, prec.unwrap_or(17)),
@@ -349,6 +349,33 @@ fn humanize_duration(v: f64) -> String {
 }
 
 /// Largest `printf` precision a template may ask for.
+/// Go's `strconv.Quote` (what `%q` prints, and how LogQL prints
+/// strings).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +400,11 @@ mod tests {
         assert_eq!(
             printf("%s/%v/%q", &[n(1.5), s("a"), s("b")]).unwrap(),
             "1.5/a/\"b\""
+        );
+        // %q escapes as Go does (\a, \x01), not as Rust's Debug (\u{7}).
+        assert_eq!(
+            printf("%q", &[s("a\u{7}\u{1}\"\\é")]).unwrap(),
+            "\"a\\a\\x01\\\"\\\\é\""
         );
         assert_eq!(
             printf("%d %s", &[s("x")]).unwrap(),
