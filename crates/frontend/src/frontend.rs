@@ -291,6 +291,10 @@ impl Frontend {
         let fresh_from = strata_model::now_ms()
             .saturating_sub(self.cfg.max_cache_freshness.as_millis() as i64)
             .saturating_mul(q.api.per_ms());
+        let generation = self
+            .write_generations
+            .as_ref()
+            .map_or(0, |g| g.generation(tenant));
         let headers: Vec<Header> = original
             .headers
             .iter()
@@ -303,10 +307,7 @@ impl Frontend {
                 path,
                 params: &q.params,
                 range,
-                generation: self
-                    .write_generations
-                    .as_ref()
-                    .map_or(0, |g| g.generation(tenant)),
+                generation,
             };
             let headers = headers.clone();
             let api = q.api;
@@ -504,7 +505,8 @@ fn part_url(path: &str, params: &[(String, String)], api: Api, (start, end): (i6
     format!("{path}?{}", q.finish())
 }
 
-fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
+/// `headers` on the wire, without the connection's own.
+pub(crate) fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
     headers
         .iter()
         .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))

@@ -56,10 +56,11 @@ struct State {
 }
 
 impl State {
-    /// Whether `querier` may take `tenant`'s requests.
-    fn serves(&self, limit: usize, tenant: &str, querier: &str) -> bool {
+    /// The connected queriers that may take `tenant`'s requests: `None`
+    /// for any querier, else the `limit` with the highest rendezvous scores.
+    fn shard(&self, limit: usize, tenant: &str) -> Option<Vec<&str>> {
         if limit == 0 || self.queriers.len() <= limit {
-            return true;
+            return None;
         }
         let mut scored: Vec<(u64, &str)> = self
             .queriers
@@ -67,7 +68,7 @@ impl State {
             .map(|q| (score(tenant, q), q.as_str()))
             .collect();
         scored.sort_unstable_by(|a, b| b.cmp(a));
-        scored.iter().take(limit).any(|(_, q)| *q == querier)
+        Some(scored.into_iter().take(limit).map(|(_, q)| q).collect())
     }
 }
 
@@ -177,17 +178,26 @@ impl RequestQueue {
         let mut pos = 0;
         while pos < s.order.len() {
             let tenant = s.order[pos].clone();
-            if !s.serves(self.max_queriers_per_tenant, &tenant, querier) {
+            // Once per tenant scanned: the queriers it may run on, and those
+            // besides this one (where a job this querier failed should go).
+            let shard = s.shard(self.max_queriers_per_tenant, &tenant);
+            if shard.as_ref().is_some_and(|q| !q.contains(&querier)) {
                 pos += 1;
                 continue;
             }
-            let others: Vec<String> = s
-                .queriers
-                .keys()
-                .filter(|q| q.as_str() != querier)
-                .filter(|q| s.serves(self.max_queriers_per_tenant, &tenant, q))
-                .cloned()
-                .collect();
+            let others: Vec<String> = match &shard {
+                Some(q) => q
+                    .iter()
+                    .filter(|q| **q != querier)
+                    .map(|q| q.to_string())
+                    .collect(),
+                None => s
+                    .queriers
+                    .keys()
+                    .filter(|q| q.as_str() != querier)
+                    .cloned()
+                    .collect(),
+            };
             let Some(queue) = s.queues.get_mut(&tenant) else {
                 s.order.remove(pos);
                 continue;
@@ -385,7 +395,7 @@ mod tests {
         q.connect("q1");
         q.connect("q2");
         let (mut j, _rx) = job("a", 0);
-        let owner = if q.state.lock().serves(1, "a", "q1") {
+        let owner = if q.state.lock().shard(1, "a") == Some(vec!["q1"]) {
             "q1"
         } else {
             "q2"

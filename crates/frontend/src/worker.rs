@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use strata_proto::frontend::frontend_client::FrontendClient;
 use strata_proto::frontend::worker_message::Message;
-use strata_proto::frontend::{Header, HttpRequest, HttpResponse, WorkerMessage};
+use strata_proto::frontend::{HttpRequest, HttpResponse, WorkerMessage};
 use strata_ring::Ring;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -208,16 +208,7 @@ async fn answer(app: &Router, req: HttpRequest) -> HttpResponse {
         Err(never) => match never {},
     };
     let (parts, body) = response.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| {
-            Some(Header {
-                name: n.as_str().to_string(),
-                value: v.to_str().ok()?.to_string(),
-            })
-        })
-        .collect();
+    let headers = crate::frontend::forwarded_headers(&parts.headers);
     match axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await {
         Ok(body) => HttpResponse {
             status: u32::from(parts.status.as_u16()),
