@@ -923,3 +923,98 @@ async fn status_and_metadata_parameters_at_integer_edges() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""numSeries":1"#), "{body}");
 }
+
+/// The query-frontend (in every `all` process) re-cuts range queries: each
+/// hostile shape costs only itself. Bodies past its read limit get 413;
+/// times at the ends of int64 and absurd steps are refused whole or cut
+/// into bounded parts, never overflow; a range of hundreds of split parts
+/// runs; the process answers throughout.
+#[tokio::test]
+async fn hostile_requests_through_the_query_frontend_cost_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(
+        dir.path(),
+        &["-query-frontend.split-queries-by-interval=1h"],
+    )
+    .await;
+    let range = "/api/v1/query_range";
+    // 11 MiB of form body: refused before a querier sees it.
+    let big = format!("query=up&start=0&end=1&step=1&pad={}", "x".repeat(11 << 20));
+    // Its own connection: the server answers before reading the body and
+    // closes it, which would fail the next request reusing it.
+    let r = reqwest::Client::new()
+        .post(s.url(range))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 413);
+    assert_alive(&s, "an 11 MiB query body").await;
+    let p = |start: &str, end: &str, step: &str| {
+        vec![
+            ("query", "sum(rate(m[5m]))".to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+        ]
+    };
+    // The whole int64 range of ms, with a tiny and a huge step.
+    expect_status(
+        &s,
+        "int64 ms range, 1 ms step",
+        range,
+        &p("-9.2e15", "9.2e15", "0.001"),
+        400,
+    )
+    .await;
+    let (st, _) = call(&s, range, &p("-9.2e15", "9.2e15", "1e12"), None).await;
+    assert!(st == 200 || st == 400, "huge step: {st}");
+    assert_alive(&s, "int64 ms ranges").await;
+    // Ten years at an hour: past 11,000 steps, sent whole and refused.
+    let now = now_ms();
+    expect_status(
+        &s,
+        "10 years at 1h",
+        range,
+        &p(&secs(now - 87_600 * 3_600_000), &secs(now), "3600"),
+        400,
+    )
+    .await;
+    // 400 days at an hour: 9,600 steps in 400 hour-parts, answered.
+    expect_status(
+        &s,
+        "400 parts",
+        range,
+        &p(&secs(now - 9_600 * 3_600_000), &secs(now), "3600"),
+        200,
+    )
+    .await;
+    // Loki: nanoseconds at the ends of int64, cut or refused, never wrapped.
+    let loki = |start: &str, end: &str, step: &str| {
+        vec![
+            ("query", r#"sum(count_over_time({a="b"}[1m]))"#.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+        ]
+    };
+    for (start, end, step) in [
+        ("-9223372036854775808", "9223372036854775807", "1"),
+        ("-9223372036854775807", "0", "1000000"),
+        ("0", "9223372036854775807", "9223372036"),
+    ] {
+        let (st, body) = call(
+            &s,
+            "/loki/api/v1/query_range",
+            &loki(start, end, step),
+            None,
+        )
+        .await;
+        assert!(
+            (200..500).contains(&st),
+            "{start}..{end} step {step}: {st} {body}"
+        );
+    }
+    assert_alive(&s, "Loki ranges at the ends of int64").await;
+}
