@@ -451,3 +451,247 @@ async fn a_single_process_splits_caches_and_sees_its_own_backfill() {
         "the backfill is not seen: {third}"
     );
 }
+
+/// Answers' series with their values as floats, sorted by labels.
+fn float_series(j: &Json) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(f64, f64)>)> = j["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let points = s["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![s["value"].clone()]);
+            let points = points
+                .iter()
+                .map(|p| {
+                    let v = match p[1].as_str().unwrap_or("NaN") {
+                        "+Inf" => f64::INFINITY,
+                        "-Inf" => f64::NEG_INFINITY,
+                        v => v.parse().unwrap_or(f64::NAN),
+                    };
+                    (p[0].as_f64().unwrap_or(f64::NAN), v)
+                })
+                .collect();
+            (s["metric"].to_string(), points)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Equal series and times; values equal up to float summation order.
+fn assert_close(direct: &Json, through: &Json, what: &str) {
+    let (a, b) = (float_series(direct), float_series(through));
+    let names = |s: &[(String, Vec<(f64, f64)>)]| s.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "{what}: series differ");
+    for ((name, pa), (_, pb)) in a.iter().zip(&b) {
+        assert_eq!(pa.len(), pb.len(), "{what} {name}: {pa:?} / {pb:?}");
+        for (x, y) in pa.iter().zip(pb) {
+            assert_eq!(x.0, y.0, "{what} {name}: times differ");
+            let close = (x.1.is_nan() && y.1.is_nan())
+                || x.1 == y.1
+                || (x.1 - y.1).abs() <= 1e-9 * x.1.abs().max(y.1.abs());
+            assert!(close, "{what} {name} at {}: {} / {}", x.0, x.1, y.1);
+        }
+    }
+}
+
+/// Shardable aggregations through a frontend that cuts them into four
+/// shards per hour part equal the querier's own answers (range and
+/// instant, cold and cached), over data in the heads and in blocks; what
+/// cannot be sharded exactly is sent whole; the shard matcher a querier
+/// reads splits the series exactly in both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_queries_equal_the_queriers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let procs = start_voters(
+        tmp.path(),
+        &["distributor,ingester,querier", "query-frontend", "querier"],
+        &[
+            "-ingester.ring.replication-factor=1",
+            "-blocks-storage.tsdb.block-ranges-period=30m",
+            "-blocks-storage.tsdb.head-compaction-interval=200ms",
+            "-blocks-storage.bucket-store.sync-interval=1s",
+            "-query-frontend.split-queries-by-interval=1h",
+            "-query-frontend.parallelize-shardable-queries=true",
+            "-query-frontend.query-sharding-total-shards=4",
+        ],
+    )
+    .await;
+    let (querier, frontend) = (&procs[0], &procs[1]);
+    wait_workers(frontend, 2.0).await;
+
+    // Four hours, one sample a minute, ending now: 30 counters and
+    // gauges over 3 jobs, and a histogram per job.
+    let now = now_ms() / 60_000 * 60_000;
+    let minutes: Vec<i64> = (0..240).map(|i| now - (239 - i) * 60_000).collect();
+    let mut batch = Vec::new();
+    for k in 0..30i64 {
+        let (job, pod) = (format!("j{}", k % 3), format!("p{k}"));
+        let labels = |name: &'static str| {
+            [
+                ("__name__", name),
+                ("job", job.as_str()),
+                ("pod", pod.as_str()),
+            ]
+        };
+        let counter: Vec<(i64, f64)> = minutes
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, (i as f64) * (k + 1) as f64))
+            .collect();
+        // Distinct values at every step: no ties for topk to break.
+        let gauge: Vec<(i64, f64)> = minutes
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                (
+                    t,
+                    ((k * 37 + i as i64 * 13) % 101) as f64 + k as f64 / 1000.0,
+                )
+            })
+            .collect();
+        batch.push(series(&labels("shreq_total"), &counter));
+        // Some gauges stop an hour early: groups come and go.
+        let cut = if k % 7 == 0 { 180 } else { 240 };
+        batch.push(series(&labels("shgauge"), &gauge[..cut]));
+    }
+    for j in 0..3 {
+        let job = format!("j{j}");
+        for (b, le) in ["0.1", "0.5", "1", "+Inf"].iter().enumerate() {
+            let pts: Vec<(i64, f64)> = minutes
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| (t, (i * (b + 1) * (j + 2)) as f64))
+                .collect();
+            batch.push(series(
+                &[("__name__", "shlat_bucket"), ("job", &job), ("le", le)],
+                &pts,
+            ));
+        }
+    }
+    let (st, body) = querier.push(batch, None).await;
+    assert_eq!(st, 200, "{body}");
+    // Older half hours are cut into blocks while newer data stays in the head.
+    let bucket = tmp.path().join("blocks").join("anonymous").join("metrics");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let blocks = std::fs::read_dir(&bucket)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("meta.json").exists())
+                    .count()
+            })
+            .unwrap_or(0);
+        if blocks >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {blocks} blocks cut");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let queries = [
+        "sum(rate(shreq_total[5m]))",
+        "sum by (job) (rate(shreq_total[5m]))",
+        "count by (job) (shgauge)",
+        "min by (job) (shgauge)",
+        "max(shgauge)",
+        "group by (job) (shgauge)",
+        "avg by (job) (shgauge)",
+        "topk(3, shgauge)",
+        "bottomk by (job) (2, shgauge)",
+        "histogram_quantile(0.9, sum by (le) (rate(shlat_bucket[5m])))",
+        r#"sum(rate(shreq_total[5m])) / on() sum(rate(shlat_bucket{le="+Inf"}[5m]))"#,
+        "sum(sum by (pod) (shgauge))",
+        "sum(shgauge offset 20m) + 1",
+        "max_over_time(shgauge[10m])",
+    ];
+    async fn rewrites(frontend: &Strata, outcome: &str) -> f64 {
+        let name =
+            format!("strata_query_frontend_query_sharding_rewrites_total{{outcome=\"{outcome}\"}}");
+        frontend.self_metric(&name).await
+    }
+    let sharded_before = rewrites(frontend, "sharded").await;
+    let whole_before = rewrites(frontend, "not_shardable").await;
+    for round in ["cold", "warm"] {
+        for q in queries {
+            let range = vec![
+                ("query", q.to_string()),
+                ("start", secs(now - 4 * 3_600_000 + 7_000)),
+                ("end", secs(now - 10 * 60_000)),
+                ("step", "120".to_string()),
+            ];
+            let (s1, direct) = get(
+                querier,
+                "/prometheus/api/v1/query_range",
+                "anonymous",
+                &range,
+            )
+            .await;
+            let (s2, through) = get(
+                frontend,
+                "/prometheus/api/v1/query_range",
+                "anonymous",
+                &range,
+            )
+            .await;
+            assert_eq!((s1, s2), (200, 200), "{q}: {direct} / {through}");
+            assert!(!result(&direct).is_empty(), "{q}: {direct}");
+            assert_close(&direct, &through, &format!("{q} range ({round})"));
+            for t in [now - 3 * 3_600_000, now - 5 * 60_000] {
+                let instant = vec![("query", q.to_string()), ("time", secs(t))];
+                let (s1, direct) =
+                    get(querier, "/prometheus/api/v1/query", "anonymous", &instant).await;
+                let (s2, through) =
+                    get(frontend, "/prometheus/api/v1/query", "anonymous", &instant).await;
+                assert_eq!((s1, s2), (200, 200), "{q}: {direct} / {through}");
+                assert_eq!(
+                    direct["data"]["resultType"], through["data"]["resultType"],
+                    "{q}"
+                );
+                assert_close(&direct, &through, &format!("{q} at {t} ({round})"));
+            }
+        }
+    }
+    let sharded = rewrites(frontend, "sharded").await - sharded_before;
+    let whole = rewrites(frontend, "not_shardable").await - whole_before;
+    // 13 shardable queries, each range (cold; warm parts come from the
+    // cache, all but the newest) and twice instant, per round.
+    assert!(sharded >= 13.0 * 4.0, "{sharded} queries sharded");
+    assert!(whole >= 1.0, "max_over_time was sharded");
+    assert!(
+        frontend
+            .self_metric("strata_query_frontend_sharded_queries_total")
+            .await
+            > 13.0 * 4.0 * 4.0
+    );
+
+    // The shard matcher splits every series exactly, in head and blocks.
+    let at = secs(now - 150 * 60_000);
+    async fn count(p: &Strata, q: String, at: &str) -> f64 {
+        let params = [("query", q.clone()), ("time", at.to_string())];
+        let (st, j) = get(p, "/prometheus/api/v1/query", "anonymous", &params).await;
+        assert_eq!(st, 200, "{q}: {j}");
+        j["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+    for name in ["shreq_total", "shgauge"] {
+        let all = count(querier, format!("count(count_over_time({name}[3h]))"), &at).await;
+        let mut parts = 0.0;
+        for i in 1..=3 {
+            let q = format!(r#"count(count_over_time({name}{{__query_shard__="{i}_of_3"}}[3h]))"#);
+            let part = count(querier, q, &at).await;
+            assert!(
+                part > 0.0 && part < all,
+                "{name} shard {i}: {part} of {all}"
+            );
+            parts += part;
+        }
+        assert_eq!(parts, all, "{name}: shards do not add up");
+    }
+}

@@ -2,12 +2,10 @@
 
 use serde_json::{Map, Value as Json};
 use strata_model::Labels;
-use strata_promql::Value;
 
-/// A float as Prometheus renders sample values.
-pub(crate) fn float(v: f64) -> String {
-    strata_model::format_float(v)
-}
+pub(crate) use strata_promql::json::{
+    float, point, query_response, write_labels, write_list, write_sample, write_series, write_str,
+};
 
 /// A label set as a JSON object.
 pub(crate) fn labels(l: &Labels) -> Json {
@@ -16,121 +14,6 @@ pub(crate) fn labels(l: &Labels) -> Json {
         m.insert(label.name.clone(), Json::String(label.value.clone()));
     }
     Json::Object(m)
-}
-
-/// A whole successful query response, written straight into bytes: a range
-/// result holds series x steps points, and building a `serde_json::Value`
-/// per point first cost more than evaluating the query (benches/promql).
-pub(crate) fn query_response(out: &strata_promql::QueryOutput) -> Vec<u8> {
-    let mut b: Vec<u8> = Vec::with_capacity(256);
-    b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
-    b.extend_from_slice(out.value.result_type().as_bytes());
-    b.extend_from_slice(br#"","result":"#);
-    match &out.value {
-        Value::Scalar { t, v } => point(&mut b, *t, *v),
-        Value::String { t, s } => {
-            b.push(b'[');
-            write_ts(&mut b, *t);
-            b.push(b',');
-            write_str(&mut b, s);
-            b.push(b']');
-        }
-        Value::Vector(samples) => {
-            write_list(&mut b, samples, |b, s| write_sample(b, &s.labels, s.t, s.v));
-        }
-        Value::Matrix(series) => {
-            write_list(&mut b, series, |b, s| {
-                write_series(b, &s.labels, s.points.iter().copied())
-            });
-        }
-    }
-    b.push(b'}');
-    for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
-        if !notes.is_empty() {
-            b.extend_from_slice(format!(r#","{key}":["#).as_bytes());
-            for (i, n) in notes.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                write_str(&mut b, n);
-            }
-            b.push(b']');
-        }
-    }
-    b.push(b'}');
-    b
-}
-
-/// Writes `[item,item,...]`.
-pub(crate) fn write_list<T>(
-    b: &mut Vec<u8>,
-    items: impl IntoIterator<Item = T>,
-    mut write: impl FnMut(&mut Vec<u8>, T),
-) {
-    b.push(b'[');
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            b.push(b',');
-        }
-        write(b, item);
-    }
-    b.push(b']');
-}
-
-/// `{"metric":{...},"value":[t,"v"]}` (t in ms).
-pub(crate) fn write_sample(b: &mut Vec<u8>, labels: &Labels, t: i64, v: f64) {
-    b.extend_from_slice(br#"{"metric":"#);
-    write_labels(b, labels);
-    b.extend_from_slice(br#","value":"#);
-    point(b, t, v);
-    b.push(b'}');
-}
-
-/// `{"metric":{...},"values":[[t,"v"],...]}` (t in ms).
-pub(crate) fn write_series(
-    b: &mut Vec<u8>,
-    labels: &Labels,
-    points: impl Iterator<Item = (i64, f64)>,
-) {
-    b.extend_from_slice(br#"{"metric":"#);
-    write_labels(b, labels);
-    b.extend_from_slice(br#","values":"#);
-    write_list(b, points, |b, (t, v)| point(b, t, v));
-    b.push(b'}');
-}
-
-pub(crate) fn point(b: &mut Vec<u8>, t: i64, v: f64) {
-    use std::io::Write;
-    b.push(b'[');
-    write_ts(b, t);
-    let _ = write!(b, ",\"{}\"]", float(v));
-}
-
-pub(crate) fn write_ts(b: &mut Vec<u8>, t: i64) {
-    use std::io::Write;
-    let _ = if t % 1000 == 0 {
-        write!(b, "{}", t / 1000)
-    } else {
-        write!(b, "{}", t as f64 / 1000.0)
-    };
-}
-
-pub(crate) fn write_str(b: &mut Vec<u8>, s: &str) {
-    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *b, s);
-}
-
-pub(crate) fn write_labels(b: &mut Vec<u8>, l: &Labels) {
-    b.push(b'{');
-    for (i, label) in l.iter().enumerate() {
-        if i > 0 {
-            b.push(b',');
-        }
-        write_str(b, &label.name);
-        b.push(b':');
-        write_str(b, &label.value);
-    }
-    b.push(b'}');
 }
 
 /// A query's syntax tree in the JSON of Prometheus's `/api/v1/parse_query`:
@@ -211,6 +94,7 @@ fn name_matcher_last(vs: &promql_parser::parser::VectorSelector, node: &mut Json
 mod tests {
     use super::*;
     use serde_json::json;
+    use strata_promql::Value;
 
     // The JSON-tree rendering the written one must equal.
     /// A ms timestamp as the API's float seconds.

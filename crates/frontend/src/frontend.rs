@@ -13,13 +13,14 @@ use futures::StreamExt;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::Value as Json;
 use strata_proto::frontend::{Header, HttpRequest, HttpResponse};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tracing::Instrument;
 
 use crate::FrontendConfig;
 use crate::cache::{PartKey, ResultsCache};
-use crate::metrics::{PARTS, QUEUE_LENGTH, REQUESTS};
+use crate::metrics::{PARTS, QUEUE_LENGTH, REQUESTS, SHARD_QUERIES};
 use crate::queue::{Job, QueueError, RequestQueue};
+use crate::shard::{self, ShardError, ShardPlan};
 use crate::split::{self, Api};
 
 /// Largest request body the frontend reads (a POSTed query).
@@ -69,6 +70,8 @@ pub struct Frontend {
     overrides: Arc<strata_limits::Overrides>,
     /// Old data written through this process's distributor.
     write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
+    /// Evaluates what lies above sharded aggregations.
+    engine: strata_promql::Engine,
 }
 
 /// A failure to answer, as the HTTP answer it becomes.
@@ -97,6 +100,19 @@ fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Refusal
         .into_response()
 }
 
+/// A PromQL evaluation error in Prometheus's envelope, as a querier
+/// answers it.
+fn engine_refusal(e: &strata_promql::EngineError) -> Refusal {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        axum::Json(
+            serde_json::json!({"status": "error", "errorType": e.error_type(), "error": e.to_string()}),
+        ),
+    )
+        .into_response()
+}
+
 impl Frontend {
     /// A frontend with its queue and (when enabled) results cache, under
     /// the tenants' limits in `overrides`; `write_generations` when this
@@ -113,12 +129,17 @@ impl Frontend {
         let cache = cfg
             .cache_results
             .then(|| ResultsCache::new(cfg.results_cache_bytes));
+        let engine = strata_promql::Engine::new(strata_promql::EngineOptions {
+            timeout: cfg.timeout,
+            ..Default::default()
+        });
         Arc::new(Self {
             cfg,
             queue,
             cache,
             overrides,
             write_generations,
+            engine,
         })
     }
 
@@ -170,6 +191,47 @@ impl Frontend {
             headers: forwarded_headers(&parts.headers),
             body: body.to_vec().into(),
         };
+        if self.cfg.parallelize_shardable_queries
+            && path.ends_with("/api/v1/query")
+            && !path.starts_with("/loki/")
+            && let Some(params) = request_params(&parts.uri, &parts.headers, &body)
+            && let Some((query, time)) = instant_query(&params)
+            && let Some(plan) = self.shard_plan(&query)
+        {
+            let permits = Semaphore::new(MAX_QUERY_PARALLELISM);
+            let range = (time, time, 1000);
+            let answer = match self
+                .run_sharded(
+                    &tenant,
+                    &path,
+                    &plan,
+                    &params,
+                    range,
+                    true,
+                    &request.headers,
+                    &permits,
+                )
+                .await
+            {
+                Ok(r) => to_response(r),
+                Err(r) => r,
+            };
+            let outcome = if answer.status().is_success() {
+                "ok"
+            } else {
+                "error"
+            };
+            REQUESTS.with_label_values(&["sharded", outcome]).inc();
+            tracing::info!(
+                tenant,
+                path,
+                shard_queries = plan.queries().len(),
+                status = answer.status().as_u16(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "query-frontend sharded query"
+            );
+            return answer;
+        }
         let api = if path.ends_with("/loki/api/v1/query_range") {
             Some(Api::Loki)
         } else if path.ends_with("/api/v1/query_range") {
@@ -182,7 +244,13 @@ impl Frontend {
                 RangeQuery::parse(api, &parts.uri, &parts.headers, &body, &self.cfg)
             && self.within_limits(&tenant, &range)
         {
-            let answer = self.run_split(&tenant, &path, &request, range).await;
+            let plan = match range.api {
+                Api::Prometheus => range.query.as_deref().and_then(|q| self.shard_plan(q)),
+                Api::Loki => None,
+            };
+            let answer = self
+                .run_split(&tenant, &path, &request, range, plan.as_ref())
+                .await;
             let outcome = if answer.status().is_success() {
                 "ok"
             } else {
@@ -192,6 +260,7 @@ impl Frontend {
             tracing::info!(
                 tenant,
                 path,
+                shard_queries_per_part = plan.as_ref().map_or(0, |p| p.queries().len()),
                 status = answer.status().as_u16(),
                 duration_ms = started.elapsed().as_millis() as u64,
                 "query-frontend split query"
@@ -279,15 +348,159 @@ impl Frontend {
         }
     }
 
+    /// The shard plan of a PromQL query, when sharding is on and the query
+    /// has a shardable aggregation.
+    fn shard_plan(&self, query: &str) -> Option<ShardPlan> {
+        if !self.cfg.parallelize_shardable_queries {
+            return None;
+        }
+        let plan = ShardPlan::new(
+            query,
+            self.cfg.query_sharding_total_shards,
+            self.cfg.query_sharding_max_sharded_queries,
+        );
+        let outcome = if plan.is_some() {
+            "sharded"
+        } else {
+            "not_shardable"
+        };
+        crate::metrics::SHARDING_REWRITES
+            .with_label_values(&[outcome])
+            .inc();
+        plan
+    }
+
+    /// A PromQL query (or one part of a split one) over `start..=end` every
+    /// `step` ms, or at `start` when `instant`, run as `plan`'s shard
+    /// queries (at most `permits` at a time) and evaluated over their
+    /// merged answers; answers as a querier would.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_sharded(
+        &self,
+        tenant: &str,
+        path: &str,
+        plan: &ShardPlan,
+        params: &[(String, String)],
+        (start, end, step): (i64, i64, i64),
+        instant: bool,
+        headers: &[Header],
+        permits: &Semaphore,
+    ) -> Result<HttpResponse, Refusal> {
+        let range_path = if instant {
+            format!("{path}_range")
+        } else {
+            path.to_string()
+        };
+        let mut base: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "query" | "start" | "end" | "step" | "time"))
+            .cloned()
+            .collect();
+        base.push(("step".into(), Api::Prometheus.format_time(step)));
+        let headers: Vec<Header> = headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        let requests: Vec<HttpRequest> = plan
+            .queries()
+            .iter()
+            .map(|sq| {
+                let mut params = base.clone();
+                params.push(("query".into(), sq.query.clone()));
+                HttpRequest {
+                    method: "GET".into(),
+                    url: part_url(&range_path, &params, Api::Prometheus, (start, end)),
+                    headers: headers.clone(),
+                    body: Bytes::new(),
+                }
+            })
+            .collect();
+        let calls = requests
+            .into_iter()
+            .map(|request| self.run_shard_query(tenant, path, request, permits));
+        let answers = futures::stream::iter(calls).buffered(MAX_QUERY_PARALLELISM);
+        tokio::pin!(answers);
+        let mut series = Vec::with_capacity(plan.queries().len());
+        let (mut warnings, mut infos) = (Vec::new(), Vec::new());
+        // The first failed shard answers for the query.
+        while let Some(a) = answers.next().await {
+            let answer = a?;
+            series.push(answer.series);
+            for (notes, into) in [(answer.warnings, &mut warnings), (answer.infos, &mut infos)] {
+                for n in notes {
+                    if !into.contains(&n) {
+                        into.push(n);
+                    }
+                }
+            }
+        }
+        let mut out = plan
+            .evaluate(&self.engine, series, (start, end, step), instant)
+            .await
+            .map_err(|e| match e {
+                ShardError::Engine(e) => engine_refusal(&e),
+                other => refuse(path, StatusCode::BAD_GATEWAY, other.to_string()),
+            })?;
+        for (notes, into) in [(warnings, &mut out.warnings), (infos, &mut out.infos)] {
+            for n in notes {
+                if !into.contains(&n) {
+                    into.push(n);
+                }
+            }
+        }
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }],
+            body: strata_promql::json::query_response(&out).into(),
+        })
+    }
+
+    /// One shard query, when `permits` allow, as its series.
+    async fn run_shard_query(
+        &self,
+        tenant: &str,
+        path: &str,
+        request: HttpRequest,
+        permits: &Semaphore,
+    ) -> Result<shard::ShardAnswer, Refusal> {
+        let _permit = permits
+            .acquire()
+            .await
+            .map_err(|_| refuse(path, StatusCode::INTERNAL_SERVER_ERROR, "query withdrawn"))?;
+        SHARD_QUERIES.inc();
+        let answer = self.run(tenant, request).await?;
+        if answer.status != 200 {
+            return Err(to_response(answer));
+        }
+        let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
+            refuse(
+                path,
+                StatusCode::BAD_GATEWAY,
+                format!("a querier's answer is not JSON: {e}"),
+            )
+        })?;
+        if json.get("status").and_then(Json::as_str) != Some("success") {
+            return Err(to_response(answer));
+        }
+        shard::parse_matrix(&json).map_err(|e| refuse(path, StatusCode::BAD_GATEWAY, e.to_string()))
+    }
+
     /// A range query in parts: cached parts from the cache, the others
-    /// from queriers (a few at a time), merged.
+    /// from queriers (a few at a time, or by shards per `plan`), merged.
     async fn run_split(
         &self,
         tenant: &str,
         path: &str,
         original: &HttpRequest,
         q: RangeQuery,
+        plan: Option<&ShardPlan>,
     ) -> Response {
+        // Bounds the queries a sharded query has queued at once.
+        let permits = Semaphore::new(MAX_QUERY_PARALLELISM);
         let fresh_from = strata_model::now_ms()
             .saturating_sub(self.cfg.max_cache_freshness.as_millis() as i64)
             .saturating_mul(q.api.per_ms());
@@ -312,6 +525,8 @@ impl Frontend {
             let headers = headers.clone();
             let api = q.api;
             let params = &q.params;
+            let step = q.step;
+            let permits = &permits;
             async move {
                 let cacheable = range.1 < fresh_from && !q.reads_ahead;
                 if cacheable
@@ -323,13 +538,24 @@ impl Frontend {
                     return Ok(json);
                 }
                 PARTS.with_label_values(&["querier"]).inc();
-                let request = HttpRequest {
-                    method: "GET".into(),
-                    url: part_url(path, params, api, range),
-                    headers,
-                    body: Bytes::new(),
+                let answer = match plan {
+                    Some(plan) => {
+                        let range = (range.0, range.1, step);
+                        self.run_sharded(
+                            tenant, path, plan, params, range, false, &headers, permits,
+                        )
+                        .await?
+                    }
+                    None => {
+                        let request = HttpRequest {
+                            method: "GET".into(),
+                            url: part_url(path, params, api, range),
+                            headers,
+                            body: Bytes::new(),
+                        };
+                        self.run(tenant, request).await?
+                    }
                 };
-                let answer = self.run(tenant, request).await?;
                 if answer.status != 200 {
                     return Err(to_response(answer));
                 }
@@ -371,6 +597,8 @@ impl Frontend {
 /// end (sorted), and its parts.
 struct RangeQuery {
     api: Api,
+    /// The query's text.
+    query: Option<String>,
     params: Vec<(String, String)>,
     parts: Vec<(i64, i64)>,
     /// Whether the query reads data after its steps (a negative offset):
@@ -393,30 +621,10 @@ impl RangeQuery {
         body: &Bytes,
         cfg: &FrontendConfig,
     ) -> Option<Self> {
-        let mut pairs: Vec<(String, String)> = uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let form = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if form {
-            pairs.extend(url::form_urlencoded::parse(body).into_owned());
-        } else if !body.is_empty() {
-            return None;
-        }
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, v)| k == key && !v.is_empty())
-                .map(|(_, v)| v.as_str())
-        };
-        let query = get("query")?;
+        let pairs = request_params(uri, headers, body)?;
+        let get = |key: &str| param(&pairs, key);
+        let query = get("query")?.to_string();
+        let query = query.as_str();
         let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
         let reads_ahead = compact.contains("offset-");
         let (start, end, step) = match api {
@@ -474,6 +682,7 @@ impl RangeQuery {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         Some(Self {
             api,
+            query: Some(query.to_string()),
             params,
             parts,
             reads_ahead,
@@ -482,6 +691,51 @@ impl RangeQuery {
             step,
         })
     }
+}
+
+/// A request's parameters: its URL's query string and a form body; `None`
+/// for any other body.
+fn request_params(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+) -> Option<Vec<(String, String)>> {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        pairs.extend(url::form_urlencoded::parse(body).into_owned());
+    } else if !body.is_empty() {
+        return None;
+    }
+    Some(pairs)
+}
+
+/// The first non-empty value of `key`, the one a querier reads.
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, v)| k == key && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+}
+
+/// An instant query's text and time (ms; now when not given).
+fn instant_query(pairs: &[(String, String)]) -> Option<(String, i64)> {
+    let query = param(pairs, "query")?;
+    let time = match param(pairs, "time") {
+        Some(t) => strata_model::api_time::prometheus_time_ms(t)?,
+        None => strata_model::now_ms(),
+    };
+    Some((query.to_string(), time))
 }
 
 /// Loki's step: a duration (`30s`) or float seconds, in ns.

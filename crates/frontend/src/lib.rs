@@ -3,7 +3,8 @@
 //! ([`split`]), answers the parts it has cached ([`cache`]), queues the rest
 //! per tenant ([`queue`]) for the queriers' workers that pull them over
 //! gRPC ([`service`], [`worker`]), retries a part a querier failed on
-//! another querier, and merges the parts' answers. A querier runs the
+//! another querier, and merges the parts' answers. Shardable aggregations
+//! may also be cut by series ([`shard`]). A querier runs the
 //! requests it pulls with its own HTTP API, so every endpoint behaves as
 //! it does on the querier.
 
@@ -12,6 +13,7 @@ mod frontend;
 mod metrics;
 pub mod queue;
 pub mod service;
+pub mod shard;
 pub mod split;
 pub mod worker;
 
@@ -45,6 +47,14 @@ pub struct FrontendConfig {
     pub max_outstanding_requests_per_tenant: usize,
     /// Queriers one tenant's requests may run on (0: all).
     pub max_queriers_per_tenant: usize,
+    /// Runs shardable aggregations as one query per shard of the series,
+    /// on as many queriers ([`shard`]).
+    pub parallelize_shardable_queries: bool,
+    /// Shards a shardable query is cut into.
+    pub query_sharding_total_shards: u32,
+    /// Most shard queries one query (or one split part) becomes; a query
+    /// with several sharded aggregations gets fewer shards each.
+    pub query_sharding_max_sharded_queries: u32,
     /// Longest time a request may wait and run (`-querier.timeout`).
     #[serde(skip)]
     pub timeout: Duration,
@@ -65,6 +75,9 @@ impl Default for FrontendConfig {
             max_retries: 5,
             max_outstanding_requests_per_tenant: 100,
             max_queriers_per_tenant: 0,
+            parallelize_shardable_queries: false,
+            query_sharding_total_shards: 16,
+            query_sharding_max_sharded_queries: 128,
             timeout: Duration::from_secs(120),
             multitenancy: false,
         }

@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 pub(crate) static QUEUE_LENGTH: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new(
@@ -67,15 +69,37 @@ pub(crate) static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+pub(crate) static SHARDING_REWRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "strata_query_frontend_query_sharding_rewrites_total",
+            "PromQL queries considered for sharding, by outcome (sharded or not shardable).",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric")
+});
+
+pub(crate) static SHARD_QUERIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "strata_query_frontend_sharded_queries_total",
+        "Shard queries sent to queriers for sharded queries.",
+    )
+    .expect("valid metric")
+});
+
 /// Registers the query-frontend's metrics.
 pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
-    for kind in ["split", "forwarded"] {
+    for kind in ["split", "sharded", "forwarded"] {
         for outcome in ["ok", "error"] {
             REQUESTS.with_label_values(&[kind, outcome]);
         }
     }
     for source in ["cache", "querier"] {
         PARTS.with_label_values(&[source]);
+    }
+    for outcome in ["sharded", "not_shardable"] {
+        SHARDING_REWRITES.with_label_values(&[outcome]);
     }
     for reason in ["disconnected", "server_error"] {
         RETRIES.with_label_values(&[reason]);
@@ -85,5 +109,7 @@ pub fn register_metrics(r: &Registry) -> prometheus::Result<()> {
     r.register(Box::new(QUEUE_SECONDS.clone()))?;
     r.register(Box::new(REQUESTS.clone()))?;
     r.register(Box::new(PARTS.clone()))?;
+    r.register(Box::new(SHARDING_REWRITES.clone()))?;
+    r.register(Box::new(SHARD_QUERIES.clone()))?;
     r.register(Box::new(RETRIES.clone()))
 }

@@ -245,7 +245,11 @@ impl HeadIndex {
     /// Refs of series matching all matchers, sorted.
     pub fn matching(&self, matchers: &[Matcher]) -> Vec<u64> {
         let mut candidates: Option<Vec<u64>> = None;
-        for m in matchers.iter().filter(|m| !m.is_match("")) {
+        // A shard matcher has no postings: the final check below tests it.
+        for m in matchers
+            .iter()
+            .filter(|m| !m.is_match("") && !strata_model::shard::is_shard_matcher(m))
+        {
             let Some(values) = self.postings.get(&m.name) else {
                 return Vec::new();
             };
@@ -323,6 +327,27 @@ mod tests {
         .unwrap();
         assert_eq!(idx.matching(&[re]), vec![1, 2, 4]);
         assert!(idx.matching(&[eq("nope", "x")]).is_empty());
+    }
+
+    #[test]
+    fn query_shards_split_the_matching_series() {
+        let mut idx = HeadIndex::default();
+        for r in 0..40 {
+            idx.insert(mk(r, &[("__name__", "up"), ("pod", &format!("p{r}"))]));
+        }
+        idx.insert(mk(99, &[("__name__", "down")]));
+        let up = Matcher::new(MatchOp::Equal, "__name__", "up");
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let shard = strata_model::shard::QueryShard::new(i, 3).unwrap();
+            let refs = idx.matching(&[up.clone(), shard.matcher()]);
+            assert!(!refs.is_empty() && refs.len() < 40, "shard {i}: {refs:?}");
+            // A shard alone selects its share of every series.
+            assert!(idx.matching(&[shard.matcher()]).len() >= refs.len());
+            seen.extend(refs);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..40).collect::<Vec<u64>>());
     }
 
     #[test]

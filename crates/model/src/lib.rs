@@ -11,6 +11,7 @@ pub mod logs;
 pub mod matching;
 pub mod metadata;
 pub mod nesting;
+pub mod shard;
 pub mod stats;
 pub mod syntax;
 
@@ -206,7 +207,13 @@ impl fmt::Display for Labels {
 
 /// True when `labels` satisfies `m`; an absent label reads as "", so `x!="a"`
 /// and `x=~".*"` match series without `x`, as in Prometheus.
+/// A shard matcher (`__query_shard__="i_of_n"`) tests the series' shard.
 pub fn matcher_matches(m: &Matcher, labels: &Labels) -> bool {
+    if m.name == shard::QUERY_SHARD_LABEL
+        && let Some(s) = shard::QueryShard::of_matcher(m)
+    {
+        return s.contains(labels);
+    }
     m.is_match(labels.get(&m.name).unwrap_or(""))
 }
 

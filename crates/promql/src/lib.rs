@@ -19,6 +19,7 @@ mod eval;
 mod exec;
 mod functions;
 mod histogram;
+pub mod json;
 mod literals;
 mod ops;
 mod plan;

@@ -164,7 +164,13 @@ impl BlockReader {
             .await?;
         let schema: Schema = df.schema().as_arrow().clone();
         let mut filter: Option<Expr> = None;
+        // A query shard is a hash of the labels, tested on the rows found.
+        let mut shards = Vec::new();
         for m in matchers {
+            if let Some(shard) = strata_model::shard::QueryShard::of_matcher(m) {
+                shards.push(shard);
+                continue;
+            }
             match matcher_filter(m, &schema) {
                 MatcherFilter::All => {}
                 MatcherFilter::None => return Ok(Vec::new()),
@@ -183,6 +189,9 @@ impl BlockReader {
         let mut out = Vec::new();
         for batch in df.collect().await? {
             out.extend(block::batch_labels(&batch, id_column)?);
+        }
+        if !shards.is_empty() {
+            out.retain(|(_, labels)| shards.iter().all(|s| s.contains(labels)));
         }
         Ok(out)
     }

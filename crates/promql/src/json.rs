@@ -1,0 +1,123 @@
+//! Query results written in the Prometheus HTTP API's JSON shapes, straight
+//! into bytes: a range result holds series x steps points, and building a
+//! `serde_json::Value` per point first cost more than evaluating the query
+//! (benches/promql). The querier's API and the query-frontend (which
+//! evaluates the outer part of sharded queries) answer through it.
+
+use strata_model::Labels;
+
+use crate::{QueryOutput, Value};
+
+/// A float as Prometheus renders sample values.
+pub fn float(v: f64) -> String {
+    strata_model::format_float(v)
+}
+
+/// A whole successful query response.
+pub fn query_response(out: &QueryOutput) -> Vec<u8> {
+    let mut b: Vec<u8> = Vec::with_capacity(256);
+    b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
+    b.extend_from_slice(out.value.result_type().as_bytes());
+    b.extend_from_slice(br#"","result":"#);
+    match &out.value {
+        Value::Scalar { t, v } => point(&mut b, *t, *v),
+        Value::String { t, s } => {
+            b.push(b'[');
+            write_ts(&mut b, *t);
+            b.push(b',');
+            write_str(&mut b, s);
+            b.push(b']');
+        }
+        Value::Vector(samples) => {
+            write_list(&mut b, samples, |b, s| write_sample(b, &s.labels, s.t, s.v));
+        }
+        Value::Matrix(series) => {
+            write_list(&mut b, series, |b, s| {
+                write_series(b, &s.labels, s.points.iter().copied())
+            });
+        }
+    }
+    b.push(b'}');
+    for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
+        if !notes.is_empty() {
+            b.extend_from_slice(format!(r#","{key}":["#).as_bytes());
+            for (i, n) in notes.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                write_str(&mut b, n);
+            }
+            b.push(b']');
+        }
+    }
+    b.push(b'}');
+    b
+}
+
+/// Writes `[item,item,...]`.
+pub fn write_list<T>(
+    b: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    b.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        write(b, item);
+    }
+    b.push(b']');
+}
+
+/// `{"metric":{...},"value":[t,"v"]}` (t in ms).
+pub fn write_sample(b: &mut Vec<u8>, labels: &Labels, t: i64, v: f64) {
+    b.extend_from_slice(br#"{"metric":"#);
+    write_labels(b, labels);
+    b.extend_from_slice(br#","value":"#);
+    point(b, t, v);
+    b.push(b'}');
+}
+
+/// `{"metric":{...},"values":[[t,"v"],...]}` (t in ms).
+pub fn write_series(b: &mut Vec<u8>, labels: &Labels, points: impl Iterator<Item = (i64, f64)>) {
+    b.extend_from_slice(br#"{"metric":"#);
+    write_labels(b, labels);
+    b.extend_from_slice(br#","values":"#);
+    write_list(b, points, |b, (t, v)| point(b, t, v));
+    b.push(b'}');
+}
+
+pub fn point(b: &mut Vec<u8>, t: i64, v: f64) {
+    use std::io::Write;
+    b.push(b'[');
+    write_ts(b, t);
+    let _ = write!(b, ",\"{}\"]", float(v));
+}
+
+pub fn write_ts(b: &mut Vec<u8>, t: i64) {
+    use std::io::Write;
+    let _ = if t % 1000 == 0 {
+        write!(b, "{}", t / 1000)
+    } else {
+        write!(b, "{}", t as f64 / 1000.0)
+    };
+}
+
+pub fn write_str(b: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *b, s);
+}
+
+pub fn write_labels(b: &mut Vec<u8>, l: &Labels) {
+    b.push(b'{');
+    for (i, label) in l.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        write_str(b, &label.name);
+        b.push(b':');
+        write_str(b, &label.value);
+    }
+    b.push(b'}');
+}
