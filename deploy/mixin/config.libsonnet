@@ -12,7 +12,7 @@
     // strata_request_duration_seconds{route} (with or without the
     // /prometheus prefix).
     writeRoutes: '.*(/api/v1/push|/api/v1/write|/api/prom/push|/otlp/v1/metrics|/otlp/v1/logs|/loki/api/v1/push)',
-    readRoutes: '.*(/api/v1/(query|query_range|query_exemplars|series|labels|label/[{]name[}]/values|metadata)|/loki/api/v1/(query|query_range|series|labels|label/[{]name[}]/values|index/stats|index/volume|index/volume_range|detected_labels|detected_fields|detected_field/[{]name[}]/values))',
+    readRoutes: '.*(/api/v1/(query|query_range|query_exemplars|series|labels|label/[{]name[}]/values|metadata|status/tsdb|cardinality/label_names|cardinality/label_values|cardinality/active_series)|/loki/api/v1/(query|query_range|series|labels|label/[{]name[}]/values|index/stats|index/volume|index/volume_range|detected_labels|detected_fields|detected_field/[{]name[}]/values|patterns))',
 
     // Service-level objectives: the share of requests that must succeed
     // (no 5xx) faster than the latency bound (a bucket bound of

@@ -1009,7 +1009,9 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
         extra.push((KillOnDrop(child), addr(ip), dir));
     }
     wait_voters(&cluster, "five voters", |v| v.len() == 5).await;
-    // A querier serves no ruler API, and says so to Grafana.
+    // A querier runs no ruler but passes the ruler's APIs to the ring's
+    // ruler, and says so to Grafana (whose rule editor then opens): a
+    // group written through it reads back through the query-frontend.
     let querier = format!("http://127.0.0.14:{}", cluster.http);
     crate::common::wait_ready(&format!("{querier}/ready"), 60, || {
         std::fs::read_to_string(extra[0].2.join("log")).unwrap_or_default()
@@ -1026,9 +1028,29 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
         .map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
         .expect("buildinfo body");
     assert_eq!(
-        info["data"]["features"]["ruler_config_api"], "false",
+        info["data"]["features"]["ruler_config_api"], "true",
         "{info}"
     );
+    let group = "name: proxied\nrules:\n  - record: job:up:sum\n    expr: sum by (job) (up)\n";
+    let r = cluster
+        .client
+        .post(format!("{querier}/prometheus/config/v1/rules/grafana"))
+        .header("Content-Type", "application/yaml")
+        .body(group)
+        .send()
+        .await
+        .expect("rule group through the querier");
+    let status = r.status();
+    assert_eq!(status, 202, "{}", r.text().await.unwrap_or_default());
+    let listed = cluster
+        .client
+        .get(cluster.url("query-frontend", "/prometheus/config/v1/rules/grafana"))
+        .send()
+        .await
+        .expect("rules through the frontend");
+    assert_eq!(listed.status(), 200);
+    let listed = listed.text().await.unwrap_or_default();
+    assert!(listed.contains("job:up:sum"), "{listed}");
     // The ring's metrics say so too: five voters, one leader among them.
     let metric = |name: &'static str, via: &'static str| {
         let url = cluster.url(via, "/metrics");

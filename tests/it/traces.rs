@@ -3,7 +3,9 @@
 //! a few lines of Python and the OpenTelemetry project's proto classes. One
 //! remote-write and one query, each sent with a W3C `traceparent`, must each
 //! be one trace through the processes they touch, with every ingester span a
-//! child of a distributor or querier span, and the trace id in the logs.
+//! child of a distributor or querier span, and the trace id in the logs; a
+//! query through the query-frontend is one trace through frontend, querier
+//! and ingesters.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -102,6 +104,28 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
         "{answer}"
     );
 
+    // Through the query-frontend: the querier continues the frontend's
+    // span (not the caller's), so the trace shows the queue hop.
+    let frontend_trace = "5e1f0c0ffee00000000000000000a003";
+    let frontend_parent = "00f067aa0ba902b9";
+    let r = client
+        .get(cluster.url("query-frontend", "/prometheus/api/v1/query_range"))
+        .query(&[
+            ("query", "sum(traced)".to_string()),
+            ("start", ((now - 60_000) / 1000).to_string()),
+            ("end", (now / 1000 + 1).to_string()),
+            ("step", "15".to_string()),
+        ])
+        .header(
+            "traceparent",
+            format!("00-{frontend_trace}-{frontend_parent}-01"),
+        )
+        .send()
+        .await
+        .expect("query through the frontend");
+    let answer: Json = r.json().await.expect("JSON");
+    assert_eq!(answer["status"], "success", "{answer}");
+
     // Wait for both traces to reach the receiver: the write through the
     // distributor into the three ingesters (RF 3), the query through the
     // querier into the ingesters.
@@ -119,22 +143,29 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (write, query) = loop {
+    let (write, query, through) = loop {
         let all = spans(&out);
-        let (w, q) = (of(&all, write_trace), of(&all, query_trace));
-        let (wi, qi) = (instances(&w), instances(&q));
+        let (w, q, f) = (
+            of(&all, write_trace),
+            of(&all, query_trace),
+            of(&all, frontend_trace),
+        );
+        let (wi, qi, fi) = (instances(&w), instances(&q), instances(&f));
         let ingesters =
             |i: &BTreeSet<String>| i.iter().filter(|x| x.starts_with("ingester")).count();
         if wi.contains("distributor-1")
             && ingesters(&wi) == 3
             && qi.contains("querier")
             && ingesters(&qi) >= 2
+            && fi.contains("query-frontend")
+            && fi.contains("querier")
+            && ingesters(&fi) >= 2
         {
-            break (w, q);
+            break (w, q, f);
         }
         assert!(
             Instant::now() < deadline,
-            "write trace in {wi:?}, query trace in {qi:?}; {} spans received",
+            "write trace in {wi:?}, query trace in {qi:?}, frontend query trace in {fi:?}; {} spans received",
             all.len()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -182,6 +213,30 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             "{trace}: {spans:?}"
         );
     }
+
+    // The frontend's span continues the caller's; the querier's request
+    // span is a child of a frontend span.
+    let frontend_span = through
+        .iter()
+        .find(|s| s["instance"] == "query-frontend" && s["name"] == "query_frontend")
+        .unwrap_or_else(|| panic!("no query_frontend span: {through:?}"));
+    assert_eq!(
+        frontend_span["parent_span_id"], frontend_parent,
+        "{frontend_span}"
+    );
+    let frontend_ids: BTreeSet<&str> = through
+        .iter()
+        .filter(|s| s["instance"] == "query-frontend")
+        .filter_map(|s| s["span_id"].as_str())
+        .collect();
+    let querier_http = through
+        .iter()
+        .find(|s| s["instance"] == "querier" && s["name"] == "http_request")
+        .unwrap_or_else(|| panic!("no querier http_request span: {through:?}"));
+    assert!(
+        frontend_ids.contains(querier_http["parent_span_id"].as_str().unwrap_or_default()),
+        "the querier's span is no child of the frontend's: {querier_http}"
+    );
 
     // The trace ids reach the logs: the querier's query-stats line.
     let log = cluster.log("querier");

@@ -104,6 +104,9 @@ pub struct AppState {
     pub ready: Arc<startup::Startup>,
     /// The ruler, when this process runs one.
     pub ruler: Option<Arc<strata_ruler::Ruler>>,
+    /// HTTP addresses of the ring's live rulers: a process without a ruler
+    /// passes the ruler's APIs to one of them.
+    pub rulers: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
     /// Process-wide push and query admission limits.
     pub admission: Arc<admission::Admission>,
     /// Configuration, flags and start time for the status endpoints.
@@ -149,7 +152,6 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/status/config", get(status_config))
-        .route("/api/v1/status/flags", get(status_flags))
         .route("/api/v1/status/runtimeinfo", get(status_runtimeinfo))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules::rules_status))
@@ -230,9 +232,17 @@ pub fn router(state: Shared) -> Router {
         )
         .merge(prom.clone())
         .nest("/prometheus", prom)
+        // At the root only, as Mimir serves it: Grafana takes a data source
+        // whose `<url>/api/v1/status/flags` answers for Thanos, and the
+        // Prometheus data source's URL is `<host>/prometheus`.
+        .route("/api/v1/status/flags", get(status_flags))
         .route("/ready", get(ready))
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rules::to_ruler,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(observe))
         // One byte over the limit so the distributor reports 413 itself.
@@ -585,7 +595,8 @@ async fn label_values(Path(name): Path<String>, req: PromRequest) -> Response {
 /// `/api/v1/status/buildinfo` in Mimir's shape. Grafana tells Mimir from
 /// Prometheus by this application name and the `features` object, and only
 /// then offers to create and edit rules through the ruler API
-/// (`ruler_config_api`: this process serves `/config/v1/rules`).
+/// (`ruler_config_api`: this process serves `/config/v1/rules`, itself or
+/// through a ruler of the ring).
 async fn buildinfo(State(state): State<Shared>) -> Response {
     let flag = |on: bool| if on { "true" } else { "false" };
     success(json!({
@@ -595,7 +606,7 @@ async fn buildinfo(State(state): State<Shared>) -> Response {
         "branch": "",
         "goVersion": "",
         "features": {
-            "ruler_config_api": flag(state.ruler.is_some()),
+            "ruler_config_api": flag(state.ruler.is_some() || !(state.rulers)().is_empty()),
             "alertmanager_config_api": "false",
             "query_sharding": "false",
         },

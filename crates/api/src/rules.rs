@@ -181,3 +181,125 @@ pub(crate) async fn alerts_status(
     }
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
+
+/// Whether `path` is one of the ruler's APIs (configuration and status).
+fn is_ruler_path(path: &str) -> bool {
+    let path = path.strip_prefix("/prometheus").unwrap_or(path);
+    path == "/api/v1/rules"
+        || path == "/api/v1/alerts"
+        || path.starts_with("/config/v1/rules")
+        || path.starts_with("/loki/api/v1/rules")
+        || path.starts_with("/api/prom/rules")
+}
+
+/// Request headers a proxied call does not pass on: the connection's own.
+const HOP_BY_HOP: [&str; 8] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// axum middleware: in a process without a ruler (a query-frontend or
+/// querier Grafana points at), the ruler's APIs are passed to a ruler of
+/// the ring, so Grafana's rule editor and `mimirtool` work through the
+/// address Grafana queries, as Mimir's gateway routes them. Rule groups
+/// live in object storage and every ruler serves all of them (status
+/// answers gather the other rulers'), so any live ruler answers.
+pub(crate) async fn to_ruler(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.ruler.is_some() || !is_ruler_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let rulers = (state.rulers)();
+    // Spread over the rulers; a request picks one by the clock.
+    let Some(addr) = rulers
+        .get(strata_model::now_ms().unsigned_abs() as usize % rulers.len().max(1))
+        .cloned()
+    else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, state.max_recv_msg_size).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{addr}{path}");
+    let mut call = RULER_CLIENT.request(parts.method.clone(), &url).body(body);
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            call = call.header(name, value);
+        }
+    }
+    for (name, value) in strata_telemetry::trace_headers() {
+        call = call.header(name, value);
+    }
+    let answer = match call.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("the ruler at {addr} did not answer: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    match answer.bytes().await {
+        Ok(bytes) => {
+            let mut r = (status, bytes).into_response();
+            if let Some(ct) = content_type {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            r
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the ruler at {addr} broke off its answer: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// The client of [`to_ruler`]: one connection pool for the process.
+static RULER_CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap_or_default()
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruler_paths_under_every_prefix() {
+        for p in [
+            "/prometheus/config/v1/rules",
+            "/config/v1/rules/ns/group",
+            "/prometheus/api/v1/rules",
+            "/api/v1/alerts",
+            "/loki/api/v1/rules/ns",
+            "/api/prom/rules",
+        ] {
+            assert!(is_ruler_path(p), "{p}");
+        }
+        for p in [
+            "/prometheus/api/v1/query",
+            "/api/v1/rulesx",
+            "/loki/api/v1/query",
+        ] {
+            assert!(!is_ruler_path(p), "{p}");
+        }
+    }
+}

@@ -160,7 +160,14 @@ impl Frontend {
             return next.run(req).await;
         }
         let started = Instant::now();
-        let span = tracing::info_span!("query_frontend", path = %req.uri().path());
+        let span = tracing::info_span!(
+            "query_frontend",
+            path = %req.uri().path(),
+            trace_id = tracing::field::Empty
+        );
+        if let Some(id) = strata_telemetry::continue_trace(&span, req.headers()) {
+            span.record("trace_id", id);
+        }
         f.handle(req, started).instrument(span).await
     }
 
@@ -309,8 +316,22 @@ impl Frontend {
     }
 
     /// Queues `request` for a querier and waits for its answer.
-    async fn run(&self, tenant: &str, request: HttpRequest) -> Result<HttpResponse, Refusal> {
+    async fn run(&self, tenant: &str, mut request: HttpRequest) -> Result<HttpResponse, Refusal> {
         let path = request.url.split('?').next().unwrap_or("").to_string();
+        // The querier continues this request's trace, not the caller's.
+        let trace = strata_telemetry::trace_headers();
+        if !trace.is_empty() {
+            request.headers.retain(|h| {
+                !trace
+                    .iter()
+                    .any(|(name, _)| h.name.eq_ignore_ascii_case(name))
+            });
+            request.headers.extend(
+                trace
+                    .into_iter()
+                    .map(|(name, value)| Header { name, value }),
+            );
+        }
         let refuse = |status, message: String| refuse(&path, status, message);
         let (tx, rx) = oneshot::channel();
         let job = Job {

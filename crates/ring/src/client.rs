@@ -139,6 +139,17 @@ impl Ring {
         self.view_of("store-gateway")
     }
 
+    /// HTTP addresses of the healthy ACTIVE instances running `role`.
+    pub fn http_addrs(&self, role: &str) -> Vec<String> {
+        let desc = self.desc();
+        let timeout = self.config().heartbeat_timeout.as_millis() as i64;
+        crate::shard::members(&desc, role, crate::now_ms(), timeout)
+            .into_iter()
+            .filter_map(|id| desc.instances.get(&id).map(|i| i.http_addr.clone()))
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
+
     fn view_of(&self, role: &'static str) -> Arc<RingView> {
         let desc = self.desc();
         let mut cached = self.views.lock();

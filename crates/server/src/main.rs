@@ -690,9 +690,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         started: std::time::SystemTime::now(),
         storage_retention: cfg.limits.compactor_blocks_retention_period,
     });
+    let ruler_ring = ring.clone();
     let state = Arc::new(AppState {
         status: status.clone(),
         ruler: ruler.clone(),
+        rulers: Arc::new(move || ruler_ring.http_addrs("ruler")),
         distributor,
         querier,
         log_querier,

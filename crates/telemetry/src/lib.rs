@@ -228,6 +228,19 @@ impl tonic::service::Interceptor for InjectTraceContext {
     }
 }
 
+/// The current span's trace context as HTTP headers (`traceparent`, and
+/// `tracestate` when set), for a request this process passes on in a
+/// message of its own (the query-frontend's queued requests); empty when
+/// the span is not traced.
+pub fn trace_headers() -> Vec<(String, String)> {
+    let cx = Span::current().context();
+    let mut headers: HashMap<String, String> = HashMap::new();
+    if cx.span().span_context().is_valid() {
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut headers));
+    }
+    headers.into_iter().collect()
+}
+
 /// The span of one incoming gRPC call, continuing the caller's trace, with
 /// the trace id as a field so that its log lines carry it. Calls without a
 /// trace context (ring heartbeats, Raft) get none: a lone ingester-side
