@@ -8,6 +8,7 @@ mod cloud_stores;
 mod cluster;
 mod common;
 mod compactor;
+mod drilldown_replay;
 mod durability;
 mod frontend;
 mod fuzz;
