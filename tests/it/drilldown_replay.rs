@@ -145,14 +145,14 @@ async fn grafana_and_logs_drilldown_requests_are_answered() {
         (r#"sum by (detected_level) (count_over_time({ service_name="checkout" } [1m]))"#.into(), 1000, true),
         ("{service_name=`checkout` }".into(), 100, true),
         ("{service_name=`checkout` } | detected_level=`error` or detected_level=`warn` ".into(), 100, true),
-        (format!("{{service_name=`checkout` }} | json | logfmt | drop __error__, __error_details__"), 100, true),
+        ("{service_name=`checkout` } | json | logfmt | drop __error__, __error_details__".into(), 100, true),
         // Aggregated metrics (none here; the query must still run).
         ("sum by (detected_level) (sum_over_time({__aggregated_metric__=`checkout` } | logfmt | unwrap count [10s]))".into(), 1000, false),
         // The service view's logs panel and log volume.
         (format!(r#"{{service_name="checkout"}}     {parsers}  "#), 1000, true),
         (r#"sum(count_over_time({service_name="checkout"}       [1m])) by (detected_level)"#.into(), 1000, true),
         (r#"sum(count_over_time({service_name="checkout"}  | detected_level != ""       [1m])) by (detected_level)"#.into(), 1000, true),
-        (format!(r#"sum(count_over_time({{service_name="checkout"}} | json  | logfmt | drop __error__, __error_details__ | method="GET"  [1m])) by (detected_level)"#), 1000, true),
+        (r#"sum(count_over_time({service_name="checkout"} | json  | logfmt | drop __error__, __error_details__ | method="GET"  [1m])) by (detected_level)"#.into(), 1000, true),
         // Filters applied: level, line filter, parsers, a field.
         (format!(r#"{{service_name="checkout"}} | detected_level="error"   |~ "(?i)timeout" {parsers} | method="GET" "#), 1000, true),
         // Labels breakdown.
