@@ -181,6 +181,72 @@ async fn frontend_answers_equal_the_queriers_and_cache_only_old_parts() {
         assert!(!result(&direct).is_empty(), "{q}: {direct}");
         assert_eq!(result(&direct), result(&through), "{q}");
     }
+    // Statistics: Loki's stats block counts the parts, the cache hits (the
+    // last loop ran warm) and the queue time; a PromQL query asked with
+    // `stats` gets Prometheus's block with what the parts read.
+    let (_, stats) = get(
+        frontend,
+        "/loki/api/v1/query_range",
+        "t1",
+        &log_range(r#"sum(count_over_time({app="fe"}[5m]))"#),
+    )
+    .await;
+    let summary = &stats["data"]["stats"]["summary"];
+    let splits = summary["splits"].as_u64().unwrap_or(0);
+    assert!(splits >= 3, "{stats}");
+    assert!(summary["queueTime"].as_f64().is_some(), "{stats}");
+    let cache = &stats["data"]["stats"]["cache"]["result"];
+    assert_eq!(cache["entriesRequested"].as_u64(), Some(splits), "{stats}");
+    assert!(cache["entriesFound"].as_u64() >= Some(1), "{stats}");
+    let mut with_stats = range("sum(rate(fe[5m]))", "60");
+    with_stats.push(("stats", "all".into()));
+    let (_, cold) = get(
+        frontend,
+        "/prometheus/api/v1/query_range",
+        "t2",
+        &with_stats,
+    )
+    .await;
+    let (_, direct) = get(querier, "/prometheus/api/v1/query_range", "t1", &with_stats).await;
+    let samples = |j: &Json| j["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64();
+    assert!(samples(&direct) > Some(0), "{direct}");
+    // Each series at least once (a long range is selected slice by slice).
+    assert!(
+        direct["data"]["stats"]["series"]["fetched"].as_u64() >= Some(SERIES as u64),
+        "{direct}"
+    );
+    assert_eq!(
+        samples(&cold),
+        Some(0),
+        "another tenant reads nothing: {cold}"
+    );
+    let (_, through) = get(
+        frontend,
+        "/prometheus/api/v1/query_range",
+        "t1",
+        &with_stats,
+    )
+    .await;
+    assert!(samples(&through) > Some(0), "{through}");
+    let parts = &through["data"]["stats"]["resultsCache"];
+    assert!(parts["partsRequested"].as_u64() >= Some(6), "{through}");
+    assert!(
+        through["data"]["stats"]["timings"]["execQueueTime"]
+            .as_f64()
+            .is_some()
+    );
+    let (_, plain) = get(
+        frontend,
+        "/prometheus/api/v1/query_range",
+        "t1",
+        &range("sum(rate(fe[5m]))", "60"),
+    )
+    .await;
+    assert!(
+        plain["data"].get("stats").is_none(),
+        "stats only when asked: {plain}"
+    );
+
     // Other reads go through whole.
     for (path, params) in [
         (

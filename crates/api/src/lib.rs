@@ -368,10 +368,13 @@ fn bad_data(msg: String) -> Response {
 }
 
 /// A query result with Prometheus's `warnings` and `infos` (left out when empty).
-fn query_success(out: &strata_promql::QueryOutput) -> Response {
+/// A query's answer; with its statistics when the request has Prometheus's
+/// `stats` parameter.
+fn query_success(out: &strata_promql::QueryOutput, p: &Params, started: Instant) -> Response {
+    let stats = p.get("stats").map(|_| started.elapsed());
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        render::query_response(out),
+        render::query_response(out, stats),
     )
         .into_response()
 }
@@ -440,7 +443,7 @@ async fn query(r: PromRequest) -> Response {
     let result = state.querier.instant_query(tenant, expr, t).await;
     log_query_stats(tenant, "instant", expr, started, &result);
     match result {
-        Ok(out) => query_success(&out),
+        Ok(out) => query_success(&out, p, started),
         Err(e) => api_error(e),
     }
 }
@@ -467,6 +470,9 @@ fn log_query_stats(
                 kind,
                 query = expr,
                 wall_time_seconds = wall,
+                fetched_series_count = out.stats.series_fetched,
+                fetched_samples_count = out.stats.samples_fetched,
+                peak_samples = out.stats.peak_samples,
                 result_series = series,
                 status = "success",
                 "query stats"
@@ -500,7 +506,7 @@ async fn query_range(r: PromRequest) -> Response {
         .await;
     log_query_stats(tenant, "range", expr, started, &result);
     match result {
-        Ok(out) => query_success(&out),
+        Ok(out) => query_success(&out, p, started),
         Err(e) => api_error(e),
     }
 }

@@ -155,8 +155,9 @@ mod tests {
                 value: v.clone(),
                 warnings: vec!["PromQL warning: w".into()],
                 infos: vec![],
+                stats: Default::default(),
             };
-            let written: Json = serde_json::from_slice(&query_response(&out)).unwrap();
+            let written: Json = serde_json::from_slice(&query_response(&out, None)).unwrap();
             let want = json!({
                 "status": "success",
                 "data": value(&v),

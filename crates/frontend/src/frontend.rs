@@ -23,6 +23,51 @@ use crate::queue::{Job, QueueError, RequestQueue};
 use crate::shard::{self, ShardError, ShardPlan};
 use crate::split::{self, Api};
 
+/// The time a request waited in the queue (seconds), added to its answer
+/// by the service for [`Frontend::run`], which takes it off again.
+pub(crate) const QUEUE_TIME_HEADER: &str = "x-strata-queue-seconds";
+
+/// What answering one query took, for its statistics: parts, parts from
+/// the cache, shard queries, and the time its requests waited in the queue.
+#[derive(Default)]
+struct Tally {
+    parts: std::sync::atomic::AtomicUsize,
+    cached: std::sync::atomic::AtomicUsize,
+    stored: std::sync::atomic::AtomicUsize,
+    shard_queries: std::sync::atomic::AtomicUsize,
+    queue_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Tally {
+    fn add(counter: &std::sync::atomic::AtomicUsize) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn queue_secs(&self) -> f64 {
+        self.queue_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// One client query's run: how many of its requests may be queued at once
+/// (its parts and shard queries together), and its tally.
+struct QueryRun {
+    permits: Semaphore,
+    tally: Tally,
+}
+
+impl QueryRun {
+    fn new() -> Self {
+        Self {
+            permits: Semaphore::new(MAX_QUERY_PARALLELISM),
+            tally: Tally::default(),
+        }
+    }
+}
+
 /// Largest request body the frontend reads (a POSTed query).
 const MAX_BODY_BYTES: usize = 10 << 20;
 /// Parts of one query queued at once (Mimir's max query parallelism).
@@ -205,8 +250,9 @@ impl Frontend {
             && let Some((query, time)) = instant_query(&params)
             && let Some(plan) = self.shard_plan(&query)
         {
-            let permits = Semaphore::new(MAX_QUERY_PARALLELISM);
+            let run = QueryRun::new();
             let range = (time, time, 1000);
+            let wants_stats = param(&params, "stats").is_some();
             let answer = match self
                 .run_sharded(
                     &tenant,
@@ -216,11 +262,12 @@ impl Frontend {
                     range,
                     true,
                     &request.headers,
-                    &permits,
+                    &run,
                 )
                 .await
             {
-                Ok(r) => to_response(r),
+                Ok(r) if wants_stats => to_response(with_queue_time(r, &run.tally)),
+                Ok(r) => to_response(without_stats(r)),
                 Err(r) => r,
             };
             let outcome = if answer.status().is_success() {
@@ -255,8 +302,10 @@ impl Frontend {
                 Api::Prometheus => range.query.as_deref().and_then(|q| self.shard_plan(q)),
                 Api::Loki => None,
             };
+            let query = range.query.clone().unwrap_or_default();
+            let run = QueryRun::new();
             let answer = self
-                .run_split(&tenant, &path, &request, range, plan.as_ref())
+                .run_split(&tenant, &path, &request, range, plan.as_ref(), &run)
                 .await;
             let outcome = if answer.status().is_success() {
                 "ok"
@@ -264,17 +313,22 @@ impl Frontend {
                 "error"
             };
             REQUESTS.with_label_values(&["split", outcome]).inc();
+            let t = &run.tally;
             tracing::info!(
                 tenant,
                 path,
-                shard_queries_per_part = plan.as_ref().map_or(0, |p| p.queries().len()),
+                query,
+                parts = Tally::get(&t.parts),
+                cached_parts = Tally::get(&t.cached),
+                shard_queries = Tally::get(&t.shard_queries),
+                queue_time_seconds = t.queue_secs(),
                 status = answer.status().as_u16(),
                 duration_ms = started.elapsed().as_millis() as u64,
-                "query-frontend split query"
+                "query stats"
             );
             return answer;
         }
-        let answer = match self.run(&tenant, request).await {
+        let answer = match self.run(&tenant, request, None).await {
             Ok(r) => to_response(r),
             Err(r) => r,
         };
@@ -316,7 +370,12 @@ impl Frontend {
     }
 
     /// Queues `request` for a querier and waits for its answer.
-    async fn run(&self, tenant: &str, mut request: HttpRequest) -> Result<HttpResponse, Refusal> {
+    async fn run(
+        &self,
+        tenant: &str,
+        mut request: HttpRequest,
+        tally: Option<&Tally>,
+    ) -> Result<HttpResponse, Refusal> {
         let path = request.url.split('?').next().unwrap_or("").to_string();
         // The querier continues this request's trace, not the caller's.
         let trace = strata_telemetry::trace_headers();
@@ -352,7 +411,20 @@ impl Frontend {
         }
         QUEUE_LENGTH.set(self.queue.len() as i64);
         match tokio::time::timeout(self.cfg.timeout, rx).await {
-            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Ok(mut answer))) => {
+                if let Some(i) = answer
+                    .headers
+                    .iter()
+                    .position(|h| h.name == QUEUE_TIME_HEADER)
+                {
+                    let waited = answer.headers.remove(i).value.parse::<f64>().unwrap_or(0.0);
+                    if let Some(t) = tally {
+                        t.queue_micros
+                            .fetch_add((waited * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Ok(answer)
+            }
             Ok(Ok(Err(why))) => Err(refuse(StatusCode::BAD_GATEWAY, why)),
             Ok(Err(_)) => Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -405,7 +477,7 @@ impl Frontend {
         (start, end, step): (i64, i64, i64),
         instant: bool,
         headers: &[Header],
-        permits: &Semaphore,
+        run: &QueryRun,
     ) -> Result<HttpResponse, Refusal> {
         let range_path = if instant {
             format!("{path}_range")
@@ -418,6 +490,9 @@ impl Frontend {
             .cloned()
             .collect();
         base.push(("step".into(), Api::Prometheus.format_time(step)));
+        if param(&base, "stats").is_none() {
+            base.push(("stats".into(), "all".into()));
+        }
         let headers: Vec<Header> = headers
             .iter()
             .filter(|h| !h.name.eq_ignore_ascii_case("content-type"))
@@ -439,15 +514,22 @@ impl Frontend {
             .collect();
         let calls = requests
             .into_iter()
-            .map(|request| self.run_shard_query(tenant, path, request, permits));
+            .map(|request| self.run_shard_query(tenant, path, request, run));
         let answers = futures::stream::iter(calls).buffered(MAX_QUERY_PARALLELISM);
         tokio::pin!(answers);
         let mut series = Vec::with_capacity(plan.queries().len());
         let (mut warnings, mut infos) = (Vec::new(), Vec::new());
+        let mut stats: Option<Json> = None;
         // The first failed shard answers for the query.
         while let Some(a) = answers.next().await {
             let answer = a?;
             series.push(answer.series);
+            if let Some(s) = answer.stats {
+                stats = Some(match stats {
+                    Some(total) => split::sum_stats(total, s),
+                    None => s,
+                });
+            }
             for (notes, into) in [(answer.warnings, &mut warnings), (answer.infos, &mut infos)] {
                 for n in notes {
                     if !into.contains(&n) {
@@ -470,13 +552,20 @@ impl Frontend {
                 }
             }
         }
+        let mut body = strata_promql::json::query_response(&out, None);
+        if let Some(stats) = stats
+            && let Ok(mut json) = serde_json::from_slice::<Json>(&body)
+        {
+            json["data"]["stats"] = stats;
+            body = json.to_string().into_bytes();
+        }
         Ok(HttpResponse {
             status: 200,
             headers: vec![Header {
                 name: "content-type".into(),
                 value: "application/json".into(),
             }],
-            body: strata_promql::json::query_response(&out).into(),
+            body: body.into(),
         })
     }
 
@@ -486,14 +575,16 @@ impl Frontend {
         tenant: &str,
         path: &str,
         request: HttpRequest,
-        permits: &Semaphore,
+        run: &QueryRun,
     ) -> Result<shard::ShardAnswer, Refusal> {
-        let _permit = permits
+        let _permit = run
+            .permits
             .acquire()
             .await
             .map_err(|_| refuse(path, StatusCode::INTERNAL_SERVER_ERROR, "query withdrawn"))?;
         SHARD_QUERIES.inc();
-        let answer = self.run(tenant, request).await?;
+        Tally::add(&run.tally.shard_queries);
+        let answer = self.run(tenant, request, Some(&run.tally)).await?;
         if answer.status != 200 {
             return Err(to_response(answer));
         }
@@ -519,9 +610,8 @@ impl Frontend {
         original: &HttpRequest,
         q: RangeQuery,
         plan: Option<&ShardPlan>,
+        run: &QueryRun,
     ) -> Response {
-        // Bounds the queries a sharded query has queued at once.
-        let permits = Semaphore::new(MAX_QUERY_PARALLELISM);
         let fresh_from = strata_model::now_ms()
             .saturating_sub(self.cfg.max_cache_freshness.as_millis() as i64)
             .saturating_mul(q.api.per_ms());
@@ -547,8 +637,8 @@ impl Frontend {
             let api = q.api;
             let params = &q.params;
             let step = q.step;
-            let permits = &permits;
             async move {
+                Tally::add(&run.tally.parts);
                 let cacheable = range.1 < fresh_from && !q.reads_ahead;
                 if cacheable
                     && let Some(cache) = &self.cache
@@ -556,25 +646,30 @@ impl Frontend {
                     && let Ok(json) = serde_json::from_slice::<Json>(&hit)
                 {
                     PARTS.with_label_values(&["cache"]).inc();
-                    return Ok(json);
+                    Tally::add(&run.tally.cached);
+                    return Ok((json, true));
                 }
                 PARTS.with_label_values(&["querier"]).inc();
                 let answer = match plan {
                     Some(plan) => {
                         let range = (range.0, range.1, step);
-                        self.run_sharded(
-                            tenant, path, plan, params, range, false, &headers, permits,
-                        )
-                        .await?
+                        self.run_sharded(tenant, path, plan, params, range, false, &headers, run)
+                            .await?
                     }
                     None => {
+                        // Statistics are asked of every part, for the
+                        // query's own (and its log line).
+                        let mut params = params.to_vec();
+                        if api == Api::Prometheus && param(&params, "stats").is_none() {
+                            params.push(("stats".into(), "all".into()));
+                        }
                         let request = HttpRequest {
                             method: "GET".into(),
-                            url: part_url(path, params, api, range),
+                            url: part_url(path, &params, api, range),
                             headers,
                             body: Bytes::new(),
                         };
-                        self.run(tenant, request).await?
+                        self.run(tenant, request, Some(&run.tally)).await?
                     }
                 };
                 if answer.status != 200 {
@@ -592,25 +687,70 @@ impl Frontend {
                 }
                 if cacheable && let Some(cache) = &self.cache {
                     cache.put(&key, answer.body);
+                    Tally::add(&run.tally.stored);
                 }
-                Ok(json)
+                Ok((json, false))
             }
         }))
         .buffered(MAX_QUERY_PARALLELISM);
         tokio::pin!(answers);
         let mut parts = Vec::with_capacity(q.parts.len());
+        // What the queriers read for the parts they answered (cached parts
+        // read nothing now).
+        let mut fetched: Option<Json> = None;
         // The first failed part answers for the query; dropping the stream
         // withdraws the parts not answered yet.
         while let Some(a) = answers.next().await {
             match a {
-                Ok(json) => parts.push(json),
+                Ok((mut json, from_cache)) => {
+                    let stats = json
+                        .get_mut("data")
+                        .and_then(Json::as_object_mut)
+                        .and_then(|d| d.remove("stats"));
+                    if let Some(s) = stats
+                        && !from_cache
+                    {
+                        fetched = Some(match fetched {
+                            Some(total) => split::sum_stats(total, s),
+                            None => s,
+                        });
+                    }
+                    parts.push(json)
+                }
                 Err(refusal) => return refusal,
             }
         }
-        match split::merge(parts) {
-            Ok(merged) => axum::Json(merged).into_response(),
-            Err(e) => refuse(path, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        let mut merged = match split::merge(parts) {
+            Ok(merged) => merged,
+            Err(e) => return refuse(path, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        let t = &run.tally;
+        let stats = match q.api {
+            Api::Loki => Some(split::loki_stats(
+                fetched,
+                t.queue_secs(),
+                (
+                    Tally::get(&t.parts),
+                    Tally::get(&t.cached),
+                    Tally::get(&t.stored),
+                ),
+                Tally::get(&t.shard_queries),
+            )),
+            Api::Prometheus if param(&q.params, "stats").is_some() => {
+                Some(split::prometheus_stats(
+                    fetched,
+                    t.queue_secs(),
+                    (Tally::get(&t.parts), Tally::get(&t.cached)),
+                ))
+            }
+            Api::Prometheus => None,
+        };
+        if let Some(stats) = stats
+            && let Some(data) = merged.get_mut("data").and_then(Json::as_object_mut)
+        {
+            data.insert("stats".into(), stats);
         }
+        axum::Json(merged).into_response()
     }
 }
 
@@ -792,6 +932,29 @@ pub(crate) fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
             })
         })
         .collect()
+}
+
+/// A sharded instant query's answer with the queue time in its statistics.
+fn with_queue_time(mut answer: HttpResponse, tally: &Tally) -> HttpResponse {
+    if let Ok(mut json) = serde_json::from_slice::<Json>(&answer.body)
+        && let Some(stats) = json.pointer_mut("/data/stats").map(Json::take)
+    {
+        json["data"]["stats"] = split::prometheus_stats(Some(stats), tally.queue_secs(), (0, 0));
+        answer.body = json.to_string().into_bytes().into();
+    }
+    answer
+}
+
+/// A sharded instant query's answer without the statistics the client did
+/// not ask for.
+fn without_stats(mut answer: HttpResponse) -> HttpResponse {
+    if let Ok(mut json) = serde_json::from_slice::<Json>(&answer.body)
+        && let Some(data) = json.get_mut("data").and_then(Json::as_object_mut)
+        && data.remove("stats").is_some()
+    {
+        answer.body = json.to_string().into_bytes().into();
+    }
+    answer
 }
 
 /// A querier's answer as this process's answer.

@@ -93,6 +93,7 @@ impl FrontendRpc for FrontendService {
                         .with_label_values(&[&job.tenant])
                         .observe(job.enqueued.elapsed().as_secs_f64());
                 }
+                let waited = job.enqueued.elapsed();
                 let msg = FrontendMessage {
                     request: Some(job.request.clone()),
                 };
@@ -123,6 +124,11 @@ impl FrontendRpc for FrontendService {
                                 continue;
                             }
                         }
+                        let mut response = response;
+                        response.headers.push(strata_proto::frontend::Header {
+                            name: crate::frontend::QUEUE_TIME_HEADER.into(),
+                            value: format!("{:.6}", waited.as_secs_f64()),
+                        });
                         let _ = job.respond.send(Ok(response));
                     }
                     Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {

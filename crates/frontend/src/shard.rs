@@ -598,6 +598,8 @@ impl Queryable for Embedded {
 /// A querier's answer to a shard query.
 pub struct ShardAnswer {
     pub series: Vec<MatrixSeries>,
+    /// `data.stats`, when the querier wrote them.
+    pub stats: Option<Json>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
 }
@@ -648,6 +650,7 @@ pub fn parse_matrix(answer: &Json) -> Result<ShardAnswer, ShardError> {
     };
     Ok(ShardAnswer {
         series,
+        stats: data.get("stats").cloned(),
         warnings: notes("warnings"),
         infos: notes("infos"),
     })

@@ -215,9 +215,82 @@ pub fn merge(parts: Vec<Json>) -> Result<Json, MergeError> {
     Ok(Json::Object(out))
 }
 
+/// A split LogQL query's `data.stats`: what the queriers read for its
+/// parts (`fetched`, summed; zeros when every part came from the cache),
+/// its per-second rates recomputed from the totals, the time its requests
+/// waited in the queue, its parts (`splits`), shard queries (`shards`) and
+/// Loki's results-cache counters (`cache.result`).
+pub(crate) fn loki_stats(
+    fetched: Option<Json>,
+    queue_secs: f64,
+    (parts, cached, stored): (usize, usize, usize),
+    shard_queries: usize,
+) -> Json {
+    let mut s = fetched.unwrap_or_else(|| serde_json::json!({"summary": {}}));
+    if !s["summary"].is_object() {
+        s["summary"] = serde_json::json!({});
+    }
+    let summary = &mut s["summary"];
+    for key in [
+        "bytesProcessedPerSecond",
+        "linesProcessedPerSecond",
+        "totalBytesProcessed",
+        "totalLinesProcessed",
+        "execTime",
+        "subqueries",
+        "totalEntriesReturned",
+    ] {
+        if summary.get(key).is_none() {
+            summary[key] = Json::from(0);
+        }
+    }
+    let exec = summary["execTime"].as_f64().unwrap_or(0.0);
+    for (rate, total) in [
+        ("bytesProcessedPerSecond", "totalBytesProcessed"),
+        ("linesProcessedPerSecond", "totalLinesProcessed"),
+    ] {
+        let t = summary[total].as_f64().unwrap_or(0.0);
+        summary[rate] = Json::from(if exec > 0.0 { (t / exec) as u64 } else { 0 });
+    }
+    summary["queueTime"] = Json::from(queue_secs);
+    summary["splits"] = Json::from(parts);
+    summary["shards"] = Json::from(shard_queries);
+    s["cache"]["result"] = serde_json::json!({
+        "entriesFound": cached,
+        "entriesRequested": parts,
+        "entriesStored": stored,
+        "requests": parts,
+    });
+    s
+}
+
+/// A split PromQL query's `data.stats` (asked for with `stats`):
+/// Prometheus's `timings` and `samples` summed over the parts the queriers
+/// answered, the time its requests waited in the queue
+/// (`timings.execQueueTime`), and the results cache's part counts.
+pub(crate) fn prometheus_stats(
+    fetched: Option<Json>,
+    queue_secs: f64,
+    (parts, cached): (usize, usize),
+) -> Json {
+    let mut s = fetched.unwrap_or_else(|| {
+        serde_json::json!({
+            "timings": {"evalTotalTime": 0, "resultSortTime": 0, "queryPreparationTime": 0,
+                        "innerEvalTime": 0, "execQueueTime": 0, "execTotalTime": 0},
+            "samples": {"totalQueryableSamples": 0, "peakSamples": 0},
+            "series": {"fetched": 0},
+        })
+    });
+    s["timings"]["execQueueTime"] = Json::from(queue_secs);
+    if parts > 0 {
+        s["resultsCache"] = serde_json::json!({"partsFound": cached, "partsRequested": parts});
+    }
+    s
+}
+
 /// Sums two statistics objects field by field (numbers add, objects
 /// recurse, anything else keeps the first).
-fn sum_stats(a: Json, b: Json) -> Json {
+pub(crate) fn sum_stats(a: Json, b: Json) -> Json {
     match (a, b) {
         (Json::Object(mut a), Json::Object(b)) => {
             for (k, v) in b {
@@ -334,6 +407,31 @@ mod tests {
         );
         let vector = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
         assert!(merge(vec![vector]).is_err());
+    }
+
+    #[test]
+    fn statistics_of_split_queries() {
+        let part = serde_json::json!({"summary": {"totalBytesProcessed": 100, "totalLinesProcessed": 10,
+            "execTime": 0.5, "bytesProcessedPerSecond": 200, "queueTime": 0, "splits": 0}});
+        let both = sum_stats(part.clone(), part);
+        let s = loki_stats(Some(both), 0.25, (3, 1, 2), 0);
+        let sum = &s["summary"];
+        assert_eq!(sum["totalBytesProcessed"], 200);
+        // Rates from the totals, not the sum of the parts' rates.
+        assert_eq!(sum["bytesProcessedPerSecond"], 200);
+        assert_eq!(sum["linesProcessedPerSecond"], 20);
+        assert_eq!(sum["queueTime"], 0.25);
+        assert_eq!(sum["splits"], 3);
+        assert_eq!(s["cache"]["result"]["entriesFound"], 1);
+        assert_eq!(s["cache"]["result"]["entriesStored"], 2);
+        // Every part cached: zeros read, the cache hits counted.
+        let s = loki_stats(None, 0.0, (2, 2, 0), 0);
+        assert_eq!(s["summary"]["totalLinesProcessed"], 0);
+        assert_eq!(s["cache"]["result"]["entriesFound"], 2);
+        let p = prometheus_stats(None, 0.5, (4, 3));
+        assert_eq!(p["timings"]["execQueueTime"], 0.5);
+        assert_eq!(p["samples"]["totalQueryableSamples"], 0);
+        assert_eq!(p["resultsCache"]["partsRequested"], 4);
     }
 
     #[test]

@@ -143,6 +143,11 @@ pub(crate) struct QueryState {
     pub query_step: i64,
     /// Samples held by the whole query, subqueries included.
     samples: AtomicUsize,
+    /// The most samples held at once.
+    peak_samples: AtomicUsize,
+    /// Series and samples the query's selections read from storage.
+    fetched_series: AtomicUsize,
+    fetched_samples: AtomicUsize,
     pub(crate) notes: Mutex<Annotations>,
     /// The query's DataFusion context, which runs its plan.
     pub exec: QueryExec,
@@ -157,6 +162,21 @@ impl QueryState {
     #[cfg(test)]
     pub(crate) fn samples_held(&self) -> usize {
         self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Counts what a selection read from storage.
+    pub(crate) fn count_fetched(&self, series: usize, samples: usize) {
+        self.fetched_series.fetch_add(series, Ordering::Relaxed);
+        self.fetched_samples.fetch_add(samples, Ordering::Relaxed);
+    }
+
+    /// What the query read and held, for its statistics.
+    pub(crate) fn stats(&self) -> crate::QueryStats {
+        crate::QueryStats {
+            series_fetched: self.fetched_series.load(Ordering::Relaxed),
+            samples_fetched: self.fetched_samples.load(Ordering::Relaxed),
+            peak_samples: self.peak_samples.load(Ordering::Relaxed),
+        }
     }
 
     /// Releases what a selection was charged: `(samples, bytes)` from [`select`].
@@ -215,6 +235,9 @@ impl Ctx {
                 query_end: end,
                 query_step: step,
                 samples: AtomicUsize::new(0),
+                peak_samples: AtomicUsize::new(0),
+                fetched_series: AtomicUsize::new(0),
+                fetched_samples: AtomicUsize::new(0),
                 notes: Mutex::new(Annotations::default()),
                 exec,
                 loaded,
@@ -270,6 +293,7 @@ impl Ctx {
     /// Accounts for `n` more samples in memory; errors past the limit.
     pub fn charge(&self, n: usize) -> Result<(), EngineError> {
         let total = self.samples.fetch_add(n, Ordering::Relaxed) + n;
+        self.peak_samples.fetch_max(total, Ordering::Relaxed);
         if total > self.opts.max_samples {
             return Err(EngineError::TooManySamples);
         }

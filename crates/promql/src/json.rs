@@ -13,8 +13,10 @@ pub fn float(v: f64) -> String {
     strata_model::format_float(v)
 }
 
-/// A whole successful query response.
-pub fn query_response(out: &QueryOutput) -> Vec<u8> {
+/// A whole successful query response; with `stats` (the query's wall
+/// time, asked for with Prometheus's `stats` parameter) its statistics in
+/// `data.stats` ([`write_stats`]).
+pub fn query_response(out: &QueryOutput, stats: Option<std::time::Duration>) -> Vec<u8> {
     let mut b: Vec<u8> = Vec::with_capacity(256);
     b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
     b.extend_from_slice(out.value.result_type().as_bytes());
@@ -37,6 +39,10 @@ pub fn query_response(out: &QueryOutput) -> Vec<u8> {
             });
         }
     }
+    if let Some(wall) = stats {
+        b.extend_from_slice(br#","stats":"#);
+        write_stats(&mut b, &out.stats, wall.as_secs_f64(), 0.0);
+    }
     b.push(b'}');
     for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
         if !notes.is_empty() {
@@ -52,6 +58,18 @@ pub fn query_response(out: &QueryOutput) -> Vec<u8> {
     }
     b.push(b'}');
     b
+}
+
+/// Prometheus's `data.stats` (`timings`, `samples`), and the series the
+/// query fetched. `totalQueryableSamples` is the samples its selections
+/// read (Prometheus counts them per step); `peakSamples` the most it held.
+pub fn write_stats(b: &mut Vec<u8>, s: &crate::QueryStats, wall_secs: f64, queue_secs: f64) {
+    use std::io::Write;
+    let _ = write!(
+        b,
+        r#"{{"timings":{{"evalTotalTime":{wall_secs},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{wall_secs},"execQueueTime":{queue_secs},"execTotalTime":{wall_secs}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}},"series":{{"fetched":{}}}}}"#,
+        s.samples_fetched, s.peak_samples, s.series_fetched
+    );
 }
 
 /// Writes `[item,item,...]`.

@@ -147,6 +147,21 @@ pub struct QueryOutput {
     pub warnings: Vec<String>,
     /// `PromQL info: ...`: the query may not do what its author meant.
     pub infos: Vec<String>,
+    /// What evaluating it read and held.
+    pub stats: QueryStats,
+}
+
+/// What a query read from storage and held in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Series its selections returned (a series selected twice counts twice).
+    pub series_fetched: usize,
+    /// Samples of those series (Prometheus's `totalQueryableSamples` counts
+    /// the samples each step reads instead).
+    pub samples_fetched: usize,
+    /// The most samples (and result points) it held at once, as counted
+    /// against `-querier.max-samples`.
+    pub peak_samples: usize,
 }
 
 /// Engine limits and defaults.

@@ -84,5 +84,6 @@ pub(crate) async fn run(
         value,
         warnings: notes.warnings.into_iter().collect(),
         infos: notes.infos.into_iter().collect(),
+        stats: ctx.stats(),
     })
 }

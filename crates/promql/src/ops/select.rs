@@ -101,6 +101,7 @@ pub(crate) async fn select(
     // ties in `topk`/`bottomk` and the order of instant results.
     out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     let (samples, bytes) = loaded_size(&out);
+    ctx.count_fetched(out.len(), samples);
     ctx.charge(samples)?;
     ctx.charge_memory(bytes)?;
     Ok((out, (samples, bytes)))
