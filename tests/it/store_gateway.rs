@@ -174,6 +174,25 @@ async fn store_gateways_shard_blocks_and_survive_a_killed_gateway() {
     )
     .await;
 
+    // The ring page shows each gateway's block count.
+    let ring: Json = procs[0]
+        .client
+        .get(procs[0].url("/ring?format=json"))
+        .send()
+        .await
+        .expect("ring page")
+        .json()
+        .await
+        .expect("ring JSON");
+    let counts: Vec<u64> = ring["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["roles"].to_string().contains("store-gateway"))
+        .filter_map(|i| i["owned_blocks"].as_u64())
+        .collect();
+    assert_eq!(counts, vec![2 * BLOCKS as u64; 2], "{ring}");
+
     let total = (SERIES as i64 * MINUTES) as f64;
     let count = "sum(count_over_time(sgtest[3h]))";
     let answer = query(&procs[0], count, end).await.expect("query");

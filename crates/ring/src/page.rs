@@ -35,6 +35,10 @@ pub struct InstanceRow {
     /// Percentage of the block hash space owned (store-gateways), as first
     /// owner; each block has replication-factor owners.
     pub block_ownership_percent: f64,
+    /// Blocks a store-gateway owns and has loaded, as its
+    /// `/store-gateway/tenants` page lists them (filled in by the page's
+    /// server; `None` for other roles or a gateway that did not answer).
+    pub owned_blocks: Option<u64>,
 }
 
 /// The rows of the page, ordered by id.
@@ -66,6 +70,7 @@ pub fn rows(desc: &std::sync::Arc<RingDesc>, now_ms: i64, timeout_ms: i64) -> Ve
             tokens: i.tokens.len(),
             ownership_percent: share(&series, &i.id),
             block_ownership_percent: share(&blocks, &i.id),
+            owned_blocks: None,
         })
         .collect()
 }
@@ -91,12 +96,12 @@ pub fn html(rows: &[InstanceRow], leader: Option<&str>) -> String {
     out.push_str(
         "<table><tr><th>Instance</th><th>Roles</th><th>Zone</th><th>State</th><th>Health</th>\
          <th>Address</th><th>Last heartbeat</th><th>Tokens</th><th>Series ownership</th>\
-         <th>Block ownership</th><th></th></tr>",
+         <th>Block ownership</th><th>Blocks</th><th></th></tr>",
     );
     for r in rows {
         out.push_str(&format!(
             "<tr class=\"{health}\"><td>{id}</td><td>{roles}</td><td>{zone}</td><td>{state}</td>\
-             <td>{health}</td><td>{addr}</td><td>{age:.1}s ago</td><td>{tokens}</td><td>{own:.1}%</td><td>{blocks:.1}%</td>\
+             <td>{health}</td><td>{addr}</td><td>{age:.1}s ago</td><td>{tokens}</td><td>{own:.1}%</td><td>{blocks:.1}%</td><td>{count}</td>\
              <td><form method=\"POST\" action=\"\"><input type=\"hidden\" name=\"forget\" value=\"{id}\">\
              <button type=\"submit\">Forget</button></form></td></tr>",
             health = r.health,
@@ -109,6 +114,7 @@ pub fn html(rows: &[InstanceRow], leader: Option<&str>) -> String {
             tokens = r.tokens,
             own = r.ownership_percent,
             blocks = r.block_ownership_percent,
+            count = r.owned_blocks.map(|n| n.to_string()).unwrap_or_default(),
         ));
     }
     out.push_str("</table></body></html>");

@@ -43,9 +43,10 @@ async fn show(
     Query(q): Query<Format>,
     headers: HeaderMap,
 ) -> Response {
-    let _span = tracing::debug_span!("ring_page").entered();
+    let span = tracing::debug_span!("ring_page");
     let timeout = ring.config().heartbeat_timeout.as_millis() as i64;
-    let rows = page::rows(&ring.desc(), strata_ring::now_ms(), timeout);
+    let mut rows = page::rows(&ring.desc(), strata_ring::now_ms(), timeout);
+    count_gateway_blocks(&mut rows).instrument(span).await;
     let leader = ring.voter().and_then(|v| v.status().leader_addr);
     let wants_json = q.format.as_deref() == Some("json")
         || headers
@@ -60,6 +61,44 @@ async fn show(
         .into_response()
     } else {
         Html(page::html(&rows, leader.as_deref())).into_response()
+    }
+}
+
+/// Fills in the blocks each healthy store-gateway owns, asked of its
+/// `/store-gateway/tenants` page (all at once, a second at most: a gateway
+/// that does not answer in time shows none).
+async fn count_gateway_blocks(rows: &mut [page::InstanceRow]) {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(1))
+            .build()
+            .unwrap_or_default()
+    });
+    let asks = rows.iter().map(|r| {
+        let gateway = r.health == "healthy"
+            && r.roles.iter().any(|x| x == "store-gateway" || x == "all")
+            && !r.http_address.is_empty();
+        let url = format!("http://{}/store-gateway/tenants", r.http_address);
+        async move {
+            if !gateway {
+                return None;
+            }
+            let page: serde_json::Value = CLIENT.get(&url).send().await.ok()?.json().await.ok()?;
+            let tenants = page["tenants"].as_array()?;
+            Some(
+                tenants
+                    .iter()
+                    .map(|t| {
+                        t["metric_blocks"].as_u64().unwrap_or(0)
+                            + t["log_blocks"].as_u64().unwrap_or(0)
+                    })
+                    .sum(),
+            )
+        }
+    });
+    let counts = futures::future::join_all(asks).await;
+    for (row, count) in rows.iter_mut().zip(counts) {
+        row.owned_blocks = count;
     }
 }
 
