@@ -78,6 +78,18 @@
                 'Queries fail because blocks have no live store-gateway.',
                 'Queriers of {{ $labels.%s }} found blocks that none of their store-gateways answered for 5 minutes: the queries that need them fail.' % inst,
                 '5m'),
+          alert('StrataQueryFrontendQueueBacklog',
+                'histogram_quantile(0.99, sum by (%(i)s, le) (rate(strata_query_frontend_queue_duration_seconds_bucket[5m]))) > 2' % { i: inst },
+                'warning',
+                'Queries wait {{ $value | humanizeDuration }} in the query-frontend queue (p99).',
+                'Requests queued in the query-frontend {{ $labels.%s }} have waited more than 2 s (p99) for a querier for 15 minutes: the queriers are saturated.' % inst,
+                '15m'),
+          alert('StrataQueryFrontendNoQueriers',
+                'max by (%(i)s) (strata_query_frontend_queue_length) > 0 and on (%(i)s) max by (%(i)s) (strata_query_frontend_connected_queriers) == 0' % { i: inst },
+                'critical',
+                'The query-frontend has queued requests and no querier connected.',
+                'No querier worker is connected to the query-frontend {{ $labels.%s }} while requests wait: every read through it times out.' % inst,
+                '5m'),
           alert('StrataCompactorHasNotSucceeded',
                 // Only compactors run passes (every process exports the gauge); one
                 // that never succeeded counts from its start.

@@ -2,9 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub(crate) static QUEUE_LENGTH: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new(
@@ -22,8 +20,10 @@ pub(crate) static CONNECTED_QUERIERS: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
-pub(crate) static QUEUE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    HistogramVec::new(
+// Not per tenant (as Mimir's): tenants x buckets would be a cardinality of
+// its own; the queue length is per tenant in the logs and the 429s.
+pub(crate) static QUEUE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::with_opts(
         HistogramOpts::new(
             "strata_query_frontend_queue_duration_seconds",
             "Time requests waited in the query-frontend's queue before a querier took them.",
@@ -31,7 +31,6 @@ pub(crate) static QUEUE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         .buckets(vec![
             0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
         ]),
-        &["user"],
     )
     .expect("valid metric")
 });

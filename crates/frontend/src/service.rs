@@ -89,9 +89,7 @@ impl FrontendRpc for FrontendService {
                     continue;
                 }
                 if job.attempts == 0 {
-                    QUEUE_SECONDS
-                        .with_label_values(&[&job.tenant])
-                        .observe(job.enqueued.elapsed().as_secs_f64());
+                    QUEUE_SECONDS.observe(job.enqueued.elapsed().as_secs_f64());
                 }
                 let waited = job.enqueued.elapsed();
                 let msg = FrontendMessage {

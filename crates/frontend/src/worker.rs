@@ -102,10 +102,13 @@ pub async fn run_local(
                 if job.respond.is_closed() {
                     continue;
                 }
-                crate::metrics::QUEUE_SECONDS
-                    .with_label_values(&[&job.tenant])
-                    .observe(job.enqueued.elapsed().as_secs_f64());
-                let response = answer(&app, job.request).await;
+                let waited = job.enqueued.elapsed();
+                crate::metrics::QUEUE_SECONDS.observe(waited.as_secs_f64());
+                let mut response = answer(&app, job.request).await;
+                response.headers.push(strata_proto::frontend::Header {
+                    name: crate::frontend::QUEUE_TIME_HEADER.into(),
+                    value: format!("{:.6}", waited.as_secs_f64()),
+                });
                 let _ = job.respond.send(Ok(response));
             }
             queue.disconnect(&id);
