@@ -188,9 +188,21 @@ fn presets_lint_render_validate_and_configure_strata() {
         &["-f", chart().join("values-large.yaml").to_str().unwrap()],
     );
     for zone in ["zone-a", "zone-b", "zone-c"] {
-        let set = find(&large, "StatefulSet", &format!("t-strata-ingester-{zone}"));
-        assert!(args_of(set).contains(&format!("-ring.instance-availability-zone={zone}")));
+        for component in ["ingester", "store-gateway"] {
+            let set = find(
+                &large,
+                "StatefulSet",
+                &format!("t-strata-{component}-{zone}"),
+            );
+            assert!(args_of(set).contains(&format!("-ring.instance-availability-zone={zone}")));
+        }
     }
+    assert!(
+        !large.iter().any(
+            |m| m["kind"] == "StatefulSet" && m["metadata"]["name"] == "t-strata-store-gateway"
+        ),
+        "zones replace the single store-gateway set"
+    );
     find(&large, "HorizontalPodAutoscaler", "t-strata-distributor");
     find(&large, "NetworkPolicy", "t-strata");
 
@@ -294,6 +306,15 @@ fn values_that_cannot_work_are_refused_with_the_reason() {
             "accountName and containerName are required",
         ),
         (vec!["--set", "ingestr.replicas=3"], "ingestr"),
+        (
+            vec![
+                "--set",
+                "zones[0].name=a,zones[1].name=b,zones[2].name=c",
+                "--set",
+                "storeGateway.replicationFactor=4",
+            ],
+            "cannot hold storeGateway.replicationFactor 4",
+        ),
     ] {
         let e = render(&args).expect_err("rendered");
         assert!(e.contains(reason), "{args:?}: {e}");

@@ -242,6 +242,9 @@ checksum/config: {{ include "strata.config" . | sha256sum }}
 {{- if and .Values.zones (lt (len .Values.zones) (int .Values.ingester.replicationFactor)) -}}
 {{- fail (printf "zone-aware replication puts each copy in its own zone: %d zones cannot hold replicationFactor %d" (len .Values.zones) (int .Values.ingester.replicationFactor)) -}}
 {{- end -}}
+{{- if and .Values.zones (gt (int .Values.storeGateway.replicas) 0) (lt (len .Values.zones) (int .Values.storeGateway.replicationFactor)) -}}
+{{- fail (printf "zone-aware store-gateways put each copy of a block in its own zone: %d zones cannot hold storeGateway.replicationFactor %d" (len .Values.zones) (int .Values.storeGateway.replicationFactor)) -}}
+{{- end -}}
 {{- if eq (mod (int .Values.compactor.replicas) 2) 0 -}}
 {{- fail (printf "compactor.replicas (%d) are the ring's Raft voters: use an odd number (1, 3 or 5)" (int .Values.compactor.replicas)) -}}
 {{- end -}}
