@@ -263,8 +263,12 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
 }
 
-/// Merges `b` into time-ordered `a`, keeping one sample per timestamp (the
-/// first seen): replicas and head/block overlaps hold identical samples.
+/// Merges `b` into time-ordered `a`, keeping one sample per timestamp.
+/// Replicas and head/block overlaps hold identical samples; where they
+/// disagree (a replica that missed a write and took a later one for the
+/// same timestamp) the larger value in IEEE total order wins, whatever the
+/// order replicas, blocks and store-gateway answers arrive in, so queries
+/// over overlapping blocks and the compactor's merge of them agree.
 pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
     if b.is_empty() {
         return;
@@ -286,7 +290,12 @@ pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                out.push(a[i]);
+                let keep = if b[j].v.total_cmp(&a[i].v).is_gt() {
+                    b[j]
+                } else {
+                    a[i]
+                };
+                out.push(keep);
                 i += 1;
                 j += 1;
             }
@@ -454,5 +463,33 @@ mod tests {
         );
         let ts: Vec<i64> = a.iter().map(|s| s.t).collect();
         assert_eq!(ts, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn disagreeing_samples_merge_the_same_in_any_order() {
+        let x = [Sample { t: 1, v: 1.0 }, Sample { t: 2, v: 5.0 }];
+        let y = [Sample { t: 2, v: 7.0 }, Sample { t: 3, v: 3.0 }];
+        let z = [Sample {
+            t: 2,
+            v: stale_nan(),
+        }];
+        let merged = |order: [&[Sample]; 3]| {
+            let mut out = Vec::new();
+            for part in order {
+                merge_samples(&mut out, part);
+            }
+            out.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>()
+        };
+        let want = merged([&x, &y, &z]);
+        for order in [
+            [&x[..], &z, &y],
+            [&y, &x, &z],
+            [&y, &z, &x],
+            [&z, &x, &y],
+            [&z, &y, &x],
+        ] {
+            assert_eq!(merged(order), want);
+        }
+        assert_eq!(want.len(), 3);
     }
 }

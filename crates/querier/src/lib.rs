@@ -273,8 +273,7 @@ impl Querier {
             })
             .await
             .map_err(storage_err)??;
-        // Head last: after the head handed data to a block, the block wins
-        // on identical timestamps (they hold the same samples).
+        // Head last; any order gives the same answer (see merge_samples).
         for s in head.into_iter().flatten() {
             merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
         }
