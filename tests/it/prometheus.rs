@@ -865,6 +865,16 @@ async fn tsdb_status_counts_the_tenants_head() {
         d["memoryInBytesByLabelName"],
         serde_json::json!([{"name": "__name__", "value": 11}, {"name": "code", "value": 9}])
     );
+    // The same under Mimir's /prometheus prefix, where Grafana asks.
+    let (status, prefixed) = strata
+        .get_json(
+            "/prometheus/api/v1/status/tsdb",
+            &[("limit", "2".into())],
+            Some("a"),
+        )
+        .await;
+    assert_eq!(status, 200, "{prefixed}");
+    assert_eq!(prefixed["data"], got["data"]);
     let (status, b) = strata.get_json("/api/v1/status/tsdb", &[], Some("b")).await;
     assert_eq!(status, 200);
     assert_eq!(b["data"]["headStats"]["numSeries"], 1, "tenants apart");
@@ -1142,6 +1152,11 @@ async fn cardinality_api_counts_in_memory_series() {
                 ],
             })
         )
+    );
+    // Without the prefix too.
+    assert_eq!(
+        get("/api/v1/cardinality/label_names", vec![]).await,
+        get(names, vec![]).await
     );
     assert_eq!(
         get(

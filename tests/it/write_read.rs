@@ -222,6 +222,39 @@ async fn bad_input_gets_the_right_status_and_keeps_accepted_data() {
     assert!(s.self_metric("strata_discarded_samples_total").await >= 6.0);
 }
 
+/// Inside the out-of-order window, a sample at a timestamp the series
+/// already holds (in order or out of order) with another value is refused,
+/// as Prometheus refuses it; the stored value stays.
+#[tokio::test]
+async fn out_of_order_duplicates_of_in_order_samples_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(dir.path(), &["-ingester.out-of-order-time-window=10m"]).await;
+    let t = now_ms() - 60_000;
+    let labels = [("__name__", "ooo_dup"), ("job", "a")];
+    let (st, msg) = s
+        .push(vec![series(&labels, &[(t - 20_000, 1.0), (t, 2.0)])], None)
+        .await;
+    assert_eq!(st, 200, "{msg}");
+    // Out of order, new timestamp: accepted.
+    let (st, msg) = s
+        .push(vec![series(&labels, &[(t - 10_000, 5.0)])], None)
+        .await;
+    assert_eq!(st, 200, "{msg}");
+    // Out of order onto an in-order sample, another value: refused.
+    let (st, msg) = s
+        .push(vec![series(&labels, &[(t - 20_000, 9.0)])], None)
+        .await;
+    assert_eq!(st, 400, "{msg}");
+    assert!(msg.contains("duplicate"), "{msg}");
+    // The same value again is no conflict.
+    let (st, msg) = s
+        .push(vec![series(&labels, &[(t - 20_000, 1.0)])], None)
+        .await;
+    assert_eq!(st, 200, "{msg}");
+    let d = s.query("ooo_dup", t - 20_000).await;
+    assert_eq!(d["result"][0]["value"][1], json!("1"), "{d}");
+}
+
 #[tokio::test]
 async fn tenants_are_isolated() {
     let dir = tempfile::tempdir().unwrap();

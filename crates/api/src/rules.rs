@@ -192,6 +192,9 @@ fn is_ruler_path(path: &str) -> bool {
         || path.starts_with("/api/prom/rules")
 }
 
+/// Marks a request [`to_ruler`] passed on.
+const PROXIED: &str = "x-strata-ruler-proxied";
+
 /// Request headers a proxied call does not pass on: the connection's own.
 const HOP_BY_HOP: [&str; 8] = [
     "host",
@@ -218,6 +221,15 @@ pub(crate) async fn to_ruler(
     if state.ruler.is_some() || !is_ruler_path(req.uri().path()) {
         return next.run(req).await;
     }
+    // Passed on once only: a ring entry pointing at a process without a
+    // ruler must not bounce requests between such processes.
+    if req.headers().contains_key(PROXIED) {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "the ruler this request was passed to runs no ruler",
+        )
+            .into_response();
+    }
     let rulers = (state.rulers)();
     // Spread over the rulers; a request picks one by the clock.
     let Some(addr) = rulers
@@ -235,13 +247,20 @@ pub(crate) async fn to_ruler(
     let url = format!("http://{addr}{path}");
     let mut call = RULER_CLIENT.request(parts.method.clone(), &url).body(body);
     for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        let name_str = name.as_str();
+        let skip = HOP_BY_HOP.contains(&name_str)
+            || name_str.starts_with("proxy-")
+            || name_str == "traceparent"
+            || name_str == "tracestate";
+        if !skip {
             call = call.header(name, value);
         }
     }
+    // The ruler continues this process's span (which continues the caller's).
     for (name, value) in strata_telemetry::trace_headers() {
         call = call.header(name, value);
     }
+    call = call.header(PROXIED, "1");
     let answer = match call.send().await {
         Ok(a) => a,
         Err(e) => {

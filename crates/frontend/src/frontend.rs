@@ -176,6 +176,7 @@ impl Frontend {
             .then(|| ResultsCache::new(cfg.results_cache_bytes));
         let engine = strata_promql::Engine::new(strata_promql::EngineOptions {
             timeout: cfg.timeout,
+            max_samples: cfg.max_samples,
             ..Default::default()
         });
         Arc::new(Self {
@@ -381,9 +382,8 @@ impl Frontend {
         let trace = strata_telemetry::trace_headers();
         if !trace.is_empty() {
             request.headers.retain(|h| {
-                !trace
-                    .iter()
-                    .any(|(name, _)| h.name.eq_ignore_ascii_case(name))
+                !h.name.eq_ignore_ascii_case("traceparent")
+                    && !h.name.eq_ignore_ascii_case("tracestate")
             });
             request.headers.extend(
                 trace
@@ -520,9 +520,15 @@ impl Frontend {
         let mut series = Vec::with_capacity(plan.queries().len());
         let (mut warnings, mut infos) = (Vec::new(), Vec::new());
         let mut stats: Option<Json> = None;
+        let mut points = 0usize;
         // The first failed shard answers for the query.
         while let Some(a) = answers.next().await {
             let answer = a?;
+            // Bounded as one querier bounds one query.
+            points += answer.series.iter().map(|s| s.points.len()).sum::<usize>();
+            if points > self.cfg.max_samples {
+                return Err(engine_refusal(&strata_promql::EngineError::TooManySamples));
+            }
             series.push(answer.series);
             if let Some(s) = answer.stats {
                 stats = Some(match stats {

@@ -62,6 +62,10 @@ pub struct FrontendConfig {
     /// otherwise every request is tenant `anonymous`, as on the querier.
     #[serde(skip)]
     pub multitenancy: bool,
+    /// Most points the merged answers of one sharded query (or part) may
+    /// hold, and the samples its outer evaluation may (`-querier.max-samples`).
+    #[serde(skip)]
+    pub max_samples: usize,
 }
 
 impl Default for FrontendConfig {
@@ -80,6 +84,7 @@ impl Default for FrontendConfig {
             query_sharding_max_sharded_queries: 128,
             timeout: Duration::from_secs(120),
             multitenancy: false,
+            max_samples: 50_000_000,
         }
     }
 }

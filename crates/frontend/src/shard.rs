@@ -32,18 +32,29 @@ use strata_promql::{EngineError, MatrixSeries, Queryable};
 /// Name prefix of the embedded series that stand for sharded aggregations.
 const EMBEDDED: &str = "__strata_sharded_";
 
-/// Functions that look at or make several series at once, or make series
-/// from none: the expression under a sharded aggregation must not call them.
-const CROSS_SERIES_FUNCTIONS: [&str; 8] = [
+/// Functions that look at or make several series at once, make series from
+/// none, or read the query's own steps (shard queries of an instant query
+/// run as one-step range queries): the expression under a sharded
+/// aggregation must not call them.
+const CROSS_SERIES_FUNCTIONS: [&str; 14] = [
     "absent",
     "absent_over_time",
     "scalar",
     "vector",
     "histogram_quantile",
+    "histogram_quantiles",
+    "histogram_fraction",
     "label_replace",
     "label_join",
     "info",
+    "step",
+    "range",
+    "start",
+    "end",
 ];
+
+/// Longest query the frontend shards: its shard queries travel in URLs.
+const MAX_SHARDED_QUERY_BYTES: usize = 8 << 10;
 
 /// How shards' answers of one aggregation combine.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,13 +115,19 @@ impl ShardPlan {
     /// shard queries (fewer shards when it has several aggregations), or
     /// `None` when nothing in it may be sharded.
     pub fn new(query: &str, shards: u32, max_queries: u32) -> Option<Self> {
-        if shards < 2 || query.contains('@') {
+        if shards < 2
+            || query.contains('@')
+            || query.contains(EMBEDDED)
+            || query.len() > MAX_SHARDED_QUERY_BYTES
+        {
             return None;
         }
         let mut expr = strata_promql::parse(query).ok()?;
         let mut found: Vec<AggregateExpr> = Vec::new();
         extract(&mut expr, &mut found);
-        if found.is_empty() {
+        // The frontend evaluates the rest with the merged answers only: a
+        // selector outside the sharded aggregations would read nothing.
+        if found.is_empty() || has_selector(&expr_without_embedded(&expr)) {
             return None;
         }
         let per_shard: u32 = found
@@ -338,6 +355,48 @@ fn per_series(e: &Expr) -> bool {
         | Expr::StringLiteral(_)
         | Expr::VectorSelector(_)
         | Expr::MatrixSelector(_) => true,
+    }
+}
+
+/// `e` with its embedded selectors replaced by a number, so that
+/// [`has_selector`] finds only selectors that read storage.
+fn expr_without_embedded(e: &Expr) -> Expr {
+    let mut e = e.clone();
+    replace_embedded(&mut e);
+    e
+}
+
+fn replace_embedded(e: &mut Expr) {
+    let is_embedded = |e: &Expr| {
+        matches!(e, Expr::VectorSelector(vs)
+            if vs.name.as_deref().is_some_and(|n| n.starts_with(EMBEDDED)))
+    };
+    if is_embedded(e) {
+        if let Ok(one) = promql_parser::parser::parse("1") {
+            *e = one;
+        }
+        return;
+    }
+    match e {
+        Expr::Aggregate(a) => {
+            replace_embedded(&mut a.expr);
+            if let Some(p) = &mut a.param {
+                replace_embedded(p);
+            }
+        }
+        Expr::Unary(u) => replace_embedded(&mut u.expr),
+        Expr::Paren(p) => replace_embedded(&mut p.expr),
+        Expr::Binary(b) => {
+            replace_embedded(&mut b.lhs);
+            replace_embedded(&mut b.rhs);
+        }
+        Expr::Call(c) => {
+            for arg in &mut c.args.args {
+                replace_embedded(arg);
+            }
+        }
+        Expr::Subquery(s) => replace_embedded(&mut s.expr),
+        _ => {}
     }
 }
 
@@ -725,7 +784,22 @@ mod tests {
             plan("sum(sum by (a) (x))").unwrap().outer(),
             "sum(__strata_sharded_0__)"
         );
-        assert!(plan("sum(x) / on() y").is_some());
+        // A selector left outside the aggregations: not sharded (the
+        // frontend has only the merged answers to read).
+        for q in [
+            "sum(x) / on() y",
+            "absent(up) or sum(up)",
+            "max_over_time(sum(x)[1h:1m]) / on() sum(y)",
+            "sum(__strata_sharded_0__)",
+            "sum(histogram_fraction(0, 0.2, rate(x_bucket[5m])))",
+        ] {
+            assert!(plan(q).is_none(), "{q}");
+        }
+        let long = format!("sum(x{{a=\"{}\"}})", "v".repeat(9000));
+        assert!(
+            plan(&long).is_none(),
+            "shard queries of a long query would not fit URLs"
+        );
         assert!(plan("sum(x * 2 > bool 1)").is_some());
         assert!(plan("sum(max_over_time(rate(x[5m])[1h:1m]))").is_some());
         // Too few queries allowed for two shards of each part: unsharded.

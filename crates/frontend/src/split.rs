@@ -226,7 +226,9 @@ pub(crate) fn loki_stats(
     (parts, cached, stored): (usize, usize, usize),
     shard_queries: usize,
 ) -> Json {
-    let mut s = fetched.unwrap_or_else(|| serde_json::json!({"summary": {}}));
+    let mut s = fetched
+        .filter(Json::is_object)
+        .unwrap_or_else(|| serde_json::json!({"summary": {}}));
     if !s["summary"].is_object() {
         s["summary"] = serde_json::json!({});
     }
@@ -255,6 +257,9 @@ pub(crate) fn loki_stats(
     summary["queueTime"] = Json::from(queue_secs);
     summary["splits"] = Json::from(parts);
     summary["shards"] = Json::from(shard_queries);
+    if !s["cache"].is_object() {
+        s["cache"] = serde_json::json!({});
+    }
     s["cache"]["result"] = serde_json::json!({
         "entriesFound": cached,
         "entriesRequested": parts,
@@ -273,7 +278,7 @@ pub(crate) fn prometheus_stats(
     queue_secs: f64,
     (parts, cached): (usize, usize),
 ) -> Json {
-    let mut s = fetched.unwrap_or_else(|| {
+    let mut s = fetched.filter(Json::is_object).unwrap_or_else(|| {
         serde_json::json!({
             "timings": {"evalTotalTime": 0, "resultSortTime": 0, "queryPreparationTime": 0,
                         "innerEvalTime": 0, "execQueueTime": 0, "execTotalTime": 0},
@@ -281,6 +286,9 @@ pub(crate) fn prometheus_stats(
             "series": {"fetched": 0},
         })
     });
+    if !s["timings"].is_object() {
+        s["timings"] = serde_json::json!({});
+    }
     s["timings"]["execQueueTime"] = Json::from(queue_secs);
     if parts > 0 {
         s["resultsCache"] = serde_json::json!({"partsFound": cached, "partsRequested": parts});

@@ -180,7 +180,7 @@ impl Signal for MetricSignal {
                                 .iter()
                                 .find(|x| x.t == s.t)
                                 .map(|x| x.v)
-                                .or_else(|| d.ooo_at(s.t));
+                                .or_else(|| d.value_at(s.t));
                             match existing {
                                 Some(v) if v.to_bits() == s.v.to_bits() => continue,
                                 Some(_) => Err(RejectReason::DuplicateTimestamp),

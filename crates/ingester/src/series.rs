@@ -35,6 +35,22 @@ impl SeriesData {
             .map(|i| self.ooo[i].v)
     }
 
+    /// Value stored at `t`, in the out-of-order buffer or the in-order
+    /// chunks (decoded: out-of-order writes are rare).
+    pub fn value_at(&self, t: i64) -> Option<f64> {
+        if let Some(v) = self.ooo_at(t) {
+            return Some(v);
+        }
+        let mut found = Vec::new();
+        for c in &self.chunks {
+            c.samples_in(t, t, &mut found);
+            if let Some(s) = found.first() {
+                return Some(s.v);
+            }
+        }
+        None
+    }
+
     /// Appends a sample newer than [`Self::last`].
     pub fn append(&mut self, s: Sample) {
         match self.chunks.last_mut() {
@@ -327,6 +343,16 @@ mod tests {
         .unwrap();
         assert_eq!(idx.matching(&[re]), vec![1, 2, 4]);
         assert!(idx.matching(&[eq("nope", "x")]).is_empty());
+    }
+
+    #[test]
+    fn values_are_found_in_order_and_out_of_order() {
+        let mut d = SeriesData::default();
+        d.append(Sample { t: 10, v: 1.5 });
+        d.append(Sample { t: 20, v: 2.5 });
+        assert_eq!(d.value_at(10), Some(1.5));
+        assert_eq!(d.value_at(20), Some(2.5));
+        assert_eq!(d.value_at(15), None);
     }
 
     #[test]

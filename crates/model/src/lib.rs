@@ -266,9 +266,10 @@ pub struct SeriesSamples {
 /// Merges `b` into time-ordered `a`, keeping one sample per timestamp.
 /// Replicas and head/block overlaps hold identical samples; where they
 /// disagree (a replica that missed a write and took a later one for the
-/// same timestamp) the larger value in IEEE total order wins, whatever the
-/// order replicas, blocks and store-gateway answers arrive in, so queries
-/// over overlapping blocks and the compactor's merge of them agree.
+/// same timestamp) a value wins over a staleness marker and otherwise the
+/// larger value in IEEE total order, whatever the order replicas, blocks
+/// and store-gateway answers arrive in, so queries over overlapping blocks
+/// and the compactor's merge of them agree.
 pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
     if b.is_empty() {
         return;
@@ -290,11 +291,12 @@ pub fn merge_samples(a: &mut Vec<Sample>, b: &[Sample]) {
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                let keep = if b[j].v.total_cmp(&a[i].v).is_gt() {
-                    b[j]
-                } else {
-                    a[i]
+                let b_wins = match (is_stale_nan(a[i].v), is_stale_nan(b[j].v)) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => b[j].v.total_cmp(&a[i].v).is_gt(),
                 };
+                let keep = if b_wins { b[j] } else { a[i] };
                 out.push(keep);
                 i += 1;
                 j += 1;
@@ -491,5 +493,13 @@ mod tests {
             assert_eq!(merged(order), want);
         }
         assert_eq!(want.len(), 3);
+        // The value beats the staleness marker at t=2: 7 is the larger value.
+        assert_eq!(want[1], (2, 7.0f64.to_bits()));
+        let mut only = vec![Sample {
+            t: 2,
+            v: stale_nan(),
+        }];
+        merge_samples(&mut only, &[Sample { t: 2, v: -1.0 }]);
+        assert_eq!(only[0].v, -1.0, "a value wins over a staleness marker");
     }
 }

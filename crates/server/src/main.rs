@@ -465,6 +465,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         let mut fcfg = cfg.frontend.clone();
         fcfg.timeout = cfg.querier.timeout;
         fcfg.multitenancy = cfg.multitenancy_enabled;
+        fcfg.max_samples = cfg.querier.max_samples;
         strata_frontend::Frontend::new(fcfg, overrides.clone(), write_generations.clone())
     });
     if let Some(f) = &frontend {

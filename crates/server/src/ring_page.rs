@@ -74,29 +74,35 @@ async fn count_gateway_blocks(rows: &mut [page::InstanceRow]) {
             .build()
             .unwrap_or_default()
     });
-    let asks = rows.iter().map(|r| {
-        let gateway = r.health == "healthy"
-            && r.roles.iter().any(|x| x == "store-gateway" || x == "all")
-            && !r.http_address.is_empty();
-        let url = format!("http://{}/store-gateway/tenants", r.http_address);
-        async move {
-            if !gateway {
-                return None;
-            }
-            let page: serde_json::Value = CLIENT.get(&url).send().await.ok()?.json().await.ok()?;
-            let tenants = page["tenants"].as_array()?;
-            Some(
-                tenants
-                    .iter()
-                    .map(|t| {
-                        t["metric_blocks"].as_u64().unwrap_or(0)
-                            + t["log_blocks"].as_u64().unwrap_or(0)
-                    })
-                    .sum(),
-            )
-        }
-    });
-    let counts = futures::future::join_all(asks).await;
+    let urls: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| {
+            let gateway = r.health == "healthy"
+                && r.roles.iter().any(|x| x == "store-gateway" || x == "all")
+                && !r.http_address.is_empty();
+            gateway.then(|| format!("http://{}/store-gateway/tenants", r.http_address))
+        })
+        .collect();
+    async fn owned_blocks(client: &reqwest::Client, url: Option<String>) -> Option<u64> {
+        let page: serde_json::Value = client.get(url?).send().await.ok()?.json().await.ok()?;
+        let tenants = page["tenants"].as_array()?;
+        Some(
+            tenants
+                .iter()
+                .map(|t| {
+                    t["metric_blocks"].as_u64().unwrap_or(0) + t["log_blocks"].as_u64().unwrap_or(0)
+                })
+                .sum(),
+        )
+    }
+    use futures::StreamExt;
+    // At most 16 gateways asked at once.
+    let client: &reqwest::Client = &CLIENT;
+    let counts: Vec<Option<u64>> = futures::stream::iter(urls)
+        .map(|url| owned_blocks(client, url))
+        .buffered(16)
+        .collect()
+        .await;
     for (row, count) in rows.iter_mut().zip(counts) {
         row.owned_blocks = count;
     }
