@@ -169,7 +169,17 @@ pub(crate) fn diff(
 #[tokio::test]
 async fn same_answers_as_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let strata = Strata::start(dir.path(), &["-querier.default-evaluation-interval=1s"]).await;
+    // Through the query-frontend of `all` with query sharding on: every
+    // shardable aggregation below is answered from three shards.
+    let strata = Strata::start(
+        dir.path(),
+        &[
+            "-querier.default-evaluation-interval=1s",
+            "-query-frontend.parallelize-shardable-queries=true",
+            "-query-frontend.query-sharding-total-shards=3",
+        ],
+    )
+    .await;
     let prom = start_prometheus(dir.path(), strata.port).await;
     let prom_base = format!("http://127.0.0.1:{}", prom.port);
     let client = reqwest::Client::new();
@@ -341,6 +351,12 @@ async fn same_answers_as_a_real_prometheus() {
         instant_queries.len() + range_queries.len(),
         failures.join("\n")
     );
+    // The aggregations were sharded (sum, avg, max, min, count, topk,
+    // bottomk, group, the histogram_quantile's sum, instant and range).
+    let sharded = strata
+        .self_metric("strata_query_frontend_query_sharding_rewrites_total{outcome=\"sharded\"}")
+        .await;
+    assert!(sharded >= 14.0, "{sharded} queries sharded");
 }
 
 /// `/api/v1/format_query` prints queries exactly as a real Prometheus does
