@@ -3,14 +3,15 @@
 //! and end, which are in the key on their own) and the part's time range.
 //! Only parts that end before the freshness window are stored, so an
 //! answer that data still arriving could change is never reused. In
-//! memory (foyer), weighed by bytes.
+//! memory and, when given a size, on local disk (foyer's hybrid cache:
+//! what memory evicts goes to disk), weighed by bytes.
 
 use bytes::Bytes;
-use foyer::{Cache, CacheBuilder};
+use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder};
 
 /// Cached part answers.
 pub struct ResultsCache {
-    cache: Cache<String, Bytes>,
+    cache: HybridCache<String, Bytes>,
 }
 
 /// What names a part's answer.
@@ -60,18 +61,38 @@ fn push_escaped(out: &mut String, s: &str) {
 }
 
 impl ResultsCache {
-    /// A cache of at most `bytes` of answers.
-    pub fn new(bytes: usize) -> Self {
-        Self {
-            cache: CacheBuilder::new(bytes.max(1 << 20))
-                .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
-                .build(),
-        }
+    /// A cache of at most `memory_bytes` of answers in memory and
+    /// `disk_bytes` in `dir` (0: memory only).
+    pub async fn new(memory_bytes: usize, disk_bytes: usize, dir: &str) -> Result<Self, String> {
+        let storage = HybridCacheBuilder::new()
+            .with_name("results")
+            .memory(memory_bytes.max(1 << 20))
+            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
+            .storage();
+        let storage = if disk_bytes > 0 {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the results cache directory {dir}: {e}"))?;
+            let device = FsDeviceBuilder::new(dir)
+                .with_capacity(disk_bytes)
+                .build()
+                .map_err(|e| format!("results cache directory {dir}: {e}"))?;
+            storage.with_engine_config(BlockEngineConfig::new(device))
+        } else {
+            storage
+        };
+        let cache = storage
+            .build()
+            .await
+            .map_err(|e| format!("building the results cache: {e}"))?;
+        Ok(Self { cache })
     }
 
-    /// The cached answer of a part.
-    pub fn get(&self, key: &PartKey<'_>) -> Option<Bytes> {
-        self.cache.get(&key.key()).map(|e| e.value().clone())
+    /// The cached answer of a part (a disk read fails as a miss).
+    pub async fn get(&self, key: &PartKey<'_>) -> Option<Bytes> {
+        match self.cache.get(&key.key()).await {
+            Ok(Some(e)) => Some(e.value().clone()),
+            _ => None,
+        }
     }
 
     /// Keeps a part's answer.
@@ -84,9 +105,55 @@ impl ResultsCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn answers_are_kept_by_everything_that_names_them() {
-        let c = ResultsCache::new(1 << 20);
+    #[tokio::test]
+    async fn answers_spill_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ResultsCache::new(1 << 20, 64 << 20, dir.path().to_str().unwrap())
+            .await
+            .unwrap();
+        let params = vec![("query".to_string(), "up".to_string())];
+        let key = |i: i64| PartKey {
+            tenant: "a",
+            path: "/api/v1/query_range",
+            params: &params,
+            range: (i, i),
+            generation: 0,
+        };
+        // 4 MiB of answers through 1 MiB of memory.
+        for i in 0..64 {
+            c.put(&key(i), Bytes::from(vec![i as u8; 64 << 10]));
+        }
+        let mut found = 0;
+        for _ in 0..50 {
+            found = 0;
+            for i in 0..64 {
+                if c.get(&key(i)).await.is_some_and(|b| b[0] == i as u8) {
+                    found += 1;
+                }
+            }
+            if found > 32 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(found > 32, "{found} of 64 answers kept; memory holds 16");
+        // Memory alone keeps about a quarter of them.
+        let memory_only = ResultsCache::new(1 << 20, 0, "").await.unwrap();
+        for i in 0..64 {
+            memory_only.put(&key(i), Bytes::from(vec![i as u8; 64 << 10]));
+        }
+        let mut kept = 0;
+        for i in 0..64 {
+            if memory_only.get(&key(i)).await.is_some() {
+                kept += 1;
+            }
+        }
+        assert!(kept <= 20, "{kept} of 64 kept in 1 MiB of memory");
+    }
+
+    #[tokio::test]
+    async fn answers_are_kept_by_everything_that_names_them() {
+        let c = ResultsCache::new(1 << 20, 0, "").await.unwrap();
         let params = vec![("query".to_string(), "up".to_string())];
         let key = |tenant, range| PartKey {
             tenant,
@@ -96,9 +163,12 @@ mod tests {
             generation: 0,
         };
         c.put(&key("a", (0, 10)), Bytes::from_static(b"A"));
-        assert_eq!(c.get(&key("a", (0, 10))), Some(Bytes::from_static(b"A")));
-        assert_eq!(c.get(&key("b", (0, 10))), None, "another tenant");
-        assert_eq!(c.get(&key("a", (0, 11))), None, "another range");
+        assert_eq!(
+            c.get(&key("a", (0, 10))).await,
+            Some(Bytes::from_static(b"A"))
+        );
+        assert_eq!(c.get(&key("b", (0, 10))).await, None, "another tenant");
+        assert_eq!(c.get(&key("a", (0, 11))).await, None, "another range");
         let other = vec![("query".to_string(), "up2".to_string())];
         let k = PartKey {
             tenant: "a",
@@ -107,7 +177,7 @@ mod tests {
             range: (0, 10),
             generation: 0,
         };
-        assert_eq!(c.get(&k), None, "another query");
+        assert_eq!(c.get(&k).await, None, "another query");
         // A tenant name cannot pose as the tenant plus a path.
         let tricky = PartKey {
             tenant: "a\u{1}/api/v1/query_range",
@@ -116,12 +186,12 @@ mod tests {
             range: (0, 10),
             generation: 0,
         };
-        assert_eq!(c.get(&tricky), None);
+        assert_eq!(c.get(&tricky).await, None);
         // Old data written since: the answer is not reused.
         let newer = PartKey {
             generation: 1,
             ..key("a", (0, 10))
         };
-        assert_eq!(c.get(&newer), None);
+        assert_eq!(c.get(&newer).await, None);
     }
 }

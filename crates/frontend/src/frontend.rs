@@ -161,32 +161,42 @@ fn engine_refusal(e: &strata_promql::EngineError) -> Refusal {
 impl Frontend {
     /// A frontend with its queue and (when enabled) results cache, under
     /// the tenants' limits in `overrides`; `write_generations` when this
-    /// process's distributor records old writes.
-    pub fn new(
+    /// process's distributor records old writes. Fails when the results
+    /// cache's directory cannot be used.
+    pub async fn new(
         cfg: FrontendConfig,
         overrides: Arc<strata_limits::Overrides>,
         write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
         let queue = Arc::new(RequestQueue::new(
             cfg.max_outstanding_requests_per_tenant,
             cfg.max_queriers_per_tenant,
         ));
-        let cache = cfg
-            .cache_results
-            .then(|| ResultsCache::new(cfg.results_cache_bytes));
+        let cache = if cfg.cache_results {
+            Some(
+                ResultsCache::new(
+                    cfg.results_cache_bytes,
+                    cfg.results_cache_disk_bytes,
+                    &cfg.results_cache_dir,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let engine = strata_promql::Engine::new(strata_promql::EngineOptions {
             timeout: cfg.timeout,
             max_samples: cfg.max_samples,
             ..Default::default()
         });
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             cfg,
             queue,
             cache,
             overrides,
             write_generations,
             engine,
-        })
+        }))
     }
 
     /// The queue the queriers' workers pull from.
@@ -648,7 +658,7 @@ impl Frontend {
                 let cacheable = range.1 < fresh_from && !q.reads_ahead;
                 if cacheable
                     && let Some(cache) = &self.cache
-                    && let Some(hit) = cache.get(&key)
+                    && let Some(hit) = cache.get(&key).await
                     && let Ok(json) = serde_json::from_slice::<Json>(&hit)
                 {
                     PARTS.with_label_values(&["cache"]).inc();

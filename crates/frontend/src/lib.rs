@@ -37,6 +37,10 @@ pub struct FrontendConfig {
     pub cache_results: bool,
     /// Memory of the results cache, bytes.
     pub results_cache_bytes: usize,
+    /// Local disk of the results cache, bytes (0: memory only).
+    pub results_cache_disk_bytes: usize,
+    /// Directory of the results cache's disk part.
+    pub results_cache_dir: String,
     /// Parts ending less than this long ago are never cached: their data
     /// may still change.
     #[serde(with = "strata_model::humantime_serde")]
@@ -75,6 +79,8 @@ impl Default for FrontendConfig {
             align_queries_with_step: false,
             cache_results: true,
             results_cache_bytes: 256 << 20,
+            results_cache_disk_bytes: 0,
+            results_cache_dir: "./data/results-cache".into(),
             max_cache_freshness: Duration::from_secs(600),
             max_retries: 5,
             max_outstanding_requests_per_tenant: 100,

@@ -436,6 +436,8 @@ flags! {
     "query-frontend.align-queries-with-step" => "frontend.align_queries_with_step": "Move range queries' start and end onto multiples of their step (better cache use; answers shift to the step grid).",
     "query-frontend.cache-results" => "frontend.cache_results": "Cache the parts of range queries that end before the freshness window.",
     "query-frontend.results-cache.memory-bytes" => "frontend.results_cache_bytes": "Memory of the query-frontend's results cache, bytes.",
+    "query-frontend.results-cache.disk-bytes" => "frontend.results_cache_disk_bytes": "Local disk for the query-frontend's results cache, bytes: answers memory evicts are kept there (0: memory only).",
+    "query-frontend.results-cache.dir" => "frontend.results_cache_dir": "Directory of the query-frontend's results cache on disk.",
     "query-frontend.max-cache-freshness" => "frontend.max_cache_freshness": "Parts of range queries that end less than this long ago are never cached (their data may still arrive).",
     "query-frontend.max-retries-per-request" => "frontend.max_retries": "Times a request a querier failed (5xx or went away) is queued again for another querier.",
     "query-frontend.max-outstanding-requests-per-tenant" => "frontend.max_outstanding_requests_per_tenant": "Requests one tenant may have queued in a query-frontend; more get 429.",

@@ -461,13 +461,18 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             cfg.frontend.max_cache_freshness.as_millis() as i64,
         ))
     });
-    let frontend = roles.query_frontend.then(|| {
+    let frontend = if roles.query_frontend {
         let mut fcfg = cfg.frontend.clone();
         fcfg.timeout = cfg.querier.timeout;
         fcfg.multitenancy = cfg.multitenancy_enabled;
         fcfg.max_samples = cfg.querier.max_samples;
-        strata_frontend::Frontend::new(fcfg, overrides.clone(), write_generations.clone())
-    });
+        Some(
+            strata_frontend::Frontend::new(fcfg, overrides.clone(), write_generations.clone())
+                .await?,
+        )
+    } else {
+        None
+    };
     if let Some(f) = &frontend {
         grpc = grpc.add_service(strata_frontend::service::FrontendService::server(f.clone()));
     }
