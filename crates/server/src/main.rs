@@ -314,8 +314,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     if !cfg.blocks_storage.warm.backend.is_empty() {
         let mut warm = instrumented(build_store(&cfg.blocks_storage.warm)?, "warm");
         // Only the roles that answer queries read warm blocks often enough
-        // to be worth a cache (the compactor reads each one once).
-        if roles.querier || roles.ruler {
+        // to be worth a cache (the compactor reads each one once); a
+        // store-gateway's warm reads go through it too.
+        if roles.querier || roles.ruler || roles.store_gateway {
             warm =
                 strata_storage::cache::cached(warm, &cfg.blocks_storage.warm_cache, "warm-blocks")
                     .await?;
