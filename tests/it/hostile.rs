@@ -1018,3 +1018,105 @@ async fn hostile_requests_through_the_query_frontend_cost_only_themselves() {
     }
     assert_alive(&s, "Loki ranges at the ends of int64").await;
 }
+
+/// Query sharding on, shard count at its most: queries whose sharding
+/// would multiply the work (200 aggregations, topk with a huge or computed
+/// k, deep nesting over an aggregation, a huge sharded instant query, a
+/// hand-written shard matcher of every odd form) are answered or refused
+/// alone; the process answers throughout.
+#[tokio::test]
+async fn hostile_sharded_queries_cost_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(
+        dir.path(),
+        &[
+            "-query-frontend.parallelize-shardable-queries=true",
+            "-query-frontend.query-sharding-total-shards=128",
+        ],
+    )
+    .await;
+    let now = now_ms();
+    let (st, body) = s
+        .push(
+            (0..50)
+                .map(|i| {
+                    series(
+                        &[("__name__", "hm"), ("pod", &format!("p{i}"))],
+                        &[(now - 60_000, i as f64)],
+                    )
+                })
+                .collect(),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let many = vec!["sum(hm)"; 200].join(" + ");
+    let deep = format!("{}sum(hm){}", "-(".repeat(2000), ")".repeat(2000));
+    let long = format!(r#"sum(hm{{pod!="{}"}})"#, "x".repeat(20_000));
+    for (what, query) in [
+        ("200 aggregations", many),
+        ("topk with k = 1e300", "topk(1e300, hm)".to_string()),
+        (
+            "topk with a computed k",
+            "topk(scalar(count(hm)), hm)".to_string(),
+        ),
+        ("2,000 negations over a sum", deep),
+        ("a 20 KB sharded query", long),
+        (
+            "shard matcher alone",
+            r#"count({__query_shard__="1_of_2"})"#.to_string(),
+        ),
+        (
+            "shard matcher regex",
+            r#"count(hm{__query_shard__=~".*"})"#.to_string(),
+        ),
+        (
+            "shard matcher negated",
+            r#"count(hm{__query_shard__!="1_of_2"})"#.to_string(),
+        ),
+        (
+            "shard 0 of 0",
+            r#"count(hm{__query_shard__="0_of_0"})"#.to_string(),
+        ),
+        (
+            "two shard matchers",
+            r#"sum(hm{__query_shard__="1_of_2",__query_shard__="2_of_3"})"#.to_string(),
+        ),
+        ("an embedded name", "sum(__strata_sharded_0__)".to_string()),
+    ] {
+        for (path, params) in [
+            (
+                "/api/v1/query",
+                vec![("query", query.clone()), ("time", secs(now))],
+            ),
+            (
+                "/api/v1/query_range",
+                vec![
+                    ("query", query.clone()),
+                    ("start", secs(now - 3_600_000)),
+                    ("end", secs(now)),
+                    ("step", "60".to_string()),
+                ],
+            ),
+        ] {
+            let (st, body) = call(&s, path, &params, None).await;
+            assert!(
+                st == 200 || st == 400 || st == 422,
+                "{what} ({path}): {st} {}",
+                &body[..body.len().min(300)]
+            );
+            assert_alive(&s, what).await;
+        }
+    }
+    // The sharded answer equals the unsharded: 50 pods, one sample each.
+    let (_, body) = call(&s, "/api/v1/query", &q("count(hm)".into()), None).await;
+    assert!(body.contains(r#""50""#), "{body}");
+    let (_, body) = call(
+        &s,
+        "/api/v1/query",
+        &q(r#"count(hm{__query_shard__="1_of_2"}) + count(hm{__query_shard__="2_of_2"})"#.into()),
+        None,
+    )
+    .await;
+    assert!(body.contains(r#""50""#), "{body}");
+}

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::FrontendConfig;
 use crate::cache::{PartKey, ResultsCache};
 use crate::metrics::{PARTS, QUEUE_LENGTH, REQUESTS, SHARD_QUERIES};
-use crate::queue::{Job, QueueError, RequestQueue};
+use crate::queue::{Job, RequestQueue};
 use crate::shard::{self, ShardError, ShardPlan};
 use crate::split::{self, Api};
 
@@ -117,6 +117,27 @@ pub struct Frontend {
     write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
     /// Evaluates what lies above sharded aggregations.
     engine: strata_promql::Engine,
+    /// Client requests each tenant has in this frontend (queued or running).
+    outstanding: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One admitted client request of a tenant; its place is freed when it is
+/// dropped (answered, or its caller went away).
+struct Admitted<'a> {
+    frontend: &'a Frontend,
+    tenant: String,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut m = self.frontend.outstanding.lock();
+        if let Some(n) = m.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// A failure to answer, as the HTTP answer it becomes.
@@ -168,10 +189,7 @@ impl Frontend {
         overrides: Arc<strata_limits::Overrides>,
         write_generations: Option<Arc<strata_model::freshness::WriteGenerations>>,
     ) -> Result<Arc<Self>, String> {
-        let queue = Arc::new(RequestQueue::new(
-            cfg.max_outstanding_requests_per_tenant,
-            cfg.max_queriers_per_tenant,
-        ));
+        let queue = Arc::new(RequestQueue::new(cfg.max_queriers_per_tenant));
         let cache = if cfg.cache_results {
             Some(
                 ResultsCache::new(
@@ -196,7 +214,27 @@ impl Frontend {
             overrides,
             write_generations,
             engine,
+            outstanding: Default::default(),
         }))
+    }
+
+    /// Admits a client request of `tenant`, or `None` when the tenant has
+    /// `max_outstanding_requests_per_tenant` in this frontend already. A
+    /// request's parts and shard queries are not counted on their own: they
+    /// are at most 14 at a time per request, and refusing one halfway would
+    /// waste the parts already answered.
+    fn admit(&self, tenant: &str) -> Option<Admitted<'_>> {
+        let max = self.cfg.max_outstanding_requests_per_tenant;
+        let mut m = self.outstanding.lock();
+        let n = m.entry(tenant.to_string()).or_default();
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Admitted {
+            frontend: self,
+            tenant: tenant.to_string(),
+        })
     }
 
     /// The queue the queriers' workers pull from.
@@ -232,6 +270,16 @@ impl Frontend {
         let tenant = match self.tenant(req.headers()) {
             Ok(t) => t,
             Err((status, message)) => return refuse(&path, status, message),
+        };
+        let Some(_admitted) = self.admit(&tenant) else {
+            return refuse(
+                &path,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many outstanding requests for tenant {tenant:?} (limit {}, -query-frontend.max-outstanding-requests-per-tenant)",
+                    self.cfg.max_outstanding_requests_per_tenant
+                ),
+            );
         };
         let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -411,14 +459,7 @@ impl Frontend {
             failed_on: Vec::new(),
             attempts: 0,
         };
-        if let Err(QueueError::TooManyOutstanding(n)) = self.queue.enqueue(job) {
-            return Err(refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many outstanding requests for tenant {tenant:?} (limit {n}, -query-frontend.max-outstanding-requests-per-tenant)"
-                ),
-            ));
-        }
+        self.queue.enqueue(job);
         QUEUE_LENGTH.set(self.queue.len() as i64);
         match tokio::time::timeout(self.cfg.timeout, rx).await {
             Ok(Ok(Ok(mut answer))) => {
@@ -998,6 +1039,25 @@ fn to_response(answer: HttpResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tenant's client requests are bounded, each counted once until it
+    /// is dropped; other tenants are not affected.
+    #[tokio::test]
+    async fn client_requests_are_admitted_per_tenant() {
+        let cfg = FrontendConfig {
+            max_outstanding_requests_per_tenant: 2,
+            cache_results: false,
+            ..Default::default()
+        };
+        let overrides = Arc::new(strata_limits::Overrides::new(Default::default()));
+        let f = Frontend::new(cfg, overrides, None).await.unwrap();
+        let a1 = f.admit("a").expect("first");
+        let _a2 = f.admit("a").expect("second");
+        assert!(f.admit("a").is_none(), "a third at once");
+        let _b = f.admit("b").expect("another tenant");
+        drop(a1);
+        assert!(f.admit("a").is_some(), "a place freed");
+    }
 
     #[test]
     fn read_paths_only() {

@@ -47,7 +47,9 @@ pub struct FrontendConfig {
     pub max_cache_freshness: Duration,
     /// Times a part a querier failed is tried again (on another querier).
     pub max_retries: usize,
-    /// Requests one tenant may have queued; more get 429.
+    /// Client requests one tenant may have in the frontend at once (queued
+    /// or running; a request's parts and shard queries count as one); more
+    /// get 429.
     pub max_outstanding_requests_per_tenant: usize,
     /// Queriers one tenant's requests may run on (0: all).
     pub max_queriers_per_tenant: usize,

@@ -2,8 +2,9 @@
 //! across tenants to the queriers' workers that pull from it (Mimir's
 //! query-scheduler model), so a tenant with a thousand queued requests
 //! delays another tenant's request by at most one request per worker.
-//! A tenant's queue is bounded (`max_outstanding_requests_per_tenant`: the
-//! caller answers 429 past it) and, with `max_queriers_per_tenant`, only a
+//! A tenant's requests are bounded before they get here (the frontend
+//! admits at most `max_outstanding_requests_per_tenant` client requests per
+//! tenant, each a bounded number of jobs) and, with `max_queriers_per_tenant`, only a
 //! fixed subset of the connected queriers (chosen by rendezvous hashing of
 //! tenant and querier id: shuffle sharding) takes its requests, so one
 //! tenant's expensive queries cannot occupy every querier.
@@ -31,18 +32,10 @@ pub struct Job {
     pub attempts: usize,
 }
 
-/// Why a request was not queued.
-#[derive(Debug, PartialEq, Eq)]
-pub enum QueueError {
-    /// The tenant's queue is full.
-    TooManyOutstanding(usize),
-}
-
 /// Per-tenant fair queue (see the module doc).
 pub struct RequestQueue {
     state: Mutex<State>,
     wake: Notify,
-    max_per_tenant: usize,
     max_queriers_per_tenant: usize,
 }
 
@@ -81,27 +74,23 @@ impl RequestQueue {
     /// A queue holding at most `max_per_tenant` requests per tenant (0: no
     /// bound), each tenant served by at most `max_queriers_per_tenant`
     /// queriers (0: all).
-    pub fn new(max_per_tenant: usize, max_queriers_per_tenant: usize) -> Self {
+    pub fn new(max_queriers_per_tenant: usize) -> Self {
         Self {
             state: Mutex::default(),
             wake: Notify::new(),
-            max_per_tenant,
             max_queriers_per_tenant,
         }
     }
 
-    /// Queues `job` at the end of its tenant's queue (dropped when refused).
-    pub fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+    /// Queues `job` at the end of its tenant's queue.
+    pub fn enqueue(&self, job: Job) {
         {
             let mut s = self.state.lock();
-            // Requests whose callers gave up hold no place.
+            // Requests whose callers gave up are dropped.
             if let Some(q) = s.queues.get_mut(&job.tenant) {
                 q.retain(|j| !j.respond.is_closed());
             }
             let queued = s.queues.get(&job.tenant).map_or(0, VecDeque::len);
-            if self.max_per_tenant > 0 && queued >= self.max_per_tenant {
-                return Err(QueueError::TooManyOutstanding(self.max_per_tenant));
-            }
             if queued == 0 {
                 s.order.push_back(job.tenant.clone());
             }
@@ -111,7 +100,6 @@ impl RequestQueue {
                 .push_back(job);
         }
         self.wake.notify_waiters();
-        Ok(())
     }
 
     /// Puts a job a querier failed back at the front of its tenant's
@@ -310,28 +298,25 @@ mod tests {
     /// Tenants take turns whatever the length of their queues.
     #[test]
     fn tenants_are_served_round_robin() {
-        let q = RequestQueue::new(0, 0);
+        let q = RequestQueue::new(0);
         q.connect("q1");
         for n in 0..5 {
-            assert!(q.enqueue(waited("a", n)).is_ok());
+            q.enqueue(waited("a", n));
         }
-        assert!(q.enqueue(waited("b", 0)).is_ok());
-        assert!(q.enqueue(waited("b", 1)).is_ok());
+        q.enqueue(waited("b", 0));
+        q.enqueue(waited("b", 1));
         let order: Vec<String> = std::iter::from_fn(|| q.try_next("q1").map(|j| url(&j))).collect();
         assert_eq!(order, ["a/0", "b/0", "a/1", "b/1", "a/2", "a/3", "a/4"]);
         assert!(q.is_empty());
     }
 
-    /// Past the bound a tenant's request is refused; others are not.
+    /// A retried job goes back in front of its tenant's queue.
     #[test]
-    fn a_full_tenant_queue_refuses() {
-        let q = RequestQueue::new(2, 0);
-        assert!(q.enqueue(waited("a", 0)).is_ok());
-        assert!(q.enqueue(waited("a", 1)).is_ok());
-        let err = q.enqueue(waited("a", 2)).expect_err("refused");
-        assert_eq!(err, QueueError::TooManyOutstanding(2));
-        assert!(q.enqueue(waited("b", 0)).is_ok());
-        // A retried job goes back in front, over the bound.
+    fn a_retried_job_goes_first() {
+        let q = RequestQueue::new(0);
+        q.enqueue(waited("a", 0));
+        q.enqueue(waited("a", 1));
+        q.enqueue(waited("b", 0));
         let first = q.try_next("q").expect("a job");
         q.requeue(first);
         assert_eq!(q.len(), 3);
@@ -342,14 +327,14 @@ mod tests {
     /// subset of the queriers, the same whoever asks.
     #[test]
     fn shuffle_sharding_limits_a_tenants_queriers() {
-        let q = RequestQueue::new(0, 2);
+        let q = RequestQueue::new(2);
         for id in ["q1", "q2", "q3", "q4"] {
             q.connect(id);
         }
         let allowed: Vec<&str> = ["q1", "q2", "q3", "q4"]
             .into_iter()
             .filter(|id| {
-                let _ = q.enqueue(waited("t", 0));
+                q.enqueue(waited("t", 0));
                 let got = q.try_next(id).is_some();
                 // Leave the queue empty for the next querier.
                 while q.try_next("q1").is_some() || q.try_next("q2").is_some() {}
@@ -363,19 +348,19 @@ mod tests {
     /// A job a querier failed goes to another querier when there is one.
     #[test]
     fn a_failed_job_goes_elsewhere() {
-        let q = RequestQueue::new(0, 0);
+        let q = RequestQueue::new(0);
         q.connect("q1");
         q.connect("q2");
         let (mut j, _rx) = job("a", 0);
         j.failed_on.push("q1".into());
-        assert!(q.enqueue(j).is_ok());
+        q.enqueue(j);
         assert!(q.try_next("q1").is_none());
         assert!(q.try_next("q2").is_some());
         // Alone, q1 takes it again.
         let (mut j, _rx) = job("a", 1);
         j.failed_on.push("q1".into());
         q.disconnect("q2");
-        assert!(q.enqueue(j).is_ok());
+        q.enqueue(j);
         assert!(q.try_next("q1").is_some());
     }
 
@@ -383,15 +368,15 @@ mod tests {
     /// it comes back to one of them (whose answer then goes to the caller).
     #[test]
     fn a_job_failed_everywhere_is_still_served() {
-        let q = RequestQueue::new(0, 0);
+        let q = RequestQueue::new(0);
         q.connect("q1");
         q.connect("q2");
         let (mut j, _rx) = job("a", 0);
         j.failed_on = vec!["q1".into(), "q2".into()];
-        assert!(q.enqueue(j).is_ok());
+        q.enqueue(j);
         assert!(q.try_next("q1").is_some());
         // With one querier per tenant, the other querier never serves it.
-        let q = RequestQueue::new(0, 1);
+        let q = RequestQueue::new(1);
         q.connect("q1");
         q.connect("q2");
         let (mut j, _rx) = job("a", 0);
@@ -401,21 +386,19 @@ mod tests {
             "q2"
         };
         j.failed_on = vec![owner.into()];
-        assert!(q.enqueue(j).is_ok());
+        q.enqueue(j);
         assert!(q.try_next(owner).is_some(), "stuck with its only querier");
     }
 
     /// Requests whose callers are gone are dropped and free their place.
     #[test]
     fn abandoned_requests_are_dropped() {
-        let q = RequestQueue::new(1, 0);
+        let q = RequestQueue::new(0);
         let (j, rx) = job("a", 0);
-        assert!(q.enqueue(j).is_ok());
+        q.enqueue(j);
         drop(rx);
-        assert!(
-            q.enqueue(waited("a", 1)).is_ok(),
-            "the abandoned one still counted"
-        );
+        q.enqueue(waited("a", 1));
+        assert_eq!(q.len(), 1, "the abandoned one is still queued");
         assert_eq!(q.try_next("q").map(|j| url(&j)).as_deref(), Some("a/1"));
         assert!(q.is_empty());
     }
@@ -423,14 +406,14 @@ mod tests {
     /// A waiting worker wakes when a request arrives.
     #[tokio::test]
     async fn workers_wait_for_requests() {
-        let q = std::sync::Arc::new(RequestQueue::new(0, 0));
+        let q = std::sync::Arc::new(RequestQueue::new(0));
         q.connect("q1");
         let waiter = {
             let q = q.clone();
             tokio::spawn(async move { url(&q.next("q1").await) })
         };
         tokio::task::yield_now().await;
-        assert!(q.enqueue(waited("a", 7)).is_ok());
+        q.enqueue(waited("a", 7));
         assert_eq!(waiter.await.expect("worker"), "a/7");
     }
 }

@@ -440,7 +440,7 @@ flags! {
     "query-frontend.results-cache.dir" => "frontend.results_cache_dir": "Directory of the query-frontend's results cache on disk.",
     "query-frontend.max-cache-freshness" => "frontend.max_cache_freshness": "Parts of range queries that end less than this long ago are never cached (their data may still arrive).",
     "query-frontend.max-retries-per-request" => "frontend.max_retries": "Times a request a querier failed (5xx or went away) is queued again for another querier.",
-    "query-frontend.max-outstanding-requests-per-tenant" => "frontend.max_outstanding_requests_per_tenant": "Requests one tenant may have queued in a query-frontend; more get 429.",
+    "query-frontend.max-outstanding-requests-per-tenant" => "frontend.max_outstanding_requests_per_tenant": "Client requests one tenant may have in a query-frontend at once, queued or running (a split or sharded query counts once); more get 429.",
     "query-frontend.max-queriers-per-tenant" => "frontend.max_queriers_per_tenant": "Queriers one tenant's requests may run on, chosen by shuffle sharding (0: all).",
     "query-frontend.parallelize-shardable-queries" => "frontend.parallelize_shardable_queries": "Run aggregations whose partial results combine exactly (sum, count, min, max, group, avg, topk, bottomk over series-by-series expressions) as one query per shard of the series, on several queriers.",
     "query-frontend.query-sharding-total-shards" => "frontend.query_sharding_total_shards": "Shards a shardable query is cut into (2 to 128).",
