@@ -196,16 +196,7 @@ fn is_ruler_path(path: &str) -> bool {
 const PROXIED: &str = "x-strata-ruler-proxied";
 
 /// Request headers a proxied call does not pass on: the connection's own.
-const HOP_BY_HOP: [&str; 8] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-];
+const HOP_BY_HOP: [&str; 9] = strata_model::HOP_BY_HOP_HEADERS;
 
 /// axum middleware: in a process without a ruler (a query-frontend or
 /// querier Grafana points at), the ruler's APIs are passed to a ruler of

@@ -78,17 +78,7 @@ const MAX_POINTS: i64 = 11_000;
 
 /// Request headers not passed on: the connection's own, and the length of
 /// a body that may be replaced.
-const HOP_BY_HOP: [&str; 9] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "content-length",
-];
+const HOP_BY_HOP: [&str; 9] = strata_model::HOP_BY_HOP_HEADERS;
 
 /// Whether the query-frontend answers `path`: the Prometheus and Loki read
 /// APIs, not writes, rules (the ruler's) or Loki's live tail.
@@ -642,19 +632,7 @@ impl Frontend {
         SHARD_QUERIES.inc();
         Tally::add(&run.tally.shard_queries);
         let answer = self.run(tenant, request, Some(&run.tally)).await?;
-        if answer.status != 200 {
-            return Err(to_response(answer));
-        }
-        let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
-            refuse(
-                path,
-                StatusCode::BAD_GATEWAY,
-                format!("a querier's answer is not JSON: {e}"),
-            )
-        })?;
-        if json.get("status").and_then(Json::as_str) != Some("success") {
-            return Err(to_response(answer));
-        }
+        let json = success_json(path, answer)?.0;
         shard::parse_matrix(&json).map_err(|e| refuse(path, StatusCode::BAD_GATEWAY, e.to_string()))
     }
 
@@ -729,19 +707,7 @@ impl Frontend {
                         self.run(tenant, request, Some(&run.tally)).await?
                     }
                 };
-                if answer.status != 200 {
-                    return Err(to_response(answer));
-                }
-                let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
-                    refuse(
-                        path,
-                        StatusCode::BAD_GATEWAY,
-                        format!("a querier's answer is not JSON: {e}"),
-                    )
-                })?;
-                if json.get("status").and_then(Json::as_str) != Some("success") {
-                    return Err(to_response(answer));
-                }
+                let (json, answer) = success_json(path, answer)?;
                 if cacheable && let Some(cache) = &self.cache {
                     cache.put(&key, answer.body);
                     Tally::add(&run.tally.stored);
@@ -989,6 +955,27 @@ pub(crate) fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
             })
         })
         .collect()
+}
+
+/// A querier's successful answer as JSON (and the answer itself); any
+/// other answer is the query's (a Refusal, the response the caller
+/// returns at once, as every fallible step of a part returns it).
+#[allow(clippy::result_large_err)]
+fn success_json(path: &str, answer: HttpResponse) -> Result<(Json, HttpResponse), Refusal> {
+    if answer.status != 200 {
+        return Err(to_response(answer));
+    }
+    let json: Json = serde_json::from_slice(&answer.body).map_err(|e| {
+        refuse(
+            path,
+            StatusCode::BAD_GATEWAY,
+            format!("a querier's answer is not JSON: {e}"),
+        )
+    })?;
+    if json.get("status").and_then(Json::as_str) != Some("success") {
+        return Err(to_response(answer));
+    }
+    Ok((json, answer))
 }
 
 /// A sharded instant query's answer with the queue time in its statistics.

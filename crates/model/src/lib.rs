@@ -239,6 +239,21 @@ pub fn selector_alternatives(m: &promql_parser::label::Matchers) -> Vec<Vec<Matc
     }
 }
 
+/// Request headers a process passing a request on (the query-frontend to a
+/// querier, a process without a ruler to a ruler) does not copy: the
+/// connection's own, and the length of a body it sends anew.
+pub const HOP_BY_HOP_HEADERS: [&str; 9] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "content-length",
+];
+
 /// A sample: a timestamp in milliseconds and a float value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
