@@ -297,7 +297,7 @@ impl Frontend {
             && !path.starts_with("/loki/")
             && let Some(params) = request_params(&parts.uri, &parts.headers, &body)
             && let Some((query, time)) = instant_query(&params)
-            && let Some(plan) = self.shard_plan(&query)
+            && let Some(plan) = self.shard_plan(&tenant, &query)
         {
             let run = QueryRun::new();
             let range = (time, time, 1000);
@@ -348,7 +348,10 @@ impl Frontend {
             && self.within_limits(&tenant, &range)
         {
             let plan = match range.api {
-                Api::Prometheus => range.query.as_deref().and_then(|q| self.shard_plan(q)),
+                Api::Prometheus => range
+                    .query
+                    .as_deref()
+                    .and_then(|q| self.shard_plan(&tenant, q)),
                 Api::Loki => None,
             };
             let query = range.query.clone().unwrap_or_default();
@@ -482,15 +485,17 @@ impl Frontend {
         }
     }
 
-    /// The shard plan of a PromQL query, when sharding is on and the query
-    /// has a shardable aggregation.
-    fn shard_plan(&self, query: &str) -> Option<ShardPlan> {
+    /// The shard plan of a tenant's PromQL query, when sharding is on (and
+    /// the tenant has shards) and the query has a shardable aggregation.
+    fn shard_plan(&self, tenant: &str, query: &str) -> Option<ShardPlan> {
         if !self.cfg.parallelize_shardable_queries {
             return None;
         }
         let plan = ShardPlan::new(
             query,
-            self.cfg.query_sharding_total_shards,
+            self.overrides
+                .for_tenant(tenant)
+                .query_sharding_total_shards,
             self.cfg.query_sharding_max_sharded_queries,
         );
         let outcome = if plan.is_some() {
@@ -1044,6 +1049,26 @@ mod tests {
         let _b = f.admit("b").expect("another tenant");
         drop(a1);
         assert!(f.admit("a").is_some(), "a place freed");
+    }
+
+    /// Sharding is per tenant: a tenant's runtime override of its shards
+    /// (0: none) wins over the default.
+    #[tokio::test]
+    async fn shards_are_a_tenant_limit() {
+        let cfg = FrontendConfig {
+            parallelize_shardable_queries: true,
+            cache_results: false,
+            ..Default::default()
+        };
+        let overrides = Arc::new(strata_limits::Overrides::new(Default::default()));
+        overrides
+            .apply_runtime_config("overrides:\n  small:\n    query_sharding_total_shards: 2\n  none:\n    query_sharding_total_shards: 0\n")
+            .unwrap();
+        let f = Frontend::new(cfg, overrides, None).await.unwrap();
+        let shards = |tenant: &str| f.shard_plan(tenant, "sum(x)").map(|p| p.queries().len());
+        assert_eq!(shards("anyone"), Some(16));
+        assert_eq!(shards("small"), Some(2));
+        assert_eq!(shards("none"), None);
     }
 
     #[test]

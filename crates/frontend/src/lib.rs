@@ -56,8 +56,6 @@ pub struct FrontendConfig {
     /// Runs shardable aggregations as one query per shard of the series,
     /// on as many queriers ([`shard`]).
     pub parallelize_shardable_queries: bool,
-    /// Shards a shardable query is cut into.
-    pub query_sharding_total_shards: u32,
     /// Most shard queries one query (or one split part) becomes; a query
     /// with several sharded aggregations gets fewer shards each.
     pub query_sharding_max_sharded_queries: u32,
@@ -88,7 +86,6 @@ impl Default for FrontendConfig {
             max_outstanding_requests_per_tenant: 100,
             max_queriers_per_tenant: 0,
             parallelize_shardable_queries: false,
-            query_sharding_total_shards: 16,
             query_sharding_max_sharded_queries: 128,
             timeout: Duration::from_secs(120),
             multitenancy: false,

@@ -60,6 +60,10 @@ pub struct Limits {
     /// Longest time range (end - start) of one range query (0: unlimited).
     #[serde(with = "humantime_serde")]
     pub max_total_query_length: Duration,
+    /// Shards a query-frontend cuts this tenant's shardable queries into
+    /// when query sharding is on (0 or 1: not sharded), Mimir's
+    /// `query_sharding_total_shards`.
+    pub query_sharding_total_shards: u32,
     /// Longest time range of one log query (0: unlimited), Loki's
     /// `max_query_length`: log queries read lines, not samples.
     #[serde(with = "humantime_serde")]
@@ -351,6 +355,7 @@ impl Default for Limits {
             max_metadata_length: 1024,
             out_of_order_time_window: Duration::ZERO,
             max_total_query_length: Duration::ZERO,
+            query_sharding_total_shards: 16,
             max_query_length: Duration::from_secs(721 * 3600),
             max_fetched_series_per_query: 500_000,
             max_concurrent_tail_requests: 10,
