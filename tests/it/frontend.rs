@@ -735,6 +735,44 @@ async fn sharded_queries_equal_the_queriers() {
             > 13.0 * 4.0 * 4.0
     );
 
+    // A sharded instant query has statistics only when asked, with its
+    // shards' samples and their queue wait.
+    let instant = |stats: bool| {
+        let mut p = vec![
+            ("query", "sum(shgauge)".to_string()),
+            ("time", secs(now - 60_000)),
+        ];
+        if stats {
+            p.push(("stats", "all".to_string()));
+        }
+        p
+    };
+    let (_, plain) = get(
+        frontend,
+        "/prometheus/api/v1/query",
+        "anonymous",
+        &instant(false),
+    )
+    .await;
+    assert!(plain["data"].get("stats").is_none(), "{plain}");
+    let (_, with) = get(
+        frontend,
+        "/prometheus/api/v1/query",
+        "anonymous",
+        &instant(true),
+    )
+    .await;
+    assert!(
+        with["data"]["stats"]["timings"]["execQueueTime"]
+            .as_f64()
+            .is_some(),
+        "{with}"
+    );
+    assert!(
+        with["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64() > Some(0),
+        "{with}"
+    );
+
     // The shard matcher splits every series exactly, in head and blocks.
     let at = secs(now - 150 * 60_000);
     async fn count(p: &Strata, q: String, at: &str) -> f64 {

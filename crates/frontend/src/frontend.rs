@@ -301,7 +301,6 @@ impl Frontend {
         {
             let run = QueryRun::new();
             let range = (time, time, 1000);
-            let wants_stats = param(&params, "stats").is_some();
             let answer = match self
                 .run_sharded(
                     &tenant,
@@ -315,8 +314,7 @@ impl Frontend {
                 )
                 .await
             {
-                Ok(r) if wants_stats => to_response(with_queue_time(r, &run.tally)),
-                Ok(r) => to_response(without_stats(r)),
+                Ok(r) => to_response(r),
                 Err(r) => r,
             };
             let outcome = if answer.status().is_success() {
@@ -604,13 +602,20 @@ impl Frontend {
                 }
             }
         }
-        let mut body = strata_promql::json::query_response(&out, None);
-        if let Some(stats) = stats
-            && let Ok(mut json) = serde_json::from_slice::<Json>(&body)
-        {
-            json["data"]["stats"] = stats;
-            body = json.to_string().into_bytes();
-        }
+        // A range part always carries its shards' statistics (the split
+        // query sums them); an instant query only when its client asked,
+        // with the time its shard queries waited in the queue.
+        let stats = match (instant, param(params, "stats")) {
+            (false, _) => stats,
+            (true, Some(_)) => Some(split::prometheus_stats(
+                stats,
+                run.tally.queue_secs(),
+                (0, 0),
+            )),
+            (true, None) => None,
+        };
+        let stats = stats.map(|s| s.to_string().into_bytes());
+        let body = strata_promql::json::query_response_with_stats(&out, stats.as_deref());
         Ok(HttpResponse {
             status: 200,
             headers: vec![Header {
@@ -981,29 +986,6 @@ fn success_json(path: &str, answer: HttpResponse) -> Result<(Json, HttpResponse)
         return Err(to_response(answer));
     }
     Ok((json, answer))
-}
-
-/// A sharded instant query's answer with the queue time in its statistics.
-fn with_queue_time(mut answer: HttpResponse, tally: &Tally) -> HttpResponse {
-    if let Ok(mut json) = serde_json::from_slice::<Json>(&answer.body)
-        && let Some(stats) = json.pointer_mut("/data/stats").map(Json::take)
-    {
-        json["data"]["stats"] = split::prometheus_stats(Some(stats), tally.queue_secs(), (0, 0));
-        answer.body = json.to_string().into_bytes().into();
-    }
-    answer
-}
-
-/// A sharded instant query's answer without the statistics the client did
-/// not ask for.
-fn without_stats(mut answer: HttpResponse) -> HttpResponse {
-    if let Ok(mut json) = serde_json::from_slice::<Json>(&answer.body)
-        && let Some(data) = json.get_mut("data").and_then(Json::as_object_mut)
-        && data.remove("stats").is_some()
-    {
-        answer.body = json.to_string().into_bytes().into();
-    }
-    answer
 }
 
 /// A querier's answer as this process's answer.

@@ -17,6 +17,17 @@ pub fn float(v: f64) -> String {
 /// time, asked for with Prometheus's `stats` parameter) its statistics in
 /// `data.stats` ([`write_stats`]).
 pub fn query_response(out: &QueryOutput, stats: Option<std::time::Duration>) -> Vec<u8> {
+    let stats = stats.map(|wall| {
+        let mut b = Vec::with_capacity(256);
+        write_stats(&mut b, &out.stats, wall.as_secs_f64(), 0.0);
+        b
+    });
+    query_response_with_stats(out, stats.as_deref())
+}
+
+/// A whole successful query response with `stats` (JSON text) as its
+/// `data.stats`.
+pub fn query_response_with_stats(out: &QueryOutput, stats: Option<&[u8]>) -> Vec<u8> {
     let mut b: Vec<u8> = Vec::with_capacity(256);
     b.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
     b.extend_from_slice(out.value.result_type().as_bytes());
@@ -39,9 +50,9 @@ pub fn query_response(out: &QueryOutput, stats: Option<std::time::Duration>) -> 
             });
         }
     }
-    if let Some(wall) = stats {
+    if let Some(stats) = stats {
         b.extend_from_slice(br#","stats":"#);
-        write_stats(&mut b, &out.stats, wall.as_secs_f64(), 0.0);
+        b.extend_from_slice(stats);
     }
     b.push(b'}');
     for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
