@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{Strata, encode, now_ms, secs, series};
 
@@ -938,18 +939,25 @@ async fn hostile_requests_through_the_query_frontend_cost_only_themselves() {
     )
     .await;
     let range = "/api/v1/query_range";
-    // 11 MiB of form body: refused before a querier sees it.
-    let big = format!("query=up&start=0&end=1&step=1&pad={}", "x".repeat(11 << 20));
-    // Its own connection: the server answers before reading the body and
-    // closes it, which would fail the next request reusing it.
-    let r = reqwest::Client::new()
-        .post(s.url(range))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(big)
-        .send()
+    // 11 MiB of form body: refused on its declared length, before a
+    // querier sees it. A raw connection that sends the head only: a client
+    // still writing the body when the server answers and closes may see
+    // its write fail before it reads the 413.
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
         .await
-        .expect("request");
-    assert_eq!(r.status().as_u16(), 413);
+        .expect("connect");
+    let head = format!(
+        "POST {range} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        11 << 20
+    );
+    c.write_all(head.as_bytes()).await.expect("send head");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut answer))
+        .await
+        .expect("the 413 came before the body was sent")
+        .expect("read answer");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_alive(&s, "an 11 MiB query body").await;
     let p = |start: &str, end: &str, step: &str| {
         vec![

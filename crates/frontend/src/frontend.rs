@@ -272,6 +272,20 @@ impl Frontend {
             );
         };
         let (parts, body) = req.into_parts();
+        // A declared length past the limit is refused before any of the body
+        // is read, so the client gets its answer rather than a reset.
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return refuse(
+                &path,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(b) => b,
             Err(_) => {
