@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use strata_limits::Limits;
-use strata_proto::prometheus::Label;
 
 const METRIC: &str = "strata_distributor_received_attributed_samples_total";
 /// The value of an attribution label a series does not carry.
@@ -92,16 +91,16 @@ impl<'a> RequestCounts<'a> {
     }
 
     /// Counts `samples` of the series with (sorted) `series` labels.
-    pub(crate) fn add(&mut self, series: &[Label], samples: usize) {
+    pub(crate) fn add(&mut self, series: &[(&str, &str)], samples: usize) {
         if samples == 0 {
             return;
         }
         self.key.clear();
         for name in &self.labels {
             let value = series
-                .binary_search_by(|l| l.name.as_str().cmp(name))
+                .binary_search_by(|l| l.0.cmp(name))
                 .ok()
-                .map(|at| series[at].value.as_str())
+                .map(|at| series[at].1)
                 .filter(|v| !v.is_empty())
                 .unwrap_or(MISSING);
             push_value(&mut self.key, value);
@@ -222,14 +221,8 @@ impl Collector for CostAttribution {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-        pairs
-            .iter()
-            .map(|(n, v)| Label {
-                name: n.to_string(),
-                value: v.to_string(),
-            })
-            .collect()
+    fn labels<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     fn counts(ca: &CostAttribution) -> Vec<(Vec<(String, String)>, f64)> {

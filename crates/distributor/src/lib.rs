@@ -7,6 +7,7 @@
 //! own faults (Prometheus retries those).
 
 mod cost_attribution;
+mod decoded;
 mod exemplars;
 mod level;
 pub mod logs;
@@ -15,18 +16,17 @@ pub mod otlp;
 mod replicate;
 mod rw2;
 
+pub use decoded::DecodedWrite;
 pub use rw2::decode_remote_write_v2;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use prometheus::{IntCounterVec, Opts, Registry};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use strata_ingester_client::{EncodedSeries, IngesterPool, PushLimits};
 use strata_limits::{Overrides, RateLimiter};
-use strata_model::{Exemplar, Label, Labels, METRIC_NAME, Sample};
-use strata_proto::prometheus::WriteRequest;
+use strata_model::{Exemplar, Label, Labels, METRIC_NAME, Sample, SeriesBatchBuilder};
 use strata_ring::Ring;
 
 pub use strata_limits::Limits;
@@ -269,8 +269,8 @@ pub fn check_remote_write_headers(
     }
 }
 
-/// Decompresses (snappy block format) and decodes a remote-write body.
-pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<WriteRequest, PushError> {
+/// Decompresses (snappy block format) and decodes a remote-write 1.0 body.
+pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<DecodedWrite, PushError> {
     if body.len() > max_size {
         return Err(PushError::TooLarge {
             size: body.len(),
@@ -278,7 +278,7 @@ pub fn decode_remote_write(body: &[u8], max_size: usize) -> Result<WriteRequest,
         });
     }
     let raw = decompress_snappy(body, max_size)?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| PushError::Protobuf(e.to_string()))
+    DecodedWrite::decode_v1(&raw)
 }
 
 /// Decompresses a snappy block-format body, refusing (413) one that would
@@ -328,8 +328,8 @@ pub fn is_valid_label_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-fn series_text(labels: &[strata_proto::prometheus::Label]) -> String {
-    pairs_text(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+fn series_text(labels: &[(&str, &str)]) -> String {
+    pairs_text(labels.iter().copied())
 }
 
 /// `{name="value", ...}` with values cut at 200 characters, for messages.
@@ -348,14 +348,14 @@ fn pairs_text<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
 
 /// Validates one series' labels; on failure, (reason, message).
 pub fn validate_labels(
-    labels: &[strata_proto::prometheus::Label],
+    labels: &[(&str, &str)],
     limits: &Limits,
 ) -> Result<(), (&'static str, String)> {
     let series = || series_text(labels);
     let name = labels
         .iter()
-        .find(|l| l.name == METRIC_NAME)
-        .map(|l| l.value.as_str())
+        .find(|l| l.0 == METRIC_NAME)
+        .map(|l| l.1)
         .unwrap_or("");
     if name.is_empty() {
         return Err((
@@ -380,51 +380,51 @@ pub fn validate_labels(
             ),
         ));
     }
-    for (i, l) in labels.iter().enumerate() {
-        if !is_valid_label_name(&l.name) {
+    for (i, &(name, value)) in labels.iter().enumerate() {
+        if !is_valid_label_name(name) {
             return Err((
                 "label_invalid",
-                format!("invalid label name {:?} in series {}", l.name, series()),
+                format!("invalid label name {:?} in series {}", name, series()),
             ));
         }
-        if l.name.len() > limits.max_label_name_length {
+        if name.len() > limits.max_label_name_length {
             return Err((
                 "label_name_too_long",
                 format!(
                     "label name {:?} is longer than {} bytes in series {}",
-                    l.name,
+                    name,
                     limits.max_label_name_length,
                     series()
                 ),
             ));
         }
-        if l.value.len() > limits.max_label_value_length {
+        if value.len() > limits.max_label_value_length {
             return Err((
                 "label_value_too_long",
                 format!(
                     "value of label {:?} is {} bytes, longer than {}, in series {}",
-                    l.name,
-                    l.value.len(),
+                    name,
+                    value.len(),
                     limits.max_label_value_length,
                     series()
                 ),
             ));
         }
         if i > 0 {
-            let prev = &labels[i - 1].name;
-            if *prev == l.name {
+            let prev = labels[i - 1].0;
+            if prev == name {
                 return Err((
                     "duplicate_label_names",
-                    format!("duplicate label name {:?} in series {}", l.name, series()),
+                    format!("duplicate label name {:?} in series {}", name, series()),
                 ));
             }
-            if *prev > l.name {
+            if prev > name {
                 return Err((
                     "labels_not_sorted",
                     format!(
                         "labels are not sorted by name ({:?} before {:?}) in series {}",
                         prev,
-                        l.name,
+                        name,
                         series()
                     ),
                 ));
@@ -432,18 +432,6 @@ pub fn validate_labels(
         }
     }
     Ok(())
-}
-
-/// The label set of validated (sorted) labels, their strings moved rather
-/// than copied: the write path's hottest allocation was this copy.
-fn into_labels(labels: Vec<strata_proto::prometheus::Label>) -> Labels {
-    Labels::from_sorted(
-        labels
-            .into_iter()
-            .filter(|l| !l.value.is_empty())
-            .map(|l| Label::new(l.name, l.value))
-            .collect(),
-    )
 }
 
 /// The write path: validation, then replication to the series' ingesters.
@@ -491,13 +479,9 @@ impl Distributor {
     }
 
     /// Validates and stores a decoded request for `tenant`.
-    pub async fn push(&self, tenant: &str, mut req: WriteRequest) -> Result<PushResult, PushError> {
+    pub async fn push(&self, tenant: &str, req: DecodedWrite) -> Result<PushResult, PushError> {
         let limits = self.overrides.for_tenant(tenant);
-        let total: usize = req
-            .timeseries
-            .iter()
-            .map(|ts| ts.samples.len() + ts.histograms.len())
-            .sum();
+        let total = req.total_samples();
         if !self.rate_limiter.allow(
             tenant,
             total,
@@ -516,45 +500,44 @@ impl Distributor {
         let now = strata_model::now_ms();
         let max_t = now + limits.creation_grace_period.as_millis() as i64;
         let mut result = PushResult::default();
-        let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(req.timeseries.len());
-        let mut received = 0usize;
+        // The accepted series share the request's strings: no label is
+        // copied between decoding and the ingester's head.
+        let mut batch = SeriesBatchBuilder::new(req.strings.clone());
+        batch.reserve(req.series.len(), req.labels.len(), req.samples.len());
         let keep_exemplars = limits.max_global_exemplars_per_user > 0;
         let mut exemplar_batch: Vec<(Labels, Exemplar)> = Vec::new();
         let mut attributed = cost_attribution::RequestCounts::new(&limits);
-        for mut ts in req.timeseries {
-            received += ts.samples.len() + ts.histograms.len();
-            if !ts.histograms.is_empty() {
+        // Scratch: one series' labels as text, and its kept samples.
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let mut samples: Vec<Sample> = Vec::new();
+        for ts in &req.series {
+            let spans = req.label_spans(ts);
+            pairs.clear();
+            pairs.extend(spans.iter().map(|l| (req.str(l.name), req.str(l.value))));
+            let written = req.samples_of(ts);
+            let exemplars = req.exemplars_of(ts);
+            if ts.histograms > 0 {
                 self.reject(
                     &mut result,
                     tenant,
                     "native_histogram_unsupported",
                     format!(
                         "series {} carries native histogram samples, which Strata does not store yet",
-                        series_text(&ts.labels)
+                        series_text(&pairs)
                     ),
-                    ts.histograms.len(),
+                    ts.histograms as usize,
                 );
             }
-            if ts.samples.is_empty() && ts.exemplars.is_empty() {
+            if written.is_empty() && exemplars.is_empty() {
                 continue;
             }
-            if let Err((reason, message)) = validate_labels(&ts.labels, &limits) {
-                self.reject(&mut result, tenant, reason, message, ts.samples.len());
+            if let Err((reason, message)) = validate_labels(&pairs, &limits) {
+                self.reject(&mut result, tenant, reason, message, written.len());
                 continue;
             }
-            let exemplars = std::mem::take(&mut ts.exemplars);
-            let mut samples: Vec<Sample> = Vec::with_capacity(ts.samples.len());
-            let mut too_new = 0;
-            for s in &ts.samples {
-                if s.timestamp > max_t {
-                    too_new += 1;
-                    continue;
-                }
-                samples.push(Sample {
-                    t: s.timestamp,
-                    v: s.value,
-                });
-            }
+            samples.clear();
+            samples.extend(written.iter().filter(|s| s.t <= max_t));
+            let too_new = written.len() - samples.len();
             if too_new > 0 {
                 self.reject(
                     &mut result,
@@ -562,7 +545,7 @@ impl Distributor {
                     "too_far_in_future",
                     format!(
                         "{too_new} samples of series {} are more than {} in the future",
-                        series_text(&ts.labels),
+                        series_text(&pairs),
                         humantime::format_duration(limits.creation_grace_period)
                     ),
                     too_new,
@@ -572,35 +555,42 @@ impl Distributor {
                 samples.sort_by_key(|s| s.t);
             }
             if let Some(a) = attributed.as_mut() {
-                a.add(&ts.labels, ts.samples.len());
+                a.add(&pairs, written.len());
             }
-            let labels = into_labels(ts.labels);
-            for e in exemplars {
-                if !keep_exemplars {
-                    break;
-                }
-                match exemplars::validate(e) {
-                    Ok(e) => exemplar_batch.push((labels.clone(), e)),
-                    Err(reason) => exemplars::DISCARDED_EXEMPLARS
-                        .with_label_values(&[reason, tenant])
-                        .inc(),
+            // A label set keeps no empty values.
+            let kept = spans.iter().copied().filter(|l| !l.value.is_empty());
+            if keep_exemplars && !exemplars.is_empty() {
+                let labels = Labels::from_sorted(
+                    kept.clone()
+                        .map(|l| Label::new(req.str(l.name), req.str(l.value)))
+                        .collect(),
+                );
+                for e in exemplars {
+                    match exemplars::validate(e.clone()) {
+                        Ok(e) => exemplar_batch.push((labels.clone(), e)),
+                        Err(reason) => exemplars::DISCARDED_EXEMPLARS
+                            .with_label_values(&[reason, tenant])
+                            .inc(),
+                    }
                 }
             }
             if !samples.is_empty() {
-                batch.push((labels, samples));
+                batch.push(kept, samples.iter().copied());
             }
         }
+        drop(pairs);
         RECEIVED_SAMPLES
             .with_label_values(&[tenant])
-            .inc_by(received as u64);
+            .inc_by(total as u64);
         if let Some(a) = attributed {
             cost_attribution::COST_ATTRIBUTION.record(tenant, a, &limits);
         }
-        let metadata = std::mem::take(&mut req.metadata);
+        let DecodedWrite { metadata, .. } = req;
         if !metadata.is_empty() {
             self.push_metadata(tenant, metadata, &limits).await?;
         }
         result.exemplars_written = self.push_exemplars(tenant, exemplar_batch, &limits).await?;
+        let batch = batch.build();
         if batch.is_empty() {
             return Ok(result);
         }
@@ -609,11 +599,11 @@ impl Distributor {
             max_series: self.ingester_share(limits.max_global_series_per_user),
             ..Default::default()
         };
-        let total: usize = batch.iter().map(|(_, s)| s.len()).sum();
+        let total = batch.total_samples();
         // Each series' samples are sorted: its first is its oldest.
         let oldest = batch
             .iter()
-            .filter_map(|(_, s)| s.first().map(|s| s.t))
+            .filter_map(|s| s.samples().first().map(|s| s.t))
             .min()
             .unwrap_or(i64::MAX);
         let owned_tenant = tenant.to_string();
@@ -638,7 +628,7 @@ impl Distributor {
         let rejected_samples: usize = rejected.iter().map(|r| r.count).sum();
         result.accepted_samples = total.saturating_sub(rejected_samples);
         for r in rejected {
-            let labels = &batch[r.index].0;
+            let labels = batch.get(r.index);
             self.reject(
                 &mut result,
                 tenant,
@@ -646,7 +636,7 @@ impl Distributor {
                 format!(
                     "{} samples of series {} rejected as {} (first at timestamp {})",
                     r.count,
-                    pairs_text(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))),
+                    pairs_text(labels.labels()),
                     r.reason.as_str(),
                     r.first_timestamp
                 ),
@@ -723,16 +713,9 @@ mod tests {
     }
 
     use super::*;
-    use strata_proto::prometheus::Label as PLabel;
 
-    fn pl(pairs: &[(&str, &str)]) -> Vec<PLabel> {
-        pairs
-            .iter()
-            .map(|(n, v)| PLabel {
-                name: n.to_string(),
-                value: v.to_string(),
-            })
-            .collect()
+    fn pl<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     #[test]

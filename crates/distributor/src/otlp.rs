@@ -17,7 +17,7 @@ use strata_otlp::names::NameStrategy;
 use strata_otlp::{Encoding, ExportLogsServiceRequest, ExportMetricsServiceRequest};
 
 use crate::logs::{LogPushResult, RawStream};
-use crate::{Distributor, Limits, PushError, PushResult, decompress_gzip};
+use crate::{DecodedWrite, Distributor, Limits, PushError, PushResult, decompress_gzip};
 
 /// How an OTLP body is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,8 @@ impl Distributor {
             if translated.request.timeseries.is_empty() && translated.request.metadata.is_empty() {
                 PushResult::default()
             } else {
-                self.push(tenant, translated.request).await?
+                self.push(tenant, DecodedWrite::from_request(translated.request))
+                    .await?
             };
         for d in translated.dropped {
             self.reject(&mut result, tenant, d.reason, d.message, d.points);

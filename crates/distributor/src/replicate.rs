@@ -12,13 +12,40 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use strata_ingester_client::{ClientError, IngesterClient, RejectReason, Rejected};
-use strata_model::Labels;
+use strata_model::{Labels, SeriesBatch};
 use strata_ring::shard_key;
 
 use crate::{Distributor, PushError};
 
 fn unavailable(e: impl std::fmt::Display) -> PushError {
     PushError::Unavailable(format!("cannot replicate the write: {e}"))
+}
+
+/// Items that go to the replicas of their label set's hash.
+pub(crate) trait Replicated: Send + Sync + 'static {
+    fn len(&self) -> usize;
+    fn label_hash(&self, i: usize) -> u64;
+}
+
+impl<T: Send + Sync + 'static> Replicated for Vec<(Labels, T)> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+
+    fn label_hash(&self, i: usize) -> u64 {
+        self[i].0.hash64()
+    }
+}
+
+impl Replicated for SeriesBatch {
+    fn len(&self) -> usize {
+        self.len()
+    }
+
+    fn label_hash(&self, i: usize) -> u64 {
+        // Computed once when the series joined the batch.
+        self.get(i).hash64()
+    }
 }
 
 impl Distributor {
@@ -60,16 +87,16 @@ impl Distributor {
     /// Writes `batch` to the ring's ingesters with `send` (one call per
     /// ingester with the positions of its items) and waits for a quorum per
     /// item. Returns the rejections, one per rejected item.
-    pub(crate) async fn replicate<T, R, F, Fut>(
+    pub(crate) async fn replicate<B, R, F, Fut>(
         &self,
         tenant: &str,
-        batch: Arc<Vec<(Labels, T)>>,
+        batch: Arc<B>,
         send: F,
     ) -> Result<Vec<Rejected<R>>, PushError>
     where
-        T: Send + Sync + 'static,
+        B: Replicated,
         R: Send + 'static,
-        F: Fn(IngesterClient, Arc<Vec<(Labels, T)>>, Arc<Vec<u32>>) -> Fut,
+        F: Fn(IngesterClient, Arc<B>, Arc<Vec<u32>>) -> Fut,
         Fut: Future<Output = Result<Vec<Rejected<R>>, ClientError>> + Send + 'static,
     {
         let view = self.ring.ingesters();
@@ -89,9 +116,9 @@ impl Distributor {
             min_success.resize(n, 1);
             max_failures.resize(n, 0);
         } else {
-            for (i, (labels, _)) in batch.iter().enumerate() {
+            for i in 0..n {
                 let set = view
-                    .write_set(shard_key(tenant, labels.hash64()), rf, now, timeout)
+                    .write_set(shard_key(tenant, batch.label_hash(i)), rf, now, timeout)
                     .map_err(unavailable)?;
                 for inst in &set.instances {
                     per_instance[*inst].push(i as u32);

@@ -1,23 +1,16 @@
 //! Remote-write 2.0 (`io.prometheus.write.v2.Request`): the symbol table
-//! resolved into the 1.0 request the write path takes, so both versions are
-//! validated, limited and replicated by one path. Per-series metadata
-//! becomes the request's metric metadata (family names as 1.0 senders give
-//! them); native histograms stay attached to their series, which the write
-//! path refuses with a 400 naming them while the rest is stored.
+//! resolved into the form the write path takes ([`DecodedWrite`]), so both
+//! versions are validated, limited and replicated by one path. Per-series
+//! metadata becomes the request's metric metadata (family names as 1.0
+//! senders give them); native histograms stay attached to their series,
+//! which the write path refuses with a 400 naming them while the rest is
+//! stored.
 
-use std::collections::HashSet;
-
-use prost::Message;
-use strata_model::METRIC_NAME;
-use strata_proto::prometheus::{
-    Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
-};
-use strata_proto::prometheus_v2::{Request, metadata::MetricType};
-
+use crate::decoded::DecodedWrite;
 use crate::{PushError, decompress_snappy};
 
-/// Decompresses and decodes a 2.0 body into the equivalent 1.0 request.
-pub fn decode_remote_write_v2(body: &[u8], max_size: usize) -> Result<WriteRequest, PushError> {
+/// Decompresses and decodes a 2.0 body.
+pub fn decode_remote_write_v2(body: &[u8], max_size: usize) -> Result<DecodedWrite, PushError> {
     if body.len() > max_size {
         return Err(PushError::TooLarge {
             size: body.len(),
@@ -25,134 +18,36 @@ pub fn decode_remote_write_v2(body: &[u8], max_size: usize) -> Result<WriteReque
         });
     }
     let raw = decompress_snappy(body, max_size)?;
-    let req = Request::decode(raw.as_slice()).map_err(|e| PushError::Protobuf(e.to_string()))?;
-    to_v1(req)
-}
-
-/// The 1.0 form of a 2.0 request; a reference outside the symbol table or
-/// an odd number of label references makes the whole body malformed (400).
-pub(crate) fn to_v1(req: Request) -> Result<WriteRequest, PushError> {
-    let symbols = req.symbols;
-    if symbols.first().is_some_and(|s| !s.is_empty()) {
-        return Err(PushError::Decode(
-            "remote-write 2.0: symbols[0] must be the empty string".into(),
-        ));
-    }
-    let symbol = |r: u32, what: &str| -> Result<&String, PushError> {
-        symbols.get(r as usize).ok_or_else(|| {
-            PushError::Decode(format!(
-                "remote-write 2.0: {what} reference {r} is outside the symbol table of {} entries",
-                symbols.len()
-            ))
-        })
-    };
-    let mut timeseries = Vec::with_capacity(req.timeseries.len());
-    let mut metadata: Vec<MetricMetadata> = Vec::new();
-    // Every series of a family carries the same metadata: keep it once,
-    // keyed by text borrowed from the symbol table (no allocation).
-    let mut seen_metadata: HashSet<(i32, &str, u32, u32)> = HashSet::new();
-    for ts in req.timeseries {
-        if ts.labels_refs.len() % 2 != 0 {
-            return Err(PushError::Decode(format!(
-                "remote-write 2.0: a series has {} label references, not name-value pairs",
-                ts.labels_refs.len()
-            )));
-        }
-        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
-        for pair in ts.labels_refs.chunks_exact(2) {
-            labels.push(Label {
-                name: symbol(pair[0], "label name")?.clone(),
-                value: symbol(pair[1], "label value")?.clone(),
-            });
-        }
-        let mut exemplars = Vec::with_capacity(ts.exemplars.len());
-        for e in &ts.exemplars {
-            if e.labels_refs.len() % 2 != 0 {
-                return Err(PushError::Decode(
-                    "remote-write 2.0: an exemplar's label references are not name-value pairs"
-                        .into(),
-                ));
-            }
-            let mut labels = Vec::with_capacity(e.labels_refs.len() / 2);
-            for pair in e.labels_refs.chunks_exact(2) {
-                labels.push(Label {
-                    name: symbol(pair[0], "exemplar label name")?.clone(),
-                    value: symbol(pair[1], "exemplar label value")?.clone(),
-                });
-            }
-            exemplars.push(Exemplar {
-                labels,
-                value: e.value,
-                timestamp: e.timestamp,
-            });
-        }
-        if let Some(m) = ts.metadata
-            && (m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0)
-        {
-            let help = symbol(m.help_ref, "help")?;
-            let unit = symbol(m.unit_ref, "unit")?;
-            let name_ref = ts
-                .labels_refs
-                .chunks_exact(2)
-                .find(|pair| symbols[pair[0] as usize] == METRIC_NAME)
-                .map_or(0, |pair| pair[1]);
-            // In range: the label references were resolved above.
-            let family = family_name(&symbols[name_ref as usize], m.r#type);
-            if seen_metadata.insert((m.r#type, family, m.help_ref, m.unit_ref)) {
-                metadata.push(MetricMetadata {
-                    // The enums share their numbers.
-                    r#type: m.r#type,
-                    metric_family_name: family.to_string(),
-                    help: help.clone(),
-                    unit: unit.clone(),
-                });
-            }
-        }
-        timeseries.push(TimeSeries {
-            labels,
-            samples: ts
-                .samples
-                .iter()
-                .map(|s| Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .collect(),
-            exemplars,
-            histograms: vec![Histogram::default(); ts.histograms.len()],
-        });
-    }
-    Ok(WriteRequest {
-        timeseries,
-        metadata,
-    })
-}
-
-/// The metric family of a series name as 1.0 senders name it: a classic
-/// histogram's or summary's series carry `_bucket`, `_sum`, `_count`
-/// (and `_created`) after the family's name.
-fn family_name(name: &str, kind: i32) -> &str {
-    let has_parts = matches!(
-        MetricType::try_from(kind),
-        Ok(MetricType::Histogram | MetricType::Gaugehistogram | MetricType::Summary)
-    );
-    if has_parts {
-        for suffix in ["_bucket", "_sum", "_count", "_created"] {
-            if let Some(family) = name.strip_suffix(suffix) {
-                return family;
-            }
-        }
-    }
-    name
+    DecodedWrite::decode_v2(&raw)
 }
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+    use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use strata_proto::prometheus_v2::metadata::MetricType;
     use strata_proto::prometheus_v2::{
-        self as v2, Exemplar, Histogram as V2Histogram, Metadata, Sample as V2Sample,
+        self as v2, Exemplar, Histogram as V2Histogram, Metadata, Request, Sample as V2Sample,
     };
 
     use super::*;
+
+    fn to_v1(req: Request) -> Result<DecodedWrite, PushError> {
+        DecodedWrite::decode_v2(&req.encode_to_vec())
+    }
+
+    /// Each series' labels as (name, value) pairs.
+    fn names(w: &DecodedWrite) -> Vec<Vec<(&str, &str)>> {
+        w.series
+            .iter()
+            .map(|s| {
+                w.label_spans(s)
+                    .iter()
+                    .map(|l| (w.str(l.name), w.str(l.value)))
+                    .collect()
+            })
+            .collect()
+    }
 
     fn series(refs: &[u32], samples: &[(i64, f64)], metadata: Option<Metadata>) -> v2::TimeSeries {
         v2::TimeSeries {
@@ -210,17 +105,8 @@ mod tests {
             ],
         };
         let v1 = to_v1(req).expect("valid");
-        assert_eq!(v1.timeseries[3].exemplars.len(), 2);
-        let names: Vec<Vec<(&str, &str)>> = v1
-            .timeseries
-            .iter()
-            .map(|ts| {
-                ts.labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str()))
-                    .collect()
-            })
-            .collect();
+        assert_eq!(v1.exemplars_of(&v1.series[3]).len(), 2);
+        let names = names(&v1);
         assert_eq!(names[0], vec![("__name__", "req_total"), ("job", "api")]);
         assert_eq!(
             names[1],
@@ -234,8 +120,8 @@ mod tests {
                 ("le", "0.5")
             ]
         );
-        assert_eq!(v1.timeseries[0].samples.len(), 2);
-        assert_eq!(v1.timeseries[3].histograms.len(), 1, "kept for the 400");
+        assert_eq!(v1.samples_of(&v1.series[0]).len(), 2);
+        assert_eq!(v1.series[3].histograms, 1, "kept for the 400");
         let meta: Vec<(&str, i32, &str, &str)> = v1
             .metadata
             .iter()
@@ -295,7 +181,7 @@ mod tests {
             }],
             metadata: vec![],
         };
-        let as_v2 = Request::decode(v1.encode_to_vec().as_slice()).expect("decodes");
-        assert!(as_v2.timeseries.is_empty() && as_v2.symbols.is_empty());
+        let as_v2 = DecodedWrite::decode_v2(&v1.encode_to_vec()).expect("decodes");
+        assert!(as_v2.series.is_empty() && as_v2.labels.is_empty());
     }
 }

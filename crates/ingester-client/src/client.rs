@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, SeriesBatch, SeriesSamples};
 use strata_proto::ingester::ingester_client::IngesterClient as GrpcClient;
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
@@ -37,7 +37,7 @@ use crate::wire::{
 use crate::{ClientError, LocalIngesters, MAX_MESSAGE_BYTES};
 
 /// A pushed batch of series shared by all replicas' requests.
-pub type SharedBatch = Arc<Vec<(Labels, Vec<Sample>)>>;
+pub type SharedBatch = Arc<SeriesBatch>;
 /// Pushed metric metadata shared by all replicas' requests, each entry
 /// under the series name its family hashes as.
 pub type SharedMetadata = Arc<Vec<(Labels, MetricMetadata)>>;
@@ -188,7 +188,7 @@ impl IngesterClient {
                 let ingester = local.clone();
                 let tenant = tenant.to_string();
                 let batch = batch.clone();
-                let sub = subset(&batch, indexes);
+                let sub = (indexes.len() != batch.len()).then(|| batch.select(indexes));
                 let whole = sub.is_none();
                 let mut outcome = tokio::task::spawn_blocking(move || match &sub {
                     Some(s) => ingester.push(&tenant, s, limits),

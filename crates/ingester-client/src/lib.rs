@@ -14,7 +14,7 @@ pub mod wire;
 use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, SeriesBatch, SeriesSamples};
 use tonic::Status;
 
 pub use client::{
@@ -41,7 +41,7 @@ pub trait LocalIngesters: Send + Sync + 'static {
     fn push(
         &self,
         tenant: &str,
-        series: &[(Labels, Vec<Sample>)],
+        series: &SeriesBatch,
         limits: PushLimits,
     ) -> Result<PushOutcome, ClientError>;
     /// Keeps metric metadata in the metrics head (after the WAL).

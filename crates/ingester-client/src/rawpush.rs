@@ -10,14 +10,14 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use strata_model::BatchSeries;
 use strata_proto::ingester::PushResponse;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::client::SharedBatch;
 use crate::outcome::PushLimits;
-use crate::wire::series_to_proto;
 
 /// The encodings of a batch's series, made once for all its replicas.
 #[derive(Default)]
@@ -26,11 +26,63 @@ pub struct EncodedSeries(OnceLock<Vec<Bytes>>);
 impl EncodedSeries {
     fn get(&self, batch: &SharedBatch) -> &[Bytes] {
         self.0.get_or_init(|| {
+            let mut buf = BytesMut::new();
             batch
                 .iter()
-                .map(|(l, s)| Bytes::from(series_to_proto(l, s).encode_to_vec()))
+                .map(|s| {
+                    encode_series(s, &mut buf);
+                    buf.split().freeze()
+                })
                 .collect()
         })
+    }
+}
+
+/// A series as a `prometheus.TimeSeries` message, written from the batch's
+/// strings (the bytes prost writes for the same message).
+fn encode_series(s: BatchSeries<'_>, buf: &mut BytesMut) {
+    let field = |tag: u32, bytes: &[u8], buf: &mut BytesMut| {
+        if !bytes.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(bytes.len() as u64, buf);
+            buf.put_slice(bytes);
+        }
+    };
+    let field_len = |tag: u32, len: usize| {
+        if len == 0 {
+            0
+        } else {
+            key_len(tag) + encoded_len_varint(len as u64) + len
+        }
+    };
+    for (name, value) in s.labels() {
+        let len = field_len(1, name.len()) + field_len(2, value.len());
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        field(1, name.as_bytes(), buf);
+        field(2, value.as_bytes(), buf);
+    }
+    for sample in s.samples() {
+        // proto3 leaves out fields holding their default (prost compares
+        // the double with 0.0, so -0.0 is left out too).
+        let has_value = sample.v != 0.0;
+        let mut len = 0;
+        if has_value {
+            len += key_len(1) + 8;
+        }
+        if sample.t != 0 {
+            len += key_len(2) + encoded_len_varint(sample.t as u64);
+        }
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        if has_value {
+            encode_key(1, WireType::SixtyFourBit, buf);
+            buf.put_f64_le(sample.v);
+        }
+        if sample.t != 0 {
+            encode_key(2, WireType::Varint, buf);
+            encode_varint(sample.t as u64, buf);
+        }
     }
 }
 
@@ -127,24 +179,34 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use strata_model::{Labels, Sample};
+    use strata_model::{Labels, Sample, SeriesBatch};
     use strata_proto::ingester::push_request::Batch;
     use strata_proto::ingester::{MetricBatch, PushRequest};
 
     use super::*;
+    use crate::wire::series_to_proto;
 
     #[test]
     fn concatenated_request_decodes_as_the_prost_encoding() {
-        let batch: SharedBatch = Arc::new(
-            (0..4)
-                .map(|i| {
-                    (
-                        Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]),
-                        vec![Sample { t: i, v: i as f64 }],
-                    )
-                })
-                .collect(),
-        );
+        // Zero and negative zero values and timestamps, negative
+        // timestamps, NaN: prost leaves out defaults, sign-extends int64.
+        let values = [0.0, -0.0, f64::NAN, 1.5, -2.0];
+        let owned: Vec<(Labels, Vec<Sample>)> = (0..5)
+            .map(|i| {
+                (
+                    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("é", "ü")]),
+                    vec![
+                        Sample {
+                            t: i - 2,
+                            v: values[i as usize],
+                        },
+                        Sample { t: 1 << 40, v: 0.0 },
+                    ],
+                )
+            })
+            .collect();
+        let batch: SharedBatch = Arc::new(SeriesBatch::from_owned(&owned));
+        let series_to_proto = |i: usize| series_to_proto(&owned[i].0, &owned[i].1);
         let limits = PushLimits {
             out_of_order_time_window: Duration::from_secs(60),
             max_series: 7,
@@ -156,7 +218,7 @@ mod tests {
             batch: Some(Batch::Metrics(MetricBatch {
                 timeseries: indexes
                     .iter()
-                    .map(|i| series_to_proto(&batch[*i as usize].0, &batch[*i as usize].1))
+                    .map(|i| series_to_proto(*i as usize))
                     .collect(),
                 out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
                 max_series: limits.max_series as u64,
@@ -164,14 +226,15 @@ mod tests {
             })),
         };
         for (indexes, limits) in [
-            (vec![3, 1], limits),
+            (vec![3, 1, 4, 2], limits),
             (vec![0], PushLimits::default()),
             (vec![], limits),
         ] {
             let bytes = push_request("t", &batch, &enc, &indexes, limits);
             assert_eq!(bytes, want(&indexes, limits).encode_to_vec(), "{indexes:?}");
-            let got = PushRequest::decode(bytes).expect("decodes");
-            assert_eq!(got, want(&indexes, limits));
+            // Byte-equal to prost's encoding (NaN makes the messages
+            // themselves unequal), so it decodes as prost's does.
+            assert!(PushRequest::decode(bytes).is_ok());
         }
     }
 }

@@ -21,7 +21,9 @@ use object_store::ObjectStore;
 use parking_lot::Mutex;
 use strata_model::head_stats::HeadStats;
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples, matches_all, merge_samples};
+use strata_model::{
+    Exemplar, Labels, Matcher, Sample, SeriesBatch, SeriesSamples, matches_all, merge_samples,
+};
 use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload_block};
 
 use crate::head::{Head, TenantHead};
@@ -46,14 +48,26 @@ pub struct MetricSignal {
 }
 
 /// What a metric push carries.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct MetricPush<'a> {
     /// Series and their samples.
-    pub series: &'a [(Labels, Vec<Sample>)],
+    pub series: &'a SeriesBatch,
     /// Metric metadata.
     pub metadata: &'a [MetricMetadata],
     /// Exemplars, each with its series' labels.
     pub exemplars: &'a [(Labels, Exemplar)],
+}
+
+impl Default for MetricPush<'_> {
+    fn default() -> Self {
+        static NO_SERIES: std::sync::LazyLock<SeriesBatch> =
+            std::sync::LazyLock::new(SeriesBatch::default);
+        Self {
+            series: &NO_SERIES,
+            metadata: &[],
+            exemplars: &[],
+        }
+    }
 }
 
 /// What a metric push accepted.
@@ -116,18 +130,25 @@ impl Signal for MetricSignal {
         let ooo_window = limits.out_of_order_time_window.as_millis() as i64;
         let mut outcome = PushOutcome::default();
         let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
-        let mut new_by_labels: HashMap<&Labels, usize> = HashMap::new();
+        // New series of this push by label hash (a push may repeat one).
+        let mut new_by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut accepted: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)> = Vec::new();
         let mut pos_of_series: HashMap<u64, usize> = HashMap::new();
         let idx = head.index.read();
-        for (i, (labels, samples)) in batch.iter().enumerate() {
+        for (i, pushed) in batch.iter().enumerate() {
+            let samples = pushed.samples();
             let Some(first) = samples.first() else {
                 continue;
             };
-            let series = match idx.get(labels, labels.hash64()) {
+            let hash = pushed.hash64();
+            let series = match idx.get_pushed(&pushed) {
                 Some(s) => s.clone(),
-                None => match new_by_labels.get(labels) {
-                    Some(&k) => new_series[k].clone(),
+                None => match new_by_hash.get(&hash).and_then(|ks| {
+                    ks.iter()
+                        .copied()
+                        .find(|&k| pushed.labels_eq(&new_series[k].labels))
+                }) {
+                    Some(k) => new_series[k].clone(),
                     None if limits.max_series > 0
                         && idx.series.len() + new_series.len() >= limits.max_series =>
                     {
@@ -145,10 +166,10 @@ impl Signal for MetricSignal {
                     None => {
                         let s = Arc::new(MemSeries {
                             r#ref: self.next_ref.fetch_add(1, Ordering::Relaxed),
-                            labels: labels.clone(),
+                            labels: pushed.to_labels(),
                             data: Mutex::new(SeriesData::default()),
                         });
-                        new_by_labels.insert(labels, new_series.len());
+                        new_by_hash.entry(hash).or_default().push(new_series.len());
                         new_series.push(s.clone());
                         s
                     }
@@ -581,9 +602,20 @@ impl Head<MetricSignal> {
         series: &[(Labels, Vec<Sample>)],
         limits: PushLimits,
     ) -> Result<PushOutcome, IngesterError> {
+        self.push_batch(tenant, &SeriesBatch::from_owned(series), limits)
+    }
+
+    /// [`Ingester::push`] of a batch as the write path carries it.
+    pub fn push_batch(
+        &self,
+        tenant: &str,
+        series: &SeriesBatch,
+        limits: PushLimits,
+    ) -> Result<PushOutcome, IngesterError> {
         let push = MetricPush {
             series,
-            ..Default::default()
+            metadata: &[],
+            exemplars: &[],
         };
         self.write(tenant, push, limits)
     }

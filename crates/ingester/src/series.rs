@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strata_model::{Labels, Matcher, Sample, matches_all, merge_samples};
+use strata_model::{BatchSeries, Labels, Matcher, Sample, matches_all, merge_samples};
 use strata_storage::chunk::XorChunk;
 
 /// Samples per head chunk before a new one is started (as Prometheus).
@@ -174,6 +174,14 @@ impl HeadIndex {
             .get(&hash)?
             .iter()
             .find(|s| s.labels == *labels)
+    }
+
+    /// The series with exactly the labels of a pushed series.
+    pub fn get_pushed(&self, pushed: &BatchSeries<'_>) -> Option<&Arc<MemSeries>> {
+        self.by_hash
+            .get(&pushed.hash64())?
+            .iter()
+            .find(|s| pushed.labels_eq(&s.labels))
     }
 
     /// Adds a series; refs must be added in increasing order.

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod matching;
 pub mod metadata;
 pub mod nesting;
+pub mod series_batch;
 pub mod shard;
 pub mod stats;
 pub mod syntax;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::hash::Hash;
 
 pub use promql_parser::label::{MatchOp, Matcher};
+pub use series_batch::{BatchSeries, LabelSpan, SeriesBatch, SeriesBatchBuilder, StrSpan};
 
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -152,19 +154,7 @@ impl Labels {
     /// Stable across processes and versions (XXH3 over `name 0xff value 0xff`
     /// per label, the framing Prometheus hashes), so it may shard and persist.
     pub fn hash64(&self) -> u64 {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            for l in &self.0 {
-                buf.extend_from_slice(l.name.as_bytes());
-                buf.push(0xff);
-                buf.extend_from_slice(l.value.as_bytes());
-                buf.push(0xff);
-            }
-            twox_hash::XxHash3_64::oneshot(buf)
-        })
+        hash_label_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// Consumes the set, returning its labels.
@@ -253,6 +243,25 @@ pub const HOP_BY_HOP_HEADERS: [&str; 9] = [
     "proxy-authorization",
     "content-length",
 ];
+
+/// The hash of a label set given as sorted (name, value) pairs: XXH3 over
+/// `name 0xff value 0xff` per label, the framing Prometheus hashes. Stable
+/// across processes and versions, so it may shard and persist.
+pub fn hash_label_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        for (name, value) in pairs {
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0xff);
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(0xff);
+        }
+        twox_hash::XxHash3_64::oneshot(buf)
+    })
+}
 
 /// A sample: a timestamp in milliseconds and a float value.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -86,7 +86,7 @@ impl Ruler {
         };
         let r = self
             .distributor
-            .push(tenant, req)
+            .push(tenant, strata_distributor::DecodedWrite::from_request(req))
             .await
             .map_err(|e| format!("writing rule results: {e}"))?;
         match r.rejection_summary() {

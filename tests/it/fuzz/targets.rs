@@ -21,27 +21,77 @@ fn text(input: &[u8]) -> String {
 /// `decode`, then every series validated, as the distributor does; whether
 /// the decoder accepted it.
 fn decode_and_validate(
-    input: Vec<u8>,
+    input: &[u8],
     decode: fn(
         &[u8],
         usize,
-    )
-        -> Result<strata_proto::prometheus::WriteRequest, strata_distributor::PushError>,
-) -> bool {
+    ) -> Result<strata_distributor::DecodedWrite, strata_distributor::PushError>,
+) -> Option<strata_distributor::DecodedWrite> {
     let body = match input.strip_prefix(b"RAW:") {
         Some(raw) => snap::raw::Encoder::new()
             .compress_vec(raw)
             .unwrap_or_default(),
-        None => input,
+        None => input.to_vec(),
     };
-    let Ok(req) = decode(&body, 1 << 20) else {
-        return false;
-    };
+    let req = decode(&body, 1 << 20).ok()?;
     let limits = strata_limits::Limits::default();
-    for ts in &req.timeseries {
-        let _ = strata_distributor::validate_labels(&ts.labels, &limits);
+    for i in 0..req.series_count() {
+        let labels: Vec<(&str, &str)> = req.series_labels(i).collect();
+        let _ = strata_distributor::validate_labels(&labels, &limits);
     }
-    true
+    Some(req)
+}
+
+/// The uncompressed body of a fuzz input, as the decoder sees it.
+fn raw_body(input: &[u8]) -> Option<Vec<u8>> {
+    match input.strip_prefix(b"RAW:") {
+        Some(raw) => Some(raw.to_vec()),
+        // The decoders' size limit, as decode_and_validate passes it.
+        None => snap::raw::decompress_len(input)
+            .is_ok_and(|n| n <= 1 << 20)
+            .then(|| snap::raw::Decoder::new().decompress_vec(input).ok())
+            .flatten(),
+    }
+}
+
+/// The in-place 1.0 decoder reads exactly what prost reads: both refuse
+/// a body, or both accept it with the same series, samples (bit for bit),
+/// exemplars, histograms and metadata.
+fn same_as_prost_v1(input: &[u8], got: Option<&strata_distributor::DecodedWrite>) {
+    let want = raw_body(input)
+        .and_then(|raw| strata_proto::prometheus::WriteRequest::decode(raw.as_slice()).ok());
+    let (Some(got), Some(want)) = (got, &want) else {
+        assert_eq!(
+            got.is_some(),
+            want.is_some(),
+            "decoders disagree on acceptance"
+        );
+        return;
+    };
+    assert_eq!(got.series_count(), want.timeseries.len());
+    for (i, ts) in want.timeseries.iter().enumerate() {
+        let labels: Vec<(&str, &str)> = got.series_labels(i).collect();
+        let want_labels: Vec<(&str, &str)> = ts
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(labels, want_labels);
+        let samples: Vec<(i64, u64)> = got
+            .series_samples(i)
+            .iter()
+            .map(|s| (s.t, s.v.to_bits()))
+            .collect();
+        let want_samples: Vec<(i64, u64)> = ts
+            .samples
+            .iter()
+            .map(|s| (s.timestamp, s.value.to_bits()))
+            .collect();
+        assert_eq!(samples, want_samples);
+        assert_eq!(got.series_exemplars(i).len(), ts.exemplars.len());
+        assert_eq!(got.series_histograms(i), ts.histograms.len());
+    }
+    assert_eq!(got.metadata(), want.metadata.as_slice());
 }
 
 /// Remote-write bodies: decoded, then every series validated, as the
@@ -77,9 +127,11 @@ pub fn remote_write() -> Target {
         dictionary: vec!["RAW:", "__name__", "\u{0}", "\u{ff}"],
         max_len: 1 << 16,
         run: |input| {
-            Box::pin(
-                async move { decode_and_validate(input, strata_distributor::decode_remote_write) },
-            )
+            Box::pin(async move {
+                let got = decode_and_validate(&input, strata_distributor::decode_remote_write);
+                same_as_prost_v1(&input, got.as_ref());
+                got.is_some()
+            })
         },
     }
 }
@@ -132,7 +184,27 @@ pub fn remote_write_v2() -> Target {
         max_len: 1 << 16,
         run: |input| {
             Box::pin(async move {
-                decode_and_validate(input, strata_distributor::decode_remote_write_v2)
+                let got = decode_and_validate(&input, strata_distributor::decode_remote_write_v2);
+                // What prost cannot read is refused; what is accepted,
+                // prost reads too with the same series.
+                let want =
+                    raw_body(&input).and_then(|raw| v2::Request::decode(raw.as_slice()).ok());
+                if let Some(got) = &got {
+                    let want = want.expect("accepted a body prost refuses");
+                    assert_eq!(got.series_count(), want.timeseries.len());
+                    for (i, ts) in want.timeseries.iter().enumerate() {
+                        let labels: Vec<&str> =
+                            got.series_labels(i).flat_map(|(n, v)| [n, v]).collect();
+                        let want_labels: Vec<&str> = ts
+                            .labels_refs
+                            .iter()
+                            .map(|r| want.symbols[*r as usize].as_str())
+                            .collect();
+                        assert_eq!(labels, want_labels);
+                        assert_eq!(got.series_samples(i).len(), ts.samples.len());
+                    }
+                }
+                got.is_some()
             })
         },
     }

@@ -9,7 +9,7 @@ use strata_ingester_client::{
 use strata_model::head_stats::HeadStats;
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogEntry, LogStream};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Matcher, Sample, SeriesSamples};
+use strata_model::{Exemplar, Labels, Matcher, SeriesBatch, SeriesSamples};
 
 use crate::logs::LogIngester;
 use crate::{Ingester, IngesterError};
@@ -38,11 +38,11 @@ impl LocalIngesters for Local {
     fn push(
         &self,
         tenant: &str,
-        series: &[(Labels, Vec<Sample>)],
+        series: &SeriesBatch,
         limits: PushLimits,
     ) -> Result<PushOutcome, ClientError> {
         self.metrics
-            .push(tenant, series, limits)
+            .push_batch(tenant, series, limits)
             .map_err(client_error)
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::Stream;
 use strata_model::logs::{Direction, LogEntry};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Sample};
+use strata_model::{Exemplar, Labels, Sample, SeriesBatch};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
@@ -142,6 +142,7 @@ impl IngesterService {
                 (labels_from_proto(ts.labels), samples)
             })
             .collect();
+        let series = SeriesBatch::from_owned(&series);
         let metadata: Vec<MetricMetadata> = batch
             .metadata
             .into_iter()
