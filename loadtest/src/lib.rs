@@ -35,6 +35,59 @@ pub fn remote_write(
     post(client, url, tenant, &req.encode_to_vec(), "1.0")
 }
 
+/// A series' labels as the bytes of its `TimeSeries` label fields: what
+/// a sender keeps per series, so [`remote_write_encoded`] writes only the
+/// samples of each request (as Prometheus's sender reuses its buffers).
+pub fn encoded_labels(labels: &[strata_proto::prometheus::Label]) -> Vec<u8> {
+    let ts = TimeSeries {
+        labels: labels.to_vec(),
+        ..Default::default()
+    };
+    ts.encode_to_vec()
+}
+
+/// A remote-write 1.0 POST of one sample (`t`, `value`) for each series of
+/// `series` (their [`encoded_labels`]), the same bytes [`remote_write`]
+/// sends for those series, built without an allocation per series.
+pub fn remote_write_encoded(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: Option<&str>,
+    series: &[Vec<u8>],
+    t: i64,
+    value: f64,
+) -> Result<reqwest::RequestBuilder, snap::Error> {
+    post(
+        client,
+        url,
+        tenant,
+        &one_sample_each(series, t, value),
+        "1.0",
+    )
+}
+
+/// The uncompressed `WriteRequest` of [`remote_write_encoded`].
+fn one_sample_each(series: &[Vec<u8>], t: i64, value: f64) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+    let sample = strata_proto::prometheus::Sample {
+        value,
+        timestamp: t,
+    };
+    let sample_len = sample.encoded_len();
+    let sample_field = 1 + encoded_len_varint(sample_len as u64) + sample_len;
+    let mut raw = Vec::with_capacity(series.iter().map(|l| l.len() + sample_field + 6).sum());
+    for labels in series {
+        let len = labels.len() + sample_field;
+        encode_key(1, WireType::LengthDelimited, &mut raw);
+        encode_varint(len as u64, &mut raw);
+        raw.extend_from_slice(labels);
+        encode_key(2, WireType::LengthDelimited, &mut raw);
+        encode_varint(sample_len as u64, &mut raw);
+        sample.encode_raw(&mut raw);
+    }
+    raw
+}
+
 /// The same series as a remote-write 2.0 POST: every string once in the
 /// symbol table, series as references into it (as Prometheus 3 sends).
 pub fn remote_write_v2(
@@ -179,4 +232,47 @@ fn post(
         rb = rb.header("X-Scope-OrgID", t);
     }
     Ok(rb)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_proto::prometheus::{Label, Sample};
+
+    use super::*;
+
+    #[test]
+    fn encoded_requests_are_prosts_bytes() {
+        let labels: Vec<Vec<Label>> = (0..3)
+            .map(|i| {
+                vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: format!("m{i}"),
+                    },
+                    Label {
+                        name: "job".into(),
+                        value: "x".repeat(i * 100),
+                    },
+                ]
+            })
+            .collect();
+        let encoded: Vec<Vec<u8>> = labels.iter().map(|l| encoded_labels(l)).collect();
+        for (t, value) in [(1_700_000_000_000, 1.5), (0, 0.0), (-1, f64::MAX)] {
+            let want = WriteRequest {
+                timeseries: labels
+                    .iter()
+                    .map(|l| TimeSeries {
+                        labels: l.clone(),
+                        samples: vec![Sample {
+                            value,
+                            timestamp: t,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+                metadata: vec![],
+            };
+            assert_eq!(one_sample_each(&encoded, t, value), want.encode_to_vec());
+        }
+    }
 }

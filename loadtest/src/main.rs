@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Arg, Command};
-use strata_loadtest::{arg, otlp_metrics, parse, remote_write, remote_write_v2};
+use strata_loadtest::{
+    arg, encoded_labels, otlp_metrics, parse, remote_write_encoded, remote_write_v2,
+};
 use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
 struct Opts {
@@ -178,6 +180,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .map(|&id| series_labels(id, 0, o.labels))
                 .collect();
+            let mut encoded: Vec<Vec<u8>> = labels.iter().map(|l| encoded_labels(l)).collect();
             let mut latencies: Vec<f64> = Vec::new();
             let mut round = 0u64;
             let mut value = 0f64;
@@ -192,29 +195,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let i = (k + round as usize) % ids.len();
                         generation[i] += 1;
                         labels[i] = series_labels(ids[i], generation[i], o.labels);
+                        encoded[i] = encoded_labels(&labels[i]);
                     }
                 }
                 value += 1.0;
-                for chunk in labels.chunks(o.batch) {
-                    let series: Vec<TimeSeries> = chunk
-                        .iter()
-                        .map(|l| TimeSeries {
-                            labels: l.clone(),
-                            samples: vec![Sample {
-                                value,
-                                timestamp: t,
-                            }],
-                            exemplars: vec![],
-                            histograms: vec![],
-                        })
-                        .collect();
+                for (chunk, chunk_encoded) in labels.chunks(o.batch).zip(encoded.chunks(o.batch)) {
+                    let series = || -> Vec<TimeSeries> {
+                        chunk
+                            .iter()
+                            .map(|l| TimeSeries {
+                                labels: l.clone(),
+                                samples: vec![Sample {
+                                    value,
+                                    timestamp: t,
+                                }],
+                                exemplars: vec![],
+                                histograms: vec![],
+                            })
+                            .collect()
+                    };
                     let tenant = o.tenant.as_deref();
                     let rb = match o.protocol {
-                        Protocol::RemoteWrite1 => remote_write(&client, &o.url, tenant, series)?,
-                        Protocol::RemoteWrite2 => {
-                            remote_write_v2(&client, &o.url, tenant, &series)?
+                        Protocol::RemoteWrite1 => {
+                            remote_write_encoded(&client, &o.url, tenant, chunk_encoded, t, value)?
                         }
-                        Protocol::Otlp => otlp_metrics(&client, &o.url, tenant, &series)?,
+                        Protocol::RemoteWrite2 => {
+                            remote_write_v2(&client, &o.url, tenant, &series())?
+                        }
+                        Protocol::Otlp => otlp_metrics(&client, &o.url, tenant, &series())?,
                     };
                     let sent = Instant::now();
                     let resp = rb.send().await;

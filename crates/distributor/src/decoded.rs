@@ -111,8 +111,8 @@ impl DecodedWrite {
         for ts in req.timeseries {
             let first_label = out.labels.len();
             for l in &ts.labels {
-                let name = out.intern(&l.name);
-                let value = out.intern(&l.value);
+                let name = out.intern(l.name.as_bytes());
+                let value = out.intern(l.value.as_bytes());
                 out.labels.push(LabelSpan { name, value });
             }
             let first_sample = out.samples.len();
@@ -130,7 +130,10 @@ impl DecodedWrite {
             );
         }
         out.metadata = req.metadata;
-        out.build()
+        // Made of `String`s: valid.
+        let text = String::from_utf8(std::mem::take(&mut out.strings))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        out.build(text)
     }
 
     /// Decodes an uncompressed remote-write 1.0 `WriteRequest`.
@@ -148,7 +151,8 @@ impl DecodedWrite {
                 }
             }
         }
-        Ok(out.build())
+        let text = out.checked_text()?;
+        Ok(out.build(text))
     }
 
     /// Decodes an uncompressed remote-write 2.0 `Request`: a reference
@@ -163,8 +167,7 @@ impl DecodedWrite {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
                 4 => {
-                    let text = utf8(length_delimited(wire_type, &mut buf)?)?;
-                    let span = out.intern(text);
+                    let span = out.intern(length_delimited(wire_type, &mut buf)?);
                     symbols.push(span);
                 }
                 5 => series.push(length_delimited(wire_type, &mut buf)?),
@@ -179,7 +182,7 @@ impl DecodedWrite {
             ));
         }
         // Series only reference the symbols: the text is complete.
-        let text = std::mem::take(&mut out.strings);
+        let text = out.checked_text()?;
         let mut v2 = V2 {
             text: &text,
             symbols,
@@ -190,8 +193,7 @@ impl DecodedWrite {
             out.v2_series(ts, &mut v2)?;
         }
         drop(v2);
-        out.strings = text;
-        Ok(out.build())
+        Ok(out.build(text))
     }
 }
 
@@ -213,15 +215,6 @@ fn length_delimited<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Result<&'a [
     let (field, rest) = buf.split_at(len as usize);
     *buf = rest;
     Ok(field)
-}
-
-fn utf8(b: &[u8]) -> Result<&str, PushError> {
-    std::str::from_utf8(b).map_err(|_| {
-        PushError::Protobuf(
-            "failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded"
-                .into(),
-        )
-    })
 }
 
 /// One sample message (both versions share its fields).
@@ -266,7 +259,10 @@ impl<'t> V2<'t> {
 }
 
 struct Builder {
-    strings: String,
+    /// Label text as read; UTF-8 is checked once over all of it.
+    strings: Vec<u8>,
+    /// Every string read into `strings`.
+    interned: Vec<StrSpan>,
     labels: Vec<LabelSpan>,
     series: Vec<DecodedSeries>,
     samples: Vec<Sample>,
@@ -277,7 +273,8 @@ struct Builder {
 impl Builder {
     fn with_capacity(body: usize) -> Self {
         Self {
-            strings: String::with_capacity(body),
+            strings: Vec::with_capacity(body),
+            interned: Vec::new(),
             labels: Vec::new(),
             series: Vec::new(),
             samples: Vec::new(),
@@ -286,11 +283,37 @@ impl Builder {
         }
     }
 
-    fn intern(&mut self, s: &str) -> StrSpan {
+    fn intern(&mut self, s: &[u8]) -> StrSpan {
         let start = self.strings.len();
-        self.strings.push_str(s);
+        self.strings.extend_from_slice(s);
         // Bodies are bounded far below 4 GiB (-distributor.max-recv-msg-size).
-        StrSpan::new(start..self.strings.len()).unwrap_or_default()
+        let span = StrSpan::new(start..self.strings.len()).unwrap_or_default();
+        self.interned.push(span);
+        span
+    }
+
+    /// The text read so far, checked as prost checks each string: all of
+    /// it is UTF-8 and every string read (kept or replaced by a later
+    /// occurrence of its field) starts and ends on a character boundary, as
+    /// two invalid halves could make a valid whole. One pass over the text
+    /// instead of one call per string.
+    fn checked_text(&mut self) -> Result<String, PushError> {
+        let invalid = || {
+            PushError::Protobuf(
+                "failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded"
+                    .into(),
+            )
+        };
+        let text = String::from_utf8(std::mem::take(&mut self.strings)).map_err(|_| invalid())?;
+        let on_boundaries = self.interned.iter().all(|s| {
+            let r = s.range();
+            text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
+        });
+        if on_boundaries {
+            Ok(text)
+        } else {
+            Err(invalid())
+        }
     }
 
     fn finish_series(
@@ -346,8 +369,8 @@ impl Builder {
         while !buf.is_empty() {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
-                1 => name = self.intern(utf8(length_delimited(wire_type, &mut buf)?)?),
-                2 => value = self.intern(utf8(length_delimited(wire_type, &mut buf)?)?),
+                1 => name = self.intern(length_delimited(wire_type, &mut buf)?),
+                2 => value = self.intern(length_delimited(wire_type, &mut buf)?),
                 _ => {
                     prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?
                 }
@@ -452,9 +475,9 @@ impl Builder {
         Ok(())
     }
 
-    fn build(self) -> DecodedWrite {
+    fn build(self, text: String) -> DecodedWrite {
         DecodedWrite {
-            strings: self.strings.into(),
+            strings: text.into(),
             labels: self.labels,
             series: self.series,
             samples: self.samples,
@@ -626,6 +649,19 @@ mod tests {
         let got = DecodedWrite::decode_v1(&body).expect("valid");
         assert_eq!(got.series_labels(0).collect::<Vec<_>>(), [("job", "x")]);
         assert_eq!(got.series_samples(0), [Sample { t: -5, v: 2.5 }; 2]);
+
+        // A name sent three times, the first two the halves of one
+        // character: each invalid alone, valid together; the last kept.
+        let mut split = Vec::new();
+        field(1, b"\xc3", &mut split);
+        field(1, b"\xa9", &mut split);
+        field(1, b"job", &mut split);
+        let mut series = Vec::new();
+        field(1, &split, &mut series);
+        let mut body = Vec::new();
+        field(1, &series, &mut body);
+        assert!(DecodedWrite::decode_v1(&body).is_err());
+        same_as_prost(&body);
 
         // A name that is not UTF-8; a value sent as a varint; a sample
         // value as a 32-bit field: refused by both.

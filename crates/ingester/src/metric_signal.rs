@@ -70,12 +70,16 @@ impl Default for MetricPush<'_> {
     }
 }
 
+/// A series' in-order samples of one push: a sender usually has one or two
+/// per series in a request, kept without an allocation.
+type PushedSamples = smallvec::SmallVec<[Sample; 2]>;
+
 /// What a metric push accepted.
 pub struct AcceptedSamples {
     /// Series the push creates that received samples: logged and indexed.
     new_series: Vec<Arc<MemSeries>>,
     /// Per series: in-order samples, and out-of-order ones (time-ordered).
-    samples: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)>,
+    samples: Vec<(Arc<MemSeries>, PushedSamples, Vec<Sample>)>,
     /// Metadata entries kept, received at `received_ms`.
     metadata: Vec<MetricMetadata>,
     received_ms: i64,
@@ -132,8 +136,10 @@ impl Signal for MetricSignal {
         let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
         // New series of this push by label hash (a push may repeat one).
         let mut new_by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
-        let mut accepted: Vec<(Arc<MemSeries>, Vec<Sample>, Vec<Sample>)> = Vec::new();
-        let mut pos_of_series: HashMap<u64, usize> = HashMap::new();
+        let mut accepted: Vec<(Arc<MemSeries>, PushedSamples, Vec<Sample>)> =
+            Vec::with_capacity(batch.len());
+        let mut pos_of_series: HashMap<u64, usize, rustc_hash::FxBuildHasher> =
+            HashMap::with_capacity_and_hasher(batch.len(), Default::default());
         let idx = head.index.read();
         for (i, pushed) in batch.iter().enumerate() {
             let samples = pushed.samples();
@@ -176,7 +182,7 @@ impl Signal for MetricSignal {
                 },
             };
             let slot = *pos_of_series.entry(series.r#ref).or_insert_with(|| {
-                accepted.push((series.clone(), Vec::new(), Vec::new()));
+                accepted.push((series.clone(), PushedSamples::new(), Vec::new()));
                 accepted.len() - 1
             });
             let (_, in_order, ooo) = &mut accepted[slot];
@@ -264,8 +270,11 @@ impl Signal for MetricSignal {
         for (_, _, ooo) in accepted.iter_mut() {
             ooo.sort_by_key(|s| s.t);
         }
-        let accepted_refs: HashSet<u64> = accepted.iter().map(|(s, _, _)| s.r#ref).collect();
-        new_series.retain(|s| accepted_refs.contains(&s.r#ref));
+        if !new_series.is_empty() {
+            let accepted_refs: HashSet<u64, rustc_hash::FxBuildHasher> =
+                accepted.iter().map(|(s, _, _)| s.r#ref).collect();
+            new_series.retain(|s| accepted_refs.contains(&s.r#ref));
+        }
         (
             outcome,
             Some(AcceptedSamples {
@@ -307,7 +316,7 @@ impl Signal for MetricSignal {
             .iter()
             .map(|(_, a, b)| {
                 (!b.is_empty()).then(|| {
-                    let mut all = a.clone();
+                    let mut all = a.to_vec();
                     merge_samples(&mut all, b);
                     all
                 })
