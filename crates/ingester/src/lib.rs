@@ -14,6 +14,7 @@ mod metadata;
 mod metric_signal;
 mod metrics;
 mod series;
+mod series_labels;
 pub mod shipped;
 mod signal;
 mod stream_entries;

@@ -28,6 +28,7 @@ use strata_storage::{BlockMeta, EncodedBlock, StorageError, encode_block, upload
 
 use crate::head::{Head, TenantHead};
 use crate::series::{HeadIndex, MemSeries, SeriesData};
+use crate::series_labels::SeriesLabels;
 use crate::signal::{Applied, Cut, Signal, SignalMetrics, WalAppend};
 use crate::{
     IngesterError, PushLimits, PushOutcome, RejectReason, Rejected, RejectedSeries, TsdbConfig,
@@ -152,7 +153,7 @@ impl Signal for MetricSignal {
                 None => match new_by_hash.get(&hash).and_then(|ks| {
                     ks.iter()
                         .copied()
-                        .find(|&k| pushed.labels_eq(&new_series[k].labels))
+                        .find(|&k| new_series[k].labels.eq_pushed(&pushed))
                 }) {
                     Some(k) => new_series[k].clone(),
                     None if limits.max_series > 0
@@ -172,7 +173,7 @@ impl Signal for MetricSignal {
                     None => {
                         let s = Arc::new(MemSeries {
                             r#ref: self.next_ref.fetch_add(1, Ordering::Relaxed),
-                            labels: pushed.to_labels(),
+                            labels: SeriesLabels::from_pairs(pushed.labels()),
                             data: Mutex::new(SeriesData::default()),
                         });
                         new_by_hash.entry(hash).or_default().push(new_series.len());
@@ -398,7 +399,7 @@ impl Signal for MetricSignal {
                         None => {
                             let s = Arc::new(MemSeries {
                                 r#ref: r,
-                                labels,
+                                labels: SeriesLabels::from_labels(&labels),
                                 data: Mutex::new(SeriesData::default()),
                             });
                             idx.insert(s.clone());
@@ -535,7 +536,7 @@ impl Signal for MetricSignal {
         for s in index.series.values() {
             let old = s.data.lock().take_before(boundary);
             if !old.is_empty() {
-                cut.push((s.labels.clone(), old));
+                cut.push((s.labels.to_labels(), old));
             }
         }
         index.remove_empty();
@@ -705,7 +706,7 @@ impl Head<MetricSignal> {
                 let mut samples = Vec::new();
                 s.data.lock().samples_in(min_t, max_t, &mut samples);
                 if !samples.is_empty() {
-                    out.insert(s.labels.clone(), samples);
+                    out.insert(s.labels.to_labels(), samples);
                 }
             }
             for cut in pending {

@@ -7,7 +7,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strata_model::{BatchSeries, Labels, Matcher, Sample, matches_all, merge_samples};
+use smallvec::SmallVec;
+use strata_model::{BatchSeries, LabelSet, Labels, Matcher, Sample, matches_all, merge_samples};
+
+use crate::series_labels::SeriesLabels;
 use strata_storage::chunk::XorChunk;
 
 /// Samples per head chunk before a new one is started (as Prometheus).
@@ -129,7 +132,7 @@ impl SeriesData {
 /// A series in the head.
 pub struct MemSeries {
     pub r#ref: u64,
-    pub labels: Labels,
+    pub labels: SeriesLabels,
     pub data: Mutex<SeriesData>,
 }
 
@@ -152,7 +155,12 @@ impl Hasher for PassThroughHasher {
     }
 }
 
-type ByHash = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThroughHasher>>;
+/// Series of one label-set hash: one but for a collision, kept inline.
+type ByHash = HashMap<u64, SmallVec<[Arc<MemSeries>; 1]>, BuildHasherDefault<PassThroughHasher>>;
+
+/// Refs of the series holding one label pair, sorted. Many pairs belong to
+/// one series only (instance, pod, id labels): one ref is kept inline.
+type Refs = SmallVec<[u64; 1]>;
 
 /// Series index of one tenant.
 #[derive(Default)]
@@ -160,7 +168,7 @@ pub struct HeadIndex {
     /// Label-set hash -> series (a Vec for the rare hash collision).
     by_hash: ByHash,
     pub series: HashMap<u64, Arc<MemSeries>, rustc_hash::FxBuildHasher>,
-    postings: HashMap<String, HashMap<String, Vec<u64>>>,
+    postings: HashMap<String, HashMap<Box<str>, Refs>>,
     /// The tenant's metric metadata.
     pub metadata: crate::metadata::MetadataIndex,
     /// The tenant's exemplars.
@@ -173,7 +181,7 @@ impl HeadIndex {
         self.by_hash
             .get(&hash)?
             .iter()
-            .find(|s| s.labels == *labels)
+            .find(|s| s.labels.eq_labels(labels))
     }
 
     /// The series with exactly the labels of a pushed series.
@@ -181,23 +189,30 @@ impl HeadIndex {
         self.by_hash
             .get(&pushed.hash64())?
             .iter()
-            .find(|s| pushed.labels_eq(&s.labels))
+            .find(|s| s.labels.eq_pushed(pushed))
     }
 
     /// Adds a series; refs must be added in increasing order.
     pub fn insert(&mut self, s: Arc<MemSeries>) {
         let r = s.r#ref;
         self.by_hash
-            .entry(s.labels.hash64())
+            .entry(s.labels.label_hash())
             .or_default()
             .push(s.clone());
-        for l in &s.labels {
-            self.postings
-                .entry(l.name.clone())
-                .or_default()
-                .entry(l.value.clone())
-                .or_default()
-                .push(r);
+        for (name, value) in s.labels.pairs() {
+            // Keys are copied only for a name or pair seen first.
+            if !self.postings.contains_key(name) {
+                self.postings.insert(name.to_string(), HashMap::new());
+            }
+            let Some(values) = self.postings.get_mut(name) else {
+                continue;
+            };
+            match values.get_mut(value) {
+                Some(refs) => refs.push(r),
+                None => {
+                    values.insert(value.into(), smallvec::smallvec![r]);
+                }
+            }
         }
         self.series.insert(r, s);
     }
@@ -246,12 +261,12 @@ impl HeadIndex {
             out.num_label_pairs += values.len() as u64;
             out.values_by_label
                 .push((name.clone(), values.len() as u64));
-            let bytes: usize = values.keys().map(String::len).sum();
+            let bytes: usize = values.keys().map(|v| v.len()).sum();
             out.bytes_by_label.push((name.clone(), bytes as u64));
             for (value, refs) in values {
                 if name == strata_model::METRIC_NAME {
                     out.series_by_metric
-                        .push((value.clone(), refs.len() as u64));
+                        .push((value.to_string(), refs.len() as u64));
                 }
                 pairs.push((name, value, refs.len() as u64));
             }
@@ -278,7 +293,10 @@ impl HeadIndex {
                 return Vec::new();
             };
             let mut set: Vec<u64> = match &m.op {
-                strata_model::MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
+                strata_model::MatchOp::Equal => values
+                    .get(m.value.as_str())
+                    .map(|refs| refs.to_vec())
+                    .unwrap_or_default(),
                 _ => {
                     let mut v: Vec<u64> = values
                         .iter()
@@ -319,7 +337,7 @@ mod tests {
     fn mk(r: u64, pairs: &[(&str, &str)]) -> Arc<MemSeries> {
         Arc::new(MemSeries {
             r#ref: r,
-            labels: Labels::from_pairs(pairs.iter().copied()),
+            labels: SeriesLabels::from_labels(&Labels::from_pairs(pairs.iter().copied())),
             data: Mutex::new(SeriesData::default()),
         })
     }

@@ -17,7 +17,7 @@
 
 use strata_model::logs::LogEntry;
 use strata_model::metadata::{MetricMetadata, MetricType};
-use strata_model::{Exemplar, Label, Labels, Sample};
+use strata_model::{Exemplar, Label, LabelSet, Labels, Sample};
 
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
@@ -67,17 +67,21 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Encodes a series record.
-pub fn encode_series<'a>(
+pub fn encode_series<'a, L: LabelSet + 'a>(
     buf: &mut Vec<u8>,
     tenant: &str,
-    series: impl ExactSizeIterator<Item = (u64, &'a Labels)>,
+    series: impl ExactSizeIterator<Item = (u64, &'a L)>,
 ) {
     buf.push(KIND_SERIES);
     put_str(buf, tenant);
     put_uvarint(buf, series.len() as u64);
     for (r, labels) in series {
         put_uvarint(buf, r);
-        put_labels(buf, labels);
+        put_uvarint(buf, labels.label_count() as u64);
+        for (name, value) in labels.label_pairs() {
+            put_str(buf, name);
+            put_str(buf, value);
+        }
     }
 }
 

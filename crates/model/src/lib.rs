@@ -198,17 +198,17 @@ impl fmt::Display for Labels {
 /// True when `labels` satisfies `m`; an absent label reads as "", so `x!="a"`
 /// and `x=~".*"` match series without `x`, as in Prometheus.
 /// A shard matcher (`__query_shard__="i_of_n"`) tests the series' shard.
-pub fn matcher_matches(m: &Matcher, labels: &Labels) -> bool {
+pub fn matcher_matches<L: LabelSet + ?Sized>(m: &Matcher, labels: &L) -> bool {
     if m.name == shard::QUERY_SHARD_LABEL
         && let Some(s) = shard::QueryShard::of_matcher(m)
     {
         return s.contains(labels);
     }
-    m.is_match(labels.get(&m.name).unwrap_or(""))
+    m.is_match(labels.label(&m.name).unwrap_or(""))
 }
 
 /// True when `labels` satisfies every matcher.
-pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+pub fn matches_all<L: LabelSet + ?Sized>(matchers: &[Matcher], labels: &L) -> bool {
     matchers.iter().all(|m| matcher_matches(m, labels))
 }
 
@@ -243,6 +243,37 @@ pub const HOP_BY_HOP_HEADERS: [&str; 9] = [
     "proxy-authorization",
     "content-length",
 ];
+
+/// What matchers and shards read of a label set: [`Labels`], and the
+/// ingester head's compact form of it.
+pub trait LabelSet {
+    /// The value of label `name` (label sets hold no empty values).
+    fn label(&self, name: &str) -> Option<&str>;
+    /// The set's hash, as [`Labels::hash64`].
+    fn label_hash(&self) -> u64;
+    /// Number of labels.
+    fn label_count(&self) -> usize;
+    /// The (name, value) pairs, sorted by name.
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl LabelSet for Labels {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
+    fn label_hash(&self) -> u64 {
+        self.hash64()
+    }
+
+    fn label_count(&self) -> usize {
+        self.len()
+    }
+
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+    }
+}
 
 /// The hash of a label set given as sorted (name, value) pairs: XXH3 over
 /// `name 0xff value 0xff` per label, the framing Prometheus hashes. Stable

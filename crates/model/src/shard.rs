@@ -6,7 +6,7 @@
 //! hand. Every place that tests matchers against a series honours it
 //! through [`crate::matcher_matches`].
 
-use crate::{Labels, MatchOp, Matcher};
+use crate::{MatchOp, Matcher};
 
 /// The label name of the shard matcher.
 pub const QUERY_SHARD_LABEL: &str = "__query_shard__";
@@ -58,8 +58,8 @@ impl QueryShard {
     }
 
     /// Whether the series with these labels is in this shard.
-    pub fn contains(&self, labels: &Labels) -> bool {
-        labels.hash64() % u64::from(self.total) == u64::from(self.index)
+    pub fn contains<L: crate::LabelSet + ?Sized>(&self, labels: &L) -> bool {
+        labels.label_hash() % u64::from(self.total) == u64::from(self.index)
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         let n = 7;
         let mut counts = vec![0; n as usize];
         for i in 0..700 {
-            let l = Labels::from_pairs([("__name__", "up"), ("instance", &format!("h{i}"))]);
+            let l = crate::Labels::from_pairs([("__name__", "up"), ("instance", &format!("h{i}"))]);
             let owners: Vec<u32> = (0..n)
                 .filter(|&k| QueryShard::new(k, n).unwrap().contains(&l))
                 .collect();
