@@ -7,7 +7,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 use strata_model::{BatchSeries, LabelSet, Labels, Matcher, Sample, matches_all, merge_samples};
 
 use crate::series_labels::SeriesLabels;
@@ -19,9 +18,14 @@ const HEAD_CHUNK_SAMPLES: usize = 120;
 /// One series' samples: in-order chunks plus a sorted out-of-order buffer.
 #[derive(Default)]
 pub struct SeriesData {
-    chunks: Vec<XorChunk>,
+    /// Boxed slice, not a vector: 8 bytes less per series, and a series
+    /// starts a chunk only every 120 samples.
+    chunks: Box<[XorChunk]>,
     last: Option<Sample>,
-    ooo: Vec<Sample>,
+    /// Out-of-order samples, time-ordered; boxed (8 bytes, not a vector's
+    /// 24) as most series have none.
+    #[allow(clippy::box_collection)]
+    ooo: Option<Box<Vec<Sample>>>,
 }
 
 impl SeriesData {
@@ -32,10 +36,12 @@ impl SeriesData {
 
     /// Value stored in the out-of-order buffer at `t`, if any.
     pub fn ooo_at(&self, t: i64) -> Option<f64> {
-        self.ooo
-            .binary_search_by_key(&t, |s| s.t)
-            .ok()
-            .map(|i| self.ooo[i].v)
+        let ooo = self.ooo();
+        ooo.binary_search_by_key(&t, |s| s.t).ok().map(|i| ooo[i].v)
+    }
+
+    fn ooo(&self) -> &[Sample] {
+        self.ooo.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Value stored at `t`, in the out-of-order buffer or the in-order
@@ -59,9 +65,16 @@ impl SeriesData {
         match self.chunks.last_mut() {
             Some(c) if c.len() < HEAD_CHUNK_SAMPLES => c.append(s.t, s.v),
             _ => {
+                // A full chunk takes no more appends: drop its spare capacity.
+                if let Some(full) = self.chunks.last_mut() {
+                    full.shrink_to_fit();
+                }
                 let mut c = XorChunk::new();
                 c.append(s.t, s.v);
-                self.chunks.push(c);
+                let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+                chunks.reserve_exact(1);
+                chunks.push(c);
+                self.chunks = chunks.into_boxed_slice();
             }
         }
         self.last = Some(s);
@@ -69,9 +82,10 @@ impl SeriesData {
 
     /// Inserts an out-of-order sample (replacing one at the same timestamp).
     pub fn insert_ooo(&mut self, s: Sample) {
-        match self.ooo.binary_search_by_key(&s.t, |x| x.t) {
-            Ok(i) => self.ooo[i] = s,
-            Err(i) => self.ooo.insert(i, s),
+        let ooo = self.ooo.get_or_insert_default();
+        match ooo.binary_search_by_key(&s.t, |x| x.t) {
+            Ok(i) => ooo[i] = s,
+            Err(i) => ooo.insert(i, s),
         }
     }
 
@@ -80,10 +94,11 @@ impl SeriesData {
         for c in &self.chunks {
             c.samples_in(min_t, max_t, out);
         }
-        if !self.ooo.is_empty() {
-            let lo = self.ooo.partition_point(|s| s.t < min_t);
-            let hi = self.ooo.partition_point(|s| s.t <= max_t);
-            merge_samples(out, &self.ooo[lo..hi]);
+        let ooo = self.ooo();
+        if !ooo.is_empty() {
+            let lo = ooo.partition_point(|s| s.t < min_t);
+            let hi = ooo.partition_point(|s| s.t <= max_t);
+            merge_samples(out, &ooo[lo..hi]);
         }
     }
 
@@ -93,8 +108,8 @@ impl SeriesData {
         self.samples_in(i64::MIN, i64::MAX, &mut all);
         let split = all.partition_point(|s| s.t < boundary);
         let kept = all.split_off(split);
-        self.chunks.clear();
-        self.ooo.clear();
+        self.chunks = Box::default();
+        self.ooo = None;
         let last = self.last;
         self.last = None;
         for s in &kept {
@@ -111,7 +126,7 @@ impl SeriesData {
     /// Oldest timestamp held, if any.
     pub fn min_t(&self) -> Option<i64> {
         let c = self.chunks.first().map(|c| c.min_t());
-        let o = self.ooo.first().map(|s| s.t);
+        let o = self.ooo().first().map(|s| s.t);
         match (c, o) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -125,7 +140,7 @@ impl SeriesData {
 
     /// True when no samples are held.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.ooo.is_empty()
+        self.chunks.is_empty() && self.ooo().is_empty()
     }
 }
 
@@ -155,12 +170,80 @@ impl Hasher for PassThroughHasher {
     }
 }
 
-/// Series of one label-set hash: one but for a collision, kept inline.
-type ByHash = HashMap<u64, SmallVec<[Arc<MemSeries>; 1]>, BuildHasherDefault<PassThroughHasher>>;
+type ByHash = HashMap<u64, SameHash, BuildHasherDefault<PassThroughHasher>>;
 
-/// Refs of the series holding one label pair, sorted. Many pairs belong to
-/// one series only (instance, pod, id labels): one ref is kept inline.
-type Refs = SmallVec<[u64; 1]>;
+/// The series of one label-set hash: one but for a collision. 16 bytes,
+/// as the index holds one per series.
+enum SameHash {
+    One(Arc<MemSeries>),
+    Collided(Box<[Arc<MemSeries>]>),
+}
+
+impl SameHash {
+    fn as_slice(&self) -> &[Arc<MemSeries>] {
+        match self {
+            SameHash::One(s) => std::slice::from_ref(s),
+            SameHash::Collided(all) => all,
+        }
+    }
+
+    fn push(&mut self, s: Arc<MemSeries>) {
+        let mut all = self.as_slice().to_vec();
+        all.push(s);
+        *self = SameHash::Collided(all.into_boxed_slice());
+    }
+}
+
+/// Refs of the series holding one label pair. Many pairs belong to one
+/// series only (instance, pod, id labels): that ref is kept inline. Refs
+/// are handed out in increasing order, so the refs of a pair many series
+/// share are dense: past a few hundred, a compressed set holds them in a
+/// bit or two bytes each instead of eight (below that its fixed cost is
+/// more than the plain list's).
+/// Boxed forms keep it at 16 bytes: a head holds one per label pair.
+#[allow(clippy::box_collection)]
+enum Refs {
+    One(u64),
+    Few(Box<Vec<u64>>),
+    Many(Box<roaring::RoaringTreemap>),
+}
+
+/// Refs a pair holds as a plain list before it turns into a compressed set.
+const FEW_REFS: usize = 256;
+
+impl Refs {
+    fn push(&mut self, r: u64) {
+        match self {
+            Refs::One(first) => *self = Refs::Few(Box::new(vec![*first, r])),
+            Refs::Few(refs) if refs.len() < FEW_REFS => refs.push(r),
+            Refs::Few(refs) => {
+                let mut set: roaring::RoaringTreemap = refs.iter().copied().collect();
+                set.insert(r);
+                *self = Refs::Many(Box::new(set));
+            }
+            Refs::Many(set) => {
+                set.insert(r);
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Refs::One(_) => 1,
+            Refs::Few(refs) => refs.len() as u64,
+            Refs::Many(set) => set.len(),
+        }
+    }
+
+    /// The refs, in increasing order.
+    fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Refs::One(r) => Box::new(std::iter::once(*r)),
+            Refs::Few(refs) => Box::new(refs.iter().copied()),
+            Refs::Many(set) => Box::new(set.iter()),
+        }
+    }
+}
 
 /// Series index of one tenant.
 #[derive(Default)]
@@ -180,6 +263,7 @@ impl HeadIndex {
     pub fn get(&self, labels: &Labels, hash: u64) -> Option<&Arc<MemSeries>> {
         self.by_hash
             .get(&hash)?
+            .as_slice()
             .iter()
             .find(|s| s.labels.eq_labels(labels))
     }
@@ -188,6 +272,7 @@ impl HeadIndex {
     pub fn get_pushed(&self, pushed: &BatchSeries<'_>) -> Option<&Arc<MemSeries>> {
         self.by_hash
             .get(&pushed.hash64())?
+            .as_slice()
             .iter()
             .find(|s| s.labels.eq_pushed(pushed))
     }
@@ -195,10 +280,12 @@ impl HeadIndex {
     /// Adds a series; refs must be added in increasing order.
     pub fn insert(&mut self, s: Arc<MemSeries>) {
         let r = s.r#ref;
-        self.by_hash
-            .entry(s.labels.label_hash())
-            .or_default()
-            .push(s.clone());
+        match self.by_hash.entry(s.labels.label_hash()) {
+            std::collections::hash_map::Entry::Occupied(mut same) => same.get_mut().push(s.clone()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(SameHash::One(s.clone()));
+            }
+        }
         for (name, value) in s.labels.pairs() {
             // Keys are copied only for a name or pair seen first.
             if !self.postings.contains_key(name) {
@@ -210,7 +297,7 @@ impl HeadIndex {
             match values.get_mut(value) {
                 Some(refs) => refs.push(r),
                 None => {
-                    values.insert(value.into(), smallvec::smallvec![r]);
+                    values.insert(value.into(), Refs::One(r));
                 }
             }
         }
@@ -265,10 +352,9 @@ impl HeadIndex {
             out.bytes_by_label.push((name.clone(), bytes as u64));
             for (value, refs) in values {
                 if name == strata_model::METRIC_NAME {
-                    out.series_by_metric
-                        .push((value.to_string(), refs.len() as u64));
+                    out.series_by_metric.push((value.to_string(), refs.len()));
                 }
-                pairs.push((name, value, refs.len() as u64));
+                pairs.push((name, value, refs.len()));
             }
         }
         pairs.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| (a.0, a.1).cmp(&(b.0, b.1))));
@@ -295,13 +381,13 @@ impl HeadIndex {
             let mut set: Vec<u64> = match &m.op {
                 strata_model::MatchOp::Equal => values
                     .get(m.value.as_str())
-                    .map(|refs| refs.to_vec())
+                    .map(|refs| refs.iter().collect())
                     .unwrap_or_default(),
                 _ => {
                     let mut v: Vec<u64> = values
                         .iter()
                         .filter(|(val, _)| m.is_match(val))
-                        .flat_map(|(_, refs)| refs.iter().copied())
+                        .flat_map(|(_, refs)| refs.iter())
                         .collect();
                     v.sort_unstable();
                     v
@@ -340,6 +426,31 @@ mod tests {
             labels: SeriesLabels::from_labels(&Labels::from_pairs(pairs.iter().copied())),
             data: Mutex::new(SeriesData::default()),
         })
+    }
+
+    #[test]
+    fn per_series_index_entries_stay_small() {
+        // The head holds one of each per series or label pair: a size
+        // change here is a memory-per-series change (docs/benchmarks.md).
+        assert_eq!(std::mem::size_of::<Refs>(), 16);
+        assert_eq!(std::mem::size_of::<SameHash>(), 16);
+        assert!(std::mem::size_of::<MemSeries>() <= 80);
+    }
+
+    #[test]
+    fn refs_stay_ordered_through_each_form() {
+        let mut refs = Refs::One(3);
+        let mut want = vec![3u64];
+        for r in (10..2_000).step_by(3) {
+            refs.push(r);
+            want.push(r);
+            assert_eq!(refs.len(), want.len() as u64);
+            if want.len() == 2 || want.len() == FEW_REFS + 1 || want.len() == 600 {
+                assert_eq!(refs.iter().collect::<Vec<_>>(), want, "{} refs", want.len());
+            }
+        }
+        assert!(matches!(refs, Refs::Many(_)));
+        assert_eq!(refs.iter().collect::<Vec<_>>(), want);
     }
 
     #[test]

@@ -21,11 +21,22 @@ struct BitWriter {
     free: u8,
 }
 
+/// Bytes a chunk's buffer grows by: a head holds one open chunk per series,
+/// and doubling would leave a quarter of it unused on average.
+const GROW_BYTES: usize = 16;
+
 impl BitWriter {
+    fn new_byte(&mut self) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact(GROW_BYTES);
+        }
+        self.bytes.push(0);
+        self.free = 8;
+    }
+
     fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.bytes.push(0);
-            self.free = 8;
+            self.new_byte();
         }
         if bit {
             let last = self.bytes.len() - 1;
@@ -38,8 +49,7 @@ impl BitWriter {
         let mut n = nbits;
         while n > 0 {
             if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
+                self.new_byte();
             }
             let take = n.min(self.free);
             let shift = n - take;
@@ -129,6 +139,11 @@ pub struct XorChunk {
 }
 
 impl XorChunk {
+    /// Releases spare buffer capacity (a chunk that takes no more samples).
+    pub fn shrink_to_fit(&mut self) {
+        self.bits.bytes.shrink_to_fit();
+    }
+
     /// An empty chunk.
     pub fn new() -> Self {
         Self {
