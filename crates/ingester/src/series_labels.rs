@@ -95,7 +95,15 @@ impl SeriesLabels {
 
 impl LabelSet for SeriesLabels {
     fn label(&self, name: &str) -> Option<&str> {
-        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+        // Names compared as bytes; only the value found is read as text.
+        let mut pieces = self.0.split(|b| *b == SEP);
+        while let Some(n) = pieces.next() {
+            let value = pieces.next()?;
+            if n == name.as_bytes() {
+                return std::str::from_utf8(value).ok();
+            }
+        }
+        None
     }
 
     fn label_hash(&self) -> u64 {
