@@ -205,6 +205,41 @@ fn presets_lint_render_validate_and_configure_strata() {
     );
     find(&large, "HorizontalPodAutoscaler", "t-strata-distributor");
     find(&large, "NetworkPolicy", "t-strata");
+    // The large preset keeps cached answers on the query-frontends' disks:
+    // the configuration says so and the pod's scratch volume has room.
+    let config: Yaml = serde_yaml::from_str(
+        find(&large, "ConfigMap", "t-strata-config")["data"]["strata.yaml"]
+            .as_str()
+            .expect("strata.yaml"),
+    )
+    .expect("configuration YAML");
+    assert_eq!(
+        config["frontend"]["results_cache_disk_bytes"].as_u64(),
+        Some(16 << 30)
+    );
+    assert_eq!(
+        config["frontend"]["results_cache_dir"].as_str(),
+        Some("/data/results-cache")
+    );
+    let scratch = |manifests: &[Yaml]| {
+        let frontend = find(manifests, "Deployment", "t-strata-query-frontend");
+        let volumes = frontend["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .clone();
+        volumes.into_iter().find(|v| v["name"] == "data").map(|v| {
+            v["emptyDir"]["sizeLimit"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    assert_eq!(scratch(&large).as_deref(), Some("20Gi"));
+    assert_eq!(
+        scratch(&distributed).as_deref(),
+        Some("1Gi"),
+        "memory only by default"
+    );
 
     let mono = check_values(
         "monolithic",

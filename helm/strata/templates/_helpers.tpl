@@ -72,6 +72,10 @@ their StatefulSet changes no configuration: new pods join the group.
     "replication_factor" (int (ternary .Values.ingester.replicationFactor 1 $distributed))
     "tokens_file_path" "/data/tokens"
     "raft" (dict "peers" (ternary (include "strata.raftPeers" . | fromJsonArray) (list) $distributed) "dir" "/data/ring"))
+  "frontend" (dict
+    "results_cache_bytes" (int64 .Values.queryFrontend.resultsCache.memoryBytes)
+    "results_cache_disk_bytes" (int64 .Values.queryFrontend.resultsCache.diskBytes)
+    "results_cache_dir" "/data/results-cache")
   "runtime_config" (dict "file" "/etc/strata/runtime/overrides.yaml")
   "limits" .Values.limits
   "ruler" (dict "alertmanager_url" .Values.ruler.alertmanagerUrl)
