@@ -1230,7 +1230,10 @@ async fn rulers_split_groups_and_take_over_a_dead_rulers_groups() {
     )
     .await;
 
-    let groups = 6;
+    // Groups go to rulers by hash over the ring's random tokens: with 6,
+    // one ruler got them all in about one run in ten; with 24 that takes
+    // odds below one in ten thousand.
+    let groups = 24;
     for g in 0..groups {
         let body = format!(
             "name: g{g}\ninterval: 1s\nrules:\n  - record: ruler_sharding_g{g}\n    expr: vector({g})\n"

@@ -14,12 +14,28 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use prost::Message;
-use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint};
+use prost::encoding::{DecodeContext, decode_key};
 use strata_model::{LabelSpan, METRIC_NAME, Sample, StrSpan};
 use strata_proto::prometheus::{self as v1, MetricMetadata, WriteRequest};
 use strata_proto::prometheus_v2::{self as v2, metadata::MetricType};
 
+use strata_ingester_client::series_wire::{
+    LabelText, WireError, label, length_delimited, sample, skip,
+};
+
 use crate::PushError;
+
+impl From<WireError> for PushError {
+    fn from(e: WireError) -> Self {
+        PushError::Protobuf(e.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for PushError {
+    fn from(e: prost::DecodeError) -> Self {
+        PushError::Protobuf(e.to_string())
+    }
+}
 
 /// One series of a [`DecodedWrite`]: ranges of its shared vectors.
 #[derive(Debug, Clone, Default)]
@@ -111,8 +127,8 @@ impl DecodedWrite {
         for ts in req.timeseries {
             let first_label = out.labels.len();
             for l in &ts.labels {
-                let name = out.intern(l.name.as_bytes());
-                let value = out.intern(l.value.as_bytes());
+                let name = out.text.push(l.name.as_bytes());
+                let value = out.text.push(l.value.as_bytes());
                 out.labels.push(LabelSpan { name, value });
             }
             let first_sample = out.samples.len();
@@ -130,9 +146,8 @@ impl DecodedWrite {
             );
         }
         out.metadata = req.metadata;
-        // Made of `String`s: valid.
-        let text = String::from_utf8(std::mem::take(&mut out.strings))
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        // Made of `String`s: valid, so never the empty fallback.
+        let text = std::mem::take(&mut out.text).finish().unwrap_or_default();
         out.build(text)
     }
 
@@ -146,12 +161,10 @@ impl DecodedWrite {
                 3 => out.metadata.push(MetricMetadata::decode(length_delimited(
                     wire_type, &mut buf,
                 )?)?),
-                _ => {
-                    prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?
-                }
+                _ => skip(wire_type, tag, &mut buf)?,
             }
         }
-        let text = out.checked_text()?;
+        let text = std::mem::take(&mut out.text).finish()?;
         Ok(out.build(text))
     }
 
@@ -167,13 +180,11 @@ impl DecodedWrite {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
                 4 => {
-                    let span = out.intern(length_delimited(wire_type, &mut buf)?);
+                    let span = out.text.push(length_delimited(wire_type, &mut buf)?);
                     symbols.push(span);
                 }
                 5 => series.push(length_delimited(wire_type, &mut buf)?),
-                _ => {
-                    prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?
-                }
+                _ => skip(wire_type, tag, &mut buf)?,
             }
         }
         if symbols.first().is_some_and(|s| !s.is_empty()) {
@@ -182,7 +193,7 @@ impl DecodedWrite {
             ));
         }
         // Series only reference the symbols: the text is complete.
-        let text = out.checked_text()?;
+        let text = std::mem::take(&mut out.text).finish()?;
         let mut v2 = V2 {
             text: &text,
             symbols,
@@ -195,41 +206,6 @@ impl DecodedWrite {
         drop(v2);
         Ok(out.build(text))
     }
-}
-
-impl From<prost::DecodeError> for PushError {
-    fn from(e: prost::DecodeError) -> Self {
-        PushError::Protobuf(e.to_string())
-    }
-}
-
-/// The bytes of a length-delimited field, checked to be one.
-fn length_delimited<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Result<&'a [u8], PushError> {
-    check_wire_type(WireType::LengthDelimited, wire_type)?;
-    let len = decode_varint(buf)?;
-    if len > buf.len() as u64 {
-        return Err(PushError::Protobuf(
-            "failed to decode Protobuf message: buffer underflow".into(),
-        ));
-    }
-    let (field, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    Ok(field)
-}
-
-/// One sample message (both versions share its fields).
-fn sample(mut buf: &[u8]) -> Result<Sample, PushError> {
-    let mut s = Sample { t: 0, v: 0.0 };
-    while !buf.is_empty() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
-        let ctx = DecodeContext::default();
-        match tag {
-            1 => prost::encoding::double::merge(wire_type, &mut s.v, &mut buf, ctx)?,
-            2 => prost::encoding::int64::merge(wire_type, &mut s.t, &mut buf, ctx)?,
-            _ => prost::encoding::skip_field(wire_type, tag, &mut buf, ctx)?,
-        }
-    }
-    Ok(s)
 }
 
 /// What decoding 2.0 series needs besides the output: the symbols, laid
@@ -259,10 +235,7 @@ impl<'t> V2<'t> {
 }
 
 struct Builder {
-    /// Label text as read; UTF-8 is checked once over all of it.
-    strings: Vec<u8>,
-    /// Every string read into `strings`.
-    interned: Vec<StrSpan>,
+    text: LabelText,
     labels: Vec<LabelSpan>,
     series: Vec<DecodedSeries>,
     samples: Vec<Sample>,
@@ -273,46 +246,12 @@ struct Builder {
 impl Builder {
     fn with_capacity(body: usize) -> Self {
         Self {
-            strings: Vec::with_capacity(body),
-            interned: Vec::new(),
+            text: LabelText::with_capacity(body),
             labels: Vec::new(),
             series: Vec::new(),
             samples: Vec::new(),
             exemplars: Vec::new(),
             metadata: Vec::new(),
-        }
-    }
-
-    fn intern(&mut self, s: &[u8]) -> StrSpan {
-        let start = self.strings.len();
-        self.strings.extend_from_slice(s);
-        // Bodies are bounded far below 4 GiB (-distributor.max-recv-msg-size).
-        let span = StrSpan::new(start..self.strings.len()).unwrap_or_default();
-        self.interned.push(span);
-        span
-    }
-
-    /// The text read so far, checked as prost checks each string: all of
-    /// it is UTF-8 and every string read (kept or replaced by a later
-    /// occurrence of its field) starts and ends on a character boundary, as
-    /// two invalid halves could make a valid whole. One pass over the text
-    /// instead of one call per string.
-    fn checked_text(&mut self) -> Result<String, PushError> {
-        let invalid = || {
-            PushError::Protobuf(
-                "failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded"
-                    .into(),
-            )
-        };
-        let text = String::from_utf8(std::mem::take(&mut self.strings)).map_err(|_| invalid())?;
-        let on_boundaries = self.interned.iter().all(|s| {
-            let r = s.range();
-            text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
-        });
-        if on_boundaries {
-            Ok(text)
-        } else {
-            Err(invalid())
         }
     }
 
@@ -340,7 +279,7 @@ impl Builder {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
                 1 => {
-                    let label = self.v1_label(length_delimited(wire_type, &mut buf)?)?;
+                    let label = label(length_delimited(wire_type, &mut buf)?, &mut self.text)?;
                     self.labels.push(label);
                 }
                 2 => {
@@ -354,29 +293,11 @@ impl Builder {
                     v1::Histogram::decode(length_delimited(wire_type, &mut buf)?)?;
                     histograms += 1;
                 }
-                _ => {
-                    prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?
-                }
+                _ => skip(wire_type, tag, &mut buf)?,
             }
         }
         self.finish_series(first_label, first_sample, first_exemplar, histograms);
         Ok(())
-    }
-
-    /// A 1.0 `Label`: a later occurrence of a field replaces an earlier one.
-    fn v1_label(&mut self, mut buf: &[u8]) -> Result<LabelSpan, PushError> {
-        let (mut name, mut value) = (StrSpan::default(), StrSpan::default());
-        while !buf.is_empty() {
-            let (tag, wire_type) = decode_key(&mut buf)?;
-            match tag {
-                1 => name = self.intern(length_delimited(wire_type, &mut buf)?),
-                2 => value = self.intern(length_delimited(wire_type, &mut buf)?),
-                _ => {
-                    prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?
-                }
-            }
-        }
-        Ok(LabelSpan { name, value })
     }
 
     /// A 2.0 `TimeSeries`: label references become spans of the symbols.
@@ -409,7 +330,7 @@ impl Builder {
                 5 => metadata
                     .get_or_insert_default()
                     .merge(length_delimited(wire_type, &mut buf)?)?,
-                _ => prost::encoding::skip_field(wire_type, tag, &mut buf, ctx)?,
+                _ => skip(wire_type, tag, &mut buf)?,
             }
         }
         if !v2.refs.len().is_multiple_of(2) {
@@ -507,7 +428,7 @@ fn family_name(name: &str, kind: i32) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use prost::encoding::{encode_key, encode_varint};
+    use prost::encoding::{WireType, encode_key, encode_varint};
 
     use super::*;
 

@@ -9,6 +9,7 @@
 mod client;
 pub mod outcome;
 mod rawpush;
+pub mod series_wire;
 pub mod wire;
 
 use strata_model::head_stats::HeadStats;

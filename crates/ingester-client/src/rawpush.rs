@@ -218,7 +218,7 @@ mod tests {
             batch: Some(Batch::Metrics(MetricBatch {
                 timeseries: indexes
                     .iter()
-                    .map(|i| series_to_proto(*i as usize))
+                    .map(|i| series_to_proto(*i as usize).encode_to_vec().into())
                     .collect(),
                 out_of_order_time_window_ms: limits.out_of_order_time_window.as_millis() as i64,
                 max_series: limits.max_series as u64,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::Stream;
 use strata_model::logs::{Direction, LogEntry};
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, Sample, SeriesBatch};
+use strata_model::{Exemplar, Labels};
 use strata_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use strata_proto::ingester::push_request::Batch;
 use strata_proto::ingester::{
@@ -28,9 +28,8 @@ use crate::logs::LogIngester;
 use crate::{Ingester, IngesterError, MetricPush, PushLimits};
 use strata_ingester_client::wire::{
     encode_blocks, exemplars_from_proto, exemplars_to_proto, filters_from_proto,
-    head_stats_to_proto, labels_from_proto, matchers_from_proto, metadata_from_proto,
-    metadata_to_proto, rejections_to_proto, samples_from_proto, series_to_proto, sizes_to_proto,
-    stream_from_proto, stream_to_proto,
+    head_stats_to_proto, matchers_from_proto, metadata_from_proto, metadata_to_proto,
+    rejections_to_proto, series_to_proto, sizes_to_proto, stream_from_proto, stream_to_proto,
 };
 use strata_ingester_client::{MAX_MESSAGE_BYTES, ReasonName, Rejected, SERIES_PER_MESSAGE};
 
@@ -134,15 +133,11 @@ impl IngesterService {
         let span =
             tracing::debug_span!("grpc_push", tenant = %tenant, series = batch.timeseries.len());
         let _e = span.enter();
-        let series: Vec<(Labels, Vec<Sample>)> = batch
-            .timeseries
-            .into_iter()
-            .map(|ts| {
-                let samples = samples_from_proto(&ts.samples);
-                (labels_from_proto(ts.labels), samples)
-            })
-            .collect();
-        let series = SeriesBatch::from_owned(&series);
+        // Read in place: one buffer of label text for the whole push.
+        let series = strata_ingester_client::series_wire::series_batch(
+            batch.timeseries.iter().map(|ts| ts.as_ref()),
+        )
+        .map_err(|e| Status::invalid_argument(format!("push of tenant {tenant:?}: {e}")))?;
         let metadata: Vec<MetricMetadata> = batch
             .metadata
             .into_iter()
