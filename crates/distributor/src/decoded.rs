@@ -121,9 +121,23 @@ impl DecodedWrite {
         &self.exemplars[s.exemplars.start as usize..s.exemplars.end as usize]
     }
 
-    /// The form of an owned request (OTLP translations, recording rules).
-    pub fn from_request(req: WriteRequest) -> Self {
-        let mut out = Builder::with_capacity(0);
+    /// The form of an owned request (OTLP translations, recording rules);
+    /// refused (413) past 4 GiB of label text, which 32-bit spans cannot
+    /// name.
+    pub fn from_request(req: WriteRequest) -> Result<Self, PushError> {
+        let text: usize = req
+            .timeseries
+            .iter()
+            .flat_map(|ts| &ts.labels)
+            .map(|l| l.name.len() + l.value.len())
+            .sum();
+        if text > u32::MAX as usize {
+            return Err(PushError::TooLarge {
+                size: text,
+                limit: u32::MAX as usize,
+            });
+        }
+        let mut out = Builder::with_capacity(text);
         for ts in req.timeseries {
             let first_label = out.labels.len();
             for l in &ts.labels {
@@ -146,13 +160,13 @@ impl DecodedWrite {
             );
         }
         out.metadata = req.metadata;
-        // Made of `String`s: valid, so never the empty fallback.
-        let text = std::mem::take(&mut out.text).finish().unwrap_or_default();
-        out.build(text)
+        let text = std::mem::take(&mut out.text).finish()?;
+        Ok(out.build(text))
     }
 
     /// Decodes an uncompressed remote-write 1.0 `WriteRequest`.
     pub(crate) fn decode_v1(mut buf: &[u8]) -> Result<Self, PushError> {
+        fits_spans(buf)?;
         let mut out = Builder::with_capacity(buf.len());
         while !buf.is_empty() {
             let (tag, wire_type) = decode_key(&mut buf)?;
@@ -173,6 +187,7 @@ impl DecodedWrite {
     /// the whole body malformed (400). Per-series metadata becomes the
     /// request's metric metadata, once per family as 1.0 senders name it.
     pub(crate) fn decode_v2(mut buf: &[u8]) -> Result<Self, PushError> {
+        fits_spans(buf)?;
         let mut out = Builder::with_capacity(buf.len());
         let mut symbols: Vec<StrSpan> = Vec::new();
         let mut series: Vec<&[u8]> = Vec::new();
@@ -206,6 +221,19 @@ impl DecodedWrite {
         drop(v2);
         Ok(out.build(text))
     }
+}
+
+/// Spans are 32-bit: a body past 4 GiB (only with a limit configured
+/// that high) is refused whole rather than read with wrong labels.
+fn fits_spans(body: &[u8]) -> Result<(), PushError> {
+    let limit = u32::MAX as usize;
+    if body.len() > limit {
+        return Err(PushError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// What decoding 2.0 series needs besides the output: the symbols, laid
@@ -621,7 +649,7 @@ mod tests {
             }],
             metadata: vec![],
         };
-        let w = DecodedWrite::from_request(req.clone());
+        let w = DecodedWrite::from_request(req.clone()).expect("small");
         assert_eq!(w.series_labels(0).collect::<Vec<_>>(), [("__name__", "m")]);
         assert_eq!(w.series_samples(0), [Sample { t: 2, v: 1.0 }]);
         assert_eq!(w.total_samples(), 2, "a histogram sample counts");

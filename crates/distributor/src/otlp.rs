@@ -159,7 +159,7 @@ impl Distributor {
             if translated.request.timeseries.is_empty() && translated.request.metadata.is_empty() {
                 PushResult::default()
             } else {
-                self.push(tenant, DecodedWrite::from_request(translated.request))
+                self.push(tenant, DecodedWrite::from_request(translated.request)?)
                     .await?
             };
         for d in translated.dropped {

@@ -134,6 +134,10 @@ pub fn series_batch<'a>(
     messages: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> Result<SeriesBatch, WireError> {
     let size: usize = messages.clone().map(<[u8]>::len).sum();
+    if size > u32::MAX as usize {
+        // Spans are 32-bit (pushes are bounded far below by the gRPC limit).
+        return Err(WireError::new("a push's series exceed 4 GiB"));
+    }
     let mut text = LabelText::with_capacity(size);
     let mut labels: Vec<LabelSpan> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();

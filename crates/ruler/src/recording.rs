@@ -84,9 +84,11 @@ impl Ruler {
                 .collect(),
             metadata: vec![],
         };
+        let write = strata_distributor::DecodedWrite::from_request(req)
+            .map_err(|e| format!("writing rule results: {e}"))?;
         let r = self
             .distributor
-            .push(tenant, strata_distributor::DecodedWrite::from_request(req))
+            .push(tenant, write)
             .await
             .map_err(|e| format!("writing rule results: {e}"))?;
         match r.rejection_summary() {
