@@ -71,6 +71,13 @@ fn main() {
         strata_bytes as f64 / total_samples,
         encode_s * 1000.0
     );
+    println!(
+        "  of which series.parquet: {} bytes = {:.1} B/series; chunks.parquet: {} bytes = {:.3} B/sample",
+        block.series_parquet.len(),
+        block.series_parquet.len() as f64 / series as f64,
+        block.chunks_parquet.len(),
+        block.chunks_parquet.len() as f64 / total_samples,
+    );
     match prom {
         Some(p) => println!(
             "  prometheus tsdb block (promtool): {p} bytes = {:.3} B/sample; strata/prometheus = {:.2}",
