@@ -158,6 +158,64 @@ async fn bad_input_gets_the_right_status_and_keeps_accepted_data() {
     let (st, _) = s.push_raw(huge_raw, None).await;
     assert_eq!(st, 413);
 
+    // Bodies the in-place decoder must refuse as prost does: a label value
+    // that is not UTF-8, a name sent as the two halves of one character
+    // (each invalid alone, valid together), a sample value of the wrong
+    // wire type, a message cut short. Each is 400 and stores nothing.
+    fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+        out.push(tag << 3 | 2);
+        out.push(bytes.len() as u8); // short fields: one-byte lengths
+        out.extend_from_slice(bytes);
+    }
+    let body = |labels: &[&[(u8, &[u8])]], sample: &[u8]| {
+        let mut ts = Vec::new();
+        for label in labels {
+            let mut l = Vec::new();
+            for (tag, text) in *label {
+                field(*tag, text, &mut l);
+            }
+            field(1, &l, &mut ts);
+        }
+        field(2, sample, &mut ts);
+        let mut req = Vec::new();
+        field(1, &ts, &mut req);
+        req
+    };
+    let name: &[(u8, &[u8])] = &[(1, b"__name__"), (2, b"hostile")];
+    let mut sample = vec![0x09];
+    sample.extend_from_slice(&1.0f64.to_le_bytes());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "value not UTF-8",
+            body(&[name, &[(1, b"a"), (2, b"\xff\xfe")]], &sample),
+        ),
+        (
+            "split character",
+            body(
+                &[name, &[(1, b"\xc3"), (1, b"\xa9"), (1, b"b"), (2, b"x")]],
+                &sample,
+            ),
+        ),
+        ("value as fixed32", body(&[name], &[0x0d, 0, 0, 0, 0])),
+        ("cut short", {
+            let mut b = body(&[name], &sample);
+            b.truncate(b.len() - 3);
+            b
+        }),
+    ];
+    for (what, raw) in cases {
+        let compressed = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let (st, msg) = s.push_raw(compressed, None).await;
+        assert_eq!(st, 400, "{what}: {msg}");
+        assert!(msg.contains("protobuf"), "{what}: {msg}");
+    }
+    let d = s.query("hostile", t).await;
+    assert_eq!(
+        d["result"],
+        json!([]),
+        "nothing of the refused bodies stored"
+    );
+
     // Per-series failures in a batch with one valid series.
     let long_value = "v".repeat(3000);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
