@@ -235,12 +235,33 @@ impl Refs {
         }
     }
 
-    /// The refs, in increasing order.
-    fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
+    /// The refs, in increasing order (no allocation: regex matchers walk
+    /// every matching pair's refs).
+    fn iter(&self) -> RefsIter<'_> {
         match self {
-            Refs::One(r) => Box::new(std::iter::once(*r)),
-            Refs::Few(refs) => Box::new(refs.iter().copied()),
-            Refs::Many(set) => Box::new(set.iter()),
+            Refs::One(r) => RefsIter::One(Some(*r)),
+            Refs::Few(refs) => RefsIter::Few(refs.iter()),
+            Refs::Many(set) => RefsIter::Many(set.iter()),
+        }
+    }
+}
+
+/// Lives on the stack for one walk: its size does not matter, no box does.
+#[allow(clippy::large_enum_variant)]
+enum RefsIter<'a> {
+    One(Option<u64>),
+    Few(std::slice::Iter<'a, u64>),
+    Many(roaring::treemap::Iter<'a>),
+}
+
+impl Iterator for RefsIter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            RefsIter::One(r) => r.take(),
+            RefsIter::Few(it) => it.next().copied(),
+            RefsIter::Many(it) => it.next(),
         }
     }
 }

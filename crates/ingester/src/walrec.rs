@@ -77,11 +77,7 @@ pub fn encode_series<'a, L: LabelSet + 'a>(
     put_uvarint(buf, series.len() as u64);
     for (r, labels) in series {
         put_uvarint(buf, r);
-        put_uvarint(buf, labels.label_count() as u64);
-        for (name, value) in labels.label_pairs() {
-            put_str(buf, name);
-            put_str(buf, value);
-        }
+        put_labels(buf, labels);
     }
 }
 
@@ -104,11 +100,11 @@ pub fn encode_samples<'a>(
     }
 }
 
-fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
-    put_uvarint(buf, labels.len() as u64);
-    for l in labels {
-        put_str(buf, &l.name);
-        put_str(buf, &l.value);
+fn put_labels(buf: &mut Vec<u8>, labels: &(impl LabelSet + ?Sized)) {
+    put_uvarint(buf, labels.label_count() as u64);
+    for (name, value) in labels.label_pairs() {
+        put_str(buf, name);
+        put_str(buf, value);
     }
 }
 

@@ -185,15 +185,6 @@ impl<'a> BatchSeries<'a> {
         self.span.hash
     }
 
-    /// True when `other` holds exactly these labels.
-    pub fn labels_eq(&self, other: &Labels) -> bool {
-        let mine = self.labels();
-        mine.len() == other.len()
-            && mine
-                .zip(other.iter())
-                .all(|((n, v), l)| n == l.name && v == l.value)
-    }
-
     /// The labels as an owned set.
     pub fn to_labels(&self) -> Labels {
         Labels::from_sorted(self.labels().map(|(n, v)| Label::new(n, v)).collect())
@@ -293,16 +284,10 @@ mod tests {
         assert_eq!(batch.total_samples(), 3);
         for (s, (labels, samples)) in batch.iter().zip(&owned) {
             assert_eq!(s.to_labels(), *labels);
-            assert!(s.labels_eq(labels));
             assert_eq!(s.hash64(), labels.hash64());
             assert_eq!(s.samples(), samples.as_slice());
         }
-        assert!(!batch.get(0).labels_eq(&owned[1].0));
-        assert!(
-            !batch
-                .get(0)
-                .labels_eq(&Labels::from_pairs([("__name__", "up")]))
-        );
+        assert_ne!(batch.get(0).to_labels(), owned[1].0);
     }
 
     #[test]
