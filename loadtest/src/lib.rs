@@ -35,6 +35,25 @@ pub fn remote_write(
     post(client, url, tenant, &req.encode_to_vec(), "1.0")
 }
 
+/// One sample (`t`, `value`) for each label set: the series of one request.
+pub fn one_sample_series(
+    labels: &[Vec<strata_proto::prometheus::Label>],
+    t: i64,
+    value: f64,
+) -> Vec<TimeSeries> {
+    labels
+        .iter()
+        .map(|l| TimeSeries {
+            labels: l.clone(),
+            samples: vec![strata_proto::prometheus::Sample {
+                value,
+                timestamp: t,
+            }],
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// A series' labels as the bytes of its `TimeSeries` label fields: what
 /// a sender keeps per series, so [`remote_write_encoded`] writes only the
 /// samples of each request (as Prometheus's sender reuses its buffers).
@@ -236,7 +255,7 @@ fn post(
 
 #[cfg(test)]
 mod tests {
-    use strata_proto::prometheus::{Label, Sample};
+    use strata_proto::prometheus::Label;
 
     use super::*;
 
@@ -259,17 +278,7 @@ mod tests {
         let encoded: Vec<Vec<u8>> = labels.iter().map(|l| encoded_labels(l)).collect();
         for (t, value) in [(1_700_000_000_000, 1.5), (0, 0.0), (-1, f64::MAX)] {
             let want = WriteRequest {
-                timeseries: labels
-                    .iter()
-                    .map(|l| TimeSeries {
-                        labels: l.clone(),
-                        samples: vec![Sample {
-                            value,
-                            timestamp: t,
-                        }],
-                        ..Default::default()
-                    })
-                    .collect(),
+                timeseries: one_sample_series(&labels, t, value),
                 metadata: vec![],
             };
             assert_eq!(one_sample_each(&encoded, t, value), want.encode_to_vec());

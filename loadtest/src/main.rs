@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, Command};
 use strata_loadtest::{
-    arg, encoded_labels, otlp_metrics, parse, remote_write_encoded, remote_write_v2,
+    arg, encoded_labels, one_sample_series, otlp_metrics, parse, remote_write_encoded,
+    remote_write_v2,
 };
-use strata_proto::prometheus::{Label, Sample, TimeSeries};
+use strata_proto::prometheus::Label;
 
 struct Opts {
     url: String,
@@ -200,20 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 value += 1.0;
                 for (chunk, chunk_encoded) in labels.chunks(o.batch).zip(encoded.chunks(o.batch)) {
-                    let series = || -> Vec<TimeSeries> {
-                        chunk
-                            .iter()
-                            .map(|l| TimeSeries {
-                                labels: l.clone(),
-                                samples: vec![Sample {
-                                    value,
-                                    timestamp: t,
-                                }],
-                                exemplars: vec![],
-                                histograms: vec![],
-                            })
-                            .collect()
-                    };
+                    let series = || one_sample_series(chunk, t, value);
                     let tenant = o.tenant.as_deref();
                     let rb = match o.protocol {
                         Protocol::RemoteWrite1 => {
