@@ -164,7 +164,6 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/push", post(push))
         .route("/api/v1/write", post(push))
         .route("/loki/api/v1/push", post(loki::push))
-        .route("/loki/api/v1/status/buildinfo", get(loki_buildinfo))
         .route("/api/prom/push", post(loki::push))
         .route("/otlp/v1/metrics", post(otlp::metrics))
         .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
@@ -221,6 +220,9 @@ pub fn router(state: Shared) -> Router {
             rules::config_routes(strata_ruler::RuleLang::LogQL),
         )
         .route("/loki/api/v1/tail", get(loki::tail))
+        // Outside the push limiter: Grafana detects Loki's version with it,
+        // and saturated pushes must not make a data source look broken.
+        .route("/loki/api/v1/status/buildinfo", get(loki_buildinfo))
         .route("/loki/api/v1/drilldown-limits", get(drilldown::limits))
         .route(
             "/loki/api/v1/format_query",
