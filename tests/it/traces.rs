@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use crate::cluster::Cluster;
-use crate::common::{encode, free_port, now_ms, series};
+use crate::common::{Strata, encode, free_port, now_ms, series};
 
 struct Receiver(Child);
 
@@ -61,9 +61,34 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             &format!("http://127.0.0.1:{port}"),
         )
-        .with_env("OTEL_BSP_SCHEDULE_DELAY", "200");
+        .with_env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        // Short blocks, cut and synced at once: a query of an older range
+        // reads blocks through the store-gateways.
+        .with_args(
+            "-blocks-storage.tsdb.block-ranges-period=5m -blocks-storage.tsdb.head-compaction-interval=200ms \
+             -blocks-storage.bucket-store.sync-interval=1s",
+        );
     cluster.run("start");
     let client = reqwest::Client::new();
+
+    // Samples of three hours ago, pushed first (a head accepts them only
+    // before newer ones), end up in blocks once the traced sample at now
+    // moves the heads past them; the store-gateways serve those blocks.
+    let old = (now_ms() - 3 * 3_600_000) / 60_000 * 60_000;
+    let pts: Vec<(i64, f64)> = (0..30).map(|i| (old + i * 60_000, 2.0)).collect();
+    let r = client
+        .post(cluster.url("distributor-1", "/api/v1/push"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .body(encode(vec![series(&[("__name__", "traced_old")], &pts)]))
+        .send()
+        .await
+        .expect("push old samples");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
 
     let write_trace = "5e1f0c0ffee00000000000000000a001";
     let write_parent = "00f067aa0ba902b7";
@@ -126,6 +151,56 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
     let answer: Json = r.json().await.expect("JSON");
     assert_eq!(answer["status"], "success", "{answer}");
 
+    // A LogQL query: its statistics line carries its trace id too.
+    let logql_trace = "5e1f0c0ffee00000000000000000a005";
+    let r = client
+        .get(cluster.url("querier", "/loki/api/v1/query_range"))
+        .query(&[
+            ("query", "count_over_time({job=\"t\"}[1m])".to_string()),
+            ("start", ((now - 60_000) / 1000).to_string()),
+            ("end", (now / 1000 + 1).to_string()),
+        ])
+        .header(
+            "traceparent",
+            format!("00-{logql_trace}-00f067aa0ba902bb-01"),
+        )
+        .send()
+        .await
+        .expect("LogQL query");
+    let answer: Json = r.json().await.expect("JSON");
+    assert_eq!(answer["status"], "success", "{answer}");
+
+    let owned = async |gateway: &str| -> f64 {
+        let url = cluster.url(gateway, "/metrics");
+        Strata::metric_at(&client, &url, "strata_storegateway_owned_blocks").await
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while owned("store-gateway-1").await + owned("store-gateway-2").await == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no block reached a store-gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let store_trace = "5e1f0c0ffee00000000000000000a004";
+    let r = client
+        .get(cluster.url("querier", "/prometheus/api/v1/query_range"))
+        .query(&[
+            ("query", "traced_old".to_string()),
+            ("start", (old / 1000).to_string()),
+            ("end", ((old + 29 * 60_000) / 1000).to_string()),
+            ("step", "60".to_string()),
+        ])
+        .header(
+            "traceparent",
+            format!("00-{store_trace}-00f067aa0ba902ba-01"),
+        )
+        .send()
+        .await
+        .expect("query of blocks");
+    let answer: Json = r.json().await.expect("JSON");
+    assert_eq!(answer["status"], "success", "{answer}");
+
     // Wait for both traces to reach the receiver: the write through the
     // distributor into the three ingesters (RF 3), the query through the
     // querier into the ingesters.
@@ -143,14 +218,15 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (write, query, through) = loop {
+    let (write, query, through, store) = loop {
         let all = spans(&out);
-        let (w, q, f) = (
+        let (w, q, f, g) = (
             of(&all, write_trace),
             of(&all, query_trace),
             of(&all, frontend_trace),
+            of(&all, store_trace),
         );
-        let (wi, qi, fi) = (instances(&w), instances(&q), instances(&f));
+        let (wi, qi, fi, gi) = (instances(&w), instances(&q), instances(&f), instances(&g));
         let ingesters =
             |i: &BTreeSet<String>| i.iter().filter(|x| x.starts_with("ingester")).count();
         if wi.contains("distributor-1")
@@ -160,12 +236,14 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             && fi.contains("query-frontend")
             && fi.contains("querier")
             && ingesters(&fi) >= 2
+            && gi.iter().any(|i| i.starts_with("store-gateway"))
         {
-            break (w, q, f);
+            break (w, q, f, g);
         }
         assert!(
             Instant::now() < deadline,
-            "write trace in {wi:?}, query trace in {qi:?}, frontend query trace in {fi:?}; {} spans received",
+            "write trace in {wi:?}, query trace in {qi:?}, frontend query trace in {fi:?}, \
+             block query trace in {gi:?}; {} spans received",
             all.len()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -238,12 +316,42 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
         "the querier's span is no child of the frontend's: {querier_http}"
     );
 
-    // The trace ids reach the logs: the querier's query-stats line.
-    let log = cluster.log("querier");
-    assert!(
-        log.lines()
-            .any(|l| l.contains("query stats") && l.contains(query_trace)),
-        "querier log:\n{log}"
-    );
+    // The block query's gateway spans are children of the querier's.
+    let querier_ids: BTreeSet<&str> = store
+        .iter()
+        .filter(|s| s["instance"] == "querier")
+        .filter_map(|s| s["span_id"].as_str())
+        .collect();
+    let gateway_requests: Vec<&Json> = store
+        .iter()
+        .filter(|s| {
+            s["instance"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("store-gateway"))
+                && s["name"] == "grpc_request"
+        })
+        .collect();
+    assert!(!gateway_requests.is_empty(), "{store:?}");
+    for s in gateway_requests {
+        assert!(
+            querier_ids.contains(s["parent_span_id"].as_str().unwrap_or_default()),
+            "a store-gateway span with a parent outside the querier: {s}"
+        );
+    }
+
+    // The trace ids reach the logs: the query-stats lines of the querier
+    // (PromQL and LogQL) and of the query-frontend.
+    for (process, trace) in [
+        ("querier", query_trace),
+        ("querier", logql_trace),
+        ("query-frontend", frontend_trace),
+    ] {
+        let log = cluster.log(process);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("query stats") && l.contains(trace)),
+            "no query stats line with {trace} in the {process} log:\n{log}"
+        );
+    }
     cluster.run("stop");
 }
