@@ -12,6 +12,7 @@ mod drilldown_replay;
 mod durability;
 mod frontend;
 mod fuzz;
+mod grafana_prometheus_replay;
 mod helm;
 mod hostile;
 mod limits;
