@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use strata_storage::block::{SAMPLES_PER_CHUNK, encode_block};
+use strata_storage::block::{MAX_SAMPLES_PER_CHUNK, SAMPLES_PER_CHUNK, encode_block};
 use strata_storage::chunk::{XorChunk, decode_chunk};
 
 #[path = "common/mod.rs"]
@@ -87,4 +87,78 @@ fn main() {
         None => println!("  prometheus tsdb block: promtool not available"),
     }
     assert!(strata_bytes > 0);
+    if full {
+        realistic_breakdown(start, interval);
+    }
+}
+
+/// Where a realistic day's chunk bytes go: pcodec timestamps and values
+/// per metric family (960-sample chunks), largest first.
+fn realistic_breakdown(start: i64, interval: i64) {
+    let samples = (86_400_000 / interval) as usize;
+    let data = common::realistic::generate_cluster(3, start, samples, interval);
+    let total: usize = data.iter().map(|(_, s)| s.len()).sum();
+    let mut families: std::collections::BTreeMap<String, (usize, usize, usize)> =
+        Default::default();
+    let (mut ts_all, mut vs_all) = (0usize, 0usize);
+    for (labels, s) in &data {
+        let e = families
+            .entry(labels.metric_name().to_string())
+            .or_default();
+        for part in s.chunks(SAMPLES_PER_CHUNK) {
+            let ts: Vec<i64> = part.iter().map(|x| x.t).collect();
+            let vs: Vec<f64> = part.iter().map(|x| x.v).collect();
+            let cfg = pco::ChunkConfig::default();
+            let ct = pco::standalone::simple_compress(&ts, &cfg)
+                .expect("pco")
+                .len();
+            let cv = pco::standalone::simple_compress(&vs, &cfg)
+                .expect("pco")
+                .len();
+            e.0 += part.len();
+            e.1 += ct;
+            e.2 += cv;
+            ts_all += ct;
+            vs_all += cv;
+        }
+    }
+    println!(
+        "realistic day (benches/common/realistic.rs): {} series, {total} samples: timestamps {:.3} B/sample, values {:.3} B/sample",
+        data.len(),
+        ts_all as f64 / total as f64,
+        vs_all as f64 / total as f64
+    );
+    // The chunk length of 2h blocks next to that of compacted (>= 12h) ones.
+    for chunk in [SAMPLES_PER_CHUNK, MAX_SAMPLES_PER_CHUNK] {
+        let (mut t_b, mut v_b) = (0usize, 0usize);
+        for (_, s) in &data {
+            for part in s.chunks(chunk) {
+                let ts: Vec<i64> = part.iter().map(|x| x.t).collect();
+                let vs: Vec<f64> = part.iter().map(|x| x.v).collect();
+                let cfg = pco::ChunkConfig::default();
+                t_b += pco::standalone::simple_compress(&ts, &cfg)
+                    .expect("pco")
+                    .len();
+                v_b += pco::standalone::simple_compress(&vs, &cfg)
+                    .expect("pco")
+                    .len();
+            }
+        }
+        println!(
+            "  in chunks of {chunk} samples: timestamps {:.3}, values {:.3} B/sample (pcodec, before the block's zstd)",
+            t_b as f64 / total as f64,
+            v_b as f64 / total as f64
+        );
+    }
+    let mut rows: Vec<_> = families.into_iter().collect();
+    rows.sort_by_key(|(_, (_, t, v))| std::cmp::Reverse(t + v));
+    for (name, (n, t, v)) in rows.iter().take(25) {
+        println!(
+            "  {name:50} {:5.1}% of samples  ts {:.3}  values {:.3} B/sample  ({:.1}% of bytes)",
+            100.0 * *n as f64 / total as f64,
+            *t as f64 / *n as f64,
+            *v as f64 / *n as f64,
+            100.0 * (t + v) as f64 / (ts_all + vs_all) as f64
+        );
+    }
 }

@@ -23,7 +23,7 @@ use strata_storage::{BlockReader, Signal, encode_block, upload_block};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{dir_size, generate, promtool_blocks};
+use common::{dir_size, generate, promtool_blocks, realistic};
 
 const H: i64 = 3_600_000;
 
@@ -98,12 +98,41 @@ fn prometheus_compacted(dir: &Path) -> Option<(usize, u64)> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let series = if full { 2000 } else { 20 };
     let interval = 15_000;
     let samples = (24 * H / interval) as usize;
     let start: i64 = 1_700_006_400_000 / (24 * H) * (24 * H) + 24 * H; // a day boundary
-    let data = generate(series, start, samples, interval);
-    let unique = (series * samples) as u64;
+    // `-- synthetic` or `-- realistic` runs one data set.
+    let only = |name: &str| {
+        let picked: Vec<String> = std::env::args()
+            .filter(|a| a == "synthetic" || a == "realistic")
+            .collect();
+        picked.is_empty() || picked.iter().any(|a| a == name)
+    };
+    if only("synthetic") {
+        let synthetic = generate(if full { 2000 } else { 20 }, start, samples, interval);
+        run("synthetic node-exporter-like mix", synthetic, start, full).await;
+    }
+    if only("realistic") {
+        // 3 nodes' node_exporter, kube-state-metrics and application pods.
+        let mut cluster =
+            realistic::generate_cluster(if full { 3 } else { 1 }, start, samples, interval);
+        if !full {
+            cluster.truncate(60);
+        }
+        run("realistic Kubernetes cluster mix", cluster, start, full).await;
+    }
+}
+
+/// Uploads `data` (24h from `start`) as RF 3 copies of 2h blocks, compacts
+/// them to one 24h block, checks it and reports.
+async fn run(
+    name: &str,
+    data: Vec<(strata_model::Labels, Vec<strata_model::Sample>)>,
+    start: i64,
+    full: bool,
+) {
+    let series = data.len();
+    let unique = data.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
 
     // The ingesters' uploads: every 2h window three times.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -176,7 +205,7 @@ async fn main() {
     let processed = 5 * unique;
 
     println!(
-        "compaction: {series} series x 24h at 15s ({unique} samples), 12 x 2h blocks x RF 3 ({input_bytes} bytes)"
+        "compaction, {name}: {series} series x 24h at 15s ({unique} samples), 12 x 2h blocks x RF 3 ({input_bytes} bytes)"
     );
     println!(
         "  {passes} passes in {secs:.2} s: {:.0} samples/s read and merged (one core)",

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use strata_model::{Labels, Sample};
 
+pub mod realistic;
+
 /// Deterministic xorshift generator: the same data on every run.
 pub struct Rng(u64);
 
@@ -23,6 +25,12 @@ impl Rng {
 
     pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal draw (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = self.unit().max(f64::MIN_POSITIVE);
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
     }
 }
 
