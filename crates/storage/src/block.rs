@@ -27,9 +27,24 @@ use strata_model::{Label, Labels, Sample};
 
 use crate::StorageError;
 
-/// Samples per stored chunk (2h at 7.5s): long enough to compress well,
-/// short enough that a narrow time range decodes little.
+/// Samples per stored chunk of a 2h block (2h at 7.5s): long enough to
+/// compress well, short enough that a narrow time range decodes little.
 pub const SAMPLES_PER_CHUNK: usize = 960;
+/// Most samples per stored chunk, for blocks of 12h and longer (a day at
+/// 15s). Compacted blocks hold old data, mostly read in wide ranges; their
+/// chunks are longer because each chunk's codec header and the parquet row
+/// cost as much for a constant series as its samples (a realistic day,
+/// `cargo bench -p strata-storage --bench block_size`: 0.547 bytes of
+/// values per sample in 960-sample chunks, 0.494 in 5,760-sample ones).
+pub const MAX_SAMPLES_PER_CHUNK: usize = 6 * SAMPLES_PER_CHUNK;
+
+/// Samples per chunk for a block covering `range_ms`: [`SAMPLES_PER_CHUNK`]
+/// per 2h of range, at most [`MAX_SAMPLES_PER_CHUNK`].
+pub fn samples_per_chunk(range_ms: i64) -> usize {
+    let two_hours = 2 * 3_600_000;
+    let factor = (range_ms / two_hours).clamp(1, 6) as usize;
+    SAMPLES_PER_CHUNK * factor
+}
 /// Prefix of label columns in `series.parquet`.
 pub const LABEL_COLUMN_PREFIX: &str = "l_";
 /// Version of the block layout this code writes.
@@ -178,17 +193,18 @@ pub fn encode_block(
 
     let names = label_names(series.iter().map(|(l, _)| l));
     let mut rows = LabelRows::new(&names);
-    let mut chunks = ChunkRows::default();
+    let mut chunks = ChunkRows::new(samples_per_chunk(max_time.saturating_sub(min_time)));
     for (i, (labels, samples)) in series.iter().enumerate() {
         rows.append(i as u32, labels);
         chunks.append(i as u32, samples)?;
     }
     let series_batch = rows.finish("series_id")?;
     let chunk_batch = chunks.finish()?;
+    let rows_per_group = chunks.rows_per_group();
     let mut stats = chunks.stats;
     stats.num_series = series.len() as u64;
     let series_parquet = encode_parquet(&series_batch, SERIES_PER_ROW_GROUP)?;
-    let chunks_parquet = encode_parquet(&chunk_batch, CHUNKS_PER_ROW_GROUP)?;
+    let chunks_parquet = encode_parquet(&chunk_batch, rows_per_group)?;
     stats.num_bytes = (series_parquet.len() + chunks_parquet.len()) as u64;
     Ok(EncodedBlock {
         meta: BlockMeta::new(min_time, max_time, stats),
@@ -234,9 +250,9 @@ pub(crate) fn chunk_schema() -> Arc<Schema> {
 }
 
 /// Rows of `chunks.parquet` being built: each series' samples cut into
-/// chunks of [`SAMPLES_PER_CHUNK`] and compressed.
-#[derive(Default)]
+/// chunks of `samples_per_chunk` and compressed.
 pub(crate) struct ChunkRows {
+    samples_per_chunk: usize,
     ids: Vec<u32>,
     min_t: Vec<i64>,
     max_t: Vec<i64>,
@@ -247,9 +263,27 @@ pub(crate) struct ChunkRows {
 }
 
 impl ChunkRows {
+    pub(crate) fn new(samples_per_chunk: usize) -> Self {
+        ChunkRows {
+            samples_per_chunk: samples_per_chunk.max(1),
+            ids: Vec::new(),
+            min_t: Vec::new(),
+            max_t: Vec::new(),
+            num: Vec::new(),
+            data: BinaryBuilder::new(),
+            stats: BlockStats::default(),
+        }
+    }
+
+    /// Rows per row group of `chunks.parquet`: fewer for longer chunks, so
+    /// that a row group (what a merge holds per source) stays as large.
+    pub(crate) fn rows_per_group(&self) -> usize {
+        CHUNKS_PER_ROW_GROUP * SAMPLES_PER_CHUNK / self.samples_per_chunk.max(SAMPLES_PER_CHUNK)
+    }
+
     /// Appends the chunks of series `id` (samples time-ordered).
     pub(crate) fn append(&mut self, id: u32, samples: &[Sample]) -> Result<(), StorageError> {
-        for part in samples.chunks(SAMPLES_PER_CHUNK) {
+        for part in samples.chunks(self.samples_per_chunk) {
             self.data.append_value(crate::codec::encode(part)?);
             self.ids.push(id);
             self.min_t.push(part[0].t);

@@ -33,8 +33,8 @@ use strata_model::{Labels, Sample, merge_samples};
 
 use crate::StorageError;
 use crate::block::{
-    self, BlockCompaction, BlockMeta, BlockStats, CHUNKS_PER_ROW_GROUP, ChunkRows,
-    LABEL_COLUMN_PREFIX, LabelRows, SERIES_PER_ROW_GROUP, Signal, StrCol, block_file,
+    self, BlockCompaction, BlockMeta, BlockStats, ChunkRows, LABEL_COLUMN_PREFIX, LabelRows,
+    SERIES_PER_ROW_GROUP, Signal, StrCol, block_file,
 };
 use crate::logblock::{EntryRows, entries_props};
 
@@ -403,12 +403,14 @@ pub async fn merge_metric_blocks(
         series_rows.schema("series_id"),
         block::writer_props(SERIES_PER_ROW_GROUP),
     )?;
-    let mut chunk_rows = ChunkRows::default();
+    let mut chunk_rows = ChunkRows::new(block::samples_per_chunk(
+        target.max_time.saturating_sub(target.min_time),
+    ));
     let mut chunks_out = OutputFile::new(
         target.store,
         file("chunks.parquet"),
         block::chunk_schema(),
-        block::writer_props(CHUNKS_PER_ROW_GROUP),
+        block::writer_props(chunk_rows.rows_per_group()),
     )?;
 
     let mut next_id = 0u32;
@@ -762,6 +764,58 @@ mod tests {
             got.iter()
                 .all(|(_, s)| s.len() == 240 && s.last().is_some_and(|l| l.t < 3_600_000))
         );
+    }
+
+    #[tokio::test]
+    async fn a_day_block_keeps_longer_chunks_and_every_sample() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        const H: i64 = 3_600_000;
+        let series = |i: usize, ts: std::ops::Range<i64>| {
+            let l = Labels::new(vec![
+                Label::new("__name__", "m"),
+                Label::new("i", i.to_string()),
+            ]);
+            (l, samples(ts.step_by(10_000)))
+        };
+        // Two 12h blocks at a 10s interval: 4,320 samples per series each.
+        let mut metas = Vec::new();
+        for (lo, hi) in [(0, 12 * H), (12 * H, 24 * H)] {
+            let enc = block::encode_block((0..3).map(|i| series(i, lo..hi)).collect(), lo, hi)
+                .expect("encode");
+            // 12h blocks are already cut in chunks of up to 5,760 samples.
+            assert_eq!(enc.meta.stats.num_chunks, 3);
+            block::upload_block(store.as_ref(), "t", &enc)
+                .await
+                .expect("upload");
+            metas.push(enc.meta);
+        }
+        let sources: Vec<SourceBlock> = metas
+            .into_iter()
+            .map(|meta| SourceBlock {
+                store: store.clone(),
+                meta,
+            })
+            .collect();
+        let day = merge_metric_blocks(&sources, target(&store, 0, 24 * H))
+            .await
+            .expect("merge");
+        // 8,640 samples per series: two chunks each (5,760 + 2,880).
+        assert_eq!(day.stats.num_chunks, 6);
+        let got = read_all(&crate::BlockReader::new(store.clone()), &day).await;
+        let want: Vec<_> = (0..3).map(|i| series(i, 0..24 * H)).collect();
+        assert!(got == want, "the day block differs from its sources");
+        // A 2h block keeps 960-sample chunks: 1,440 samples are two.
+        let two_hours = block::encode_block(vec![series(0, 0..2 * H)], 0, 2 * H).expect("encode");
+        assert_eq!(two_hours.meta.stats.num_chunks, 1);
+        let dense: Vec<_> = (0..1440)
+            .map(|k| Sample {
+                t: k * 5000,
+                v: 1.0,
+            })
+            .collect();
+        let two_hours =
+            block::encode_block(vec![(series(0, 0..0).0, dense)], 0, 2 * H).expect("encode");
+        assert_eq!(two_hours.meta.stats.num_chunks, 2);
     }
 
     #[test]
