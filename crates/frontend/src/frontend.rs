@@ -702,11 +702,11 @@ impl Frontend {
                 if cacheable
                     && let Some(cache) = &self.cache
                     && let Some(hit) = cache.get(&key).await
-                    && let Ok(json) = serde_json::from_slice::<Json>(&hit)
+                    && split::PartAnswer::parse(&hit).is_some_and(|a| a.is_success())
                 {
                     PARTS.with_label_values(&["cache"]).inc();
                     Tally::add(&run.tally.cached);
-                    return Ok((json, true));
+                    return Ok((hit, true));
                 }
                 PARTS.with_label_values(&["querier"]).inc();
                 let answer = match plan {
@@ -716,61 +716,69 @@ impl Frontend {
                             .await?
                     }
                     None => {
-                        // Statistics are asked of every part, for the
-                        // query's own (and its log line).
-                        let mut params = params.to_vec();
-                        if api == Api::Prometheus && param(&params, "stats").is_none() {
-                            params.push(("stats".into(), "all".into()));
-                        }
+                        // A part carries statistics when the query asked
+                        // for them (Loki's answers always do).
                         let request = HttpRequest {
                             method: "GET".into(),
-                            url: part_url(path, &params, api, range),
+                            url: part_url(path, params, api, range),
                             headers,
                             body: Bytes::new(),
                         };
                         self.run(tenant, request, Some(&run.tally)).await?
                     }
                 };
-                let (json, answer) = success_json(path, answer)?;
+                let body = success_body(path, answer)?;
                 if cacheable && let Some(cache) = &self.cache {
-                    cache.put(&key, answer.body);
+                    cache.put(&key, body.clone());
                     Tally::add(&run.tally.stored);
                 }
-                Ok((json, false))
+                Ok((body, false))
             }
         }))
         .buffered(MAX_QUERY_PARALLELISM);
         tokio::pin!(answers);
-        let mut parts = Vec::with_capacity(q.parts.len());
-        // What the queriers read for the parts they answered (cached parts
-        // read nothing now).
-        let mut fetched: Option<Json> = None;
+        let mut bodies = Vec::with_capacity(q.parts.len());
         // The first failed part answers for the query; dropping the stream
         // withdraws the parts not answered yet.
         while let Some(a) = answers.next().await {
             match a {
-                Ok((mut json, from_cache)) => {
-                    let stats = json
-                        .get_mut("data")
-                        .and_then(Json::as_object_mut)
-                        .and_then(|d| d.remove("stats"));
-                    if let Some(s) = stats
-                        && !from_cache
-                    {
-                        fetched = Some(match fetched {
-                            Some(total) => split::sum_stats(total, s),
-                            None => s,
-                        });
-                    }
-                    parts.push(json)
-                }
+                Ok(part) => bodies.push(part),
                 Err(refusal) => return refusal,
             }
         }
-        let mut merged = match split::merge(parts) {
-            Ok(merged) => merged,
-            Err(e) => return refuse(path, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
+        // One part of a PromQL query without statistics is the answer as
+        // the querier wrote it: reading it again would cost as much as
+        // writing it did (a range answer is mostly its points).
+        if let [(body, _)] = bodies.as_slice()
+            && q.api == Api::Prometheus
+            && param(&q.params, "stats").is_none()
+        {
+            return (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body.clone(),
+            )
+                .into_response();
+        }
+        let mut parts = Vec::with_capacity(bodies.len());
+        // What the queriers read for the parts they answered (cached parts
+        // read nothing now).
+        let mut fetched: Option<Json> = None;
+        for (body, from_cache) in &bodies {
+            let Some(part) = split::PartAnswer::parse(body) else {
+                return refuse(
+                    path,
+                    StatusCode::BAD_GATEWAY,
+                    "a querier's answer is not a query answer",
+                );
+            };
+            if let Some(s) = part.stats().filter(|_| !from_cache) {
+                fetched = Some(match fetched {
+                    Some(total) => split::sum_stats(total, s.clone()),
+                    None => s.clone(),
+                });
+            }
+            parts.push(part);
+        }
         let t = &run.tally;
         let stats = match q.api {
             Api::Loki => Some(split::loki_stats(
@@ -792,12 +800,12 @@ impl Frontend {
             }
             Api::Prometheus => None,
         };
-        if let Some(stats) = stats
-            && let Some(data) = merged.get_mut("data").and_then(Json::as_object_mut)
-        {
-            data.insert("stats".into(), stats);
+        match split::merge(&parts, stats) {
+            Ok(merged) => {
+                ([(http::header::CONTENT_TYPE, "application/json")], merged).into_response()
+            }
+            Err(e) => refuse(path, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
-        axum::Json(merged).into_response()
     }
 }
 
@@ -979,6 +987,27 @@ pub(crate) fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
             })
         })
         .collect()
+}
+
+/// A querier's successful answer's body, checked to be one; any other
+/// answer is the query's.
+#[allow(clippy::result_large_err)]
+fn success_body(path: &str, answer: HttpResponse) -> Result<Bytes, Refusal> {
+    if answer.status != 200 {
+        return Err(to_response(answer));
+    }
+    match split::PartAnswer::parse(&answer.body) {
+        Some(part) if part.is_success() => {}
+        Some(_) => return Err(to_response(answer)),
+        None => {
+            return Err(refuse(
+                path,
+                StatusCode::BAD_GATEWAY,
+                "a querier's answer is not a query answer",
+            ));
+        }
+    }
+    Ok(answer.body)
 }
 
 /// A querier's successful answer as JSON (and the answer itself); any

@@ -6,9 +6,12 @@
 //! query's own start or end (`@ start()`, `@ end()`, or any `@`) are not
 //! split.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value as Json};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_json::value::RawValue;
 
 /// Which API a range query came through: its time unit and formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +107,64 @@ pub fn logql_splittable(query: &str) -> bool {
         )
 }
 
-/// One series of the merged answer.
-struct MergedSeries {
-    metric: Json,
-    values: Vec<Json>,
-    histograms: Vec<Json>,
+/// A part's answer read in place: each series' labels and its points as
+/// the querier wrote them (a range answer has a few numbers per point, and
+/// a `Value` per point cost more than the query; see docs/benchmarks.md).
+#[derive(Deserialize)]
+pub(crate) struct PartAnswer<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Option<PartData<'a>>,
+    #[serde(default)]
+    warnings: Vec<Json>,
+    #[serde(default)]
+    infos: Vec<Json>,
+}
+
+#[derive(Deserialize)]
+struct PartData<'a> {
+    #[serde(rename = "resultType", borrow)]
+    result_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    result: Vec<PartSeries<'a>>,
+    #[serde(default)]
+    stats: Option<Json>,
+}
+
+#[derive(Deserialize)]
+struct PartSeries<'a> {
+    #[serde(borrow)]
+    metric: &'a RawValue,
+    #[serde(borrow, default)]
+    values: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    histograms: Option<&'a RawValue>,
+}
+
+impl<'a> PartAnswer<'a> {
+    /// Reads a querier's answer; `None` when it is not JSON in the shape of
+    /// an answer.
+    pub(crate) fn parse(body: &'a [u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        self.status == "success"
+    }
+
+    /// What the querier read for this part (`data.stats`).
+    pub(crate) fn stats(&self) -> Option<&Json> {
+        self.data.as_ref()?.stats.as_ref()
+    }
+}
+
+/// One series of the merged answer: its labels as written and its parts'
+/// point lists.
+struct MergedSeries<'a> {
+    metric: &'a RawValue,
+    values: Vec<&'a RawValue>,
+    histograms: Vec<&'a RawValue>,
 }
 
 /// Why parts could not be merged.
@@ -116,103 +172,105 @@ struct MergedSeries {
 #[error("cannot merge the split query's answers: {0}")]
 pub struct MergeError(String);
 
-/// Merges the successful JSON answers of a range query's parts, in time
-/// order: each series' values (and native histograms) concatenated, the
-/// series sorted by labels, warnings and infos kept once, Loki's
-/// statistics summed.
-pub fn merge(parts: Vec<Json>) -> Result<Json, MergeError> {
-    let mut series: BTreeMap<Vec<(String, String)>, MergedSeries> = BTreeMap::new();
-    let mut result_type = None;
-    let mut warnings: Vec<Json> = Vec::new();
-    let mut infos: Vec<Json> = Vec::new();
-    let mut stats: Option<Json> = None;
-    for mut part in parts {
+/// Merges the successful answers of a range query's parts, in time order,
+/// into one answer's JSON: each series' values (and native histograms)
+/// concatenated, the series sorted by labels, warnings and infos kept once,
+/// `stats` as `data.stats` when given.
+pub(crate) fn merge(parts: &[PartAnswer<'_>], stats: Option<Json>) -> Result<Vec<u8>, MergeError> {
+    type Key<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
+    let mut series: BTreeMap<Key<'_>, MergedSeries<'_>> = BTreeMap::new();
+    let mut warnings: Vec<&Json> = Vec::new();
+    let mut infos: Vec<&Json> = Vec::new();
+    let mut bytes = 0;
+    for part in parts {
         let data = part
-            .get_mut("data")
+            .data
+            .as_ref()
             .ok_or_else(|| MergeError("an answer without data".into()))?;
-        let rt = data
-            .get("resultType")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        if rt != "matrix" {
-            return Err(MergeError(format!("result type {rt:?}, not matrix")));
+        if data.result_type != "matrix" {
+            return Err(MergeError(format!(
+                "result type {:?}, not matrix",
+                data.result_type
+            )));
         }
-        result_type = Some(rt);
-        if let Some(s) = data.get_mut("stats").map(Json::take) {
-            stats = Some(match stats {
-                Some(total) => sum_stats(total, s),
-                None => s,
-            });
-        }
-        let result = match data.get_mut("result").map(Json::take) {
-            Some(Json::Array(r)) => r,
-            _ => return Err(MergeError("an answer without a result list".into())),
-        };
-        for mut s in result {
-            let metric = s.get_mut("metric").map(Json::take).unwrap_or_default();
-            let key: Vec<(String, String)> = match &metric {
-                Json::Object(m) => m
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let entry = series.entry(key).or_insert_with(|| MergedSeries {
-                metric,
+        for s in &data.result {
+            let labels: Key<'_> = serde_json::from_str(s.metric.get())
+                .map_err(|e| MergeError(format!("a series' labels: {e}")))?;
+            let entry = series.entry(labels).or_insert_with(|| MergedSeries {
+                metric: s.metric,
                 values: Vec::new(),
                 histograms: Vec::new(),
             });
-            if let Some(Json::Array(v)) = s.get_mut("values").map(Json::take) {
-                entry.values.extend(v);
-            }
-            if let Some(Json::Array(h)) = s.get_mut("histograms").map(Json::take) {
-                entry.histograms.extend(h);
+            for (list, into) in [
+                (s.values, &mut entry.values),
+                (s.histograms, &mut entry.histograms),
+            ] {
+                if let Some(list) = list {
+                    bytes += list.get().len();
+                    into.push(list);
+                }
             }
         }
-        for (field, into) in [("warnings", &mut warnings), ("infos", &mut infos)] {
-            if let Some(Json::Array(w)) = part.get_mut(field).map(Json::take) {
-                for w in w {
-                    if !into.contains(&w) {
-                        into.push(w);
-                    }
+        for (from, into) in [(&part.warnings, &mut warnings), (&part.infos, &mut infos)] {
+            for w in from {
+                if !into.contains(&w) {
+                    into.push(w);
                 }
             }
         }
     }
-    let result: Vec<Json> = series
-        .into_values()
-        .map(|m| {
-            let mut s = Map::new();
-            s.insert("metric".into(), m.metric);
-            if !m.values.is_empty() {
-                s.insert("values".into(), Json::Array(m.values));
+    let mut out = Vec::with_capacity(bytes + 64 * series.len() + 256);
+    out.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    for (i, s) in series.values().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"metric":"#);
+        out.extend_from_slice(s.metric.get().as_bytes());
+        for (field, lists) in [("values", &s.values), ("histograms", &s.histograms)] {
+            let mut first = true;
+            for list in lists.iter() {
+                let inner = list.get().trim();
+                let inner = inner
+                    .strip_prefix('[')
+                    .and_then(|l| l.strip_suffix(']'))
+                    .ok_or_else(|| MergeError(format!("{field} is not a list")))?
+                    .trim();
+                if inner.is_empty() {
+                    continue;
+                }
+                if first {
+                    out.extend_from_slice(format!(r#","{field}":["#).as_bytes());
+                    first = false;
+                } else {
+                    out.push(b',');
+                }
+                out.extend_from_slice(inner.as_bytes());
             }
-            if !m.histograms.is_empty() {
-                s.insert("histograms".into(), Json::Array(m.histograms));
+            if !first {
+                out.push(b']');
             }
-            Json::Object(s)
-        })
-        .collect();
-    let mut data = Map::new();
-    data.insert(
-        "resultType".into(),
-        Json::String(result_type.unwrap_or_else(|| "matrix".into())),
-    );
-    data.insert("result".into(), Json::Array(result));
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
     if let Some(s) = stats {
-        data.insert("stats".into(), s);
+        out.extend_from_slice(br#","stats":"#);
+        out.extend(to_json(&s)?);
     }
-    let mut out = Map::new();
-    out.insert("status".into(), Json::String("success".into()));
-    out.insert("data".into(), Json::Object(data));
-    if !warnings.is_empty() {
-        out.insert("warnings".into(), Json::Array(warnings));
+    out.push(b'}');
+    for (field, list) in [("warnings", &warnings), ("infos", &infos)] {
+        if !list.is_empty() {
+            out.extend_from_slice(format!(r#","{field}":"#).as_bytes());
+            out.extend(to_json(list)?);
+        }
     }
-    if !infos.is_empty() {
-        out.insert("infos".into(), Json::Array(infos));
-    }
-    Ok(Json::Object(out))
+    out.push(b'}');
+    Ok(out)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, MergeError> {
+    serde_json::to_vec(v).map_err(|e| MergeError(e.to_string()))
 }
 
 /// A split LogQL query's `data.stats`: what the queriers read for its
@@ -390,31 +448,41 @@ mod tests {
     #[test]
     fn answers_merge_by_series_in_time_order() {
         let part = |values: Json, extra: Json| {
-            serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            serde_json::to_vec(&serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
                 {"metric": {"job": "b"}, "values": values.clone()},
-                {"metric": {"job": "a"}, "values": values},
-            ], "stats": extra}, "warnings": ["w"]})
+                {"metric": {"job": "a", "c": "x"}, "values": values},
+                {"metric": {"job": "c"}, "values": []},
+            ], "stats": extra}, "warnings": ["w"]}))
+            .expect("JSON")
         };
-        let merged = merge(vec![
-            part(
-                serde_json::json!([[1, "1"]]),
-                serde_json::json!({"bytes": 1, "x": {"n": 2}}),
-            ),
-            part(
-                serde_json::json!([[2, "2"]]),
-                serde_json::json!({"bytes": 3, "x": {"n": 5}}),
-            ),
-        ])
-        .expect("merge");
+        let bodies = [
+            part(serde_json::json!([[1, "1"]]), serde_json::json!({"bytes": 1})),
+            // Whitespace as another writer may leave it.
+            b" { \"status\" : \"success\", \"data\": {\"resultType\": \"matrix\", \"result\": [ {\"metric\": {\"job\": \"b\"}, \"values\": [ [2, \"2\"] ] }, {\"metric\": {\"c\": \"x\", \"job\": \"a\"}, \"values\": [[2, \"2\"], [3, \"3\"]], \"histograms\": [[3, {\"count\": \"1\"}]]}]}, \"warnings\": [\"w\", \"v\"], \"infos\": [\"i\"] } ".to_vec(),
+        ];
+        let parts: Vec<PartAnswer<'_>> = bodies
+            .iter()
+            .map(|b| PartAnswer::parse(b).expect("an answer"))
+            .collect();
+        assert!(parts.iter().all(PartAnswer::is_success));
+        assert_eq!(parts[0].stats(), Some(&serde_json::json!({"bytes": 1})));
+        let merged = merge(&parts, Some(serde_json::json!({"bytes": 4}))).expect("merge");
+        let merged: Json = serde_json::from_slice(&merged).expect("merged JSON");
         assert_eq!(
             merged,
             serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
-                {"metric": {"job": "a"}, "values": [[1, "1"], [2, "2"]]},
+                {"metric": {"c": "x", "job": "a"}, "values": [[1, "1"], [2, "2"], [3, "3"]],
+                 "histograms": [[3, {"count": "1"}]]},
                 {"metric": {"job": "b"}, "values": [[1, "1"], [2, "2"]]},
-            ], "stats": {"bytes": 4, "x": {"n": 7}}}, "warnings": ["w"]})
+                {"metric": {"job": "c"}},
+            ], "stats": {"bytes": 4}}, "warnings": ["w", "v"], "infos": ["i"]})
         );
-        let vector = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
-        assert!(merge(vec![vector]).is_err());
+        let vector = br#"{"status": "success", "data": {"resultType": "vector", "result": []}}"#;
+        let vector = PartAnswer::parse(vector).expect("an answer");
+        assert!(merge(&[vector], None).is_err());
+        let error = br#"{"status": "error", "errorType": "bad_data", "error": "x"}"#;
+        assert!(!PartAnswer::parse(error).expect("an answer").is_success());
+        assert!(PartAnswer::parse(b"not json").is_none());
     }
 
     #[test]
