@@ -118,19 +118,19 @@ pub fn write_series(b: &mut Vec<u8>, labels: &Labels, points: impl Iterator<Item
 }
 
 pub fn point(b: &mut Vec<u8>, t: i64, v: f64) {
-    use std::io::Write;
     b.push(b'[');
     write_ts(b, t);
-    let _ = write!(b, ",\"{}\"]", float(v));
+    b.extend_from_slice(b",\"");
+    strata_model::write_float(b, v);
+    b.extend_from_slice(b"\"]");
 }
 
 pub fn write_ts(b: &mut Vec<u8>, t: i64) {
-    use std::io::Write;
-    let _ = if t % 1000 == 0 {
-        write!(b, "{}", t / 1000)
+    if t % 1000 == 0 {
+        strata_model::write_int(b, t / 1000);
     } else {
-        write!(b, "{}", t as f64 / 1000.0)
-    };
+        strata_model::write_float(b, t as f64 / 1000.0);
+    }
 }
 
 pub fn write_str(b: &mut Vec<u8>, s: &str) {
