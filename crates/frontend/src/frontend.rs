@@ -702,7 +702,8 @@ impl Frontend {
                 if cacheable
                     && let Some(cache) = &self.cache
                     && let Some(hit) = cache.get(&key).await
-                    && split::PartAnswer::parse(&hit).is_some_and(|a| a.is_success())
+                    && (split::PartAnswer::written_success(&hit)
+                        || split::PartAnswer::parse(&hit).is_some_and(|a| a.is_success()))
                 {
                     PARTS.with_label_values(&["cache"]).inc();
                     Tally::add(&run.tally.cached);
@@ -995,6 +996,9 @@ pub(crate) fn forwarded_headers(headers: &http::HeaderMap) -> Vec<Header> {
 fn success_body(path: &str, answer: HttpResponse) -> Result<Bytes, Refusal> {
     if answer.status != 200 {
         return Err(to_response(answer));
+    }
+    if split::PartAnswer::written_success(&answer.body) {
+        return Ok(answer.body);
     }
     match split::PartAnswer::parse(&answer.body) {
         Some(part) if part.is_success() => {}

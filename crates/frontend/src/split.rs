@@ -149,6 +149,12 @@ impl<'a> PartAnswer<'a> {
         serde_json::from_slice(body).ok()
     }
 
+    /// Whether `body` is a successful answer as Strata's queriers write
+    /// one (the status first), known without reading the rest of it.
+    pub(crate) fn written_success(body: &[u8]) -> bool {
+        body.starts_with(br#"{"status":"success","#)
+    }
+
     pub(crate) fn is_success(&self) -> bool {
         self.status == "success"
     }
@@ -483,6 +489,10 @@ mod tests {
         let error = br#"{"status": "error", "errorType": "bad_data", "error": "x"}"#;
         assert!(!PartAnswer::parse(error).expect("an answer").is_success());
         assert!(PartAnswer::parse(b"not json").is_none());
+        assert!(PartAnswer::written_success(
+            br#"{"status":"success","data":{}}"#
+        ));
+        assert!(!PartAnswer::written_success(&bodies[1]));
     }
 
     #[test]

@@ -700,7 +700,7 @@ impl Head<MetricSignal> {
         max_t: i64,
     ) -> Vec<SeriesSamples> {
         let by_labels = self.read_tenant(tenant, |pending, idx| {
-            let mut out: HashMap<Labels, Vec<Sample>> = HashMap::new();
+            let mut out: strata_model::LabelsMap<Vec<Sample>> = Default::default();
             for r in idx.matching(matchers) {
                 let s = &idx.series[&r];
                 let mut samples = Vec::new();

@@ -6,7 +6,7 @@
 
 pub mod logs;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 use tracing::Instrument;
 
@@ -248,7 +248,7 @@ impl Querier {
         if min_t > max_t {
             return Ok(Vec::new());
         }
-        let mut by_labels: HashMap<Labels, Vec<strata_model::Sample>> = HashMap::new();
+        let mut by_labels: strata_model::LabelsMap<Vec<strata_model::Sample>> = Default::default();
         let (head, blocks) = self
             .recent
             .then_blocks(tenant, (min_t, max_t), |c| async move {

@@ -2,7 +2,6 @@
 //! `@`), the samples they load (charged to the query's memory pool, split
 //! in time slices), and the per-step windows range functions read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, VectorSelector};
@@ -214,7 +213,7 @@ pub(crate) async fn evaluate_series(
         ));
     }
     let nsteps = times.len();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: strata_model::LabelsMap<usize> = Default::default();
     let mut series: Vec<(Labels, StepValues)> = Vec::new();
     for (a, b) in slices {
         let part = &times[a..b];
