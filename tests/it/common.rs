@@ -10,12 +10,30 @@ use prost::Message;
 use serde_json::Value as Json;
 use strata_proto::prometheus::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for a server of a test, below the
+/// kernel's ephemeral range (32768-60999 by default): a port the kernel
+/// hands out for port 0 can meanwhile become the source port of one of the
+/// many client connections the tests open, and the server then fails to
+/// bind it. Each port is handed out once per test binary, starting at an
+/// offset taken from the process id so consecutive runs spread out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Wall-clock ms.
