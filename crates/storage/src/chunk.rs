@@ -92,6 +92,19 @@ impl<'a> BitReader<'a> {
     }
 
     fn read_bits(&mut self, nbits: u8) -> Option<u64> {
+        // Fast path: the eight bytes from the current one hold the offset
+        // (under 8 bits) and any field of up to 56 bits.
+        let n = nbits as usize;
+        let byte = self.pos / 8;
+        if (1..=56).contains(&n)
+            && let Some(word) = self.bytes.get(byte..byte + 8)
+        {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(word);
+            let v = (u64::from_be_bytes(be) << (self.pos % 8)) >> (64 - n);
+            self.pos += n;
+            return Some(v);
+        }
         let mut v = 0u64;
         let mut n = nbits as usize;
         while n > 0 {
@@ -379,7 +392,8 @@ fn read_value(
         if sig == 0 {
             sig = 64;
         }
-        *trailing = 64 - *leading - sig;
+        // A corrupt stream may claim more bits than a value has.
+        *trailing = 64u8.checked_sub(*leading)?.checked_sub(sig)?;
     }
     let sig = 64 - *leading - *trailing;
     let bits = r.read_bits(sig)?;
@@ -398,6 +412,44 @@ mod tests {
         for (a, b) in out.iter().zip(samples) {
             assert_eq!(a.t, b.t);
             assert_eq!(a.v.to_bits(), b.v.to_bits());
+        }
+    }
+
+    #[test]
+    fn random_series_round_trip() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for len in [1usize, 2, 3, 7, 64, 120, 961] {
+            for _ in 0..50 {
+                let mut t = (next() % 1_000_000_000_000) as i64;
+                let mut v = 0.0;
+                let s: Vec<Sample> = (0..len)
+                    .map(|_| {
+                        // Regular steps, jitter, and now and then a jump
+                        // past every delta-of-delta bucket.
+                        t += match next() % 10 {
+                            0 => (next() % 10_000_000_000) as i64,
+                            1..=3 => 15_000 + (next() % 40) as i64,
+                            _ => 15_000,
+                        };
+                        v = match next() % 6 {
+                            0 => f64::from_bits(next()),
+                            1 => v,
+                            2 => v + 1.0,
+                            3 => (next() % 1000) as f64 / 100.0,
+                            4 => -v,
+                            _ => v * 1.000_001,
+                        };
+                        Sample { t, v }
+                    })
+                    .collect();
+                roundtrip(&s);
+            }
         }
     }
 
