@@ -702,8 +702,7 @@ impl Frontend {
                 if cacheable
                     && let Some(cache) = &self.cache
                     && let Some(hit) = cache.get(&key).await
-                    && (split::PartAnswer::written_success(&hit)
-                        || split::PartAnswer::parse(&hit).is_some_and(|a| a.is_success()))
+                    && split::PartAnswer::succeeded(&hit) == Some(true)
                 {
                     PARTS.with_label_values(&["cache"]).inc();
                     Tally::add(&run.tally.cached);
@@ -997,21 +996,15 @@ fn success_body(path: &str, answer: HttpResponse) -> Result<Bytes, Refusal> {
     if answer.status != 200 {
         return Err(to_response(answer));
     }
-    if split::PartAnswer::written_success(&answer.body) {
-        return Ok(answer.body);
+    match split::PartAnswer::succeeded(&answer.body) {
+        Some(true) => Ok(answer.body),
+        Some(false) => Err(to_response(answer)),
+        None => Err(refuse(
+            path,
+            StatusCode::BAD_GATEWAY,
+            "a querier's answer is not a query answer",
+        )),
     }
-    match split::PartAnswer::parse(&answer.body) {
-        Some(part) if part.is_success() => {}
-        Some(_) => return Err(to_response(answer)),
-        None => {
-            return Err(refuse(
-                path,
-                StatusCode::BAD_GATEWAY,
-                "a querier's answer is not a query answer",
-            ));
-        }
-    }
-    Ok(answer.body)
 }
 
 /// A querier's successful answer as JSON (and the answer itself); any

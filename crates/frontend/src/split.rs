@@ -149,10 +149,15 @@ impl<'a> PartAnswer<'a> {
         serde_json::from_slice(body).ok()
     }
 
-    /// Whether `body` is a successful answer as Strata's queriers write
-    /// one (the status first), known without reading the rest of it.
-    pub(crate) fn written_success(body: &[u8]) -> bool {
-        body.starts_with(br#"{"status":"success","#)
+    /// Whether `body` is a successful answer (`Some(true)`), another
+    /// answer (`Some(false)`) or no answer at all (`None`). Strata's
+    /// queriers write the status first, so their successes are known
+    /// without reading the rest.
+    pub(crate) fn succeeded(body: &[u8]) -> Option<bool> {
+        if body.starts_with(br#"{"status":"success","#) {
+            return Some(true);
+        }
+        PartAnswer::parse(body).map(|a| a.is_success())
     }
 
     pub(crate) fn is_success(&self) -> bool {
@@ -260,23 +265,20 @@ pub(crate) fn merge(parts: &[PartAnswer<'_>], stats: Option<Json>) -> Result<Vec
         out.push(b'}');
     }
     out.push(b']');
+    let json_err = |e: serde_json::Error| MergeError(e.to_string());
     if let Some(s) = stats {
         out.extend_from_slice(br#","stats":"#);
-        out.extend(to_json(&s)?);
+        serde_json::to_writer(&mut out, &s).map_err(json_err)?;
     }
     out.push(b'}');
     for (field, list) in [("warnings", &warnings), ("infos", &infos)] {
         if !list.is_empty() {
             out.extend_from_slice(format!(r#","{field}":"#).as_bytes());
-            out.extend(to_json(list)?);
+            serde_json::to_writer(&mut out, list).map_err(json_err)?;
         }
     }
     out.push(b'}');
     Ok(out)
-}
-
-fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, MergeError> {
-    serde_json::to_vec(v).map_err(|e| MergeError(e.to_string()))
 }
 
 /// A split LogQL query's `data.stats`: what the queriers read for its
@@ -489,10 +491,14 @@ mod tests {
         let error = br#"{"status": "error", "errorType": "bad_data", "error": "x"}"#;
         assert!(!PartAnswer::parse(error).expect("an answer").is_success());
         assert!(PartAnswer::parse(b"not json").is_none());
-        assert!(PartAnswer::written_success(
-            br#"{"status":"success","data":{}}"#
-        ));
-        assert!(!PartAnswer::written_success(&bodies[1]));
+        assert_eq!(
+            PartAnswer::succeeded(br#"{"status":"success","data":{}}"#),
+            Some(true)
+        );
+        // Written by another writer (spaces): read, a success all the same.
+        assert_eq!(PartAnswer::succeeded(&bodies[1]), Some(true));
+        assert_eq!(PartAnswer::succeeded(error), Some(false));
+        assert_eq!(PartAnswer::succeeded(b"not json"), None);
     }
 
     #[test]
