@@ -42,7 +42,8 @@ pub const MAX_SAMPLES_PER_CHUNK: usize = 6 * SAMPLES_PER_CHUNK;
 /// per 2h of range, at most [`MAX_SAMPLES_PER_CHUNK`].
 pub fn samples_per_chunk(range_ms: i64) -> usize {
     let two_hours = 2 * 3_600_000;
-    let factor = (range_ms / two_hours).clamp(1, 6) as usize;
+    let most = (MAX_SAMPLES_PER_CHUNK / SAMPLES_PER_CHUNK) as i64;
+    let factor = (range_ms / two_hours).clamp(1, most) as usize;
     SAMPLES_PER_CHUNK * factor
 }
 /// Prefix of label columns in `series.parquet`.

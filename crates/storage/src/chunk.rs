@@ -416,6 +416,25 @@ mod tests {
     }
 
     #[test]
+    fn a_window_wider_than_a_value_is_an_error() {
+        // Two samples; the second's value claims 31 leading zeros and 64
+        // significant bits (stored as 0), 95 bits of a 64-bit value.
+        let mut w = BitWriter::default();
+        w.write_varint(0);
+        w.write_bits(0, 64);
+        w.write_varint(15_000);
+        w.write_bits(0b11, 2);
+        w.write_bits(31, 5);
+        w.write_bits(0, 6);
+        w.write_bits(u64::MAX, 64);
+        let mut bytes = 2u16.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&w.bytes);
+        let mut out = Vec::new();
+        assert!(decode_chunk(&bytes, &mut out).is_err());
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
     fn random_series_round_trip() {
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let mut next = || {
