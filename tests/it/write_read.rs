@@ -122,6 +122,8 @@ async fn pushed_samples_come_back_exactly() {
         assert_eq!(b["data"]["application"], "Grafana Mimir", "{b}");
         assert_eq!(b["data"]["features"]["ruler_config_api"], "true", "{b}");
         assert_eq!(b["data"]["features"]["alertmanager_config_api"], "false");
+        // Query sharding is off by default.
+        assert_eq!(b["data"]["features"]["query_sharding"], "false", "{b}");
     }
     let (_, m) = s.get_json("/api/v1/metadata", &[], None).await;
     assert_eq!(m, json!({"status": "success", "data": {}}));

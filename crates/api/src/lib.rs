@@ -616,7 +616,7 @@ async fn buildinfo(State(state): State<Shared>) -> Response {
         "features": {
             "ruler_config_api": flag(state.ruler.is_some() || !(state.rulers)().is_empty()),
             "alertmanager_config_api": "false",
-            "query_sharding": "false",
+            "query_sharding": flag(state.status.query_sharding),
         },
         "strata": { "version": env!("CARGO_PKG_VERSION") },
     }))
@@ -739,6 +739,10 @@ pub struct StatusInfo {
     pub started: SystemTime,
     /// The default metrics retention (zero: forever).
     pub storage_retention: Duration,
+    /// Whether query-frontends run shardable queries sharded
+    /// (`-query-frontend.parallelize-shardable-queries`): buildinfo's
+    /// `query_sharding`, from the configuration every role of a cluster shares.
+    pub query_sharding: bool,
 }
 
 /// `/api/v1/status/config`: the effective configuration (secrets masked)

@@ -236,7 +236,7 @@ pub(crate) async fn query_range(r: LokiRequest) -> Result<Response, LokiError> {
         limit,
         direction,
         instant: false,
-        max_series: 500,
+        max_series: strata_logql::eval::MAX_QUERY_SERIES,
     };
     run_query(&r, &query, &params, interval).await
 }
@@ -258,7 +258,7 @@ pub(crate) async fn query(r: LokiRequest) -> Result<Response, LokiError> {
         limit,
         direction,
         instant: true,
-        max_series: 500,
+        max_series: strata_logql::eval::MAX_QUERY_SERIES,
     };
     run_query(&r, &query, &params, None).await
 }
@@ -472,7 +472,7 @@ async fn tail_loop(
                 limit: (limit + sent_at_from.len()).min(max_entries.max(limit)),
                 direction: Direction::Forward,
                 instant: false,
-                max_series: 500,
+                max_series: strata_logql::eval::MAX_QUERY_SERIES,
             };
             let result = r.state.log_querier.query(&r.tenant, query, &params).await;
             let streams = match result {

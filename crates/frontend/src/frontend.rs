@@ -22,6 +22,7 @@ use crate::metrics::{PARTS, QUEUE_LENGTH, REQUESTS, SHARD_QUERIES};
 use crate::queue::{Job, RequestQueue};
 use crate::shard::{self, ShardError, ShardPlan};
 use crate::split::{self, Api};
+use strata_logql::shard::ShardPlan as LogqlShardPlan;
 
 /// The time a request waited in the queue (seconds), added to its answer
 /// by the service for [`Frontend::run`], which takes it off again.
@@ -50,6 +51,21 @@ impl Tally {
     fn queue_secs(&self) -> f64 {
         self.queue_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
     }
+}
+
+/// A query cut into shard queries: PromQL's plan or LogQL's.
+enum Sharded {
+    PromQL(ShardPlan),
+    LogQL(LogqlShardPlan),
+}
+
+/// What the shard queries of one query (or part) answered together.
+struct ShardAnswers {
+    series: Vec<Vec<strata_promql::MatrixSeries>>,
+    /// Their statistics, summed.
+    stats: Option<Json>,
+    warnings: Vec<String>,
+    infos: Vec<String>,
 }
 
 /// One client query's run: how many of its requests may be queued at once
@@ -154,6 +170,37 @@ fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Refusal
         ),
     )
         .into_response()
+}
+
+/// Counts a query the frontend tried to shard.
+fn count_rewrite(sharded: bool) {
+    let outcome = if sharded { "sharded" } else { "not_shardable" };
+    crate::metrics::SHARDING_REWRITES
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// A JSON answer written here.
+fn json_answer(body: Vec<u8>) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![Header {
+            name: "content-type".into(),
+            value: "application/json".into(),
+        }],
+        body: body.into(),
+    }
+}
+
+/// A step in ns as Loki reads it: float seconds, exact to the nanosecond.
+fn loki_step_secs(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    if nanos == 0 {
+        return secs.to_string();
+    }
+    let frac = format!("{nanos:09}");
+    format!("{secs}.{}", frac.trim_end_matches('0'))
 }
 
 /// A PromQL evaluation error in Prometheus's envelope, as a querier
@@ -363,8 +410,13 @@ impl Frontend {
                 Api::Prometheus => range
                     .query
                     .as_deref()
-                    .and_then(|q| self.shard_plan(&tenant, q)),
-                Api::Loki => None,
+                    .and_then(|q| self.shard_plan(&tenant, q))
+                    .map(Sharded::PromQL),
+                Api::Loki => range
+                    .query
+                    .as_deref()
+                    .and_then(|q| self.logql_shard_plan(&tenant, q))
+                    .map(Sharded::LogQL),
             };
             let query = range.query.clone().unwrap_or_default();
             let run = QueryRun::new();
@@ -510,14 +562,24 @@ impl Frontend {
                 .query_sharding_total_shards,
             self.cfg.query_sharding_max_sharded_queries,
         );
-        let outcome = if plan.is_some() {
-            "sharded"
-        } else {
-            "not_shardable"
-        };
-        crate::metrics::SHARDING_REWRITES
-            .with_label_values(&[outcome])
-            .inc();
+        count_rewrite(plan.is_some());
+        plan
+    }
+
+    /// The shard plan of a tenant's LogQL metric query, as
+    /// [`Self::shard_plan`] for PromQL.
+    fn logql_shard_plan(&self, tenant: &str, query: &str) -> Option<LogqlShardPlan> {
+        if !self.cfg.parallelize_shardable_queries {
+            return None;
+        }
+        let plan = LogqlShardPlan::new(
+            query,
+            self.overrides
+                .for_tenant(tenant)
+                .query_sharding_total_shards,
+            self.cfg.query_sharding_max_sharded_queries,
+        );
+        count_rewrite(plan.is_some());
         plan
     }
 
@@ -537,79 +599,31 @@ impl Frontend {
         headers: &[Header],
         run: &QueryRun,
     ) -> Result<HttpResponse, Refusal> {
-        let range_path = if instant {
-            format!("{path}_range")
-        } else {
-            path.to_string()
-        };
-        let mut base: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "query" | "start" | "end" | "step" | "time"))
-            .cloned()
-            .collect();
-        base.push(("step".into(), Api::Prometheus.format_time(step)));
-        if param(&base, "stats").is_none() {
-            base.push(("stats".into(), "all".into()));
-        }
-        let headers: Vec<Header> = headers
-            .iter()
-            .filter(|h| !h.name.eq_ignore_ascii_case("content-type"))
-            .cloned()
-            .collect();
-        let requests: Vec<HttpRequest> = plan
-            .queries()
-            .iter()
-            .map(|sq| {
-                let mut params = base.clone();
-                params.push(("query".into(), sq.query.clone()));
-                HttpRequest {
-                    method: "GET".into(),
-                    url: part_url(&range_path, &params, Api::Prometheus, (start, end)),
-                    headers: headers.clone(),
-                    body: Bytes::new(),
-                }
-            })
-            .collect();
-        let calls = requests
-            .into_iter()
-            .map(|request| self.run_shard_query(tenant, path, request, run));
-        let answers = futures::stream::iter(calls).buffered(MAX_QUERY_PARALLELISM);
-        tokio::pin!(answers);
-        let mut series = Vec::with_capacity(plan.queries().len());
-        let (mut warnings, mut infos) = (Vec::new(), Vec::new());
-        let mut stats: Option<Json> = None;
-        let mut points = 0usize;
-        // The first failed shard answers for the query.
-        while let Some(a) = answers.next().await {
-            let answer = a?;
-            // Bounded as one querier bounds one query.
-            points += answer.series.iter().map(|s| s.points.len()).sum::<usize>();
-            if points > self.cfg.max_samples {
-                return Err(engine_refusal(&strata_promql::EngineError::TooManySamples));
-            }
-            series.push(answer.series);
-            if let Some(s) = answer.stats {
-                stats = Some(match stats {
-                    Some(total) => split::sum_stats(total, s),
-                    None => s,
-                });
-            }
-            for (notes, into) in [(answer.warnings, &mut warnings), (answer.infos, &mut infos)] {
-                for n in notes {
-                    if !into.contains(&n) {
-                        into.push(n);
-                    }
-                }
-            }
-        }
+        let queries = plan.queries().iter().map(|q| q.query.as_str());
+        let shards = self
+            .fan_out(
+                tenant,
+                path,
+                Api::Prometheus,
+                queries,
+                params,
+                (start, end, step),
+                instant,
+                headers,
+                run,
+            )
+            .await?;
         let mut out = plan
-            .evaluate(&self.engine, series, (start, end, step), instant)
+            .evaluate(&self.engine, shards.series, (start, end, step), instant)
             .await
             .map_err(|e| match e {
                 ShardError::Engine(e) => engine_refusal(&e),
                 other => refuse(path, StatusCode::BAD_GATEWAY, other.to_string()),
             })?;
-        for (notes, into) in [(warnings, &mut out.warnings), (infos, &mut out.infos)] {
+        for (notes, into) in [
+            (shards.warnings, &mut out.warnings),
+            (shards.infos, &mut out.infos),
+        ] {
             for n in notes {
                 if !into.contains(&n) {
                     into.push(n);
@@ -620,9 +634,9 @@ impl Frontend {
         // query sums them); an instant query only when its client asked,
         // with the time its shard queries waited in the queue.
         let stats = match (instant, param(params, "stats")) {
-            (false, _) => stats,
+            (false, _) => shards.stats,
             (true, Some(_)) => Some(split::prometheus_stats(
-                stats,
+                shards.stats,
                 run.tally.queue_secs(),
                 (0, 0),
             )),
@@ -630,14 +644,159 @@ impl Frontend {
         };
         let stats = stats.map(|s| s.to_string().into_bytes());
         let body = strata_promql::json::query_response_with_stats(&out, stats.as_deref());
-        Ok(HttpResponse {
-            status: 200,
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }],
-            body: body.into(),
-        })
+        Ok(json_answer(body))
+    }
+
+    /// One part of a LogQL metric range query (ns) run as `plan`'s shard
+    /// queries and merged; answers as a querier would, with the shards'
+    /// statistics summed.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_logql_sharded(
+        &self,
+        tenant: &str,
+        path: &str,
+        plan: &LogqlShardPlan,
+        params: &[(String, String)],
+        range: (i64, i64, i64),
+        headers: &[Header],
+        run: &QueryRun,
+    ) -> Result<HttpResponse, Refusal> {
+        let queries = plan.queries().iter().map(|q| q.query.as_str());
+        let shards = self
+            .fan_out(
+                tenant,
+                path,
+                Api::Loki,
+                queries,
+                params,
+                range,
+                false,
+                headers,
+                run,
+            )
+            .await?;
+        let answers = shards
+            .series
+            .into_iter()
+            .map(|shard| {
+                shard
+                    .into_iter()
+                    .map(|s| strata_logql::Series {
+                        labels: s.labels,
+                        points: s.points,
+                    })
+                    .collect()
+            })
+            .collect();
+        let merged = plan
+            .merge(answers, strata_logql::eval::MAX_QUERY_SERIES)
+            .map_err(|e| refuse(path, StatusCode::BAD_REQUEST, e.to_string()))?;
+        use strata_promql::json::{write_list, write_series};
+        let mut body = Vec::with_capacity(256);
+        body.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":"#);
+        write_list(&mut body, &merged, |b, s| {
+            write_series(b, &s.labels, s.points.iter().copied())
+        });
+        if let Some(stats) = shards.stats {
+            body.extend_from_slice(br#","stats":"#);
+            body.extend_from_slice(stats.to_string().as_bytes());
+        }
+        body.extend_from_slice(b"}}");
+        Ok(json_answer(body))
+    }
+
+    /// Runs `queries` as range queries over `start..=end` every `step` (the
+    /// API's unit; one step at `start` when `instant`), at most `permits`
+    /// at a time, and gathers their series, summed statistics and notes.
+    #[allow(clippy::too_many_arguments)]
+    async fn fan_out(
+        &self,
+        tenant: &str,
+        path: &str,
+        api: Api,
+        queries: impl Iterator<Item = &str>,
+        params: &[(String, String)],
+        (start, end, step): (i64, i64, i64),
+        instant: bool,
+        headers: &[Header],
+        run: &QueryRun,
+    ) -> Result<ShardAnswers, Refusal> {
+        let range_path = if instant {
+            format!("{path}_range")
+        } else {
+            path.to_string()
+        };
+        let mut base: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "query" | "start" | "end" | "step" | "time"))
+            .cloned()
+            .collect();
+        match api {
+            Api::Prometheus => {
+                base.push(("step".into(), Api::Prometheus.format_time(step)));
+                if param(&base, "stats").is_none() {
+                    base.push(("stats".into(), "all".into()));
+                }
+            }
+            Api::Loki => base.push(("step".into(), loki_step_secs(step))),
+        }
+        let headers: Vec<Header> = headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        let requests: Vec<HttpRequest> = queries
+            .map(|query| {
+                let mut params = base.clone();
+                params.push(("query".into(), query.to_string()));
+                HttpRequest {
+                    method: "GET".into(),
+                    url: part_url(&range_path, &params, api, (start, end)),
+                    headers: headers.clone(),
+                    body: Bytes::new(),
+                }
+            })
+            .collect();
+        let count = requests.len();
+        let calls = requests
+            .into_iter()
+            .map(|request| self.run_shard_query(tenant, path, request, run));
+        let answers = futures::stream::iter(calls).buffered(MAX_QUERY_PARALLELISM);
+        tokio::pin!(answers);
+        let mut out = ShardAnswers {
+            series: Vec::with_capacity(count),
+            stats: None,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        };
+        let mut points = 0usize;
+        // The first failed shard answers for the query.
+        while let Some(a) = answers.next().await {
+            let answer = a?;
+            // Bounded as one querier bounds one query.
+            points += answer.series.iter().map(|s| s.points.len()).sum::<usize>();
+            if points > self.cfg.max_samples {
+                return Err(engine_refusal(&strata_promql::EngineError::TooManySamples));
+            }
+            out.series.push(answer.series);
+            if let Some(s) = answer.stats {
+                out.stats = Some(match out.stats {
+                    Some(total) => split::sum_stats(total, s),
+                    None => s,
+                });
+            }
+            for (notes, into) in [
+                (answer.warnings, &mut out.warnings),
+                (answer.infos, &mut out.infos),
+            ] {
+                for n in notes {
+                    if !into.contains(&n) {
+                        into.push(n);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One shard query, when `permits` allow, as its series.
@@ -668,7 +827,7 @@ impl Frontend {
         path: &str,
         original: &HttpRequest,
         q: RangeQuery,
-        plan: Option<&ShardPlan>,
+        plan: Option<&Sharded>,
         run: &QueryRun,
     ) -> Response {
         let fresh_from = strata_model::now_ms()
@@ -710,9 +869,14 @@ impl Frontend {
                 }
                 PARTS.with_label_values(&["querier"]).inc();
                 let answer = match plan {
-                    Some(plan) => {
+                    Some(Sharded::PromQL(plan)) => {
                         let range = (range.0, range.1, step);
                         self.run_sharded(tenant, path, plan, params, range, false, &headers, run)
+                            .await?
+                    }
+                    Some(Sharded::LogQL(plan)) => {
+                        let range = (range.0, range.1, step);
+                        self.run_logql_sharded(tenant, path, plan, params, range, &headers, run)
                             .await?
                     }
                     None => {

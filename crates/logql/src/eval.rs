@@ -53,6 +53,9 @@ pub enum EvalError {
 /// first.
 pub const MAX_STEPS: usize = 11_001;
 
+/// Most series a metric query returns: Loki's default `max_query_series`.
+pub const MAX_QUERY_SERIES: usize = 500;
+
 /// Time range and shape of a query.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryParams {
@@ -157,7 +160,7 @@ pub async fn evaluate<S: LogSource>(
     }
 }
 
-fn series_limit(n: usize) -> EvalError {
+pub(crate) fn series_limit(n: usize) -> EvalError {
     EvalError::Limit(format!(
         "maximum number of series ({n}) reached for a single query; consider reducing query cardinality by adding more specific stream selectors or aggregating"
     ))
@@ -185,7 +188,7 @@ pub fn format_labels(l: &Labels) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
-fn to_matrix(steps: &[i64], per_step: Vec<Vec<(Labels, f64)>>) -> Vec<Series> {
+pub(crate) fn to_matrix(steps: &[i64], per_step: Vec<Vec<(Labels, f64)>>) -> Vec<Series> {
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     for (t, vec) in steps.iter().zip(per_step) {
         for (l, v) in vec {
@@ -494,7 +497,7 @@ fn group_labels(l: &Labels, g: &Grouping) -> Labels {
     }
 }
 
-fn vector_agg(
+pub(crate) fn vector_agg(
     op: VectorOp,
     param: Option<f64>,
     grouping: Option<&Grouping>,

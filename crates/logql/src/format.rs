@@ -443,6 +443,12 @@ fn binary_op(op: BinOp, return_bool: bool, m: &VectorMatching, sep: &str) -> Str
     out
 }
 
+/// A metric query on one line, as Loki's `String()` prints it: what the
+/// query-frontend sends its shard queries as.
+pub fn one_line(m: &MetricExpr) -> String {
+    metric(m)
+}
+
 fn metric(m: &MetricExpr) -> String {
     match m {
         MetricExpr::Range {

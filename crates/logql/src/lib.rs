@@ -4,6 +4,8 @@
 //! - [`parser`]: lexer and recursive-descent parser into the [`ast`].
 //! - [`pipeline`]: per-entry stages (filters, parsers, formatters).
 //! - [`template`]: the Go-template subset of `line_format`/`label_format`.
+//! - [`shard`]: metric queries cut by stream shards for the query-frontend,
+//!   and the merge of their answers.
 //! - [`eval`]: log queries (limit, direction) and metric queries (range and
 //!   vector aggregations, binary operators) over steps.
 //!
@@ -16,6 +18,7 @@ pub mod eval;
 pub mod format;
 pub mod parser;
 pub mod pipeline;
+pub mod shard;
 pub mod template;
 
 pub use ast::Expr;

@@ -696,6 +696,7 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         flags: config::flag_values(&shown_config),
         started: std::time::SystemTime::now(),
         storage_retention: cfg.limits.compactor_blocks_retention_period,
+        query_sharding: cfg.frontend.parallelize_shardable_queries,
     });
     let ruler_ring = ring.clone();
     let state = Arc::new(AppState {
