@@ -1051,6 +1051,18 @@ async fn raft_group_grows_shrinks_and_heals_a_wiped_voter_under_writes() {
     assert_eq!(listed.status(), 200);
     let listed = listed.text().await.unwrap_or_default();
     assert!(listed.contains("job:up:sum"), "{listed}");
+    // A request already passed on once is not passed on again: a ring entry
+    // pointing at a process without a ruler cannot bounce it around.
+    let bounced = cluster
+        .client
+        .get(format!("{querier}/prometheus/config/v1/rules/grafana"))
+        .header("x-strata-ruler-proxied", "1")
+        .send()
+        .await
+        .expect("a passed-on request");
+    assert_eq!(bounced.status(), 502);
+    let why = bounced.text().await.unwrap_or_default();
+    assert!(why.contains("runs no ruler"), "{why}");
     // The ring's metrics say so too: five voters, one leader among them.
     let metric = |name: &'static str, via: &'static str| {
         let url = cluster.url(via, "/metrics");
