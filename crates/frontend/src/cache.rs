@@ -7,7 +7,7 @@
 //! what memory evicts goes to disk), weighed by bytes.
 
 use bytes::Bytes;
-use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder};
+use foyer::HybridCache;
 
 /// Cached part answers.
 pub struct ResultsCache {
@@ -64,26 +64,9 @@ impl ResultsCache {
     /// A cache of at most `memory_bytes` of answers in memory and
     /// `disk_bytes` in `dir` (0: memory only).
     pub async fn new(memory_bytes: usize, disk_bytes: usize, dir: &str) -> Result<Self, String> {
-        let storage = HybridCacheBuilder::new()
-            .with_name("results")
-            .memory(memory_bytes.max(1 << 20))
-            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
-            .storage();
-        let storage = if disk_bytes > 0 {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create the results cache directory {dir}: {e}"))?;
-            let device = FsDeviceBuilder::new(dir)
-                .with_capacity(disk_bytes)
-                .build()
-                .map_err(|e| format!("results cache directory {dir}: {e}"))?;
-            storage.with_engine_config(BlockEngineConfig::new(device))
-        } else {
-            storage
-        };
-        let cache = storage
-            .build()
+        let cache = strata_hybrid_cache::bytes_cache("results", memory_bytes, disk_bytes, dir)
             .await
-            .map_err(|e| format!("building the results cache: {e}"))?;
+            .map_err(|e| e.to_string())?;
         Ok(Self { cache })
     }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder};
+use foyer::HybridCache;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -122,27 +122,9 @@ pub async fn cached(
         REQUESTS.with_label_values(&[name, result]);
         BYTES.with_label_values(&[name, result]);
     }
-    let memory = HybridCacheBuilder::new()
-        .with_name(name)
-        .memory(cfg.memory_bytes.max(1 << 20))
-        .with_weighter(|k: &String, v: &Bytes| k.len() + v.len());
-    let storage = memory.storage();
-    let storage = if cfg.disk_bytes > 0 {
-        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
-            StorageError::Config(format!("cannot create cache directory {}: {e}", cfg.dir))
-        })?;
-        let device = FsDeviceBuilder::new(&cfg.dir)
-            .with_capacity(cfg.disk_bytes)
-            .build()
-            .map_err(|e| StorageError::Config(format!("cache directory {}: {e}", cfg.dir)))?;
-        storage.with_engine_config(BlockEngineConfig::new(device))
-    } else {
-        storage
-    };
-    let cache = storage
-        .build()
+    let cache = strata_hybrid_cache::bytes_cache(name, cfg.memory_bytes, cfg.disk_bytes, &cfg.dir)
         .await
-        .map_err(|e| StorageError::Config(format!("building the {name} cache: {e}")))?;
+        .map_err(|e| StorageError::Config(e.to_string()))?;
     Ok(Arc::new(CachedStore {
         inner,
         cache,
