@@ -11,6 +11,7 @@ use std::process::Command;
 use strata_model::{Labels, Sample};
 
 pub mod realistic;
+pub mod realistic_logs;
 
 /// Deterministic xorshift generator: the same data on every run.
 pub struct Rng(u64);

@@ -1,0 +1,214 @@
+//! Log storage benchmark: bytes of Strata's log blocks against `gzip -6` of
+//! the same lines, on a cluster's realistic logs (JSON access logs, logfmt
+//! application logs, Java logs with stack traces; see
+//! `common/realistic_logs.rs`), per format and mixed, and how fast a line
+//! filter scans the stored lines on one core (decompression, decoding and
+//! the `LIKE '%error%'` kernel the querier runs in the Parquet scan).
+//!
+//! `cargo bench -p strata-storage --bench log_size` runs the full size
+//! (20 streams of each format over 2 hours, about 100 MB of lines). Under
+//! `cargo test` it runs a small smoke size. gzip runs over the lines in
+//! the block's order (by stream, then time), newline-separated, which is
+//! the order most favourable to it; an entry's structured metadata is
+//! appended to its line as ` name=value` pairs for gzip and counted in the
+//! raw bytes.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, Scalar, StringArray, StringViewArray};
+use datafusion::arrow::compute::kernels::comparison::contains;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use strata_model::Labels;
+use strata_model::logs::LogEntry;
+use strata_storage::logblock::encode_log_block;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::realistic_logs::{LogFormat, civil, generate_logs};
+
+/// 2026-12-07T08:00:00Z.
+const START_NS: i64 = 1_796_630_400_000_000_000;
+
+struct Measured {
+    /// The lines in block order.
+    text: Vec<String>,
+    lines: usize,
+    raw: usize,
+    gzip: usize,
+    strata: usize,
+    entries_parquet: Bytes,
+    encode_s: f64,
+}
+
+fn measure(streams: &mut [(Labels, Vec<LogEntry>)], seconds: i64) -> Measured {
+    streams.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut lines, mut raw) = (0, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    for (_, entries) in streams.iter() {
+        for e in entries {
+            lines += 1;
+            raw += e.line.len() + 1;
+            raw += e.metadata.iter().map(|m| m.name.len() + m.value.len() + 2).sum::<usize>();
+            gz.write_all(e.line.as_bytes()).expect("gzip");
+            // Structured metadata as a flat file would keep it.
+            for m in &e.metadata {
+                write!(gz, " {}={}", m.name, m.value).expect("gzip");
+            }
+            gz.write_all(b"\n").expect("gzip");
+        }
+    }
+    let gzip = gz.finish().expect("gzip").len();
+    let started = Instant::now();
+    let block = encode_log_block(
+        streams,
+        START_NS / 1_000_000,
+        (START_NS + seconds * 1_000_000_000) / 1_000_000,
+    )
+    .expect("encode log block");
+    let encode_s = started.elapsed().as_secs_f64();
+    let text = streams
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(|e| e.line.clone()))
+        .collect();
+    Measured {
+        text,
+        lines,
+        raw,
+        gzip,
+        strata: block.streams_parquet.len() + block.entries_parquet.len(),
+        entries_parquet: Bytes::from(block.entries_parquet),
+        encode_s,
+    }
+}
+
+/// Reads the `line` column of `entries.parquet` and counts the lines that
+/// contain `needle`, on this thread: (matches, seconds).
+fn scan(entries: &Bytes, needle: &str) -> (usize, f64) {
+    let started = Instant::now();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(entries.clone()).expect("entries.parquet");
+    let line = builder.schema().index_of("line").expect("a line column");
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [line]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .expect("reader");
+    let pattern = Scalar::new(StringArray::from(vec![needle]));
+    let mut matches = 0;
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let column = batch.column(0);
+        let hits = if let Some(view) = column.as_any().downcast_ref::<StringViewArray>() {
+            let pattern = Scalar::new(StringViewArray::from(vec![needle]));
+            contains(view, &pattern)
+        } else {
+            contains(column, &pattern)
+        }
+        .expect("contains");
+        matches += hits.true_count();
+    }
+    (matches, started.elapsed().as_secs_f64())
+}
+
+/// The lines alone as a one-column Parquet file with zstd at `level` and
+/// pages of `page_bytes`: what the line column would cost so.
+fn line_column(lines: &[String], level: i32, page_bytes: usize) -> (usize, f64) {
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("zstd level")))
+        .set_dictionary_enabled(false)
+        .set_data_page_size_limit(page_bytes)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .build();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props)).expect("writer");
+    for part in lines.chunks(64 * 1024) {
+        let column = StringArray::from_iter_values(part.iter());
+        let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(column)])
+            .expect("batch");
+        w.write(&batch).expect("write");
+    }
+    w.close().expect("close");
+    (out.len(), started.elapsed().as_secs_f64())
+}
+
+fn main() {
+    // The generator's dates are right (they are in every line).
+    assert_eq!(civil(START_NS), (2026, 12, 7, 8, 0, 0, 0));
+    let full = std::env::args().any(|a| a == "--bench");
+    let (per_format, seconds) = if full { (20, 7_200) } else { (2, 300) };
+
+    println!(
+        "{:<34} {:>8} {:>9} {:>12} {:>13} {:>14} {:>10}",
+        "logs", "lines", "raw MB", "gzip -6", "Strata", "Strata/gzip", "encode"
+    );
+    let mut sets: Vec<(&str, Vec<LogFormat>)> = LogFormat::ALL
+        .iter()
+        .map(|&f| (f.name(), vec![f]))
+        .collect();
+    sets.push(("all three, mixed", LogFormat::ALL.to_vec()));
+    let mut mixed = None;
+    for (name, formats) in sets {
+        let mut streams = generate_logs(&formats, per_format, START_NS, seconds, 7);
+        let m = measure(&mut streams, seconds);
+        println!(
+            "{name:<34} {:>8} {:>9.1} {:>11.2}x {:>12.2}x {:>13.3}x {:>8.1} MB/s",
+            m.lines,
+            m.raw as f64 / 1e6,
+            m.raw as f64 / m.gzip as f64,
+            m.raw as f64 / m.strata as f64,
+            m.strata as f64 / m.gzip as f64,
+            m.raw as f64 / 1e6 / m.encode_s
+        );
+        assert!(m.lines > 0 && m.strata > 0);
+        mixed = Some(m);
+    }
+    let Some(m) = mixed else { return };
+    // The line column alone, by zstd level and page size, against gzip -6
+    // of the same lines.
+    let raw_lines: usize = m.text.iter().map(|l| l.len() + 1).sum();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    for l in &m.text {
+        gz.write_all(l.as_bytes()).expect("gzip");
+        gz.write_all(b"\n").expect("gzip");
+    }
+    let gzip_lines = gz.finish().expect("gzip").len();
+    println!("line column alone (mixed), against gzip -6 of the lines ({gzip_lines} bytes):");
+    let levels: &[i32] = if full { &[3, 6, 9, 12, 15, 19] } else { &[9] };
+    for &page in &[1usize << 20, 8 << 20] {
+        for &level in levels {
+            let (bytes, s) = line_column(&m.text, level, page);
+            println!(
+                "  zstd {level:>2}, {:>2} MiB pages: {:>6.3}x gzip, {:>6.1} MB/s",
+                page >> 20,
+                bytes as f64 / gzip_lines as f64,
+                raw_lines as f64 / 1e6 / s
+            );
+        }
+    }
+    let runs = if full { 5 } else { 1 };
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..runs {
+        let (n, s) = scan(&m.entries_parquet, "error");
+        found = n;
+        times.push(s);
+    }
+    times.sort_by(f64::total_cmp);
+    let p50 = times[times.len() / 2];
+    println!(
+        "line filter |= \"error\" over the mixed block, one core: {found} lines matched, p50 {:.1} ms = {:.2} GB/s of lines",
+        p50 * 1e3,
+        m.raw as f64 / 1e9 / p50
+    );
+    assert!(found > 0, "the realistic logs have errors");
+}
