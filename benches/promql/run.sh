@@ -31,7 +31,12 @@ if [ -n "${COMPACTED_BLOCKS:-}" ]; then
   ./target/release/promqlbench --strata "http://127.0.0.1:$sp" --prometheus "http://127.0.0.1:$pp" "$@" --backfill-only
   t0=$(date +%s)
   while :; do
-    n=$(find "$work/strata/blocks" -path '*/metrics/*' -name meta.json | wc -l)
+    # Blocks merged away keep their files (with a deletion mark) for the
+    # deletion delay: count the blocks queries read.
+    n=0
+    for m in $(find "$work/strata/blocks" -path '*/metrics/*' -name meta.json); do
+      [ -e "$(dirname "$m")/deletion-mark.json" ] || n=$((n + 1))
+    done
     [ "$n" -le "$COMPACTED_BLOCKS" ] && break
     sleep 10
   done

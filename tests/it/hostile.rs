@@ -1127,4 +1127,95 @@ async fn hostile_sharded_queries_cost_only_themselves() {
     )
     .await;
     assert!(body.contains(r#""50""#), "{body}");
+
+    // LogQL metric queries are sharded too: 600 streams, more than the 500
+    // series one query may return once merged.
+    let streams: Vec<serde_json::Value> = (0..600)
+        .map(|i| {
+            serde_json::json!({
+                "stream": {"app": "h", "pod": format!("p{i}")},
+                "values": [[((now - 60_000) * 1_000_000).to_string(), format!("level=info n={i}")]],
+            })
+        })
+        .collect();
+    let r = s
+        .client
+        .post(s.url("/loki/api/v1/push"))
+        .json(&serde_json::json!({ "streams": streams }))
+        .send()
+        .await
+        .expect("log push");
+    assert_eq!(r.status(), 204);
+    let range = |query: &str, step: &str| {
+        vec![
+            ("query", query.to_string()),
+            ("start", ((now - 3_600_000) * 1_000_000).to_string()),
+            ("end", (now * 1_000_000).to_string()),
+            ("step", step.to_string()),
+        ]
+    };
+    let long = format!(
+        r#"sum(count_over_time({{app="h", pod!="{}"}}[1m]))"#,
+        "x".repeat(20_000)
+    );
+    for (what, query, step) in [
+        (
+            "topk with k = 1e300",
+            r#"topk(1e300, sum by (pod) (count_over_time({app="h"}[5m])))"#.to_string(),
+            "60",
+        ),
+        (
+            "bottomk with k = 0",
+            r#"bottomk(0, count_over_time({app="h"}[5m]))"#.to_string(),
+            "60",
+        ),
+        (
+            "1 ms steps",
+            r#"sum(count_over_time({app="h"}[5m]))"#.to_string(),
+            "0.001",
+        ),
+        ("a 20 KB query", long, "60"),
+        (
+            "shard matcher alone",
+            r#"sum(count_over_time({__query_shard__="1_of_2"}[5m]))"#.to_string(),
+            "60",
+        ),
+        (
+            "shard 0 of 0",
+            r#"sum(count_over_time({app="h", __query_shard__="0_of_0"}[5m]))"#.to_string(),
+            "60",
+        ),
+        (
+            "a parser over every stream",
+            r#"max by (n) (count_over_time({app="h"} | logfmt [5m]))"#.to_string(),
+            "60",
+        ),
+    ] {
+        let (st, body) = call(&s, "/loki/api/v1/query_range", &range(&query, step), None).await;
+        assert!(
+            st == 200 || st == 400,
+            "{what}: {st} {}",
+            &body[..body.len().min(300)]
+        );
+        assert_alive(&s, what).await;
+    }
+    // Merged past Loki's series limit: refused as the unsharded query is.
+    let (st, body) = call(
+        &s,
+        "/loki/api/v1/query_range",
+        &range(r#"sum by (pod) (count_over_time({app="h"}[5m]))"#, "60"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("maximum number of series (500)"), "{body}");
+    let (st, body) = call(
+        &s,
+        "/loki/api/v1/query_range",
+        &range(r#"sum(count_over_time({app="h"}[5m]))"#, "60"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains(r#""600""#), "{body}");
 }

@@ -776,7 +776,11 @@ impl Frontend {
             // Bounded as one querier bounds one query.
             points += answer.series.iter().map(|s| s.points.len()).sum::<usize>();
             if points > self.cfg.max_samples {
-                return Err(engine_refusal(&strata_promql::EngineError::TooManySamples));
+                let e = strata_promql::EngineError::TooManySamples;
+                return Err(match api {
+                    Api::Prometheus => engine_refusal(&e),
+                    Api::Loki => refuse(path, StatusCode::BAD_REQUEST, e.to_string()),
+                });
             }
             out.series.push(answer.series);
             if let Some(s) = answer.stats {
