@@ -21,10 +21,10 @@ use datafusion::arrow::array::{Array, Scalar, StringArray, StringViewArray};
 use datafusion::arrow::compute::kernels::comparison::contains;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_model::Labels;
 use strata_model::logs::LogEntry;
 use strata_storage::logblock::encode_log_block;
@@ -55,7 +55,11 @@ fn measure(streams: &mut [(Labels, Vec<LogEntry>)], seconds: i64) -> Measured {
         for e in entries {
             lines += 1;
             raw += e.line.len() + 1;
-            raw += e.metadata.iter().map(|m| m.name.len() + m.value.len() + 2).sum::<usize>();
+            raw += e
+                .metadata
+                .iter()
+                .map(|m| m.name.len() + m.value.len() + 2)
+                .sum::<usize>();
             gz.write_all(e.line.as_bytes()).expect("gzip");
             // Structured metadata as a flat file would keep it.
             for m in &e.metadata {
@@ -123,7 +127,9 @@ fn scan(entries: &Bytes, needle: &str) -> (usize, f64) {
 fn line_column(lines: &[String], level: i32, page_bytes: usize) -> (usize, f64) {
     let schema = std::sync::Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(level).expect("zstd level"),
+        ))
         .set_dictionary_enabled(false)
         .set_data_page_size_limit(page_bytes)
         .set_max_row_group_row_count(Some(64 * 1024))
@@ -133,8 +139,8 @@ fn line_column(lines: &[String], level: i32, page_bytes: usize) -> (usize, f64) 
     let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props)).expect("writer");
     for part in lines.chunks(64 * 1024) {
         let column = StringArray::from_iter_values(part.iter());
-        let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(column)])
-            .expect("batch");
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(column)]).expect("batch");
         w.write(&batch).expect("write");
     }
     w.close().expect("close");
