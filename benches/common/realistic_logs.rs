@@ -539,7 +539,7 @@ pub fn generate_logs(
                 Label::new("container", container),
                 Label::new(
                     "job",
-                    &format!(
+                    format!(
                         "{}/{app}",
                         if format == LogFormat::JsonAccess {
                             "ingress-nginx"

@@ -95,10 +95,9 @@ mod tests {
     async fn an_unusable_directory_is_a_clear_error() {
         let file = tempfile::NamedTempFile::new().expect("file");
         let under_a_file = file.path().join("cache").display().to_string();
-        let err = bytes_cache("results", 0, 16 << 20, &under_a_file)
-            .await
-            .err()
-            .expect("refused");
+        let Err(err) = bytes_cache("results", 0, 16 << 20, &under_a_file).await else {
+            panic!("a cache directory under a file was accepted");
+        };
         assert!(err.to_string().contains("results cache directory"), "{err}");
     }
 }
