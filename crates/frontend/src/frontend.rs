@@ -172,14 +172,6 @@ fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Refusal
         .into_response()
 }
 
-/// Counts a query the frontend tried to shard.
-fn count_rewrite(sharded: bool) {
-    let outcome = if sharded { "sharded" } else { "not_shardable" };
-    crate::metrics::SHARDING_REWRITES
-        .with_label_values(&[outcome])
-        .inc();
-}
-
 /// A JSON answer written here.
 fn json_answer(body: Vec<u8>) -> HttpResponse {
     HttpResponse {
@@ -552,35 +544,42 @@ impl Frontend {
     /// The shard plan of a tenant's PromQL query, when sharding is on (and
     /// the tenant has shards) and the query has a shardable aggregation.
     fn shard_plan(&self, tenant: &str, query: &str) -> Option<ShardPlan> {
-        if !self.cfg.parallelize_shardable_queries {
-            return None;
-        }
-        let plan = ShardPlan::new(
-            query,
-            self.overrides
-                .for_tenant(tenant)
-                .query_sharding_total_shards,
-            self.cfg.query_sharding_max_sharded_queries,
-        );
-        count_rewrite(plan.is_some());
-        plan
+        self.plan_shards(tenant, query, ShardPlan::new)
     }
 
     /// The shard plan of a tenant's LogQL metric query, as
     /// [`Self::shard_plan`] for PromQL.
     fn logql_shard_plan(&self, tenant: &str, query: &str) -> Option<LogqlShardPlan> {
+        self.plan_shards(tenant, query, LogqlShardPlan::new)
+    }
+
+    /// `plan(query, shards, max_queries)` with the tenant's shards, when
+    /// sharding is on; counted.
+    fn plan_shards<P>(
+        &self,
+        tenant: &str,
+        query: &str,
+        plan: impl FnOnce(&str, u32, u32) -> Option<P>,
+    ) -> Option<P> {
         if !self.cfg.parallelize_shardable_queries {
             return None;
         }
-        let plan = LogqlShardPlan::new(
+        let planned = plan(
             query,
             self.overrides
                 .for_tenant(tenant)
                 .query_sharding_total_shards,
             self.cfg.query_sharding_max_sharded_queries,
         );
-        count_rewrite(plan.is_some());
-        plan
+        let outcome = if planned.is_some() {
+            "sharded"
+        } else {
+            "not_shardable"
+        };
+        crate::metrics::SHARDING_REWRITES
+            .with_label_values(&[outcome])
+            .inc();
+        planned
     }
 
     /// A PromQL query (or one part of a split one) over `start..=end` every

@@ -25,7 +25,7 @@ use promql_parser::parser::token::{T_COUNT, T_SUM, TokenType};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier, VectorSelector};
 use serde_json::Value as Json;
-use strata_model::shard::QueryShard;
+use strata_model::shard::{Piece, QueryShard};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_promql::{EngineError, MatrixSeries, Queryable};
 
@@ -71,14 +71,6 @@ enum Combine {
         bottom: bool,
         grouping: Option<LabelModifier>,
     },
-}
-
-/// Which half of an `avg` a shard query computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Piece {
-    Whole,
-    AvgSum,
-    AvgCount,
 }
 
 /// One query a querier runs: an aggregation over one shard.

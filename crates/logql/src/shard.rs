@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use strata_model::Labels;
+pub use strata_model::shard::Piece;
 use strata_model::shard::QueryShard;
 
 use crate::ast::{Expr, Grouping, MetricExpr, RangeOp, Stage, VectorOp};
@@ -28,16 +29,6 @@ use crate::eval::{EvalError, Series, series_limit, to_matrix, vector_agg};
 
 /// Longest query the frontend shards: its shard queries travel in URLs.
 const MAX_SHARDED_QUERY_BYTES: usize = 8 << 10;
-
-/// Which part of the sharded aggregation a shard query computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Piece {
-    Whole,
-    /// The sum half of an `avg`.
-    AvgSum,
-    /// The count half of an `avg`.
-    AvgCount,
-}
 
 /// One query a querier runs: the sharded aggregation over one shard.
 #[derive(Debug, Clone)]

@@ -63,6 +63,16 @@ impl QueryShard {
     }
 }
 
+/// What one shard query of a sharded aggregation computes: the
+/// aggregation itself, or one half of an `avg` (run as a sum and a count
+/// per shard, divided once merged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    Whole,
+    AvgSum,
+    AvgCount,
+}
+
 /// Whether `m` is a shard matcher (see [`QueryShard::of_matcher`]).
 pub fn is_shard_matcher(m: &Matcher) -> bool {
     QueryShard::of_matcher(m).is_some()
