@@ -217,6 +217,24 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             .filter_map(|s| s["instance"].as_str().map(String::from))
             .collect()
     };
+    // Each process exports on its own schedule: a gateway's request span
+    // may arrive before the querier span it continues.
+    let gateway_parents_arrived = |spans: &[Json]| -> bool {
+        let querier: BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| s["instance"] == "querier")
+            .filter_map(|s| s["span_id"].as_str())
+            .collect();
+        spans
+            .iter()
+            .filter(|s| {
+                s["instance"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("store-gateway"))
+                    && s["name"] == "grpc_request"
+            })
+            .all(|s| querier.contains(s["parent_span_id"].as_str().unwrap_or_default()))
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let (write, query, through, store) = loop {
         let all = spans(&out);
@@ -237,13 +255,16 @@ async fn a_write_and_a_query_are_each_one_trace_across_the_cluster() {
             && fi.contains("querier")
             && ingesters(&fi) >= 2
             && gi.iter().any(|i| i.starts_with("store-gateway"))
+            && gateway_parents_arrived(&g)
         {
             break (w, q, f, g);
         }
         assert!(
             Instant::now() < deadline,
             "write trace in {wi:?}, query trace in {qi:?}, frontend query trace in {fi:?}, \
-             block query trace in {gi:?}; {} spans received",
+             block query trace in {gi:?} (gateway spans' querier parents received: {}); \
+             {} spans received",
+            gateway_parents_arrived(&g),
             all.len()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
