@@ -172,6 +172,15 @@ fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Refusal
         .into_response()
 }
 
+/// Adds the notes (warnings or infos) `into` does not have yet, in order.
+fn keep_once(into: &mut Vec<String>, notes: Vec<String>) {
+    for n in notes {
+        if !into.contains(&n) {
+            into.push(n);
+        }
+    }
+}
+
 /// A JSON answer written here.
 fn json_answer(body: Vec<u8>) -> HttpResponse {
     HttpResponse {
@@ -619,16 +628,8 @@ impl Frontend {
                 ShardError::Engine(e) => engine_refusal(&e),
                 other => refuse(path, StatusCode::BAD_GATEWAY, other.to_string()),
             })?;
-        for (notes, into) in [
-            (shards.warnings, &mut out.warnings),
-            (shards.infos, &mut out.infos),
-        ] {
-            for n in notes {
-                if !into.contains(&n) {
-                    into.push(n);
-                }
-            }
-        }
+        keep_once(&mut out.warnings, shards.warnings);
+        keep_once(&mut out.infos, shards.infos);
         // A range part always carries its shards' statistics (the split
         // query sums them); an instant query only when its client asked,
         // with the time its shard queries waited in the queue.
@@ -788,16 +789,8 @@ impl Frontend {
                     None => s,
                 });
             }
-            for (notes, into) in [
-                (answer.warnings, &mut out.warnings),
-                (answer.infos, &mut out.infos),
-            ] {
-                for n in notes {
-                    if !into.contains(&n) {
-                        into.push(n);
-                    }
-                }
-            }
+            keep_once(&mut out.warnings, answer.warnings);
+            keep_once(&mut out.infos, answer.infos);
         }
         Ok(out)
     }

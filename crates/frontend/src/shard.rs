@@ -25,7 +25,7 @@ use promql_parser::parser::token::{T_COUNT, T_SUM, TokenType};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier, VectorSelector};
 use serde_json::Value as Json;
-use strata_model::shard::{Piece, QueryShard};
+use strata_model::shard::{MAX_SHARDED_QUERY_BYTES, Piece, QueryShard};
 use strata_model::{Labels, Matcher, Sample, SeriesSamples};
 use strata_promql::{EngineError, MatrixSeries, Queryable};
 
@@ -52,9 +52,6 @@ const CROSS_SERIES_FUNCTIONS: [&str; 14] = [
     "start",
     "end",
 ];
-
-/// Longest query the frontend shards: its shard queries travel in URLs.
-const MAX_SHARDED_QUERY_BYTES: usize = 8 << 10;
 
 /// How shards' answers of one aggregation combine.
 #[derive(Debug, Clone, PartialEq)]

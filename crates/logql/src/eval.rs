@@ -189,7 +189,7 @@ pub fn format_labels(l: &Labels) -> String {
 }
 
 pub(crate) fn to_matrix(steps: &[i64], per_step: Vec<Vec<(Labels, f64)>>) -> Vec<Series> {
-    let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+    let mut by_labels: strata_model::LabelsMap<Vec<(i64, f64)>> = Default::default();
     for (t, vec) in steps.iter().zip(per_step) {
         for (l, v) in vec {
             by_labels.entry(l).or_default().push((*t, v));

@@ -22,13 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use strata_model::Labels;
 pub use strata_model::shard::Piece;
-use strata_model::shard::QueryShard;
+use strata_model::shard::{MAX_SHARDED_QUERY_BYTES, QueryShard};
 
 use crate::ast::{Expr, Grouping, MetricExpr, RangeOp, Stage, VectorOp};
 use crate::eval::{EvalError, Series, series_limit, to_matrix, vector_agg};
-
-/// Longest query the frontend shards: its shard queries travel in URLs.
-const MAX_SHARDED_QUERY_BYTES: usize = 8 << 10;
 
 /// One query a querier runs: the sharded aggregation over one shard.
 #[derive(Debug, Clone)]

@@ -15,6 +15,10 @@ pub const QUERY_SHARD_LABEL: &str = "__query_shard__";
 /// queries (Mimir bounds it the same way).
 pub const MAX_SHARDS: u32 = 128;
 
+/// Longest query a query-frontend shards: its shard queries travel in
+/// URLs, one per shard.
+pub const MAX_SHARDED_QUERY_BYTES: usize = 8 << 10;
+
 /// One shard of `total`: the series whose [`Labels::hash64`] modulo
 /// `total` is `index` (0-based; written 1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
