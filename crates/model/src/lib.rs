@@ -14,7 +14,10 @@ pub mod nesting;
 pub mod series_batch;
 pub mod shard;
 pub mod stats;
+pub mod step_windows;
 pub mod syntax;
+
+pub use step_windows::StepWindows;
 
 use std::fmt;
 use std::hash::Hash;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strata_model::{Labels, Matcher, SeriesSamples};
+use strata_model::{Labels, Matcher, SeriesSamples, StepWindows};
 
 pub use bounds::{MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS, check_instant_subqueries, check_time};
 pub use eval::{parse_duration, parse_duration_param};
@@ -45,6 +45,24 @@ pub trait Queryable: Send + Sync {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<SeriesSamples>, EngineError>;
+
+    /// [`Queryable::select`] for steps that read only `windows` of the
+    /// range: samples outside every window may be left out (storage that
+    /// can drops them before they are decoded or sent). By default the
+    /// whole range is selected and the rest dropped here.
+    async fn select_windows(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        windows: StepWindows,
+    ) -> Result<Vec<SeriesSamples>, EngineError> {
+        let mut got = self.select(matchers, min_t, max_t).await?;
+        for s in &mut got {
+            windows.retain(&mut s.samples);
+        }
+        Ok(got)
+    }
 }
 
 /// Query errors, each mapping to a Prometheus API error type.

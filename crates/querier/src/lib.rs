@@ -17,7 +17,9 @@ use strata_ingester_client::{ClientError, IngesterClient, IngesterPool, Metadata
 use strata_limits::Overrides;
 use strata_model::head_stats::HeadStats;
 use strata_model::metadata::MetricMetadata;
-use strata_model::{Exemplar, Labels, METRIC_NAME, Matcher, SeriesSamples, merge_samples};
+use strata_model::{
+    Exemplar, Labels, METRIC_NAME, Matcher, SeriesSamples, StepWindows, merge_samples,
+};
 use strata_promql::{Engine, EngineError, QueryOutput, Queryable};
 use strata_ring::Ring;
 use strata_storage::{BlockCatalog, BlockMeta, StorageError};
@@ -168,6 +170,19 @@ impl Queryable for TenantView {
             .instrument(self.span.clone())
             .await
     }
+
+    async fn select_windows(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        windows: StepWindows,
+    ) -> Result<Vec<SeriesSamples>, EngineError> {
+        self.querier
+            .select_windows(&self.tenant, matchers, (min_t, max_t), Some(windows))
+            .instrument(self.span.clone())
+            .await
+    }
 }
 
 /// Sorted distinct label names of `sets`.
@@ -244,6 +259,20 @@ impl Querier {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<SeriesSamples>, EngineError> {
+        self.select_windows(tenant, matchers, (min_t, max_t), None)
+            .await
+    }
+
+    /// [`Self::select`], only the samples in `windows` when given: blocks
+    /// drop the others as they decode them (in the store-gateways, so they
+    /// are not sent either), the heads' answers here.
+    pub async fn select_windows(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        (min_t, max_t): (i64, i64),
+        windows: Option<StepWindows>,
+    ) -> Result<Vec<SeriesSamples>, EngineError> {
         let min_t = min_t.max(self.retention_floor(tenant));
         if min_t > max_t {
             return Ok(Vec::new());
@@ -260,6 +289,7 @@ impl Querier {
             matchers,
             min_t,
             max_t,
+            windows,
         };
         self.blocks
             .read(tenant, &blocks, &read, |answer| {
@@ -274,7 +304,13 @@ impl Querier {
             .await
             .map_err(storage_err)??;
         // Head last; any order gives the same answer (see merge_samples).
-        for s in head.into_iter().flatten() {
+        for mut s in head.into_iter().flatten() {
+            if let Some(w) = windows {
+                w.retain(&mut s.samples);
+                if s.samples.is_empty() {
+                    continue;
+                }
+            }
             merge_samples(by_labels.entry(s.labels).or_default(), &s.samples);
         }
         self.check_fetched_series(tenant, by_labels.len())?;

@@ -23,7 +23,7 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use strata_model::{Label, Labels, Sample};
+use strata_model::{Label, Labels, Sample, StepWindows};
 
 use crate::StorageError;
 
@@ -484,12 +484,24 @@ pub fn batch_labels(
     Ok(out)
 }
 
+/// What a chunk scan keeps: samples in `[min_t, max_t]`, only those in
+/// `windows` when given.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRange {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub windows: Option<StepWindows>,
+}
+
 /// Decodes the chunks of a `chunks.parquet` batch into per-series samples
-/// restricted to `[min_t, max_t]`, calling `sink(series_id, samples)`.
+/// restricted to `range`, calling `sink(series_id, samples)`.
 pub fn batch_chunks(
     batch: &RecordBatch,
-    min_t: i64,
-    max_t: i64,
+    ChunkRange {
+        min_t,
+        max_t,
+        windows,
+    }: ChunkRange,
     mut sink: impl FnMut(u32, &[Sample]),
 ) -> Result<(), StorageError> {
     let ids = batch
@@ -504,14 +516,41 @@ pub fn batch_chunks(
         DataType::BinaryView => BinCol::View(data.as_binary_view()),
         _ => return Err(StorageError::Format("chunks data column is not binary")),
     };
-    let mut buf = Vec::new();
+    // A chunk's time bounds, when the batch has them, skip chunks between
+    // the windows of steps further apart than a chunk is long.
+    let bounds = match (batch.column_by_name("min_t"), batch.column_by_name("max_t")) {
+        (Some(lo), Some(hi)) => Some((
+            lo.as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or(StorageError::Format("chunks min_t column is not int64"))?,
+            hi.as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or(StorageError::Format("chunks max_t column is not int64"))?,
+        )),
+        _ => None,
+    };
+    let (mut buf, mut kept) = (Vec::new(), Vec::new());
     for row in 0..batch.num_rows() {
+        if let (Some(w), Some((lo, hi))) = (windows, bounds)
+            && !w.meets(lo.value(row), hi.value(row))
+        {
+            continue;
+        }
         buf.clear();
         crate::codec::decode(data.value(row), &mut buf)?;
         let lo = buf.partition_point(|s| s.t < min_t);
         let hi = buf.partition_point(|s| s.t <= max_t);
-        if lo < hi {
-            sink(ids.value(row), &buf[lo..hi]);
+        let in_range = &buf[lo..hi];
+        let samples = match windows {
+            Some(w) => {
+                kept.clear();
+                w.extend_kept(&mut kept, in_range);
+                &kept[..]
+            }
+            None => in_range,
+        };
+        if !samples.is_empty() {
+            sink(ids.value(row), samples);
         }
     }
     Ok(())

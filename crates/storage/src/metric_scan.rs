@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use datafusion::prelude::{ParquetReadOptions, ident, lit};
 use futures::TryStreamExt;
-use strata_model::{Matcher, Sample, SeriesSamples, merge_samples};
+use strata_model::{Matcher, Sample, SeriesSamples, StepWindows, merge_samples};
 
 use crate::StorageError;
 use crate::block::{self, BlockMeta, Signal};
@@ -20,6 +20,21 @@ impl BlockReader {
         matchers: &[Matcher],
         min_t: i64,
         max_t: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        self.select_windows(tenant, meta, matchers, (min_t, max_t), None)
+            .await
+    }
+
+    /// [`Self::select`], keeping only the samples in `windows` when given:
+    /// chunks no window meets are not decoded, and the others' samples
+    /// outside every window are dropped as they are decoded.
+    pub async fn select_windows(
+        &self,
+        tenant: &str,
+        meta: &BlockMeta,
+        matchers: &[Matcher],
+        (min_t, max_t): (i64, i64),
+        windows: Option<StepWindows>,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         if meta.max_time <= min_t || meta.min_time > max_t {
             return Ok(Vec::new());
@@ -51,10 +66,15 @@ impl BlockReader {
             )
             .await?
             .filter(filter)?
-            .select_columns(&["series_id", "data"])?;
+            .select_columns(&["series_id", "min_t", "max_t", "data"])?;
         let mut stream = df.execute_stream().await?;
+        let range = block::ChunkRange {
+            min_t,
+            max_t,
+            windows,
+        };
         while let Some(batch) = stream.try_next().await? {
-            block::batch_chunks(&batch, min_t, max_t, |id, samples: &[Sample]| {
+            block::batch_chunks(&batch, range, |id, samples: &[Sample]| {
                 if let Some(s) = by_id.get_mut(&id) {
                     merge_samples(&mut s.samples, samples);
                 }

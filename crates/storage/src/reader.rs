@@ -320,7 +320,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::block::{encode_block, upload_block};
     use strata_model::Labels;
-    use strata_model::Sample;
+    use strata_model::{Sample, StepWindows};
 
     pub(crate) fn series(name: &str, job: &str, n: i64) -> (Labels, Vec<Sample>) {
         let labels = Labels::from_pairs([("__name__", name), ("job", job)]);
@@ -391,6 +391,34 @@ pub(crate) mod tests {
                 v: 1500.0
             }]
         );
+
+        // Steps 1,000 s apart reading 10 s back: the first chunk meets no
+        // window, the others keep only their windows' samples.
+        let windows = StepWindows::new(1_999_000, 1_000_000, 10_000);
+        let got = reader
+            .select_windows(
+                "t1",
+                &metas[0],
+                std::slice::from_ref(&up),
+                (0, 1_999_000),
+                windows,
+            )
+            .await
+            .unwrap();
+        let a = got
+            .iter()
+            .find(|s| s.labels.get("job") == Some("a"))
+            .unwrap();
+        let want: Vec<Sample> = input[0]
+            .1
+            .iter()
+            .filter(|s| (989_001..=999_000).contains(&s.t) || s.t >= 1_989_001)
+            .copied()
+            .collect();
+        assert_eq!(want.len(), 20);
+        assert_eq!(a.samples, want);
+        // Series with no sample in a window are left out.
+        assert_eq!(got.len(), 1);
 
         // Regex, negative and absent-label matchers.
         let re = Matcher::new_matcher(

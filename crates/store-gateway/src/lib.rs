@@ -15,7 +15,7 @@ mod sync;
 mod wire;
 
 use strata_model::logs::{Direction, EntrySize, LineFilter, LogStream};
-use strata_model::{Labels, Matcher, SeriesSamples};
+use strata_model::{Labels, Matcher, SeriesSamples, StepWindows};
 use strata_storage::{BlockMeta, BlockReader, Signal, StorageError};
 
 pub use client::StoreGateways;
@@ -34,6 +34,8 @@ pub enum BlockRead<'a> {
         min_t: i64,
         /// Inclusive end, ms.
         max_t: i64,
+        /// The only samples wanted, when steps read windows of the range.
+        windows: Option<StepWindows>,
     },
     /// Label sets of matching series.
     Series {
@@ -118,7 +120,12 @@ pub async fn read_block(
             matchers,
             min_t,
             max_t,
-        } => BlockAnswer::Samples(reader.select(tenant, meta, matchers, min_t, max_t).await?),
+            windows,
+        } => BlockAnswer::Samples(
+            reader
+                .select_windows(tenant, meta, matchers, (min_t, max_t), windows)
+                .await?,
+        ),
         BlockRead::Series { matchers } => BlockAnswer::Series(
             reader
                 .select_series(tenant, meta, matchers)

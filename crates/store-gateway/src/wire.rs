@@ -10,7 +10,7 @@ use strata_ingester_client::wire::{
     stream_from_proto, stream_to_proto,
 };
 use strata_model::logs::{Direction, LineFilter, LogStream};
-use strata_model::{Matcher, SeriesSamples};
+use strata_model::{Matcher, SeriesSamples, StepWindows};
 use strata_proto::ingester::{LogSelect, Signal as PSignal};
 use strata_proto::storegateway::{BlocksRequest, BlocksResponse};
 use strata_storage::BlockMeta;
@@ -34,10 +34,14 @@ pub(crate) fn request(tenant: &str, blocks: &[&BlockMeta], read: &BlockRead<'_>)
             matchers,
             min_t,
             max_t,
+            windows,
         } => {
             req.signal = PSignal::Metrics.into();
             req.matchers = matchers_to_proto(matchers);
             (req.start, req.end) = (min_t, max_t);
+            if let Some(w) = windows {
+                (req.step_windows_step, req.step_windows_width) = (w.step, w.width);
+            }
         }
         BlockRead::Series { matchers } => {
             req.signal = PSignal::Metrics.into();
@@ -94,6 +98,7 @@ pub(crate) struct DecodedRequest {
     end: i64,
     labels_only: bool,
     logs: LogSelect,
+    windows: Option<StepWindows>,
 }
 
 impl DecodedRequest {
@@ -121,6 +126,10 @@ impl DecodedRequest {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         let logs = req.logs.unwrap_or_default();
+        // Windows that make no sense are no windows: every sample is read.
+        let windows = (req.step_windows_step > 0)
+            .then(|| StepWindows::new(req.end, req.step_windows_step, req.step_windows_width))
+            .flatten();
         Ok(Self {
             tenant: req.tenant,
             blocks,
@@ -131,6 +140,7 @@ impl DecodedRequest {
             end: req.end,
             labels_only: req.labels_only,
             logs,
+            windows,
         })
     }
 
@@ -143,6 +153,7 @@ impl DecodedRequest {
                 matchers,
                 min_t: self.start,
                 max_t: self.end,
+                windows: self.windows,
             },
             (PSignal::Logs, true, _) => BlockRead::Streams { matchers },
             (PSignal::Logs, false, true) => BlockRead::LogSizes {
@@ -286,6 +297,13 @@ mod tests {
                 matchers: &m,
                 min_t: -5,
                 max_t: 99,
+                windows: None,
+            },
+            BlockRead::Samples {
+                matchers: &m,
+                min_t: -5,
+                max_t: 99,
+                windows: StepWindows::new(99, 10, 3),
             },
             BlockRead::Series { matchers: &m },
             BlockRead::LogEntries {
@@ -315,6 +333,27 @@ mod tests {
             assert_eq!(decoded.tenant, "t1");
             assert_eq!(decoded.blocks[0].ulid, b.ulid);
             assert_eq!(format!("{:?}", decoded.read()), format!("{read:?}"));
+        }
+    }
+
+    /// Windows a querier cannot have meant read every sample.
+    #[test]
+    fn senseless_windows_read_everything() {
+        let m = vec![];
+        let read = BlockRead::Samples {
+            matchers: &m,
+            min_t: 0,
+            max_t: 100,
+            windows: None,
+        };
+        for (step, width) in [(-5, 3), (10, 10), (10, 0), (10, -1), (i64::MIN, i64::MIN)] {
+            let mut req = request("t", &[], &read);
+            (req.step_windows_step, req.step_windows_width) = (step, width);
+            let decoded = DecodedRequest::decode(req).expect("decodes");
+            assert!(
+                matches!(decoded.read(), BlockRead::Samples { windows: None, .. }),
+                "{step} {width}"
+            );
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, VectorSelector};
 use strata_model::{
-    Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, is_stale_nan,
+    Labels, METRIC_NAME, MatchOp, Matcher, Sample, SeriesSamples, StepWindows, is_stale_nan,
     selector_alternatives,
 };
 
@@ -74,18 +74,22 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     alts
 }
 
-/// Reads samples of the selector's series in `[min_t, max_t]`, charging
-/// them to the query; also what was charged (`(samples, bytes)`).
+/// Reads samples of the selector's series in `[min_t, max_t]` (only those
+/// in `windows`, when given), charging them to the query; also what was
+/// charged (`(samples, bytes)`).
 pub(crate) async fn select(
     ctx: &Ctx,
     vs: &VectorSelector,
-    min_t: i64,
-    max_t: i64,
+    (min_t, max_t): (i64, i64),
+    windows: Option<StepWindows>,
 ) -> Result<(Vec<SeriesSamples>, (usize, usize)), EngineError> {
     let alts = selector_matchers(vs);
     let mut out: Vec<SeriesSamples> = Vec::new();
     for (i, matchers) in alts.iter().enumerate() {
-        let got = ctx.q.select(matchers, min_t, max_t).await?;
+        let got = match windows {
+            Some(w) => ctx.q.select_windows(matchers, min_t, max_t, w).await?,
+            None => ctx.q.select(matchers, min_t, max_t).await?,
+        };
         if i == 0 {
             out = got;
         } else {
@@ -137,10 +141,11 @@ pub(crate) fn loaded_size(series: &[SeriesSamples]) -> (usize, usize) {
 pub(crate) async fn select_samples(
     ctx: &Ctx,
     vs: &VectorSelector,
-    (min_t, max_t): (i64, i64),
+    range: (i64, i64),
+    windows: Option<StepWindows>,
     drop_stale: bool,
 ) -> Result<(Vec<SeriesSamples>, (usize, usize)), EngineError> {
-    let (mut data, charged) = select(ctx, vs, min_t, max_t).await?;
+    let (mut data, charged) = select(ctx, vs, range, windows).await?;
     if drop_stale {
         for s in &mut data {
             s.samples.retain(|x| !is_stale_nan(x.v));
@@ -194,10 +199,13 @@ pub(crate) async fn evaluate_series(
         }
         SeriesInput::Selector { vs, range } => (vs, range),
     };
-    let slices = time_slices(&times, reach, ctx.opts.selection_slice.as_millis() as i64);
+    let slice = sparse_slice(&times, reach, ctx.opts.selection_slice.as_millis() as i64);
+    let slices = time_slices(&times, reach, slice);
     if slices.len() == 1 {
         let (lo, hi) = bounds(&times);
-        let (data, loaded) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        let windows = step_windows(&times, reach);
+        let (data, loaded) =
+            select_samples(ctx, vs, (lo - reach + 1, hi), windows, drop_stale).await?;
         inspect(&data, &times);
         ctx.charge(data.len() * times.len())?;
         // Released once the node's output has been read and its samples dropped.
@@ -218,7 +226,9 @@ pub(crate) async fn evaluate_series(
     for (a, b) in slices {
         let part = &times[a..b];
         let (lo, hi) = bounds(part);
-        let (data, loaded) = select_samples(ctx, vs, (lo - reach + 1, hi), drop_stale).await?;
+        let windows = step_windows(part, reach);
+        let (data, loaded) =
+            select_samples(ctx, vs, (lo - reach + 1, hi), windows, drop_stale).await?;
         inspect(&data, part);
         let (labels, samples): (Vec<Labels>, Vec<Vec<Sample>>) =
             data.into_iter().map(|s| (s.labels, s.samples)).unzip();
@@ -258,6 +268,29 @@ pub(crate) async fn evaluate_series(
         Arc::new(StoredSteps { values }),
         Shape::series(labels),
     ))
+}
+
+/// The windows evenly spaced `times` read `reach` back, when they leave
+/// samples between them unread (steps further apart than `reach`).
+fn step_windows(times: &[i64], reach: i64) -> Option<StepWindows> {
+    let (&first, &last) = (times.first()?, times.last()?);
+    let step = times.get(1)? - first;
+    // Only an even grid is described by one step (the engine's always is).
+    if step <= 0 || (last - first) / step != times.len() as i64 - 1 || (last - first) % step != 0 {
+        return None;
+    }
+    StepWindows::new(last, step, reach)
+}
+
+/// The selection slice for steps over `times`: when each step reads only
+/// `reach` of every step's span, a slice holds that fraction of its
+/// samples, so it may span as much longer (up to 64 times) for the same
+/// memory, reading each stored chunk fewer times.
+fn sparse_slice(times: &[i64], reach: i64, slice: i64) -> i64 {
+    match step_windows(times, reach) {
+        Some(w) => slice.saturating_mul((w.step / w.width).clamp(1, 64)),
+        None => slice,
+    }
 }
 
 /// Consecutive step ranges `[a, b)` of `times` (evenly spaced) whose
@@ -308,7 +341,7 @@ pub(crate) async fn fetch_range(
     let times = selector_times(ctx, &ms.vs);
     let range = ms.range.as_millis() as i64;
     let (lo, hi) = bounds(&times);
-    let (data, _) = select_samples(ctx, &ms.vs, (lo - range + 1, hi), true).await?;
+    let (data, _) = select_samples(ctx, &ms.vs, (lo - range + 1, hi), None, true).await?;
     Ok((data, times))
 }
 
