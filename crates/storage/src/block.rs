@@ -529,7 +529,8 @@ pub fn batch_chunks(
         )),
         _ => None,
     };
-    let (mut buf, mut kept) = (Vec::new(), Vec::new());
+    let mut decoder = crate::codec::ChunkDecoder::default();
+    let mut buf = Vec::new();
     for row in 0..batch.num_rows() {
         if let (Some(w), Some((lo, hi))) = (windows, bounds)
             && !w.meets(lo.value(row), hi.value(row))
@@ -537,20 +538,9 @@ pub fn batch_chunks(
             continue;
         }
         buf.clear();
-        crate::codec::decode(data.value(row), &mut buf)?;
-        let lo = buf.partition_point(|s| s.t < min_t);
-        let hi = buf.partition_point(|s| s.t <= max_t);
-        let in_range = &buf[lo..hi];
-        let samples = match windows {
-            Some(w) => {
-                kept.clear();
-                w.extend_kept(&mut kept, in_range);
-                &kept[..]
-            }
-            None => in_range,
-        };
-        if !samples.is_empty() {
-            sink(ids.value(row), samples);
+        decoder.decode_kept(data.value(row), (min_t, max_t), windows, &mut buf)?;
+        if !buf.is_empty() {
+            sink(ids.value(row), &buf);
         }
     }
     Ok(())

@@ -5,9 +5,9 @@
 //! Gorilla XOR at the same decode speed (`benches/block_size.rs`);
 //! `0` = a Gorilla XOR chunk ([`crate::chunk::XorChunk`] bytes).
 
-use strata_model::Sample;
+use strata_model::{Sample, StepWindows};
 
-use crate::chunk::{ChunkError, decode_chunk};
+use crate::chunk::{ChunkError, MAX_CHUNK_SAMPLES, decode_chunk};
 
 const CODEC_XOR: u8 = 0;
 const CODEC_PCO: u8 = 1;
@@ -33,35 +33,111 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
 
 /// Decodes a stored chunk of any supported codec, appending to `out`.
 pub fn decode(bytes: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
-    let (&codec, rest) = bytes
-        .split_first()
-        .ok_or_else(|| ChunkError("empty chunk".into()))?;
-    match codec {
-        CODEC_XOR => decode_chunk(rest, out),
-        CODEC_PCO => {
-            if rest.len() < 4 {
-                return Err(ChunkError("pcodec chunk shorter than its header".into()));
+    ChunkDecoder::default().decode_kept(bytes, (i64::MIN, i64::MAX), None, out)
+}
+
+/// Decodes stored chunks one after another into buffers it keeps, so a
+/// scan allocates per scan, not per chunk, and materializes as samples only
+/// what it keeps.
+#[derive(Debug, Default)]
+pub struct ChunkDecoder {
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    xor: Vec<Sample>,
+}
+
+impl ChunkDecoder {
+    /// Appends to `out` the samples of the stored chunk `bytes` in
+    /// `[min_t, max_t]`, only those in `windows` when given.
+    pub fn decode_kept(
+        &mut self,
+        bytes: &[u8],
+        (min_t, max_t): (i64, i64),
+        windows: Option<StepWindows>,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), ChunkError> {
+        let (&codec, rest) = bytes
+            .split_first()
+            .ok_or_else(|| ChunkError("empty chunk".into()))?;
+        match codec {
+            CODEC_XOR => {
+                self.xor.clear();
+                decode_chunk(rest, &mut self.xor)?;
+                let lo = self.xor.partition_point(|s| s.t < min_t);
+                // An empty range (min_t > max_t) keeps nothing.
+                let hi = self.xor.partition_point(|s| s.t <= max_t).max(lo);
+                match windows {
+                    Some(w) => w.extend_kept(out, &self.xor[lo..hi]),
+                    None => out.extend_from_slice(&self.xor[lo..hi]),
+                }
+                Ok(())
             }
-            let ts_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let rest = &rest[4..];
-            if rest.len() < ts_len {
-                return Err(ChunkError("pcodec chunk truncated".into()));
+            CODEC_PCO => {
+                if rest.len() < 4 {
+                    return Err(ChunkError("pcodec chunk shorter than its header".into()));
+                }
+                let ts_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                let rest = &rest[4..];
+                if rest.len() < ts_len {
+                    return Err(ChunkError("pcodec chunk truncated".into()));
+                }
+                pco_into(&rest[..ts_len], &mut self.ts)
+                    .map_err(|e| ChunkError(format!("pcodec timestamps: {e}")))?;
+                pco_into(&rest[ts_len..], &mut self.vs)
+                    .map_err(|e| ChunkError(format!("pcodec values: {e}")))?;
+                let (ts, vs) = (&self.ts, &self.vs);
+                if ts.len() != vs.len() {
+                    return Err(ChunkError(format!(
+                        "pcodec chunk has {} timestamps but {} values",
+                        ts.len(),
+                        vs.len()
+                    )));
+                }
+                let lo = ts.partition_point(|&t| t < min_t);
+                let hi = ts.partition_point(|&t| t <= max_t).max(lo);
+                let mut take = |r: std::ops::Range<usize>| {
+                    out.extend(r.map(|i| Sample { t: ts[i], v: vs[i] }));
+                };
+                match windows {
+                    Some(w) => w.runs(&ts[lo..hi], |&t| t, |r| take(r.start + lo..r.end + lo)),
+                    None => take(lo..hi),
+                }
+                Ok(())
             }
-            let ts: Vec<i64> = pco::standalone::simple_decompress(&rest[..ts_len])
-                .map_err(|e| ChunkError(format!("pcodec timestamps: {e}")))?;
-            let vs: Vec<f64> = pco::standalone::simple_decompress(&rest[ts_len..])
-                .map_err(|e| ChunkError(format!("pcodec values: {e}")))?;
-            if ts.len() != vs.len() {
-                return Err(ChunkError(format!(
-                    "pcodec chunk has {} timestamps but {} values",
-                    ts.len(),
-                    vs.len()
-                )));
-            }
-            out.extend(ts.into_iter().zip(vs).map(|(t, v)| Sample { t, v }));
-            Ok(())
+            other => Err(ChunkError(format!("unknown chunk codec {other}"))),
         }
-        other => Err(ChunkError(format!("unknown chunk codec {other}"))),
+    }
+}
+
+/// Decompresses a standalone pcodec file into `dst` (cleared first),
+/// refusing files that claim more numbers than a chunk holds before
+/// allocating for them.
+fn pco_into<T: pco::data_types::Number + Default>(
+    src: &[u8],
+    dst: &mut Vec<T>,
+) -> Result<(), String> {
+    use pco::standalone::{DecompressorItem, FileDecompressor};
+    dst.clear();
+    let (file, mut src) = FileDecompressor::new(src).map_err(|e| e.to_string())?;
+    loop {
+        match file.chunk_decompressor::<T, _>(src).map_err(|e| e.to_string())? {
+            DecompressorItem::Chunk(mut chunk) => {
+                let (at, n) = (dst.len(), chunk.n());
+                if at + n > MAX_CHUNK_SAMPLES {
+                    return Err(format!(
+                        "{} numbers, more than a chunk holds ({MAX_CHUNK_SAMPLES})",
+                        at + n
+                    ));
+                }
+                dst.resize(at + n, T::default());
+                let progress = chunk.read(&mut dst[at..]).map_err(|e| e.to_string())?;
+                if progress.n_processed != n {
+                    return Err(format!("{} of {n} numbers decoded", progress.n_processed));
+                }
+                src = chunk.into_src();
+            }
+            DecompressorItem::EndOfData(_) => return Ok(()),
+        }
     }
 }
 
@@ -116,6 +192,47 @@ mod tests {
         let mut out = Vec::new();
         decode(&bytes, &mut out).unwrap();
         assert_eq!(out, samples);
+    }
+
+    /// One decoder over chunks of both codecs and several sizes keeps what
+    /// the range and windows say, exactly as filtering a full decode.
+    #[test]
+    fn a_reused_decoder_keeps_the_range_and_windows() {
+        let chunk = |n: i64, from: i64| -> Vec<Sample> {
+            (0..n)
+                .map(|i| Sample {
+                    t: from + i * 15_000 + (i % 4),
+                    v: (i * i) as f64 * 0.5,
+                })
+                .collect()
+        };
+        let mut decoder = ChunkDecoder::default();
+        for (n, from) in [(5_760, 0), (10, 7), (960, 1_000_000), (1, 3), (2_000, -60_000)] {
+            let samples = chunk(n, from);
+            let last = samples[samples.len() - 1].t;
+            for bytes in [
+                encode(&samples).unwrap(),
+                tag_xor(&XorChunk::from_samples(&samples).to_bytes()),
+            ] {
+                for (range, windows) in [
+                    ((i64::MIN, i64::MAX), None),
+                    ((from + 100_000, last - 50_000), None),
+                    ((from, last), StepWindows::new(last, 2_580_000, 300_000)),
+                    ((from + 1, last - 1), StepWindows::new(last - 7, 60_001, 60_000)),
+                ] {
+                    let want: Vec<Sample> = samples
+                        .iter()
+                        .filter(|s| s.t >= range.0 && s.t <= range.1)
+                        .filter(|s| windows.is_none_or(|w| w.keeps(s.t)))
+                        .copied()
+                        .collect();
+                    let mut out = vec![Sample { t: -1, v: 0.0 }];
+                    decoder.decode_kept(&bytes, range, windows, &mut out).unwrap();
+                    assert_eq!(out[0].t, -1, "appends");
+                    assert_eq!(&out[1..], &want[..], "{n} samples, {range:?} {windows:?}");
+                }
+            }
+        }
     }
 
     #[test]

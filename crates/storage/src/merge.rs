@@ -415,6 +415,7 @@ pub async fn merge_metric_blocks(
 
     let mut next_id = 0u32;
     let (mut samples, mut decoded): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
+    let mut decoder = crate::codec::ChunkDecoder::default();
     while let Some((labels, ids)) = series.next().await? {
         samples.clear();
         for (src, id) in chunks.iter_mut().zip(ids) {
@@ -431,7 +432,7 @@ pub async fn merge_metric_blocks(
                     _ => return Err(StorageError::Format("chunks data column is not binary")),
                 };
                 decoded.clear();
-                crate::codec::decode(bytes, &mut decoded)?;
+                decoder.decode_kept(bytes, (i64::MIN, i64::MAX), None, &mut decoded)?;
                 merge_samples(&mut samples, &decoded);
                 src.row += 1;
             }
