@@ -62,7 +62,12 @@ impl StepWindows {
     /// Calls `run` with each maximal run of `items` (ascending by `time`)
     /// that one window holds, in order. Costs a division and two binary
     /// searches per window met, not per item.
-    pub fn runs<T>(&self, items: &[T], time: impl Fn(&T) -> i64, mut run: impl FnMut(Range<usize>)) {
+    pub fn runs<T>(
+        &self,
+        items: &[T],
+        time: impl Fn(&T) -> i64,
+        mut run: impl FnMut(Range<usize>),
+    ) {
         let (end, step, width) = (self.end as i128, self.step as i128, self.width as i128);
         let mut i = 0;
         while let Some(item) = items.get(i) {
@@ -193,10 +198,15 @@ mod tests {
             let mut samples = Vec::new();
             for _ in 0..(next() % 200) {
                 samples.push(Sample { t, v: 0.0 });
-                let Some(n) = t.checked_add(1 + (next() % 9) as i64) else { break };
+                let Some(n) = t.checked_add(1 + (next() % 9) as i64) else {
+                    break;
+                };
                 t = n;
             }
-            let end = samples.last().map_or(base, |s| s.t).saturating_sub((next() % 20) as i64);
+            let end = samples
+                .last()
+                .map_or(base, |s| s.t)
+                .saturating_sub((next() % 20) as i64);
             let w = StepWindows::new(end, step, width).unwrap();
             let want: Vec<Sample> = samples.iter().filter(|s| w.keeps(s.t)).copied().collect();
             let mut out = Vec::new();
