@@ -407,6 +407,16 @@ mod tests {
         );
     }
 
+    /// No samples encode to a chunk that decodes to none, or to an error.
+    #[test]
+    fn an_empty_chunk_is_no_panic() {
+        let mut out = Vec::new();
+        if let Ok(bytes) = encode(&[]) {
+            decode(&bytes, &mut out).unwrap();
+            assert!(out.is_empty());
+        }
+    }
+
     /// Random lengths and times round-trip through pages of every size.
     #[test]
     fn paged_chunks_round_trip() {
