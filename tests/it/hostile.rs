@@ -959,6 +959,31 @@ async fn hostile_requests_through_the_query_frontend_cost_only_themselves() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_alive(&s, "an 11 MiB query body").await;
+    // Half an hour of `m` every 15 s, so steps further apart than their
+    // window (which read only their windows) meet data below.
+    let now = now_ms() / 60_000 * 60_000;
+    let samples: Vec<(i64, f64)> = (0..120).map(|i| (now - i * 15_000, 1.0)).collect();
+    let (st, body) = s
+        .push(vec![series(&[("__name__", "m")], &samples)], None)
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // Every 10 minutes, a 1-minute window: exactly 4 samples each.
+    let sparse = [
+        ("query", "count_over_time(m[1m])".to_string()),
+        ("start", secs(now - 20 * 60_000)),
+        ("end", secs(now)),
+        ("step", "600".to_string()),
+    ];
+    let (st, body) = call(&s, range, &sparse, None).await;
+    assert_eq!(st, 200, "{body}");
+    let counts: Json = serde_json::from_str(&body).expect("json");
+    let values = counts["data"]["result"][0]["values"]
+        .as_array()
+        .expect("one series")
+        .iter()
+        .map(|v| v[1].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(values, vec!["4", "4", "4"], "{body}");
     let p = |start: &str, end: &str, step: &str| {
         vec![
             ("query", "sum(rate(m[5m]))".to_string()),

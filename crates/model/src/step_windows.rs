@@ -105,12 +105,6 @@ impl StepWindows {
         }
         samples.truncate(len);
     }
-
-    /// Appends to `out` the samples of `samples` (time-ordered) that a
-    /// window holds.
-    pub fn extend_kept(&self, out: &mut Vec<Sample>, samples: &[Sample]) {
-        self.runs(samples, |s| s.t, |r| out.extend_from_slice(&samples[r]));
-    }
 }
 
 #[cfg(test)]
@@ -210,7 +204,7 @@ mod tests {
             let w = StepWindows::new(end, step, width).unwrap();
             let want: Vec<Sample> = samples.iter().filter(|s| w.keeps(s.t)).copied().collect();
             let mut out = Vec::new();
-            w.extend_kept(&mut out, &samples);
+            w.runs(&samples, |s| s.t, |r| out.extend_from_slice(&samples[r]));
             assert_eq!(out, want, "end {end} step {step} width {width}");
             let mut kept = samples.clone();
             w.retain(&mut kept);
@@ -219,13 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn retain_and_extend_keep_the_same() {
+    fn retain_and_runs_keep_the_same() {
         let samples: Vec<Sample> = (0..100).map(|t| Sample { t, v: t as f64 }).collect();
         let w = StepWindows::new(99, 10, 3).unwrap();
         let mut kept = samples.clone();
         w.retain(&mut kept);
         let mut out = Vec::new();
-        w.extend_kept(&mut out, &samples);
+        w.runs(&samples, |s| s.t, |r| out.extend_from_slice(&samples[r]));
         assert_eq!(kept, out);
         assert_eq!(kept.len(), 30);
         assert!(kept.iter().all(|s| s.t % 10 >= 7));

@@ -63,7 +63,13 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
     }
     let (mut pages, mut at, mut prev_first) = (Vec::new(), 0, 0i64);
     for (i, &n) in counts.iter().enumerate() {
-        let first = ts[at];
+        let first = *ts.get(at).ok_or_else(|| {
+            ChunkError(format!(
+                "pcodec paged {} samples past the {} given",
+                at + 1,
+                ts.len()
+            ))
+        })?;
         let ts_page = tc
             .write_page(i, Vec::new())
             .map_err(pco_err("timestamps"))?;
@@ -113,13 +119,16 @@ impl ChunkDecoder {
             CODEC_XOR => {
                 self.xor.clear();
                 decode_chunk(rest, &mut self.xor)?;
-                let lo = self.xor.partition_point(|s| s.t < min_t);
-                // An empty range (min_t > max_t) keeps nothing.
-                let hi = self.xor.partition_point(|s| s.t <= max_t).max(lo);
-                match windows {
-                    Some(w) => w.extend_kept(out, &self.xor[lo..hi]),
-                    None => out.extend_from_slice(&self.xor[lo..hi]),
-                }
+                let xor = &self.xor;
+                kept_runs(
+                    xor,
+                    |s| s.t,
+                    (min_t, max_t),
+                    windows,
+                    |r| {
+                        out.extend_from_slice(&xor[r]);
+                    },
+                );
                 Ok(())
             }
             CODEC_PCO => {
@@ -245,27 +254,49 @@ fn read_page<T: pco::data_types::Number + Default>(
     Ok(())
 }
 
+/// Calls `take` with each run of `items` (ascending by `time`) in
+/// `[min_t, max_t]` and, when given, in one of `windows`.
+fn kept_runs<T>(
+    items: &[T],
+    time: impl Fn(&T) -> i64 + Copy,
+    (min_t, max_t): (i64, i64),
+    windows: Option<StepWindows>,
+    mut take: impl FnMut(std::ops::Range<usize>),
+) {
+    let lo = items.partition_point(|x| time(x) < min_t);
+    // An empty range (min_t > max_t) keeps nothing.
+    let hi = items.partition_point(|x| time(x) <= max_t).max(lo);
+    match windows {
+        Some(w) => w.runs(&items[lo..hi], time, |r| take(r.start + lo..r.end + lo)),
+        None => take(lo..hi),
+    }
+}
+
 /// Appends the samples of `ts`/`vs` (time-ordered, same length) in the range
 /// and windows to `out`.
 fn keep(
     ts: &[i64],
     vs: &[f64],
-    (min_t, max_t): (i64, i64),
+    range: (i64, i64),
     windows: Option<StepWindows>,
     out: &mut Vec<Sample>,
 ) {
     let n = ts.len().min(vs.len());
-    let ts = &ts[..n];
-    let lo = ts.partition_point(|&t| t < min_t);
-    // An empty range (min_t > max_t) keeps nothing.
-    let hi = ts.partition_point(|&t| t <= max_t).max(lo);
-    let mut take = |r: std::ops::Range<usize>| {
-        out.extend(r.map(|i| Sample { t: ts[i], v: vs[i] }));
-    };
-    match windows {
-        Some(w) => w.runs(&ts[lo..hi], |&t| t, |r| take(r.start + lo..r.end + lo)),
-        None => take(lo..hi),
-    }
+    let (ts, vs) = (&ts[..n], &vs[..n]);
+    kept_runs(
+        ts,
+        |&t| t,
+        range,
+        windows,
+        |r| {
+            out.extend(
+                ts[r.clone()]
+                    .iter()
+                    .zip(&vs[r])
+                    .map(|(&t, &v)| Sample { t, v }),
+            );
+        },
+    );
 }
 
 /// Decompresses a standalone pcodec file into `dst` (cleared first),

@@ -66,7 +66,12 @@ impl BlockReader {
             )
             .await?
             .filter(filter)?
-            .select_columns(&["series_id", "min_t", "max_t", "data"])?;
+            // Chunk bounds only when windows may skip chunks by them.
+            .select_columns(if windows.is_some() {
+                &["series_id", "min_t", "max_t", "data"]
+            } else {
+                &["series_id", "data"]
+            })?;
         let mut stream = df.execute_stream().await?;
         let range = block::ChunkRange {
             min_t,
