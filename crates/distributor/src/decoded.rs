@@ -358,6 +358,13 @@ impl Builder {
                 5 => metadata
                     .get_or_insert_default()
                     .merge(length_delimited(wire_type, &mut buf)?)?,
+                // created_timestamp: not stored, but read as the int64 it
+                // is, so a body that sends it with another wire type is
+                // refused as prost refuses it (found by fuzzing).
+                6 => {
+                    let mut created = 0i64;
+                    prost::encoding::int64::merge(wire_type, &mut created, &mut buf, ctx)?;
+                }
                 _ => skip(wire_type, tag, &mut buf)?,
             }
         }

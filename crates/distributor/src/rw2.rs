@@ -184,4 +184,29 @@ mod tests {
         let as_v2 = DecodedWrite::decode_v2(&v1.encode_to_vec()).expect("decodes");
         assert!(as_v2.series.is_empty() && as_v2.labels.is_empty());
     }
+
+    /// A series' created_timestamp (field 6, int64) is read as prost reads
+    /// it: as a varint it is accepted, with another wire type refused.
+    #[test]
+    fn created_timestamps_must_be_varints() {
+        let with_field_6 = |field: &[u8]| {
+            let mut ts = series(&[1, 2], &[(1, 1.0)], None).encode_to_vec();
+            ts.extend_from_slice(field);
+            let mut body = Vec::new();
+            for s in symbols() {
+                prost::encoding::string::encode(4, &s, &mut body);
+            }
+            prost::encoding::bytes::encode(5, &ts, &mut body);
+            body
+        };
+        let ok = with_field_6(&[0x30, 0x05]);
+        assert!(Request::decode(ok.as_slice()).is_ok());
+        assert_eq!(
+            DecodedWrite::decode_v2(&ok).expect("varint").series.len(),
+            1
+        );
+        let bad = with_field_6(&[0x32, 0x02, 0x01, 0x02]);
+        assert!(Request::decode(bad.as_slice()).is_err());
+        assert!(DecodedWrite::decode_v2(&bad).is_err());
+    }
 }
