@@ -568,6 +568,19 @@ impl<'a> StrCol<'a> {
             StrCol::View(a) => a.is_valid(row).then(|| a.value(row)),
         }
     }
+
+    /// Bytes of all its values together.
+    pub(crate) fn total_len(&self) -> usize {
+        match self {
+            StrCol::Utf8(a) => {
+                let offsets = a.value_offsets();
+                let first = offsets.first().copied().unwrap_or(0);
+                let last = offsets.last().copied().unwrap_or(0);
+                usize::try_from(last - first).unwrap_or(0)
+            }
+            StrCol::View(a) => a.lengths().map(|l| l as usize).sum(),
+        }
+    }
 }
 
 /// A binary column in plain or view layout.

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod crashpoint;
 pub mod durable_fs;
 pub mod instrumented;
+pub mod line_template;
 mod log_scan;
 pub mod logblock;
 pub mod merge;
@@ -46,6 +47,8 @@ pub enum StorageError {
     Format(&'static str),
     #[error(transparent)]
     Chunk(#[from] chunk::ChunkError),
+    #[error(transparent)]
+    Template(#[from] line_template::JoinError),
     /// Recent data held by ingesters could not be read.
     #[error("recent data unavailable: {0}")]
     Unavailable(String),

@@ -3,6 +3,14 @@
 //! DataFusion skips row groups and pages that cannot match.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use datafusion::functions::expr_fn::regexp_like;
 use datafusion::logical_expr::expr::Like;
@@ -32,7 +40,7 @@ impl BlockReader {
         end_ns: i64,
         limit: Option<(usize, Direction)>,
     ) -> Result<Vec<LogStream>, StorageError> {
-        let Some((mut df, streams)) = self
+        let Some((mut df, streams, joined)) = self
             .scan_entries(tenant, meta, matchers, line_filters, (start_ns, end_ns))
             .await?
         else {
@@ -55,6 +63,10 @@ impl BlockReader {
             df = df
                 .sort(vec![ident("ts").sort(!newest_first, false)])?
                 .limit(0, Some(n))?;
+        }
+        if !joined {
+            // After the limit: only the lines returned are put together.
+            df = with_lines(df)?;
         }
         let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.try_next().await? {
@@ -85,12 +97,13 @@ impl BlockReader {
         matchers: &[Matcher],
         (start_ns, end_ns): (i64, i64),
     ) -> Result<Vec<(Labels, Vec<EntrySize>)>, StorageError> {
-        let Some((df, streams)) = self
+        let Some((df, streams, joined)) = self
             .scan_entries(tenant, meta, matchers, &[], (start_ns, end_ns))
             .await?
         else {
             return Ok(Vec::new());
         };
+        let df = if joined { df } else { with_lines(df)? };
         let mut by_id: HashMap<u32, (Labels, Vec<EntrySize>)> = streams
             .into_iter()
             .map(|(id, labels)| (id, (labels, Vec::new())))
@@ -113,7 +126,8 @@ impl BlockReader {
     }
 
     /// The scan of a log block's entries of matching streams in the range
-    /// that pass the line filters, and those streams by id; `None` when no
+    /// that pass the line filters, those streams by id, and whether the scan
+    /// has a `line` column yet (`with_lines` adds it); `None` when no
     /// stream matches.
     async fn scan_entries(
         &self,
@@ -122,7 +136,7 @@ impl BlockReader {
         matchers: &[Matcher],
         line_filters: &[LineFilter],
         (start_ns, end_ns): (i64, i64),
-    ) -> Result<Option<(datafusion::dataframe::DataFrame, Vec<(u32, Labels)>)>, StorageError> {
+    ) -> Result<Option<(DataFrame, Vec<(u32, Labels)>, bool)>, StorageError> {
         let streams = self.select_streams(tenant, meta, matchers).await?;
         if streams.is_empty() {
             return Ok(None);
@@ -131,18 +145,132 @@ impl BlockReader {
         let mut filter = ids_filter("stream_id", streams.iter().map(|&(id, _)| id))
             .and(ts.clone().gt_eq(lit(start_ns)))
             .and(ts.lt(lit(end_ns)));
-        for f in line_filters {
-            filter = filter.and(line_filter_expr(f, ident("line")));
-        }
-        let df = self
+        let mut df = self
             .ctx
             .read_parquet(
                 Self::url(Signal::Logs, tenant, meta, "entries.parquet"),
                 ParquetReadOptions::default(),
             )
-            .await?
-            .filter(filter)?;
-        Ok(Some((df, streams)))
+            .await?;
+        if !df.schema().has_column_with_unqualified_name("tpl") {
+            // Written before line templates: the line is a column.
+            for f in line_filters {
+                filter = filter.and(line_filter_expr(f, ident("line")));
+            }
+            return Ok(Some((df.filter(filter)?, streams, true)));
+        }
+        // Filters that can run on the template and variable columns do, in
+        // the Parquet scan; lines are put back together only for the rows
+        // they keep, and the other filters run over those lines.
+        let mut on_lines = Vec::new();
+        for f in line_filters {
+            match templated_filter_expr(f) {
+                Some(e) => filter = filter.and(e),
+                None => on_lines.push(f),
+            }
+        }
+        df = df.filter(filter)?;
+        let Some(on_lines) = on_lines
+            .into_iter()
+            .map(|f| line_filter_expr(f, ident("line")))
+            .reduce(Expr::and)
+        else {
+            return Ok(Some((df, streams, false)));
+        };
+        Ok(Some((with_lines(df)?.filter(on_lines)?, streams, true)))
+    }
+}
+
+/// A templated log block's scan with its lines put back together as the
+/// `line` column, in place of the columns they come from.
+fn with_lines(df: DataFrame) -> Result<DataFrame, StorageError> {
+    let parts = logblock::line_source_columns()
+        .into_iter()
+        .map(ident)
+        .collect();
+    Ok(df.select(vec![
+        ident("stream_id"),
+        ident("ts"),
+        ScalarUDF::from(JoinLines::default())
+            .call(parts)
+            .alias("line"),
+        ident("metadata"),
+    ])?)
+}
+
+/// A line filter as a filter on the template and variable columns of a
+/// templated log block, when it can be one: a substring of ASCII letters
+/// and digits only, with at least one character other than digits, `T`
+/// and `Z`. A variable is a maximal run of letters and digits, so such a
+/// substring of a line lies either in the template's text or inside one
+/// variable, never across both (`vrest` separates its variables by
+/// spaces); and the runs of letters and digits of a timestamp written from
+/// the entry's time hold nothing else, so it cannot lie there. `None` for
+/// other filters, which need the whole line.
+fn templated_filter_expr(f: &LineFilter) -> Option<Expr> {
+    let in_any_part = |text: &str| -> Option<Expr> {
+        if !text.bytes().all(|b| b.is_ascii_alphanumeric())
+            || text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'T' || b == b'Z')
+        {
+            return None;
+        }
+        logblock::line_source_columns()
+            .into_iter()
+            .filter(|c| c != "ts")
+            .map(|c| line_filter_expr(&LineFilter::Contains(text.to_string()), ident(c)).is_true())
+            .reduce(Expr::or)
+    };
+    match f {
+        LineFilter::Contains(t) => in_any_part(t),
+        LineFilter::NotContains(t) => in_any_part(t).map(not),
+        LineFilter::Regex(_) | LineFilter::NotRegex(_) => None,
+        LineFilter::Any(alts) => alts
+            .iter()
+            .map(templated_filter_expr)
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .reduce(Expr::or),
+    }
+}
+
+/// `strata_log_line(tpl, v0, .., vrest)`: the lines of a templated log
+/// block, put back together (`logblock::join_lines`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JoinLines {
+    signature: Signature,
+}
+
+impl Default for JoinLines {
+    fn default() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JoinLines {
+    fn name(&self) -> &str {
+        "strata_log_line"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let columns = ColumnarValue::values_to_arrays(&args.args)?;
+        let lines =
+            logblock::join_lines(&columns).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(ColumnarValue::Array(Arc::new(lines)))
     }
 }
 

@@ -187,14 +187,20 @@ struct DataRows {
     stream: BatchStream,
     batch: Option<RecordBatch>,
     row: usize,
+    /// Brings each batch read to the columns the merge reads.
+    normalize: fn(RecordBatch) -> Result<RecordBatch, StorageError>,
 }
 
 impl DataRows {
-    fn new(stream: BatchStream) -> Self {
+    fn new(stream: BatchStream, signal: Signal) -> Self {
         Self {
             stream,
             batch: None,
             row: 0,
+            normalize: match signal {
+                Signal::Metrics => Ok,
+                Signal::Logs => crate::logblock::entries_with_lines,
+            },
         }
     }
 
@@ -211,7 +217,10 @@ impl DataRows {
                     .ok_or(StorageError::Format("id column is not UInt32"))?;
                 return Ok(Some(ids.value(self.row)));
             }
-            self.batch = self.stream.try_next().await?;
+            self.batch = match self.stream.try_next().await? {
+                Some(b) => Some((self.normalize)(b)?),
+                None => None,
+            };
             self.row = 0;
             if self.batch.is_none() {
                 return Ok(None);
@@ -237,6 +246,53 @@ impl DataRows {
         match &self.batch {
             Some(b) => Ok((b, self.row)),
             None => Err(StorageError::Format("read past the end of a block file")),
+        }
+    }
+}
+
+/// A merged block's `entries.parquet`, opened when its first rows are
+/// written: they choose the column settings (`entries_props`).
+struct EntriesFile {
+    path: ObjectPath,
+    file: Option<OutputFile>,
+}
+
+impl EntriesFile {
+    fn open(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        sample: &RecordBatch,
+    ) -> Result<&mut OutputFile, StorageError> {
+        if self.file.is_none() {
+            self.file = Some(OutputFile::new(
+                store,
+                self.path.clone(),
+                crate::logblock::entries_schema(),
+                entries_props(sample),
+            )?);
+        }
+        self.file
+            .as_mut()
+            .ok_or(StorageError::Format("entries file not opened"))
+    }
+
+    async fn write(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        batch: RecordBatch,
+    ) -> Result<(), StorageError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.open(store, &batch)?.write(batch).await
+    }
+
+    async fn close(mut self, store: &Arc<dyn ObjectStore>) -> Result<u64, StorageError> {
+        let empty = RecordBatch::new_empty(crate::logblock::entries_schema());
+        self.open(store, &empty)?;
+        match self.file {
+            Some(f) => f.close(store).await,
+            None => Err(StorageError::Format("entries file not opened")),
         }
     }
 }
@@ -369,7 +425,7 @@ async fn open_sources(
             Some(data_columns),
         )
         .await?;
-        data.push(DataRows::new(stream));
+        data.push(DataRows::new(stream, signal));
     }
     names.sort_unstable();
     names.dedup();
@@ -472,7 +528,13 @@ pub async fn merge_log_blocks(
     sources: &[SourceBlock],
     target: MergeTarget<'_>,
 ) -> Result<BlockMeta, StorageError> {
-    let columns = ["stream_id", "ts", "line", "metadata"];
+    // Blocks written before line templates have `line`, later ones its
+    // template and variables; a projection skips the names a file lacks.
+    let source_columns = crate::logblock::line_source_columns();
+    let columns: Vec<&str> = ["stream_id", "ts", "line", "metadata"]
+        .into_iter()
+        .chain(source_columns.iter().map(String::as_str))
+        .collect();
     let (mut streams, mut entries, names) =
         open_sources(Signal::Logs, sources, target.tenant, &columns).await?;
     let mut meta = target_meta(&target);
@@ -485,12 +547,10 @@ pub async fn merge_log_blocks(
         block::writer_props(SERIES_PER_ROW_GROUP),
     )?;
     let mut entry_rows = EntryRows::default();
-    let mut entries_out = OutputFile::new(
-        target.store,
-        file("entries.parquet"),
-        crate::logblock::entries_schema(),
-        entries_props(),
-    )?;
+    let mut entries_out = EntriesFile {
+        path: file("entries.parquet"),
+        file: None,
+    };
 
     let (min_ns, max_ns) = (
         target.min_time.saturating_mul(1_000_000),
@@ -533,7 +593,9 @@ pub async fn merge_log_blocks(
                 entry_rows.append(next_id, ts, line, metadata.get(row));
                 written += 1;
                 if entry_rows.len() >= WRITE_BATCH_ROWS {
-                    entries_out.write(entry_rows.finish()?).await?;
+                    entries_out
+                        .write(target.store, entry_rows.finish()?)
+                        .await?;
                 }
             }
             entries[i].row += 1;
@@ -548,7 +610,9 @@ pub async fn merge_log_blocks(
             streams_out.write(stream_rows.finish("stream_id")?).await?;
         }
     }
-    entries_out.write(entry_rows.finish()?).await?;
+    entries_out
+        .write(target.store, entry_rows.finish()?)
+        .await?;
     streams_out.write(stream_rows.finish("stream_id")?).await?;
 
     let entry_bytes = entries_out.close(target.store).await?;
@@ -831,6 +895,58 @@ mod tests {
                 assert!(!seen.insert(&format!("line {i}")));
             }
         }
+    }
+
+    /// Blocks written before line templates merge with templated ones:
+    /// every line comes out whole, the copies in both once.
+    #[tokio::test]
+    async fn log_blocks_of_both_layouts_merge_into_templated_lines() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let lines = crate::logblock::tests::awkward_lines();
+        let entries = |from: usize, to: usize| {
+            (from..to)
+                .map(|i| LogEntry {
+                    ts: i as i64 * 1_000,
+                    line: lines[i % lines.len()].clone(),
+                    metadata: Labels::default(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let n = lines.len();
+        let old = vec![(labels(&[("app", "a")]), entries(0, n))];
+        let new = vec![(labels(&[("app", "a")]), entries(n / 2, 2 * n))];
+        let mut sources = Vec::new();
+        for (blk, legacy) in [(old, true), (new, false)] {
+            let mut enc = crate::logblock::encode_log_block(&blk, 0, 1).expect("encode");
+            if legacy {
+                enc.entries_parquet = crate::logblock::tests::legacy_entries(&blk);
+            }
+            crate::logblock::upload_log_block(store.as_ref(), "t", &enc)
+                .await
+                .expect("upload");
+            sources.push(SourceBlock {
+                store: store.clone(),
+                meta: enc.meta,
+            });
+        }
+        let merged = merge_log_blocks(&sources, target(&store, 0, 1))
+            .await
+            .expect("merge");
+        let got = crate::BlockReader::new(store.clone())
+            .select_log_entries("t", &merged, &[], &[], 0, i64::MAX, None)
+            .await
+            .expect("select");
+        assert_eq!(got.len(), 1);
+        let got: Vec<(i64, String)> = got[0]
+            .entries
+            .iter()
+            .map(|e| (e.ts, e.line.clone()))
+            .collect();
+        let want: Vec<(i64, String)> = entries(0, 2 * n)
+            .into_iter()
+            .map(|e| (e.ts, e.line))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[tokio::test]
