@@ -10,9 +10,10 @@
 //! `vrest` for the others, space-separated), and `metadata` (structured
 //! metadata as a JSON object, null when empty). zstd with page statistics
 //! and the page index, so a stream-id and time-range filter skips most
-//! pages; readers put each line back together ([`line_column`]) before line
-//! filters run over it. Blocks written before templates hold the whole
-//! line in a `line` column instead, and are read as they are.
+//! pages; line filters of letters and digits run over the template and
+//! variable columns, the others over lines put back together
+//! ([`join_lines`]). Blocks written before templates hold the whole line in
+//! a `line` column instead, and are read as they are.
 
 use std::sync::Arc;
 
