@@ -396,10 +396,14 @@ impl TimeFormat {
         let mut buf = [0u8; 32];
         let mut n = 0;
         let mut put = |value: i64, width: u32, sep: Option<u8>| {
-            for i in (0..width).rev() {
-                buf[n] = b'0' + (value / 10i64.pow(i) % 10) as u8;
-                n += 1;
+            // Right to left, dividing by the constant 10 (a multiplication).
+            let mut v = value;
+            let width = width as usize;
+            for slot in buf[n..n + width].iter_mut().rev() {
+                *slot = b'0' + (v % 10) as u8;
+                v /= 10;
             }
+            n += width;
             if let Some(sep) = sep {
                 buf[n] = sep;
                 n += 1;
