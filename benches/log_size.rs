@@ -12,6 +12,10 @@
 //! the order most favourable to it; an entry's structured metadata is
 //! appended to its line as ` name=value` pairs for gzip and counted in the
 //! raw bytes.
+//!
+//! For profiling: `LOG_SIZE_SCAN=1` builds only the mixed block and runs
+//! the scans; `DECODE_ONLY=1` makes the scans decode the columns without
+//! searching them.
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -161,6 +165,21 @@ fn scan(entries: &Bytes, needle: &str, join: bool) -> (usize, f64) {
     (matches, started.elapsed().as_secs_f64())
 }
 
+/// The median seconds of `runs` scans of `entries` for "error", each
+/// checked to find the `expected` lines (unless only decoding).
+fn p50_scan(entries: &Bytes, join: bool, runs: usize, expected: usize) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let (n, s) = scan(entries, "error", join);
+        if std::env::var_os("DECODE_ONLY").is_none() {
+            assert_eq!(n, expected, "lines with \"error\" (joined first: {join})");
+        }
+        times.push(s);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// The lines alone as a one-column Parquet file with zstd at `level` and
 /// pages of `page_bytes`: what the line column would cost so.
 fn whole_line_column(lines: &[String], level: i32, page_bytes: usize) -> (Vec<u8>, f64) {
@@ -256,30 +275,14 @@ fn main() {
     // templates), scanned the same way.
     let (whole, _) = whole_line_column(&m.text, 9, 8 << 20);
     let whole = Bytes::from(whole);
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let (n, s) = scan(&whole, "error", true);
-        assert_eq!(n, expected, "whole lines with \"error\"");
-        times.push(s);
-    }
-    times.sort_by(f64::total_cmp);
-    let p50 = times[times.len() / 2];
+    let p50 = p50_scan(&whole, true, runs, expected);
     println!(
         "line filter |= \"error\" over the same lines as whole lines, one core: p50 {:.1} ms = {:.2} GB/s of lines",
         p50 * 1e3,
         m.raw as f64 / 1e9 / p50
     );
     for join in [false, true] {
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let (n, s) = scan(&m.entries_parquet, "error", join);
-            if std::env::var_os("DECODE_ONLY").is_none() {
-                assert_eq!(n, expected, "lines with \"error\" (joined first: {join})");
-            }
-            times.push(s);
-        }
-        times.sort_by(f64::total_cmp);
-        let p50 = times[times.len() / 2];
+        let p50 = p50_scan(&m.entries_parquet, join, runs, expected);
         println!(
             "line filter |= \"error\" over the mixed block, one core, {}: {expected} lines matched, p50 {:.1} ms = {:.2} GB/s of lines",
             if join {

@@ -124,19 +124,6 @@ pub enum JoinError {
     BadTime,
 }
 
-/// Appends the line of `template` with `vars` in its places to `out`; `ts`
-/// is the entry's time (ns).
-pub fn join<'v>(
-    template: &str,
-    ts: i64,
-    vars: impl Iterator<Item = &'v str>,
-    out: &mut impl std::fmt::Write,
-) -> Result<(), JoinError> {
-    let mut parsed = Template::default();
-    parsed.parse(template)?;
-    parsed.join(ts, vars, out)
-}
-
 /// A template read once, to put many lines of it back together (rows of a
 /// stream mostly repeat the previous row's template).
 #[derive(Debug, Default)]
@@ -365,9 +352,8 @@ impl TimeFormat {
             has_delta: false,
         };
         // Writing it back must give the same bytes (no 30 February).
-        let mut back = String::with_capacity(end - start);
-        format.render(ns, 0, &mut back).ok()?;
-        (back.as_bytes() == &bytes[start..end]).then_some((end, format, ns))
+        let (back, n) = format.text(ns).ok()?;
+        (back[..n] == bytes[start..end]).then_some((end, format, ns))
     }
 
     /// Writes the time `delta` units after the entry's (`entry_ns`,
@@ -384,6 +370,16 @@ impl TimeFormat {
             .checked_add(delta)
             .and_then(|u| u.checked_mul(unit))
             .ok_or(JoinError::BadTime)?;
+        let (buf, n) = self.text(ns)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(|_| JoinError::BadTime)?;
+        let _ = out.write_str(text);
+        Ok(())
+    }
+
+    /// The time `ns` written in this format (ASCII, in a buffer on the
+    /// stack: no allocation per timestamp) and its length.
+    fn text(self, ns: i64) -> Result<([u8; 32], usize), JoinError> {
+        let unit = self.unit();
         let secs = ns.div_euclid(1_000_000_000);
         let nanos = ns.rem_euclid(1_000_000_000);
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
@@ -422,9 +418,7 @@ impl TimeFormat {
             buf[n] = b'Z';
             n += 1;
         }
-        let text = std::str::from_utf8(&buf[..n]).map_err(|_| JoinError::BadTime)?;
-        let _ = out.write_str(text);
-        Ok(())
+        Ok((buf, n))
     }
 }
 
@@ -460,6 +454,18 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line of `template` with `vars` in its places, appended to `out`.
+    fn join<'v>(
+        template: &str,
+        ts: i64,
+        vars: impl Iterator<Item = &'v str>,
+        out: &mut String,
+    ) -> Result<(), JoinError> {
+        let mut parsed = Template::default();
+        parsed.parse(template)?;
+        parsed.join(ts, vars, out)
+    }
 
     /// 2026-12-07T08:00:01.123456789Z.
     const TS: i64 = 1_796_630_401_123_456_789;

@@ -897,6 +897,27 @@ mod tests {
         }
     }
 
+    /// Uploads `streams` as tenant `t`'s log block over `[min, max)` ms, in
+    /// the layout before line templates when `legacy`, as a merge source.
+    async fn upload_log_source(
+        store: &Arc<dyn ObjectStore>,
+        streams: &[(Labels, Vec<LogEntry>)],
+        (min, max): (i64, i64),
+        legacy: bool,
+    ) -> SourceBlock {
+        let mut enc = crate::logblock::encode_log_block(streams, min, max).expect("encode");
+        if legacy {
+            enc.entries_parquet = crate::logblock::tests::legacy_entries(streams);
+        }
+        crate::logblock::upload_log_block(store.as_ref(), "t", &enc)
+            .await
+            .expect("upload");
+        SourceBlock {
+            store: store.clone(),
+            meta: enc.meta,
+        }
+    }
+
     /// Blocks written before line templates merge with templated ones:
     /// every line comes out whole, the copies in both once.
     #[tokio::test]
@@ -915,20 +936,10 @@ mod tests {
         let n = lines.len();
         let old = vec![(labels(&[("app", "a")]), entries(0, n))];
         let new = vec![(labels(&[("app", "a")]), entries(n / 2, 2 * n))];
-        let mut sources = Vec::new();
-        for (blk, legacy) in [(old, true), (new, false)] {
-            let mut enc = crate::logblock::encode_log_block(&blk, 0, 1).expect("encode");
-            if legacy {
-                enc.entries_parquet = crate::logblock::tests::legacy_entries(&blk);
-            }
-            crate::logblock::upload_log_block(store.as_ref(), "t", &enc)
-                .await
-                .expect("upload");
-            sources.push(SourceBlock {
-                store: store.clone(),
-                meta: enc.meta,
-            });
-        }
+        let sources = vec![
+            upload_log_source(&store, &old, (0, 1), true).await,
+            upload_log_source(&store, &new, (0, 1), false).await,
+        ];
         let merged = merge_log_blocks(&sources, target(&store, 0, 1))
             .await
             .expect("merge");
@@ -990,14 +1001,7 @@ mod tests {
         )];
         let mut sources = Vec::new();
         for (blk, lo, hi) in [(first, 0, 10), (second, 0, 10), (later, 10, 20)] {
-            let enc = crate::logblock::encode_log_block(&blk, lo, hi).expect("encode");
-            crate::logblock::upload_log_block(store.as_ref(), "t", &enc)
-                .await
-                .expect("upload");
-            sources.push(SourceBlock {
-                store: store.clone(),
-                meta: enc.meta,
-            });
+            sources.push(upload_log_source(&store, &blk, (lo, hi), false).await);
         }
         let merged = merge_log_blocks(&sources, target(&store, 0, 20))
             .await
